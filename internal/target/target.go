@@ -1,0 +1,38 @@
+// Package target defines how the broker reaches a target: a Backend makes it
+// reachable (starting a container if needed) and returns a connection to an
+// SSH server plus how to log in to it. Implementations live in subpackages
+// (upstream, docker). This package imports no store, policy or relay.
+package target
+
+import (
+	"context"
+	"net"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+// Request is what the broker asks a backend for.
+type Request struct {
+	Target store.Target
+	Login  string         // the login on the target, already authorized
+	ID     *gate.Identity // the gate user
+	ConnID string         // the client connection, for labels and logs
+}
+
+// Upstream is a connection to an SSH server (sshd or sshgate-agent) and the
+// client configuration to log in to it. The broker runs the SSH handshake.
+type Upstream struct {
+	Conn    net.Conn
+	Client  *ssh.ClientConfig           // HostKeyCallback is never insecure
+	Release func(context.Context) error // idempotent; nil when there is nothing to release
+}
+
+// Backend makes a target reachable. Errors returned are *gate.PublicError
+// where the text is fit for the user ("container for web-1 could not start:
+// image "x" not found"); anything else is shown as a generic message.
+type Backend interface {
+	Open(ctx context.Context, req Request) (*Upstream, error)
+}
