@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# test-setup.sh: prepare a fresh Debian bookworm machine (as root) for the
+# sshgate test suite. Idempotent and non-interactive: installs only what is
+# missing, starts a Docker engine if none answers, builds the local test image
+# sshgate-test/busybox:latest (FROM scratch, no pull). Safe to run again.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+summary=()
+note() { summary+=("$*"); echo "test-setup: $*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "test-setup: must run as root (installs packages, starts dockerd)" >&2
+	exit 1
+fi
+
+# ---- packages ---------------------------------------------------------------
+pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 tmux sshpass make)
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	note "installing: ${missing[*]}"
+	apt-get update -q
+	# policy-rc.d keeps the packages' own services (sshd, docker) from being
+	# started by the postinst scripts: the tests start their own.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod +x /usr/sbin/policy-rc.d
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	fi
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	note "packages: all present"
+fi
+mkdir -p /run/sshd
+chmod 0755 /run/sshd
+
+# ---- docker engine ----------------------------------------------------------
+docker_ok=0
+if timeout 10 docker info >/dev/null 2>&1; then
+	docker_ok=1
+	note "docker: engine already running"
+else
+	log=/var/log/sshgate-dockerd.log
+	if ! pgrep -x dockerd >/dev/null 2>&1; then
+		note "docker: starting dockerd (log $log)"
+		nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$log" 2>&1 </dev/null &
+		disown || true
+	else
+		note "docker: dockerd process found but not answering yet; waiting"
+	fi
+	for _ in $(seq 1 120); do
+		if timeout 5 docker info >/dev/null 2>&1; then
+			docker_ok=1
+			break
+		fi
+		if ! pgrep -x dockerd >/dev/null 2>&1; then
+			break
+		fi
+		sleep 0.5
+	done
+	if [ "$docker_ok" = 1 ]; then
+		note "docker: engine started"
+	else
+		note "docker: ENGINE NOT AVAILABLE; docker tests will skip. Last lines of $log:"
+		tail -n 15 "$log" 2>/dev/null | sed 's/^/    /' || true
+	fi
+fi
+
+# ---- test image ---------------------------------------------------------------
+image=sshgate-test/busybox:latest
+if [ "$docker_ok" = 1 ]; then
+	if docker image inspect "$image" >/dev/null 2>&1; then
+		note "image $image: present"
+	else
+		ctx=$(mktemp -d)
+		bb=/bin/busybox
+		[ -x "$bb" ] || bb=/usr/bin/busybox
+		e2e/images/busybox/make-rootfs.sh "$bb" "$ctx"
+		# The legacy builder needs neither BuildKit nor a network for
+		# FROM scratch + COPY; docker import is the fallback for engines
+		# whose builder is unavailable.
+		if DOCKER_BUILDKIT=0 docker build -q --network none -t "$image" "$ctx" >"$ctx.log" 2>&1; then
+			note "image $image: built"
+		else
+			sed 's/^/    /' "$ctx.log" >&2
+			tar -C "$ctx/rootfs" -c . | docker import \
+				-c 'ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin' -c 'ENV HOME=/root' -c 'CMD ["/bin/sh"]' \
+				- "$image" >/dev/null
+			note "image $image: imported (docker build failed, see above)"
+		fi
+		rm -rf "$ctx" "$ctx.log"
+	fi
+	if out=$(timeout 60 docker run --rm --network none "$image" echo hi 2>&1) && [ "$out" = hi ]; then
+		note "image $image: runs (echo hi)"
+	else
+		note "image $image: FAILED to run: $out"
+		exit 1
+	fi
+fi
+
+note "done in $(( $(date +%s) - start ))s"
+echo "---- test-setup summary ----"
+printf '  %s\n' "${summary[@]}"
