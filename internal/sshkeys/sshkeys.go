@@ -207,7 +207,7 @@ func HostKeyAlgorithms(k ssh.PublicKey) []string {
 // put it first and the client's order decides, and x/crypto's chacha20 is
 // about 10x slower than its AES-GCM (see DESIGN.md). Operators may add it.
 var (
-	KeyExchanges = []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519, "curve25519-sha256@libssh.org"}
+	KeyExchanges = []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519}
 	Ciphers      = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, "aes128-ctr", "aes256-ctr"}
 	AllCiphers   = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305, "aes128-ctr", "aes192-ctr", "aes256-ctr"}
 	MACs         = []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM}

@@ -1,0 +1,63 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsValid(t *testing.T) {
+	if err := Defaults().Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+}
+
+func TestLoadAndValidate(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		wantErrs   []string // substrings, each must appear
+	}{
+		{"empty file", "", nil},
+		{"override", "listen: 0.0.0.0:22\nlimits:\n  login_grace: 10s\n", nil},
+		{"unknown key", "lissen: x\n", []string{"lissen"}},
+		{"bad duration", "limits:\n  login_grace: ten\n", []string{`"ten" is not a duration`}},
+		{"every problem", "listen: nope\nlog:\n  level: loud\nssh:\n  ciphers: [3des-cbc]\nlimits:\n  max_auth_tries: 0\nenv_allow: [\"A=B\"]\n",
+			[]string{"listen:", "log.level:", "ssh.ciphers:", `"3des-cbc"`, "limits.max_auth_tries:", "env_allow:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(f, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(f)
+			if err == nil {
+				err = c.Validate()
+			}
+			if len(tt.wantErrs) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %v", tt.wantErrs)
+			}
+			for _, w := range tt.wantErrs {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvAllowed(t *testing.T) {
+	c := Defaults()
+	for name, want := range map[string]bool{"LANG": true, "LC_ALL": true, "LC_CTYPE": true, "LD_PRELOAD": false, "BASH_ENV": false, "TERM": false, "PATH": false} {
+		if got := c.EnvAllowed(name); got != want {
+			t.Errorf("EnvAllowed(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+// Package policy decides what a gate user may reach. It is pure: it takes the
+// user's grants and the targets, and answers; it does no I/O and imports no
+// store implementation, ssh or target package.
+package policy
+
+import (
+	"sort"
+
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+// Login is one way a user may log in to a target.
+type Login struct {
+	Name       string
+	Forwarding bool
+}
+
+// Access is a target a user may reach, with the logins granted on it. The
+// first login is the one used when the user names none.
+type Access struct {
+	Target store.Target
+	Logins []Login
+}
+
+// Permit is a decision to let a user into a target as a login.
+type Permit struct {
+	Target     store.Target
+	Login      string
+	Forwarding bool
+}
+
+// Accessible lists the targets the grants open, sorted by target name. A
+// grant on an environment covers every target in it; a grant without a login
+// means the target's default login. When several grants give the same login,
+// forwarding is allowed if any of them allows it.
+func Accessible(targets []store.Target, grants []store.Grant) []Access {
+	var out []Access
+	for _, t := range targets {
+		logins := map[string]bool{}
+		for _, g := range grants {
+			if g.Target != t.Name && (g.Env == "" || g.Env != t.Env) {
+				continue
+			}
+			login := g.Login
+			if login == "" {
+				login = t.Login
+			}
+			if login == "" {
+				continue
+			}
+			logins[login] = logins[login] || g.Forwarding
+		}
+		if len(logins) == 0 {
+			continue
+		}
+		a := Access{Target: t}
+		for name, fwd := range logins {
+			a.Logins = append(a.Logins, Login{Name: name, Forwarding: fwd})
+		}
+		sort.Slice(a.Logins, func(i, j int) bool {
+			li, lj := a.Logins[i].Name, a.Logins[j].Name
+			if (li == t.Login) != (lj == t.Login) {
+				return li == t.Login // the target's default login first
+			}
+			return li < lj
+		})
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Target.Name < out[j].Target.Name })
+	return out
+}
+
+// Decide returns the permit for target as login ("" for the default), or
+// false. Unknown and ungranted targets are indistinguishable to the caller.
+func Decide(access []Access, target, login string) (Permit, bool) {
+	for _, a := range access {
+		if a.Target.Name != target {
+			continue
+		}
+		for _, l := range a.Logins {
+			if login == "" || l.Name == login {
+				return Permit{Target: a.Target, Login: l.Name, Forwarding: l.Forwarding}, true
+			}
+		}
+		return Permit{}, false
+	}
+	return Permit{}, false
+}

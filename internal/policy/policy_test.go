@@ -1,0 +1,66 @@
+package policy
+
+import (
+	"testing"
+
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+func TestDecide(t *testing.T) {
+	targets := []store.Target{
+		{Name: "web-1", Env: "prod", Login: "www"},
+		{Name: "web-2", Env: "prod", Login: "www"},
+		{Name: "db-1", Env: "data", Login: "postgres"},
+		{Name: "lab", Env: "lab", Login: "student"},
+	}
+	grants := []store.Grant{
+		{User: "alice", Env: "prod"},
+		{User: "alice", Target: "web-1", Login: "root", Forwarding: true},
+		{User: "alice", Target: "db-1", Forwarding: true},
+		{User: "alice", Target: "db-1"},
+	}
+	access := Accessible(targets, grants)
+	if len(access) != 3 {
+		t.Fatalf("Accessible gave %d targets, want 3 (db-1, web-1, web-2): %+v", len(access), access)
+	}
+	if access[0].Target.Name != "db-1" || access[1].Target.Name != "web-1" || access[2].Target.Name != "web-2" {
+		t.Fatalf("not sorted by name: %+v", access)
+	}
+	tests := []struct {
+		target, login string
+		ok            bool
+		want          Permit
+	}{
+		{"web-1", "", true, Permit{Target: targets[0], Login: "www"}},
+		{"web-1", "www", true, Permit{Target: targets[0], Login: "www"}},
+		{"web-1", "root", true, Permit{Target: targets[0], Login: "root", Forwarding: true}},
+		{"web-2", "root", false, Permit{}},
+		{"web-2", "", true, Permit{Target: targets[1], Login: "www"}},
+		{"db-1", "", true, Permit{Target: targets[2], Login: "postgres", Forwarding: true}},
+		{"lab", "", false, Permit{}},
+		{"nope", "", false, Permit{}},
+	}
+	for _, tt := range tests {
+		got, ok := Decide(access, tt.target, tt.login)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("Decide(%q, %q) = %+v, %v; want %+v, %v", tt.target, tt.login, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestDefaultLoginFirst(t *testing.T) {
+	targets := []store.Target{{Name: "t", Env: "e", Login: "zed"}}
+	grants := []store.Grant{{User: "u", Target: "t", Login: "adm"}, {User: "u", Target: "t"}}
+	p, ok := Decide(Accessible(targets, grants), "t", "")
+	if !ok || p.Login != "zed" {
+		t.Fatalf("default login: got %+v %v, want zed", p, ok)
+	}
+	grants = []store.Grant{{User: "u", Target: "t", Login: "adm"}}
+	p, ok = Decide(Accessible(targets, grants), "t", "")
+	if !ok || p.Login != "adm" {
+		t.Fatalf("only granted login: got %+v %v, want adm", p, ok)
+	}
+	if _, ok := Decide(Accessible(targets, grants), "t", "zed"); ok {
+		t.Fatal("default login allowed although only adm was granted")
+	}
+}

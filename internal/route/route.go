@@ -1,0 +1,105 @@
+// Package route parses the SSH username into a gate user, an optional target
+// and an optional login: USER, USER+TARGET, USER+TARGET+LOGIN. It is the one
+// canonical parser of that untrusted string (fuzzed). It does no I/O.
+package route
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+)
+
+// GateTarget is the reserved target name that reaches the gate's own
+// commands even when a user has a default target.
+const GateTarget = "gate"
+
+// Separator splits the parts of a username.
+const Separator = "+"
+
+// MaxLen bounds the whole username; longer names are refused unread.
+const MaxLen = 200
+
+var (
+	nameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	loginRE = regexp.MustCompile(`^[a-z_][a-z0-9._-]{0,31}$`)
+)
+
+// ErrInvalidUser means the user part is not a valid gate user name: the
+// connection must fail authentication exactly as for an unknown user.
+var ErrInvalidUser = errors.New("invalid user name")
+
+// ErrInvalidTarget means the part after the user is malformed: after
+// authentication it is answered as an unknown target.
+var ErrInvalidTarget = errors.New("invalid target")
+
+// Route is a parsed username.
+type Route struct {
+	User   string
+	Target string // "" when none was given (or GateTarget was given)
+	Login  string // "" when none was given
+	Raw    string // the target part as typed, for messages; sanitized
+}
+
+// ValidName reports whether s is a valid user, environment or target name.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ValidLogin reports whether s is a valid login on a target.
+func ValidLogin(s string) bool { return loginRE.MatchString(s) }
+
+// Parse splits an SSH username. On ErrInvalidTarget the returned Route has
+// User set and Raw holding a printable form of what followed it.
+func Parse(username string) (Route, error) {
+	if len(username) > MaxLen {
+		return Route{}, ErrInvalidUser
+	}
+	parts := strings.Split(username, Separator)
+	if !ValidName(parts[0]) {
+		return Route{}, ErrInvalidUser
+	}
+	r := Route{User: parts[0]}
+	if len(parts) == 1 {
+		return r, nil
+	}
+	r.Raw = Printable(strings.Join(parts[1:], Separator))
+	if len(parts) > 3 || !ValidName(parts[1]) {
+		return r, ErrInvalidTarget
+	}
+	if len(parts) == 3 && (!ValidLogin(parts[2]) || parts[1] == GateTarget) {
+		return r, ErrInvalidTarget
+	}
+	if parts[1] == GateTarget {
+		return r, nil
+	}
+	r.Target = parts[1]
+	if len(parts) == 3 {
+		r.Login = parts[2]
+	}
+	return r, nil
+}
+
+// String puts a route back into username form.
+func (r Route) String() string {
+	s := r.User
+	if r.Target != "" {
+		s += Separator + r.Target
+		if r.Login != "" {
+			s += Separator + r.Login
+		}
+	}
+	return s
+}
+
+// Printable returns s with anything outside printable ASCII replaced by '?'
+// and cut to 64 bytes, so it can be echoed to a terminal or a log.
+func Printable(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
