@@ -1,0 +1,54 @@
+package harness
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSSHDDirect checks the harness itself against a real sshd, no gate.
+func TestSSHDDirect(t *testing.T) {
+	RequireTools(t, "/usr/sbin/sshd", "ssh", "scp", "ssh-keygen")
+	t.Parallel()
+	s := StartSSHD(t, SSHDOptions{})
+	key, pub := Keygen(t, t.TempDir(), "id_test")
+	s.Authorize(t, pub)
+	c := Direct(t, s, "root", key)
+
+	r := Run(c.SSHTo("", nil, "echo out; echo err >&2; exit 3"), nil, 20*time.Second)
+	if r.Code != 3 || r.Stdout != "out\n" || r.Stderr != "err\n" {
+		t.Fatalf("exec: %+v", r)
+	}
+	r = MustRun(t, c.SSHTo("", nil, "wc -c"), []byte("12345"), 20*time.Second)
+	if strings.TrimSpace(r.Stdout) != "5" {
+		t.Fatalf("wc -c: %q", r.Stdout)
+	}
+
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	os.WriteFile(src, []byte("hello"), 0o644)
+	MustRun(t, c.SCP(src, c.Dest("")+":"+filepath.Join(dir, "dst")), nil, 20*time.Second)
+	if b, _ := os.ReadFile(filepath.Join(dir, "dst")); string(b) != "hello" {
+		t.Fatalf("scp: %q", b)
+	}
+
+	// A new host key on the same port is refused by the client.
+	s2 := s.Restart(t, true)
+	r = Run(c.SSHTo("", nil, "true"), nil, 20*time.Second)
+	if r.Code != 255 || !strings.Contains(r.Stderr, "HOST IDENTIFICATION HAS CHANGED") {
+		t.Fatalf("changed host key: %+v", r)
+	}
+	_ = s2
+}
+
+func TestDescendantsAndStats(t *testing.T) {
+	st, err := Stats(os.Getpid())
+	if err != nil || st.FDs == 0 || st.Threads == 0 {
+		t.Fatalf("stats: %+v %v", st, err)
+	}
+	if len(Descendants(1)) == 0 {
+		t.Fatal("pid 1 has no descendants?")
+	}
+}

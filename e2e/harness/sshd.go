@@ -1,0 +1,234 @@
+package harness
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SSHDOptions tune StartSSHD; the zero value is a fresh sshd on a free port.
+type SSHDOptions struct {
+	Port    int      // listen on this port (e.g. to restart on the same one)
+	HostKey string   // use this private host key instead of generating one
+	Extra   []string // extra sshd_config lines
+}
+
+// SSHD is a real OpenSSH sshd, run with its own config (never the system's).
+type SSHD struct {
+	Host           string
+	Port           int
+	Addr           string
+	Dir            string
+	Config         string
+	HostKey        string // private host key path
+	HostKeyPub     string // public host key path (for `target add --host-key`)
+	AuthorizedKeys string
+	Stderr         *Buffer
+
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartSSHD runs /usr/sbin/sshd -D -e on a free 127.0.0.1 port with a fresh
+// ed25519 host key and an empty authorized_keys file. It is stopped, with
+// the sessions it started, in t.Cleanup.
+func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
+	t.Helper()
+	RequireTools(t, "/usr/sbin/sshd", "ssh-keygen")
+	os.MkdirAll("/run/sshd", 0o755)
+	s := &SSHD{Host: "127.0.0.1", Dir: t.TempDir(), Stderr: &Buffer{}}
+	if opts.HostKey != "" {
+		s.HostKey = opts.HostKey
+	} else {
+		s.HostKey, _ = Keygen(t, s.Dir, "ssh_host_ed25519_key")
+	}
+	s.HostKeyPub = s.HostKey + ".pub"
+	s.AuthorizedKeys = filepath.Join(s.Dir, "authorized_keys")
+	if err := os.WriteFile(s.AuthorizedKeys, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		s.Port = opts.Port
+		if s.Port == 0 {
+			s.Port = FreePort(t)
+		}
+		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+		if lastErr = s.start(t, opts.Extra); lastErr == nil || opts.Port != 0 {
+			break
+		}
+	}
+	if lastErr != nil {
+		t.Fatalf("start sshd: %v\nsshd stderr:\n%s", lastErr, s.Stderr.String())
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("sshd %s stderr:\n%s", s.Addr, clip(s.Stderr.String()))
+		}
+	})
+	return s
+}
+
+func (s *SSHD) start(t testing.TB, extra []string) error {
+	s.Config = filepath.Join(s.Dir, "sshd_config")
+	cfg := []string{
+		"Port " + strconv.Itoa(s.Port),
+		"ListenAddress " + s.Host,
+		"HostKey " + s.HostKey,
+		"AuthorizedKeysFile " + s.AuthorizedKeys,
+		"StrictModes no",
+		"PermitRootLogin prohibit-password",
+		"PubkeyAuthentication yes",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"UsePAM no",
+		"Subsystem sftp /usr/lib/openssh/sftp-server",
+		"AllowTcpForwarding yes",
+		"PidFile none",
+		"LogLevel VERBOSE",
+		"AcceptEnv LANG LC_*",
+		"MaxStartups 100:30:200",
+		"MaxSessions 50",
+	}
+	cfg = append(cfg, extra...)
+	if err := os.WriteFile(s.Config, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", s.Config)
+	cmd.Stdout, cmd.Stderr = s.Stderr, s.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	alive := func() bool {
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	}
+	// Ready when it answers with its SSH banner.
+	var lastErr error
+	ok := Eventually(20*time.Second, func() bool {
+		if !alive() {
+			lastErr = fmt.Errorf("sshd exited: %v", cmd.ProcessState)
+			return true
+		}
+		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
+		if err != nil {
+			lastErr = err
+			return false
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+			lastErr = fmt.Errorf("banner %q: %v", line, err)
+			return false
+		}
+		lastErr = nil
+		return true
+	})
+	if !ok || lastErr != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		if lastErr == nil {
+			lastErr = fmt.Errorf("not ready in time")
+		}
+		return lastErr
+	}
+	s.cmd, s.done = cmd, done
+	return nil
+}
+
+// Authorize appends an authorized_keys line.
+func (s *SSHD) Authorize(t testing.TB, line string) {
+	t.Helper()
+	f, err := os.OpenFile(s.AuthorizedKeys, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintln(f, strings.TrimSpace(line)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// PID is the listening sshd's process id.
+func (s *SSHD) PID() int { return s.cmd.Process.Pid }
+
+// KillSessions SIGKILLs every process the sshd started (its per-connection
+// children and their commands), leaving the listener running, and waits
+// until they are gone. It returns how many it killed.
+func (s *SSHD) KillSessions(t testing.TB) int {
+	t.Helper()
+	kids := Descendants(s.PID())
+	for _, pid := range kids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if !Eventually(10*time.Second, func() bool {
+		for _, pid := range kids {
+			if processAlive(pid) {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("sshd sessions %v still alive 10s after SIGKILL", kids)
+	}
+	return len(kids)
+}
+
+// Stop kills the sshd and every session it started, and waits for them.
+func (s *SSHD) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	kids := Descendants(s.PID())
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	for _, pid := range kids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	<-s.done
+	Eventually(10*time.Second, func() bool {
+		for _, pid := range kids {
+			if processAlive(pid) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Restart stops this sshd and starts a new one on the same port, with a new
+// host key if newHostKey (else the same one). The authorized_keys file is
+// carried over.
+func (s *SSHD) Restart(t testing.TB, newHostKey bool, extra ...string) *SSHD {
+	t.Helper()
+	s.Stop()
+	opts := SSHDOptions{Port: s.Port, Extra: extra}
+	if !newHostKey {
+		opts.HostKey = s.HostKey
+	}
+	n := StartSSHD(t, opts)
+	keys, err := os.ReadFile(s.AuthorizedKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n.AuthorizedKeys, keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,149 @@
+package harness
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitListening polls until addr accepts a TCP connection, alive says the
+// process is still running, or the timeout passes.
+func WaitListening(addr string, timeout time.Duration, alive func() bool) error {
+	var lastErr error
+	ok := Eventually(timeout, func() bool {
+		if alive != nil && !alive() {
+			lastErr = errors.New("process exited before listening")
+			return true
+		}
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			lastErr = err
+			return false
+		}
+		c.Close()
+		lastErr = nil
+		return true
+	})
+	if !ok {
+		return fmt.Errorf("%s not listening after %s: %v", addr, timeout, lastErr)
+	}
+	return lastErr
+}
+
+// Keygen makes an ed25519 key pair with ssh-keygen in dir and returns the
+// private key's path and the public key's authorized_keys line.
+func Keygen(t testing.TB, dir, name string) (privPath, pubLine string) {
+	t.Helper()
+	privPath = filepath.Join(dir, name)
+	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", privPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen %s: %v\n%s", name, err, out)
+	}
+	pub, err := os.ReadFile(privPath + ".pub")
+	if err != nil {
+		t.Fatalf("read public key: %v", err)
+	}
+	return privPath, strings.TrimSpace(string(pub))
+}
+
+// Result is what a finished command left.
+type Result struct {
+	Stdout, Stderr string
+	Code           int // exit status; -1 if killed by a signal or not started
+	Err            error
+}
+
+// Run runs cmd with stdin (may be nil) and bounded by timeout, and returns
+// its output and exit status. A command still running at the timeout is
+// killed and the result's Err says so.
+func Run(cmd *exec.Cmd, stdin []byte, timeout time.Duration) Result {
+	var so, se bytes.Buffer
+	if cmd.Stdout == nil {
+		cmd.Stdout = &so
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = &se
+	}
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
+	if err := cmd.Start(); err != nil {
+		return Result{Code: -1, Err: err}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(timeout):
+		if cmd.SysProcAttr.Setpgid {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		cmd.Process.Kill()
+		<-done
+		err = fmt.Errorf("timed out after %s: %s", timeout, strings.Join(cmd.Args, " "))
+	}
+	r := Result{Stdout: so.String(), Stderr: se.String(), Code: exitCode(cmd, err)}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		r.Err = err
+	}
+	return r
+}
+
+func exitCode(cmd *exec.Cmd, err error) int {
+	if cmd.ProcessState == nil {
+		return -1
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// MustRun runs cmd and fails the test unless it exits 0.
+func MustRun(t testing.TB, cmd *exec.Cmd, stdin []byte, timeout time.Duration) Result {
+	t.Helper()
+	r := Run(cmd, stdin, timeout)
+	if r.Err != nil || r.Code != 0 {
+		t.Fatalf("%s: exit %d %v\nstdout: %s\nstderr: %s", strings.Join(cmd.Args, " "), r.Code, r.Err, clip(r.Stdout), clip(r.Stderr))
+	}
+	return r
+}
+
+func clip(s string) string {
+	if len(s) > 4000 {
+		return s[:2000] + "\n...\n" + s[len(s)-2000:]
+	}
+	return s
+}
+
+// ShellQuote quotes s for a POSIX shell.
+func ShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '-' || r == '_' || r == '.' || r == ',' || r == '=' || r == ':' || r == '+' || r == '@' ||
+			('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9'))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
