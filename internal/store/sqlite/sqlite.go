@@ -1,0 +1,696 @@
+// Package sqlite is the embedded store: store.Store on SQLite through
+// modernc.org/sqlite (no cgo). The database runs in WAL mode so that the
+// running gate reads while the admin CLI writes from another process; nothing
+// is cached, so every read sees the latest committed write. The schema grows
+// by ordered migrations recorded in schema_version. Targets keep their
+// kind-specific spec in a JSON column, so new spec fields need no migration.
+//
+// It imports store only: no ssh, policy or target package.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+// BusyTimeout is how long a statement waits for another process's lock.
+const BusyTimeout = 5 * time.Second
+
+// Store is store.Store on one SQLite database file.
+type Store struct {
+	db *sql.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// migrations are applied in order; migrations[i] brings the schema to
+// version i+1. Never edit one that has shipped: append a new one.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE users (
+	name          TEXT PRIMARY KEY NOT NULL,
+	password_hash TEXT NOT NULL DEFAULT '',
+	created_at    INTEGER NOT NULL
+);
+CREATE TABLE keys (
+	user           TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+	fingerprint    TEXT NOT NULL,
+	authorized_key TEXT NOT NULL,
+	comment        TEXT NOT NULL DEFAULT '',
+	created_at     INTEGER NOT NULL,
+	PRIMARY KEY (user, fingerprint)
+);
+CREATE TABLE envs (
+	name       TEXT PRIMARY KEY NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE targets (
+	name       TEXT PRIMARY KEY NOT NULL,
+	env        TEXT NOT NULL REFERENCES envs(name) ON DELETE RESTRICT,
+	kind       TEXT NOT NULL,
+	login      TEXT NOT NULL DEFAULT '',
+	spec       TEXT NOT NULL DEFAULT '{}',
+	created_at INTEGER NOT NULL
+);
+CREATE INDEX targets_env ON targets(env);
+CREATE TABLE grants (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	user       TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+	env        TEXT REFERENCES envs(name) ON DELETE CASCADE,
+	target     TEXT REFERENCES targets(name) ON DELETE CASCADE,
+	login      TEXT NOT NULL DEFAULT '',
+	forwarding INTEGER NOT NULL DEFAULT 0,
+	created_at INTEGER NOT NULL,
+	CHECK ((env IS NULL) <> (target IS NULL))
+);
+CREATE INDEX grants_user ON grants(user);
+CREATE INDEX grants_env ON grants(env);
+CREATE INDEX grants_target ON grants(target);
+`,
+}
+
+// SchemaVersion is the version Open brings a database to.
+var SchemaVersion = len(migrations)
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("open store: empty database path")
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("open store %s: path must not contain '?' or '#'", path)
+	}
+	q := url.Values{}
+	q.Set("_busy_timeout", fmt.Sprint(BusyTimeout.Milliseconds()))
+	q.Set("_journal_mode", "WAL")
+	q.Set("_foreign_keys", "1")
+	q.Set("_synchronous", "NORMAL")
+	// Write transactions take the write lock up front, so two processes
+	// never deadlock upgrading read locks; busy_timeout then queues them.
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin migration: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	var v int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this sshgate knows (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if v < len(migrations) {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM schema_version`); err != nil {
+			return fmt.Errorf("record schema version: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version(version) VALUES (?)`, len(migrations)); err != nil {
+			return fmt.Errorf("record schema version: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("ping store: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()
+	}
+	return 0
+}
+
+func isUniqueViolation(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+func isFKViolation(err error) bool {
+	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+}
+
+func toDB(t time.Time) int64 {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return t.UnixNano()
+}
+
+func fromDB(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func (s *Store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func exists(ctx context.Context, tx *sql.Tx, query string, args ...any) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, query, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func requireUser(ctx context.Context, tx *sql.Tx, name string) error {
+	ok, err := exists(ctx, tx, `SELECT 1 FROM users WHERE name = ?`, name)
+	if err != nil {
+		return fmt.Errorf("look up user %q: %w", name, err)
+	}
+	if !ok {
+		return fmt.Errorf("user %q: %w", name, store.ErrNotFound)
+	}
+	return nil
+}
+
+func requireEnv(ctx context.Context, tx *sql.Tx, name string) error {
+	ok, err := exists(ctx, tx, `SELECT 1 FROM envs WHERE name = ?`, name)
+	if err != nil {
+		return fmt.Errorf("look up env %q: %w", name, err)
+	}
+	if !ok {
+		return fmt.Errorf("env %q: %w", name, store.ErrNotFound)
+	}
+	return nil
+}
+
+func requireTarget(ctx context.Context, tx *sql.Tx, name string) error {
+	ok, err := exists(ctx, tx, `SELECT 1 FROM targets WHERE name = ?`, name)
+	if err != nil {
+		return fmt.Errorf("look up target %q: %w", name, err)
+	}
+	if !ok {
+		return fmt.Errorf("target %q: %w", name, store.ErrNotFound)
+	}
+	return nil
+}
+
+func affected(res sql.Result, err error, notFound error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return notFound
+	}
+	return nil
+}
+
+// ---- users ----
+
+func (s *Store) AddUser(ctx context.Context, u store.User) error {
+	if u.Name == "" {
+		return errors.New("add user: empty name")
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO users(name, password_hash, created_at) VALUES (?, ?, ?)`,
+		u.Name, u.PasswordHash, toDB(u.CreatedAt))
+	if isUniqueViolation(err) {
+		return fmt.Errorf("user %q: %w", u.Name, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("add user %q: %w", u.Name, err)
+	}
+	return nil
+}
+
+func (s *Store) GetUser(ctx context.Context, name string) (store.User, error) {
+	var u store.User
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT name, password_hash, created_at FROM users WHERE name = ?`, name).
+		Scan(&u.Name, &u.PasswordHash, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.User{}, fmt.Errorf("user %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.User{}, fmt.Errorf("get user %q: %w", name, err)
+	}
+	u.CreatedAt = fromDB(created)
+	return u, nil
+}
+
+func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, password_hash, created_at FROM users ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	out := []store.User{}
+	for rows.Next() {
+		var u store.User
+		var created int64
+		if err := rows.Scan(&u.Name, &u.PasswordHash, &created); err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		u.CreatedAt = fromDB(created)
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) SetPassword(ctx context.Context, name, hash string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
+	if err := affected(res, err, fmt.Errorf("user %q: %w", name, store.ErrNotFound)); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("set password of %q: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Store) RemoveUser(ctx context.Context, name string) error {
+	// Keys and grants go with the user through ON DELETE CASCADE.
+	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+	if err := affected(res, err, fmt.Errorf("user %q: %w", name, store.ErrNotFound)); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("remove user %q: %w", name, err)
+	}
+	return nil
+}
+
+// ---- keys ----
+
+func (s *Store) AddKey(ctx context.Context, k store.Key) error {
+	if k.Fingerprint == "" {
+		return fmt.Errorf("add key for %q: empty fingerprint", k.User)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := requireUser(ctx, tx, k.User); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO keys(user, fingerprint, authorized_key, comment, created_at) VALUES (?, ?, ?, ?, ?)`,
+			k.User, k.Fingerprint, k.AuthorizedKey, k.Comment, toDB(k.CreatedAt))
+		if isUniqueViolation(err) {
+			return fmt.Errorf("key %s of user %q: %w", k.Fingerprint, k.User, store.ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("add key for %q: %w", k.User, err)
+		}
+		return nil
+	})
+}
+
+func (s *Store) ListKeys(ctx context.Context, user string) ([]store.Key, error) {
+	var out []store.Key
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		if err := requireUser(ctx, tx, user); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT user, fingerprint, authorized_key, comment, created_at FROM keys WHERE user = ? ORDER BY created_at, fingerprint`, user)
+		if err != nil {
+			return fmt.Errorf("list keys of %q: %w", user, err)
+		}
+		defer rows.Close()
+		out = []store.Key{}
+		for rows.Next() {
+			var k store.Key
+			var created int64
+			if err := rows.Scan(&k.User, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &created); err != nil {
+				return fmt.Errorf("list keys of %q: %w", user, err)
+			}
+			k.CreatedAt = fromDB(created)
+			out = append(out, k)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("list keys of %q: %w", user, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// inReadTx runs f in a deferred (read) transaction so that several reads see
+// one snapshot.
+func (s *Store) inReadTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	defer tx.Rollback()
+	return f(tx)
+}
+
+func (s *Store) RemoveKey(ctx context.Context, user, fingerprint string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := requireUser(ctx, tx, user); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM keys WHERE user = ? AND fingerprint = ?`, user, fingerprint)
+		if err := affected(res, err, fmt.Errorf("key %s of user %q: %w", fingerprint, user, store.ErrNotFound)); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			return fmt.Errorf("remove key of %q: %w", user, err)
+		}
+		return nil
+	})
+}
+
+// ---- envs ----
+
+func (s *Store) AddEnv(ctx context.Context, e store.Env) error {
+	if e.Name == "" {
+		return errors.New("add env: empty name")
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO envs(name, created_at) VALUES (?, ?)`, e.Name, toDB(e.CreatedAt))
+	if isUniqueViolation(err) {
+		return fmt.Errorf("env %q: %w", e.Name, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("add env %q: %w", e.Name, err)
+	}
+	return nil
+}
+
+func (s *Store) ListEnvs(ctx context.Context) ([]store.Env, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, created_at FROM envs ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list envs: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Env{}
+	for rows.Next() {
+		var e store.Env
+		var created int64
+		if err := rows.Scan(&e.Name, &created); err != nil {
+			return nil, fmt.Errorf("list envs: %w", err)
+		}
+		e.CreatedAt = fromDB(created)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list envs: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) RemoveEnv(ctx context.Context, name string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := requireEnv(ctx, tx, name); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM targets WHERE env = ?`, name).Scan(&n); err != nil {
+			return fmt.Errorf("remove env %q: %w", name, err)
+		}
+		if n > 0 {
+			return fmt.Errorf("env %q is used by %d target(s): %w", name, n, store.ErrExists)
+		}
+		// Grants naming the env go with it through ON DELETE CASCADE.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM envs WHERE name = ?`, name); err != nil {
+			return fmt.Errorf("remove env %q: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// ---- targets ----
+
+// spec is the JSON column: the kind-specific part of a target.
+type spec struct {
+	Upstream *store.UpstreamSpec `json:",omitempty"`
+	Docker   *store.DockerSpec   `json:",omitempty"`
+}
+
+func checkTarget(t store.Target) error {
+	if t.Name == "" {
+		return errors.New("empty target name")
+	}
+	if t.Env == "" {
+		return fmt.Errorf("target %q: no env", t.Name)
+	}
+	switch t.Kind {
+	case store.KindUpstream:
+		if t.Upstream == nil || t.Docker != nil {
+			return fmt.Errorf("target %q: kind %s wants an upstream spec only", t.Name, t.Kind)
+		}
+	case store.KindDocker:
+		if t.Docker == nil || t.Upstream != nil {
+			return fmt.Errorf("target %q: kind %s wants a docker spec only", t.Name, t.Kind)
+		}
+	default:
+		return fmt.Errorf("target %q: unknown kind %q", t.Name, t.Kind)
+	}
+	return nil
+}
+
+func (s *Store) AddTarget(ctx context.Context, t store.Target) error {
+	if err := checkTarget(t); err != nil {
+		return fmt.Errorf("add target: %w", err)
+	}
+	js, err := json.Marshal(spec{Upstream: t.Upstream, Docker: t.Docker})
+	if err != nil {
+		return fmt.Errorf("add target %q: %w", t.Name, err)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := requireEnv(ctx, tx, t.Env); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO targets(name, env, kind, login, spec, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			t.Name, t.Env, t.Kind, t.Login, string(js), toDB(t.CreatedAt))
+		if isUniqueViolation(err) {
+			return fmt.Errorf("target %q: %w", t.Name, store.ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("add target %q: %w", t.Name, err)
+		}
+		return nil
+	})
+}
+
+// UpdateTarget replaces everything but the name and CreatedAt.
+func (s *Store) UpdateTarget(ctx context.Context, t store.Target) error {
+	if err := checkTarget(t); err != nil {
+		return fmt.Errorf("update target: %w", err)
+	}
+	js, err := json.Marshal(spec{Upstream: t.Upstream, Docker: t.Docker})
+	if err != nil {
+		return fmt.Errorf("update target %q: %w", t.Name, err)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := requireTarget(ctx, tx, t.Name); err != nil {
+			return err
+		}
+		if err := requireEnv(ctx, tx, t.Env); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE targets SET env = ?, kind = ?, login = ?, spec = ? WHERE name = ?`,
+			t.Env, t.Kind, t.Login, string(js), t.Name); err != nil {
+			return fmt.Errorf("update target %q: %w", t.Name, err)
+		}
+		return nil
+	})
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanTarget(r scanner) (store.Target, error) {
+	var t store.Target
+	var js string
+	var created int64
+	if err := r.Scan(&t.Name, &t.Env, &t.Kind, &t.Login, &js, &created); err != nil {
+		return store.Target{}, err
+	}
+	var sp spec
+	if err := json.Unmarshal([]byte(js), &sp); err != nil {
+		return store.Target{}, fmt.Errorf("target %q: bad spec: %w", t.Name, err)
+	}
+	t.Upstream, t.Docker = sp.Upstream, sp.Docker
+	t.CreatedAt = fromDB(created)
+	return t, nil
+}
+
+const targetCols = `name, env, kind, login, spec, created_at`
+
+func (s *Store) GetTarget(ctx context.Context, name string) (store.Target, error) {
+	t, err := scanTarget(s.db.QueryRowContext(ctx, `SELECT `+targetCols+` FROM targets WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Target{}, fmt.Errorf("target %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Target{}, fmt.Errorf("get target %q: %w", name, err)
+	}
+	return t, nil
+}
+
+func (s *Store) ListTargets(ctx context.Context) ([]store.Target, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+targetCols+` FROM targets ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Target{}
+	for rows.Next() {
+		t, err := scanTarget(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list targets: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) RemoveTarget(ctx context.Context, name string) error {
+	// Grants naming the target go with it through ON DELETE CASCADE.
+	res, err := s.db.ExecContext(ctx, `DELETE FROM targets WHERE name = ?`, name)
+	if err := affected(res, err, fmt.Errorf("target %q: %w", name, store.ErrNotFound)); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("remove target %q: %w", name, err)
+	}
+	return nil
+}
+
+// ---- grants ----
+
+func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func (s *Store) AddGrant(ctx context.Context, g store.Grant) (store.Grant, error) {
+	if (g.Env == "") == (g.Target == "") {
+		return store.Grant{}, fmt.Errorf("add grant for %q: exactly one of env and target must be set", g.User)
+	}
+	if g.CreatedAt.IsZero() {
+		g.CreatedAt = time.Now()
+	}
+	g.CreatedAt = fromDB(toDB(g.CreatedAt))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := requireUser(ctx, tx, g.User); err != nil {
+			return err
+		}
+		if g.Env != "" {
+			if err := requireEnv(ctx, tx, g.Env); err != nil {
+				return err
+			}
+		} else if err := requireTarget(ctx, tx, g.Target); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO grants(user, env, target, login, forwarding, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, toDB(g.CreatedAt))
+		if isFKViolation(err) {
+			return fmt.Errorf("grant for %q: %w", g.User, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("add grant for %q: %w", g.User, err)
+		}
+		g.ID, err = res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("add grant for %q: %w", g.User, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return store.Grant{}, err
+	}
+	return g, nil
+}
+
+func (s *Store) ListGrants(ctx context.Context, user string) ([]store.Grant, error) {
+	q := `SELECT id, user, env, target, login, forwarding, created_at FROM grants`
+	var args []any
+	if user != "" {
+		q += ` WHERE user = ?`
+		args = append(args, user)
+	}
+	q += ` ORDER BY id`
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	defer rows.Close()
+	out := []store.Grant{}
+	for rows.Next() {
+		var g store.Grant
+		var env, target sql.NullString
+		var created int64
+		if err := rows.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &created); err != nil {
+			return nil, fmt.Errorf("list grants: %w", err)
+		}
+		g.Env, g.Target = env.String, target.String
+		g.CreatedAt = fromDB(created)
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) RemoveGrant(ctx context.Context, id int64) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM grants WHERE id = ?`, id)
+	if err := affected(res, err, fmt.Errorf("grant %d: %w", id, store.ErrNotFound)); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("remove grant %d: %w", id, err)
+	}
+	return nil
+}

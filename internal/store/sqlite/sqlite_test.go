@@ -1,0 +1,137 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/store/storetest"
+)
+
+func openTemp(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTemp(t, filepath.Join(t.TempDir(), "sshgate.db"))
+	})
+}
+
+func TestTwoHandles(t *testing.T) {
+	storetest.TwoHandles(t, func(t *testing.T) (store.Store, store.Store) {
+		path := filepath.Join(t.TempDir(), "sshgate.db")
+		return openTemp(t, path), openTemp(t, path)
+	})
+}
+
+func TestReopenKeepsDataAndSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sshgate.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(ctx, store.User{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTemp(t, path)
+	if _, err := s.GetUser(ctx, "alice"); err != nil {
+		t.Fatalf("after reopen: %v", err)
+	}
+	var v int
+	if err := s.db.QueryRow(`SELECT version FROM schema_version`).Scan(&v); err != nil || v != SchemaVersion {
+		t.Fatalf("schema_version = %d, %v; want %d", v, err, SchemaVersion)
+	}
+	var mode string
+	if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	var fk int
+	if err := s.db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Fatalf("foreign_keys = %d, %v; want 1", fk, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sshgate.db")
+	s := openTemp(t, path)
+	if _, err := s.db.Exec(`UPDATE schema_version SET version = ?`, SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	if s2, err := Open(path); err == nil {
+		s2.Close()
+		t.Fatal("Open of a database from a newer sshgate succeeded")
+	}
+}
+
+func TestOpenBadPath(t *testing.T) {
+	for _, p := range []string{"", filepath.Join(t.TempDir(), "a?b.db"), filepath.Join(t.TempDir(), "no", "such", "dir", "x.db")} {
+		if s, err := Open(p); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded", p)
+		}
+	}
+}
+
+// Several processes write at once: the CLI from a script, the gate. Here
+// several handles on one file write concurrently; none may fail with BUSY.
+func TestConcurrentWriters(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sshgate.db")
+	handles := []*Store{openTemp(t, path), openTemp(t, path), openTemp(t, path)}
+	if err := handles[0].AddEnv(ctx, store.Env{Name: "prod"}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i, h := range handles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 15; j++ {
+				name := string(rune('a'+i)) + "-" + string(rune('a'+j))
+				if err := h.AddUser(ctx, store.User{Name: name}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := h.AddGrant(ctx, store.Grant{User: name, Env: "prod"}); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := h.ListGrants(ctx, ""); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	gs, err := handles[1].ListGrants(ctx, "")
+	if err != nil || len(gs) != 45 {
+		t.Fatalf("%d grants, %v; want 45", len(gs), err)
+	}
+	if err := handles[2].AddUser(ctx, store.User{Name: "a-a"}); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("duplicate: %v", err)
+	}
+}
