@@ -1,0 +1,274 @@
+// Command sshgate-agent is the SSH server sshgate runs inside a container
+// (or an operator runs on a host): one static binary, no shell, scp or
+// sftp-server needed in the image. See internal/agent.
+//
+//	sshgate-agent (--stdio | --dial ADDR | --listen ADDR) --host-key FILE
+//	    --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/agent"
+)
+
+const usage = `usage: sshgate-agent (--stdio | --dial ADDR | --listen ADDR) --host-key FILE --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
+
+  --stdio              serve one SSH connection on stdin/stdout
+  --dial ADDR          connect to unix:/path, tcp:host:port or host:port and serve that connection
+  --listen ADDR        accept TCP connections on host:port until SIGTERM
+  --host-key FILE      OpenSSH ed25519 private key presented to clients
+  --authorized-keys F  authorized_keys lines (keys, and cert-authority lines)
+  --shell PATH         shell for sessions (default $SHELL, /bin/bash, /bin/sh, /bin/ash, /busybox/sh)
+  --env KEY=VALUE      set in every session (repeatable)
+  --reap               reap orphaned children (always on when running as PID 1)
+`
+
+// exitUsage is the status for bad flags and bad files they name.
+const exitUsage = 2
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+type config struct {
+	stdio      bool
+	dial       string
+	listen     string
+	hostKey    string
+	authKeys   string
+	shell      string
+	env        []string
+	reap       bool
+	modeCount  int
+	hostSigner ssh.Signer
+}
+
+func parseFlags(args []string) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("sshgate-agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.BoolVar(&c.stdio, "stdio", false, "")
+	fs.StringVar(&c.dial, "dial", "", "")
+	fs.StringVar(&c.listen, "listen", "", "")
+	fs.StringVar(&c.hostKey, "host-key", "", "")
+	fs.StringVar(&c.authKeys, "authorized-keys", "", "")
+	fs.StringVar(&c.shell, "shell", "", "")
+	fs.BoolVar(&c.reap, "reap", false, "")
+	fs.Func("env", "", func(v string) error {
+		k, _, ok := strings.Cut(v, "=")
+		if !ok || k == "" || strings.ContainsRune(v, 0) {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		c.env = append(c.env, v)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	if c.stdio {
+		c.modeCount++
+	}
+	if c.dial != "" {
+		c.modeCount++
+	}
+	if c.listen != "" {
+		c.modeCount++
+	}
+	if c.modeCount != 1 {
+		return nil, usageError{"give exactly one of --stdio, --dial ADDR, --listen ADDR"}
+	}
+	if c.dial != "" {
+		if _, _, err := dialTarget(c.dial); err != nil {
+			return nil, usageError{err.Error()}
+		}
+	}
+	if c.listen != "" {
+		if _, _, err := net.SplitHostPort(c.listen); err != nil {
+			return nil, usageError{fmt.Sprintf("--listen %q: want host:port", c.listen)}
+		}
+	}
+	if c.hostKey == "" {
+		return nil, usageError{"--host-key FILE is required"}
+	}
+	if c.authKeys == "" {
+		return nil, usageError{"--authorized-keys FILE is required"}
+	}
+	data, err := os.ReadFile(c.hostKey)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--host-key %q: %v", c.hostKey, err)}
+	}
+	c.hostSigner, err = ssh.ParsePrivateKey(data)
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("--host-key %q: %v", c.hostKey, err)}
+	}
+	if t := c.hostSigner.PublicKey().Type(); t != ssh.KeyAlgoED25519 {
+		return nil, usageError{fmt.Sprintf("--host-key %q: key type %s, want ssh-ed25519", c.hostKey, t)}
+	}
+	if _, err := agent.LoadAuthorizedKeys(c.authKeys); err != nil {
+		return nil, usageError{fmt.Sprintf("--authorized-keys %q: %v", c.authKeys, err)}
+	}
+	if c.shell != "" {
+		fi, err := os.Stat(c.shell)
+		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return nil, usageError{fmt.Sprintf("--shell %q: not an executable file", c.shell)}
+		}
+	}
+	return c, nil
+}
+
+// dialTarget parses unix:/path, tcp:host:port or host:port.
+func dialTarget(addr string) (network, address string, err error) {
+	switch {
+	case strings.HasPrefix(addr, "unix:"):
+		p := strings.TrimPrefix(addr, "unix:")
+		if p == "" {
+			return "", "", fmt.Errorf("--dial %q: empty socket path", addr)
+		}
+		return "unix", p, nil
+	case strings.HasPrefix(addr, "tcp:"):
+		addr = strings.TrimPrefix(addr, "tcp:")
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return "", "", fmt.Errorf("--dial %q: want unix:/path, tcp:host:port or host:port", addr)
+	}
+	return "tcp", addr, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	c, err := parseFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(os.Stdout, usage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sshgate-agent: %v\n", err)
+		return exitUsage
+	}
+	// A Go handler (not SIG_IGN, which children would inherit) so that a
+	// write to a closed stdout is an error rather than death.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv, err := agent.New(agent.Options{
+		HostKey:            c.hostSigner,
+		AuthorizedKeysFile: c.authKeys,
+		Shell:              c.shell,
+		Env:                c.env,
+		Reap:               c.reap || os.Getpid() == 1,
+		Logger:             log,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sshgate-agent: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	switch {
+	case c.listen != "":
+		l, err := net.Listen("tcp", c.listen)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "sshgate-agent: listen %s: %v\n", c.listen, err)
+			return 1
+		}
+		log.Info("listening", "addr", l.Addr().String())
+		context.AfterFunc(ctx, func() { srv.Shutdown(500 * time.Millisecond) })
+		if err := srv.ServeListener(ctx, l); err != nil {
+			fmt.Fprintf(os.Stderr, "sshgate-agent: %v\n", err)
+			return 1
+		}
+		return 0
+	case c.dial != "":
+		network, address, _ := dialTarget(c.dial)
+		conn, err := dialRetry(ctx, network, address, 10*time.Second)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "sshgate-agent: dial %s: %v\n", c.dial, err)
+			return 1
+		}
+		return serveOne(ctx, srv, conn, log)
+	default:
+		return serveOne(ctx, srv, &stdioConn{r: os.Stdin, w: os.Stdout}, log)
+	}
+}
+
+// serveOne serves one connection; SIGTERM ends it.
+func serveOne(ctx context.Context, srv *agent.Server, conn net.Conn, log *slog.Logger) int {
+	stopOnSignal := context.AfterFunc(ctx, func() {
+		srv.Shutdown(500 * time.Millisecond)
+		conn.Close()
+	})
+	defer stopOnSignal()
+	if err := srv.Serve(conn); err != nil && ctx.Err() == nil {
+		log.Info("connection ended", "err", err)
+	}
+	return 0
+}
+
+// dialRetry dials until it works or the time is up: the gate's socket may
+// not exist yet when the container starts.
+func dialRetry(ctx context.Context, network, address string, limit time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var d net.Dialer
+	for {
+		conn, err := d.DialContext(ctx, network, address)
+		if err == nil {
+			return conn, nil
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// stdioConn is a net.Conn over stdin and stdout.
+type stdioConn struct {
+	r, w *os.File
+}
+
+type stdioAddr struct{}
+
+func (stdioAddr) Network() string { return "stdio" }
+func (stdioAddr) String() string  { return "stdio" }
+
+func (c *stdioConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *stdioConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c *stdioConn) Close() error {
+	err := c.w.Close()
+	if err2 := c.r.Close(); err == nil {
+		err = err2
+	}
+	return err
+}
+func (c *stdioConn) LocalAddr() net.Addr              { return stdioAddr{} }
+func (c *stdioConn) RemoteAddr() net.Addr             { return stdioAddr{} }
+func (c *stdioConn) SetDeadline(time.Time) error      { return nil }
+func (c *stdioConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *stdioConn) SetWriteDeadline(time.Time) error { return nil }

@@ -1,0 +1,18 @@
+// Package agent is sshgate-agent's SSH server: the process that runs inside
+// one container (or on one operator-run host) and serves the gate's relayed
+// SSH connection there. It owns, for that one container: public-key and
+// user-certificate authentication against an authorized_keys file, session
+// channels (shell, exec, PTY, signals, exit status), SFTP served in-process by
+// github.com/pkg/sftp, the legacy scp protocol (scp -t / scp -f) served in Go
+// so that images need no scp or sftp-server binary, local and remote TCP port
+// forwarding, and reaping orphaned children when it is the container's init.
+//
+// It runs the container's processes as the user the agent itself runs as.
+// Authorization (who may reach this container, which ports they may forward
+// to) is the gate's decision; the agent only checks that the connection comes
+// from a key or certificate authority it was given.
+//
+// The agent is built into a small static binary. It must not import docker,
+// kubernetes, the store, prometheus, or any sshgate package other than
+// internal/gate and internal/sshkeys.
+package agent

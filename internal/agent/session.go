@@ -1,0 +1,510 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Request payloads (RFC 4254 section 6).
+type ptyReq struct {
+	Term             string
+	Cols, Rows, W, H uint32
+	Modes            string
+}
+
+type winChange struct {
+	Cols, Rows, W, H uint32
+}
+
+type envReq struct{ Name, Value string }
+type execReq struct{ Command string }
+type subsystemReq struct{ Name string }
+type signalReq struct{ Signal string }
+
+type exitStatusMsg struct{ Status uint32 }
+type exitSignalMsg struct {
+	Signal     string
+	CoreDumped bool
+	Error      string
+	Lang       string
+}
+
+// session is one "session" channel.
+type session struct {
+	c   *connState
+	ch  ssh.Channel
+	env []string // accepted client env, KEY=VALUE
+
+	mu       sync.Mutex
+	started  bool
+	pty      *ptyReq
+	ptmx     *os.File // PTY master, while the process runs
+	pgid     int      // process group (== pid), while it runs
+	exited   bool
+	stopInpr func() // stops an in-process handler (sftp, scp)
+	closeOut func() // closes the output pipes' read ends
+	done     chan struct{}
+}
+
+func (c *connState) handleSession(nc ssh.NewChannel) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		return
+	}
+	s := &session{c: c, ch: ch, done: make(chan struct{})}
+	c.srv.track(s, true)
+	defer c.srv.track(s, false)
+	for req := range reqs {
+		ok := s.request(req)
+		if req.WantReply {
+			_ = req.Reply(ok, nil)
+		}
+	}
+	// The channel is closed (by the peer, or by us after the exit status):
+	// stop whatever still runs, and wait for the session's goroutines.
+	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	ch.Close()
+	if started {
+		s.kill()
+		<-s.done
+	}
+}
+
+// request handles one channel request and says whether it succeeded.
+func (s *session) request(req *ssh.Request) bool {
+	switch req.Type {
+	case "pty-req":
+		var p ptyReq
+		if ssh.Unmarshal(req.Payload, &p) != nil || !permitted(s.c.sconn.Permissions, "permit-pty") {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.started || s.pty != nil {
+			return false
+		}
+		s.pty = &p
+		return true
+	case "window-change":
+		var w winChange
+		if ssh.Unmarshal(req.Payload, &w) != nil {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.pty == nil {
+			return false
+		}
+		s.pty.Cols, s.pty.Rows, s.pty.W, s.pty.H = w.Cols, w.Rows, w.W, w.H
+		if s.ptmx != nil {
+			_ = pty.Setsize(s.ptmx, winsize(s.pty))
+		}
+		return true
+	case "env":
+		var e envReq
+		if ssh.Unmarshal(req.Payload, &e) != nil || !clientEnvAllowed(e.Name) || strings.ContainsRune(e.Value, 0) {
+			return false
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.started {
+			return false
+		}
+		s.env = append(s.env, e.Name+"="+e.Value)
+		return true
+	case "shell":
+		return s.start("", false)
+	case "exec":
+		var e execReq
+		if ssh.Unmarshal(req.Payload, &e) != nil {
+			return false
+		}
+		return s.start(e.Command, true)
+	case "subsystem":
+		var sr subsystemReq
+		if ssh.Unmarshal(req.Payload, &sr) != nil || sr.Name != "sftp" {
+			return false
+		}
+		return s.startInProcess(func(stdin io.Reader, stdout, _ io.Writer) int {
+			return s.serveSFTP()
+		})
+	case "signal":
+		var sr signalReq
+		if ssh.Unmarshal(req.Payload, &sr) != nil {
+			return false
+		}
+		sig, ok := signalByName[sr.Signal]
+		if !ok {
+			return false
+		}
+		return s.signalGroup(sig)
+	default:
+		// auth-agent-req@openssh.com, x11-req, break, ...: refused.
+		return false
+	}
+}
+
+// clientEnvAllowed is the AcceptEnv list: TERM, LANG and LC_*.
+func clientEnvAllowed(name string) bool {
+	if name == "" || strings.ContainsAny(name, "=\x00") {
+		return false
+	}
+	return name == "TERM" || name == "LANG" || strings.HasPrefix(name, "LC_")
+}
+
+func winsize(p *ptyReq) *pty.Winsize {
+	clamp := func(v uint32) uint16 {
+		if v > 0xffff {
+			return 0xffff
+		}
+		return uint16(v)
+	}
+	return &pty.Winsize{Rows: clamp(p.Rows), Cols: clamp(p.Cols), X: clamp(p.W), Y: clamp(p.H)}
+}
+
+// environ builds a session's environment: the agent's own (the container's
+// configured environment), the account, the accepted client variables, the
+// PTY's TERM, and last the fixed --env values.
+func (s *session) environ(ttyName string) []string {
+	srv := s.c.srv
+	m := map[string]string{}
+	var order []string
+	set := func(kv string) {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, ok := m[k]; !ok {
+			order = append(order, k)
+		}
+		m[k] = v
+	}
+	for _, kv := range os.Environ() {
+		set(kv)
+	}
+	set("HOME=" + srv.user.home)
+	set("USER=" + srv.user.name)
+	set("LOGNAME=" + srv.user.name)
+	set("SHELL=" + srv.shell)
+	if _, ok := m["PATH"]; !ok {
+		set("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	for _, kv := range s.env {
+		set(kv)
+	}
+	if s.pty != nil {
+		set("TERM=" + s.pty.Term)
+		if ttyName != "" {
+			set("SSH_TTY=" + ttyName)
+		}
+	}
+	for _, kv := range srv.env {
+		set(kv)
+	}
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		out = append(out, k+"="+m[k])
+	}
+	return out
+}
+
+// workDir is HOME if it is a directory, else "/".
+func (s *session) workDir() string {
+	if fi, err := os.Stat(s.c.srv.user.home); err == nil && fi.IsDir() {
+		return s.c.srv.user.home
+	}
+	return "/"
+}
+
+// shellCommand builds the command for a shell (command == "" and !isExec)
+// or for "shell -c command". A shell whose file name is busybox is run as
+// its sh applet.
+func (s *session) shellCommand(command string, isExec bool) *exec.Cmd {
+	shell := s.c.srv.shell
+	base := filepath.Base(shell)
+	if base == "busybox" {
+		base = "sh"
+	}
+	cmd := &exec.Cmd{Path: shell}
+	if isExec {
+		cmd.Args = []string{base, "-c", command}
+	} else {
+		cmd.Args = []string{"-" + base} // a login shell, as sshd starts it
+	}
+	return cmd
+}
+
+// start runs the shell, or an exec request. An exec of "scp -t/-f" without
+// a PTY is served in Go (no scp binary needed).
+func (s *session) start(command string, isExec bool) bool {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return false
+	}
+	hasPty := s.pty != nil
+	s.mu.Unlock()
+	if isExec && !hasPty {
+		if sc, ok := parseSCPCommand(command); ok {
+			return s.startInProcess(func(stdin io.Reader, stdout, stderr io.Writer) int {
+				return sc.run(stdin, stdout, stderr, s.workDir())
+			})
+		}
+	}
+	if hasPty {
+		return s.startPTY(command, isExec)
+	}
+	return s.startPipes(command, isExec)
+}
+
+func (s *session) startPipes(command string, isExec bool) bool {
+	cmd := s.shellCommand(command, isExec)
+	cmd.Dir = s.workDir()
+	cmd.Env = s.environ("")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+
+	var parent, child []*os.File
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return false
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		closeAll([]*os.File{inR, inW})
+		return false
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll([]*os.File{inR, inW, outR, outW})
+		return false
+	}
+	parent = []*os.File{inW, outR, errR}
+	child = []*os.File{inR, outW, errW}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		closeAll(parent)
+		closeAll(child)
+		return false
+	}
+	wait, err := s.c.srv.procs.start(cmd)
+	closeAll(child)
+	if err != nil {
+		closeAll(parent)
+		s.c.log.Info("start session process", "err", err)
+		return false
+	}
+	s.started = true
+	s.pgid = cmd.Process.Pid
+	s.closeOut = func() { outR.Close(); errR.Close() }
+
+	go func() {
+		// stdin: the channel to the process; EOF from the client closes the
+		// pipe so that the command sees it.
+		_, _ = io.Copy(inW, s.ch)
+		inW.Close()
+	}()
+	var out sync.WaitGroup
+	out.Add(2)
+	go func() { defer out.Done(); _, _ = io.Copy(s.ch, outR) }()
+	go func() { defer out.Done(); _, _ = io.Copy(s.ch.Stderr(), errR) }()
+	go func() {
+		defer close(s.done)
+		e := wait()
+		s.markExited()
+		out.Wait() // OpenSSH waits for the output to drain, too
+		outR.Close()
+		errR.Close()
+		s.finish(e)
+	}()
+	return true
+}
+
+func (s *session) startPTY(command string, isExec bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return false
+	}
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		s.c.log.Info("open pty", "err", err)
+		return false
+	}
+	_ = pty.Setsize(ptmx, winsize(s.pty))
+	applyModes(tty, s.pty.Modes)
+
+	cmd := s.shellCommand(command, isExec)
+	cmd.Dir = s.workDir()
+	cmd.Env = s.environ(tty.Name())
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	wait, err := s.c.srv.procs.start(cmd)
+	tty.Close()
+	if err != nil {
+		ptmx.Close()
+		s.c.log.Info("start session process", "err", err)
+		return false
+	}
+	s.started = true
+	s.pgid = cmd.Process.Pid
+	s.ptmx = ptmx
+
+	go func() { _, _ = io.Copy(ptmx, s.ch) }()
+	outDone := make(chan struct{})
+	go func() {
+		defer close(outDone)
+		_, _ = io.Copy(s.ch, ptmx) // ends with EIO once no one holds the tty
+	}()
+	go func() {
+		defer close(s.done)
+		e := wait()
+		s.markExited()
+		// Whatever the shell wrote is in the master's buffer: drain it, but
+		// do not wait for background jobs that keep the tty open.
+		select {
+		case <-outDone:
+		case <-time.After(100 * time.Millisecond):
+			_ = ptmx.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			<-outDone
+		}
+		s.mu.Lock()
+		s.ptmx = nil
+		s.mu.Unlock()
+		ptmx.Close()
+		s.finish(e)
+	}()
+	return true
+}
+
+// startInProcess runs fn with the channel as stdin/stdout/stderr in a
+// goroutine (sftp, scp) and reports its exit status.
+func (s *session) startInProcess(fn func(stdin io.Reader, stdout, stderr io.Writer) int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return false
+	}
+	s.started = true
+	s.stopInpr = func() { s.ch.Close() }
+	go func() {
+		defer close(s.done)
+		code := fn(s.ch, s.ch, s.ch.Stderr())
+		s.markExited()
+		s.finish(exitInfo{code: code})
+	}()
+	return true
+}
+
+func (s *session) serveSFTP() int {
+	srv, err := sftp.NewServer(s.ch, sftp.WithServerWorkingDirectory(s.workDir()))
+	if err != nil {
+		return 1
+	}
+	err = srv.Serve()
+	srv.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 1
+	}
+	return 0
+}
+
+func (s *session) markExited() {
+	s.mu.Lock()
+	s.exited = true
+	s.mu.Unlock()
+}
+
+// finish ends the channel as sshd does: EOF, exit-status (or exit-signal),
+// close. Then the process group is hung up, as a terminal hang-up would.
+func (s *session) finish(e exitInfo) {
+	_ = s.ch.CloseWrite()
+	if e.signal != 0 {
+		_, _ = s.ch.SendRequest("exit-signal", false, ssh.Marshal(&exitSignalMsg{
+			Signal: signalName(e.signal), CoreDumped: e.core,
+		}))
+	} else {
+		_, _ = s.ch.SendRequest("exit-status", false, ssh.Marshal(&exitStatusMsg{Status: uint32(e.code)}))
+	}
+	_ = s.ch.Close()
+	s.mu.Lock()
+	pgid := s.pgid
+	s.pgid = 0
+	s.mu.Unlock()
+	if pgid > 0 {
+		_ = syscall.Kill(-pgid, syscall.SIGHUP)
+	}
+}
+
+// kill stops what the session runs when its channel went away first: the
+// whole process group is killed, an in-process handler is cut off.
+func (s *session) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopInpr != nil {
+		s.stopInpr()
+	}
+	if s.pgid > 0 && !s.exited {
+		_ = syscall.Kill(-s.pgid, syscall.SIGKILL)
+	}
+	if s.closeOut != nil {
+		// A process that left the group may still hold the pipes.
+		s.closeOut()
+	}
+}
+
+// signalGroup delivers sig to the session's process group.
+func (s *session) signalGroup(sig syscall.Signal) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pgid <= 0 {
+		return false
+	}
+	return syscall.Kill(-s.pgid, sig) == nil
+}
+
+var signalByName = map[string]syscall.Signal{
+	"ABRT": syscall.SIGABRT, "ALRM": syscall.SIGALRM, "FPE": syscall.SIGFPE,
+	"HUP": syscall.SIGHUP, "ILL": syscall.SIGILL, "INT": syscall.SIGINT,
+	"KILL": syscall.SIGKILL, "PIPE": syscall.SIGPIPE, "QUIT": syscall.SIGQUIT,
+	"SEGV": syscall.SIGSEGV, "TERM": syscall.SIGTERM, "USR1": syscall.SIGUSR1,
+	"USR2": syscall.SIGUSR2,
+}
+
+// signalName is the signal's name without "SIG", as exit-signal carries it
+// (RFC 4254 names first, then other Linux names, else "SIG<number>").
+func signalName(sig syscall.Signal) string {
+	for n, s := range signalByName {
+		if s == sig {
+			return n
+		}
+	}
+	extra := map[syscall.Signal]string{
+		syscall.SIGBUS: "BUS", syscall.SIGSYS: "SYS", syscall.SIGTRAP: "TRAP",
+		syscall.SIGXCPU: "XCPU", syscall.SIGXFSZ: "XFSZ", syscall.SIGSTKFLT: "STKFLT",
+		syscall.SIGVTALRM: "VTALRM", syscall.SIGPROF: "PROF", syscall.SIGIO: "IO",
+		syscall.SIGPWR: "PWR",
+	}
+	if n, ok := extra[sig]; ok {
+		return n
+	}
+	return fmt.Sprintf("SIG%d", int(sig))
+}
