@@ -18,11 +18,17 @@ type Client struct {
 	KnownHosts string
 	Password   string // when set, commands run under sshpass with password auth
 	Env        []string
+	// FixedLogin, when set, is the login for every target: a client of a
+	// plain sshd (Direct), to run the same tests against OpenSSH alone.
+	FixedLogin string
 }
 
 // Login is the SSH user name that routes to target ("alice+web-1"), or the
 // bare user when target is empty.
 func (c *Client) Login(target string) string {
+	if c.FixedLogin != "" {
+		return c.FixedLogin
+	}
 	if target == "" {
 		return c.User
 	}
@@ -173,5 +179,13 @@ func Direct(t testing.TB, s *SSHD, login, key string) *Client {
 	if err := os.WriteFile(kh, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return &Client{Host: s.Host, Port: s.Port, User: login, Key: key, KnownHosts: kh}
+	return &Client{Host: s.Host, Port: s.Port, User: login, Key: key, KnownHosts: kh, FixedLogin: login}
+}
+
+// SSHWithConfig prepares `ssh -F CONFIG ARGS...` with the client's key and
+// known_hosts but no port: host, port and user come from the config file.
+func (c *Client) SSHWithConfig(config string, args ...string) *exec.Cmd {
+	opts := c.Options()
+	opts[1] = config // replaces "-F none"
+	return c.command("ssh", append(opts, args...))
 }

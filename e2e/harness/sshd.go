@@ -232,3 +232,19 @@ func (s *SSHD) Restart(t testing.TB, newHostKey bool, extra ...string) *SSHD {
 	}
 	return n
 }
+
+// Processes returns the pids of processes started by this sshd whose command
+// line contains pattern (the sessions' commands, not the ssh clients').
+func (s *SSHD) Processes(pattern string) []int {
+	var out []int
+	for _, pid := range Descendants(s.PID()) {
+		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		if strings.Contains(strings.ReplaceAll(string(cl), "\x00", " "), pattern) && processAlive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}

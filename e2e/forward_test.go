@@ -1,0 +1,124 @@
+package e2e_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
+)
+
+// echoServer is a TCP echo listener on 127.0.0.1, the forwarding target.
+func echoServer(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startForward runs `ssh -N -L LPORT:127.0.0.1:EPORT` and returns the local
+// port once ssh listens on it.
+func startForward(t *testing.T, c *harness.Client, echoPort int) (int, *exec.Cmd, *harness.Buffer) {
+	t.Helper()
+	lport := harness.FreePort(t)
+	stderr := &harness.Buffer{}
+	cmd := c.SSHTo("web-1", []string{"-N", "-o", "ExitOnForwardFailure=yes",
+		"-L", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", lport, echoPort)})
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("ssh -L stderr: %s", stderr.String())
+		}
+	})
+	alive := func() bool {
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	}
+	if err := harness.WaitListening("127.0.0.1:"+strconv.Itoa(lport), short, alive); err != nil {
+		t.Fatalf("ssh -L: %v; stderr %q", err, stderr.String())
+	}
+	return lport, cmd, stderr
+}
+
+func TestForwardAllowed(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOptions{forwarding: true})
+	lport, _, _ := startForward(t, w.alice, echoServer(t))
+
+	payload := make([]byte, 4<<20)
+	rand.NewChaCha8([32]byte{5}).Read(payload)
+	for i := 0; i < 3; i++ { // several connections through one forward
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(lport), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(short))
+		go func() { c.Write(payload); c.(*net.TCPConn).CloseWrite() }()
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("connection %d: echoed %d of %d bytes (%v)", i, len(got), len(payload), err)
+		}
+	}
+}
+
+func TestForwardRefusedWithoutGrant(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	w := newWorld(t, worldOptions{})
+	lport, _, stderr := startForward(t, w.alice, echoServer(t))
+
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(lport), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(short))
+	c.Write([]byte("ping\n"))
+	got, _ := io.ReadAll(c)
+	if len(got) != 0 {
+		t.Errorf("a refused forward echoed %q", got)
+	}
+	const want = "administratively prohibited: port forwarding is not permitted"
+	if !stderr.WaitFor(want, short) {
+		t.Errorf("ssh stderr %q, want it to contain %q", stderr.String(), want)
+	}
+	if !strings.Contains(stderr.String(), "open failed") {
+		t.Errorf("ssh stderr %q: no `open failed`", stderr.String())
+	}
+	// The session itself still works: exec on the same grant.
+	r := harness.MustRun(t, w.alice.SSHTo("web-1", nil, "echo ok"), nil, short)
+	if r.Stdout != "ok\n" {
+		t.Errorf("exec after a refused forward: %q", r.Stdout)
+	}
+}
