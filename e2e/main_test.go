@@ -175,7 +175,6 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	return &world{gate: g, sshd: sshd, alice: alice}
 }
 
-
 const (
 	short = 60 * time.Second // one command that should be quick
 	long  = 5 * time.Minute  // a 100 MiB transfer through the race-built gate

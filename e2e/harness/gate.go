@@ -253,4 +253,6 @@ func (g *Gate) Client(user, key string) *Client {
 }
 
 // LogContains reports whether the gate's output so far contains s.
-func (g *Gate) LogContains(s string) bool { return bytes.Contains([]byte(g.Stderr.String()), []byte(s)) }
+func (g *Gate) LogContains(s string) bool {
+	return bytes.Contains([]byte(g.Stderr.String()), []byte(s))
+}
