@@ -1,11 +1,27 @@
 // Package app is the composition root: it turns configuration into
-// components, runs the gate and shuts it down in order.
+// components (store, backends, authentication, broker, SSH server), runs the
+// gate and shuts it down in order.
 package app
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/auth"
+	"github.com/sshgate/sshgate/internal/broker"
+	"github.com/sshgate/sshgate/internal/config"
+	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/sshd"
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/store/sqlite"
+	"github.com/sshgate/sshgate/internal/target"
+	"github.com/sshgate/sshgate/internal/target/upstream"
 )
 
 // Options are what `sshgate serve` passes in from its flags.
@@ -14,9 +30,117 @@ type Options struct {
 	Listen     string // overrides the config's listen address when set
 	ConfigFile string // optional YAML file
 	Log        io.Writer
+	// Ready, if set, is called with the listening address once the gate accepts connections.
+	Ready func(addr net.Addr)
 }
 
-// Serve runs the gate until ctx is cancelled.
+// ConfigError is a configuration problem: the CLI reports it and exits 2.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// LoadConfig reads and validates the configuration for o.
+func LoadConfig(o Options) (config.Config, error) {
+	cfg, err := config.Load(o.ConfigFile)
+	if err != nil {
+		return cfg, &ConfigError{err}
+	}
+	if o.Listen != "" {
+		cfg.Listen = o.Listen
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, &ConfigError{fmt.Errorf("invalid configuration:\n%w", err)}
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	if w == nil {
+		w = os.Stderr
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Serve runs the gate until ctx is cancelled, then drains live sessions for
+// limits.shutdown_grace.
 func Serve(ctx context.Context, o Options) error {
-	return errors.New("not implemented yet")
+	cfg, err := LoadConfig(o)
+	if err != nil {
+		return err
+	}
+	log := newLogger(o.Log, cfg.Log)
+	dir, err := datadir.Open(o.DataDir)
+	if err != nil {
+		return err
+	}
+	hostKeys, err := dir.HostKeys()
+	if err != nil {
+		return err
+	}
+	gateKey, err := dir.GateKey()
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(dir.DBPath())
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+
+	up, err := upstream.New(gateKey, cfg.Limits.UpstreamTimeout.D())
+	if err != nil {
+		return err
+	}
+	backends := map[string]target.Backend{store.KindUpstream: up}
+	closeBackends, err := addDocker(ctx, cfg, dir, log, backends)
+	if err != nil {
+		return err
+	}
+	defer closeBackends()
+
+	sc := &ssh.ServerConfig{
+		Config:        ssh.Config{KeyExchanges: cfg.SSH.KeyExchanges, Ciphers: cfg.SSH.Ciphers, MACs: cfg.SSH.MACs},
+		MaxAuthTries:  cfg.Limits.MaxAuthTries,
+		ServerVersion: cfg.SSH.ServerVersion,
+	}
+	for _, k := range hostKeys {
+		sc.AddHostKey(k)
+	}
+	auth.New(st, log).Install(sc)
+	br := broker.New(cfg, st, backends, log)
+	srv := sshd.New(sc, sshd.Limits{
+		LoginGrace:         cfg.Limits.LoginGrace.D(),
+		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,
+		MaxUnauthPerSource: cfg.Limits.MaxUnauthenticatedPerIP,
+	}, br.Handle, log)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	log.Info("sshgate listening", "addr", ln.Addr().String(), "data", dir.Path,
+		"host_key", ssh.FingerprintSHA256(hostKeys[0].PublicKey()))
+	if o.Ready != nil {
+		o.Ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", cfg.Limits.ShutdownGrace.D())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGrace.D())
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	log.Info("stopped")
+	return nil
 }

@@ -1,0 +1,135 @@
+// Package auth turns external credentials (public keys, passwords) into a
+// gate.Identity. Identity is granted only where possession is proven:
+// VerifiedPublicKeyCallback (after the signature checks out) and the
+// password callback. PublicKeyCallback only answers "may this key be tried",
+// and what it returns is never read as an identity on its own (CVE-2024-45337).
+// It imports store and passwd, never broker, relay or target.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/passwd"
+	"github.com/sshgate/sshgate/internal/route"
+	"github.com/sshgate/sshgate/internal/sshkeys"
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+// ErrDenied is the only error a client ever learns about: SSH says "Permission denied".
+var ErrDenied = errors.New("access denied")
+
+// Users is the part of the store auth needs.
+type Users interface {
+	GetUser(ctx context.Context, name string) (store.User, error)
+	ListKeys(ctx context.Context, user string) ([]store.Key, error)
+}
+
+// Authenticator holds the ssh.ServerConfig callbacks.
+type Authenticator struct {
+	users   Users
+	log     *slog.Logger
+	timeout time.Duration
+}
+
+// New returns an Authenticator reading users and keys from users.
+func New(users Users, log *slog.Logger) *Authenticator {
+	return &Authenticator{users: users, log: log, timeout: 5 * time.Second}
+}
+
+// Install sets the authentication callbacks on cfg.
+func (a *Authenticator) Install(cfg *ssh.ServerConfig) {
+	cfg.PublicKeyCallback = a.PublicKey
+	cfg.VerifiedPublicKeyCallback = a.VerifiedPublicKey
+	cfg.PasswordCallback = a.Password
+	cfg.PublicKeyAuthAlgorithms = sshkeys.PublicKeyAuthAlgorithms
+}
+
+// PublicKey answers whether key may be tried for the user. It records the
+// candidate in the returned permissions, which x/crypto hands to
+// VerifiedPublicKey only once the client has signed with this very key.
+func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	r, err := route.Parse(conn.User())
+	if err != nil && !errors.Is(err, route.ErrInvalidTarget) {
+		return nil, ErrDenied
+	}
+	if _, isCert := key.(*ssh.Certificate); isCert {
+		return nil, ErrDenied
+	}
+	if sshkeys.CheckKeyStrength(key) != nil {
+		return nil, ErrDenied
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	defer cancel()
+	keys, err := a.users.ListKeys(ctx, r.User)
+	if err != nil {
+		a.log.Warn("list keys failed", "user", r.User, "err", err)
+		return nil, ErrDenied
+	}
+	want := key.Marshal()
+	for _, k := range keys {
+		pk, _, err := sshkeys.ParseAuthorizedKey(k.AuthorizedKey)
+		if err != nil {
+			continue
+		}
+		if string(pk.Marshal()) == string(want) {
+			id := &gate.Identity{User: r.User, Method: "publickey", Fingerprint: sshkeys.Fingerprint(key)}
+			return &ssh.Permissions{Extensions: id.Extensions()}, nil
+		}
+	}
+	return nil, ErrDenied
+}
+
+// VerifiedPublicKey runs after the client proved possession of key. The
+// permissions are the ones PublicKey returned for this same key.
+func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+	if perms == nil || perms.Extensions[gate.ExtFingerprint] != sshkeys.Fingerprint(key) {
+		return nil, ErrDenied
+	}
+	// The user may have been removed between query and signature.
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	defer cancel()
+	if _, err := a.users.GetUser(ctx, perms.Extensions[gate.ExtUser]); err != nil {
+		return nil, ErrDenied
+	}
+	return perms, nil
+}
+
+// Password checks a password against the stored hash. Unknown users and users
+// without a password burn the same time, so timing reveals nothing.
+func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+	r, err := route.Parse(conn.User())
+	if err != nil && !errors.Is(err, route.ErrInvalidTarget) {
+		passwd.VerifyDummy(password)
+		return nil, ErrDenied
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	defer cancel()
+	u, err := a.users.GetUser(ctx, r.User)
+	if err != nil || u.PasswordHash == "" {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			a.log.Warn("get user failed", "user", r.User, "err", err)
+		}
+		passwd.VerifyDummy(password)
+		return nil, ErrDenied
+	}
+	if !passwd.Verify(u.PasswordHash, password) {
+		return nil, ErrDenied
+	}
+	id := &gate.Identity{User: u.Name, Method: "password"}
+	return &ssh.Permissions{Extensions: id.Extensions()}, nil
+}
+
+// Identity reads the proven identity of an authenticated connection.
+func Identity(c *ssh.ServerConn) (*gate.Identity, error) {
+	if c.Permissions == nil {
+		return nil, fmt.Errorf("connection has no permissions")
+	}
+	return gate.IdentityFromExtensions(c.Permissions.Extensions)
+}

@@ -1,0 +1,372 @@
+// Package broker serves one authenticated connection: it routes the SSH
+// username (or the menu choice) to a target, authorizes it against the
+// user's grants, opens the target through its backend and relays every
+// channel. It is the only place where auth, policy, target and relay meet.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/auth"
+	"github.com/sshgate/sshgate/internal/config"
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/policy"
+	"github.com/sshgate/sshgate/internal/relay"
+	"github.com/sshgate/sshgate/internal/route"
+	"github.com/sshgate/sshgate/internal/sshd"
+	"github.com/sshgate/sshgate/internal/sshkeys"
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/target"
+)
+
+// Store is the part of the store the broker reads.
+type Store interface {
+	ListTargets(ctx context.Context) ([]store.Target, error)
+	ListGrants(ctx context.Context, user string) ([]store.Grant, error)
+}
+
+// Broker serves authenticated connections.
+type Broker struct {
+	store    Store
+	backends map[string]target.Backend
+	cfg      config.Config
+	log      *slog.Logger
+}
+
+// New returns a broker. backends maps a target kind (store.KindUpstream,
+// store.KindDocker) to its backend.
+func New(cfg config.Config, st Store, backends map[string]target.Backend, log *slog.Logger) *Broker {
+	return &Broker{store: st, backends: backends, cfg: cfg, log: log}
+}
+
+// conn is the state of one client connection.
+type conn struct {
+	b     *Broker
+	sc    *sshd.Conn
+	id    *gate.Identity
+	route route.Route
+	rerr  error
+	log   *slog.Logger
+	ctx   context.Context
+
+	accessOnce sync.Once
+	access     []policy.Access
+	accessErr  error
+
+	upOnce sync.Once
+	up     *upConn
+	upErr  error
+
+	mu       sync.Mutex
+	channels int
+	wg       sync.WaitGroup
+}
+
+// upConn is a logged-in connection to a target.
+type upConn struct {
+	client  ssh.Conn
+	permit  policy.Permit
+	release func(context.Context) error
+	done    chan struct{} // closed when the target connection ends
+}
+
+func (u *upConn) close() {
+	_ = u.client.Close()
+	<-u.done
+	if u.release != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = u.release(ctx)
+	}
+}
+
+// Handle serves one authenticated connection until it ends.
+func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
+	id, err := auth.Identity(sc.ServerConn)
+	if err != nil {
+		sc.Log.Error("no identity on an authenticated connection", "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c := &conn{b: b, sc: sc, id: id, log: sc.Log, ctx: ctx}
+	c.route, c.rerr = route.Parse(sc.User())
+	go func() {
+		<-ctx.Done()
+		_ = sc.Close()
+	}()
+	go c.globalRequests(sc.Reqs)
+	for nc := range sc.Chans {
+		c.mu.Lock()
+		if c.channels >= b.cfg.Limits.MaxSessions {
+			c.mu.Unlock()
+			_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
+			continue
+		}
+		c.channels++
+		c.mu.Unlock()
+		c.wg.Add(1)
+		go func() {
+			defer func() {
+				c.mu.Lock()
+				c.channels--
+				c.mu.Unlock()
+				c.wg.Done()
+			}()
+			switch nc.ChannelType() {
+			case "session":
+				c.session(nc)
+			case "direct-tcpip":
+				c.directTCPIP(nc)
+			default:
+				_ = nc.Reject(ssh.UnknownChannelType, "channel type not supported")
+			}
+		}()
+	}
+	cancel()
+	c.wg.Wait()
+	if c.up != nil {
+		c.up.close()
+	}
+}
+
+// accessible is what this user may reach, read once per connection.
+func (c *conn) accessible() ([]policy.Access, error) {
+	c.accessOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+		defer cancel()
+		targets, err := c.b.store.ListTargets(ctx)
+		if err != nil {
+			c.accessErr = fmt.Errorf("list targets: %w", err)
+			return
+		}
+		grants, err := c.b.store.ListGrants(ctx, c.id.User)
+		if err != nil {
+			c.accessErr = fmt.Errorf("list grants: %w", err)
+			return
+		}
+		c.access = policy.Accessible(targets, grants)
+	})
+	return c.access, c.accessErr
+}
+
+// errNoTarget is shown, identically, for unknown and ungranted targets.
+func errNoTarget(name string) *gate.PublicError {
+	return &gate.PublicError{Public: fmt.Sprintf("target %q not found or not permitted", name)}
+}
+
+// permit decides the connection's routed target.
+func (c *conn) permit() (policy.Permit, error) {
+	if c.rerr != nil {
+		return policy.Permit{}, errNoTarget(c.route.Raw)
+	}
+	access, err := c.accessible()
+	if err != nil {
+		return policy.Permit{}, gate.Errorf(err, "the gate cannot read its policy")
+	}
+	p, ok := policy.Decide(access, c.route.Target, c.route.Login)
+	if !ok {
+		return policy.Permit{}, errNoTarget(c.route.Raw)
+	}
+	return p, nil
+}
+
+// upstream returns the connection's shared target connection, dialling it once.
+func (c *conn) upstream() (*upConn, error) {
+	c.upOnce.Do(func() {
+		p, err := c.permit()
+		if err != nil {
+			c.upErr = err
+			return
+		}
+		c.up, c.upErr = c.dial(p)
+	})
+	return c.up, c.upErr
+}
+
+// dial opens the target through its backend and logs in.
+func (c *conn) dial(p policy.Permit) (*upConn, error) {
+	name := p.Target.Name
+	be := c.b.backends[p.Target.Kind]
+	if be == nil {
+		return nil, gate.Errorf(fmt.Errorf("no backend for kind %q", p.Target.Kind), "target %q is not available on this gate", name)
+	}
+	timeout := c.b.cfg.Limits.UpstreamTimeout.D()
+	ctx, cancel := context.WithTimeout(c.ctx, timeout+60*time.Second) // container starts may take longer than a dial
+	defer cancel()
+	start := time.Now()
+	u, err := be.Open(ctx, target.Request{Target: p.Target, Login: p.Login, ID: c.id, ConnID: c.sc.ID})
+	if err != nil {
+		var pe *gate.PublicError
+		if !errors.As(err, &pe) {
+			pe = gate.Errorf(err, "target %q is unreachable", name)
+		}
+		return nil, pe
+	}
+	release := func() {
+		if u.Release != nil {
+			rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer rcancel()
+			_ = u.Release(rctx)
+		}
+	}
+	_ = u.Conn.SetDeadline(time.Now().Add(timeout))
+	addr := u.Conn.RemoteAddr().String()
+	client, chans, reqs, err := ssh.NewClientConn(u.Conn, addr, u.Client)
+	if err != nil {
+		_ = u.Conn.Close()
+		release()
+		var mm *sshkeys.HostKeyMismatchError
+		switch {
+		case errors.As(err, &mm):
+			pe := gate.Errorf(err, "target %q presented an unexpected host key; refusing to connect", name)
+			c.log.Error("target host key mismatch", "target", name, "ref", pe.Ref, "pinned", mm.Want, "presented", mm.Got)
+			return nil, pe
+		case strings.Contains(err.Error(), "unable to authenticate"):
+			return nil, gate.Errorf(err, "target %q refused the gate's login as %q", name, p.Login)
+		default:
+			return nil, gate.Errorf(err, "target %q is unreachable", name)
+		}
+	}
+	_ = u.Conn.SetDeadline(time.Time{})
+	c.log.Info("target connected", "target", name, "login", p.Login, "kind", p.Target.Kind, "took", time.Since(start).Round(time.Millisecond))
+	up := &upConn{client: client, permit: p, done: make(chan struct{}), release: u.Release}
+	go func() {
+		_ = client.Wait()
+		close(up.done)
+	}()
+	go c.upstreamRequests(reqs)
+	go c.upstreamChannels(up, chans)
+	return up, nil
+}
+
+// upstreamRequests answers the target's global requests. hostkeys-00 and
+// anything else the target asks of the gate stay at the gate.
+func (c *conn) upstreamRequests(reqs <-chan *ssh.Request) {
+	for r := range reqs {
+		if r.WantReply {
+			_ = r.Reply(false, nil)
+		}
+	}
+}
+
+// upstreamChannels passes forwarded-tcpip channels (remote forwarding) back to
+// the user when the grant allows forwarding; nothing else is opened toward users.
+func (c *conn) upstreamChannels(up *upConn, chans <-chan ssh.NewChannel) {
+	for nc := range chans {
+		if nc.ChannelType() != "forwarded-tcpip" || !up.permit.Forwarding {
+			_ = nc.Reject(ssh.Prohibited, "not permitted")
+			continue
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			downCh, downReqs, err := c.sc.OpenChannel(nc.ChannelType(), nc.ExtraData())
+			if err != nil {
+				_ = nc.Reject(ssh.ConnectionFailed, "user refused the channel")
+				return
+			}
+			upCh, upReqs, err := nc.Accept()
+			if err != nil {
+				_ = downCh.Close()
+				return
+			}
+			relay.Channels(upCh, upReqs, downCh, downReqs, nil, nil)
+		}()
+	}
+}
+
+// globalRequests handles the user's global requests: remote forwarding goes
+// to the target when the grant allows it; everything else is answered no.
+func (c *conn) globalRequests(reqs <-chan *ssh.Request) {
+	for r := range reqs {
+		switch r.Type {
+		case "tcpip-forward", "cancel-tcpip-forward":
+			ok, payload := false, []byte(nil)
+			if up, err := c.upstream(); err == nil && up.permit.Forwarding {
+				ok, payload, _ = up.client.SendRequest(r.Type, true, r.Payload)
+			}
+			if r.WantReply {
+				_ = r.Reply(ok, payload)
+			}
+		default:
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		}
+	}
+}
+
+// directTCPIP relays local port forwarding (ssh -L) when the grant allows it.
+func (c *conn) directTCPIP(nc ssh.NewChannel) {
+	if c.rerr == nil && c.route.Target == "" {
+		_ = nc.Reject(ssh.Prohibited, "port forwarding needs a target: connect as USER+TARGET")
+		return
+	}
+	p, err := c.permit()
+	if err != nil {
+		_ = nc.Reject(ssh.Prohibited, publicText(err))
+		return
+	}
+	if !p.Forwarding {
+		c.log.Info("port forwarding refused", "target", p.Target.Name)
+		_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("port forwarding is not permitted for target %s", p.Target.Name))
+		return
+	}
+	up, err := c.upstream()
+	if err != nil {
+		c.logPublic(err)
+		_ = nc.Reject(ssh.ConnectionFailed, publicText(err))
+		return
+	}
+	upCh, upReqs, err := up.client.OpenChannel("direct-tcpip", nc.ExtraData())
+	if err != nil {
+		var oe *ssh.OpenChannelError
+		if errors.As(err, &oe) {
+			_ = nc.Reject(oe.Reason, oe.Message)
+		} else {
+			_ = nc.Reject(ssh.ConnectionFailed, "the target could not open the connection")
+		}
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		_ = upCh.Close()
+		return
+	}
+	relay.Channels(ch, reqs, upCh, upReqs, nil, nil)
+}
+
+func publicText(err error) string {
+	var pe *gate.PublicError
+	if errors.As(err, &pe) {
+		return pe.UserMessage()
+	}
+	return "internal error"
+}
+
+func (c *conn) logPublic(err error) {
+	var pe *gate.PublicError
+	if errors.As(err, &pe) && pe.Cause != nil {
+		c.log.Warn(pe.Public, "ref", pe.Ref, "err", pe.Cause)
+	}
+}
+
+func localHostPort(a net.Addr) (string, string) {
+	h, p, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String(), "22"
+	}
+	return h, p
+}
+
+func netSplit(a string) (string, string, error) { return net.SplitHostPort(a) }

@@ -1,0 +1,5 @@
+package sshd
+
+import "syscall"
+
+var errTooManyFiles error = syscall.EMFILE

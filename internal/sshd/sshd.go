@@ -1,0 +1,234 @@
+// Package sshd is the gate's SSH front door: the accept loop on x/crypto/ssh,
+// the pre-authentication limits (login grace deadline, caps on connections
+// still authenticating, overall and per source) and draining on shutdown.
+// What happens after authentication belongs to the Handler. It imports no
+// store, policy, target or relay.
+package sshd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/gate"
+)
+
+// Handler serves one authenticated connection. It returns when the
+// connection is over; ctx is cancelled when the server force-closes.
+type Handler func(ctx context.Context, c *Conn)
+
+// Conn is an authenticated connection.
+type Conn struct {
+	*ssh.ServerConn
+	ID    string
+	Chans <-chan ssh.NewChannel
+	Reqs  <-chan *ssh.Request
+	Log   *slog.Logger
+}
+
+// Limits are the pre-authentication defences.
+type Limits struct {
+	LoginGrace         time.Duration // deadline for version exchange, kex and auth
+	MaxUnauthenticated int           // connections still authenticating, all sources
+	MaxUnauthPerSource int           // the same, per source address (IPv4 /32, IPv6 /64)
+}
+
+// Server accepts SSH connections.
+type Server struct {
+	cfg     *ssh.ServerConfig
+	limits  Limits
+	handler Handler
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	unauth    int
+	perSource map[netip.Prefix]int
+	conns     map[*trackedConn]struct{}
+	listeners map[net.Listener]struct{}
+	draining  bool
+	wg        sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+}
+
+type trackedConn struct {
+	net.Conn
+	authed bool
+}
+
+// New returns a server. cfg must have host keys and auth callbacks set.
+func New(cfg *ssh.ServerConfig, limits Limits, h Handler, log *slog.Logger) *Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, limits: limits, handler: h, log: log,
+		perSource: map[netip.Prefix]int{}, conns: map[*trackedConn]struct{}{},
+		listeners: map[net.Listener]struct{}{}, ctx: ctx, cancel: cancel}
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("sshd: server closed")
+
+// Serve accepts on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			draining := s.draining
+			s.mu.Unlock()
+			if draining {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, backing off", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.handle(nc)
+	}
+}
+
+func sourcePrefix(addr net.Addr) netip.Prefix {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return netip.Prefix{}
+	}
+	a := ap.Addr().Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+func (s *Server) handle(nc net.Conn) {
+	src := sourcePrefix(nc.RemoteAddr())
+	s.mu.Lock()
+	if s.draining || s.unauth >= s.limits.MaxUnauthenticated || s.perSource[src] >= s.limits.MaxUnauthPerSource {
+		full := !s.draining
+		s.mu.Unlock()
+		if full {
+			s.log.Warn("refusing connection: too many unauthenticated connections", "remote", nc.RemoteAddr().String())
+		}
+		_ = nc.Close()
+		return
+	}
+	s.unauth++
+	s.perSource[src]++
+	tc := &trackedConn{Conn: nc}
+	s.conns[tc] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	go func() {
+		defer s.wg.Done()
+		released := false
+		release := func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if released {
+				return
+			}
+			released = true
+			s.unauth--
+			if s.perSource[src]--; s.perSource[src] <= 0 {
+				delete(s.perSource, src)
+			}
+		}
+		defer func() {
+			release()
+			s.mu.Lock()
+			delete(s.conns, tc)
+			s.mu.Unlock()
+			_ = nc.Close()
+		}()
+		id := gate.NewID()[:16]
+		log := s.log.With("conn_id", id, "remote", nc.RemoteAddr().String())
+		_ = nc.SetDeadline(time.Now().Add(s.limits.LoginGrace))
+		sc, chans, reqs, err := ssh.NewServerConn(nc, s.cfg)
+		if err != nil {
+			log.Debug("handshake failed", "err", err)
+			return
+		}
+		_ = nc.SetDeadline(time.Time{})
+		release()
+		s.mu.Lock()
+		tc.authed = true
+		s.mu.Unlock()
+		log = log.With("user", sc.Permissions.Extensions[gate.ExtUser])
+		log.Info("authenticated", "method", sc.Permissions.Extensions[gate.ExtMethod],
+			"key", sc.Permissions.Extensions[gate.ExtFingerprint], "client", safeVersion(sc.ClientVersion()))
+		s.handler(s.ctx, &Conn{ServerConn: sc, ID: id, Chans: chans, Reqs: reqs, Log: log})
+		_ = sc.Close()
+		log.Info("connection closed")
+	}()
+}
+
+func safeVersion(b []byte) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}
+
+// Shutdown stops accepting, closes connections still authenticating, and
+// waits for live sessions to end until ctx is done; then it closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for c := range s.conns {
+		if !c.authed {
+			_ = c.Close()
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	s.cancel()
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
