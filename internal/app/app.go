@@ -76,6 +76,7 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	log := newLogger(o.Log, cfg.Log)
+	startPprof(log)
 	dir, err := datadir.Open(o.DataDir)
 	if err != nil {
 		return err
