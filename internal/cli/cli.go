@@ -1,0 +1,292 @@
+// Package cli is the sshgate command line: `serve` and the admin commands
+// that edit the store (users, keys, environments, targets, grants). Main runs
+// in-process so tests drive it with their own stdin, stdout and stderr.
+//
+// Exit codes: 0 success; 1 a condition of the data (not found, already
+// exists, a host that cannot be scanned, an internal failure); 2 a bad
+// argument, flag or command, always with a message naming the bad value.
+// User mistakes print one line, never a stack or a raw error chain.
+//
+// Changes go straight to the store; a running gate reads them at its next
+// connection, so nothing here signals the gate.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sshgate/sshgate/internal/app"
+	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/store/sqlite"
+)
+
+// Version is set at build time with -ldflags "-X github.com/sshgate/sshgate/internal/cli.Version=v1.2.3".
+var Version = ""
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitFail  = 1
+	ExitUsage = 2
+)
+
+// exitError carries the exit code and the one line to print.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// usagef is a bad argument: exit 2, with a usage hint.
+func usagef(format string, args ...any) error {
+	return &exitError{code: ExitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+// failf is a failure: exit 1.
+func failf(format string, args ...any) error {
+	return &exitError{code: ExitFail, msg: fmt.Sprintf(format, args...)}
+}
+
+// storeErr turns a store error into its one-line message, exit 1:
+// `user "bob": not found` becomes `user "bob" not found`.
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, sentinel := range []error{store.ErrNotFound, store.ErrExists} {
+		if errors.Is(err, sentinel) {
+			if m, ok := strings.CutSuffix(msg, ": "+sentinel.Error()); ok {
+				msg = m + " " + sentinel.Error()
+			}
+		}
+	}
+	return failf("%s", msg)
+}
+
+// serveFunc is app.Serve; tests replace it.
+var serveFunc = app.Serve
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := e.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	if e.st != nil {
+		e.st.Close()
+	}
+	if err == nil {
+		return ExitOK
+	}
+	var xe *exitError
+	if !errors.As(err, &xe) {
+		// Errors cobra makes itself: unknown commands, bad arguments.
+		xe = &exitError{code: ExitUsage, msg: err.Error()}
+	}
+	fmt.Fprintf(stderr, "sshgate: %s\n", xe.msg)
+	if xe.code == ExitUsage {
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return xe.code
+}
+
+// env is one run of the command line.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	data           string
+	st             store.Store
+}
+
+func (e *env) dataDir() (*datadir.Dir, error) {
+	d, err := datadir.Open(datadir.Resolve(e.data))
+	if err != nil {
+		return nil, failf("%v", err)
+	}
+	return d, nil
+}
+
+// store opens the store of the data directory once per run.
+func (e *env) store() (store.Store, error) {
+	if e.st != nil {
+		return e.st, nil
+	}
+	d, err := e.dataDir()
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(d.DBPath())
+	if err != nil {
+		return nil, failf("%v", err)
+	}
+	e.st = st
+	return st, nil
+}
+
+// run wraps a command body: errors it returns that are not already exit
+// errors are failures (exit 1), never mistaken for usage errors.
+func run(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		err := f(cmd, args)
+		if err == nil {
+			return nil
+		}
+		var xe *exitError
+		if errors.As(err, &xe) {
+			return err
+		}
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) {
+			return storeErr(err)
+		}
+		return failf("%v", err)
+	}
+}
+
+// args checks the positional arguments: the names of the required ones,
+// then how many optional ones may follow.
+func argsOf(required []string, optional int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < len(required) {
+			return usagef("%s: missing %s", name(cmd), strings.Join(required[len(args):], " "))
+		}
+		if len(args) > len(required)+optional {
+			return usagef("%s: unexpected argument %q", name(cmd), args[len(required)+optional])
+		}
+		return nil
+	}
+}
+
+// group is the body of a command that only holds subcommands.
+func group(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		if !cmd.HasParent() {
+			return usagef("missing command")
+		}
+		return usagef("%s: missing command", name(cmd))
+	}
+	return usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+}
+
+// name is the command path without the program name: "user add".
+func name(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+}
+
+func (e *env) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "sshgate",
+		Short:         "An SSH gateway in front of containers and hosts",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          group,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.PersistentFlags().StringVar(&e.data, "data", "", "data directory (default $"+datadir.EnvVar+" or "+datadir.Default+")")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if !cmd.HasParent() {
+			return usagef("%v", err)
+		}
+		return usagef("%s: %v", name(cmd), err)
+	})
+	root.AddCommand(
+		e.serveCmd(),
+		e.userCmd(),
+		e.keyCmd(),
+		e.envCmd(),
+		e.targetCmd(),
+		e.grantCmd(),
+		e.gateKeyCmd(),
+		e.versionCmd(),
+	)
+	return root
+}
+
+func (e *env) serveCmd() *cobra.Command {
+	var listen, config string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gate",
+		Args:  argsOf(nil, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			err := serveFunc(ctx, app.Options{
+				DataDir:    datadir.Resolve(e.data),
+				Listen:     listen,
+				ConfigFile: config,
+				Log:        e.stderr,
+			})
+			var ce *app.ConfigError
+			if errors.As(err, &ce) {
+				return &exitError{code: ExitUsage, msg: ce.Error()}
+			}
+			return err
+		}),
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "listen address, e.g. :2222 (overrides the config file)")
+	cmd.Flags().StringVar(&config, "config", "", "YAML configuration file")
+	return cmd
+}
+
+func (e *env) gateKeyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "gate-key",
+		Short: "Print the gate's public key as an authorized_keys line (generated on first use)",
+		Args:  argsOf(nil, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			d, err := e.dataDir()
+			if err != nil {
+				return err
+			}
+			s, err := d.GateKey()
+			if err != nil {
+				return err
+			}
+			line := strings.TrimSpace(string(marshalAuthorizedKey(s.PublicKey())))
+			fmt.Fprintf(e.stdout, "%s sshgate-gate-key\n", line)
+			return nil
+		}),
+	}
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func (e *env) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  argsOf(nil, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintf(e.stdout, "sshgate %s (%s %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		}),
+	}
+}

@@ -1,0 +1,502 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/sshkeys"
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/target/docker"
+)
+
+// ScanTimeout bounds --scan-host-key: dial and key exchange.
+const ScanTimeout = 10 * time.Second
+
+// hostKeyPreference is the order host keys are asked for and chosen in.
+var hostKeyPreference = []string{
+	ssh.KeyAlgoED25519,
+	ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+	ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
+}
+
+var networkRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+
+type targetFlags struct {
+	env, upstream, login, hostKeyFile string
+	scan                              bool
+	image, user                       string
+	cmd, mounts, setenv               []string
+	memory, cpus, network, per, ttl   string
+	pids, pool                        int
+}
+
+func (e *env) targetCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "target", Short: "Manage targets (hosts and containers users reach)", Args: cobra.ArbitraryArgs, RunE: group}
+	var f targetFlags
+	add := &cobra.Command{
+		Use:   "add NAME --env ENV (--upstream HOST:PORT --login USER (--host-key FILE | --scan-host-key) | --docker IMAGE ...)",
+		Short: "Add a target: an existing SSH server (--upstream) or a container started on demand (--docker)",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			t, err := f.target(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			// Check what the store would refuse before scanning a host.
+			if _, err := st.GetTarget(ctx, t.Name); err == nil {
+				return failf("target %q already exists", t.Name)
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err := envExists(ctx, st, t.Env); err != nil {
+				return err
+			}
+			if t.Kind == store.KindUpstream {
+				var k ssh.PublicKey
+				if f.scan {
+					if k, err = scanHostKey(ctx, t.Upstream.Addr); err != nil {
+						return failf("scan host key of %s: %v", t.Upstream.Addr, err)
+					}
+					fmt.Fprintf(e.stdout, "scanned host key for %s: %s %s\n", t.Name, k.Type(), sshkeys.Fingerprint(k))
+				} else {
+					if k, err = readHostKeyFile(f.hostKeyFile); err != nil {
+						return err
+					}
+					fmt.Fprintf(e.stdout, "pinned host key for %s: %s %s\n", t.Name, k.Type(), sshkeys.Fingerprint(k))
+				}
+				t.Upstream.HostKey = sshkeys.AuthorizedLine(k)
+			}
+			if err := st.AddTarget(ctx, t); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "added target %s (%s) in env %s\n", t.Name, t.Kind, t.Env)
+			return nil
+		}),
+	}
+	fl := add.Flags()
+	fl.StringVar(&f.env, "env", "", "environment of the target (required)")
+	fl.StringVar(&f.upstream, "upstream", "", "HOST:PORT of an SSH server (sshd or sshgate-agent)")
+	fl.StringVar(&f.login, "login", "", "default login on the target")
+	fl.StringVar(&f.hostKeyFile, "host-key", "", "file with the target's public host key (ssh_host_*_key.pub or a known_hosts line)")
+	fl.BoolVar(&f.scan, "scan-host-key", false, "connect to the upstream now and pin the host key it presents")
+	fl.StringVar(&f.image, "docker", "", "image of a container started per connection or per user")
+	fl.StringVar(&f.user, "user", "", "user in the container, e.g. 1000:1000 (docker)")
+	fl.StringArrayVar(&f.cmd, "cmd", nil, "container command, one argument per flag (docker)")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "bind mount SRC:DST[:ro] (docker, repeatable)")
+	fl.StringArrayVar(&f.setenv, "setenv", nil, "KEY=VALUE in the container's environment (docker, repeatable)")
+	fl.StringVar(&f.memory, "memory", "", "memory limit, e.g. 512m (docker)")
+	fl.StringVar(&f.cpus, "cpus", "", "CPU limit, e.g. 1.5 (docker)")
+	fl.IntVar(&f.pids, "pids", 0, "process limit (docker)")
+	fl.StringVar(&f.network, "network", "", "none (default) or a docker network name (docker)")
+	fl.StringVar(&f.per, "per", "", "connection (default): a container per connection; user: one per user, kept for --idle-ttl")
+	fl.StringVar(&f.ttl, "idle-ttl", "", "how long an idle per-user container is kept, e.g. 10m (docker, --per user)")
+	fl.IntVar(&f.pool, "pool", 0, "warm containers kept ready (docker)")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List targets",
+		Args:  argsOf(nil, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			ts, err := st.ListTargets(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := newTable(e.stdout, "NAME", "ENV", "KIND", "LOGIN", "ADDRESS")
+			for _, t := range ts {
+				addr := ""
+				switch {
+				case t.Upstream != nil:
+					addr = t.Upstream.Addr
+				case t.Docker != nil:
+					addr = t.Docker.Image
+				}
+				tw.row(t.Name, t.Env, t.Kind, orDash(t.Login), orDash(addr))
+			}
+			return tw.flush()
+		}),
+	}
+
+	remove := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove a target and the grants naming it",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := checkName("target", args[0]); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if err := st.RemoveTarget(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed target %s\n", args[0])
+			return nil
+		}),
+	}
+
+	show := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a target",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := checkName("target", args[0]); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			t, err := st.GetTarget(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return showTarget(e.stdout, t)
+		}),
+	}
+	cmd.AddCommand(add, list, remove, show)
+	return cmd
+}
+
+func envExists(ctx context.Context, st store.Store, name string) error {
+	es, err := st.ListEnvs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if e.Name == name {
+			return nil
+		}
+	}
+	return failf("env %q not found", name)
+}
+
+// target checks the flags and builds the target (without its host key).
+func (f *targetFlags) target(cmd *cobra.Command, name string) (store.Target, error) {
+	changed := cmd.Flags().Changed
+	if err := checkTargetName(name); err != nil {
+		return store.Target{}, err
+	}
+	if f.env == "" {
+		return store.Target{}, usagef("target add %s: --env is required", name)
+	}
+	if err := checkName("env", f.env); err != nil {
+		return store.Target{}, err
+	}
+	if changed("login") || f.login != "" {
+		if err := checkLogin("--login", f.login); err != nil {
+			return store.Target{}, err
+		}
+	}
+	t := store.Target{Name: name, Env: f.env, Login: f.login}
+	isUp, isDocker := changed("upstream"), changed("docker")
+	if isUp == isDocker {
+		return store.Target{}, usagef("target add %s: give exactly one of --upstream and --docker", name)
+	}
+	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool"}
+	if isUp {
+		for _, fl := range dockerOnly {
+			if changed(fl) {
+				return store.Target{}, usagef("target add %s: --%s is for --docker targets", name, fl)
+			}
+		}
+		if err := checkHostPort("--upstream", f.upstream); err != nil {
+			return store.Target{}, err
+		}
+		if f.login == "" {
+			return store.Target{}, usagef("target add %s: --login is required with --upstream", name)
+		}
+		if changed("host-key") == f.scan {
+			return store.Target{}, usagef("target add %s: give exactly one of --host-key FILE and --scan-host-key", name)
+		}
+		if changed("host-key") && f.hostKeyFile == "" {
+			return store.Target{}, usagef("--host-key %q: want a file name", f.hostKeyFile)
+		}
+		t.Kind = store.KindUpstream
+		t.Upstream = &store.UpstreamSpec{Addr: f.upstream}
+		return t, nil
+	}
+	for _, fl := range []string{"host-key", "scan-host-key"} {
+		if changed(fl) {
+			return store.Target{}, usagef("target add %s: --%s is for --upstream targets", name, fl)
+		}
+	}
+	d, err := f.dockerSpec()
+	if err != nil {
+		return store.Target{}, err
+	}
+	t.Kind = store.KindDocker
+	t.Docker = d
+	return t, nil
+}
+
+func (f *targetFlags) dockerSpec() (*store.DockerSpec, error) {
+	if strings.TrimSpace(f.image) == "" || strings.ContainsAny(f.image, " \t\n") {
+		return nil, usagef("--docker %q: want an image reference such as alpine:3.20", f.image)
+	}
+	d := &store.DockerSpec{Image: f.image, User: f.user, Cmd: f.cmd, Network: "none", Per: "connection"}
+	if f.user != "" && (strings.ContainsAny(f.user, " \t\n") || strings.Count(f.user, ":") > 1 || strings.HasPrefix(f.user, ":") || strings.HasSuffix(f.user, ":")) {
+		return nil, usagef("--user %q: want USER, UID or UID:GID", f.user)
+	}
+	for _, m := range f.mounts {
+		if _, err := docker.ParseMount(m, docker.DefaultDenyMounts, nil); err != nil {
+			return nil, usagef("--mount %q: %v", m, strings.TrimPrefix(err.Error(), fmt.Sprintf("mount %q: ", m)))
+		}
+		d.Mounts = append(d.Mounts, m)
+	}
+	for _, kv := range f.setenv {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\n") {
+			return nil, usagef("--setenv %q: want KEY=VALUE", kv)
+		}
+		d.Env = append(d.Env, kv)
+	}
+	if f.memory != "" {
+		n, err := parseSize("--memory", f.memory)
+		if err != nil {
+			return nil, err
+		}
+		if n < 6<<20 {
+			return nil, usagef("--memory %q: at least 6m", f.memory)
+		}
+		d.Memory = n
+	}
+	if f.cpus != "" {
+		c, err := strconv.ParseFloat(f.cpus, 64)
+		if err != nil || !(c > 0) || c > 1024 {
+			return nil, usagef("--cpus %q: want a number of CPUs such as 0.5 or 2", f.cpus)
+		}
+		d.NanoCPUs = int64(c * 1e9)
+		if d.NanoCPUs < 1e7 {
+			return nil, usagef("--cpus %q: at least 0.01", f.cpus)
+		}
+	}
+	if f.pids < 0 {
+		return nil, usagef("--pids %d: want a positive number", f.pids)
+	}
+	d.Pids = int64(f.pids)
+	if f.network != "" {
+		if f.network == "host" {
+			return nil, usagef("--network %q: the host network is not allowed", f.network)
+		}
+		if !networkRE.MatchString(f.network) {
+			return nil, usagef("--network %q: want none or a docker network name", f.network)
+		}
+		d.Network = f.network
+	}
+	switch f.per {
+	case "", "connection":
+	case "user":
+		d.Per = "user"
+	default:
+		return nil, usagef("--per %q: want connection or user", f.per)
+	}
+	if f.ttl != "" {
+		if d.Per != "user" {
+			return nil, usagef("--idle-ttl %q: only with --per user", f.ttl)
+		}
+		if _, err := parseDuration("--idle-ttl", f.ttl); err != nil {
+			return nil, err
+		}
+		d.IdleTTL = f.ttl
+	}
+	if f.pool < 0 || f.pool > 100 {
+		return nil, usagef("--pool %d: want 0 to 100", f.pool)
+	}
+	d.Pool = f.pool
+	return d, nil
+}
+
+// errScanned stops the handshake once the host key is known.
+var errScanned = errors.New("host key scanned")
+
+// scanHostKey connects to addr and returns the host key the server presents,
+// asking for ed25519 first. No authentication is attempted.
+func scanHostKey(ctx context.Context, addr string) (ssh.PublicKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, ScanTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	var got ssh.PublicKey
+	cfg := &ssh.ClientConfig{
+		User:              "sshgate-scan",
+		HostKeyAlgorithms: hostKeyPreference,
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			got = key
+			return errScanned
+		},
+		Timeout: ScanTimeout,
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err == nil { // cannot happen: the callback always refuses
+		go ssh.DiscardRequests(reqs)
+		go func() {
+			for ch := range chans {
+				ch.Reject(ssh.Prohibited, "")
+			}
+		}()
+		c.Close()
+	}
+	if got == nil {
+		if err == nil {
+			err = errors.New("no host key presented")
+		}
+		return nil, err
+	}
+	if err := sshkeys.CheckKeyStrength(got); err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// readHostKeyFile reads a public host key from an ssh_host_*_key.pub file or
+// known_hosts lines ("host keytype base64"); with several keys it picks by
+// hostKeyPreference.
+func readHostKeyFile(path string) (ssh.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, usagef("--host-key %q: %v", path, err)
+	}
+	var keys []ssh.PublicKey
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := parseHostKeyLine(line)
+		if err != nil {
+			return nil, usagef("--host-key %q line %d: %v", path, n, err)
+		}
+		keys = append(keys, k)
+	}
+	if err := sc.Err(); err != nil && err != io.EOF {
+		return nil, usagef("--host-key %q: %v", path, err)
+	}
+	if len(keys) == 0 {
+		return nil, usagef("--host-key %q: no public key found", path)
+	}
+	best := keys[0]
+	rank := func(k ssh.PublicKey) int {
+		for i, a := range []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521, ssh.KeyAlgoRSA} {
+			if k.Type() == a {
+				return i
+			}
+		}
+		return 99
+	}
+	for _, k := range keys[1:] {
+		if rank(k) < rank(best) {
+			best = k
+		}
+	}
+	return best, nil
+}
+
+func parseHostKeyLine(line string) (ssh.PublicKey, error) {
+	k, _, options, _, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil || len(options) > 0 {
+		// known_hosts: "host[,host...] keytype base64 [comment]"
+		marker, _, kk, _, _, kerr := ssh.ParseKnownHosts([]byte(line))
+		if kerr != nil {
+			return nil, errors.New("not a public key nor a known_hosts line")
+		}
+		if marker != "" {
+			return nil, fmt.Errorf("@%s lines are not host keys", marker)
+		}
+		k = kk
+	}
+	if _, ok := k.(*ssh.Certificate); ok {
+		return nil, errors.New("a certificate, not a host key")
+	}
+	if err := sshkeys.CheckKeyStrength(k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func showTarget(w io.Writer, t store.Target) error {
+	tw := newTable(w, "FIELD", "VALUE")
+	tw.row("name", t.Name)
+	tw.row("env", t.Env)
+	tw.row("kind", t.Kind)
+	tw.row("login", orDash(t.Login))
+	if u := t.Upstream; u != nil {
+		tw.row("upstream", u.Addr)
+		if u.HostKey != "" {
+			if k, _, err := sshkeys.ParseAuthorizedKey(u.HostKey); err == nil {
+				tw.row("host key", k.Type()+" "+sshkeys.Fingerprint(k))
+			} else {
+				tw.row("host key", "(unreadable) "+u.HostKey)
+			}
+		} else {
+			tw.row("host key", "- (verified through the host CA)")
+		}
+	}
+	if d := t.Docker; d != nil {
+		tw.row("image", d.Image)
+		tw.row("user", orDash(d.User))
+		tw.row("cmd", orDash(strings.Join(d.Cmd, " ")))
+		tw.row("mounts", orDash(strings.Join(d.Mounts, " ")))
+		tw.row("env vars", orDash(strings.Join(d.Env, " ")))
+		mem, cpus, pids := "-", "-", "-"
+		if d.Memory > 0 {
+			mem = formatSize(d.Memory)
+		}
+		if d.NanoCPUs > 0 {
+			cpus = strconv.FormatFloat(float64(d.NanoCPUs)/1e9, 'f', -1, 64)
+		}
+		if d.Pids > 0 {
+			pids = strconv.FormatInt(d.Pids, 10)
+		}
+		tw.row("memory", mem)
+		tw.row("cpus", cpus)
+		tw.row("pids", pids)
+		tw.row("network", orDash(d.Network))
+		tw.row("per", orDash(d.Per))
+		tw.row("idle ttl", orDash(d.IdleTTL))
+		tw.row("pool", strconv.Itoa(d.Pool))
+	}
+	tw.row("created", t.CreatedAt.Format(time.RFC3339))
+	return tw.flush()
+}

@@ -1,0 +1,502 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sshgate/sshgate/internal/passwd"
+	"github.com/sshgate/sshgate/internal/sshkeys"
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+func (e *env) userCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "Manage gate users", Args: cobra.ArbitraryArgs, RunE: group}
+	var pwStdin, clear bool
+
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Add a user (with a password read from stdin if --password-stdin)",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := checkName("user", name); err != nil {
+				return err
+			}
+			var hash string
+			if pwStdin {
+				pw, err := readPassword(e.stdin)
+				if err != nil {
+					return err
+				}
+				if hash, err = passwd.Hash(pw); err != nil {
+					return err
+				}
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if err := st.AddUser(cmd.Context(), store.User{Name: name, PasswordHash: hash}); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "added user %s\n", name)
+			return nil
+		}),
+	}
+	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of stdin")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List users",
+		Args:  argsOf(nil, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			us, err := st.ListUsers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			t := newTable(e.stdout, "NAME", "PASSWORD", "KEYS")
+			for _, u := range us {
+				ks, err := st.ListKeys(cmd.Context(), u.Name)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				pw := "no"
+				if u.PasswordHash != "" {
+					pw = "yes"
+				}
+				t.row(u.Name, pw, strconv.Itoa(len(ks)))
+			}
+			return t.flush()
+		}),
+	}
+
+	remove := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove a user with their keys and grants",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := checkName("user", args[0]); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if err := st.RemoveUser(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed user %s\n", args[0])
+			return nil
+		}),
+	}
+
+	pw := &cobra.Command{
+		Use:   "passwd NAME (--password-stdin | --clear)",
+		Short: "Set, replace or remove a user's password",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := checkName("user", name); err != nil {
+				return err
+			}
+			if pwStdin == clear {
+				return usagef("user passwd %s: give exactly one of --password-stdin and --clear", name)
+			}
+			var hash string
+			if pwStdin {
+				p, err := readPassword(e.stdin)
+				if err != nil {
+					return err
+				}
+				if hash, err = passwd.Hash(p); err != nil {
+					return err
+				}
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if err := st.SetPassword(cmd.Context(), name, hash); err != nil {
+				return err
+			}
+			if clear {
+				fmt.Fprintf(e.stdout, "removed the password of %s\n", name)
+			} else {
+				fmt.Fprintf(e.stdout, "set the password of %s\n", name)
+			}
+			return nil
+		}),
+	}
+	pw.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the new password from the first line of stdin")
+	pw.Flags().BoolVar(&clear, "clear", false, "remove the password (key login only)")
+
+	cmd.AddCommand(add, list, remove, pw)
+	return cmd
+}
+
+// parsedKey is one key line from a file.
+type parsedKey struct {
+	line int
+	key  store.Key
+	typ  string
+}
+
+// readKeys parses every key in r (skipping blank and # lines); a bad line is
+// named by file and line number.
+func readKeys(r io.Reader, name string) ([]parsedKey, error) {
+	var out []parsedKey
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, comment, err := sshkeys.ParseAuthorizedKey(line)
+		if err != nil {
+			return nil, usagef("%s line %d: %v", name, n, err)
+		}
+		out = append(out, parsedKey{line: n, typ: k.Type(), key: store.Key{
+			Fingerprint:   sshkeys.Fingerprint(k),
+			AuthorizedKey: sshkeys.AuthorizedLine(k),
+			Comment:       comment,
+		}})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, usagef("%s: %v", name, err)
+	}
+	if len(out) == 0 {
+		return nil, usagef("%s: no keys found", name)
+	}
+	return out, nil
+}
+
+func (e *env) keyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "key", Short: "Manage users' public keys", Args: cobra.ArbitraryArgs, RunE: group}
+
+	add := &cobra.Command{
+		Use:   "add USER FILE|-",
+		Short: "Add the public keys in FILE (or stdin) to USER",
+		Args:  argsOf([]string{"USER", "FILE"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			user, file := args[0], args[1]
+			if err := checkName("user", user); err != nil {
+				return err
+			}
+			var r io.Reader
+			name := file
+			if file == "-" {
+				r, name = e.stdin, "stdin"
+			} else {
+				f, err := os.Open(file)
+				if err != nil {
+					var pe *fs.PathError
+					if errors.As(err, &pe) {
+						err = pe.Err
+					}
+					return usagef("key file %q: %v", file, err)
+				}
+				defer f.Close()
+				r = f
+			}
+			keys, err := readKeys(r, name)
+			if err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if _, err := st.GetUser(ctx, user); err != nil {
+				return err
+			}
+			var failed error
+			for _, pk := range keys {
+				k := pk.key
+				k.User = user
+				if err := st.AddKey(ctx, k); err != nil {
+					if !errors.Is(err, store.ErrExists) {
+						return err
+					}
+					failed = failf("%s line %d: key %s is already a key of %s", name, pk.line, k.Fingerprint, user)
+					fmt.Fprintf(e.stderr, "sshgate: %s\n", failed)
+					continue
+				}
+				fmt.Fprintf(e.stdout, "added key %s %s %s\n", k.Fingerprint, pk.typ, orDash(k.Comment))
+			}
+			if failed != nil {
+				return failf("some keys were not added")
+			}
+			return nil
+		}),
+	}
+
+	list := &cobra.Command{
+		Use:   "list USER",
+		Short: "List a user's keys",
+		Args:  argsOf([]string{"USER"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := checkName("user", args[0]); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			ks, err := st.ListKeys(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			t := newTable(e.stdout, "FINGERPRINT", "TYPE", "COMMENT")
+			for _, k := range ks {
+				typ, _, _ := strings.Cut(k.AuthorizedKey, " ")
+				t.row(k.Fingerprint, typ, orDash(k.Comment))
+			}
+			return t.flush()
+		}),
+	}
+
+	remove := &cobra.Command{
+		Use:   "remove USER FINGERPRINT",
+		Short: "Remove a user's key",
+		Args:  argsOf([]string{"USER", "FINGERPRINT"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := checkName("user", args[0]); err != nil {
+				return err
+			}
+			if err := checkFingerprint(args[1]); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if err := st.RemoveKey(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed key %s of %s\n", args[1], args[0])
+			return nil
+		}),
+	}
+	cmd.AddCommand(add, list, remove)
+	return cmd
+}
+
+func (e *env) envCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "env", Short: "Manage environments (groups of targets)", Args: cobra.ArbitraryArgs, RunE: group}
+
+	add := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Add an environment",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := checkName("env", args[0]); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if err := st.AddEnv(cmd.Context(), store.Env{Name: args[0]}); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "added env %s\n", args[0])
+			return nil
+		}),
+	}
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List environments",
+		Args:  argsOf(nil, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			es, err := st.ListEnvs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ts, err := st.ListTargets(cmd.Context())
+			if err != nil {
+				return err
+			}
+			n := map[string]int{}
+			for _, t := range ts {
+				n[t.Env]++
+			}
+			t := newTable(e.stdout, "NAME", "TARGETS")
+			for _, env := range es {
+				t.row(env.Name, strconv.Itoa(n[env.Name]))
+			}
+			return t.flush()
+		}),
+	}
+
+	remove := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove an environment (refused while targets use it)",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := checkName("env", name); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if err := st.RemoveEnv(ctx, name); err != nil {
+				if errors.Is(err, store.ErrExists) {
+					return failf("env %q is used by targets %s: remove them first", name, strings.Join(targetsIn(ctx, st, name), ", "))
+				}
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed env %s\n", name)
+			return nil
+		}),
+	}
+	cmd.AddCommand(add, list, remove)
+	return cmd
+}
+
+func targetsIn(ctx context.Context, st store.Store, env string) []string {
+	ts, _ := st.ListTargets(ctx)
+	var out []string
+	for _, t := range ts {
+		if t.Env == env {
+			out = append(out, t.Name)
+		}
+	}
+	return out
+}
+
+func (e *env) grantCmd() *cobra.Command {
+	var envName, target, login string
+	var forwarding bool
+	cmd := &cobra.Command{
+		Use:   "grant USER (--env ENV | --target NAME) [--login USER] [--forwarding]",
+		Short: "Let a user reach a target or every target of an environment",
+		Args:  argsOf([]string{"USER"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			user := args[0]
+			if err := checkName("user", user); err != nil {
+				return err
+			}
+			if (envName == "") == (target == "") {
+				return usagef("grant %s: give exactly one of --env and --target", user)
+			}
+			g := store.Grant{User: user, Env: envName, Target: target, Login: login, Forwarding: forwarding}
+			scope := "env " + envName
+			if envName != "" {
+				if err := checkName("env", envName); err != nil {
+					return err
+				}
+			} else {
+				if err := checkName("target", target); err != nil {
+					return err
+				}
+				scope = "target " + target
+			}
+			if cmd.Flags().Changed("login") {
+				if err := checkLogin("--login", login); err != nil {
+					return err
+				}
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			g, err = st.AddGrant(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "added grant %d: %s -> %s\n", g.ID, user, scope)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&envName, "env", "", "grant every target of this environment")
+	cmd.Flags().StringVar(&target, "target", "", "grant this target")
+	cmd.Flags().StringVar(&login, "login", "", "log in as this user on the target (default: the target's login)")
+	cmd.Flags().BoolVar(&forwarding, "forwarding", false, "allow port forwarding")
+
+	list := &cobra.Command{
+		Use:   "list [USER]",
+		Short: "List grants, of one user or all",
+		Args:  argsOf(nil, 1),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			user := ""
+			if len(args) == 1 {
+				user = args[0]
+				if err := checkName("user", user); err != nil {
+					return err
+				}
+				if _, err := st.GetUser(cmd.Context(), user); err != nil {
+					return err
+				}
+			}
+			gs, err := st.ListGrants(cmd.Context(), user)
+			if err != nil {
+				return err
+			}
+			t := newTable(e.stdout, "ID", "USER", "SCOPE", "LOGIN", "FORWARDING")
+			for _, g := range gs {
+				scope := "target:" + g.Target
+				if g.Env != "" {
+					scope = "env:" + g.Env
+				}
+				fw := "no"
+				if g.Forwarding {
+					fw = "yes"
+				}
+				t.row(strconv.FormatInt(g.ID, 10), g.User, scope, orDash(g.Login), fw)
+			}
+			return t.flush()
+		}),
+	}
+
+	revoke := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Remove a grant",
+		Args:  argsOf([]string{"ID"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			id, err := strconv.ParseInt(args[0], 10, 64)
+			if err != nil || id <= 0 {
+				return usagef("invalid grant ID %q: want a number as grant list prints it", args[0])
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if err := st.RemoveGrant(cmd.Context(), id); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "revoked grant %d\n", id)
+			return nil
+		}),
+	}
+	cmd.AddCommand(list, revoke)
+	return cmd
+}
