@@ -40,12 +40,12 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Config is the whole file. Zero values are replaced by Defaults.
 type Config struct {
-	Listen    string `yaml:"listen"`    // host:port for SSH
-	Advertise string `yaml:"advertise"` // host[:port] users connect to, for `config` output; default: the address they reached
-	Log       Log    `yaml:"log"`
-	SSH       SSH    `yaml:"ssh"`
-	Limits    Limits `yaml:"limits"`
-	Docker    Docker `yaml:"docker"`
+	Listen    string   `yaml:"listen"`    // host:port for SSH
+	Advertise string   `yaml:"advertise"` // host[:port] users connect to, for `config` output; default: the address they reached
+	Log       Log      `yaml:"log"`
+	SSH       SSH      `yaml:"ssh"`
+	Limits    Limits   `yaml:"limits"`
+	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
 }
 
@@ -62,11 +62,11 @@ type SSH struct {
 }
 
 type Limits struct {
-	LoginGrace              Duration `yaml:"login_grace"`       // handshake + authentication deadline
-	MaxAuthTries            int      `yaml:"max_auth_tries"`    // per connection
+	LoginGrace              Duration `yaml:"login_grace"`         // handshake + authentication deadline
+	MaxAuthTries            int      `yaml:"max_auth_tries"`      // per connection
 	MaxUnauthenticated      int      `yaml:"max_unauthenticated"` // connections still authenticating, all sources
 	MaxUnauthenticatedPerIP int      `yaml:"max_unauthenticated_per_source"`
-	MaxSessions             int      `yaml:"max_sessions"` // channels per client connection
+	MaxSessions             int      `yaml:"max_sessions"`     // channels per client connection
 	UpstreamTimeout         Duration `yaml:"upstream_timeout"` // connect + handshake to a target
 	ShutdownGrace           Duration `yaml:"shutdown_grace"`   // how long live sessions may run on after SIGTERM
 }
@@ -85,8 +85,12 @@ func Defaults() Config {
 		SSH: SSH{
 			ServerVersion: "SSH-2.0-sshgate",
 			KeyExchanges:  []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519},
-			Ciphers:       []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, "aes128-ctr", "aes256-ctr"},
-			MACs:          []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM},
+			// AES-GCM only: OpenSSH clients order chacha20, aes-ctr, aes-gcm and
+			// the client's order decides, so offering chacha20 or ctr would give
+			// stock clients a slower cipher (x/crypto's chacha20 is generic Go;
+			// ctr needs a separate HMAC-SHA2 pass). Operators may add them.
+			Ciphers: []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM},
+			MACs:    []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM},
 		},
 		Limits: Limits{
 			LoginGrace:              Duration(30 * time.Second),

@@ -203,13 +203,10 @@ func HostKeyAlgorithms(k ssh.PublicKey) []string {
 	}
 }
 
-// Algorithm offers. The server side omits chacha20-poly1305: OpenSSH clients
-// put it first and the client's order decides, and x/crypto's chacha20 is
-// about 10x slower than its AES-GCM (see DESIGN.md). Operators may add it.
+// Algorithm offers toward targets (the gate is the client there, so its
+// order decides: AES-GCM first). What the gate offers users is in config.
 var (
 	KeyExchanges = []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519}
-	Ciphers      = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, "aes128-ctr", "aes256-ctr"}
-	AllCiphers   = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305, "aes128-ctr", "aes192-ctr", "aes256-ctr"}
 	MACs         = []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM}
 	// ClientCiphers is what the gate offers to targets: AES-GCM first.
 	ClientCiphers = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305, "aes128-ctr", "aes256-ctr"}
