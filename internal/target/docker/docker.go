@@ -468,7 +468,7 @@ func (b *Backend) create(ctx context.Context, bs *built, keeper bool, labels map
 	cfg := &container.Config{
 		Hostname:        hostname(bs.target),
 		User:            user,
-		Env:             append([]string{}, bs.spec.Env...),
+		Env:             containerEnv(bs.spec.Env),
 		Entrypoint:      entry,
 		Cmd:             nil,
 		Image:           bs.spec.Image,
@@ -518,6 +518,19 @@ func (b *Backend) create(ctx context.Context, bs *built, keeper bool, labels map
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// containerEnv is the spec's environment, with HOME set empty unless the
+// spec sets it: the engine then fills in the user's home from the image's
+// /etc/passwd, as sshd would, instead of an image-wide HOME (often /root,
+// which a non-root user cannot enter).
+func containerEnv(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "HOME=") {
+			return append([]string{}, env...)
+		}
+	}
+	return append([]string{"HOME="}, env...)
+}
 
 func (b *Backend) reserveDir(id string) bool {
 	b.mu.Lock()
@@ -798,7 +811,7 @@ func (b *Backend) connect(ctx context.Context, bx *box) (net.Conn, error) {
 	}()
 	cmd := append([]string{AgentMount}, agentArgs(bx.agentEnv)...)
 	cmd = append(cmd, "--dial", "unix:"+DirMount+"/"+name)
-	ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{User: bx.execUser, Cmd: cmd})
+	ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{User: bx.execUser, Cmd: cmd, Env: containerEnv(bx.agentEnv)})
 	if err != nil {
 		return nil, engineError(bx.target, "exec agent in "+bx.name, err)
 	}

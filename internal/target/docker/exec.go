@@ -95,7 +95,7 @@ func (b *Backend) execStdio(ctx context.Context, bx *box) (net.Conn, error) {
 	cmd := append([]string{AgentMount}, agentArgs(bx.agentEnv)...)
 	cmd = append(cmd, "--stdio")
 	ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{
-		User: bx.execUser, Cmd: cmd, AttachStdin: true, AttachStdout: true, AttachStderr: true,
+		User: bx.execUser, Cmd: cmd, Env: containerEnv(bx.agentEnv), AttachStdin: true, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {
 		return nil, engineError(bx.target, "exec agent in "+bx.name, err)
