@@ -13,8 +13,8 @@ import (
 // In-container paths. The gate-owned directory is mounted read-only at
 // DirMount; the agent binary at AgentMount.
 const (
-	DirMount   = "/run/sshgate"
-	AgentMount = "/run/sshgate-agent"
+	DirMount           = "/run/sshgate"
+	AgentMount         = "/run/sshgate-agent"
 	hostKeyFile        = "host_key"
 	authorizedKeysFile = "authorized_keys"
 	socketFile         = "gate.sock"
