@@ -95,15 +95,14 @@ func LoadAuthorizedKeys(path string) (*KeySet, error) {
 	return ks, nil
 }
 
-// keySource re-reads the authorized_keys file when it changes, so that keys
-// can be rotated without restarting a long-running agent. A file that turns
-// bad keeps the last good set (and is reported).
+// keySource re-reads the authorized_keys file for every connection (it is
+// small), so that keys can be rotated without restarting a long-running
+// agent. A file that turns bad keeps the last good set (and is reported).
 type keySource struct {
-	path  string
-	mu    sync.Mutex
-	keys  *KeySet
-	mtime time.Time
-	size  int64
+	path string
+	mu   sync.Mutex
+	keys *KeySet
+	last []byte
 }
 
 func (s *keySource) get() (*KeySet, error) {
@@ -112,18 +111,18 @@ func (s *keySource) get() (*KeySet, error) {
 	if s.path == "" {
 		return s.keys, nil
 	}
-	fi, err := os.Stat(s.path)
+	data, err := os.ReadFile(s.path)
 	if err != nil {
 		return s.keys, fmt.Errorf("read authorized keys: %w", err)
 	}
-	if s.keys != nil && fi.ModTime().Equal(s.mtime) && fi.Size() == s.size {
+	if s.keys != nil && bytes.Equal(data, s.last) {
 		return s.keys, nil
 	}
-	ks, err := LoadAuthorizedKeys(s.path)
+	ks, err := ParseAuthorizedKeys(data)
 	if err != nil {
-		return s.keys, err
+		return s.keys, fmt.Errorf("authorized keys %s: %w", s.path, err)
 	}
-	s.keys, s.mtime, s.size = ks, fi.ModTime(), fi.Size()
+	s.keys, s.last = ks, data
 	return ks, nil
 }
 
