@@ -107,6 +107,8 @@ type Config struct {
 	// ReapInterval is how often idle per-user containers and pools are
 	// checked (1s).
 	ReapInterval time.Duration
+	// OpenTimeout bounds a whole Open, engine calls included (60s).
+	OpenTimeout time.Duration
 }
 
 // Backend is the docker target backend.
@@ -209,6 +211,7 @@ func New(cfg Config, api client.APIClient) (*Backend, error) {
 	def(&cfg.RemoveTimeout, 15*time.Second)
 	def(&cfg.HandshakeTimeout, 15*time.Second)
 	def(&cfg.ReapInterval, time.Second)
+	def(&cfg.OpenTimeout, 60*time.Second)
 	if cfg.DefaultMemory == 0 {
 		cfg.DefaultMemory = 1 << 30
 	}
@@ -254,6 +257,7 @@ type box struct {
 	execUser string   // user for docker exec, as in the container config
 	agentEnv []string // --env arguments
 	keeper   bool     // main process is the long-lived agent (exec-dial)
+	cmd      []string // DockerSpec.Cmd, started beside the agent
 	started  time.Time
 }
 
@@ -280,8 +284,14 @@ func (b *Backend) build(t store.Target) (*built, error) {
 	if s.Image == "" {
 		return nil, publicf(t.Name, errors.New("no image"), "no image is set")
 	}
+	// Mount sources are paths on the engine's host: resolve symlinks only
+	// when that host is this one (socket transport).
+	var resolve func(string) (string, error)
+	if b.transport == TransportSocket {
+		resolve = filepath.EvalSymlinks
+	}
 	for _, m := range s.Mounts {
-		mm, err := ParseMount(m, b.deny, filepath.EvalSymlinks)
+		mm, err := ParseMount(m, b.deny, resolve)
 		if err != nil {
 			return nil, publicf(t.Name, err, "a mount is not allowed (%s)", sanitize(m))
 		}
@@ -424,7 +434,7 @@ func (b *Backend) create(ctx context.Context, bs *built, keeper bool, labels map
 	}
 	suffix := randomID(10)
 	bx := &box{name: ContainerName(bs.target, suffix), dirID: suffix, target: bs.target, keys: k, execUser: user,
-		agentEnv: bs.spec.Env, keeper: keeper, started: time.Now()}
+		agentEnv: bs.spec.Env, keeper: keeper, cmd: bs.spec.Cmd, started: time.Now()}
 	if !b.reserveDir(suffix) {
 		return nil, publicf(bs.target, errors.New("gate is closed"), "the gate is shutting down")
 	}
@@ -586,6 +596,18 @@ func (b *Backend) start(ctx context.Context, bx *box) (net.Conn, error) {
 	if err := b.api.ContainerStart(ctx, bx.id, container.StartOptions{}); err != nil {
 		return nil, b.startError(bx, err)
 	}
+	if len(bx.cmd) > 0 {
+		// The spec's command runs beside the agent (which is PID 1 and
+		// reaps), as the container user, detached; it ends with the
+		// container.
+		ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{User: bx.execUser, Cmd: bx.cmd, Env: containerEnv(bx.agentEnv)})
+		if err == nil {
+			err = b.api.ContainerExecStart(ctx, ex.ID, container.ExecStartOptions{Detach: true})
+		}
+		if err != nil {
+			return nil, publicf(bx.target, fmt.Errorf("run the container command: %w", err), "its command could not run")
+		}
+	}
 	if bx.keeper {
 		return nil, nil
 	}
@@ -686,6 +708,8 @@ func (b *Backend) clientConfig(bx *box, login string) *ssh.ClientConfig {
 // Open starts (or reuses) a container for req and returns a connection to
 // its agent.
 func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstream, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.OpenTimeout)
+	defer cancel()
 	bs, err := b.build(req.Target)
 	if err != nil {
 		return nil, err
@@ -704,7 +728,9 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 	}
 	if bs.spec.Pool > 0 {
 		bx := b.takePool(ctx, bs)
-		b.refill(bs)
+		// Refill after this connection's agent is up: on a small machine a
+		// container start competes for the CPU the connection needs now.
+		defer b.refill(bs)
 		if bx != nil {
 			log.Debug("container taken from pool", "container", bx.name)
 			return b.connectOwned(ctx, bx, login, log)
@@ -809,6 +835,8 @@ func (b *Backend) connect(ctx context.Context, bx *box) (net.Conn, error) {
 		l.Close()
 		os.Remove(filepath.Join(bx.dir.path, name))
 	}()
+	t0 := time.Now()
+	defer func() { b.log.Debug("agent exec", "container", bx.name, "took", time.Since(t0).Round(time.Millisecond)) }()
 	cmd := append([]string{AgentMount}, agentArgs(bx.agentEnv)...)
 	cmd = append(cmd, "--dial", "unix:"+DirMount+"/"+name)
 	ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{User: bx.execUser, Cmd: cmd, Env: containerEnv(bx.agentEnv)})

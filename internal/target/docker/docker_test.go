@@ -801,7 +801,7 @@ func TestMeasure(t *testing.T) {
 		c := handshake(t, up)
 		for range 2 {
 			start := time.Now()
-			n := drain(t, c, fmt.Sprintf("head -c %d /dev/zero", size))
+			n := drain(t, c, fmt.Sprintf("dd if=/dev/zero bs=1048576 count=%d 2>/dev/null", size>>20))
 			d := time.Since(start)
 			if n != size {
 				t.Fatalf("%s: %d bytes", m.name, n)
@@ -809,5 +809,15 @@ func TestMeasure(t *testing.T) {
 			t.Logf("%-6s transport: 100 MiB container->gate over SSH in %v = %.0f MB/s", m.name, d.Round(time.Millisecond), float64(n)/d.Seconds()/1e6)
 		}
 		up.Release(context.Background())
+	}
+}
+
+func TestCmdRunsBesideAgent(t *testing.T) {
+	e := newEnv(t, nil)
+	tg := dockerTarget("svc", store.DockerSpec{User: "1000", Cmd: []string{"sh", "-c", "echo started > /tmp/cmd-ran; exec sleep 1000"}})
+	c := handshake(t, e.open(tg, "alice"))
+	out := mustRun(t, c, "for i in $(seq 100); do [ -s /tmp/cmd-ran ] && break; sleep 0.05; done; cat /tmp/cmd-ran; ps -o user,args | grep -c '[s]leep 1000'")
+	if out != "started\n1\n" {
+		t.Fatalf("command beside the agent: %q", out)
 	}
 }
