@@ -70,7 +70,7 @@ func (e *env) userCmd() *cobra.Command {
 			t := newTable(e.stdout, "NAME", "PASSWORD", "KEYS")
 			for _, u := range us {
 				ks, err := st.ListKeys(cmd.Context(), u.Name)
-				if err != nil && !errors.Is(err, store.ErrNotFound) {
+				if err != nil {
 					return err
 				}
 				pw := "no"
@@ -257,6 +257,9 @@ func (e *env) keyCmd() *cobra.Command {
 			}
 			st, err := e.store()
 			if err != nil {
+				return err
+			}
+			if _, err := st.GetUser(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			ks, err := st.ListKeys(cmd.Context(), args[0])

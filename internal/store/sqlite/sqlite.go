@@ -355,44 +355,28 @@ func (s *Store) AddKey(ctx context.Context, k store.Key) error {
 	})
 }
 
+// ListKeys lists a user's keys, oldest first; an unknown user has none
+// (like ListGrants), so the gate's key lookup costs one query.
 func (s *Store) ListKeys(ctx context.Context, user string) ([]store.Key, error) {
-	var out []store.Key
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
-		if err := requireUser(ctx, tx, user); err != nil {
-			return err
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT user, fingerprint, authorized_key, comment, created_at FROM keys WHERE user = ? ORDER BY created_at, fingerprint`, user)
-		if err != nil {
-			return fmt.Errorf("list keys of %q: %w", user, err)
-		}
-		defer rows.Close()
-		out = []store.Key{}
-		for rows.Next() {
-			var k store.Key
-			var created int64
-			if err := rows.Scan(&k.User, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &created); err != nil {
-				return fmt.Errorf("list keys of %q: %w", user, err)
-			}
-			k.CreatedAt = fromDB(created)
-			out = append(out, k)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("list keys of %q: %w", user, err)
-		}
-		return nil
-	})
-	return out, err
-}
-
-// inReadTx runs f in a deferred (read) transaction so that several reads see
-// one snapshot.
-func (s *Store) inReadTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	rows, err := s.db.QueryContext(ctx, `SELECT user, fingerprint, authorized_key, comment, created_at FROM keys WHERE user = ? ORDER BY created_at, fingerprint`, user)
 	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+		return nil, fmt.Errorf("list keys of %q: %w", user, err)
 	}
-	defer tx.Rollback()
-	return f(tx)
+	defer rows.Close()
+	out := []store.Key{}
+	for rows.Next() {
+		var k store.Key
+		var created int64
+		if err := rows.Scan(&k.User, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &created); err != nil {
+			return nil, fmt.Errorf("list keys of %q: %w", user, err)
+		}
+		k.CreatedAt = fromDB(created)
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list keys of %q: %w", user, err)
+	}
+	return out, nil
 }
 
 func (s *Store) RemoveKey(ctx context.Context, user, fingerprint string) error {
