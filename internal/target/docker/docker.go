@@ -836,7 +836,9 @@ func (b *Backend) connect(ctx context.Context, bx *box) (net.Conn, error) {
 		os.Remove(filepath.Join(bx.dir.path, name))
 	}()
 	t0 := time.Now()
-	defer func() { b.log.Debug("agent exec", "container", bx.name, "took", time.Since(t0).Round(time.Millisecond)) }()
+	defer func() {
+		b.log.Debug("agent exec", "container", bx.name, "took", time.Since(t0).Round(time.Millisecond))
+	}()
 	cmd := append([]string{AgentMount}, agentArgs(bx.agentEnv)...)
 	cmd = append(cmd, "--dial", "unix:"+DirMount+"/"+name)
 	ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{User: bx.execUser, Cmd: cmd, Env: containerEnv(bx.agentEnv)})
