@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -820,4 +821,68 @@ func TestCmdRunsBesideAgent(t *testing.T) {
 	if out != "started\n1\n" {
 		t.Fatalf("command beside the agent: %q", out)
 	}
+}
+
+// tcpEngine serves the local engine's API on 127.0.0.1 (a stand-in for a
+// remote engine: the gate then cannot share files with it) and returns a
+// tcp:// host for DOCKER_HOST.
+func tcpEngine(t *testing.T) string {
+	t.Helper()
+	sock := strings.TrimPrefix(api.DaemonHost(), "unix://")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				u, err := net.Dial("unix", sock)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				done := make(chan struct{})
+				go func() {
+					io.Copy(u, c)
+					u.(*net.UnixConn).CloseWrite()
+					close(done)
+				}()
+				io.Copy(c, u)
+				c.(*net.TCPConn).CloseWrite()
+				<-done
+			}()
+		}
+	}()
+	return "tcp://" + l.Addr().String()
+}
+
+func TestRemoteEngineOverTCP(t *testing.T) {
+	needDocker(t)
+	t.Setenv("DOCKER_HOST", tcpEngine(t))
+	e := newEnv(t, nil) // Transport auto: a tcp:// engine gets the exec transport
+	if e.b.Transport() != docker.TransportExec {
+		t.Fatalf("transport %q for a tcp:// engine", e.b.Transport())
+	}
+	up := e.open(dockerTarget("remote", store.DockerSpec{User: "65534:65534"}), "alice")
+	c := handshake(t, up)
+	checkConfinement(t, c, "65534")
+	s, _ := c.NewSession()
+	s.Stdin = strings.NewReader("half-close\n")
+	if out, err := s.Output("cat; echo after-eof"); err != nil || string(out) != "half-close\nafter-eof\n" {
+		t.Fatalf("stdin/EOF over the exec stream: %q %v", out, err)
+	}
+	c.Close()
+	up.Release(context.Background())
+	e.assertEmpty()
 }
