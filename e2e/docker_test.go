@@ -1,0 +1,170 @@
+package e2e_test
+
+import (
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
+	"github.com/sshgate/sshgate/internal/gate"
+)
+
+// The docker backend end to end: the built gate, real OpenSSH clients, a
+// real engine and the local busybox image; sshgate-agent inside.
+
+type dockerWorld struct {
+	gate  *harness.Gate
+	alice *harness.Client
+	tag   string // unique suffix of this test's target names
+}
+
+func newDockerWorld(t *testing.T) *dockerWorld {
+	t.Helper()
+	harness.RequireDocker(t)
+	if directMode {
+		t.Skip("docker targets need the gate")
+	}
+	harness.AgentBinary(t) // beside the gate binary, where the gate looks for it
+	g := harness.StartGate(t, harness.GateOptions{})
+	g.Admin(t, "env", "add", "dev")
+	w := &dockerWorld{gate: g, alice: g.AddUser(t, "alice"), tag: gate.NewRef()}
+	return w
+}
+
+// target adds a docker target NAME-TAG granted to alice and returns its name.
+func (w *dockerWorld) target(t *testing.T, name string, flags ...string) string {
+	t.Helper()
+	name = name + "-" + w.tag
+	args := append([]string{"target", "add", name, "--env", "dev", "--login", "user"}, flags...)
+	w.gate.Admin(t, args...)
+	w.gate.Admin(t, "grant", "alice", "--target", name)
+	return name
+}
+
+// ssh runs a command on target and skips the test when this gate has no
+// docker backend wired in.
+func (w *dockerWorld) ssh(t *testing.T, target string, stdin []byte, cmd string) harness.Result {
+	t.Helper()
+	r := harness.Run(w.alice.SSHTo(target, nil, cmd), stdin, short)
+	if strings.Contains(r.Stderr, "is not available on this gate") {
+		t.Skipf("the gate has no docker backend wired in: %s", strings.TrimSpace(r.Stderr))
+	}
+	return r
+}
+
+func containersOf(t *testing.T, target string) []string {
+	t.Helper()
+	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=sshgate.target="+target).Output()
+	if err != nil {
+		t.Fatalf("docker ps: %v", err)
+	}
+	return strings.Fields(string(out))
+}
+
+func waitNoContainers(t *testing.T, target string, d time.Duration) {
+	t.Helper()
+	if !harness.Eventually(d, func() bool { return len(containersOf(t, target)) == 0 }) {
+		t.Fatalf("containers of %s still there after %s: %v", target, d, containersOf(t, target))
+	}
+}
+
+var statusLine = regexp.MustCompile(`(?m)^(CapEff|NoNewPrivs|Seccomp):\s+(\S+)$`)
+
+func TestDockerTarget(t *testing.T) {
+	w := newDockerWorld(t)
+	name := w.target(t, "box", "--docker", harness.TestImage, "--user", "1000:1000", "--memory", "64m", "--pids", "64")
+
+	r := w.ssh(t, name, nil, "id -u; grep -E 'CapEff|NoNewPrivs|Seccomp' /proc/self/status")
+	if r.Code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.Code, r.Stderr)
+	}
+	if !strings.HasPrefix(r.Stdout, "1000\n") {
+		t.Errorf("uid: %q", r.Stdout)
+	}
+	got := map[string]string{}
+	for _, m := range statusLine.FindAllStringSubmatch(r.Stdout, -1) {
+		got[m[1]] = m[2]
+	}
+	if got["CapEff"] != "0000000000000000" || got["NoNewPrivs"] != "1" || got["Seccomp"] != "2" {
+		t.Errorf("confinement: %v", got)
+	}
+
+	r = w.ssh(t, name, []byte("0123456789"), "wc -c; echo err >&2; exit 3")
+	if r.Code != 3 || strings.TrimSpace(r.Stdout) != "10" || r.Stderr != "err\n" {
+		t.Errorf("exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+
+	// SFTP, served by the agent (the image has no sftp-server).
+	batch := "put /etc/hostname /tmp/up\nls -l /tmp/up\n"
+	sr := harness.Run(w.alice.SFTP("-b", "-", w.alice.Dest(name)), []byte(batch), short)
+	if sr.Code != 0 || !strings.Contains(sr.Stdout, "/tmp/up") {
+		t.Errorf("sftp: exit %d stdout %q stderr %q", sr.Code, sr.Stdout, sr.Stderr)
+	}
+
+	// Per connection: every container is gone once the clients are.
+	waitNoContainers(t, name, 30*time.Second)
+}
+
+func TestDockerTargetErrors(t *testing.T) {
+	w := newDockerWorld(t)
+	name := w.target(t, "nope", "--docker", "sshgate-test/missing:latest")
+	r := w.ssh(t, name, nil, "true")
+	want := `container for ` + name + ` could not start: image "sshgate-test/missing:latest" not found`
+	if r.Code == 0 || !strings.Contains(r.Stderr, want) {
+		t.Errorf("missing image: exit %d stderr %q, want %q", r.Code, r.Stderr, want)
+	}
+	noGoError(t, "missing image", r.Stderr)
+	if r.Stdout != "" {
+		t.Errorf("error text on stdout: %q", r.Stdout)
+	}
+	waitNoContainers(t, name, 10*time.Second)
+}
+
+func TestDockerPerUser(t *testing.T) {
+	w := newDockerWorld(t)
+	name := w.target(t, "dev", "--docker", harness.TestImage, "--user", "1000", "--per", "user", "--idle-ttl", "3s")
+	if r := w.ssh(t, name, nil, "echo kept > /tmp/marker"); r.Code != 0 {
+		t.Fatalf("exit %d stderr %q", r.Code, r.Stderr)
+	}
+	first := containersOf(t, name)
+	r := w.ssh(t, name, nil, "cat /tmp/marker")
+	if r.Code != 0 || r.Stdout != "kept\n" {
+		t.Errorf("second connection: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if now := containersOf(t, name); len(first) != 1 || strings.Join(now, ",") != strings.Join(first, ",") {
+		t.Errorf("containers %v then %v, want the same one", first, now)
+	}
+	waitNoContainers(t, name, 30*time.Second) // reaped after the idle TTL
+}
+
+func TestDockerOrphansAfterKill(t *testing.T) {
+	w := newDockerWorld(t)
+	name := w.target(t, "orphan", "--docker", harness.TestImage, "--user", "1000")
+	w.ssh(t, name, nil, "true") // skips when there is no docker backend
+	waitNoContainers(t, name, 30*time.Second)
+	sess := w.alice.SSHTo(name, nil, "sleep 600")
+	if err := sess.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sess.Process.Kill()
+		sess.Wait()
+	}()
+	if !harness.Eventually(short, func() bool { return len(containersOf(t, name)) == 1 }) {
+		if strings.Contains(w.gate.Stderr.String(), "is not available on this gate") {
+			t.Skip("the gate has no docker backend wired in")
+		}
+		t.Fatalf("no container for the session; gate log:\n%s", w.gate.Stderr.String())
+	}
+	// kill -9: the gate cannot clean up.
+	if err := syscall.Kill(w.gate.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(10*time.Second, w.gate.Exited)
+	// The restarted gate (same data directory) removes what the dead one left.
+	harness.StartGate(t, harness.GateOptions{DataDir: w.gate.DataDir})
+	waitNoContainers(t, name, 30*time.Second)
+}
