@@ -28,7 +28,7 @@ func (e *env) userCmd() *cobra.Command {
 		Args:  argsOf([]string{"NAME"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := checkName("user", name); err != nil {
+			if err := checkNewUserName(name); err != nil {
 				return err
 			}
 			var hash string

@@ -41,6 +41,20 @@ func checkName(what, name string) error {
 	return usagef("invalid %s name %q: use lowercase letters, digits, '.', '_' and '-'", what, name)
 }
 
+// reservedUsers cannot be added: `sshgate grant list` and `grant revoke`
+// would shadow `sshgate grant USER` for them.
+var reservedUsers = map[string]bool{"list": true, "revoke": true}
+
+func checkNewUserName(name string) error {
+	if err := checkName("user", name); err != nil {
+		return err
+	}
+	if reservedUsers[name] {
+		return usagef("invalid user name %q: reserved (a grant subcommand)", name)
+	}
+	return nil
+}
+
 func checkTargetName(name string) error {
 	if err := checkName("target", name); err != nil {
 		return err
