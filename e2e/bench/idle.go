@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// idleClient holds open connections, each with one session running sleep.
+type idleClient struct {
+	mu    sync.Mutex
+	conns []*ssh.Client
+}
+
+func (c *idleClient) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cl := range c.conns {
+		cl.Close()
+	}
+	c.conns = nil
+}
+
+// openIdle opens n connections to addr as login, each with a session running
+// `sleep 600`, eight handshakes at a time (under the gate's per-source limit
+// of unauthenticated connections).
+func openIdle(ctx context.Context, addr, login, keyFile, hostKeyFile string, n int) (*idleClient, error) {
+	kb, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(kb)
+	if err != nil {
+		return nil, fmt.Errorf("client key: %w", err)
+	}
+	hb, err := os.ReadFile(hostKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	hk, _, _, _, err := ssh.ParseAuthorizedKey(hb)
+	if err != nil {
+		return nil, fmt.Errorf("host key %s: %w", hostKeyFile, err)
+	}
+	cfg := &ssh.ClientConfig{
+		User:            login,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(hk),
+		// The server may have several host keys; ask for the pinned one.
+		HostKeyAlgorithms: []string{hk.Type()},
+		Timeout:           30 * time.Second,
+	}
+	ic := &idleClient{}
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if ctx.Err() != nil {
+				errs <- ctx.Err()
+				return
+			}
+			cl, err := ssh.Dial("tcp", addr, cfg)
+			if err != nil {
+				errs <- fmt.Errorf("dial %s: %w", addr, err)
+				return
+			}
+			ic.mu.Lock()
+			ic.conns = append(ic.conns, cl)
+			ic.mu.Unlock()
+			s, err := cl.NewSession()
+			if err != nil {
+				errs <- fmt.Errorf("session: %w", err)
+				return
+			}
+			if err := s.Start("sleep 600"); err != nil {
+				errs <- fmt.Errorf("start sleep: %w", err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		ic.close()
+		return nil, err
+	}
+	return ic, nil
+}
+
+// sleepers lists the `sleep` processes below the sshd.
+func (s *sshd) sleepers() []int {
+	var out []int
+	for _, p := range descendants(s.pid()) {
+		if comm(p) == "sleep" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// waitSleepers waits until the sshd runs n sleep commands.
+func (s *sshd) waitSleepers(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		got := len(s.sleepers())
+		if got == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sshd runs %d sleep commands, want %d", got, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// killSleepers ends the sessions' commands (before their connections close,
+// while they are still descendants of the sshd) and waits for them.
+func (s *sshd) killSleepers() {
+	for _, p := range s.sleepers() {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	s.waitSleepers(0, 10*time.Second)
+}
+
+// goroutines reads the total of the gate's goroutine profile.
+func (g *gate) goroutines() int {
+	resp, err := http.Get("http://" + g.pprof + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	// goroutine profile: total 12
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(f[len(f)-1])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+type idleResult struct {
+	n                    int
+	sshdKiB              float64 // PSS of sshd's per-connection processes, per direct session
+	sshdProcs            int
+	gateKiB              float64 // growth of the gate's VmRSS per relayed session
+	gateBefore, gateWith int64
+	gorBefore, gorWith   int
+}
+
+// settle gives the processes a moment after the last session started so
+// that lazily touched pages and goroutines are in place.
+const settle = 2 * time.Second
+
+func runIdle(ctx context.Context, o *opts, s *sshd, g *gate, key string) (idleResult, error) {
+	r := idleResult{n: o.sessions}
+
+	// Direct: what the sshd spends per session.
+	s.killSleepers()
+	base, _ := s.sessionPSS()
+	ic, err := openIdle(ctx, s.addr, "root", key, s.hostKeyPub, o.sessions)
+	if err != nil {
+		return r, fmt.Errorf("direct sessions: %w", err)
+	}
+	if err := s.waitSleepers(o.sessions, 60*time.Second); err != nil {
+		s.killSleepers()
+		ic.close()
+		return r, err
+	}
+	time.Sleep(settle)
+	with, procs := s.sessionPSS()
+	r.sshdKiB = float64(with-base) / float64(o.sessions)
+	r.sshdProcs = procs
+	s.killSleepers()
+	ic.close()
+
+	// Through the gate: what the gate adds per session.
+	time.Sleep(settle)
+	r.gateBefore = statusKiB(g.pid(), "VmRSS")
+	r.gorBefore = g.goroutines()
+	ic, err = openIdle(ctx, g.addr, "alice+up", key, g.knownHostsKeyFile(), o.sessions)
+	if err != nil {
+		return r, fmt.Errorf("sessions through the gate: %w", err)
+	}
+	defer ic.close()
+	defer s.killSleepers()
+	if err := s.waitSleepers(o.sessions, 60*time.Second); err != nil {
+		return r, err
+	}
+	time.Sleep(settle)
+	r.gateWith = statusKiB(g.pid(), "VmRSS")
+	r.gorWith = g.goroutines()
+	r.gateKiB = float64(r.gateWith-r.gateBefore) / float64(o.sessions)
+	return r, nil
+}
+
+// knownHostsKeyFile is the gate's public host key file.
+func (g *gate) knownHostsKeyFile() string {
+	return g.data + "/host_keys/ssh_host_ed25519_key.pub"
+}

@@ -1,0 +1,549 @@
+// Command bench compares direct OpenSSH with the same clients through
+// sshgate, in one run against one upstream sshd on this machine, and prints
+// a table: transfer throughput (scp, sftp; per cipher), time to first byte,
+// logins per second and memory per idle session, with the gate's CPU cost.
+//
+//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle] [-keep] [-profile DIR]
+//
+// It builds ./cmd/sshgate without -race, starts /usr/sbin/sshd with its own
+// config on a free 127.0.0.1 port and the gates in front of it, and stops
+// every process it started when it ends, on error or on Ctrl-C. Progress goes
+// to stderr, the table to stdout.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+type opts struct {
+	size      int64
+	runs      int
+	repeat    int
+	only      map[string]bool
+	keep      bool
+	verify    bool
+	profile   string
+	clients   int
+	loginsFor time.Duration
+	sessions  int
+}
+
+var sections = []string{"throughput", "firstbyte", "logins", "idle"}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func main() { os.Exit(realMain()) }
+
+func realMain() int {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 2
+	}
+	reg.keep = o.keep
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		logf("%v: stopping every process the bench started", s)
+		cancel()
+		reg.cleanup()
+		os.Exit(130)
+	}()
+	defer reg.cleanup()
+
+	if err := bench(ctx, o); err != nil {
+		if ctx.Err() != nil {
+			return 130
+		}
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string) (*opts, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	o := &opts{}
+	size := fs.String("size", "1GiB", "bytes per transfer (suffixes KiB MiB GiB, KB MB GB)")
+	fs.IntVar(&o.runs, "runs", 30, "runs per first-byte measure (median and p90)")
+	fs.IntVar(&o.repeat, "repeat", 2, "transfers per throughput row and path (the best is shown, direct and gate alternate)")
+	only := fs.String("only", strings.Join(sections, ","), "comma list of sections: "+strings.Join(sections, ","))
+	fs.BoolVar(&o.keep, "keep", false, "leave the temp dirs (configs, logs, data) in place")
+	fs.BoolVar(&o.verify, "verify", true, "check the sha256 of one copy per tool and path")
+	fs.StringVar(&o.profile, "profile", "", "save a 10 s CPU profile of the gate during scp aes128-gcm transfers in this directory")
+	fs.IntVar(&o.clients, "clients", 8, "parallel clients for the logins section")
+	fs.DurationVar(&o.loginsFor, "logins-for", 10*time.Second, "duration of the logins section per path")
+	fs.IntVar(&o.sessions, "sessions", 100, "idle sessions for the memory section")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	n, err := parseSize(*size)
+	if err != nil {
+		return nil, fmt.Errorf("-size: %v", err)
+	}
+	o.size = n
+	o.only = map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		ok := false
+		for _, k := range sections {
+			ok = ok || k == s
+		}
+		if !ok {
+			return nil, fmt.Errorf("-only: unknown section %q (want %s)", s, strings.Join(sections, ","))
+		}
+		o.only[s] = true
+	}
+	if len(o.only) == 0 {
+		return nil, fmt.Errorf("-only: no section")
+	}
+	if o.runs < 1 || o.repeat < 1 || o.clients < 1 || o.sessions < 1 {
+		return nil, fmt.Errorf("-runs, -repeat, -clients and -sessions must be at least 1")
+	}
+	if o.profile != "" {
+		if o.profile, err = filepath.Abs(o.profile); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1},
+	}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || f <= 0 {
+				return 0, fmt.Errorf("%q is not a size", s)
+			}
+			return int64(f * float64(u.mult)), nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%q is not a size (e.g. 1GiB, 256MiB)", s)
+	}
+	return n, nil
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// ciphersConfig is the gate configuration of the throughput rows that name
+// a cipher: the default offer plus chacha20-poly1305.
+const ciphersConfig = `ssh:
+  ciphers: [aes128-gcm@openssh.com, aes256-gcm@openssh.com, chacha20-poly1305@openssh.com, aes128-ctr, aes256-ctr]
+`
+
+func bench(ctx context.Context, o *opts) error {
+	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && v > 0 {
+			clkTck = v
+		}
+	}
+	for _, tool := range []string{"/usr/sbin/sshd", "ssh", "scp", "sftp", "ssh-keygen"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found: the bench needs OpenSSH's client and server", tool)
+		}
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "sshgate-bench-")
+	if err != nil {
+		return err
+	}
+	reg.addDir(tmp)
+	work := tmp
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && o.only["throughput"] {
+		if d, err := os.MkdirTemp("/dev/shm", "sshgate-bench-"); err == nil {
+			work = d
+			reg.addDir(d)
+		}
+	}
+
+	facts := machineFacts(root)
+	logf("building ./cmd/sshgate (no -race)")
+	bin := filepath.Join(tmp, "sshgate")
+	if err := buildGate(ctx, root, bin); err != nil {
+		return err
+	}
+	key, err := keygen(ctx, tmp, "id_bench")
+	if err != nil {
+		return err
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		return err
+	}
+
+	// Gates: "ciphers" (the named-cipher throughput rows), "default" (what a
+	// stock client gets: the stock rows, first byte, logins) and a fresh
+	// default one for the memory section, so that earlier transfers do not
+	// leave a grown heap behind the baseline.
+	type gateSpec struct {
+		name, config string
+		need         bool
+	}
+	specs := []gateSpec{
+		{"ciphers", ciphersConfig, o.only["throughput"]},
+		{"default", "", o.only["throughput"] || o.only["firstbyte"] || o.only["logins"]},
+		{"idle", "", o.only["idle"]},
+	}
+	gates := map[string]*gate{}
+	authorized := []string{strings.TrimSpace(string(pub))}
+	for _, sp := range specs {
+		if !sp.need {
+			continue
+		}
+		dir := filepath.Join(tmp, "gate-"+sp.name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		g, err := newGate(ctx, sp.name, bin, dir, key+".pub")
+		if err != nil {
+			return fmt.Errorf("set up gate %s: %w", sp.name, err)
+		}
+		gates[sp.name] = g
+		authorized = append(authorized, g.gateKey)
+	}
+	sdir := filepath.Join(tmp, "sshd")
+	os.MkdirAll(sdir, 0o700)
+	s, err := startSSHD(ctx, sdir, "INFO", authorized)
+	if err != nil {
+		return err
+	}
+	logf("sshd on %s", s.addr)
+	for _, sp := range specs {
+		g := gates[sp.name]
+		if g == nil {
+			continue
+		}
+		dir := filepath.Join(tmp, "gate-"+sp.name)
+		if err := g.addTarget(ctx, "up", s, true); err != nil {
+			return fmt.Errorf("set up gate %s: %w", sp.name, err)
+		}
+		cfg := ""
+		if sp.config != "" {
+			cfg = filepath.Join(dir, "sshgate.yaml")
+			if err := os.WriteFile(cfg, []byte(sp.config), 0o600); err != nil {
+				return err
+			}
+		}
+		if err := g.serve(ctx, dir, cfg); err != nil {
+			return fmt.Errorf("gate %s: %w", sp.name, err)
+		}
+		logf("gate %s on %s (pid %d, pprof %s)", sp.name, g.addr, g.pid(), g.pprof)
+	}
+	direct, err := directEndpoint(s, key, tmp)
+	if err != nil {
+		return err
+	}
+	// A first login on each path, so that a setup mistake fails here.
+	check := []*endpoint{direct}
+	for _, sp := range specs {
+		if g := gates[sp.name]; g != nil {
+			check = append(check, gateEndpoint(g, key))
+		}
+	}
+	for _, ep := range check {
+		if _, _, err := timeSSH(ctx, ep, "true"); err != nil {
+			name := "direct"
+			if ep.g != nil {
+				name = "gate " + ep.g.name
+				err = fmt.Errorf("%w\ngate log:\n%s", err, tail(ep.g.log, 15))
+			}
+			return fmt.Errorf("first login (%s): %w", name, err)
+		}
+	}
+
+	var t table
+	var notes []string
+	// What each hop negotiates when nothing is forced.
+	{
+		var g *gate
+		for _, name := range []string{"default", "idle"} {
+			if g == nil {
+				g = gates[name]
+			}
+		}
+		if g == nil {
+			g = gates["ciphers"]
+		}
+		leg, err := probeGateLeg(ctx, g, filepath.Join(tmp, "sshd-probe"), key)
+		if err != nil {
+			logf("probe of the gate->sshd leg: %v", err)
+		}
+		notes = append(notes, fmt.Sprintf("handshakes with stock settings: client->sshd %s; client->gate %s; gate->sshd %s",
+			direct.negotiated(ctx, ""), gateEndpoint(g, key).negotiated(ctx, ""), leg))
+	}
+	loadStart := loadavg()
+
+	if o.only["throughput"] {
+		src := filepath.Join(work, "src.bin")
+		logf("writing a %s source file in %s", humanSize(o.size), work)
+		sum, err := makeSource(src, o.size)
+		if err != nil {
+			return err
+		}
+		gc := gateEndpoint(gates["ciphers"], key)
+		gd := gateEndpoint(gates["default"], key)
+		var cases []xferCase
+		for _, tool := range []string{"scp", "sftp"} {
+			cases = append(cases,
+				xferCase{tool, cipherAESGCM, gc},
+				xferCase{tool, cipherChaCha, gc},
+				xferCase{tool, "", gd},
+			)
+		}
+		logf("throughput: %d rows x %d runs x 2 paths", len(cases), o.repeat)
+		res, err := runThroughput(ctx, o, direct, cases, src, sum, work)
+		os.Remove(src)
+		if err != nil {
+			return err
+		}
+		t.section(fmt.Sprintf("throughput, %s put (MB/s, best of %d; gate CPU: s per GiB, mean)", humanSize(o.size), o.repeat))
+		var verified []string
+		for i, c := range cases {
+			r := res[i]
+			d, g := maxf(r.direct), maxf(r.gate)
+			t.row(c.label(), fmt.Sprintf("%.0f", d), fmt.Sprintf("%.0f", g), ratio(g, d), fmt.Sprintf("%.2f s/GiB", meanf(r.cpuPerGiB)))
+			if c.cipher == "" {
+				notes = append(notes, fmt.Sprintf("%s: direct gets %s; client->default gate %s", c.label(), r.negDirect.cipher, r.negGate.cipher))
+			} else if r.negDirect.cipher != c.cipher || r.negGate.cipher != c.cipher {
+				notes = append(notes, fmt.Sprintf("%s: negotiated direct %s, client->gate %s", c.label(), r.negDirect.cipher, r.negGate.cipher))
+			}
+			for _, v := range r.verified {
+				verified = append(verified, c.tool+" "+v)
+			}
+		}
+		notes = append(notes, "named-cipher rows go through a gate configured to offer chacha20-poly1305 too, stock rows through a default gate")
+		if len(verified) > 0 {
+			notes = append(notes, "sha256 of the copy matched the source: "+strings.Join(verified, ", "))
+		}
+		if o.profile != "" {
+			notes = append(notes, "gate CPU profile: "+filepath.Join(o.profile, "gate-cpu-scp-aes128gcm.pprof")+
+				" (go tool pprof -top "+filepath.Join(o.profile, "gate-cpu-scp-aes128gcm.pprof")+")")
+		}
+	}
+
+	if o.only["firstbyte"] {
+		gd := gateEndpoint(gates["default"], key)
+		t.section(fmt.Sprintf("time to first byte, %d runs each (ms, median / p90; gate CPU per connection)", o.runs))
+		for _, m := range []struct {
+			label  string
+			remote []string
+			exit   bool
+		}{
+			{"ssh true (to exit)", []string{"true"}, true},
+			{"ssh echo hi (first byte)", []string{"echo", "hi"}, false},
+		} {
+			logf("first byte: %s", m.label)
+			l, err := runFirstByte(ctx, o, direct, gd, m.remote, m.exit)
+			if err != nil {
+				return err
+			}
+			dm, gm := percentile(l.direct, 0.5), percentile(l.gate, 0.5)
+			t.row(m.label,
+				fmt.Sprintf("%s / %s", ms(dm), ms(percentile(l.direct, 0.9))),
+				fmt.Sprintf("%s / %s", ms(gm), ms(percentile(l.gate, 0.9))),
+				ratio(gm.Seconds(), dm.Seconds()),
+				fmt.Sprintf("%.1f ms/conn", l.gateCPU*1000/float64(len(l.gate))))
+		}
+	}
+
+	if o.only["logins"] {
+		gd := gateEndpoint(gates["default"], key)
+		t.section(fmt.Sprintf("logins, %d parallel clients looping `ssh true` for %s (logins/s; gate CPU per login)", o.clients, o.loginsFor))
+		logf("logins: direct")
+		rd := runLogins(ctx, o, direct)
+		logf("logins: gate")
+		rg := runLogins(ctx, o, gd)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		dps, gps := float64(rd.ok)/rd.elapsed.Seconds(), float64(rg.ok)/rg.elapsed.Seconds()
+		cpu := "-"
+		if rg.ok > 0 {
+			cpu = fmt.Sprintf("%.1f ms/login", rg.gateCPU*1000/float64(rg.ok))
+		}
+		t.row("logins per second", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", gps), ratio(gps, dps), cpu)
+		for _, r := range []struct {
+			path string
+			res  loginResult
+		}{{"direct", rd}, {"gate", rg}} {
+			if r.res.failed > 0 {
+				notes = append(notes, fmt.Sprintf("logins %s: %d of %d failed; first: %s", r.path, r.res.failed, r.res.failed+r.res.ok, r.res.firstErr))
+			}
+		}
+	}
+
+	if o.only["idle"] {
+		logf("idle: %d sessions direct, then through a fresh gate", o.sessions)
+		r, err := runIdle(ctx, o, s, gates["idle"], key)
+		if err != nil {
+			return err
+		}
+		t.section(fmt.Sprintf("idle sessions, %d connections each running `sleep 600` (KiB per session)", r.n))
+		t.row("memory per session", fmt.Sprintf("%.0f (sshd PSS)", r.sshdKiB), fmt.Sprintf("%.0f (gate RSS)", r.gateKiB), ratio(r.gateKiB, r.sshdKiB), "")
+		if r.gorBefore >= 0 && r.gorWith >= 0 {
+			t.row("gate goroutines per session", "", fmt.Sprintf("%.1f", float64(r.gorWith-r.gorBefore)/float64(r.n)), "", "")
+		}
+		notes = append(notes, fmt.Sprintf("idle: gate VmRSS %d KiB before, %d KiB with %d sessions; sshd: PSS of its %d per-connection processes (direct sessions)",
+			r.gateBefore, r.gateWith, r.n, r.sshdProcs))
+	}
+
+	facts = append(facts, "load average at start / end: "+loadStart+" / "+loadavg())
+	for _, f := range facts {
+		fmt.Println(f)
+	}
+	fmt.Println()
+	t.print()
+	if len(notes) > 0 {
+		fmt.Println()
+		for _, n := range notes {
+			fmt.Println("- " + n)
+		}
+	}
+	return nil
+}
+
+// machineFacts are printed above the table.
+func machineFacts(root string) []string {
+	var f []string
+	cpu := ""
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	f = append(f, fmt.Sprintf("machine: %d CPUs (nproc), %s, Linux %s", runtime.NumCPU(), cpu, strings.TrimSpace(string(kernel))))
+	sshV, _ := exec.Command("ssh", "-V").CombinedOutput()
+	f = append(f, "openssh: "+strings.TrimSpace(string(sshV))+" (client and /usr/sbin/sshd)")
+	goV, err := exec.Command(goTool(), "version").Output()
+	if err != nil {
+		goV = []byte(runtime.Version())
+	}
+	f = append(f, "go: "+strings.TrimSpace(string(goV)))
+	cmd := exec.Command("git", "describe", "--always", "--dirty")
+	cmd.Dir = root
+	if rev, err := cmd.Output(); err == nil {
+		f = append(f, "sshgate: "+strings.TrimSpace(string(rev))+" (built without -race, CGO_ENABLED=0)")
+	}
+	return f
+}
+
+func loadavg() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	fl := strings.Fields(string(data))
+	if len(fl) < 3 {
+		return "?"
+	}
+	return strings.Join(fl[:3], " ")
+}
+
+// table collects rows for text/tabwriter.
+type table struct{ lines [][]string }
+
+func (t *table) section(title string) { t.lines = append(t.lines, []string{"## " + title}) }
+
+func (t *table) row(cells ...string) { t.lines = append(t.lines, cells) }
+
+func (t *table) print() {
+	// Section titles are placeholder rows inside the tabwriter (so that one
+	// column block spans the whole table), replaced by the title afterwards.
+	var buf strings.Builder
+	w := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "measure\tdirect\tgate\tratio\tgate CPU")
+	fmt.Fprintln(w, "-------\t------\t----\t-----\t--------")
+	var titles []string
+	for _, l := range t.lines {
+		if len(l) == 1 {
+			fmt.Fprintf(w, "\x00%d\t\t\t\t\n", len(titles))
+			titles = append(titles, l[0])
+			continue
+		}
+		fmt.Fprintln(w, strings.Join(l, "\t"))
+	}
+	w.Flush()
+	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+		if rest, ok := strings.CutPrefix(line, "\x00"); ok {
+			n, _ := strconv.Atoi(strings.Fields(rest)[0])
+			line = titles[n]
+		}
+		fmt.Println(strings.TrimRight(line, " "))
+	}
+}
+
+func ratio(gate, direct float64) string {
+	if direct <= 0 || gate <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", gate/direct)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+
+func maxf(v []float64) float64 {
+	m := 0.0
+	for _, x := range v {
+		if x > m {
+			m = x
+		}
+	}
+	return m
+}
+
+func meanf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, x := range v {
+		s += x
+	}
+	return s / float64(len(v))
+}
