@@ -27,11 +27,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/client"
 	"golang.org/x/crypto/ssh"
@@ -517,8 +520,14 @@ func (b *Backend) create(ctx context.Context, bs *built, keeper bool, labels map
 	}
 	bx.id = resp.ID
 	b.mu.Lock()
-	b.boxes[bx.id] = bx
+	closed := b.closed
+	if !closed {
+		b.boxes[bx.id] = bx
+	}
 	b.mu.Unlock()
+	if closed { // Close already took its list: remove it here
+		return nil, publicf(bs.target, errors.New("gate is closed"), "the gate is shutting down")
+	}
 	if b.transport == TransportExec {
 		if err := b.copyIn(ctx, bx); err != nil {
 			return nil, engineError(bs.target, "copy agent into "+bx.name, err)
@@ -765,41 +774,12 @@ func (b *Backend) connectOwned(ctx context.Context, bx *box, login string, log *
 	return b.upstream(bx, conn, login, log, func(context.Context) error { return b.cleanup(bx) }), nil
 }
 
-// upstream wraps conn so that the container's unexpected exit (OOM kill,
-// removal) ends the connection and is logged, and Release runs once.
+// upstream returns conn with the login for bx; Release runs release once,
+// after logging how the container fared. A container that dies (OOM kill,
+// removal) takes the agent with it, so the connection ends by itself: the
+// broker sees EOF and calls Release, which says why in the log.
 func (b *Backend) upstream(bx *box, conn net.Conn, login string, log *slog.Logger, release func(context.Context) error) *target.Upstream {
-	wctx, cancel := context.WithCancel(b.bg)
-	b.mu.Lock()
-	watch := !b.closed
-	if watch {
-		b.wg.Add(1)
-	}
-	b.mu.Unlock()
-	go func() {
-		if !watch {
-			return
-		}
-		defer b.wg.Done()
-		waitC, errC := b.api.ContainerWait(wctx, bx.id, container.WaitConditionNotRunning)
-		select {
-		case w := <-waitC:
-			if wctx.Err() != nil {
-				return
-			}
-			attrs := []any{"container", bx.name, "status", w.StatusCode}
-			ictx, icancel := context.WithTimeout(wctx, 2*time.Second)
-			if st, err := b.api.ContainerInspect(ictx, bx.id); err == nil && st.State != nil {
-				attrs = append(attrs, "oom_killed", st.State.OOMKilled)
-			} else if err != nil && cerrdefs.IsNotFound(err) {
-				attrs = append(attrs, "removed", true)
-			}
-			icancel()
-			log.Warn("container ended during the session", attrs...)
-			conn.Close()
-		case <-errC:
-		case <-wctx.Done():
-		}
-	}()
+	since := time.Now()
 	var once sync.Once
 	var rerr error
 	return &target.Upstream{
@@ -807,8 +787,8 @@ func (b *Backend) upstream(bx *box, conn net.Conn, login string, log *slog.Logge
 		Client: b.clientConfig(bx, login),
 		Release: func(ctx context.Context) error {
 			once.Do(func() {
-				cancel()
 				conn.Close()
+				b.reportEnd(ctx, bx, since, log)
 				rerr = release(ctx)
 				if rerr != nil {
 					log.Error("release container", "container", bx.name, "err", rerr)
@@ -816,6 +796,56 @@ func (b *Backend) upstream(bx *box, conn net.Conn, login string, log *slog.Logge
 			})
 			return rerr
 		},
+	}
+}
+
+// reportEnd logs a container that ended abnormally while a connection used
+// it: removed behind the gate's back, out of memory (the engine's "oom"
+// events since the connection began: the kernel may have killed a session
+// process and left the container running), or exited non-zero. A
+// per-connection agent exiting 0 at the end of its connection is normal.
+func (b *Backend) reportEnd(ctx context.Context, bx *box, since time.Time, log *slog.Logger) {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := b.api.ContainerInspect(ictx, bx.id)
+	if cerrdefs.IsNotFound(err) {
+		log.Warn("container was removed during the session", "container", bx.name)
+		return
+	}
+	if err != nil || st.State == nil {
+		return
+	}
+	if ooms := b.oomEvents(ictx, bx.id, since); ooms > 0 || st.State.OOMKilled {
+		log.Warn("container ran out of memory during the session", "container", bx.name, "oom_events", ooms,
+			"running", st.State.Running, "exit_code", st.State.ExitCode, "memory_limit", st.HostConfig.Memory)
+		return
+	}
+	if !st.State.Running && (st.State.ExitCode != 0 || bx.keeper) {
+		log.Warn("container ended during the session", "container", bx.name, "exit_code", st.State.ExitCode, "error", st.State.Error)
+	}
+}
+
+// oomEvents counts the engine's oom events for id since t.
+func (b *Backend) oomEvents(ctx context.Context, id string, t time.Time) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f := filters.NewArgs(filters.Arg("container", id), filters.Arg("event", "oom"), filters.Arg("type", "container"))
+	now := time.Now()
+	msgs, errs := b.api.Events(ctx, events.ListOptions{
+		Since:   strconv.FormatInt(t.Unix()-1, 10),
+		Until:   strconv.FormatFloat(float64(now.UnixNano())/1e9, 'f', 3, 64),
+		Filters: f,
+	})
+	n := 0
+	for {
+		select {
+		case <-msgs:
+			n++
+		case <-errs:
+			return n
+		case <-ctx.Done():
+			return n
+		}
 	}
 }
 

@@ -105,7 +105,26 @@ func needDocker(t testing.TB) {
 	}
 }
 
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 type env struct {
+	logs   *syncBuffer
 	t      testing.TB
 	b      *docker.Backend
 	cfg    docker.Config
@@ -116,11 +135,12 @@ func newEnv(t testing.TB, mod func(*docker.Config)) *env {
 	t.Helper()
 	needDocker(t)
 	data := t.TempDir()
+	logs := &syncBuffer{}
 	cfg := docker.Config{
 		AgentPath:     agentPath,
 		ContainersDir: filepath.Join(data, "containers"),
 		GateID:        "test-" + gate.NewRef(),
-		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:        slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ReapInterval:  100 * time.Millisecond,
 	}
 	if mod != nil {
@@ -130,7 +150,7 @@ func newEnv(t testing.TB, mod func(*docker.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, b: b, cfg: cfg, gateID: cfg.GateID}
+	e := &env{t: t, b: b, cfg: cfg, gateID: cfg.GateID, logs: logs}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -671,6 +691,9 @@ func TestContainerRemovedMidSession(t *testing.T) {
 		t.Log("connection closed cleanly")
 	}
 	up.Release(context.Background())
+	if !strings.Contains(e.logs.String(), "container was removed during the session") {
+		t.Error("the log does not say the container was removed")
+	}
 	e.assertEmpty()
 }
 
@@ -690,6 +713,9 @@ func TestOOMKill(t *testing.T) {
 		t.Fatal("a 200 MB allocation in a 32 MiB container succeeded")
 	}
 	up.Release(context.Background())
+	if !strings.Contains(e.logs.String(), "container ran out of memory during the session") {
+		t.Error("the log does not say the container ran out of memory")
+	}
 	e.assertEmpty()
 }
 
