@@ -605,20 +605,8 @@ func (b *Backend) start(ctx context.Context, bx *box) (net.Conn, error) {
 	if err := b.api.ContainerStart(ctx, bx.id, container.StartOptions{}); err != nil {
 		return nil, b.startError(bx, err)
 	}
-	if len(bx.cmd) > 0 {
-		// The spec's command runs beside the agent (which is PID 1 and
-		// reaps), as the container user, detached; it ends with the
-		// container.
-		ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{User: bx.execUser, Cmd: bx.cmd, Env: containerEnv(bx.agentEnv)})
-		if err == nil {
-			err = b.api.ContainerExecStart(ctx, ex.ID, container.ExecStartOptions{Detach: true})
-		}
-		if err != nil {
-			return nil, publicf(bx.target, fmt.Errorf("run the container command: %w", err), "its command could not run")
-		}
-	}
 	if bx.keeper {
-		return nil, nil
+		return nil, b.runCmd(ctx, bx)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -634,7 +622,32 @@ func (b *Backend) start(ctx context.Context, bx *box) (net.Conn, error) {
 			}
 		}
 	}()
-	return b.accept(ctx, bx, l, failed)
+	conn, err := b.accept(ctx, bx, l, failed)
+	if err != nil {
+		return nil, err
+	}
+	// Only now, with the listener closed, may anything but the agent run.
+	if err := b.runCmd(ctx, bx); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// runCmd starts the spec's command beside the agent (PID 1, which reaps)
+// as the container user, detached; it ends with the container.
+func (b *Backend) runCmd(ctx context.Context, bx *box) error {
+	if len(bx.cmd) == 0 {
+		return nil
+	}
+	ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{User: bx.execUser, Cmd: bx.cmd, Env: containerEnv(bx.agentEnv)})
+	if err == nil {
+		err = b.api.ContainerExecStart(ctx, ex.ID, container.ExecStartOptions{Detach: true})
+	}
+	if err != nil {
+		return publicf(bx.target, fmt.Errorf("run the container command: %w", err), "its command could not run")
+	}
+	return nil
 }
 
 func (b *Backend) startError(bx *box, err error) error {
