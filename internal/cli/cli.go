@@ -197,8 +197,9 @@ func (e *env) rootCmd() *cobra.Command {
 		Short:         "An SSH gateway in front of containers and hosts",
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		Args:          cobra.ArbitraryArgs,
-		RunE:          group,
+		// Args left nil: cobra then reports an unknown command before
+		// complaining about its flags (`sshgate frob --x`).
+		RunE: group,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.PersistentFlags().StringVar(&e.data, "data", "", "data directory (default $"+datadir.EnvVar+" or "+datadir.Default+")")
@@ -215,6 +216,7 @@ func (e *env) rootCmd() *cobra.Command {
 		e.envCmd(),
 		e.targetCmd(),
 		e.grantCmd(),
+		e.revokeCmd(),
 		e.gateKeyCmd(),
 		e.versionCmd(),
 	)

@@ -357,8 +357,19 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		{args: []string{"grant", "revoke"}, code: 2, errHas: []string{"grant revoke: missing ID"}},
 		{args: []string{"grant", "revoke", "99"}, code: 1, errHas: []string{"grant 99 not found"}},
 		{args: []string{"grant", "revoke", "2"}, out: "revoked grant 2\n"},
+		{args: []string{"grant", "alice", "--target", "web-1", "--login", "root"}, out: "added grant 4: alice -> target web-1\n"},
+		{args: []string{"grant", "alice", "--env", "prod"}, out: "added grant 5: alice -> env prod\n"},
+		{args: []string{"revoke", "alice", "--target", "web-1"}, out: "revoked grant 1: alice -> target web-1\nrevoked grant 4: alice -> target web-1\n"},
+		{args: []string{"revoke", "alice", "--target", "web-1"}, code: 1, errHas: []string{"no grant of alice on target web-1"}},
+		{args: []string{"revoke", "alice", "--env", "prod"}, out: "revoked grant 5: alice -> env prod\n"},
+		{args: []string{"revoke", "nobody", "--env", "prod"}, code: 1, errHas: []string{`user "nobody" not found`}},
+		{args: []string{"revoke", "alice"}, code: 2, errHas: []string{"revoke alice: give exactly one of --env and --target"}},
+		{args: []string{"revoke", "alice", "--env", "prod", "--target", "web-1"}, code: 2, errHas: []string{"exactly one of --env and --target"}},
+		{args: []string{"revoke", "alice", "--target", "Web!"}, code: 2, errHas: []string{`invalid target name "Web!"`}},
+		{args: []string{"revoke"}, code: 2, errHas: []string{"revoke: missing USER"}},
 		{args: []string{"grant", "revoke", "2"}, code: 1, errHas: []string{"grant 2 not found"}},
 		// Removing a target removes the grants naming it.
+		{args: []string{"grant", "alice", "--target", "web-1"}, out: "added grant 6: alice -> target web-1\n"},
 		{args: []string{"target", "remove", "web-1"}, out: "removed target web-1\n"},
 		{args: []string{"grant", "list"}, out: "" +
 			"ID  USER  SCOPE       LOGIN  FORWARDING\n" +
@@ -406,6 +417,8 @@ func TestTopLevel(t *testing.T) {
 	runSteps(t, data, []step{
 		{args: []string{}, code: 2, errHas: []string{"sshgate: missing command", "Run 'sshgate --help' for usage."}},
 		{args: []string{"frob"}, code: 2, errHas: []string{`unknown command "frob" for "sshgate"`}},
+		{args: []string{"frob", "--x"}, code: 2, errHas: []string{`unknown command "frob" for "sshgate"`}},
+		{args: []string{"user", "frob", "--x"}, code: 2, errHas: []string{`unknown command "frob" for "sshgate user"`}},
 		{args: []string{"--bogus"}, code: 2, errHas: []string{"unknown flag: --bogus"}},
 		{args: []string{"serve", "--bogus"}, code: 2, errHas: []string{"serve: unknown flag: --bogus", "Run 'sshgate serve --help'"}},
 		{args: []string{"serve", "extra"}, code: 2, errHas: []string{`serve: unexpected argument "extra"`}},

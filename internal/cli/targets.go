@@ -45,7 +45,8 @@ type targetFlags struct {
 }
 
 func (e *env) targetCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "target", Short: "Manage targets (hosts and containers users reach)", Args: cobra.ArbitraryArgs, RunE: group}
+	cmd := &cobra.Command{Use: "target", Short: "Manage targets (hosts and containers users reach)", Args: cobra.ArbitraryArgs, RunE: group,
+		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true}}
 	var f targetFlags
 	add := &cobra.Command{
 		Use:   "add NAME --env ENV (--upstream HOST:PORT --login USER (--host-key FILE | --scan-host-key) | --docker IMAGE ...)",

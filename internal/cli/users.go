@@ -19,7 +19,8 @@ import (
 )
 
 func (e *env) userCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "user", Short: "Manage gate users", Args: cobra.ArbitraryArgs, RunE: group}
+	cmd := &cobra.Command{Use: "user", Short: "Manage gate users", Args: cobra.ArbitraryArgs, RunE: group,
+		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true}}
 	var pwStdin, clear bool
 
 	add := &cobra.Command{
@@ -187,7 +188,8 @@ func readKeys(r io.Reader, name string) ([]parsedKey, error) {
 }
 
 func (e *env) keyCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "key", Short: "Manage users' public keys", Args: cobra.ArbitraryArgs, RunE: group}
+	cmd := &cobra.Command{Use: "key", Short: "Manage users' public keys", Args: cobra.ArbitraryArgs, RunE: group,
+		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true}}
 
 	add := &cobra.Command{
 		Use:   "add USER FILE|-",
@@ -302,7 +304,8 @@ func (e *env) keyCmd() *cobra.Command {
 }
 
 func (e *env) envCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "env", Short: "Manage environments (groups of targets)", Args: cobra.ArbitraryArgs, RunE: group}
+	cmd := &cobra.Command{Use: "env", Short: "Manage environments (groups of targets)", Args: cobra.ArbitraryArgs, RunE: group,
+		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true}}
 
 	add := &cobra.Command{
 		Use:   "add NAME",
@@ -501,5 +504,65 @@ func (e *env) grantCmd() *cobra.Command {
 		}),
 	}
 	cmd.AddCommand(list, revoke)
+	return cmd
+}
+
+// revokeCmd is `sshgate revoke USER (--env ENV | --target NAME)`: the
+// mirror of `grant USER ...` for scripts that do not know grant IDs. It
+// removes every grant of USER on that env or target, whatever the login.
+func (e *env) revokeCmd() *cobra.Command {
+	var envName, target string
+	cmd := &cobra.Command{
+		Use:   "revoke USER (--env ENV | --target NAME)",
+		Short: "Remove a user's grants on an environment or a target (see also: grant revoke ID)",
+		Args:  argsOf([]string{"USER"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			user := args[0]
+			if err := checkName("user", user); err != nil {
+				return err
+			}
+			if (envName == "") == (target == "") {
+				return usagef("revoke %s: give exactly one of --env and --target", user)
+			}
+			scope := "target " + target
+			if envName != "" {
+				if err := checkName("env", envName); err != nil {
+					return err
+				}
+				scope = "env " + envName
+			} else if err := checkName("target", target); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			if _, err := st.GetUser(ctx, user); err != nil {
+				return err
+			}
+			gs, err := st.ListGrants(ctx, user)
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, g := range gs {
+				if g.Env != envName || g.Target != target {
+					continue
+				}
+				if err := st.RemoveGrant(ctx, g.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "revoked grant %d: %s -> %s\n", g.ID, user, scope)
+				n++
+			}
+			if n == 0 {
+				return failf("no grant of %s on %s", user, scope)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&envName, "env", "", "revoke the grants on this environment")
+	cmd.Flags().StringVar(&target, "target", "", "revoke the grants on this target")
 	return cmd
 }
