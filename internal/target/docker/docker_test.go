@@ -912,3 +912,47 @@ func TestRemoteEngineOverTCP(t *testing.T) {
 	up.Release(context.Background())
 	e.assertEmpty()
 }
+
+func TestPerUserConcurrentOpensShareOneContainer(t *testing.T) {
+	e := newEnv(t, nil)
+	tg := dockerTarget("shared", store.DockerSpec{User: "1000", Per: "user"})
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			up, err := e.b.Open(context.Background(), request(tg, "alice"))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer up.Release(context.Background())
+			c, chans, reqs, err := ssh.NewClientConn(up.Conn, "c", up.Client)
+			if err != nil {
+				errs <- err
+				return
+			}
+			cl := ssh.NewClient(c, chans, reqs)
+			defer cl.Close()
+			s, err := cl.NewSession()
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer s.Close()
+			if out, err := s.Output("echo ok"); err != nil || string(out) != "ok\n" {
+				errs <- fmt.Errorf("exec: %q %v", out, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if ids := e.containers(); len(ids) != 1 {
+		t.Fatalf("%d containers for one user, want 1: %v", len(ids), ids)
+	}
+}
