@@ -39,7 +39,8 @@ const (
 	MaxMemory     = 1 << 20 // KiB: 1 GiB
 	MaxTime       = 20
 	MaxThreads    = 64
-	MaxBcryptCost = 16
+	MaxWork       = 2 << 20 // KiB x passes: 2 GiB-passes, about 11x Default
+	MaxBcryptCost = 14      // about 1 s
 	saltLen       = 16
 	keyLen        = 32
 	minSalt       = 8
@@ -127,6 +128,9 @@ func parsePHC(s string) (phc, error) {
 	p, err := num(params[2], "p=", MaxThreads)
 	if err != nil {
 		return h, err
+	}
+	if m*t > MaxWork {
+		return h, fmt.Errorf("cost m=%d,t=%d is above %d KiB-passes", m, t, MaxWork)
 	}
 	if m < 8*p {
 		return h, fmt.Errorf("memory %d KiB is below 8 KiB per thread (%d threads)", m, p)

@@ -89,6 +89,14 @@ func TestBcrypt(t *testing.T) {
 			t.Errorf("NeedsRehash(bcrypt) = false")
 		}
 	}
+	b15, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b15 = append([]byte("$2a$15$"), b15[7:]...)
+	if err := Check(string(b15)); err == nil || !strings.Contains(err.Error(), "cost 15") {
+		t.Errorf("Check(cost 15) = %v, want a refusal naming the cost", err)
+	}
 	// Cost 31 would run for days: refused, not computed.
 	absurd := "$2b$31$" + string(b[7:])
 	if err := Check(absurd); err == nil || !strings.Contains(err.Error(), "cost 31") {
@@ -115,6 +123,7 @@ func TestRefused(t *testing.T) {
 		{"zero time", "$argon2id$v=19$m=65536,t=0,p=2$" + salt + "$" + key, "t=0"},
 		{"zero threads", "$argon2id$v=19$m=65536,t=3,p=0$" + salt + "$" + key, "p=0"},
 		{"too many threads", "$argon2id$v=19$m=65536,t=3,p=255$" + salt + "$" + key, "p=255"},
+		{"memory and time together", "$argon2id$v=19$m=1048576,t=3,p=2$" + salt + "$" + key, "cost m=1048576,t=3"},
 		{"memory below 8p", "$argon2id$v=19$m=8,t=3,p=2$" + salt + "$" + key, "8 KiB per thread"},
 		{"params order", "$argon2id$v=19$t=3,m=65536,p=2$" + salt + "$" + key, "t=3"},
 		{"leading zero", "$argon2id$v=19$m=065536,t=3,p=2$" + salt + "$" + key, "canonical"},
@@ -162,7 +171,7 @@ func FuzzParsePHC(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if h.Memory > MaxMemory || h.Time > MaxTime || h.Threads > MaxThreads || h.Time == 0 || h.Threads == 0 {
+		if h.Memory > MaxMemory || h.Time > MaxTime || h.Threads > MaxThreads || h.Time == 0 || h.Threads == 0 || uint64(h.Memory)*uint64(h.Time) > MaxWork {
 			t.Fatalf("parsePHC(%q) accepted out-of-range %+v", s, h.Params)
 		}
 		if len(h.Salt) < minSalt || len(h.Key) < minKey {
