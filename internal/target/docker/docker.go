@@ -244,6 +244,16 @@ func findAgent() (string, error) {
 	return p, nil
 }
 
+// Ping checks that the engine answers and returns its version and the
+// negotiated API version, for readiness checks and the startup log.
+func (b *Backend) Ping(ctx context.Context) (engine, api string, err error) {
+	v, err := b.api.ServerVersion(ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("docker engine at %s: %w", b.api.DaemonHost(), err)
+	}
+	return v.Version, b.api.ClientVersion(), nil
+}
+
 // GateID is the label value identifying this gate's containers.
 func (b *Backend) GateID() string { return b.cfg.GateID }
 
@@ -414,13 +424,12 @@ func randomID(n int) string {
 	return string(buf)
 }
 
-// agentArgs are the arguments shared by every agent invocation.
-func agentArgs(env []string) []string {
-	a := []string{"--host-key", DirMount + "/" + hostKeyFile, "--authorized-keys", DirMount + "/" + authorizedKeysFile}
-	for _, e := range env {
-		a = append(a, "--env", e)
-	}
-	return a
+// agentArgs are the arguments shared by every agent invocation. The spec's
+// environment reaches sessions through the container's (and each exec's)
+// environment, which the agent passes on; it is not repeated as --env, so
+// that values do not show in process listings.
+func agentArgs([]string) []string {
+	return []string{"--host-key", DirMount + "/" + hostKeyFile, "--authorized-keys", DirMount + "/" + authorizedKeysFile}
 }
 
 // create makes (but does not start) a container for bs. keeper selects the

@@ -956,3 +956,12 @@ func TestPerUserConcurrentOpensShareOneContainer(t *testing.T) {
 		t.Fatalf("%d containers for one user, want 1: %v", len(ids), ids)
 	}
 }
+
+func TestPing(t *testing.T) {
+	e := newEnv(t, nil)
+	engine, apiVersion, err := e.b.Ping(context.Background())
+	if err != nil || engine == "" || apiVersion == "" {
+		t.Fatalf("Ping = %q %q %v", engine, apiVersion, err)
+	}
+	t.Logf("engine %s, API %s, transport %s, gate %s", engine, apiVersion, e.b.Transport(), e.b.GateID())
+}
