@@ -26,6 +26,7 @@ import (
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target"
+	"github.com/sshgate/sshgate/internal/wire"
 )
 
 // Store is the part of the store the broker reads.
@@ -219,6 +220,7 @@ func (c *conn) dial(p policy.Permit) (*upConn, error) {
 			_ = u.Release(rctx)
 		}
 	}
+	u.Conn = wire.New(u.Conn)
 	_ = u.Conn.SetDeadline(time.Now().Add(timeout))
 	addr := u.Conn.RemoteAddr().String()
 	client, chans, reqs, err := ssh.NewClientConn(u.Conn, addr, u.Client)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/wire"
 )
 
 // Handler serves one authenticated connection. It returns when the
@@ -134,6 +135,7 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	s.unauth++
 	s.perSource[src]++
+	nc = wire.New(nc)
 	tc := &trackedConn{Conn: nc}
 	s.conns[tc] = struct{}{}
 	s.wg.Add(1)

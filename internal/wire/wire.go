@@ -1,0 +1,104 @@
+// Package wire holds the net.Conn wrapper the gate puts under x/crypto's SSH
+// transport. x/crypto writes every packet through a 4 KiB bufio.Writer and
+// flushes it, which costs two write syscalls per 32 KiB packet and blocks
+// the writer (and so the relay) for each. Conn queues writes and a flusher
+// sends whatever has accumulated in one syscall, so packets produced while a
+// write is in flight leave together, and encryption overlaps the syscall.
+// It imports nothing of the project.
+package wire
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// maxPending bounds the bytes queued behind the socket; writers block beyond it.
+const maxPending = 512 << 10
+
+// keepBuf is the largest buffer kept while the connection is idle.
+const keepBuf = 64 << 10
+
+// closeFlushTimeout bounds how long Close waits for queued bytes to leave.
+const closeFlushTimeout = 2 * time.Second
+
+// Conn is a net.Conn whose writes are queued and coalesced.
+type Conn struct {
+	net.Conn
+	mu      sync.Mutex
+	cond    sync.Cond
+	pending []byte
+	spare   []byte
+	writing bool // a flusher is running
+	err     error
+}
+
+// New wraps c.
+func New(c net.Conn) *Conn {
+	w := &Conn{Conn: c}
+	w.cond.L = &w.mu
+	return w
+}
+
+// Write queues p. An error of an earlier write is returned by a later call.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	for c.err == nil && len(c.pending) >= maxPending {
+		c.cond.Wait()
+	}
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return 0, err
+	}
+	c.pending = append(c.pending, p...)
+	if !c.writing {
+		c.writing = true
+		go c.flush()
+	}
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+func (c *Conn) flush() {
+	c.mu.Lock()
+	for len(c.pending) > 0 && c.err == nil {
+		buf := c.pending
+		c.pending = c.spare[:0]
+		c.mu.Unlock()
+		_, err := c.Conn.Write(buf)
+		c.mu.Lock()
+		c.spare = buf
+		if err != nil && c.err == nil {
+			c.err = err
+		}
+		c.cond.Broadcast()
+	}
+	c.writing = false
+	if cap(c.pending) > keepBuf {
+		c.pending = nil
+	}
+	if cap(c.spare) > keepBuf {
+		c.spare = nil
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+}
+
+// Close sends what is queued (for at most a short while) and closes.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.writing && c.err == nil {
+		t := time.AfterFunc(closeFlushTimeout, func() { _ = c.Conn.SetWriteDeadline(time.Now()) })
+		for c.writing && c.err == nil {
+			c.cond.Wait()
+		}
+		t.Stop()
+	}
+	if c.err == nil {
+		c.err = net.ErrClosed
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
