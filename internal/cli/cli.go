@@ -232,6 +232,9 @@ func (e *env) serveCmd() *cobra.Command {
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The first signal starts the graceful drain; a second one
+			// gets the default action and ends the process at once.
+			go func() { <-ctx.Done(); stop() }()
 			err := serveFunc(ctx, app.Options{
 				DataDir:    datadir.Resolve(e.data),
 				Listen:     listen,
