@@ -1,0 +1,194 @@
+package sshd
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/gate"
+)
+
+func testServer(t *testing.T, limits Limits) (*Server, string) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	cfg := &ssh.ServerConfig{
+		PasswordCallback: func(c ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+			if string(pw) == "right" {
+				return &ssh.Permissions{Extensions: (&gate.Identity{User: c.User(), Method: "password"}).Extensions()}, nil
+			}
+			return nil, errors.New("denied")
+		},
+	}
+	cfg.AddHostKey(signer)
+	h := func(ctx context.Context, c *Conn) {
+		go ssh.DiscardRequests(c.Reqs)
+		for nc := range c.Chans {
+			nc.Reject(ssh.Prohibited, "test")
+		}
+	}
+	s := New(cfg, limits, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s, ln.Addr().String()
+}
+
+func login(addr, pw string) error {
+	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.Password(pw)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}) // test server with a throwaway key
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// waitClosed reads from c until the server closes it, or fails after d.
+func waitClosed(t *testing.T, c net.Conn, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(d))
+	_, err := io.Copy(io.Discard, c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection still open after %s", d)
+	}
+	return time.Since(start)
+}
+
+func TestLoginGraceClosesSilentClients(t *testing.T) {
+	_, addr := testServer(t, Limits{LoginGrace: 300 * time.Millisecond, MaxUnauthenticated: 10, MaxUnauthPerSource: 10})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("SSH-2.0-slow\r\n")) // then nothing
+	if took := waitClosed(t, c, 5*time.Second); took < 250*time.Millisecond {
+		t.Fatalf("closed after %s, before the grace period", took)
+	}
+	if err := login(addr, "right"); err != nil {
+		t.Fatalf("a real login after the grace test failed: %v", err)
+	}
+}
+
+func TestPerSourceCap(t *testing.T) {
+	_, addr := testServer(t, Limits{LoginGrace: 20 * time.Second, MaxUnauthenticated: 50, MaxUnauthPerSource: 3})
+	var held []net.Conn
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	// Make sure the server counted the three before the fourth arrives.
+	for _, c := range held {
+		c.Write([]byte("SSH-2.0-held\r\n"))
+		buf := make([]byte, 8)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatalf("held connection got no server version: %v", err)
+		}
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitClosed(t, c, 5*time.Second)
+	// Another source is not affected.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	c2, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	c2.Write([]byte("SSH-2.0-other\r\n"))
+	buf := make([]byte, 8)
+	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c2, buf); err != nil || string(buf) != "SSH-2.0-" {
+		t.Fatalf("second source was refused: %q %v", buf, err)
+	}
+	// Once the held connections go, the source may connect again.
+	for _, h := range held {
+		h.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := login(addr, "right")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("source still refused after its connections closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAuthenticatedConnectionsDoNotCount(t *testing.T) {
+	_, addr := testServer(t, Limits{LoginGrace: 5 * time.Second, MaxUnauthenticated: 2, MaxUnauthPerSource: 2})
+	var clients []*ssh.Client
+	for i := 0; i < 5; i++ {
+		c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.Password("right")},
+			HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+}
+
+func TestShutdownRefusesNewConnections(t *testing.T) {
+	s, addr := testServer(t, Limits{LoginGrace: 5 * time.Second, MaxUnauthenticated: 10, MaxUnauthPerSource: 10})
+	c, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.Password("right")},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		unauth := s.unauth
+		s.mu.Unlock()
+		if unauth == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server never counted the connection as authenticated")
+		}
+	}
+	done := make(chan error)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a live session = %v, want deadline exceeded after the grace", err)
+	}
+	if err := c.Wait(); err == nil {
+		t.Fatal("live connection was not closed after the shutdown grace")
+	}
+	if err := login(addr, "right"); err == nil {
+		t.Fatal("login succeeded after shutdown")
+	}
+}
