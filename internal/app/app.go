@@ -100,7 +100,7 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	backends := map[string]target.Backend{store.KindUpstream: up}
-	closeBackends, err := addDocker(ctx, cfg, dir, log, backends)
+	closeBackends, err := addDocker(ctx, cfg, dir, st, log, backends)
 	if err != nil {
 		return err
 	}

@@ -3,14 +3,71 @@ package app
 import (
 	"context"
 	"log/slog"
+	"time"
+
+	"github.com/docker/docker/client"
 
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target"
+	"github.com/sshgate/sshgate/internal/target/docker"
 )
 
-// addDocker wires the docker backend when it is available. (Filled in when
-// the docker backend lands.)
-func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, log *slog.Logger, backends map[string]target.Backend) (func(), error) {
-	return func() {}, nil
+// addDocker registers the docker backend. A gate without an engine or an
+// agent binary still serves upstream targets: docker targets then fail with
+// a clear message, and the reason is logged here once.
+func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, log *slog.Logger, backends map[string]target.Backend) (func(), error) {
+	var api client.APIClient
+	if cfg.Docker.Host != "" {
+		c, err := client.NewClientWithOpts(client.FromEnv, client.WithHost(cfg.Docker.Host), client.WithAPIVersionNegotiation())
+		if err != nil {
+			log.Warn("docker targets disabled", "err", err)
+			return func() {}, nil
+		}
+		api = c
+	}
+	b, err := docker.New(docker.Config{
+		AgentPath:     cfg.Docker.AgentPath,
+		ContainersDir: dir.ContainersDir(),
+		DataDir:       dir.Path,
+		Transport:     cfg.Docker.Transport,
+		Logger:        log,
+	}, api)
+	if err != nil {
+		log.Warn("docker targets disabled", "err", err)
+		return func() {}, nil
+	}
+	backends[store.KindDocker] = b
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	engine, apiVersion, err := b.Ping(pctx)
+	if err != nil {
+		log.Warn("docker engine not reachable now; docker targets will fail until it is", "err", err)
+	} else {
+		log.Info("docker backend ready", "engine", engine, "api", apiVersion, "transport", b.Transport(), "gate_id", b.GateID())
+		rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+		if n, err := b.ReapOrphans(rctx); err != nil {
+			log.Warn("removing orphaned containers", "removed", n, "err", err)
+		} else if n > 0 {
+			log.Info("removed orphaned containers", "removed", n)
+		}
+		rcancel()
+		if targets, err := st.ListTargets(ctx); err == nil {
+			for _, t := range targets {
+				if t.Kind == store.KindDocker && t.Docker != nil && t.Docker.Pool > 0 {
+					if err := b.Prewarm(ctx, t); err != nil {
+						log.Warn("prewarm pool", "target", t.Name, "err", err)
+					}
+				}
+			}
+		}
+	}
+	return func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer ccancel()
+		if err := b.Close(cctx); err != nil {
+			log.Warn("closing docker backend", "err", err)
+		}
+	}, nil
 }
