@@ -713,11 +713,13 @@ func (b *Backend) accept(ctx context.Context, bx *box, l *net.UnixListener, fail
 	case <-timer.C:
 		cause = fmt.Errorf("agent did not connect within %s%s", b.cfg.AgentTimeout, b.logTail(bx))
 	case <-ctx.Done():
-		return nil, engineError(bx.target, "wait for agent", ctx.Err())
 	}
 	l.Close()
 	if r := <-ch; r.c != nil {
 		r.c.Close()
+	}
+	if cause == nil {
+		return nil, engineError(bx.target, "wait for agent", ctx.Err())
 	}
 	return nil, publicf(bx.target, cause, "its agent did not answer")
 }
