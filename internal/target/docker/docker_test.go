@@ -965,3 +965,22 @@ func TestPing(t *testing.T) {
 	}
 	t.Logf("engine %s, API %s, transport %s, gate %s", engine, apiVersion, e.b.Transport(), e.b.GateID())
 }
+
+func TestOpenCanceledLeavesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	tg := dockerTarget("cancel", store.DockerSpec{User: "1000"})
+	for _, d := range []time.Duration{5 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		up, err := e.b.Open(ctx, request(tg, "alice"))
+		cancel()
+		if err == nil {
+			up.Release(context.Background()) // the machine was quicker than d
+			continue
+		}
+		var pe *gate.PublicError
+		if !errors.As(err, &pe) {
+			t.Errorf("after %s: %v is not a PublicError", d, err)
+		}
+	}
+	e.assertEmpty()
+}
