@@ -147,6 +147,30 @@ func TestScanHostKeyRealSSHD(t *testing.T) {
 		t.Fatalf("stored host key %q, want %q", tg.Upstream.HostKey, sshkeys.AuthorizedLine(edPub))
 	}
 
+	// The host is rebuilt with a new key: pin-host-key --scan-host-key
+	// replaces the pinned key and keeps the grants.
+	_, newKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newAddr := startSSHD(t, newKey)
+	newPub, err := ssh.NewPublicKey(newKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Upstream.Addr = newAddr
+	if err := st.UpdateTarget(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, data, []step{
+		{args: []string{"user", "add", "alice"}, out: "added user alice\n"},
+		{args: []string{"grant", "alice", "--target", "web-1"}, out: "added grant 1: alice -> target web-1\n"},
+		{args: []string{"target", "pin-host-key", "web-1", "--scan-host-key"}, out: "" +
+			"scanned host key for web-1: ssh-ed25519 " + ssh.FingerprintSHA256(newPub) + "\n" +
+			"pinned host key for web-1: ssh-ed25519 " + ssh.FingerprintSHA256(newPub) + " (was ssh-ed25519 " + fp + ")\n"},
+		{args: []string{"grant", "list", "alice"}, outHas: []string{"target:web-1"}},
+	})
+
 	// An sshd with only an ECDSA key: that one is pinned.
 	ecAddr := startSSHD(t, ecKey)
 	ecPub, err := ssh.NewPublicKey(ecKey.Public())

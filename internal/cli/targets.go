@@ -179,7 +179,60 @@ func (e *env) targetCmd() *cobra.Command {
 			return showTarget(e.stdout, t)
 		}),
 	}
-	cmd.AddCommand(add, list, remove, show)
+	var pinFile string
+	var pinScan bool
+	pin := &cobra.Command{
+		Use:   "pin-host-key NAME (--host-key FILE | --scan-host-key)",
+		Short: "Replace the pinned host key of an upstream target (after the host was rebuilt); grants are kept",
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := checkName("target", name); err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("host-key") == pinScan {
+				return usagef("target pin-host-key %s: give exactly one of --host-key FILE and --scan-host-key", name)
+			}
+			var k ssh.PublicKey
+			var err error
+			if !pinScan {
+				if k, err = readHostKeyFile(pinFile); err != nil {
+					return err
+				}
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			t, err := st.GetTarget(ctx, name)
+			if err != nil {
+				return err
+			}
+			if t.Upstream == nil {
+				return failf("target %q is a %s target: it has no host key to pin", name, t.Kind)
+			}
+			if pinScan {
+				if k, err = scanHostKey(ctx, t.Upstream.Addr); err != nil {
+					return failf("scan host key of %s: %v", t.Upstream.Addr, err)
+				}
+				fmt.Fprintf(e.stdout, "scanned host key for %s: %s %s\n", name, k.Type(), sshkeys.Fingerprint(k))
+			}
+			old := "none"
+			if ok, _, err := sshkeys.ParseAuthorizedKey(t.Upstream.HostKey); err == nil {
+				old = ok.Type() + " " + sshkeys.Fingerprint(ok)
+			}
+			t.Upstream.HostKey = sshkeys.AuthorizedLine(k)
+			if err := st.UpdateTarget(ctx, t); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "pinned host key for %s: %s %s (was %s)\n", name, k.Type(), sshkeys.Fingerprint(k), old)
+			return nil
+		}),
+	}
+	pin.Flags().StringVar(&pinFile, "host-key", "", "file with the target's public host key (ssh_host_*_key.pub or a known_hosts line)")
+	pin.Flags().BoolVar(&pinScan, "scan-host-key", false, "connect to the upstream now and pin the host key it presents")
+	cmd.AddCommand(add, list, remove, show, pin)
 	return cmd
 }
 

@@ -168,6 +168,9 @@ func readKeys(r io.Reader, name string) ([]parsedKey, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		if strings.HasPrefix(line, "-----BEGIN") {
+			return nil, usagef("%s line %d: this is a private key; give the public key (the .pub file)", name, n)
+		}
 		k, comment, err := sshkeys.ParseAuthorizedKey(line)
 		if err != nil {
 			return nil, usagef("%s line %d: %v", name, n, err)
