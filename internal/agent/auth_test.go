@@ -26,10 +26,10 @@ func TestParseAuthorizedKeys(t *testing.T) {
 	}
 	certLine := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(cert)))
 	tests := []struct {
-		name      string
-		in        string
+		name       string
+		in         string
 		users, cas int
-		err       string
+		err        string
 	}{
 		{name: "empty", in: ""},
 		{name: "comments and blanks", in: "# hi\n\n   \n" + line1 + " me@host\n", users: 1},
