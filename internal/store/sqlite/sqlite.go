@@ -121,6 +121,11 @@ func Open(path string) (*Store, error) {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
+	// The common case, an up-to-date database, needs no write lock.
+	var cur int
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&cur); err == nil && cur == len(migrations) {
+		return nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin migration: %w", err)
