@@ -219,10 +219,12 @@ func (s *session) environ(ttyName string) []string {
 	return out
 }
 
-// workDir is HOME if it is a directory, else "/".
+// workDir is HOME if it is a directory the agent's user may enter (an
+// image's HOME=/root with --user nobody is not), else "/".
 func (s *session) workDir() string {
-	if fi, err := os.Stat(s.c.srv.user.home); err == nil && fi.IsDir() {
-		return s.c.srv.user.home
+	home := s.c.srv.user.home
+	if fi, err := os.Stat(home); err == nil && fi.IsDir() && syscall.Access(home, 1 /* X_OK */) == nil {
+		return home
 	}
 	return "/"
 }
