@@ -278,7 +278,7 @@ func (c *conn) command(out io.Writer, args []string) int {
 		for _, a := range access {
 			v := targetView{Name: a.Target.Name, Env: a.Target.Env, Kind: a.Target.Kind, Logins: []string{}}
 			for _, l := range a.Logins {
-				v.Logins = append(v.Logins, l.Name)
+				v.Logins = append(v.Logins, loginLabel(l.Name))
 				v.Forwarding = v.Forwarding || l.Forwarding
 			}
 			v.SSH = fmt.Sprintf("ssh -p %s %s+%s@%s", port, c.id.User, a.Target.Name, host)
@@ -375,7 +375,7 @@ func (c *conn) menu(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 	} else {
 		fmt.Fprintf(t, "Targets for %s:\n", c.id.User)
 		for i, a := range access {
-			fmt.Fprintf(t, "  %d) %s  (env %s, login %s)\n", i+1, a.Target.Name, a.Target.Env, a.Logins[0].Name)
+			fmt.Fprintf(t, "  %d) %s  (env %s, login %s)\n", i+1, a.Target.Name, a.Target.Env, loginLabel(a.Logins[0].Name))
 		}
 		t.SetPrompt(fmt.Sprintf("Choose a target [1-%d, q to quit]: ", len(access)))
 		for {
@@ -402,7 +402,7 @@ func (c *conn) menu(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 	}
 	a := access[choice]
 	p := policy.Permit{Target: a.Target, Login: a.Logins[0].Name, Forwarding: a.Logins[0].Forwarding}
-	fmt.Fprintf(t, "Connecting to %s as %s...\n", p.Target.Name, p.Login)
+	fmt.Fprintf(t, "Connecting to %s as %s...\n", p.Target.Name, loginLabel(p.Login))
 	up, err := c.dial(p)
 	if err != nil {
 		c.logPublic(err)
@@ -434,4 +434,12 @@ func splitHostPortDefault(a string) (string, string, error) {
 		return "", "", errBadAdvertise
 	}
 	return h, p, nil
+}
+
+// loginLabel shows the empty login (a container's own user) readably.
+func loginLabel(l string) string {
+	if l == "" {
+		return "default"
+	}
+	return l
 }

@@ -43,10 +43,7 @@ func Accessible(targets []store.Target, grants []store.Grant) []Access {
 			}
 			login := g.Login
 			if login == "" {
-				login = t.Login
-			}
-			if login == "" {
-				continue
+				login = t.Login // may be empty: a container target's own user
 			}
 			logins[login] = logins[login] || g.Forwarding
 		}

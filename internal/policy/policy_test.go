@@ -64,3 +64,16 @@ func TestDefaultLoginFirst(t *testing.T) {
 		t.Fatal("default login allowed although only adm was granted")
 	}
 }
+
+// A container target has no login of its own: a grant without a login
+// reaches it as the container's user (the empty login).
+func TestContainerTargetWithoutLogin(t *testing.T) {
+	targets := []store.Target{{Name: "box", Env: "lab", Kind: store.KindDocker}}
+	p, ok := Decide(Accessible(targets, []store.Grant{{User: "u", Env: "lab"}}), "box", "")
+	if !ok || p.Login != "" {
+		t.Fatalf("got %+v %v, want the empty login", p, ok)
+	}
+	if _, ok := Decide(Accessible(targets, []store.Grant{{User: "u", Env: "lab"}}), "box", "root"); ok {
+		t.Fatal("an ungranted login was allowed")
+	}
+}
