@@ -168,3 +168,27 @@ func TestDockerOrphansAfterKill(t *testing.T) {
 	harness.StartGate(t, harness.GateOptions{DataDir: w.gate.DataDir})
 	waitNoContainers(t, name, 30*time.Second)
 }
+
+func TestDockerPool(t *testing.T) {
+	w := newDockerWorld(t)
+	name := w.target(t, "pool", "--docker", harness.TestImage, "--user", "1000", "--pool", "1")
+	// PID 1 of a cold container is the agent dialling the gate; a pool
+	// container's is the long-lived agent the gate execs new agents beside.
+	if r := w.ssh(t, name, nil, "tr '\\0' ' ' < /proc/1/cmdline"); r.Code != 0 || !strings.Contains(r.Stdout, "--dial") {
+		t.Fatalf("first (cold) connection: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	pooled := func() bool {
+		out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=sshgate.target="+name, "--filter", "label=sshgate.pool=1").Output()
+		return len(strings.Fields(string(out))) == 1
+	}
+	if !harness.Eventually(short, pooled) {
+		t.Fatal("the pool did not fill")
+	}
+	r := w.ssh(t, name, nil, "tr '\\0' ' ' < /proc/1/cmdline; id -u")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "--listen") || !strings.HasSuffix(r.Stdout, "1000\n") {
+		t.Fatalf("second connection not served by the pool container: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if !harness.Eventually(short, pooled) {
+		t.Fatal("the pool was not refilled")
+	}
+}
