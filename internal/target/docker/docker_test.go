@@ -1,6 +1,7 @@
 package docker_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
@@ -340,6 +342,9 @@ func TestOpenConfinedContainer(t *testing.T) {
 			t.Errorf("gate mount %s is writable", m.Destination)
 		}
 	}
+	if st, err := os.Stat(e.cfg.ContainersDir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("containers directory: %v %v, want mode 0700", st.Mode(), err)
+	}
 	if err := up.Release(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -347,6 +352,28 @@ func TestOpenConfinedContainer(t *testing.T) {
 		t.Fatalf("second Release: %v", err)
 	}
 	e.assertEmpty()
+}
+
+// TestImageUserAndEntrypoint: an image's own USER is used (not root, so
+// allowed) and its ENTRYPOINT does not get in the agent's way.
+func TestImageUserAndEntrypoint(t *testing.T) {
+	needDocker(t)
+	const img = "sshgate-test/busybox-user:latest"
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	df := "FROM " + testImage + "\nUSER 1000:1000\nENTRYPOINT [\"/bin/false\"]\n"
+	tw.WriteHeader(&tar.Header{Name: "Dockerfile", Mode: 0o644, Size: int64(len(df))})
+	tw.Write([]byte(df))
+	tw.Close()
+	resp, err := api.ImageBuild(context.Background(), &ctxTar, build.ImageBuildOptions{Tags: []string{img}, NetworkMode: "none", Remove: true})
+	if err != nil {
+		t.Fatalf("build %s: %v", img, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	e := newEnv(t, nil)
+	c := handshake(t, e.open(dockerTarget("imguser", store.DockerSpec{Image: img}), "alice"))
+	checkConfinement(t, c, "1000")
 }
 
 func TestDefaultUserIsNotRoot(t *testing.T) {
