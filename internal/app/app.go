@@ -128,6 +128,9 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	log.Info("sshgate listening", "addr", ln.Addr().String(), "data", dir.Path,
 		"host_key", ssh.FingerprintSHA256(hostKeys[0].PublicKey()))
+	if users, err := st.ListUsers(ctx); err == nil && len(users) == 0 {
+		firstRunHint(o.Log, dir.Path, ln.Addr())
+	}
 	if o.Ready != nil {
 		o.Ready(ln.Addr())
 	}
@@ -144,4 +147,28 @@ func Serve(ctx context.Context, o Options) error {
 	_ = srv.Shutdown(sctx)
 	log.Info("stopped")
 	return nil
+}
+
+// firstRunHint tells an operator with an empty store how to get in.
+func firstRunHint(w io.Writer, data string, addr net.Addr) {
+	if w == nil {
+		w = os.Stderr
+	}
+	_, port, _ := net.SplitHostPort(addr.String())
+	fmt.Fprintf(w, `
+sshgate is running, and has no users yet. In another terminal:
+
+  sshgate --data %[1]s user add me
+  sshgate --data %[1]s key add me ~/.ssh/id_ed25519.pub
+  sshgate --data %[1]s env add dev
+  sshgate --data %[1]s target add box --env dev --upstream HOST:22 --login USER --scan-host-key
+  sshgate --data %[1]s grant me --env dev
+  sshgate --data %[1]s gate-key        # put this line in USER's ~/.ssh/authorized_keys on HOST
+
+then connect:
+
+  ssh -p %[2]s me+box@127.0.0.1        # straight into box
+  ssh -p %[2]s me@127.0.0.1 ls         # what you may reach
+
+`, data, port)
 }
