@@ -68,8 +68,35 @@ type conn struct {
 	upErr  error
 
 	mu       sync.Mutex
-	channels int
+	sessions int // session channels open now (limits.max_sessions)
+	channels int // all channels open now (maxChannels)
 	wg       sync.WaitGroup
+}
+
+// maxChannels bounds forwarded and other channels on one connection; sessions
+// have their own, smaller limit, as in OpenSSH's MaxSessions.
+const maxChannels = 1000
+
+func (c *conn) reserve(session bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.channels >= maxChannels || session && c.sessions >= c.b.cfg.Limits.MaxSessions {
+		return false
+	}
+	c.channels++
+	if session {
+		c.sessions++
+	}
+	return true
+}
+
+func (c *conn) unreserve(session bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.channels--
+	if session {
+		c.sessions--
+	}
 }
 
 // upConn is a logged-in connection to a target.
@@ -77,12 +104,14 @@ type upConn struct {
 	client  ssh.Conn
 	permit  policy.Permit
 	release func(context.Context) error
-	done    chan struct{} // closed when the target connection ends
+	done    chan struct{}  // closed when the target connection ends
+	wg      sync.WaitGroup // channels the target opened toward the user
 }
 
 func (u *upConn) close() {
 	_ = u.client.Close()
 	<-u.done
+	u.wg.Wait()
 	if u.release != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -107,20 +136,15 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	}()
 	go c.globalRequests(sc.Reqs)
 	for nc := range sc.Chans {
-		c.mu.Lock()
-		if c.channels >= b.cfg.Limits.MaxSessions {
-			c.mu.Unlock()
+		isSession := nc.ChannelType() == "session"
+		if !c.reserve(isSession) {
 			_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
 			continue
 		}
-		c.channels++
-		c.mu.Unlock()
 		c.wg.Add(1)
 		go func() {
 			defer func() {
-				c.mu.Lock()
-				c.channels--
-				c.mu.Unlock()
+				c.unreserve(isSession)
 				c.wg.Done()
 			}()
 			switch nc.ChannelType() {
@@ -247,7 +271,11 @@ func (c *conn) dial(p policy.Permit) (*upConn, error) {
 		close(up.done)
 	}()
 	go c.upstreamRequests(reqs)
-	go c.upstreamChannels(up, chans)
+	up.wg.Add(1)
+	go func() {
+		defer up.wg.Done()
+		c.upstreamChannels(up, chans)
+	}()
 	return up, nil
 }
 
@@ -269,9 +297,9 @@ func (c *conn) upstreamChannels(up *upConn, chans <-chan ssh.NewChannel) {
 			_ = nc.Reject(ssh.Prohibited, "not permitted")
 			continue
 		}
-		c.wg.Add(1)
+		up.wg.Add(1)
 		go func() {
-			defer c.wg.Done()
+			defer up.wg.Done()
 			downCh, downReqs, err := c.sc.OpenChannel(nc.ChannelType(), nc.ExtraData())
 			if err != nil {
 				_ = nc.Reject(ssh.ConnectionFailed, "user refused the channel")
