@@ -143,7 +143,7 @@ func (c *execConn) Read(p []byte) (int, error) {
 			if _, err := c.br.Discard(n - len(buf)); err != nil {
 				return 0, io.ErrUnexpectedEOF
 			}
-			c.b.log.Debug("agent stderr", "container", c.name, "text", sanitize(strings.TrimSpace(string(buf))))
+			c.b.log.Debug("agent stderr", "container", c.name, "text", strings.TrimSpace(strings.ToValidUTF8(string(buf), "?")))
 		default:
 			if _, err := c.br.Discard(n); err != nil {
 				return 0, io.ErrUnexpectedEOF
