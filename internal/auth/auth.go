@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -36,11 +37,13 @@ type Authenticator struct {
 	users   Users
 	log     *slog.Logger
 	timeout time.Duration
+	hashing chan struct{} // bounds concurrent password hashes (64 MiB each)
 }
 
 // New returns an Authenticator reading users and keys from users.
 func New(users Users, log *slog.Logger) *Authenticator {
-	return &Authenticator{users: users, log: log, timeout: 5 * time.Second}
+	return &Authenticator{users: users, log: log, timeout: 5 * time.Second,
+		hashing: make(chan struct{}, max(2, runtime.NumCPU()))}
 }
 
 // Install sets the authentication callbacks on cfg.
@@ -104,6 +107,11 @@ func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicK
 // Password checks a password against the stored hash. Unknown users and users
 // without a password burn the same time, so timing reveals nothing.
 func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+	// An argon2id check holds 64 MiB for ~80 ms: a flood of password attempts
+	// queues here (a waiting attempt costs a goroutine, not 64 MiB) rather
+	// than running the gate out of memory.
+	a.hashing <- struct{}{}
+	defer func() { <-a.hashing }()
 	r, err := route.Parse(conn.User())
 	if err != nil && !errors.Is(err, route.ErrInvalidTarget) {
 		passwd.VerifyDummy(password)
