@@ -93,6 +93,11 @@ func startSSHD(ctx context.Context, dir, logLevel string, authorized []string) (
 			"MaxStartups 100:30:200",
 			"MaxSessions 200",
 			"UseDNS no",
+			// Debian's bash sources ~/.bashrc for `bash -c` under sshd unless
+			// SHLVL says it is nested; root's rc file on a dev machine can
+			// do anything (pyenv init takes a lock and sleeps), which would
+			// be timed on both paths. Commands and sftp-server run bare.
+			"SetEnv SHLVL=1",
 		}
 		if err := os.WriteFile(cfg, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 			return nil, err
