@@ -272,7 +272,7 @@ func TestDialUnix(t *testing.T) {
 	}
 	out, err := s.Output("echo via-unix")
 	if err != nil || string(out) != "via-unix\n" {
-		t.Fatalf("exec: %q %v", out, err)
+		t.Fatalf("exec: %q %v; agent stderr %q", out, err, stderr.String())
 	}
 	client.Close()
 	if err := waitExit(t, done, 10*time.Second); err != nil {
@@ -348,7 +348,7 @@ func TestListenSIGTERM(t *testing.T) {
 // init would) and reaped when it exits, not left a zombie.
 func TestReapOrphans(t *testing.T) {
 	k := newKeys(t)
-	cmd, stderr, _ := startAgent(t, k.agentArgs("--listen", "127.0.0.1:0", "--reap")...)
+	cmd, stderr, proc := startAgent(t, k.agentArgs("--listen", "127.0.0.1:0", "--reap")...)
 	addr := listenAddr(t, stderr)
 	c, err := ssh.Dial("tcp", addr, k.clientConfig())
 	if err != nil {
@@ -356,11 +356,12 @@ func TestReapOrphans(t *testing.T) {
 	}
 	defer c.Close()
 	s, _ := c.NewSession()
-	// The orphan ignores the hang-up sent to the session's group and lives
-	// for a moment after its parent shell is gone.
-	out, err := s.Output(`(trap "" HUP; exec sleep 1) >/dev/null 2>&1 </dev/null & echo $!`)
+	// The orphan ignores the hang-up sent to the session's group (ignored
+	// before the fork, so there is no window) and lives for a moment after
+	// its parent shell is gone.
+	out, err := s.Output(`trap "" HUP; sleep 1 >/dev/null 2>&1 </dev/null & echo $!`)
 	if err != nil {
-		t.Fatalf("exec: %v", err)
+		t.Fatalf("exec: %v; agent stderr %q", err, stderr.String())
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(out)))
 	if err != nil {
@@ -386,6 +387,10 @@ func TestReapOrphans(t *testing.T) {
 	s, _ = c.NewSession()
 	var ee *ssh.ExitError
 	if err := s.Run("exit 9"); !errors.As(err, &ee) || ee.ExitStatus() != 9 {
-		t.Fatalf("exit status with --reap: %v", err)
+		select {
+		case <-proc.exited:
+		case <-time.After(2 * time.Second):
+		}
+		t.Fatalf("exit status with --reap: %v; agent stderr %q, agent exit %v", err, stderr.String(), proc.err)
 	}
 }

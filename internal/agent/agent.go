@@ -192,10 +192,11 @@ func (s *Server) Serve(conn net.Conn) error {
 			_ = nc.Reject(ssh.UnknownChannelType, "channel type not supported")
 		}
 	}
+	err = sconn.Wait()
 	sconn.Close()
 	c.closeForwards()
 	wg.Wait()
-	log.Info("connection closed")
+	log.Info("connection closed", "reason", err)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/creack/pty"
 	"github.com/pkg/sftp"
@@ -53,8 +54,9 @@ type session struct {
 	ptmx     *os.File // PTY master, while the process runs
 	pgid     int      // process group (== pid), while it runs
 	exited   bool
-	stopInpr func() // stops an in-process handler (sftp, scp)
-	closeOut func() // closes the output pipes' read ends
+	pending  []func() // goroutines to start once the request is answered
+	stopInpr func()   // stops an in-process handler (sftp, scp)
+	closeOut func()   // closes the output pipes' read ends
 	done     chan struct{}
 }
 
@@ -71,6 +73,9 @@ func (c *connState) handleSession(nc ssh.NewChannel) {
 		if req.WantReply {
 			_ = req.Reply(ok, nil)
 		}
+		// Only now may output, exit status and close follow: an exec
+		// answered after the channel closed reads as EOF to the client.
+		s.launch()
 	}
 	// The channel is closed (by the peer, or by us after the exit status):
 	// stop whatever still runs, and wait for the session's goroutines.
@@ -111,7 +116,7 @@ func (s *session) request(req *ssh.Request) bool {
 		}
 		s.pty.Cols, s.pty.Rows, s.pty.W, s.pty.H = w.Cols, w.Rows, w.W, w.H
 		if s.ptmx != nil {
-			_ = pty.Setsize(s.ptmx, winsize(s.pty))
+			_ = setWinsize(s.ptmx, winsize(s.pty))
 		}
 		return true
 	case "env":
@@ -318,17 +323,17 @@ func (s *session) startPipes(command string, isExec bool) bool {
 	s.pgid = cmd.Process.Pid
 	s.closeOut = func() { outR.Close(); errR.Close() }
 
-	go func() {
+	s.spawn(func() {
 		// stdin: the channel to the process; EOF from the client closes the
 		// pipe so that the command sees it.
 		_, _ = io.Copy(inW, s.ch)
 		inW.Close()
-	}()
+	})
 	var out sync.WaitGroup
 	out.Add(2)
-	go func() { defer out.Done(); _, _ = io.Copy(s.ch, outR) }()
-	go func() { defer out.Done(); _, _ = io.Copy(s.ch.Stderr(), errR) }()
-	go func() {
+	s.spawn(func() { defer out.Done(); _, _ = io.Copy(s.ch, outR) })
+	s.spawn(func() { defer out.Done(); _, _ = io.Copy(s.ch.Stderr(), errR) })
+	s.spawn(func() {
 		defer close(s.done)
 		e := wait()
 		s.markExited()
@@ -336,7 +341,7 @@ func (s *session) startPipes(command string, isExec bool) bool {
 		outR.Close()
 		errR.Close()
 		s.finish(e)
-	}()
+	})
 	return true
 }
 
@@ -346,12 +351,12 @@ func (s *session) startPTY(command string, isExec bool) bool {
 	if s.started {
 		return false
 	}
-	ptmx, tty, err := pty.Open()
+	ptmx, tty, err := openPTY()
 	if err != nil {
 		s.c.log.Info("open pty", "err", err)
 		return false
 	}
-	_ = pty.Setsize(ptmx, winsize(s.pty))
+	_ = setWinsize(ptmx, winsize(s.pty))
 	applyModes(tty, s.pty.Modes)
 
 	cmd := s.shellCommand(command, isExec)
@@ -370,13 +375,13 @@ func (s *session) startPTY(command string, isExec bool) bool {
 	s.pgid = cmd.Process.Pid
 	s.ptmx = ptmx
 
-	go func() { _, _ = io.Copy(ptmx, s.ch) }()
+	s.spawn(func() { _, _ = io.Copy(ptmx, s.ch) })
 	outDone := make(chan struct{})
-	go func() {
+	s.spawn(func() {
 		defer close(outDone)
 		_, _ = io.Copy(s.ch, ptmx) // ends with EIO once no one holds the tty
-	}()
-	go func() {
+	})
+	s.spawn(func() {
 		defer close(s.done)
 		e := wait()
 		s.markExited()
@@ -393,8 +398,50 @@ func (s *session) startPTY(command string, isExec bool) bool {
 		s.mu.Unlock()
 		ptmx.Close()
 		s.finish(e)
-	}()
+	})
 	return true
+}
+
+// openPTY opens a PTY pair whose master is non-blocking and in Go's poller,
+// so that reads on it honour deadlines and Close (creack/pty hands out a
+// blocking master).
+func openPTY() (ptmx, tty *os.File, err error) {
+	m, tty, err := pty.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer m.Close()
+	fd, err := syscall.Dup(int(m.Fd()))
+	if err != nil {
+		tty.Close()
+		return nil, nil, err
+	}
+	syscall.CloseOnExec(fd)
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		tty.Close()
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fd), m.Name()), tty, nil
+}
+
+// setWinsize sets the terminal size without switching f to blocking mode.
+func setWinsize(f *os.File, ws *pty.Winsize) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var errno syscall.Errno
+	err = rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCSWINSZ, uintptr(unsafe.Pointer(ws)))
+	})
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // startInProcess runs fn with the channel as stdin/stdout/stderr in a
@@ -407,13 +454,28 @@ func (s *session) startInProcess(fn func(stdin io.Reader, stdout, stderr io.Writ
 	}
 	s.started = true
 	s.stopInpr = func() { s.ch.Close() }
-	go func() {
+	s.spawn(func() {
 		defer close(s.done)
 		code := fn(s.ch, s.ch, s.ch.Stderr())
 		s.markExited()
 		s.finish(exitInfo{code: code})
-	}()
+	})
 	return true
+}
+
+// spawn queues f to run in its own goroutine once the current request has
+// been answered. The caller holds s.mu.
+func (s *session) spawn(f func()) { s.pending = append(s.pending, f) }
+
+// launch starts the queued goroutines.
+func (s *session) launch() {
+	s.mu.Lock()
+	fs := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	for _, f := range fs {
+		go f()
+	}
 }
 
 func (s *session) serveSFTP() int {

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -298,4 +299,38 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Quick commands in parallel: the exec reply must go out before the
+// command's output, exit status and close (a close first reads as EOF to
+// the client).
+func TestManyQuickSessions(t *testing.T) {
+	f := newFixture(t, "", nil)
+	c, err := f.client(t, "x", f.user.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			s, err := c.NewSession()
+			if err != nil {
+				errs <- err
+				return
+			}
+			out, err := s.Output("echo hi; exit 3")
+			var ee *ssh.ExitError
+			if !errors.As(err, &ee) || ee.ExitStatus() != 3 || string(out) != "hi\n" {
+				errs <- fmt.Errorf("output %q, err %v", out, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
