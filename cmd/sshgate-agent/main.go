@@ -4,6 +4,23 @@
 //
 //	sshgate-agent (--stdio | --dial ADDR | --listen ADDR) --host-key FILE
 //	    --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
+//
+// Exit status: 2 for bad flags or unusable files they name (one line on
+// stderr, naming the value); 1 when --listen cannot listen or --dial gives
+// up (after 10 s of retries); 0 otherwise: --stdio and --dial exit when
+// their one connection ends, --listen on SIGTERM or SIGINT. On SIGTERM
+// running sessions get SIGHUP, then SIGKILL 0.5 s later.
+//
+// Sessions run as the agent's own user, with the agent's environment (the
+// container's), HOME (from $HOME, else /etc/passwd, else "/"), USER,
+// LOGNAME, SHELL, TERM and SSH_TTY with a PTY, the client's TERM, LANG and
+// LC_*, and last the --env values. The working directory is HOME when the
+// user may enter it, else "/". The authorized keys file is re-read for
+// every connection.
+//
+// As PID 1 (or with --reap) the agent becomes the reaper of orphans: it
+// waits for every child and hands exit statuses of its own sessions to
+// them.
 package main
 
 import (
@@ -171,7 +188,14 @@ func run(args []string) int {
 	// A Go handler (not SIG_IGN, which children would inherit) so that a
 	// write to a closed stdout is an error rather than death.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Logs go to stderr, one line per connection and per problem. In
+	// --stdio mode only warnings: stderr may share a transport with the
+	// SSH stream there.
+	level := slog.LevelInfo
+	if c.stdio {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	srv, err := agent.New(agent.Options{
 		HostKey:            c.hostSigner,
 		AuthorizedKeysFile: c.authKeys,
