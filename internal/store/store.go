@@ -68,7 +68,7 @@ type DockerSpec struct {
 	Cmd      []string `json:",omitempty"`
 	Env      []string `json:",omitempty"` // KEY=VALUE
 	Mounts   []string `json:",omitempty"` // SRC:DST[:ro]
-	Memory   int64    `json:",omitempty"` // bytes, 0 = engine default
+	Memory   int64    `json:",omitempty"` // bytes; 0 = the gate's default (1 GiB), negative = no limit
 	NanoCPUs int64    `json:",omitempty"`
 	Pids     int64    `json:",omitempty"`
 	Network  string   `json:",omitempty"` // "none" (default) or a network name
@@ -100,7 +100,7 @@ type Store interface {
 	RemoveUser(ctx context.Context, name string) error // also removes the user's keys and grants
 
 	AddKey(ctx context.Context, k Key) error
-	ListKeys(ctx context.Context, user string) ([]Key, error)
+	ListKeys(ctx context.Context, user string) ([]Key, error) // unknown user: empty list, no error
 	RemoveKey(ctx context.Context, user, fingerprint string) error
 
 	AddEnv(ctx context.Context, e Env) error
@@ -114,7 +114,7 @@ type Store interface {
 	RemoveTarget(ctx context.Context, name string) error // also removes grants naming it
 
 	AddGrant(ctx context.Context, g Grant) (Grant, error)         // assigns ID and CreatedAt
-	ListGrants(ctx context.Context, user string) ([]Grant, error) // user "" lists all
+	ListGrants(ctx context.Context, user string) ([]Grant, error) // user "" lists all; unknown user: empty
 	RemoveGrant(ctx context.Context, id int64) error
 
 	Ping(ctx context.Context) error
