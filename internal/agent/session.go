@@ -483,8 +483,9 @@ func (s *session) serveSFTP() int {
 	if err != nil {
 		return 1
 	}
+	// Not srv.Close: it closes the channel, and the exit status must
+	// still go out (finish closes the channel after it).
 	err = srv.Serve()
-	srv.Close()
 	if err != nil && !errors.Is(err, io.EOF) {
 		return 1
 	}

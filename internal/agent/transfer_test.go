@@ -163,3 +163,39 @@ func TestSCPRecursive(t *testing.T) {
 	}
 	mustContain(t, r.stderr, "not a regular file")
 }
+
+// scp without -O speaks SFTP; it fails unless the subsystem ends with an
+// exit status (EOF, exit-status, close), which this checks too.
+func TestSCPOverSFTP(t *testing.T) {
+	f := newFixture(t, "", func(o *Options) { o.Shell = "/nonexistent/sh" })
+	src := filepath.Join(f.dir, "src.bin")
+	writeRandom(t, src, 1<<20+5)
+	up := filepath.Join(f.dir, "up.bin")
+	down := filepath.Join(f.dir, "down.bin")
+	args := append(f.opensshOpts(f.user.path), "-P", f.port)
+	if r := run(t, nil, "scp", append(args, src, "x@127.0.0.1:"+up)...); r.code != 0 {
+		t.Fatalf("upload: code %d stderr %q", r.code, r.stderr)
+	}
+	if r := run(t, nil, "scp", append(args, "x@127.0.0.1:"+up, down)...); r.code != 0 {
+		t.Fatalf("download: code %d stderr %q", r.code, r.stderr)
+	}
+	if sha(t, down) != sha(t, src) {
+		t.Fatal("copy differs")
+	}
+	c, err := f.client(t, "x", f.user.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := s.StdinPipe()
+	if err := s.RequestSubsystem("sftp"); err != nil {
+		t.Fatal(err)
+	}
+	in.Close()
+	if err := s.Wait(); err != nil {
+		t.Fatalf("sftp subsystem end: %v, want exit status 0", err)
+	}
+}
