@@ -27,7 +27,7 @@ func TestTargetDown(t *testing.T) {
 		if r.Code == 0 || r.Err != nil {
 			t.Errorf("%v: exit %d (%v), want non-zero", flags, r.Code, r.Err)
 		}
-		line := oneLine(t, "stderr", r.Stderr)
+		line := oneLine(t, "stderr", clientNoise(r.Stderr))
 		if !strings.HasPrefix(line, `sshgate: target "web-1" is unreachable`) {
 			t.Errorf("%v: stderr %q, want `sshgate: target \"web-1\" is unreachable ...`", flags, line)
 		}
@@ -138,9 +138,10 @@ func TestNoLeakWhenUpstreamKilledMidSession(t *testing.T) {
 			flags = []string{"-tt"}
 		}
 		cmd := w.alice.SSHTo("web-1", flags, marker)
-		pr, pw := io.Pipe() // stdin that stays open
-		t.Cleanup(func() { pw.Close() })
-		cmd.Stdin = pr
+		// A stdin that stays open (Wait closes it; it does not wait on it).
+		if _, err := cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
 		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -199,3 +199,16 @@ func noGoError(t *testing.T, what, s string) {
 		}
 	}
 }
+
+// clientNoise drops what the ssh client prints by itself with a PTY
+// ("Connection to HOST closed.") and the PTY's carriage returns.
+func clientNoise(stderr string) string {
+	var keep []string
+	for _, l := range strings.Split(strings.ReplaceAll(stderr, "\r", ""), "\n") {
+		if strings.HasPrefix(l, "Connection to ") && strings.HasSuffix(l, " closed.") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "\n")
+}

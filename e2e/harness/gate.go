@@ -155,6 +155,20 @@ func (g *Gate) Stop() error {
 }
 
 func (g *Gate) cleanup(t testing.TB) {
+	if t.Failed() && !g.Exited() {
+		// A goroutine dump shows where a hung session waits.
+		g.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-g.done:
+			stderr := g.Stderr.String()
+			if p := saveLog(t, "gate", stderr); p != "" {
+				t.Logf("gate goroutine dump (SIGQUIT on failure) and log: %s", p)
+			}
+			t.Logf("gate stderr (%s), tail:\n%s", g.Addr, tail(stderr, 6000))
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
 	err := g.Stop()
 	stderr := g.Stderr.String()
 	var ee *exec.ExitError

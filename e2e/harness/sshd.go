@@ -96,6 +96,10 @@ func (s *SSHD) start(t testing.TB, extra []string) error {
 		"PidFile none",
 		"LogLevel VERBOSE",
 		"AcceptEnv LANG LC_*",
+		// Debian's bash sources ~/.bashrc for commands run by sshd unless
+		// SHLVL says it is nested; root's rc file on these machines runs
+		// `pyenv init`, which takes a lock and can stall a login for 60 s.
+		"SetEnv SHLVL=1",
 		"MaxStartups 100:30:200",
 		"MaxSessions 50",
 	}

@@ -147,3 +147,34 @@ func ShellQuote(s string) string {
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "...\n" + s[len(s)-n:]
+}
+
+// LogDir is where the logs of failed tests are kept: $SSHGATE_E2E_LOGDIR, or
+// sshgate-e2e-logs in the temp dir.
+func LogDir() string {
+	if d := os.Getenv("SSHGATE_E2E_LOGDIR"); d != "" {
+		return d
+	}
+	return filepath.Join(os.TempDir(), "sshgate-e2e-logs")
+}
+
+// saveLog writes a failed test's process log to LogDir and returns the path.
+func saveLog(t testing.TB, what, content string) string {
+	dir := LogDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return ""
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + what + ".log"
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		return ""
+	}
+	return p
+}
