@@ -3,12 +3,15 @@ package agent
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 func writeRandom(t *testing.T, path string, n int64) {
@@ -186,16 +189,24 @@ func TestSCPOverSFTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := c.NewSession()
+	ch, reqs, err := c.OpenChannel("session", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, _ := s.StdinPipe()
-	if err := s.RequestSubsystem("sftp"); err != nil {
+	ok, err := ch.SendRequest("subsystem", true, ssh.Marshal(&struct{ Name string }{"sftp"}))
+	if err != nil || !ok {
+		t.Fatalf("subsystem sftp: %v %v", ok, err)
+	}
+	if err := ch.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	in.Close()
-	if err := s.Wait(); err != nil {
-		t.Fatalf("sftp subsystem end: %v, want exit status 0", err)
+	status := -1
+	for req := range reqs {
+		if req.Type == "exit-status" && len(req.Payload) == 4 {
+			status = int(binary.BigEndian.Uint32(req.Payload))
+		}
+	}
+	if status != 0 {
+		t.Fatalf("sftp subsystem ended with exit status %d, want 0", status)
 	}
 }
