@@ -260,6 +260,14 @@ type endpoint struct {
 	knownHosts string
 	key        string // client private key
 	g          *gate  // nil when direct
+	extra      []string
+}
+
+// withKex returns a copy of e whose clients offer only kex.
+func (e *endpoint) withKex(kex string) *endpoint {
+	n := *e
+	n.extra = append(append([]string{}, e.extra...), "-o", "KexAlgorithms="+kex)
+	return &n
 }
 
 func directEndpoint(s *sshd, key, dir string) (*endpoint, error) {
@@ -283,7 +291,7 @@ func (e *endpoint) dest() string { return e.login + "@" + e.host }
 
 // opts are the options every OpenSSH client program gets.
 func (e *endpoint) opts() []string {
-	return []string{
+	return append([]string{
 		"-F", "none",
 		"-o", "BatchMode=yes",
 		"-o", "StrictHostKeyChecking=yes",
@@ -295,7 +303,7 @@ func (e *endpoint) opts() []string {
 		"-o", "ControlPath=none",
 		"-o", "ConnectTimeout=30",
 		"-i", e.key,
-	}
+	}, e.extra...)
 }
 
 // clientEnv keeps any agent of the caller out of the bench.

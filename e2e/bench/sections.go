@@ -324,7 +324,17 @@ type loginResult struct {
 	firstErr   string
 }
 
-func runLogins(ctx context.Context, o *opts, ep *endpoint) loginResult {
+func (r *loginResult) add(o loginResult) {
+	r.ok += o.ok
+	r.failed += o.failed
+	r.elapsed += o.elapsed
+	r.gateCPU += o.gateCPU
+	if r.firstErr == "" {
+		r.firstErr = o.firstErr
+	}
+}
+
+func runLogins(ctx context.Context, o *opts, ep *endpoint, d time.Duration) loginResult {
 	var r loginResult
 	var errOnce sync.Once
 	var cpu0 float64
@@ -332,7 +342,7 @@ func runLogins(ctx context.Context, o *opts, ep *endpoint) loginResult {
 		cpu0 = cpuSeconds(ep.g.pid())
 	}
 	start := time.Now()
-	deadline := start.Add(o.loginsFor)
+	deadline := start.Add(d)
 	var wg sync.WaitGroup
 	var ok, failed atomic.Int64
 	for w := 0; w < o.clients; w++ {
