@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -254,13 +255,31 @@ func TestBusyboxShell(t *testing.T) {
 // behind.
 func TestNoLeaks(t *testing.T) {
 	f := newFixture(t, "", nil)
+	echo := echoServer(t)
 	// warm up lazily started runtime goroutines
 	f.ssh(t, nil, nil, "true")
 	baseG := runtime.NumGoroutine()
 	baseFD := countFDs(t)
-	for i := 0; i < 5; i++ {
+	src := filepath.Join(f.dir, "leak-src")
+	if err := os.WriteFile(src, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
 		f.ssh(t, strings.NewReader("x"), nil, "cat; sleep 0.01 & echo bg")
 		f.ssh(t, nil, []string{"-tt"}, "true")
+		f.sftp(t, "get "+src+" "+src+".sftp\n")
+		f.scp(t, src, "x@127.0.0.1:"+src+".scp")
+		c, err := f.client(t, "x", f.user.signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if conn, err := c.Dial("tcp", echo); err == nil {
+			_, _ = roundTrip(conn, "x")
+		}
+		if l, err := c.Listen("tcp", "127.0.0.1:0"); err == nil {
+			_ = l // closed with the connection
+		}
+		c.Close()
 	}
 	c, err := f.client(t, "x", f.user.signer)
 	if err != nil {
@@ -269,9 +288,16 @@ func TestNoLeaks(t *testing.T) {
 	s, _ := c.NewSession()
 	_ = s.Start("sleep 60")
 	c.Close() // the agent must kill the sleep and let go of everything
-	eventually(t, 20*time.Second, "goroutines and fds back to baseline", func() bool {
-		return runtime.NumGoroutine() <= baseG+2 && countFDs(t) <= baseFD
-	})
+	deadline := time.Now().Add(20 * time.Second)
+	for runtime.NumGoroutine() > baseG+2 || countFDs(t) > baseFD {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("goroutines %d (baseline %d), fds %d (baseline %d)\n%s",
+				runtime.NumGoroutine(), baseG, countFDs(t), baseFD, buf[:n])
+		}
+		<-time.After(10 * time.Millisecond)
+	}
 }
 
 func countFDs(t *testing.T) int {
