@@ -275,3 +275,27 @@ func TestAuthorizedKeysReload(t *testing.T) {
 		t.Fatalf("last good keys lost: %v", err)
 	}
 }
+
+// Only the listed algorithms are offered: OpenSSH gets in with each cipher
+// and fails with anything else.
+func TestAlgorithms(t *testing.T) {
+	f := newFixture(t, "", nil)
+	for _, tc := range []struct {
+		opt string
+		ok  bool
+	}{
+		{"Ciphers=aes128-gcm@openssh.com", true},
+		{"Ciphers=aes256-gcm@openssh.com", true},
+		{"Ciphers=chacha20-poly1305@openssh.com", true},
+		{"Ciphers=aes128-ctr", false},
+		{"KexAlgorithms=curve25519-sha256", true},
+		{"KexAlgorithms=diffie-hellman-group14-sha256", false},
+		{"KexAlgorithms=ecdh-sha2-nistp256", false},
+		{"HostKeyAlgorithms=rsa-sha2-256", false},
+	} {
+		r := f.ssh(t, nil, []string{"-o", tc.opt}, "true")
+		if (r.code == 0) != tc.ok {
+			t.Errorf("%s: code %d, want ok=%v (stderr %q)", tc.opt, r.code, tc.ok, r.stderr)
+		}
+	}
+}
