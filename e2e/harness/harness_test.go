@@ -21,6 +21,10 @@ func TestSSHDDirect(t *testing.T) {
 	if r.Code != 3 || r.Stdout != "out\n" || r.Stderr != "err\n" {
 		t.Fatalf("exec: %+v", r)
 	}
+	r = MustRun(t, c.SSHTo("", nil, "echo $SHLVL"), nil, 20*time.Second)
+	if strings.TrimSpace(r.Stdout) != "2" {
+		t.Fatalf("session SHLVL %q, want 2 (SetEnv SHLVL=1 keeps ~/.bashrc out)", r.Stdout)
+	}
 	r = MustRun(t, c.SSHTo("", nil, "wc -c"), []byte("12345"), 20*time.Second)
 	if strings.TrimSpace(r.Stdout) != "5" {
 		t.Fatalf("wc -c: %q", r.Stdout)

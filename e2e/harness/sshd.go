@@ -102,6 +102,11 @@ func (s *SSHD) start(t testing.TB, extra []string) error {
 		"SetEnv SHLVL=1",
 		"MaxStartups 100:30:200",
 		"MaxSessions 50",
+		// Keep root's ~/.bashrc out of non-interactive sessions: Debian's
+		// bash sources it for commands run by sshd only while SHLVL < 2,
+		// and on these machines it runs `pyenv init`, whose rehash lock
+		// stalls concurrent shells for up to 60 s.
+		"SetEnv SHLVL=1",
 	}
 	cfg = append(cfg, extra...)
 	if err := os.WriteFile(s.Config, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
