@@ -16,8 +16,22 @@ import (
 // maxPending bounds the bytes queued behind the socket; writers block beyond it.
 const maxPending = 512 << 10
 
-// keepBuf is the largest buffer kept while the connection is idle.
-const keepBuf = 64 << 10
+// bufSize leaves room for one more packet past maxPending, so appends to a
+// pooled buffer do not reallocate.
+const bufSize = maxPending + 64<<10
+
+// bufs holds the queue buffers of connections with nothing to send: an idle
+// connection holds none, a busy one reuses the same two.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return &b }}
+
+func getBuf() []byte { return (*bufs.Get().(*[]byte))[:0] }
+
+func putBuf(b []byte) {
+	if cap(b) == bufSize {
+		b = b[:0]
+		bufs.Put(&b)
+	}
+}
 
 // closeFlushTimeout bounds how long Close waits for queued bytes to leave.
 const closeFlushTimeout = 2 * time.Second
@@ -51,6 +65,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, err
 	}
+	if c.pending == nil {
+		c.pending = getBuf()
+	}
 	c.pending = append(c.pending, p...)
 	if !c.writing {
 		c.writing = true
@@ -64,6 +81,9 @@ func (c *Conn) flush() {
 	c.mu.Lock()
 	for len(c.pending) > 0 && c.err == nil {
 		buf := c.pending
+		if c.spare == nil {
+			c.spare = getBuf()
+		}
 		c.pending = c.spare[:0]
 		c.mu.Unlock()
 		_, err := c.Conn.Write(buf)
@@ -75,12 +95,12 @@ func (c *Conn) flush() {
 		c.cond.Broadcast()
 	}
 	c.writing = false
-	if cap(c.pending) > keepBuf {
+	if len(c.pending) == 0 {
+		putBuf(c.pending)
 		c.pending = nil
 	}
-	if cap(c.spare) > keepBuf {
-		c.spare = nil
-	}
+	putBuf(c.spare)
+	c.spare = nil
 	c.cond.Broadcast()
 	c.mu.Unlock()
 }
