@@ -240,3 +240,44 @@ func TestExecLargeOutputAndEarlyData(t *testing.T) {
 		t.Errorf("got %v bytes, want %d", st.Size(), 32<<20)
 	}
 }
+
+// The upstream sshd announces its host keys (hostkeys-00@openssh.com) after
+// login; the gate must drop them, or a client with UpdateHostKeys=yes would
+// record the upstream's keys as the gate's.
+func TestUpstreamHostKeysNotLearned(t *testing.T) {
+	t.Parallel()
+	gateOnly(t)
+	w := newWorld(t, worldOptions{})
+	// A second upstream host key, which a client would learn if the
+	// announcement got through.
+	ecdsa := filepath.Join(t.TempDir(), "ssh_host_ecdsa_key")
+	harness.MustRun(t, exec.Command("ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", ecdsa), nil, short)
+	w.sshd = w.sshd.RestartWith(t, harness.SSHDOptions{Extra: []string{"HostKey " + ecdsa}})
+	before, err := os.ReadFile(w.alice.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(kh, before, 0o600)
+	c := w.alice.WithOpts("UpdateHostKeys=yes")
+	c.KnownHosts = kh
+	for _, target := range []string{"web-1", ""} {
+		var cmd *exec.Cmd
+		if target == "" {
+			cmd = c.SSHTo("", nil, "ls")
+		} else {
+			cmd = c.SSHTo(target, nil, "true")
+		}
+		harness.MustRun(t, cmd, nil, short)
+	}
+	after, _ := os.ReadFile(kh)
+	for _, pub := range []string{w.sshd.HostKeyPub, ecdsa + ".pub"} {
+		upstream, _ := os.ReadFile(pub)
+		if f := strings.Fields(string(upstream)); len(f) > 1 && strings.Contains(string(after), f[1]) {
+			t.Errorf("the client learned the upstream's %s host key as the gate's:\n%s", f[0], after)
+		}
+	}
+	if string(after) != string(before) {
+		t.Logf("known_hosts changed (the gate's own keys only?):\n%s", after)
+	}
+}

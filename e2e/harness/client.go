@@ -21,6 +21,9 @@ type Client struct {
 	// FixedLogin, when set, is the login for every target: a client of a
 	// plain sshd (Direct), to run the same tests against OpenSSH alone.
 	FixedLogin string
+	// Opts are -o options that take precedence over the defaults (ssh
+	// keeps the first value it is given), e.g. "UpdateHostKeys=yes".
+	Opts []string
 }
 
 // Login is the SSH user name that routes to target ("alice+web-1"), or the
@@ -41,9 +44,12 @@ func (c *Client) Dest(target string) string { return c.Login(target) + "@" + c.H
 // Options are the -o style options every tool gets (without the port flag,
 // whose spelling differs between ssh and scp/sftp).
 func (c *Client) Options() []string {
-	opts := []string{
-		"-F", "none",
-		"-o", "UserKnownHostsFile=" + c.KnownHosts,
+	opts := []string{"-F", "none"}
+	for _, o := range c.Opts {
+		opts = append(opts, "-o", o)
+	}
+	opts = append(opts,
+		"-o", "UserKnownHostsFile="+c.KnownHosts,
 		"-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "UpdateHostKeys=no",
@@ -51,7 +57,7 @@ func (c *Client) Options() []string {
 		"-o", "ControlPath=none",
 		"-o", "ConnectTimeout=20",
 		"-o", "ServerAliveInterval=0",
-	}
+	)
 	if c.Password != "" {
 		opts = append(opts,
 			"-o", "BatchMode=no",
@@ -148,6 +154,13 @@ func (c *Client) GitURL(target, path string) string {
 func (c *Client) WithPassword(pw string) *Client {
 	n := *c
 	n.Key, n.Password = "", pw
+	return &n
+}
+
+// WithOpts returns a copy of c with -o options that override the defaults.
+func (c *Client) WithOpts(opts ...string) *Client {
+	n := *c
+	n.Opts = append(append([]string{}, c.Opts...), opts...)
 	return &n
 }
 

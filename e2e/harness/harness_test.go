@@ -2,6 +2,7 @@ package harness
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,5 +55,24 @@ func TestDescendantsAndStats(t *testing.T) {
 	}
 	if len(Descendants(1)) == 0 {
 		t.Fatal("pid 1 has no descendants?")
+	}
+}
+
+// A client with UpdateHostKeys=yes learns a second host key of a plain sshd:
+// the mechanism the gate's TestUpstreamHostKeysNotLearned relies on.
+func TestSSHDAnnouncesHostKeys(t *testing.T) {
+	RequireTools(t, "/usr/sbin/sshd", "ssh", "ssh-keygen")
+	t.Parallel()
+	dir := t.TempDir()
+	ecdsa := filepath.Join(dir, "ssh_host_ecdsa_key")
+	MustRun(t, exec.Command("ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-f", ecdsa), nil, 20*time.Second)
+	s := StartSSHD(t, SSHDOptions{Extra: []string{"HostKey " + ecdsa}})
+	key, pub := Keygen(t, dir, "id_test")
+	s.Authorize(t, pub)
+	c := Direct(t, s, "root", key).WithOpts("UpdateHostKeys=yes")
+	MustRun(t, c.SSHTo("", nil, "true"), nil, 20*time.Second)
+	kh, _ := os.ReadFile(c.KnownHosts)
+	if !strings.Contains(string(kh), "ecdsa-sha2-nistp256") {
+		t.Fatalf("client did not learn the second host key:\n%s", kh)
 	}
 }

@@ -221,6 +221,24 @@ func (s *SSHD) Stop() {
 	})
 }
 
+// RestartWith stops this sshd and starts a new one on the same port with
+// the same host key and authorized keys, and opts (Port and HostKey are
+// taken from this one).
+func (s *SSHD) RestartWith(t testing.TB, opts SSHDOptions) *SSHD {
+	t.Helper()
+	s.Stop()
+	opts.Port, opts.HostKey = s.Port, s.HostKey
+	n := StartSSHD(t, opts)
+	keys, err := os.ReadFile(s.AuthorizedKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n.AuthorizedKeys, keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // Restart stops this sshd and starts a new one on the same port, with a new
 // host key if newHostKey (else the same one). The authorized_keys file is
 // carried over.
