@@ -164,7 +164,8 @@ func (g *Gate) cleanup(t testing.TB) {
 			if p := saveLog(t, "gate", stderr); p != "" {
 				t.Logf("gate goroutine dump (SIGQUIT on failure) and log: %s", p)
 			}
-			t.Logf("gate stderr (%s), tail:\n%s", g.Addr, tail(stderr, 6000))
+			logPart, _, _ := strings.Cut(stderr, "\nSIGQUIT: quit")
+			t.Logf("gate stderr (%s) before the dump, tail:\n%s", g.Addr, tail(logPart, 6000))
 			return
 		case <-time.After(5 * time.Second):
 		}
