@@ -13,19 +13,43 @@ import (
 // ProcStats are what /proc shows of a process's resources.
 type ProcStats struct {
 	FDs     int // open file descriptors
+	Sockets int // of which sockets
+	Store   int // of which files under the data directory (the store's connection pool)
 	Threads int // OS threads (Go keeps them once made: informative only)
 }
 
-func (p ProcStats) String() string { return fmt.Sprintf("%d fds, %d threads", p.FDs, p.Threads) }
+// Leakable is what a leak check compares: every fd but the store's pooled
+// database files, which database/sql keeps open by design.
+func (p ProcStats) Leakable() int { return p.FDs - p.Store }
+
+func (p ProcStats) String() string {
+	return fmt.Sprintf("%d fds (%d sockets, %d store files), %d threads", p.FDs, p.Sockets, p.Store, p.Threads)
+}
 
 // Stats reads /proc/PID/fd and /proc/PID/status.
-func Stats(pid int) (ProcStats, error) {
+func Stats(pid int) (ProcStats, error) { return statsUnder(pid, "") }
+
+// statsUnder is Stats counting fds to files under dataDir as Store.
+func statsUnder(pid int, dataDir string) (ProcStats, error) {
 	var st ProcStats
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return st, err
 	}
 	st.FDs = len(ents)
+	for _, e := range ents {
+		target, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(target, "socket:"):
+			st.Sockets++
+		case dataDir != "" && strings.HasPrefix(target, dataDir+"/"):
+			st.Store++
+		}
+	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return st, err
@@ -41,7 +65,7 @@ func Stats(pid int) (ProcStats, error) {
 // Stats returns the gate process's fd and thread counts.
 func (g *Gate) Stats(t testing.TB) ProcStats {
 	t.Helper()
-	st, err := Stats(g.PID())
+	st, err := statsUnder(g.PID(), g.DataDir)
 	if err != nil {
 		t.Fatalf("gate stats: %v", err)
 	}
@@ -63,19 +87,19 @@ func FDList(pid int) string {
 	return b.String()
 }
 
-// WaitBaseline polls until the gate's open fds are back to at most
-// base.FDs+slack, failing the test with the fd list if they are not within
-// timeout.
+// WaitBaseline polls until the gate's open fds (but the store's pooled
+// database files) are back to at most base's plus slack, failing the test
+// with the fd list if they are not within timeout.
 func (g *Gate) WaitBaseline(t testing.TB, base ProcStats, slack int, timeout time.Duration) ProcStats {
 	t.Helper()
 	var last ProcStats
 	ok := Eventually(timeout, func() bool {
-		st, err := Stats(g.PID())
+		st, err := statsUnder(g.PID(), g.DataDir)
 		if err != nil {
 			return false
 		}
 		last = st
-		return st.FDs <= base.FDs+slack
+		return st.Leakable() <= base.Leakable()+slack
 	})
 	if !ok {
 		t.Errorf("gate fds did not return to baseline within %s: baseline %s, now %s\nopen fds:\n%s",
