@@ -39,13 +39,28 @@ func echoServer(t *testing.T) int {
 // port once ssh listens on it.
 func startForward(t *testing.T, c *harness.Client, echoPort int) (int, *exec.Cmd, *harness.Buffer) {
 	t.Helper()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ { // the free port may be taken meanwhile
+		var lport int
+		var cmd *exec.Cmd
+		var stderr *harness.Buffer
+		if lport, cmd, stderr, err = tryForward(t, c, echoPort); err == nil {
+			return lport, cmd, stderr
+		}
+	}
+	t.Fatal(err)
+	return 0, nil, nil
+}
+
+func tryForward(t *testing.T, c *harness.Client, echoPort int) (int, *exec.Cmd, *harness.Buffer, error) {
+	t.Helper()
 	lport := harness.FreePort(t)
 	stderr := &harness.Buffer{}
 	cmd := c.SSHTo("web-1", []string{"-N", "-o", "ExitOnForwardFailure=yes",
 		"-L", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", lport, echoPort)})
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return 0, nil, nil, err
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
@@ -65,9 +80,9 @@ func startForward(t *testing.T, c *harness.Client, echoPort int) (int, *exec.Cmd
 		}
 	}
 	if err := harness.WaitListening("127.0.0.1:"+strconv.Itoa(lport), short, alive); err != nil {
-		t.Fatalf("ssh -L: %v; stderr %q", err, stderr.String())
+		return 0, nil, nil, fmt.Errorf("ssh -L: %v; stderr %q", err, stderr.String())
 	}
-	return lport, cmd, stderr
+	return lport, cmd, stderr, nil
 }
 
 func TestForwardAllowed(t *testing.T) {
