@@ -91,22 +91,39 @@ func TestSignalRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ := s.StdoutPipe()
-	if err := s.Start("trap 'echo got-int; exit 3' INT; echo ready; while :; do sleep 0.05; done"); err != nil {
+	out := &syncBuffer{}
+	s.Stdout = out
+	stdin, err := s.StdinPipe() // kept open: read blocks
+	if err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("read %q, %v", buf, err)
-	}
-	if err := s.Signal(ssh.SIGINT); err != nil {
+	defer stdin.Close()
+	// No child processes: a signal landing between fork and exec of a
+	// child is a shell race we do not want to test.
+	if err := s.Start("trap 'echo got-int; exit 3' INT; echo ready; while :; do read x; done"); err != nil {
 		t.Fatal(err)
 	}
-	rest, _ := io.ReadAll(out)
-	err = s.Wait()
+	eventually(t, 10*time.Second, "ready", func() bool { return strings.Contains(out.String(), "ready\n") })
+	// Resent until it shows: the request and the shell's state race.
+	eventually(t, 10*time.Second, "the trap to run", func() bool {
+		if strings.Contains(out.String(), "got-int") {
+			return true
+		}
+		if err := s.Signal(ssh.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		return false
+	})
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not end after the trap")
+	}
 	var ee *ssh.ExitError
-	if !errors.As(err, &ee) || ee.ExitStatus() != 3 || string(rest) != "got-int\n" {
-		t.Fatalf("Wait: %v, output %q", err, rest)
+	if !errors.As(err, &ee) || ee.ExitStatus() != 3 || out.String() != "ready\ngot-int\n" {
+		t.Fatalf("Wait: %v, output %q", err, out.String())
 	}
 }
 
