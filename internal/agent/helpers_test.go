@@ -27,7 +27,7 @@ type testKey struct {
 	pub    ssh.PublicKey
 }
 
-func newTestKey(t *testing.T, dir, name string) *testKey {
+func newTestKey(t testing.TB, dir, name string) *testKey {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -64,7 +64,7 @@ type fixture struct {
 
 // newFixture starts an agent that accepts the fixture's user key plus any
 // extra authorized_keys lines; mod may change the options.
-func newFixture(t *testing.T, extraAuth string, mod func(*Options)) *fixture {
+func newFixture(t testing.TB, extraAuth string, mod func(*Options)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{dir: dir, user: newTestKey(t, dir, "user")}
