@@ -524,8 +524,10 @@ func (c *scpConn) sinkDir(np string, h scpHeader, times *scpHeader, depth int) e
 	fi, err := os.Stat(np)
 	switch {
 	case err == nil && !fi.IsDir():
+		// The error answers the D line; the client then skips the
+		// directory's contents (OpenSSH rsource), so nothing to drain.
 		c.warn("%s: %s", np, errText(syscall.ENOTDIR))
-		return c.skipDir()
+		return nil
 	case err == nil:
 		if c.cmd.preserve {
 			_ = os.Chmod(np, fs.FileMode(h.mode&0o777)|specialBits(h.mode))
@@ -533,7 +535,7 @@ func (c *scpConn) sinkDir(np string, h scpHeader, times *scpHeader, depth int) e
 	default:
 		if err := os.Mkdir(np, fs.FileMode(h.mode&0o777|0o700)); err != nil {
 			c.warn("%s: %s", np, errText(err))
-			return c.skipDir()
+			return nil
 		}
 	}
 	if err := c.sink(np, depth+1); err != nil {
@@ -545,52 +547,6 @@ func (c *scpConn) sinkDir(np string, h scpHeader, times *scpHeader, depth int) e
 	if times != nil {
 		if err := os.Chtimes(np, times.atime, times.mtime); err != nil {
 			c.warn("%s: set times: %s", np, errText(err))
-		}
-	}
-	return nil
-}
-
-// skipDir consumes a directory the client sends after we refused it: the
-// client does not stop, so read its contents to the matching E and drop
-// them. (OpenSSH's sink does the same by recursing with the error set.)
-func (c *scpConn) skipDir() error {
-	if err := c.ack(); err != nil {
-		return err
-	}
-	level := 1
-	for level > 0 {
-		line, err := c.readLine()
-		if err != nil {
-			return errFatal{err}
-		}
-		if line != "" && (line[0] == 1 || line[0] == 2) {
-			if line[0] == 2 {
-				return errFatal{errors.New("peer reported a fatal error")}
-			}
-			continue
-		}
-		h, err := parseSCPHeader(line)
-		if err != nil {
-			return c.fatal("protocol error: %v", err)
-		}
-		switch h.kind {
-		case 'D':
-			level++
-		case 'E':
-			level--
-		case 'C':
-			if err := c.ack(); err != nil {
-				return err
-			}
-			if _, err := io.CopyN(io.Discard, c.in, h.size); err != nil {
-				return errFatal{err}
-			}
-			if err := c.response(); isFatal(err) {
-				return err
-			}
-		}
-		if err := c.ack(); err != nil {
-			return err
 		}
 	}
 	return nil

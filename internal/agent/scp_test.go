@@ -335,3 +335,20 @@ func TestSCPSourceProtocol(t *testing.T) {
 		t.Errorf("fatal: %d", code)
 	}
 }
+
+// A directory the sink cannot make is answered with an error; the client
+// then skips its contents and goes on with the next entry.
+func TestSCPSinkRefusedDirectory(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "d"), []byte("a file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runSCP(t, "scp -r -t .", "D0755 0 d\nC0644 2 next\nok\x00", root)
+	want := "\x00\x01scp: " + filepath.Join(root, "d") + ": Not a directory\n\x00\x00"
+	if code != 1 || out != want {
+		t.Fatalf("got %q %d, want %q", out, code, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "next")); err != nil || string(b) != "ok" {
+		t.Fatalf("next: %q %v", b, err)
+	}
+}
