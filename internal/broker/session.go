@@ -157,7 +157,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 		return
 	}
 	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.start.Type, "pty", s.pty != nil)
-	res := relay.Channels(ch, reqs, upCh, upReqs, c.filter, nil, func(res relay.Result) {
+	res := relay.Session(ch, reqs, upCh, upReqs, c.filter, nil, func(res relay.Result) {
 		if res.ExitStatus == nil && res.ExitSignal == "" {
 			c.message(ch, s, fmt.Sprintf("connection to target %q lost", p.Target.Name))
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))

@@ -51,21 +51,32 @@ func copyCounted(dst io.Writer, src io.Reader, n *atomic.Int64) {
 	}
 }
 
-// Channels relays down (the user's accepted channel) and up (the target's
+// Channels relays a forwarded channel (direct-tcpip, forwarded-tcpip):
+// EOF passes as soon as one side half-closes. See relay for the arguments.
+func Channels(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters, beforeClose ...func(Result)) Result {
+	return relay(false, down, downReqs, up, upReqs, filter, c, beforeClose)
+}
+
+// Session relays a session channel. The target's output reaches the user in
+// full, then its exit-status (or exit-signal), then EOF, then the close: a
+// client whose own stdin is already at EOF closes the channel on our EOF,
+// and an exit status sent after that would be lost (OpenSSH multiplexing
+// reports 255). EOF is held until the exit status or the target's close.
+func Session(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters, beforeClose ...func(Result)) Result {
+	return relay(true, down, downReqs, up, upReqs, filter, c, beforeClose)
+}
+
+// relay joins down (the user's accepted channel) and up (the target's
 // channel) until both are done, then closes both. downReqs and upReqs are
 // the channels' request streams (never nil: x/crypto always provides them).
-// filter may be nil
-// (everything passes). It returns when the relay is over.
-//
-// beforeClose, if not nil, runs after the target's output and exit status
-// have reached the user and before the user's channel is closed, so the
-// caller may add a last message.
-func Channels(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters, beforeClose ...func(Result)) Result {
+// filter may be nil (everything passes). beforeClose hooks run after the
+// target's output and exit status have reached the user and before the
+// user's channel is closed, so the caller may add a last message.
+func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters, beforeClose []func(Result)) Result {
 	if c == nil {
 		c = &Counters{}
 	}
 	var res Result
-	var wg sync.WaitGroup
 
 	// user -> target, then EOF.
 	go func() {
@@ -73,14 +84,18 @@ func Channels(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, up
 		_ = up.CloseWrite()
 	}()
 
-	// target -> user: stdout and stderr, then EOF once both are drained.
-	outDone := make(chan struct{})
+	// target -> user: stdout and stderr. For a forwarded channel EOF follows
+	// at once; for a session it waits for the exit status.
+	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); copyCounted(down, up, &c.Out) }()
 	go func() { defer wg.Done(); copyCounted(down.Stderr(), up.Stderr(), &c.Out) }()
+	outDone := make(chan struct{})
 	go func() {
 		wg.Wait()
-		_ = down.CloseWrite()
+		if !session {
+			_ = down.CloseWrite()
+		}
 		close(outDone)
 	}()
 
@@ -103,37 +118,48 @@ func Channels(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, up
 		_ = up.Close()
 	}()
 
-	// target requests -> user. Exit status waits for the output to drain.
-	var deferred []*ssh.Request
-	for req := range upReqs {
-		switch req.Type {
-		case "exit-status", "exit-signal":
-			deferred = append(deferred, req)
-			if req.Type == "exit-status" && len(req.Payload) == 4 {
-				s := uint32(req.Payload[0])<<24 | uint32(req.Payload[1])<<16 | uint32(req.Payload[2])<<8 | uint32(req.Payload[3])
-				res.ExitStatus = &s
-			}
-			if req.Type == "exit-signal" {
-				var sig struct {
-					Signal     string
-					CoreDumped bool
-					Msg, Lang  string
+	// target requests -> user, except the exit status, which is delivered
+	// below once the output has drained.
+	var mu sync.Mutex
+	var exits []*ssh.Request
+	exited := make(chan struct{}) // the first exit-status or exit-signal arrived
+	upDone := make(chan struct{}) // the target closed its channel
+	go func() {
+		defer close(upDone)
+		for req := range upReqs {
+			if req.Type == "exit-status" || req.Type == "exit-signal" {
+				mu.Lock()
+				exits = append(exits, req)
+				if len(exits) == 1 {
+					close(exited)
 				}
-				if ssh.Unmarshal(req.Payload, &sig) == nil {
-					res.ExitSignal = sig.Signal
-				}
+				mu.Unlock()
+				continue
 			}
-			continue
+			ok, err := down.SendRequest(req.Type, req.WantReply, req.Payload)
+			if req.WantReply {
+				_ = req.Reply(ok && err == nil, nil)
+			}
 		}
-		ok, err := down.SendRequest(req.Type, req.WantReply, req.Payload)
-		if req.WantReply {
-			_ = req.Reply(ok && err == nil, nil)
-		}
-	}
-	// The target closed its channel: all its output is buffered on our side.
+	}()
+
 	<-outDone
-	for _, req := range deferred {
+	if session {
+		select {
+		case <-exited:
+		case <-upDone:
+		}
+	} else {
+		<-upDone
+	}
+	mu.Lock()
+	for _, req := range exits {
+		res.record(req)
 		_, _ = down.SendRequest(req.Type, false, req.Payload)
+	}
+	mu.Unlock()
+	if session {
+		_ = down.CloseWrite()
 	}
 	for _, f := range beforeClose {
 		f(res)
@@ -142,4 +168,23 @@ func Channels(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, up
 	_ = up.Close()
 	<-downDone
 	return res
+}
+
+func (r *Result) record(req *ssh.Request) {
+	switch req.Type {
+	case "exit-status":
+		var st struct{ Status uint32 }
+		if ssh.Unmarshal(req.Payload, &st) == nil {
+			r.ExitStatus = &st.Status
+		}
+	case "exit-signal":
+		var sig struct {
+			Signal     string
+			CoreDumped bool
+			Msg, Lang  string
+		}
+		if ssh.Unmarshal(req.Payload, &sig) == nil {
+			r.ExitSignal = sig.Signal
+		}
+	}
 }
