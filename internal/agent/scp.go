@@ -96,7 +96,8 @@ type shellWord struct {
 
 // shellWords splits a command line as sh would for a simple command with
 // quoting: '...', "...", backslash. It reports false for anything needing
-// a real shell: $, `, ;, &, |, <, >, (, ), newline, #, ~user.
+// a real shell: $, `, ;, &, |, <, >, (, ), newline, a # starting a word,
+// ~user.
 func shellWords(line string) ([]shellWord, bool) {
 	var out []shellWord
 	var cur, pat strings.Builder
@@ -162,7 +163,9 @@ func shellWords(line string) ([]shellWord, bool) {
 			in = true
 			i++
 			quoted(line[i])
-		case strings.IndexByte("$`;&|<>()\n\r#", c) >= 0:
+		case strings.IndexByte("$`;&|<>()\n\r", c) >= 0:
+			return nil, false
+		case c == '#' && !in: // a comment
 			return nil, false
 		case c == '~' && !in:
 			in = true

@@ -142,6 +142,8 @@ func TestParseSCPCommand(t *testing.T) {
 		{cmd: "rsync --server -t .", ok: false},
 		{cmd: "notscp -t x", ok: false},
 		{cmd: "'scp' -t x", ok: true, sink: true, paths: []string{"x"}},
+		{cmd: "scp -t a#b", ok: true, sink: true, paths: []string{"a#b"}},
+		{cmd: "scp -t x #comment", ok: false},
 	}
 	for _, tt := range tests {
 		sc, ok := parseSCPCommand(tt.cmd)
@@ -351,4 +353,31 @@ func TestSCPSinkRefusedDirectory(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(root, "next")); err != nil || string(b) != "ok" {
 		t.Fatalf("next: %q %v", b, err)
 	}
+}
+
+// FuzzSCPSink feeds arbitrary protocol streams to the sink and checks that
+// nothing is created outside the target directory.
+func FuzzSCPSink(f *testing.F) {
+	f.Add("D0755 0 d\nC0644 2 f\nhi\x00E\nC0600 1 g\nx\x00", true)
+	f.Add("C0644 3 ../evil\nabc\x00", false)
+	f.Add("T1 0 1 0\nD0700 0 a\nD0700 0 b\nE\nE\n", true)
+	f.Fuzz(func(t *testing.T, input string, recursive bool) {
+		root := t.TempDir()
+		target := filepath.Join(root, "t")
+		if err := os.Mkdir(target, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := "scp -t -- " + target
+		if recursive {
+			cmd = "scp -r -t -- " + target
+		}
+		runSCP(t, cmd, input, root)
+		ents, err := os.ReadDir(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) != 1 || ents[0].Name() != "t" || !ents[0].IsDir() {
+			t.Fatalf("entries outside the target: %v", ents)
+		}
+	})
 }
