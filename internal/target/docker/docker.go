@@ -520,14 +520,23 @@ func (b *Backend) create(ctx context.Context, bs *built, keeper bool, labels map
 		},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 	}
-	resp, err := b.api.ContainerCreate(ctx, cfg, host, nil, nil, bx.name)
+	// The engine may finish a create whose request was cancelled, leaving a
+	// container whose ID we never learn. So the create itself is not
+	// cancelled by the caller (it is short, and bounded by OpenTimeout); a
+	// cancellation is noticed right after, with the ID known for cleanup.
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.OpenTimeout)
+	resp, err := b.api.ContainerCreate(cctx, cfg, host, nil, nil, bx.name)
+	ccancel()
+	if err == nil {
+		bx.id = resp.ID
+		err = ctx.Err()
+	}
 	if err != nil {
 		if cerrdefs.IsNotFound(err) && strings.Contains(strings.ToLower(err.Error()), "image") {
 			return nil, publicf(bs.target, err, "image %q not found", sanitize(bs.spec.Image))
 		}
 		return nil, engineError(bs.target, "create container "+bx.name, err)
 	}
-	bx.id = resp.ID
 	b.mu.Lock()
 	closed := b.closed
 	if !closed {
