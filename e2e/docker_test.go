@@ -21,14 +21,19 @@ type dockerWorld struct {
 	tag   string // unique suffix of this test's target names
 }
 
-func newDockerWorld(t *testing.T) *dockerWorld {
+// newDockerWorld starts a gate (with opts, if given) and user alice.
+func newDockerWorld(t *testing.T, opts ...harness.GateOptions) *dockerWorld {
 	t.Helper()
 	harness.RequireDocker(t)
 	if directMode {
 		t.Skip("docker targets need the gate")
 	}
 	harness.AgentBinary(t) // beside the gate binary, where the gate looks for it
-	g := harness.StartGate(t, harness.GateOptions{})
+	var o harness.GateOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	g := harness.StartGate(t, o)
 	g.Admin(t, "env", "add", "dev")
 	w := &dockerWorld{gate: g, alice: g.AddUser(t, "alice"), tag: gate.NewRef()}
 	return w
