@@ -1,14 +1,17 @@
 // Command bench compares direct OpenSSH with the same clients through
 // sshgate, in one run against one upstream sshd on this machine, and prints
 // a table: transfer throughput (scp, sftp; per cipher), time to first byte,
-// logins per second and memory per idle session, with the gate's CPU cost.
+// logins per second and memory per idle session, with the gate's CPU cost;
+// and for Docker targets, first byte, exit, throughput and a burst of shells
+// against the same engine driven by the docker CLI.
 //
-//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle] [-keep] [-profile DIR]
+//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker] [-keep] [-profile DIR]
 //
-// It builds ./cmd/sshgate without -race, starts /usr/sbin/sshd with its own
-// config on a free 127.0.0.1 port and the gates in front of it, and stops
-// every process it started when it ends, on error or on Ctrl-C. Progress goes
-// to stderr, the table to stdout.
+// It builds ./cmd/sshgate (and ./cmd/sshgate-agent beside it) without -race,
+// starts /usr/sbin/sshd with its own config on a free 127.0.0.1 port and the
+// gates in front of it, and stops every process and removes every container
+// it started when it ends, on error or on Ctrl-C. Progress goes to stderr,
+// the table to stdout.
 package main
 
 import (
@@ -38,9 +41,12 @@ type opts struct {
 	clients   int
 	loginsFor time.Duration
 	sessions  int
+	// docker section
+	shells     int
+	shellsPool int
 }
 
-var sections = []string{"throughput", "firstbyte", "logins", "idle"}
+var sections = []string{"throughput", "firstbyte", "logins", "idle", "docker"}
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
@@ -92,6 +98,8 @@ func parseFlags(args []string) (*opts, error) {
 	fs.IntVar(&o.clients, "clients", 8, "parallel clients for the logins section")
 	fs.DurationVar(&o.loginsFor, "logins-for", 10*time.Second, "duration of the logins section per path")
 	fs.IntVar(&o.sessions, "sessions", 100, "idle sessions for the memory section")
+	fs.IntVar(&o.shells, "shells", 50, "PTY shells opened at once through the gate (docker section)")
+	fs.IntVar(&o.shellsPool, "shells-pool", 10, "--pool of the target those shells open (docker section)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -121,8 +129,8 @@ func parseFlags(args []string) (*opts, error) {
 	if len(o.only) == 0 {
 		return nil, fmt.Errorf("-only: no section")
 	}
-	if o.runs < 1 || o.repeat < 1 || o.clients < 1 || o.sessions < 1 {
-		return nil, fmt.Errorf("-runs, -repeat, -clients and -sessions must be at least 1")
+	if o.runs < 1 || o.repeat < 1 || o.clients < 1 || o.sessions < 1 || o.shells < 1 || o.shellsPool < 1 {
+		return nil, fmt.Errorf("-runs, -repeat, -clients, -sessions, -shells and -shells-pool must be at least 1")
 	}
 	if o.profile != "" {
 		if o.profile, err = filepath.Abs(o.profile); err != nil {
@@ -179,9 +187,28 @@ func bench(ctx context.Context, o *opts) error {
 			clkTck = v
 		}
 	}
-	for _, tool := range []string{"/usr/sbin/sshd", "ssh", "scp", "sftp", "ssh-keygen"} {
+	// Every section but docker runs against an upstream sshd.
+	needSSHD := o.only["throughput"] || o.only["firstbyte"] || o.only["logins"] || o.only["idle"]
+	tools := []string{"ssh", "ssh-keygen"}
+	if needSSHD {
+		tools = append(tools, "/usr/sbin/sshd", "scp", "sftp")
+	}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found: the bench needs OpenSSH's client and server", tool)
+		}
+	}
+	var notes []string
+	var engine string
+	if o.only["docker"] {
+		var why string
+		if engine, why = dockerCheck(ctx); why != "" {
+			if !needSSHD {
+				return fmt.Errorf("docker section: %s", why)
+			}
+			logf("skipping the docker section: %s", why)
+			notes = append(notes, "docker section skipped: "+why)
+			delete(o.only, "docker")
 		}
 	}
 	root, err := repoRoot()
@@ -194,7 +221,7 @@ func bench(ctx context.Context, o *opts) error {
 	}
 	reg.addDir(tmp)
 	work := tmp
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && o.only["throughput"] {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && (o.only["throughput"] || o.only["docker"]) {
 		if d, err := os.MkdirTemp("/dev/shm", "sshgate-bench-"); err == nil {
 			work = d
 			reg.addDir(d)
@@ -206,6 +233,13 @@ func bench(ctx context.Context, o *opts) error {
 	bin := filepath.Join(tmp, "sshgate")
 	if err := buildGate(ctx, root, bin); err != nil {
 		return err
+	}
+	if o.only["docker"] {
+		// Beside the gate, where it looks for the agent of Docker targets.
+		logf("building ./cmd/sshgate-agent (static, no -race)")
+		if err := buildAgent(ctx, root, filepath.Join(tmp, "sshgate-agent")); err != nil {
+			return err
+		}
 	}
 	key, err := keygen(ctx, tmp, "id_bench")
 	if err != nil {
@@ -246,75 +280,78 @@ func bench(ctx context.Context, o *opts) error {
 		gates[sp.name] = g
 		authorized = append(authorized, g.gateKey)
 	}
-	sdir := filepath.Join(tmp, "sshd")
-	os.MkdirAll(sdir, 0o700)
-	s, err := startSSHD(ctx, sdir, "INFO", authorized)
-	if err != nil {
-		return err
-	}
-	logf("sshd on %s", s.addr)
-	for _, sp := range specs {
-		g := gates[sp.name]
-		if g == nil {
-			continue
-		}
-		dir := filepath.Join(tmp, "gate-"+sp.name)
-		if err := g.addTarget(ctx, "up", s, true); err != nil {
-			return fmt.Errorf("set up gate %s: %w", sp.name, err)
-		}
-		cfg := ""
-		if sp.config != "" {
-			cfg = filepath.Join(dir, "sshgate.yaml")
-			if err := os.WriteFile(cfg, []byte(sp.config), 0o600); err != nil {
-				return err
-			}
-		}
-		if err := g.serve(ctx, dir, cfg); err != nil {
-			return fmt.Errorf("gate %s: %w", sp.name, err)
-		}
-		logf("gate %s on %s (pid %d, pprof %s)", sp.name, g.addr, g.pid(), g.pprof)
-	}
-	direct, err := directEndpoint(s, key, tmp)
-	if err != nil {
-		return err
-	}
-	// A first login on each path, so that a setup mistake fails here.
-	check := []*endpoint{direct}
-	for _, sp := range specs {
-		if g := gates[sp.name]; g != nil {
-			check = append(check, gateEndpoint(g, key))
-		}
-	}
-	for _, ep := range check {
-		if _, _, err := timeSSH(ctx, ep, "true"); err != nil {
-			name := "direct"
-			if ep.g != nil {
-				name = "gate " + ep.g.name
-				err = fmt.Errorf("%w\ngate log:\n%s", err, tail(ep.g.log, 15))
-			}
-			return fmt.Errorf("first login (%s): %w", name, err)
-		}
-	}
-
 	var t table
-	var notes []string
-	// What each hop negotiates when nothing is forced.
-	{
-		var g *gate
-		for _, name := range []string{"default", "idle"} {
+	var s *sshd
+	var direct *endpoint
+	if needSSHD {
+		sdir := filepath.Join(tmp, "sshd")
+		os.MkdirAll(sdir, 0o700)
+		s, err = startSSHD(ctx, sdir, "INFO", authorized)
+		if err != nil {
+			return err
+		}
+		logf("sshd on %s", s.addr)
+		for _, sp := range specs {
+			g := gates[sp.name]
 			if g == nil {
-				g = gates[name]
+				continue
+			}
+			dir := filepath.Join(tmp, "gate-"+sp.name)
+			if err := g.addTarget(ctx, "up", s, true); err != nil {
+				return fmt.Errorf("set up gate %s: %w", sp.name, err)
+			}
+			cfg := ""
+			if sp.config != "" {
+				cfg = filepath.Join(dir, "sshgate.yaml")
+				if err := os.WriteFile(cfg, []byte(sp.config), 0o600); err != nil {
+					return err
+				}
+			}
+			if err := g.serve(ctx, dir, cfg); err != nil {
+				return fmt.Errorf("gate %s: %w", sp.name, err)
+			}
+			logf("gate %s on %s (pid %d, pprof %s)", sp.name, g.addr, g.pid(), g.pprof)
+		}
+		direct, err = directEndpoint(s, key, tmp)
+		if err != nil {
+			return err
+		}
+		// A first login on each path, so that a setup mistake fails here.
+		check := []*endpoint{direct}
+		for _, sp := range specs {
+			if g := gates[sp.name]; g != nil {
+				check = append(check, gateEndpoint(g, key))
 			}
 		}
-		if g == nil {
-			g = gates["ciphers"]
+		for _, ep := range check {
+			if _, _, err := timeSSH(ctx, ep, "true"); err != nil {
+				name := "direct"
+				if ep.g != nil {
+					name = "gate " + ep.g.name
+					err = fmt.Errorf("%w\ngate log:\n%s", err, tail(ep.g.log, 15))
+				}
+				return fmt.Errorf("first login (%s): %w", name, err)
+			}
 		}
-		leg, err := probeGateLeg(ctx, g, filepath.Join(tmp, "sshd-probe"), key)
-		if err != nil {
-			logf("probe of the gate->sshd leg: %v", err)
+
+		// What each hop negotiates when nothing is forced.
+		{
+			var g *gate
+			for _, name := range []string{"default", "idle"} {
+				if g == nil {
+					g = gates[name]
+				}
+			}
+			if g == nil {
+				g = gates["ciphers"]
+			}
+			leg, err := probeGateLeg(ctx, g, filepath.Join(tmp, "sshd-probe"), key)
+			if err != nil {
+				logf("probe of the gate->sshd leg: %v", err)
+			}
+			notes = append(notes, fmt.Sprintf("handshakes with stock settings: client->sshd %s; client->gate %s; gate->sshd %s",
+				direct.negotiated(ctx, ""), gateEndpoint(g, key).negotiated(ctx, ""), leg))
 		}
-		notes = append(notes, fmt.Sprintf("handshakes with stock settings: client->sshd %s; client->gate %s; gate->sshd %s",
-			direct.negotiated(ctx, ""), gateEndpoint(g, key).negotiated(ctx, ""), leg))
 	}
 	loadStart := loadavg()
 
@@ -456,6 +493,13 @@ func bench(ctx context.Context, o *opts) error {
 		}
 		notes = append(notes, fmt.Sprintf("idle: gate VmRSS %d KiB before, %d KiB with %d sessions; sshd: PSS of its %d per-connection processes (direct sessions)",
 			r.gateBefore, r.gateWith, r.n, r.sshdProcs))
+	}
+
+	if o.only["docker"] {
+		logf("docker: a gate with Docker targets on image %s", dockerImage)
+		if err := runDocker(ctx, o, bin, tmp, work, key, engine, &t, &notes); err != nil {
+			return fmt.Errorf("docker section: %w", err)
+		}
 	}
 
 	facts = append(facts, "load average at start / end: "+loadStart+" / "+loadavg())

@@ -33,12 +33,14 @@ type server struct {
 type registry struct {
 	mu      sync.Mutex
 	servers []*server
+	hooks   []func() // run after the servers stop (containers by label)
 	dirs    []string
 	keep    bool
 	closed  bool
+	done    chan struct{} // closed when cleanup has finished
 }
 
-var reg = &registry{}
+var reg = &registry{done: make(chan struct{})}
 
 func (r *registry) addServer(s *server) error {
 	r.mu.Lock()
@@ -51,25 +53,40 @@ func (r *registry) addServer(s *server) error {
 	return nil
 }
 
+// addHook adds f to what cleanup runs once the servers are stopped.
+func (r *registry) addHook(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks = append(r.hooks, f)
+}
+
 func (r *registry) addDir(d string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.dirs = append(r.dirs, d)
 }
 
-// cleanup stops every server, newest first, and removes the temp dirs unless
-// -keep. Safe to call more than once and from any goroutine.
+// cleanup stops every server, newest first, runs the hooks, and removes the
+// temp dirs unless -keep. Safe to call more than once and from any
+// goroutine: a second call returns when the first has finished (so that main,
+// returning after an interrupt, does not exit while the signal handler is
+// still cleaning up).
 func (r *registry) cleanup() {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
+		<-r.done
 		return
 	}
 	r.closed = true
-	servers, dirs := r.servers, r.dirs
+	defer close(r.done)
+	servers, hooks, dirs := r.servers, r.hooks, r.dirs
 	r.mu.Unlock()
 	for i := len(servers) - 1; i >= 0; i-- {
 		servers[i].kill()
+	}
+	for _, f := range hooks {
+		f()
 	}
 	if r.keep {
 		for _, d := range dirs {
