@@ -130,32 +130,45 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	defer cancel()
 	c := &conn{b: b, sc: sc, id: id, log: sc.Log, ctx: ctx}
 	c.route, c.rerr = route.Parse(sc.User())
-	go func() {
-		<-ctx.Done()
-		_ = sc.Close()
-	}()
-	go c.globalRequests(sc.Reqs)
-	for nc := range sc.Chans {
-		isSession := nc.ChannelType() == "session"
-		if !c.reserve(isSession) {
-			_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
-			continue
-		}
-		c.wg.Add(1)
-		go func() {
-			defer func() {
-				c.unreserve(isSession)
-				c.wg.Done()
-			}()
-			switch nc.ChannelType() {
-			case "session":
-				c.session(nc)
-			case "direct-tcpip":
-				c.directTCPIP(nc)
-			default:
-				_ = nc.Reject(ssh.UnknownChannelType, "channel type not supported")
+	stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
+	defer stop()
+	// One loop for the user's channels and global requests: both streams
+	// close when the connection ends.
+	chans, reqs := sc.Chans, sc.Reqs
+	for chans != nil || reqs != nil {
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				reqs = nil
+				continue
 			}
-		}()
+			c.globalRequest(r)
+		case nc, ok := <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
+			isSession := nc.ChannelType() == "session"
+			if !c.reserve(isSession) {
+				_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
+				continue
+			}
+			c.wg.Add(1)
+			go func() {
+				defer func() {
+					c.unreserve(isSession)
+					c.wg.Done()
+				}()
+				switch nc.ChannelType() {
+				case "session":
+					c.session(nc)
+				case "direct-tcpip":
+					c.directTCPIP(nc)
+				default:
+					_ = nc.Reject(ssh.UnknownChannelType, "channel type not supported")
+				}
+			}()
+		}
 	}
 	cancel()
 	c.wg.Wait()
@@ -266,61 +279,62 @@ func (c *conn) dial(p policy.Permit) (*upConn, error) {
 	_ = u.Conn.SetDeadline(time.Time{})
 	c.log.Info("target connected", "target", name, "login", p.Login, "kind", p.Target.Kind, "took", time.Since(start).Round(time.Millisecond))
 	up := &upConn{client: client, permit: p, done: make(chan struct{}), release: u.Release}
-	go func() {
-		_ = client.Wait()
-		close(up.done)
-	}()
-	go c.upstreamRequests(reqs)
-	up.wg.Add(1)
-	go func() {
-		defer up.wg.Done()
-		c.upstreamChannels(up, chans)
-	}()
+	go c.fromUpstream(up, chans, reqs)
 	return up, nil
 }
 
-// upstreamRequests answers the target's global requests. hostkeys-00 and
-// anything else the target asks of the gate stay at the gate.
-func (c *conn) upstreamRequests(reqs <-chan *ssh.Request) {
-	for r := range reqs {
-		if r.WantReply {
-			_ = r.Reply(false, nil)
+// fromUpstream serves what the target sends on its own initiative until the
+// target connection ends: global requests (hostkeys-00 and the like stay at
+// the gate, answered no) and channels, of which only forwarded-tcpip (remote
+// forwarding) goes back to the user, and only when the grant allows
+// forwarding.
+func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	defer close(up.done)
+	for chans != nil || reqs != nil {
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				reqs = nil
+			} else if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		case nc, ok := <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
+			if nc.ChannelType() != "forwarded-tcpip" || !up.permit.Forwarding {
+				_ = nc.Reject(ssh.Prohibited, "not permitted")
+				continue
+			}
+			up.wg.Add(1)
+			go func() {
+				defer up.wg.Done()
+				downCh, downReqs, err := c.sc.OpenChannel(nc.ChannelType(), nc.ExtraData())
+				if err != nil {
+					_ = nc.Reject(ssh.ConnectionFailed, "user refused the channel")
+					return
+				}
+				upCh, upReqs, err := nc.Accept()
+				if err != nil {
+					_ = downCh.Close()
+					return
+				}
+				relay.Channels(upCh, upReqs, downCh, downReqs, nil, nil)
+			}()
 		}
 	}
 }
 
-// upstreamChannels passes forwarded-tcpip channels (remote forwarding) back to
-// the user when the grant allows forwarding; nothing else is opened toward users.
-func (c *conn) upstreamChannels(up *upConn, chans <-chan ssh.NewChannel) {
-	for nc := range chans {
-		if nc.ChannelType() != "forwarded-tcpip" || !up.permit.Forwarding {
-			_ = nc.Reject(ssh.Prohibited, "not permitted")
-			continue
-		}
-		up.wg.Add(1)
+// globalRequest answers one of the user's global requests: remote
+// forwarding goes to the target when the grant allows it (in its own
+// goroutine, as it may dial the target); everything else is answered no.
+func (c *conn) globalRequest(r *ssh.Request) {
+	switch r.Type {
+	case "tcpip-forward", "cancel-tcpip-forward":
+		c.wg.Add(1)
 		go func() {
-			defer up.wg.Done()
-			downCh, downReqs, err := c.sc.OpenChannel(nc.ChannelType(), nc.ExtraData())
-			if err != nil {
-				_ = nc.Reject(ssh.ConnectionFailed, "user refused the channel")
-				return
-			}
-			upCh, upReqs, err := nc.Accept()
-			if err != nil {
-				_ = downCh.Close()
-				return
-			}
-			relay.Channels(upCh, upReqs, downCh, downReqs, nil, nil)
-		}()
-	}
-}
-
-// globalRequests handles the user's global requests: remote forwarding goes
-// to the target when the grant allows it; everything else is answered no.
-func (c *conn) globalRequests(reqs <-chan *ssh.Request) {
-	for r := range reqs {
-		switch r.Type {
-		case "tcpip-forward", "cancel-tcpip-forward":
+			defer c.wg.Done()
 			ok, payload := false, []byte(nil)
 			if up, err := c.upstream(); err == nil && up.permit.Forwarding {
 				ok, payload, _ = up.client.SendRequest(r.Type, true, r.Payload)
@@ -328,10 +342,10 @@ func (c *conn) globalRequests(reqs <-chan *ssh.Request) {
 			if r.WantReply {
 				_ = r.Reply(ok, payload)
 			}
-		default:
-			if r.WantReply {
-				_ = r.Reply(false, nil)
-			}
+		}()
+	default:
+		if r.WantReply {
+			_ = r.Reply(false, nil)
 		}
 	}
 }

@@ -70,8 +70,8 @@ func Session(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upR
 // channel) until both are done, then closes both. downReqs and upReqs are
 // the channels' request streams (never nil: x/crypto always provides them).
 // filter may be nil (everything passes). beforeClose hooks run after the
-// target's output and exit status have reached the user and before the
-// user's channel is closed, so the caller may add a last message.
+// target's output and exit status have reached the user and before EOF and
+// the close, so the caller may add a last message.
 func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters, beforeClose []func(Result)) Result {
 	if c == nil {
 		c = &Counters{}
@@ -86,18 +86,19 @@ func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 
 	// target -> user: stdout and stderr. For a forwarded channel EOF follows
 	// at once; for a session it waits for the exit status.
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); copyCounted(down, up, &c.Out) }()
-	go func() { defer wg.Done(); copyCounted(down.Stderr(), up.Stderr(), &c.Out) }()
 	outDone := make(chan struct{})
-	go func() {
-		wg.Wait()
-		if !session {
-			_ = down.CloseWrite()
+	var copiers atomic.Int32
+	copiers.Store(2)
+	copied := func() {
+		if copiers.Add(-1) == 0 {
+			if !session {
+				_ = down.CloseWrite()
+			}
+			close(outDone)
 		}
-		close(outDone)
-	}()
+	}
+	go func() { defer copied(); copyCounted(down, up, &c.Out) }()
+	go func() { defer copied(); copyCounted(down.Stderr(), up.Stderr(), &c.Out) }()
 
 	// user requests -> target. When the user's channel closes, close the target's.
 	downDone := make(chan struct{})
@@ -158,11 +159,11 @@ func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 		_, _ = down.SendRequest(req.Type, false, req.Payload)
 	}
 	mu.Unlock()
+	for _, f := range beforeClose { // before EOF: a session's last words go to stderr
+		f(res)
+	}
 	if session {
 		_ = down.CloseWrite()
-	}
-	for _, f := range beforeClose {
-		f(res)
 	}
 	_ = down.Close()
 	_ = up.Close()
