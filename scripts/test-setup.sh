@@ -50,7 +50,9 @@ else
 	log=/var/log/sshgate-dockerd.log
 	if ! pgrep -x dockerd >/dev/null 2>&1; then
 		note "docker: starting dockerd (log $log)"
-		nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$log" 2>&1 </dev/null &
+		# setsid: its own session and process group, so that stopping whatever
+		# ran this script (a CI step, a terminal job) does not take the engine along.
+		setsid nohup dockerd --bridge=none --iptables=false --ip6tables=false >"$log" 2>&1 </dev/null &
 		disown || true
 	else
 		note "docker: dockerd process found but not answering yet; waiting"
