@@ -71,14 +71,16 @@ func waitClosed(t *testing.T, c net.Conn, d time.Duration) time.Duration {
 }
 
 func TestLoginGraceClosesSilentClients(t *testing.T) {
-	_, addr := testServer(t, Limits{LoginGrace: 300 * time.Millisecond, MaxUnauthenticated: 10, MaxUnauthPerSource: 10})
+	// Generous enough for a real login on a loaded 2-core machine.
+	const grace = 2 * time.Second
+	_, addr := testServer(t, Limits{LoginGrace: grace, MaxUnauthenticated: 10, MaxUnauthPerSource: 10})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.Write([]byte("SSH-2.0-slow\r\n")) // then nothing
-	if took := waitClosed(t, c, 5*time.Second); took < 250*time.Millisecond {
+	if took := waitClosed(t, c, 5*grace); took < grace-100*time.Millisecond {
 		t.Fatalf("closed after %s, before the grace period", took)
 	}
 	if err := login(addr, "right"); err != nil {
