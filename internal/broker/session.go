@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
 )
@@ -203,18 +204,18 @@ func (c *conn) gateSession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 	switch s.start.Type {
 	case "shell":
 		if s.pty == nil {
-			c.fail(ch, s, usageError{}, 2)
+			c.fail(ch, s, errUsage, 2)
 			return
 		}
 		c.menu(ch, reqs, s)
 		return
 	case "subsystem":
-		c.fail(ch, s, usageError{}, 2)
+		c.fail(ch, s, errUsage, 2)
 		return
 	}
 	var cmd struct{ Command string }
 	if err := ssh.Unmarshal(s.start.Payload, &cmd); err != nil {
-		c.fail(ch, s, usageError{}, 2)
+		c.fail(ch, s, errUsage, 2)
 		return
 	}
 	if s.start.WantReply {
@@ -236,9 +237,8 @@ func (c *conn) gateSession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 	c.exit(ch, uint32(status))
 }
 
-type usageError struct{}
-
-func (usageError) Error() string { return gateUsage }
+// errUsage answers a session with no target that is not a gate command.
+var errUsage = &gate.PublicError{Public: gateUsage}
 
 func discard(reqs <-chan *ssh.Request) {
 	for r := range reqs {
