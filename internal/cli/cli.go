@@ -295,3 +295,27 @@ func (e *env) versionCmd() *cobra.Command {
 		}),
 	}
 }
+
+// removeCommand is `KIND remove NAME`: the name is checked, removed with
+// del, and the removal reported.
+func (e *env) removeCommand(kind, short string, del func(ctx context.Context, st store.Store, name string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NAME",
+		Short: short,
+		Args:  argsOf([]string{"NAME"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := checkName(kind, args[0]); err != nil {
+				return err
+			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if err := del(cmd.Context(), st, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed %s %s\n", kind, args[0])
+			return nil
+		}),
+	}
+}

@@ -140,25 +140,8 @@ func (e *env) targetCmd() *cobra.Command {
 		}),
 	}
 
-	remove := &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Remove a target and the grants naming it",
-		Args:  argsOf([]string{"NAME"}, 0),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := checkName("target", args[0]); err != nil {
-				return err
-			}
-			st, err := e.store()
-			if err != nil {
-				return err
-			}
-			if err := st.RemoveTarget(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "removed target %s\n", args[0])
-			return nil
-		}),
-	}
+	remove := e.removeCommand("target", "Remove a target and the grants naming it",
+		func(ctx context.Context, st store.Store, name string) error { return st.RemoveTarget(ctx, name) })
 
 	show := &cobra.Command{
 		Use:   "show NAME",

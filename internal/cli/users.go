@@ -84,25 +84,8 @@ func (e *env) userCmd() *cobra.Command {
 		}),
 	}
 
-	remove := &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Remove a user with their keys and grants",
-		Args:  argsOf([]string{"NAME"}, 0),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := checkName("user", args[0]); err != nil {
-				return err
-			}
-			st, err := e.store()
-			if err != nil {
-				return err
-			}
-			if err := st.RemoveUser(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "removed user %s\n", args[0])
-			return nil
-		}),
-	}
+	remove := e.removeCommand("user", "Remove a user with their keys and grants",
+		func(ctx context.Context, st store.Store, name string) error { return st.RemoveUser(ctx, name) })
 
 	pw := &cobra.Command{
 		Use:   "passwd NAME (--password-stdin | --clear)",
@@ -359,30 +342,14 @@ func (e *env) envCmd() *cobra.Command {
 		}),
 	}
 
-	remove := &cobra.Command{
-		Use:   "remove NAME",
-		Short: "Remove an environment (refused while targets use it)",
-		Args:  argsOf([]string{"NAME"}, 0),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			if err := checkName("env", name); err != nil {
-				return err
+	remove := e.removeCommand("env", "Remove an environment (refused while targets use it)",
+		func(ctx context.Context, st store.Store, name string) error {
+			err := st.RemoveEnv(ctx, name)
+			if errors.Is(err, store.ErrExists) {
+				return failf("env %q is used by targets %s: remove them first", name, strings.Join(targetsIn(ctx, st, name), ", "))
 			}
-			st, err := e.store()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			if err := st.RemoveEnv(ctx, name); err != nil {
-				if errors.Is(err, store.ErrExists) {
-					return failf("env %q is used by targets %s: remove them first", name, strings.Join(targetsIn(ctx, st, name), ", "))
-				}
-				return err
-			}
-			fmt.Fprintf(e.stdout, "removed env %s\n", name)
-			return nil
-		}),
-	}
+			return err
+		})
 	cmd.AddCommand(add, list, remove)
 	return cmd
 }
