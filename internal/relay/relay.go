@@ -30,13 +30,30 @@ type Result struct {
 	ExitSignal string  // signal name, if the target sent exit-signal
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+// Copy buffers: a copier waits in Read holding its buffer, so an idle
+// session would pin three large buffers. Each copier starts with a small one,
+// takes a large pooled one when a read fills the small one (bulk data), and
+// gives it back when reads come back small again.
+const (
+	smallBuf = 2 << 10
+	largeBuf = 64 << 10
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
 
 func copyCounted(dst io.Writer, src io.Reader, n *atomic.Int64) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	small := make([]byte, smallBuf)
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			bufPool.Put(large)
+		}
+	}()
 	for {
+		buf := small
+		if large != nil {
+			buf = *large
+		}
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
@@ -47,6 +64,13 @@ func copyCounted(dst io.Writer, src io.Reader, n *atomic.Int64) {
 		}
 		if rerr != nil {
 			return
+		}
+		switch {
+		case large == nil && nr == len(small):
+			large = bufPool.Get().(*[]byte)
+		case large != nil && nr < smallBuf:
+			bufPool.Put(large)
+			large = nil
 		}
 	}
 }
