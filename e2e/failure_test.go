@@ -206,3 +206,39 @@ func TestAdminChangesWithoutRestart(t *testing.T) {
 		t.Errorf("new key: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// A target that is alive but hung (its processes stopped) never answers a
+// channel close. When the user leaves, the gate must not wait for it: it
+// closes the target connection, and its fds return to baseline at once
+// rather than when TCP keepalive gives up minutes later.
+func TestNoLeakWhenHungTargetAndClientLeaves(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	w := newWorld(t, worldOptions{})
+	harness.MustRun(t, w.alice.SSHTo("web-1", nil, "true"), nil, short)
+	base := w.gate.WaitBaseline(t, w.gate.Stats(t), 0, time.Second)
+
+	cmd := w.alice.SSHTo("web-1", nil, "echo up; sleep 300")
+	out := &harness.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !out.WaitFor("up", short) {
+		t.Fatal("session never started")
+	}
+	// Freeze every process of the upstream sshd but the listener: the
+	// per-connection privsep processes and the session.
+	frozen := harness.Descendants(w.sshd.PID())
+	for _, pid := range frozen {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	t.Cleanup(func() {
+		for _, pid := range frozen {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	w.gate.WaitBaseline(t, base, 1, 10*time.Second)
+}

@@ -68,7 +68,8 @@ type conn struct {
 	upErr  error
 
 	mu       sync.Mutex
-	sessions int // session channels open now (limits.max_sessions)
+	ups      []*upConn // every target connection opened, for closing at the end
+	sessions int       // session channels open now (limits.max_sessions)
 	channels int // all channels open now (maxChannels)
 	wg       sync.WaitGroup
 }
@@ -106,17 +107,22 @@ type upConn struct {
 	release func(context.Context) error
 	done    chan struct{}  // closed when the target connection ends
 	wg      sync.WaitGroup // channels the target opened toward the user
+	once    sync.Once
 }
 
+// close ends the target connection, waits for what it carried and releases
+// the target (stops a container). Idempotent.
 func (u *upConn) close() {
-	_ = u.client.Close()
-	<-u.done
-	u.wg.Wait()
-	if u.release != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = u.release(ctx)
-	}
+	u.once.Do(func() {
+		_ = u.client.Close()
+		<-u.done
+		u.wg.Wait()
+		if u.release != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = u.release(ctx)
+		}
+	})
 }
 
 // Handle serves one authenticated connection until it ends.
@@ -170,10 +176,22 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 			}()
 		}
 	}
+	// The user is gone. Close the target connections before waiting for the
+	// channels: a target that is alive but hung never answers a channel
+	// close, and would hold this connection's goroutines until TCP gives up.
 	cancel()
+	c.mu.Lock()
+	ups := c.ups
+	c.mu.Unlock()
+	for _, u := range ups {
+		_ = u.client.Close()
+	}
 	c.wg.Wait()
-	if c.up != nil {
-		c.up.close()
+	c.mu.Lock()
+	ups = c.ups // a dial may have finished meanwhile
+	c.mu.Unlock()
+	for _, u := range ups {
+		u.close()
 	}
 }
 
@@ -280,6 +298,9 @@ func (c *conn) dial(p policy.Permit) (*upConn, error) {
 	c.log.Info("target connected", "target", name, "login", p.Login, "kind", p.Target.Kind, "took", time.Since(start).Round(time.Millisecond))
 	up := &upConn{client: client, permit: p, done: make(chan struct{}), release: u.Release}
 	go c.fromUpstream(up, chans, reqs)
+	c.mu.Lock()
+	c.ups = append(c.ups, up)
+	c.mu.Unlock()
 	return up, nil
 }
 
