@@ -19,6 +19,7 @@ import (
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/sshd"
+	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
 	"github.com/sshgate/sshgate/internal/target"
@@ -114,6 +115,10 @@ func Serve(ctx context.Context, o Options) error {
 		ServerVersion: cfg.SSH.ServerVersion,
 	}
 	for _, k := range hostKeys {
+		k, err := sshkeys.HostSigner(k)
+		if err != nil {
+			return err
+		}
 		sc.AddHostKey(k)
 	}
 	auth.New(st, log).Install(sc)

@@ -217,3 +217,17 @@ var (
 		ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
 	}
 )
+
+// HostSigner returns a host key signer that never signs with SHA-1: an RSA
+// key is limited to rsa-sha2-512 and rsa-sha2-256 (x/crypto would otherwise
+// also offer ssh-rsa).
+func HostSigner(s ssh.Signer) (ssh.Signer, error) {
+	if s.PublicKey().Type() != ssh.KeyAlgoRSA {
+		return s, nil
+	}
+	as, ok := s.(ssh.AlgorithmSigner)
+	if !ok {
+		return nil, errors.New("RSA host key signer cannot choose its signature algorithm")
+	}
+	return ssh.NewSignerWithAlgorithms(as, []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256})
+}

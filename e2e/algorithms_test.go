@@ -1,0 +1,111 @@
+package e2e_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// kexInit reads the server's version line and its first packet, the
+// unencrypted KEXINIT, and returns its name-lists in RFC 4253 order.
+func kexInit(t *testing.T, addr string) (version string, lists [10][]string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, "SSH-2.0-sshgate-algorithm-probe\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	version, err = r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("version line: %v", err)
+	}
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		t.Fatalf("packet header: %v", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n > 64<<10 {
+		t.Fatalf("first packet of %d bytes", n)
+	}
+	body := make([]byte, n-1)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatalf("packet body: %v", err)
+	}
+	payload := body[:len(body)-int(hdr[4])]
+	if payload[0] != 20 {
+		t.Fatalf("first packet is message %d, not KEXINIT", payload[0])
+	}
+	p := payload[17:] // message number and cookie
+	for i := range lists {
+		l := binary.BigEndian.Uint32(p[:4])
+		if l > 0 {
+			lists[i] = strings.Split(string(p[4:4+l]), ",")
+		}
+		p = p[4+l:]
+	}
+	return strings.TrimSpace(version), lists
+}
+
+// What a default gate offers on the wire: strict key exchange (Terrapin,
+// CVE-2023-48795), post-quantum hybrid and curve25519 only, no SHA-1 or
+// NIST-curve key exchange, AES-GCM only, ETM MACs only, no ssh-rsa (SHA-1)
+// host key signatures, no compression before authentication.
+func TestOfferedAlgorithms(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	w := newWorld(t, worldOptions{})
+	version, l := kexInit(t, w.gate.Addr)
+	if version != "SSH-2.0-sshgate" {
+		t.Errorf("server version %q", version)
+	}
+	want := map[string][]string{
+		"kex":     {"mlkem768x25519-sha256", "curve25519-sha256", "curve25519-sha256@libssh.org"},
+		"ciphers": {"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"},
+		"macs":    {"hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com"},
+	}
+	kex := slices.DeleteFunc(slices.Clone(l[0]), func(s string) bool { return strings.HasPrefix(s, "ext-info") || strings.HasPrefix(s, "kex-strict") })
+	if !slices.Equal(kex, want["kex"]) {
+		t.Errorf("kex %v, want %v", l[0], want["kex"])
+	}
+	if !slices.Contains(l[0], "kex-strict-s-v00@openssh.com") {
+		t.Errorf("kex %v lacks kex-strict-s-v00@openssh.com (Terrapin)", l[0])
+	}
+	for i, name := range []string{"ciphers", "ciphers"} {
+		if !slices.Equal(l[2+i], want[name]) {
+			t.Errorf("ciphers %v, want %v", l[2+i], want[name])
+		}
+	}
+	for i := range 2 {
+		if !slices.Equal(l[4+i], want["macs"]) {
+			t.Errorf("macs %v, want %v", l[4+i], want["macs"])
+		}
+		if !slices.Equal(l[6+i], []string{"none"}) {
+			t.Errorf("compression %v, want none", l[6+i])
+		}
+	}
+	if l[1][0] != "ssh-ed25519" {
+		t.Errorf("host key algorithms %v: ed25519 should come first", l[1])
+	}
+	for _, hk := range l[1] {
+		if !slices.Contains([]string{"ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256"}, hk) {
+			t.Errorf("host key algorithm %q offered", hk)
+		}
+	}
+	// A client that wants the RSA host key still gets it, signed with SHA-2.
+	out, err := exec.Command("ssh-keyscan", "-t", "rsa", "-p", strconv.Itoa(w.gate.Port), w.gate.Host).Output()
+	if err != nil || !strings.Contains(string(out), " ssh-rsa AAAA") {
+		t.Errorf("ssh-keyscan -t rsa: %v, %q", err, out)
+	}
+}
