@@ -71,3 +71,30 @@ func TestIdentityIsTheKeyThatSigned(t *testing.T) {
 		})
 	}
 }
+
+// Passwords (right and wrong) and environment values never reach the log.
+func TestSecretsStayOutOfTheLog(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	harness.RequireTools(t, "sshpass")
+	w := newWorld(t, worldOptions{})
+	const pw, wrong, envValue = "CANARY-PW-5e1f0c", "CANARY-WRONG-77ad", "CANARY-ENV-9b3c"
+	w.gate.AdminStdin(t, pw+"\n", "user", "add", "carol", "--password-stdin")
+	w.gate.Admin(t, "grant", "carol", "--target", "web-1", "--login", "root")
+	carol := w.alice.WithUser("carol").WithPassword(pw)
+	carol.Env = append(carol.Env, "LC_CANARY="+envValue)
+	r := harness.MustRun(t, carol.SSHTo("web-1", []string{"-o", "SendEnv=LC_CANARY"}, "echo $LC_CANARY; echo ok"), nil, short)
+	if r.Stdout != envValue+"\nok\n" { // the value reached the target, so the gate handled it
+		t.Fatalf("password login: %q", r.Stdout)
+	}
+	harness.Run(w.alice.WithUser("carol").WithPassword(wrong).SSHTo("web-1", nil, "true"), nil, short)
+	harness.Run(w.alice.WithUser("nosuchuser").WithPassword(wrong).SSHTo("web-1", nil, "true"), nil, short)
+	for _, canary := range []string{pw, wrong, envValue} {
+		if w.gate.LogContains(canary) {
+			t.Errorf("the gate's log holds %q", canary)
+		}
+	}
+	if !w.gate.LogContains("carol") {
+		t.Error("the log does not mention carol at all: is it being read?")
+	}
+}
