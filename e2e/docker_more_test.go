@@ -398,8 +398,8 @@ func TestDockerContainerRemovedMidSession(t *testing.T) {
 		t.Errorf("stdout %q: the command ran to its end", s.stdout.String())
 	}
 	line := oneLine(t, "stderr", s.stderr.String())
-	if !strings.HasPrefix(line, "sshgate: ") || !strings.Contains(line, name) {
-		t.Errorf("stderr %q: want one `sshgate: ...` line naming target %s", line, name)
+	if want := "sshgate: container for " + name + " was removed"; line != want {
+		t.Errorf("stderr %q: want %q", line, want)
 	}
 	noGoError(t, "container removed", line)
 	waitNoContainers(t, name, 30*time.Second)

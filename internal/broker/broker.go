@@ -70,7 +70,7 @@ type conn struct {
 	mu       sync.Mutex
 	ups      []*upConn // every target connection opened, for closing at the end
 	sessions int       // session channels open now (limits.max_sessions)
-	channels int // all channels open now (maxChannels)
+	channels int       // all channels open now (maxChannels)
 	wg       sync.WaitGroup
 }
 
@@ -105,8 +105,9 @@ type upConn struct {
 	client  ssh.Conn
 	permit  policy.Permit
 	release func(context.Context) error
-	done    chan struct{}  // closed when the target connection ends
-	wg      sync.WaitGroup // channels the target opened toward the user
+	ended   func(context.Context) string // why the target went away, if the backend knows
+	done    chan struct{}                // closed when the target connection ends
+	wg      sync.WaitGroup               // channels the target opened toward the user
 	once    sync.Once
 }
 
@@ -296,7 +297,7 @@ func (c *conn) dial(p policy.Permit) (*upConn, error) {
 	}
 	_ = u.Conn.SetDeadline(time.Time{})
 	c.log.Info("target connected", "target", name, "login", p.Login, "kind", p.Target.Kind, "took", time.Since(start).Round(time.Millisecond))
-	up := &upConn{client: client, permit: p, done: make(chan struct{}), release: u.Release}
+	up := &upConn{client: client, permit: p, done: make(chan struct{}), release: u.Release, ended: u.Ended}
 	go c.fromUpstream(up, chans, reqs)
 	c.mu.Lock()
 	c.ups = append(c.ups, up)

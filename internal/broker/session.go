@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
@@ -160,7 +162,15 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.start.Type, "pty", s.pty != nil)
 	res := relay.Session(ch, reqs, upCh, upReqs, c.filter, nil, func(res relay.Result) {
 		if res.ExitStatus == nil && res.ExitSignal == "" {
-			c.message(ch, s, fmt.Sprintf("connection to target %q lost", p.Target.Name))
+			msg := fmt.Sprintf("connection to target %q lost", p.Target.Name)
+			if up.ended != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				if why := up.ended(ctx); why != "" {
+					msg = why
+				}
+				cancel()
+			}
+			c.message(ch, s, msg)
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
 		}
 	})

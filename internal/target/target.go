@@ -28,6 +28,10 @@ type Upstream struct {
 	Conn    net.Conn
 	Client  *ssh.ClientConfig           // HostKeyCallback is never insecure
 	Release func(context.Context) error // idempotent; nil when there is nothing to release
+	// Ended, if not nil, says why the target went away when its connection
+	// was lost mid-session ("container for web-1 ran out of memory"), as a
+	// line fit for the user, or "" when it knows nothing notable.
+	Ended func(context.Context) string
 }
 
 // Backend makes a target reachable. Errors returned are *gate.PublicError

@@ -813,15 +813,21 @@ func (b *Backend) connectOwned(ctx context.Context, bx *box, login string, log *
 // broker sees EOF and calls Release, which says why in the log.
 func (b *Backend) upstream(bx *box, conn net.Conn, login string, log *slog.Logger, release func(context.Context) error) *target.Upstream {
 	since := time.Now()
-	var once sync.Once
+	var once, endOnce sync.Once
 	var rerr error
+	var why string
+	report := func(ctx context.Context, settle bool) string {
+		endOnce.Do(func() { why = b.reportEnd(ctx, bx, since, log, settle) })
+		return why
+	}
 	return &target.Upstream{
 		Conn:   conn,
 		Client: b.clientConfig(bx, login),
+		Ended:  func(ctx context.Context) string { return report(ctx, true) },
 		Release: func(ctx context.Context) error {
 			once.Do(func() {
 				conn.Close()
-				b.reportEnd(ctx, bx, since, log)
+				report(ctx, false)
 				rerr = release(ctx)
 				if rerr != nil {
 					log.Error("release container", "container", bx.name, "err", rerr)
@@ -837,25 +843,41 @@ func (b *Backend) upstream(bx *box, conn net.Conn, login string, log *slog.Logge
 // events since the connection began: the kernel may have killed a session
 // process and left the container running), or exited non-zero. A
 // per-connection agent exiting 0 at the end of its connection is normal.
-func (b *Backend) reportEnd(ctx context.Context, bx *box, since time.Time, log *slog.Logger) {
+// reportEnd logs what happened to the container during the session and
+// returns it as a line for the user ("" when nothing notable happened).
+// With settle, the connection to the agent was lost: the engine's state may
+// lag the kill by a moment, so a container still shown running is asked
+// again for up to two seconds.
+func (b *Backend) reportEnd(ctx context.Context, bx *box, since time.Time, log *slog.Logger, settle bool) string {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := b.api.ContainerInspect(ictx, bx.id)
-	if cerrdefs.IsNotFound(err) {
+	for deadline := time.Now().Add(2 * time.Second); settle && time.Now().Before(deadline) &&
+		(err == nil && st.State != nil && st.State.Running || err != nil && !cerrdefs.IsNotFound(err)); {
+		select {
+		case <-ictx.Done():
+			return ""
+		case <-time.After(50 * time.Millisecond):
+		}
+		st, err = b.api.ContainerInspect(ictx, bx.id)
+	}
+	if cerrdefs.IsNotFound(err) || err == nil && st.State != nil && (st.State.Status == "removing" || st.State.Dead) {
 		log.Warn("container was removed during the session", "container", bx.name)
-		return
+		return fmt.Sprintf("container for %s was removed", bx.target)
 	}
 	if err != nil || st.State == nil {
-		return
+		return ""
 	}
 	if ooms := b.oomEvents(ictx, bx.id, since); ooms > 0 || st.State.OOMKilled {
 		log.Warn("container ran out of memory during the session", "container", bx.name, "oom_events", ooms,
 			"running", st.State.Running, "exit_code", st.State.ExitCode, "memory_limit", st.HostConfig.Memory)
-		return
+		return fmt.Sprintf("container for %s ran out of memory", bx.target)
 	}
 	if !st.State.Running && (st.State.ExitCode != 0 || bx.keeper) {
 		log.Warn("container ended during the session", "container", bx.name, "exit_code", st.State.ExitCode, "error", st.State.Error)
+		return fmt.Sprintf("container for %s stopped (exit code %d)", bx.target, st.State.ExitCode)
 	}
+	return ""
 }
 
 // oomEvents counts the engine's oom events for id since t.

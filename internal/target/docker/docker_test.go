@@ -717,6 +717,9 @@ func TestContainerRemovedMidSession(t *testing.T) {
 	if err := c.Wait(); err == nil {
 		t.Log("connection closed cleanly")
 	}
+	if why := up.Ended(context.Background()); why != "container for gone was removed" {
+		t.Errorf("Ended = %q, want the removal named", why)
+	}
 	up.Release(context.Background())
 	if !strings.Contains(e.logs.String(), "container was removed during the session") {
 		t.Error("the log does not say the container was removed")
@@ -738,6 +741,9 @@ func TestOOMKill(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("a 200 MB allocation in a 32 MiB container succeeded")
+	}
+	if why := up.Ended(context.Background()); why != "container for oom ran out of memory" {
+		t.Errorf("Ended = %q, want the OOM named", why)
 	}
 	up.Release(context.Background())
 	if !strings.Contains(e.logs.String(), "container ran out of memory during the session") {
