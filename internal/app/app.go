@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 
@@ -162,22 +163,26 @@ func firstRunHint(w io.Writer, data string, addr net.Addr) {
 		w = os.Stderr
 	}
 	_, port, _ := net.SplitHostPort(addr.String())
+	self := "sshgate"
+	if len(os.Args) > 0 && strings.Contains(os.Args[0], "/") {
+		self = os.Args[0] // as invoked, e.g. bin/sshgate after `make run`
+	}
 	fmt.Fprintf(w, `
 sshgate is running, and has no users yet. In another terminal:
 
-  sshgate --data %[1]s user add me
-  sshgate --data %[1]s key add me ~/.ssh/id_ed25519.pub
-  sshgate --data %[1]s env add dev
-  sshgate --data %[1]s target add box --env dev --upstream HOST:22 --login USER --scan-host-key
-  sshgate --data %[1]s grant me --env dev
-  sshgate --data %[1]s gate-key        # put this line in USER's ~/.ssh/authorized_keys on HOST
+  %[3]s --data %[1]s user add me
+  %[3]s --data %[1]s key add me ~/.ssh/id_ed25519.pub
+  %[3]s --data %[1]s env add dev
+  %[3]s --data %[1]s target add box --env dev --upstream HOST:22 --login USER --scan-host-key
+  %[3]s --data %[1]s grant me --env dev
+  %[3]s --data %[1]s gate-key        # put this line in USER's ~/.ssh/authorized_keys on HOST
 
 then connect:
 
   ssh -p %[2]s me+box@127.0.0.1        # straight into box
   ssh -p %[2]s me@127.0.0.1 ls         # what you may reach
 
-`, data, port)
+`, data, port, self)
 }
 
 // gcPercent is the gate's GOGC unless the environment sets one. x/crypto
