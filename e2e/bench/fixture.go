@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
 )
 
 // repoRoot is the directory holding go.mod, searched upwards from the
@@ -118,7 +120,7 @@ func startSSHD(ctx context.Context, dir, logLevel string, authorized []string) (
 // sessionPSS sums the proportional set size of the sshd processes serving
 // connections (not the listener, not the commands they run).
 func (s *sshd) sessionPSS() (kib int64, procs int) {
-	for _, p := range descendants(s.pid()) {
+	for _, p := range harness.Descendants(s.pid()) {
 		if c := comm(p); c == "sshd" || c == "sshd-session" {
 			kib += pssKiB(p)
 			procs++

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"github.com/sshgate/sshgate/e2e/harness"
 )
 
 // idleClient holds open connections, each with one session running sleep.
@@ -102,7 +103,7 @@ func openIdle(ctx context.Context, addr, login, keyFile, hostKeyFile string, n i
 // sleepers lists the `sleep` processes below the sshd.
 func (s *sshd) sleepers() []int {
 	var out []int
-	for _, p := range descendants(s.pid()) {
+	for _, p := range harness.Descendants(s.pid()) {
 		if comm(p) == "sleep" {
 			out = append(out, p)
 		}

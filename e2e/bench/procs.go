@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
 )
 
 // server is a long-lived process the bench started (sshd or a gate). It runs
@@ -115,7 +117,7 @@ func (s *server) kill() {
 		return
 	}
 	pid := s.cmd.Process.Pid
-	kids := descendants(pid)
+	kids := harness.Descendants(pid)
 	if s.alive() {
 		syscall.Kill(-pid, syscall.SIGTERM)
 		select {
@@ -124,7 +126,7 @@ func (s *server) kill() {
 		}
 	}
 	syscall.Kill(-pid, syscall.SIGKILL)
-	for _, k := range append(kids, descendants(pid)...) {
+	for _, k := range append(kids, harness.Descendants(pid)...) {
 		syscall.Kill(k, syscall.SIGKILL)
 	}
 	<-s.done
@@ -286,41 +288,4 @@ func kbField(file, key string) int64 {
 func comm(pid int) string {
 	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	return strings.TrimSpace(string(data))
-}
-
-// descendants lists the pids of every process below pid.
-func descendants(pid int) []int {
-	children := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		children[ppid] = append(children[ppid], p)
-	}
-	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		for _, c := range children[p] {
-			out = append(out, c)
-			walk(c)
-		}
-	}
-	walk(pid)
-	return out
 }
