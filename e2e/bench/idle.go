@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
 	"github.com/sshgate/sshgate/e2e/harness"
 )
 
