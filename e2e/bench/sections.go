@@ -229,31 +229,11 @@ func profileTransfer(ctx context.Context, o *opts, c xferCase, src, dst, work st
 // timeSSH runs ssh DEST remote... and returns the time to the first byte on
 // stdout and to exit.
 func timeSSH(ctx context.Context, ep *endpoint, remote ...string) (first, exit time.Duration, err error) {
-	cmd := ep.ssh(ctx, nil, remote...)
-	stdout, err := cmd.StdoutPipe()
+	first, exit, err = timeCmd(ep.ssh(ctx, nil, remote...))
 	if err != nil {
-		return 0, 0, err
+		err = fmt.Errorf("via %s: %w", ep.label, err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return 0, 0, err
-	}
-	var b [1]byte
-	if n, _ := stdout.Read(b[:]); n > 0 {
-		first = time.Since(start)
-	}
-	io.Copy(io.Discard, stdout)
-	err = cmd.Wait()
-	exit = time.Since(start)
-	if first == 0 {
-		first = exit
-	}
-	if err != nil {
-		return first, exit, fmt.Errorf("ssh %v via %s: %v: %s", remote, ep.label, err, stderr.String())
-	}
-	return first, exit, nil
+	return first, exit, err
 }
 
 type latency struct {
