@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -426,13 +425,3 @@ func (c *conn) logPublic(err error) {
 		c.log.Warn(pe.Public, "ref", pe.Ref, "err", pe.Cause)
 	}
 }
-
-func localHostPort(a net.Addr) (string, string) {
-	h, p, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String(), "22"
-	}
-	return h, p
-}
-
-func netSplit(a string) (string, string, error) { return net.SplitHostPort(a) }

@@ -3,9 +3,9 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -338,12 +338,14 @@ func (c *conn) command(out io.Writer, args []string) int {
 
 // advertise is the host and port users reach the gate at.
 func (c *conn) advertise() (string, string) {
-	if a := c.b.cfg.Advertise; a != "" {
-		if h, p, err := splitHostPortDefault(a); err == nil {
-			return h, p
-		}
+	if h, p, ok := c.b.cfg.AdvertiseHostPort(); ok {
+		return h, p
 	}
-	return localHostPort(c.sc.LocalAddr())
+	h, p, err := net.SplitHostPort(c.sc.LocalAddr().String())
+	if err != nil {
+		return c.sc.LocalAddr().String(), "22"
+	}
+	return h, p
 }
 
 // menu lets a PTY user pick a target from a numbered list.
@@ -431,19 +433,6 @@ type crlfWriter struct{ w io.Writer }
 func (c crlfWriter) Write(p []byte) (int, error) {
 	_, err := c.w.Write([]byte(strings.ReplaceAll(string(p), "\n", "\r\n")))
 	return len(p), err
-}
-
-var errBadAdvertise = errors.New("bad advertise address")
-
-func splitHostPortDefault(a string) (string, string, error) {
-	if !strings.Contains(a, ":") {
-		return a, "22", nil
-	}
-	h, p, err := netSplit(a)
-	if err != nil {
-		return "", "", errBadAdvertise
-	}
-	return h, p, nil
 }
 
 // loginLabel shows the empty login (a container's own user) readably.

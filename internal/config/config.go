@@ -140,6 +140,9 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%q is not HOST:PORT", c.Listen)
 	}
+	if _, _, ok := c.AdvertiseHostPort(); c.Advertise != "" && (!ok || strings.ContainsAny(c.Advertise, " \t\n/@")) {
+		bad("advertise", "%q is not HOST or HOST:PORT", c.Advertise)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -200,6 +203,23 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AdvertiseHostPort splits advertise ("host" or "host:port", port 22 when
+// none is given). ok is false when advertise is empty or malformed.
+func (c Config) AdvertiseHostPort() (host, port string, ok bool) {
+	a := c.Advertise
+	if a == "" {
+		return "", "", false
+	}
+	if !strings.Contains(a, ":") {
+		return a, "22", true
+	}
+	h, p, err := net.SplitHostPort(a)
+	if err != nil || h == "" || p == "" {
+		return "", "", false
+	}
+	return h, p, true
 }
 
 // EnvAllowed reports whether an env request for name may pass to a target.

@@ -20,6 +20,10 @@ func TestLoadAndValidate(t *testing.T) {
 	}{
 		{"empty file", "", nil},
 		{"override", "listen: 0.0.0.0:22\nlimits:\n  login_grace: 10s\n", nil},
+		{"advertise host", "advertise: gate.example.com\n", nil},
+		{"advertise host:port", "advertise: gate.example.com:2222\n", nil},
+		{"advertise bad", "advertise: \"gate.example.com:\"\n", []string{"advertise:"}},
+		{"advertise url", "advertise: ssh://gate/x\n", []string{"advertise:"}},
 		{"unknown key", "lissen: x\n", []string{"lissen"}},
 		{"bad duration", "limits:\n  login_grace: ten\n", []string{`"ten" is not a duration`}},
 		{"every problem", "listen: nope\nlog:\n  level: loud\nssh:\n  ciphers: [3des-cbc]\nlimits:\n  max_auth_tries: 0\nenv_allow: [\"A=B\"]\n",
@@ -58,6 +62,21 @@ func TestEnvAllowed(t *testing.T) {
 	for name, want := range map[string]bool{"LANG": true, "LC_ALL": true, "LC_CTYPE": true, "LD_PRELOAD": false, "BASH_ENV": false, "TERM": false, "PATH": false} {
 		if got := c.EnvAllowed(name); got != want {
 			t.Errorf("EnvAllowed(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestAdvertiseHostPort(t *testing.T) {
+	for in, want := range map[string][3]string{
+		"":             {"", "", "false"},
+		"gate.example": {"gate.example", "22", "true"},
+		"gate:2222":    {"gate", "2222", "true"},
+		"[::1]:2222":   {"::1", "2222", "true"},
+		"gate:":        {"", "", "false"},
+	} {
+		h, p, ok := Config{Advertise: in}.AdvertiseHostPort()
+		if got := [3]string{h, p, map[bool]string{true: "true", false: "false"}[ok]}; got != want {
+			t.Errorf("AdvertiseHostPort(%q) = %v, want %v", in, got, want)
 		}
 	}
 }
