@@ -18,10 +18,28 @@ import (
 type Filter func(req *ssh.Request) bool
 
 // Counters hold the bytes moved in each direction. Safe to read while the
-// relay runs.
+// relay runs. Tap, if set before the relay starts, sees the data too.
 type Counters struct {
 	In  atomic.Int64 // user -> target
 	Out atomic.Int64 // target -> user (stdout and stderr)
+	Tap Tap
+}
+
+// Stream names one direction of a relayed channel's data.
+type Stream uint8
+
+const (
+	ToTarget     Stream = iota // user -> target (a session's stdin)
+	ToUser                     // target -> user (stdout)
+	ToUserStderr               // target -> user, extended data 1 (stderr)
+)
+
+// Tap sees a copy of the data a relay moves, after it was written on, for
+// audit parsers and session recorders. Data is called from the copying
+// goroutines: in order within a stream, concurrently across streams. It must
+// not block and must not keep p after it returns.
+type Tap interface {
+	Data(s Stream, p []byte)
 }
 
 // Result is what a finished relay reports.
@@ -41,7 +59,7 @@ const (
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, largeBuf); return &b }}
 
-func copyCounted(dst io.Writer, src io.Reader, n *atomic.Int64) {
+func copyCounted(dst io.Writer, src io.Reader, n *atomic.Int64, tap Tap, s Stream) {
 	small := make([]byte, smallBuf)
 	var large *[]byte
 	defer func() {
@@ -58,6 +76,9 @@ func copyCounted(dst io.Writer, src io.Reader, n *atomic.Int64) {
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			n.Add(int64(nw))
+			if tap != nil && nw > 0 {
+				tap.Data(s, buf[:nw])
+			}
 			if werr != nil {
 				return
 			}
@@ -104,7 +125,7 @@ func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 
 	// user -> target, then EOF.
 	go func() {
-		copyCounted(up, down, &c.In)
+		copyCounted(up, down, &c.In, c.Tap, ToTarget)
 		_ = up.CloseWrite()
 	}()
 
@@ -121,8 +142,8 @@ func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 			close(outDone)
 		}
 	}
-	go func() { defer copied(); copyCounted(down, up, &c.Out) }()
-	go func() { defer copied(); copyCounted(down.Stderr(), up.Stderr(), &c.Out) }()
+	go func() { defer copied(); copyCounted(down, up, &c.Out, c.Tap, ToUser) }()
+	go func() { defer copied(); copyCounted(down.Stderr(), up.Stderr(), &c.Out, c.Tap, ToUserStderr) }()
 
 	// user requests -> target. When the user's channel closes, close the target's.
 	downDone := make(chan struct{})

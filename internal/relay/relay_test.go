@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,12 @@ func newPair(t *testing.T) pair {
 // user's channel, the target's channel and the relay's result.
 func relayed(t *testing.T, session bool, filter Filter, hook func(ssh.Channel, Result)) (user ssh.Channel, userReqs <-chan *ssh.Request, tgt ssh.Channel, tgtReqs <-chan *ssh.Request, res <-chan Result) {
 	t.Helper()
+	return relayedCounted(t, session, filter, hook, nil)
+}
+
+// relayedCounted is relayed with the relay's Counters (and Tap) given.
+func relayedCounted(t *testing.T, session bool, filter Filter, hook func(ssh.Channel, Result), c *Counters) (user ssh.Channel, userReqs <-chan *ssh.Request, tgt ssh.Channel, tgtReqs <-chan *ssh.Request, res <-chan Result) {
+	t.Helper()
 	front, back := newPair(t), newPair(t)
 	out := make(chan Result, 1)
 	type opened struct {
@@ -95,9 +102,9 @@ func relayed(t *testing.T, session bool, filter Filter, hook func(ssh.Channel, R
 			hooks = append(hooks, func(r Result) { hook(down, r) })
 		}
 		if session {
-			out <- Session(down, downReqs, up, upReqs, filter, nil, hooks...)
+			out <- Session(down, downReqs, up, upReqs, filter, c, hooks...)
 		} else {
-			out <- Channels(down, downReqs, up, upReqs, filter, nil, hooks...)
+			out <- Channels(down, downReqs, up, upReqs, filter, c, hooks...)
 		}
 	}()
 	go func() {
@@ -231,5 +238,58 @@ func TestSessionLastWords(t *testing.T) {
 	readAll(t, user)
 	if got := <-stderr; string(got) != "target lost\n" {
 		t.Fatalf("stderr %q, want the hook's line", got)
+	}
+}
+
+// tapRecorder keeps what a Tap saw, per stream.
+type tapRecorder struct {
+	mu  sync.Mutex
+	got [3]bytes.Buffer
+}
+
+func (r *tapRecorder) Data(s Stream, p []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.got[s].Write(p)
+}
+
+func (r *tapRecorder) stream(s Stream) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[s].String()
+}
+
+// A Tap sees every byte of each stream, in order, and the counters agree.
+func TestTapSeesEveryStream(t *testing.T) {
+	rec := &tapRecorder{}
+	c := &Counters{Tap: rec}
+	user, _, tgt, _, res := relayedCounted(t, true, nil, nil, c)
+	in := string(bytes.Repeat([]byte("i"), 200<<10)) + "end"
+	out := bytes.Repeat([]byte("o"), 300<<10)
+	go func() { user.Write([]byte(in)); user.CloseWrite() }()
+	if got := readAll(t, tgt); string(got) != in {
+		t.Fatalf("target got %d bytes, want %d", len(got), len(in))
+	}
+	go func() {
+		tgt.Write(out)
+		tgt.Stderr().Write([]byte("warn"))
+		tgt.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{0}))
+		tgt.Close()
+	}()
+	if got := readAll(t, user); !bytes.Equal(got, out) {
+		t.Fatalf("user got %d bytes, want %d", len(got), len(out))
+	}
+	<-res
+	if got := rec.stream(ToTarget); got != in {
+		t.Errorf("tap ToTarget: %d bytes, want %d", len(got), len(in))
+	}
+	if got := rec.stream(ToUser); got != string(out) {
+		t.Errorf("tap ToUser: %d bytes, want %d", len(got), len(out))
+	}
+	if got := rec.stream(ToUserStderr); got != "warn" {
+		t.Errorf("tap ToUserStderr: %q, want %q", got, "warn")
+	}
+	if c.In.Load() != int64(len(in)) || c.Out.Load() != int64(len(out)+4) {
+		t.Errorf("counters in=%d out=%d, want %d %d", c.In.Load(), c.Out.Load(), len(in), len(out)+4)
 	}
 }
