@@ -328,8 +328,9 @@ func (g *Guard) Run(ctx context.Context) {
 
 // ---- per-account throttling ----
 
+// Account throttling works whether or not source penalties are enabled.
 func (g *Guard) locked(m map[string]*counter, user string) bool {
-	if g == nil || !g.cfg.Enabled {
+	if g == nil {
 		return false
 	}
 	g.mu.Lock()
@@ -340,7 +341,7 @@ func (g *Guard) locked(m map[string]*counter, user string) bool {
 
 // fail counts a failure and reports whether it locked the account.
 func (g *Guard) fail(m map[string]*counter, user string, max int, window, lock time.Duration) bool {
-	if g == nil || !g.cfg.Enabled || max <= 0 {
+	if g == nil || max <= 0 {
 		return false
 	}
 	now := g.now()
