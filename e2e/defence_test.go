@@ -335,3 +335,62 @@ func TestFloodOfHalfOpenConnections(t *testing.T) {
 		t.Errorf("login success rate %.1f%% under the flood, want at least 95%%", 100*rate)
 	}
 }
+
+func TestTOTPSelfServiceEnrol(t *testing.T) {
+	t.Parallel()
+	w := defenceWorld(t, "")
+	// Without a terminal: one line on stderr, exit 2, nothing on stdout.
+	r := harness.Run(w.alice.SSHTo("", nil, "totp", "enroll"), nil, short)
+	if r.Code != 2 || r.Stdout != "" || !strings.Contains(r.Stderr, "needs a terminal") {
+		t.Fatalf("enroll without a pty: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	s := startPTY(t, w.alice.SSHTo("", []string{"-tt"}, "totp", "enroll"), 60, 120)
+	if !s.out.WaitFor("Verification code: ", short) {
+		t.Fatalf("no prompt: %q", s.out.String())
+	}
+	out := s.out.String()
+	i := strings.Index(out, "secret: ")
+	if i < 0 || !strings.Contains(out, "otpauth://totp/sshgate:alice?") || !strings.Contains(out, "▀") {
+		t.Fatalf("no secret, URI or QR code: %q", out)
+	}
+	secret := strings.Fields(out[i+len("secret: "):])[0]
+	fmt.Fprintf(s.ptmx, "123\r") // a typo first
+	if !s.out.WaitFor("not right", short) {
+		t.Fatalf("wrong code not refused: %q", s.out.String())
+	}
+	code, _ := totp.Code(secret, time.Now().Add(-totp.Period))
+	fmt.Fprintf(s.ptmx, "%s\r", code)
+	select {
+	case err := <-s.done:
+		if err != nil || !strings.Contains(s.out.String(), "Enrolled") {
+			t.Fatalf("enroll: %v: %q", err, s.out.String())
+		}
+	case <-time.After(short):
+		t.Fatalf("enroll did not end: %q", s.out.String())
+	}
+	if r := batchLogin(w.alice, "web-1"); r.Code != 255 {
+		t.Fatalf("after self-service enrolment a key alone still works: exit %d", r.Code)
+	}
+	asked, ok, out := codeLogin(t, w.alice, "web-1", func() string { c, _ := totp.Code(secret, time.Now()); return c })
+	if !asked || !ok {
+		t.Fatalf("login with a code after self-service enrolment: asked %v ok %v: %q", asked, ok, out)
+	}
+	// Enrolling again is refused.
+	s = startPTY(t, w.alice.WithOpts("BatchMode=no", "KbdInteractiveAuthentication=yes").SSHTo("", []string{"-tt"}, "totp", "enroll"), 60, 120)
+	if !s.out.WaitFor("Verification code:", short) {
+		t.Fatalf("no code asked at login: %q", s.out.String())
+	}
+	// The code just used is spent: wait for the next step.
+	first := totp.Step(time.Now())
+	harness.Eventually(2*totp.Period, func() bool { return totp.Step(time.Now()) > first })
+	code, _ = totp.Code(secret, time.Now())
+	fmt.Fprintf(s.ptmx, "%s\r", code)
+	select {
+	case err := <-s.done:
+		if err == nil || !strings.Contains(s.out.String(), "already enrolled") {
+			t.Fatalf("second enrolment: %v: %q", err, s.out.String())
+		}
+	case <-time.After(short):
+		t.Fatalf("second enroll did not end: %q", s.out.String())
+	}
+}

@@ -129,6 +129,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	au.Install(sc)
 	br := broker.New(cfg, st, backends, log)
+	enableTOTPEnrol(br, au)
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,

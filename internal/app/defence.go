@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/sshgate/sshgate/internal/auth"
+	"github.com/sshgate/sshgate/internal/broker"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/penalty"
@@ -48,4 +49,12 @@ func (a guardAdapter) Observe(ip netip.Addr, o sshd.Outcome) {
 	e := map[sshd.Outcome]penalty.Event{sshd.Authenticated: penalty.AuthOK, sshd.AuthFailed: penalty.AuthFail,
 		sshd.NoAuth: penalty.NoAuth, sshd.GraceExceeded: penalty.GraceExceeded, sshd.Refused: penalty.Refused}[o]
 	a.g.Observe(ip, e)
+}
+
+// enableTOTPEnrol lets users enrol themselves (`ssh -t USER@GATE totp enroll`)
+// when the second factor is on.
+func enableTOTPEnrol(br *broker.Broker, au *auth.Authenticator) {
+	if f := au.SecondFactor(); f != nil {
+		br.SetTOTPEnroller(f)
+	}
 }

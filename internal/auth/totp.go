@@ -22,6 +22,7 @@ type TOTPStore interface {
 	UseTOTPStep(ctx context.Context, user string, step int64) (bool, error)
 	GetTarget(ctx context.Context, name string) (store.Target, error)
 	GetTOTPMode(ctx context.Context, env, target string) (string, error)
+	PutTOTP(ctx context.Context, t store.TOTP) error
 }
 
 // Throttle is per-account throttling (package penalty).
@@ -71,6 +72,9 @@ func NewSecondFactor(st TOTPStore, cfg TOTPConfig, throttle Throttle, a *Authent
 
 // SetSecondFactor makes a successful first factor ask for a code where due.
 func (a *Authenticator) SetSecondFactor(f *SecondFactor) { a.second = f }
+
+// SecondFactor is the TOTP step set with SetSecondFactor, or nil.
+func (a *Authenticator) SecondFactor() *SecondFactor { return a.second }
 
 // SetThrottle installs per-account password throttling.
 func (a *Authenticator) SetThrottle(t Throttle) { a.throttle = t }
@@ -256,3 +260,42 @@ func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInter
 }
 
 var errPasswordLocked = errors.New("password authentication locked")
+
+// Enrolled reports whether user has an active TOTP enrolment.
+func (f *SecondFactor) Enrolled(ctx context.Context, user string) (bool, error) {
+	t, err := f.st.GetTOTP(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return t.Active, nil
+}
+
+// Enrol activates secret for user when code is valid for it (self-service
+// enrolment); the code's step counts as used. Wrong codes are throttled like
+// wrong codes at login.
+func (f *SecondFactor) Enrol(ctx context.Context, user, secret, code string) (bool, error) {
+	if f.throttle != nil && f.throttle.CodeLocked(user) {
+		return false, nil
+	}
+	step, ok := totp.Check(secret, code, f.now())
+	if !ok {
+		if f.throttle != nil {
+			f.throttle.CodeFailed(user)
+		}
+		return false, nil
+	}
+	sealed, err := totp.Seal(f.cfg.Key, user, secret)
+	if err != nil {
+		return false, err
+	}
+	if err := f.st.PutTOTP(ctx, store.TOTP{User: user, Secret: sealed, Active: true, CreatedAt: f.now()}); err != nil {
+		return false, err
+	}
+	if _, err := f.st.UseTOTPStep(ctx, user, step); err != nil {
+		return false, err
+	}
+	return true, nil
+}
