@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -21,27 +22,52 @@ func (e *env) userTOTPCmd() *cobra.Command {
 	var code string
 	enroll := &cobra.Command{
 		Use:   "enroll USER [--code CODE]",
-		Short: "Enrol USER: print the otpauth:// URI and a QR code, then activate on one valid code (stdin or --code)",
+		Short: "Enrol USER: print the otpauth:// URI, a QR code and the secret; active once one valid code is given (stdin, or --code later)",
 		Args:  argsOf([]string{"USER"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			user := args[0]
 			if err := checkName("user", user); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("code") {
-				if _, ok := totp.NormalizeCode(code); !ok {
-					return usagef("user totp enroll %s: --code: want the 6 digits the authenticator shows", user)
-				}
+			withCode := cmd.Flags().Changed("code")
+			if _, ok := totp.NormalizeCode(code); withCode && !ok {
+				return usagef("user totp enroll %s: --code: want the 6 digits the authenticator shows", user)
 			}
 			st, key, err := e.totpStore()
 			if err != nil {
 				return err
 			}
-			if _, err := st.GetUser(cmd.Context(), user); err != nil {
+			ctx := cmd.Context()
+			if _, err := st.GetUser(ctx, user); err != nil {
 				return err
+			}
+			if withCode { // activate the secret an earlier `enroll USER` left pending
+				t, err := st.GetTOTP(ctx, user)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				if t.Pending == "" {
+					return failf("user totp enroll %s: no pending enrolment; run `sshgate user totp enroll %s` first", user, user)
+				}
+				secret, err := totp.Open(key, user, t.Pending)
+				if err != nil {
+					return err
+				}
+				if err := activateTOTP(ctx, st, key, user, secret, code, time.Now()); err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "enrolled %s for TOTP\n", user)
+				return nil
 			}
 			secret, uri, err := totp.Generate(user)
 			if err != nil {
+				return err
+			}
+			sealed, err := totp.Seal(key, user, secret)
+			if err != nil {
+				return err
+			}
+			if err := st.SetPendingTOTP(ctx, user, sealed); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s\n\n", uri)
@@ -49,15 +75,16 @@ func (e *env) userTOTPCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "\nsecret: %s\n", secret)
-			if !cmd.Flags().Changed("code") {
-				fmt.Fprint(e.stderr, "Verification code: ")
-				line, err := bufio.NewReader(e.stdin).ReadString('\n')
-				if err != nil && (err != io.EOF || line == "") {
-					return failf("user totp enroll %s: no verification code on stdin; not enrolled", user)
-				}
-				code = line
+			fmt.Fprint(e.stderr, "Verification code: ")
+			line, err := bufio.NewReader(e.stdin).ReadString('\n')
+			if err != nil && err != io.EOF {
+				return failf("read the verification code: %v", err)
 			}
-			if err := activateTOTP(cmd.Context(), st, key, user, secret, code, time.Now()); err != nil {
+			if strings.TrimSpace(line) == "" {
+				fmt.Fprintf(e.stderr, "\nnot active yet: `sshgate user totp enroll %s --code CODE` activates it\n", user)
+				return nil
+			}
+			if err := activateTOTP(ctx, st, key, user, secret, line, time.Now()); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "enrolled %s for TOTP\n", user)
@@ -113,17 +140,21 @@ func (e *env) userTOTPCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			since := map[string]time.Time{}
+			byUser := map[string]store.TOTP{}
 			for _, t := range enrolled {
-				if t.Active {
-					since[t.User] = t.CreatedAt
-				}
+				byUser[t.User] = t
 			}
 			t := newTable(e.stdout, "USER", "TOTP", "SINCE")
 			for _, u := range users {
-				if s, ok := since[u.Name]; ok {
-					t.row(u.Name, "enrolled", s.Local().Format(time.RFC3339))
-				} else {
+				en, ok := byUser[u.Name]
+				switch {
+				case ok && en.Active && en.Pending != "":
+					t.row(u.Name, "enrolled,pending", en.CreatedAt.Local().Format(time.RFC3339))
+				case ok && en.Active:
+					t.row(u.Name, "enrolled", en.CreatedAt.Local().Format(time.RFC3339))
+				case ok && en.Pending != "":
+					t.row(u.Name, "pending", "-")
+				default:
 					t.row(u.Name, "no", "-")
 				}
 			}
@@ -156,7 +187,7 @@ func (e *env) totpStore() (store.Store, []byte, error) {
 func activateTOTP(ctx context.Context, st store.Store, key []byte, user, secret, code string, now time.Time) error {
 	step, ok := totp.Check(secret, strings.TrimSpace(code), now)
 	if !ok {
-		return failf("user totp enroll %s: wrong verification code; not enrolled (check the device's clock and run enroll again)", user)
+		return failf("user totp enroll %s: wrong verification code; not active (check the device's clock; retry with --code CODE)", user)
 	}
 	sealed, err := totp.Seal(key, user, secret)
 	if err != nil {

@@ -121,7 +121,10 @@ type Store interface {
 	Close() error
 
 	// TOTP second factor and bans (issue 6 part A: TOTP, brute-force and flood defence).
-	PutTOTP(ctx context.Context, t TOTP) error // creates or replaces the user's enrolment (LastStep reset); user must exist
+	PutTOTP(ctx context.Context, t TOTP) error // creates or replaces the user's enrolment (LastStep reset, Pending cleared); user must exist
+	// SetPendingTOTP keeps a sealed secret awaiting its first valid code; an
+	// active enrolment stays as it is until PutTOTP.
+	SetPendingTOTP(ctx context.Context, user, sealed string) error
 	GetTOTP(ctx context.Context, user string) (TOTP, error)
 	ListTOTP(ctx context.Context) ([]TOTP, error)
 	ActivateTOTP(ctx context.Context, user string) error
@@ -146,7 +149,8 @@ type TOTP struct {
 	User      string
 	Secret    string
 	Active    bool
-	LastStep  int64 // the time step of the last accepted code; 0 when none
+	Pending   string // a sealed secret awaiting its first valid code ("" when none)
+	LastStep  int64  // the time step of the last accepted code; 0 when none
 	CreatedAt time.Time
 }
 

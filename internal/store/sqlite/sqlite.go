@@ -87,6 +87,7 @@ CREATE TABLE totp (
 	secret     TEXT NOT NULL,
 	active     INTEGER NOT NULL DEFAULT 0,
 	last_step  INTEGER NOT NULL DEFAULT 0,
+	pending    TEXT NOT NULL DEFAULT '',
 	created_at INTEGER NOT NULL
 );
 CREATE TABLE totp_modes (

@@ -17,8 +17,8 @@ func (s *Store) PutTOTP(ctx context.Context, t store.TOTP) error {
 		if err := requireUser(ctx, tx, t.User); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO totp(user, secret, active, last_step, created_at) VALUES (?, ?, ?, 0, ?)
-			ON CONFLICT(user) DO UPDATE SET secret = excluded.secret, active = excluded.active, last_step = 0, created_at = excluded.created_at`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO totp(user, secret, active, last_step, pending, created_at) VALUES (?, ?, ?, 0, '', ?)
+			ON CONFLICT(user) DO UPDATE SET secret = excluded.secret, active = excluded.active, last_step = 0, pending = '', created_at = excluded.created_at`,
 			t.User, t.Secret, t.Active, toDB(t.CreatedAt))
 		if err != nil {
 			return fmt.Errorf("put totp of %q: %w", t.User, err)
@@ -27,16 +27,32 @@ func (s *Store) PutTOTP(ctx context.Context, t store.TOTP) error {
 	})
 }
 
+func (s *Store) SetPendingTOTP(ctx context.Context, user, sealed string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := requireUser(ctx, tx, user); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO totp(user, secret, active, last_step, pending, created_at) VALUES (?, '', 0, 0, ?, ?)
+			ON CONFLICT(user) DO UPDATE SET pending = excluded.pending`, user, sealed, toDB(time.Time{}))
+		if err != nil {
+			return fmt.Errorf("set pending totp of %q: %w", user, err)
+		}
+		return nil
+	})
+}
+
+const totpColumns = `user, secret, active, pending, last_step, created_at`
+
 func scanTOTP(r scanner) (store.TOTP, error) {
 	var t store.TOTP
 	var created int64
-	err := r.Scan(&t.User, &t.Secret, &t.Active, &t.LastStep, &created)
+	err := r.Scan(&t.User, &t.Secret, &t.Active, &t.Pending, &t.LastStep, &created)
 	t.CreatedAt = fromDB(created)
 	return t, err
 }
 
 func (s *Store) GetTOTP(ctx context.Context, user string) (store.TOTP, error) {
-	t, err := scanTOTP(s.db.QueryRowContext(ctx, `SELECT user, secret, active, last_step, created_at FROM totp WHERE user = ?`, user))
+	t, err := scanTOTP(s.db.QueryRowContext(ctx, `SELECT `+totpColumns+` FROM totp WHERE user = ?`, user))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.TOTP{}, fmt.Errorf("totp of %q: %w", user, store.ErrNotFound)
 	}
@@ -47,7 +63,7 @@ func (s *Store) GetTOTP(ctx context.Context, user string) (store.TOTP, error) {
 }
 
 func (s *Store) ListTOTP(ctx context.Context) ([]store.TOTP, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT user, secret, active, last_step, created_at FROM totp ORDER BY user`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+totpColumns+` FROM totp ORDER BY user`)
 	if err != nil {
 		return nil, fmt.Errorf("list totp: %w", err)
 	}

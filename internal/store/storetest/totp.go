@@ -56,6 +56,25 @@ func testTOTP(t *testing.T, open func(t *testing.T) store.Store) {
 	if l, err := s.ListTOTP(ctx); err != nil || len(l) != 1 || l[0].User != "alice" {
 		t.Fatalf("ListTOTP = %+v, %v", l, err)
 	}
+	// A pending secret leaves the active enrolment alone until it is put.
+	mustOK(t, s.PutTOTP(ctx, store.TOTP{User: "alice", Secret: "sealed2", Active: true}))
+	mustOK(t, s.SetPendingTOTP(ctx, "alice", "pending1"))
+	if got, _ := s.GetTOTP(ctx, "alice"); got.Secret != "sealed2" || !got.Active || got.Pending != "pending1" {
+		t.Fatalf("after pending: %+v", got)
+	}
+	mustOK(t, s.PutTOTP(ctx, store.TOTP{User: "alice", Secret: "pending1", Active: true}))
+	if got, _ := s.GetTOTP(ctx, "alice"); got.Secret != "pending1" || got.Pending != "" {
+		t.Fatalf("after activating the pending secret: %+v", got)
+	}
+	mustOK(t, s.AddUser(ctx, store.User{Name: "bob"}))
+	mustOK(t, s.SetPendingTOTP(ctx, "bob", "pending2"))
+	if got, err := s.GetTOTP(ctx, "bob"); err != nil || got.Active || got.Secret != "" || got.Pending != "pending2" {
+		t.Fatalf("pending only: %+v, %v", got, err)
+	}
+	if err := s.SetPendingTOTP(ctx, "nobody", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("SetPendingTOTP unknown user: %v", err)
+	}
+	mustOK(t, s.RemoveTOTP(ctx, "bob"))
 	mustOK(t, s.RemoveTOTP(ctx, "alice"))
 	if err := s.RemoveTOTP(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("RemoveTOTP twice: %v", err)
