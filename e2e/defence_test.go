@@ -394,3 +394,33 @@ func TestTOTPSelfServiceEnrol(t *testing.T) {
 		t.Fatalf("second enroll did not end: %q", s.out.String())
 	}
 }
+
+// Password spraying: wrong passwords for one account from many sources lock
+// that account's password authentication (answered like a wrong password);
+// its keys keep working, and other accounts are not affected.
+func TestPasswordSprayingLocksAccountPasswords(t *testing.T) {
+	t.Parallel()
+	harness.RequireTools(t, "sshpass")
+	w := defenceWorld(t, "penalties:\n  account:\n    password_failures: 3\n    window: 10m\n    lockout: 10m\n")
+	g := w.gate
+	const pw = "s3cret-Passw0rd"
+	g.AdminStdin(t, pw+"\n", "user", "passwd", "alice", "--password-stdin")
+	g.Admin(t, "user", "add", "carol")
+	g.AdminStdin(t, pw+"\n", "user", "passwd", "carol", "--password-stdin")
+	g.Admin(t, "grant", "carol", "--target", "web-1", "--login", "root")
+	for i := 0; i < 3; i++ {
+		from := fmt.Sprintf("BindAddress=127.0.0.%d", 10+i)
+		if r := batchLogin(w.alice.WithPassword("guess"+fmt.Sprint(i)).WithOpts(from), "web-1"); r.Code == 0 {
+			t.Fatalf("wrong password %d logged in", i)
+		}
+	}
+	if r := batchLogin(w.alice.WithPassword(pw), "web-1"); r.Code == 0 {
+		t.Fatal("right password accepted while the account's passwords are locked")
+	}
+	if r := batchLogin(w.alice, "web-1"); r.Code != 0 {
+		t.Fatalf("alice's key refused during the password lock: exit %d %q", r.Code, r.Stderr)
+	}
+	if r := batchLogin(w.alice.WithUser("carol").WithPassword(pw), "web-1"); r.Code != 0 {
+		t.Fatalf("another account's password refused: exit %d %q", r.Code, r.Stderr)
+	}
+}
