@@ -277,17 +277,24 @@ func (g *Guard) Refresh(ctx context.Context) error {
 		return nil
 	}
 	now := g.now()
-	if _, err := g.bans.PruneBans(ctx, now.Add(-g.cfg.Memory)); err != nil {
-		return err
-	}
 	list, err := g.bans.ListBans(ctx)
 	if err != nil {
 		return err
 	}
+	// Pruning writes: only when there is something to prune.
+	forgotten := now.Add(-g.cfg.Memory)
+	for _, b := range list {
+		if b.Until.Before(forgotten) {
+			if _, err := g.bans.PruneBans(ctx, forgotten); err != nil {
+				return err
+			}
+			break
+		}
+	}
 	known := make(map[netip.Prefix]store.Ban, len(list))
 	for _, b := range list {
 		p, err := netip.ParsePrefix(b.Source)
-		if err != nil {
+		if err != nil || b.Until.Before(forgotten) {
 			continue
 		}
 		known[p] = b
