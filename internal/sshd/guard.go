@@ -111,7 +111,8 @@ func (s *Server) evictLocked() {
 	}
 	victim.evicted = true
 	s.releaseLocked(victim)
-	_ = victim.Close()
+	_ = victim.raw.Close() // not the coalescer's Close, which may wait to flush
+
 }
 
 // observe tells the guard how tc's pre-authentication phase ended (err from

@@ -66,6 +66,7 @@ type Server struct {
 type trackedConn struct {
 	net.Conn
 	authed bool
+	raw    net.Conn // under the write coalescer: closed at once on eviction
 	src    netip.Prefix
 	start  time.Time
 	// under Server.mu:
@@ -164,13 +165,14 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	s.unauth++
 	s.perSource[src]++
-	tc := &trackedConn{Conn: nc, src: src, start: time.Now()}
+	wc := wire.New(nc)
+	tc := &trackedConn{Conn: wc, raw: nc, src: src, start: time.Now()}
 	s.conns[tc] = struct{}{}
 	s.pending[tc] = struct{}{}
 	s.byRemote[nc.RemoteAddr().String()] = tc
 	s.wg.Add(1)
 	s.mu.Unlock()
-	pc := &progressConn{Conn: wire.New(nc), tc: tc}
+	pc := &progressConn{Conn: wc, tc: tc}
 
 	go func() {
 		defer s.wg.Done()
