@@ -72,6 +72,7 @@ func enrolTOTP(t *testing.T, g *harness.Gate, user string) string {
 	if uri == "" || secret == "" || !strings.Contains(uri, "secret="+secret) {
 		t.Fatalf("enroll printed uri %q secret %q; stderr %s", uri, secret, stderr.String())
 	}
+	awayFromStepEdge()
 	code, err := totp.Code(secret, time.Now().Add(-totp.Period))
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +86,15 @@ func enrolTOTP(t *testing.T, g *harness.Gate, user string) string {
 		t.Fatalf("enroll: %v; stdout %q stderr %q", err, rest.String(), stderr.String())
 	}
 	return secret
+}
+
+// awayFromStepEdge waits (at most 2 s) while a TOTP step is about to end, so
+// that a previous-step code typed now is still accepted when it arrives.
+func awayFromStepEdge() {
+	harness.Eventually(3*time.Second, func() bool {
+		into := time.Duration(time.Now().UnixNano()) % totp.Period
+		return into > time.Second && into < totp.Period-2*time.Second
+	})
 }
 
 // codeLogin runs `ssh ... echo hi` under a pty with keyboard-interactive on,
@@ -358,6 +368,7 @@ func TestTOTPSelfServiceEnrol(t *testing.T) {
 	if !s.out.WaitFor("not right", short) {
 		t.Fatalf("wrong code not refused: %q", s.out.String())
 	}
+	awayFromStepEdge()
 	code, _ := totp.Code(secret, time.Now().Add(-totp.Period))
 	fmt.Fprintf(s.ptmx, "%s\r", code)
 	select {
