@@ -122,12 +122,20 @@ func Serve(ctx context.Context, o Options) error {
 		}
 		sc.AddHostKey(k)
 	}
-	auth.New(st, log).Install(sc)
+	au := auth.New(st, log)
+	guard, err := setupDefence(ctx, cfg, dir, st, au, log)
+	if err != nil {
+		return err
+	}
+	au.Install(sc)
 	br := broker.New(cfg, st, backends, log)
+	enableTOTPEnrol(br, au)
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,
 		MaxUnauthPerSource: cfg.Limits.MaxUnauthenticatedPerIP,
+		Handshake:          cfg.Limits.Handshake.D(),
+		Guard:              guard,
 	}, br.Handle, log)
 
 	ln, err := net.Listen("tcp", cfg.Listen)

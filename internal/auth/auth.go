@@ -38,6 +38,9 @@ type Authenticator struct {
 	log     *slog.Logger
 	timeout time.Duration
 	hashing chan struct{} // bounds concurrent password hashes (64 MiB each)
+
+	second   *SecondFactor // TOTP after the first factor (totp.go); nil: none
+	throttle Throttle      // per-account password throttling (totp.go); nil: none
 }
 
 // New returns an Authenticator reading users and keys from users.
@@ -101,7 +104,7 @@ func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicK
 	if _, err := a.users.GetUser(ctx, perms.Extensions[gate.ExtUser]); err != nil {
 		return nil, ErrDenied
 	}
-	return perms, nil
+	return a.afterFirstFactor(conn, perms)
 }
 
 // Password checks a password against the stored hash. Unknown users and users
@@ -120,18 +123,22 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	u, err := a.users.GetUser(ctx, r.User)
+	if err == nil && a.passwordLocked(u.Name) {
+		err = errPasswordLocked // spraying: same answer, same time as a wrong password
+	}
 	if err != nil || u.PasswordHash == "" {
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err != nil && !errors.Is(err, store.ErrNotFound) && err != errPasswordLocked {
 			a.log.Warn("get user failed", "user", r.User, "err", err)
 		}
 		passwd.VerifyDummy(password)
 		return nil, ErrDenied
 	}
 	if !passwd.Verify(u.PasswordHash, password) {
+		a.passwordFailed(u.Name)
 		return nil, ErrDenied
 	}
 	id := &gate.Identity{User: u.Name, Method: "password"}
-	return &ssh.Permissions{Extensions: id.Extensions()}, nil
+	return a.afterFirstFactor(conn, &ssh.Permissions{Extensions: id.Extensions()})
 }
 
 // Identity reads the proven identity of an authenticated connection.

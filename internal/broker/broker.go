@@ -36,6 +36,7 @@ type Store interface {
 
 // Broker serves authenticated connections.
 type Broker struct {
+	totp     TOTPEnroller // self-service TOTP enrolment (totp.go); nil: off
 	store    Store
 	backends map[string]target.Backend
 	cfg      config.Config

@@ -228,6 +228,10 @@ func (c *conn) gateSession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 		c.fail(ch, s, errUsage, 2)
 		return
 	}
+	if c.isTOTPEnroll(cmd.Command) {
+		c.totpEnroll(ch, reqs, s)
+		return
+	}
 	if s.start.WantReply {
 		_ = s.start.Reply(true, nil)
 	}

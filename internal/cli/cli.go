@@ -219,6 +219,8 @@ func (e *env) rootCmd() *cobra.Command {
 		e.revokeCmd(),
 		e.gateKeyCmd(),
 		e.versionCmd(),
+		e.bansCmd(), // issue 6 part A
+		e.mfaCmd(),  // issue 6 part A
 	)
 	return root
 }

@@ -127,7 +127,7 @@ func (e *env) userCmd() *cobra.Command {
 	pw.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the new password from the first line of stdin")
 	pw.Flags().BoolVar(&clear, "clear", false, "remove the password (key login only)")
 
-	cmd.AddCommand(add, list, remove, pw)
+	cmd.AddCommand(add, list, remove, pw, e.userTOTPCmd())
 	return cmd
 }
 

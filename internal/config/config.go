@@ -47,6 +47,10 @@ type Config struct {
 	Limits    Limits   `yaml:"limits"`
 	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
+
+	// issue 6 part A (defence.go): second factor, brute-force and flood defence.
+	MFA       MFA       `yaml:"mfa"`
+	Penalties Penalties `yaml:"penalties"`
 }
 
 type Log struct {
@@ -63,6 +67,7 @@ type SSH struct {
 
 type Limits struct {
 	LoginGrace              Duration `yaml:"login_grace"`         // handshake + authentication deadline
+	Handshake               Duration `yaml:"handshake"`           // version exchange + key exchange deadline (within login_grace)
 	MaxAuthTries            int      `yaml:"max_auth_tries"`      // per connection
 	MaxUnauthenticated      int      `yaml:"max_unauthenticated"` // connections still authenticating, all sources
 	MaxUnauthenticatedPerIP int      `yaml:"max_unauthenticated_per_source"`
@@ -94,6 +99,7 @@ func Defaults() Config {
 		},
 		Limits: Limits{
 			LoginGrace:              Duration(30 * time.Second),
+			Handshake:               Duration(10 * time.Second),
 			MaxAuthTries:            6,
 			MaxUnauthenticated:      256,
 			MaxUnauthenticatedPerIP: 16,
@@ -102,6 +108,9 @@ func Defaults() Config {
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
 		EnvAllow: []string{"LANG", "LC_*"},
+
+		MFA:       defaultMFA(),
+		Penalties: defaultPenalties(),
 	}
 }
 
@@ -202,6 +211,7 @@ func (c Config) Validate() error {
 			bad("env_allow", "%q is not an environment variable name or NAME_* pattern", e)
 		}
 	}
+	c.validateDefence(bad)
 	return errors.Join(errs...)
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -38,6 +39,8 @@ type Limits struct {
 	LoginGrace         time.Duration // deadline for version exchange, kex and auth
 	MaxUnauthenticated int           // connections still authenticating, all sources
 	MaxUnauthPerSource int           // the same, per source address (IPv4 /32, IPv6 /64)
+	Handshake          time.Duration // deadline for version exchange and kex (0: LoginGrace)
+	Guard              Guard         // penalties and bans (guard.go); nil: none
 }
 
 // Server accepts SSH connections.
@@ -51,6 +54,8 @@ type Server struct {
 	unauth    int
 	perSource map[netip.Prefix]int
 	conns     map[*trackedConn]struct{}
+	pending   map[*trackedConn]struct{} // still authenticating
+	byRemote  map[string]*trackedConn   // pending, by remote address, for AuthLogCallback
 	listeners map[net.Listener]struct{}
 	draining  bool
 	wg        sync.WaitGroup
@@ -61,14 +66,27 @@ type Server struct {
 type trackedConn struct {
 	net.Conn
 	authed bool
+	raw    net.Conn // under the write coalescer: closed at once on eviction
+	src    netip.Prefix
+	start  time.Time
+	// under Server.mu:
+	released  bool // no longer counted as unauthenticated
+	evicted   bool // closed to make room under a flood
+	kexDone   bool // the client reached authentication
+	attempted bool // the client tried a real authentication method
+	// set by the reader:
+	progress atomic.Bool // the client has sent at least one byte
 }
 
 // New returns a server. cfg must have host keys and auth callbacks set.
 func New(cfg *ssh.ServerConfig, limits Limits, h Handler, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, limits: limits, handler: h, log: log,
+	s := &Server{limits: limits, handler: h, log: log,
 		perSource: map[netip.Prefix]int{}, conns: map[*trackedConn]struct{}{},
+		pending: map[*trackedConn]struct{}{}, byRemote: map[string]*trackedConn{},
 		listeners: map[net.Listener]struct{}{}, ctx: ctx, cancel: cancel}
+	s.cfg = s.watchAuth(cfg)
+	return s
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -122,60 +140,64 @@ func sourcePrefix(addr net.Addr) netip.Prefix {
 }
 
 func (s *Server) handle(nc net.Conn) {
+	addr := remoteIP(nc.RemoteAddr())
+	if g := s.limits.Guard; g != nil && !g.Allowed(addr) {
+		_ = nc.Close() // banned: not one SSH byte
+		return
+	}
 	src := sourcePrefix(nc.RemoteAddr())
 	s.mu.Lock()
+	if !s.draining && s.unauth >= s.limits.MaxUnauthenticated && s.perSource[src] < s.limits.MaxUnauthPerSource {
+		s.evictLocked()
+	}
 	if s.draining || s.unauth >= s.limits.MaxUnauthenticated || s.perSource[src] >= s.limits.MaxUnauthPerSource {
 		full := !s.draining
+		perSource := s.perSource[src] >= s.limits.MaxUnauthPerSource
 		s.mu.Unlock()
 		if full {
 			s.log.Warn("refusing connection: too many unauthenticated connections", "remote", nc.RemoteAddr().String())
+			if g := s.limits.Guard; g != nil && perSource {
+				go g.Observe(addr, Refused)
+			}
 		}
 		_ = nc.Close()
 		return
 	}
 	s.unauth++
 	s.perSource[src]++
-	nc = wire.New(nc)
-	tc := &trackedConn{Conn: nc}
+	wc := wire.New(nc)
+	tc := &trackedConn{Conn: wc, raw: nc, src: src, start: time.Now()}
 	s.conns[tc] = struct{}{}
+	s.pending[tc] = struct{}{}
+	s.byRemote[nc.RemoteAddr().String()] = tc
 	s.wg.Add(1)
 	s.mu.Unlock()
+	pc := &progressConn{Conn: wc, tc: tc}
 
 	go func() {
 		defer s.wg.Done()
-		released := false
-		release := func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if released {
-				return
-			}
-			released = true
-			s.unauth--
-			if s.perSource[src]--; s.perSource[src] <= 0 {
-				delete(s.perSource, src)
-			}
-		}
 		defer func() {
-			release()
 			s.mu.Lock()
+			s.releaseLocked(tc)
 			delete(s.conns, tc)
 			s.mu.Unlock()
-			_ = nc.Close()
+			_ = pc.Close()
 		}()
 		id := gate.NewID()[:16]
 		log := s.log.With("conn_id", id, "remote", nc.RemoteAddr().String())
-		_ = nc.SetDeadline(time.Now().Add(s.limits.LoginGrace))
-		sc, chans, reqs, err := ssh.NewServerConn(nc, s.cfg)
+		_ = nc.SetDeadline(tc.start.Add(s.handshakeDeadline()))
+		sc, chans, reqs, err := ssh.NewServerConn(pc, s.cfg)
 		if err != nil {
 			log.Debug("handshake failed", "err", err)
+			s.observe(tc, addr, err)
 			return
 		}
 		_ = nc.SetDeadline(time.Time{})
-		release()
 		s.mu.Lock()
+		s.releaseLocked(tc)
 		tc.authed = true
 		s.mu.Unlock()
+		s.observe(tc, addr, nil)
 		log = log.With("user", sc.Permissions.Extensions[gate.ExtUser])
 		log.Info("authenticated", "method", sc.Permissions.Extensions[gate.ExtMethod],
 			"key", sc.Permissions.Extensions[gate.ExtFingerprint], "client", safeVersion(sc.ClientVersion()))
@@ -183,6 +205,22 @@ func (s *Server) handle(nc net.Conn) {
 		_ = sc.Close()
 		log.Info("connection closed")
 	}()
+}
+
+// releaseLocked stops counting tc as unauthenticated (once).
+func (s *Server) releaseLocked(tc *trackedConn) {
+	if tc.released {
+		return
+	}
+	tc.released = true
+	s.unauth--
+	if s.perSource[tc.src]--; s.perSource[tc.src] <= 0 {
+		delete(s.perSource, tc.src)
+	}
+	delete(s.pending, tc)
+	if s.byRemote[tc.RemoteAddr().String()] == tc {
+		delete(s.byRemote, tc.RemoteAddr().String())
+	}
 }
 
 func safeVersion(b []byte) string {

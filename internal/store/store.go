@@ -119,4 +119,54 @@ type Store interface {
 
 	Ping(ctx context.Context) error
 	Close() error
+
+	// TOTP second factor and bans (issue 6 part A: TOTP, brute-force and flood defence).
+	PutTOTP(ctx context.Context, t TOTP) error // creates or replaces the user's enrolment (LastStep reset, Pending cleared); user must exist
+	// SetPendingTOTP keeps a sealed secret awaiting its first valid code; an
+	// active enrolment stays as it is until PutTOTP.
+	SetPendingTOTP(ctx context.Context, user, sealed string) error
+	GetTOTP(ctx context.Context, user string) (TOTP, error)
+	ListTOTP(ctx context.Context) ([]TOTP, error)
+	ActivateTOTP(ctx context.Context, user string) error
+	RemoveTOTP(ctx context.Context, user string) error
+	// UseTOTPStep records step as the user's last accepted code step if it is
+	// later than the one recorded: false means the code was already used.
+	UseTOTPStep(ctx context.Context, user string, step int64) (bool, error)
+	// SetTOTPMode sets (mode "" clears) the TOTP mode of an env or a target:
+	// exactly one of env and target is set.
+	SetTOTPMode(ctx context.Context, env, target, mode string) error
+	GetTOTPMode(ctx context.Context, env, target string) (string, error) // "" when unset
+	PutBan(ctx context.Context, b Ban) error                             // creates or replaces the ban of b.Source
+	GetBan(ctx context.Context, source string) (Ban, error)
+	ListBans(ctx context.Context) ([]Ban, error)                  // expired ones too (they keep the repeat count)
+	RemoveBan(ctx context.Context, source string) error           // ErrNotFound when there is none
+	PruneBans(ctx context.Context, before time.Time) (int, error) // drops bans that ended before
+}
+
+// TOTP is a user's TOTP enrolment. Secret is stored as given (the gate
+// seals it before it gets here). It counts only once Active.
+type TOTP struct {
+	User      string
+	Secret    string
+	Active    bool
+	Pending   string // a sealed secret awaiting its first valid code ("" when none)
+	LastStep  int64  // the time step of the last accepted code; 0 when none
+	CreatedAt time.Time
+}
+
+// TOTP modes of an env or a target.
+const (
+	TOTPAlways = "always" // a code on every connection
+	TOTPNever  = "never"  // no code
+	TOTPGrace  = "grace"  // a code, then none for mfa.totp.grace from the same user, key and address
+)
+
+// Ban refuses connections from Source (an IPv4 /32 or IPv6 /64 prefix)
+// until Until. Count is how many bans the source has earned in a row.
+type Ban struct {
+	Source    string
+	Until     time.Time
+	Reason    string
+	Count     int
+	CreatedAt time.Time
 }

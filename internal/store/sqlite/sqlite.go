@@ -80,6 +80,30 @@ CREATE INDEX grants_user ON grants(user);
 CREATE INDEX grants_env ON grants(env);
 CREATE INDEX grants_target ON grants(target);
 `,
+	// issue 6 part A: TOTP enrolments, per env/target TOTP modes, bans.
+	`
+CREATE TABLE totp (
+	user       TEXT PRIMARY KEY NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+	secret     TEXT NOT NULL,
+	active     INTEGER NOT NULL DEFAULT 0,
+	last_step  INTEGER NOT NULL DEFAULT 0,
+	pending    TEXT NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE totp_modes (
+	env    TEXT UNIQUE REFERENCES envs(name) ON DELETE CASCADE,
+	target TEXT UNIQUE REFERENCES targets(name) ON DELETE CASCADE,
+	mode   TEXT NOT NULL,
+	CHECK ((env IS NULL) <> (target IS NULL))
+);
+CREATE TABLE bans (
+	source     TEXT PRIMARY KEY NOT NULL,
+	until      INTEGER NOT NULL,
+	reason     TEXT NOT NULL DEFAULT '',
+	count      INTEGER NOT NULL DEFAULT 1,
+	created_at INTEGER NOT NULL
+);
+`,
 }
 
 // SchemaVersion is the version Open brings a database to.

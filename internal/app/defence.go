@@ -1,0 +1,60 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+
+	"github.com/sshgate/sshgate/internal/auth"
+	"github.com/sshgate/sshgate/internal/broker"
+	"github.com/sshgate/sshgate/internal/config"
+	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/penalty"
+	"github.com/sshgate/sshgate/internal/sshd"
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/totp"
+)
+
+// setupDefence (issue 6 part A) wires the TOTP second factor and per-account
+// throttling into au, and returns the per-source guard for the SSH server;
+// the guard reads bans back from the store until ctx is done.
+func setupDefence(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, au *auth.Authenticator, log *slog.Logger) (sshd.Guard, error) {
+	p := cfg.Penalties
+	g := penalty.New(penalty.Config{
+		Enabled: p.Enabled, AuthFail: p.AuthFail.D(), NoAuth: p.NoAuth.D(), GraceExceeded: p.GraceExceeded.D(),
+		Refused: p.Refused.D(), Threshold: p.Threshold.D(), Ban: p.Ban.D(), MaxBan: p.MaxBan.D(),
+		Memory: p.Memory.D(), Allow: p.AllowPrefixes(), Refresh: p.Refresh.D(),
+		PasswordFailures: p.Account.PasswordFailures, PasswordWindow: p.Account.Window.D(), PasswordLock: p.Account.Lockout.D(),
+		CodeFailures: cfg.MFA.TOTP.MaxFailures, CodeWindow: cfg.MFA.TOTP.FailureWindow.D(), CodeLock: cfg.MFA.TOTP.Lockout.D(),
+	}, st, log.With("component", "penalty"))
+	go g.Run(ctx)
+	au.SetThrottle(g)
+	if cfg.MFA.TOTP.Required != "never" {
+		key, err := totp.LoadKey(dir.Path)
+		if err != nil {
+			return nil, err
+		}
+		au.SetSecondFactor(auth.NewSecondFactor(st, auth.TOTPConfig{
+			Required: cfg.MFA.TOTP.Required, Grace: cfg.MFA.TOTP.Grace.D(), Key: key}, g, au))
+	}
+	return guardAdapter{g}, nil
+}
+
+// guardAdapter maps sshd's outcomes onto penalty's events.
+type guardAdapter struct{ g *penalty.Guard }
+
+func (a guardAdapter) Allowed(ip netip.Addr) bool { return a.g.Allowed(ip) }
+
+func (a guardAdapter) Observe(ip netip.Addr, o sshd.Outcome) {
+	e := map[sshd.Outcome]penalty.Event{sshd.Authenticated: penalty.AuthOK, sshd.AuthFailed: penalty.AuthFail,
+		sshd.NoAuth: penalty.NoAuth, sshd.GraceExceeded: penalty.GraceExceeded, sshd.Refused: penalty.Refused}[o]
+	a.g.Observe(ip, e)
+}
+
+// enableTOTPEnrol lets users enrol themselves (`ssh -t USER@GATE totp enroll`)
+// when the second factor is on.
+func enableTOTPEnrol(br *broker.Broker, au *auth.Authenticator) {
+	if f := au.SecondFactor(); f != nil {
+		br.SetTOTPEnroller(f)
+	}
+}

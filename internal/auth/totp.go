@@ -1,0 +1,301 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/route"
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/totp"
+)
+
+// TOTPStore is the part of the store the second factor needs.
+type TOTPStore interface {
+	GetTOTP(ctx context.Context, user string) (store.TOTP, error)
+	UseTOTPStep(ctx context.Context, user string, step int64) (bool, error)
+	GetTarget(ctx context.Context, name string) (store.Target, error)
+	GetTOTPMode(ctx context.Context, env, target string) (string, error)
+	PutTOTP(ctx context.Context, t store.TOTP) error
+}
+
+// Throttle is per-account throttling (package penalty).
+type Throttle interface {
+	PasswordLocked(user string) bool
+	PasswordFailed(user string)
+	CodeLocked(user string) bool
+	CodeFailed(user string)
+}
+
+// TOTPConfig is the second factor's policy (mfa.totp.*).
+type TOTPConfig struct {
+	Required string        // "enrolled", "always" or "never"
+	Grace    time.Duration // 0: a code on every connection
+	Key      []byte        // seals the secrets at rest
+}
+
+// CodePrompt is what keyboard-interactive asks; OpenSSH prints it as is.
+const CodePrompt = "Verification code: "
+
+// SecondFactor asks for a TOTP code over keyboard-interactive after a first
+// factor succeeded, through x/crypto's PartialSuccessError: the identity is
+// granted by the keyboard-interactive callback, and only for a valid code
+// never used before.
+type SecondFactor struct {
+	st       TOTPStore
+	cfg      TOTPConfig
+	throttle Throttle
+	log      interface {
+		Warn(msg string, args ...any)
+		Info(msg string, args ...any)
+	}
+	now func() time.Time
+
+	mu    sync.Mutex
+	grace map[graceKey]time.Time // until
+}
+
+// graceKey binds a grace window to the user, the key (or "password") and the
+// client's address: not transferable to another key or address.
+type graceKey struct{ user, cred, addr string }
+
+// NewSecondFactor returns the TOTP step; throttle may be nil.
+func NewSecondFactor(st TOTPStore, cfg TOTPConfig, throttle Throttle, a *Authenticator) *SecondFactor {
+	return &SecondFactor{st: st, cfg: cfg, throttle: throttle, log: a.log, now: time.Now, grace: map[graceKey]time.Time{}}
+}
+
+// SetSecondFactor makes a successful first factor ask for a code where due.
+func (a *Authenticator) SetSecondFactor(f *SecondFactor) { a.second = f }
+
+// SecondFactor is the TOTP step set with SetSecondFactor, or nil.
+func (a *Authenticator) SecondFactor() *SecondFactor { return a.second }
+
+// SetThrottle installs per-account password throttling.
+func (a *Authenticator) SetThrottle(t Throttle) { a.throttle = t }
+
+// passwordLocked reports whether password auth of user is locked (spraying).
+func (a *Authenticator) passwordLocked(user string) bool {
+	return a.throttle != nil && a.throttle.PasswordLocked(user)
+}
+
+func (a *Authenticator) passwordFailed(user string) {
+	if a.throttle != nil {
+		a.throttle.PasswordFailed(user)
+	}
+}
+
+// afterFirstFactor returns perms, or a partial success asking for a code.
+func (a *Authenticator) afterFirstFactor(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ssh.Permissions, error) {
+	if a.second == nil {
+		return perms, nil
+	}
+	return a.second.after(conn, perms)
+}
+
+// mode is the TOTP mode for the route the user asked for: the target's,
+// else its environment's, else grace when mfa.totp.grace is set, else always.
+func (f *SecondFactor) mode(ctx context.Context, username string) string {
+	def := store.TOTPAlways
+	if f.cfg.Grace > 0 {
+		def = store.TOTPGrace
+	}
+	r, err := route.Parse(username)
+	if err != nil || r.Target == "" {
+		return def
+	}
+	t, err := f.st.GetTarget(ctx, r.Target)
+	if err != nil {
+		return def // unknown targets are refused after authentication, as ever
+	}
+	if m, err := f.st.GetTOTPMode(ctx, "", t.Name); err == nil && m != "" {
+		return m
+	} else if err != nil {
+		f.log.Warn("get totp mode failed", "target", t.Name, "err", err)
+		return store.TOTPAlways // fail closed
+	}
+	if m, err := f.st.GetTOTPMode(ctx, t.Env, ""); err == nil && m != "" {
+		return m
+	} else if err != nil {
+		f.log.Warn("get totp mode failed", "env", t.Env, "err", err)
+		return store.TOTPAlways
+	}
+	return def
+}
+
+func (f *SecondFactor) key(conn ssh.ConnMetadata, id *gate.Identity) graceKey {
+	cred := id.Fingerprint
+	if cred == "" {
+		cred = id.Method
+	}
+	return graceKey{user: id.User, cred: cred, addr: hostOf(conn.RemoteAddr())}
+}
+
+func hostOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	if h, _, err := net.SplitHostPort(a.String()); err == nil {
+		return h
+	}
+	return a.String()
+}
+
+var errLocked = &ssh.BannerError{Err: ErrDenied,
+	Message: "sshgate: too many wrong verification codes for this account; try again later\r\n"}
+
+var errEnrolRequired = &ssh.BannerError{Err: ErrDenied,
+	Message: "sshgate: a verification code is required and this account has none; ask an administrator to enrol it\r\n"}
+
+func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ssh.Permissions, error) {
+	if f.cfg.Required == "never" {
+		return perms, nil
+	}
+	id, err := gate.IdentityFromExtensions(perms.Extensions)
+	if err != nil {
+		return nil, ErrDenied
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	mode := f.mode(ctx, conn.User())
+	if mode == store.TOTPNever {
+		return perms, nil
+	}
+	enrol, err := f.st.GetTOTP(ctx, id.User)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		f.log.Warn("get totp failed", "user", id.User, "err", err)
+		return nil, ErrDenied
+	}
+	if err != nil || !enrol.Active {
+		if f.cfg.Required == "always" {
+			f.log.Info("second factor required, user not enrolled", "user", id.User)
+			return nil, errEnrolRequired
+		}
+		return perms, nil
+	}
+	k := f.key(conn, id)
+	if mode == store.TOTPGrace && f.cfg.Grace > 0 {
+		f.mu.Lock()
+		until, ok := f.grace[k]
+		f.mu.Unlock()
+		if ok && f.now().Before(until) {
+			return perms, nil
+		}
+	}
+	if f.throttle != nil && f.throttle.CodeLocked(id.User) {
+		return nil, errLocked
+	}
+	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
+		KeyboardInteractiveCallback: func(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			return f.challenge(conn, client, perms, id, k)
+		},
+	}}
+}
+
+func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge, perms *ssh.Permissions, id *gate.Identity, k graceKey) (*ssh.Permissions, error) {
+	if f.throttle != nil && f.throttle.CodeLocked(id.User) {
+		return nil, errLocked
+	}
+	answers, err := client("", "", []string{CodePrompt}, []bool{false})
+	if err != nil {
+		return nil, err
+	}
+	if len(answers) != 1 {
+		return nil, ErrDenied
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	enrol, err := f.st.GetTOTP(ctx, id.User)
+	if err != nil || !enrol.Active {
+		return nil, ErrDenied
+	}
+	secret, err := totp.Open(f.cfg.Key, id.User, enrol.Secret)
+	if err != nil {
+		f.log.Warn("totp secret unusable", "user", id.User, "err", err)
+		return nil, ErrDenied
+	}
+	now := f.now()
+	step, ok := totp.Check(secret, answers[0], now)
+	if ok {
+		if ok, err = f.st.UseTOTPStep(ctx, id.User, step); err != nil {
+			f.log.Warn("record totp step failed", "user", id.User, "err", err)
+			return nil, ErrDenied
+		}
+		if !ok {
+			f.log.Warn("verification code replayed", "user", id.User)
+		}
+	}
+	if !ok {
+		if f.throttle != nil {
+			f.throttle.CodeFailed(id.User)
+		}
+		f.log.Info("wrong verification code", "user", id.User)
+		return nil, ErrDenied
+	}
+	if f.cfg.Grace > 0 {
+		f.mu.Lock()
+		if len(f.grace) > 10_000 {
+			for gk, until := range f.grace {
+				if !now.Before(until) {
+					delete(f.grace, gk)
+				}
+			}
+		}
+		f.grace[k] = now.Add(f.cfg.Grace)
+		f.mu.Unlock()
+	}
+	out := &gate.Identity{User: id.User, Method: id.Method + "+totp", Fingerprint: id.Fingerprint}
+	ext := out.Extensions()
+	for key, v := range perms.Extensions {
+		if _, set := ext[key]; !set && !strings.HasPrefix(key, "sshgate-") {
+			ext[key] = v
+		}
+	}
+	return &ssh.Permissions{Extensions: ext, CriticalOptions: perms.CriticalOptions}, nil
+}
+
+var errPasswordLocked = errors.New("password authentication locked")
+
+// Enrolled reports whether user has an active TOTP enrolment.
+func (f *SecondFactor) Enrolled(ctx context.Context, user string) (bool, error) {
+	t, err := f.st.GetTOTP(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return t.Active, nil
+}
+
+// Enrol activates secret for user when code is valid for it (self-service
+// enrolment); the code's step counts as used. Wrong codes are throttled like
+// wrong codes at login.
+func (f *SecondFactor) Enrol(ctx context.Context, user, secret, code string) (bool, error) {
+	if f.throttle != nil && f.throttle.CodeLocked(user) {
+		return false, nil
+	}
+	step, ok := totp.Check(secret, code, f.now())
+	if !ok {
+		if f.throttle != nil {
+			f.throttle.CodeFailed(user)
+		}
+		return false, nil
+	}
+	sealed, err := totp.Seal(f.cfg.Key, user, secret)
+	if err != nil {
+		return false, err
+	}
+	if err := f.st.PutTOTP(ctx, store.TOTP{User: user, Secret: sealed, Active: true, CreatedAt: f.now()}); err != nil {
+		return false, err
+	}
+	if _, err := f.st.UseTOTPStep(ctx, user, step); err != nil {
+		return false, err
+	}
+	return true, nil
+}

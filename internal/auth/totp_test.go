@@ -1,0 +1,227 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/totp"
+)
+
+type fakeTOTP struct {
+	mu      sync.Mutex
+	enrol   map[string]store.TOTP
+	targets map[string]store.Target
+	modes   map[string]string // "env:NAME" or "target:NAME"
+}
+
+func (f *fakeTOTP) GetTOTP(_ context.Context, user string) (store.TOTP, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.enrol[user]
+	if !ok {
+		return store.TOTP{}, store.ErrNotFound
+	}
+	return t, nil
+}
+
+func (f *fakeTOTP) UseTOTPStep(_ context.Context, user string, step int64) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.enrol[user]
+	if t.LastStep >= step {
+		return false, nil
+	}
+	t.LastStep = step
+	f.enrol[user] = t
+	return true, nil
+}
+
+func (f *fakeTOTP) PutTOTP(_ context.Context, t store.TOTP) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.enrol[t.User] = t
+	return nil
+}
+
+func (f *fakeTOTP) GetTarget(_ context.Context, name string) (store.Target, error) {
+	t, ok := f.targets[name]
+	if !ok {
+		return store.Target{}, store.ErrNotFound
+	}
+	return t, nil
+}
+
+func (f *fakeTOTP) GetTOTPMode(_ context.Context, env, target string) (string, error) {
+	if target != "" {
+		return f.modes["target:"+target], nil
+	}
+	return f.modes["env:"+env], nil
+}
+
+type fakeThrottle struct{ codeFails map[string]int }
+
+func (f *fakeThrottle) PasswordLocked(string) bool  { return false }
+func (f *fakeThrottle) PasswordFailed(string)       {}
+func (f *fakeThrottle) CodeLocked(user string) bool { return f.codeFails[user] >= 3 }
+func (f *fakeThrottle) CodeFailed(user string)      { f.codeFails[user]++ }
+
+type addrMeta struct {
+	meta
+	addr string
+}
+
+func (m addrMeta) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.ParseIP(m.addr), Port: 40000} }
+
+const testSecret = "JBSWY3DPEHPK3PXP"
+
+func secondFactorSetup(t *testing.T, cfg TOTPConfig) (*SecondFactor, *fakeTOTP, *fakeThrottle, *time.Time) {
+	t.Helper()
+	key := make([]byte, 32)
+	sealed, err := totp.Seal(key, "alice", testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &fakeTOTP{enrol: map[string]store.TOTP{"alice": {User: "alice", Secret: sealed, Active: true}},
+		targets: map[string]store.Target{"web": {Name: "web", Env: "prod"}, "db": {Name: "db", Env: "prod"}},
+		modes:   map[string]string{"target:db": store.TOTPNever}}
+	th := &fakeThrottle{codeFails: map[string]int{}}
+	cfg.Key = key
+	a := New(&fakeUsers{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f := NewSecondFactor(st, cfg, th, a)
+	now := time.Unix(1_800_000_000, 0)
+	f.now = func() time.Time { return now }
+	return f, st, th, &now
+}
+
+func firstFactor(fp string) *ssh.Permissions {
+	return &ssh.Permissions{Extensions: (&gate.Identity{User: "alice", Method: "publickey", Fingerprint: fp}).Extensions()}
+}
+
+// answer runs the keyboard-interactive step of a partial success with code.
+func answer(t *testing.T, conn ssh.ConnMetadata, err error, code string) (*ssh.Permissions, error) {
+	t.Helper()
+	var ps *ssh.PartialSuccessError
+	if !errors.As(err, &ps) || ps.Next.KeyboardInteractiveCallback == nil || ps.Next.PasswordCallback != nil || ps.Next.PublicKeyCallback != nil {
+		t.Fatalf("want a partial success offering keyboard-interactive only, got %v", err)
+	}
+	return ps.Next.KeyboardInteractiveCallback(conn, func(name, instr string, qs []string, echos []bool) ([]string, error) {
+		if len(qs) != 1 || qs[0] != CodePrompt || echos[0] {
+			t.Fatalf("questions %q echo %v", qs, echos)
+		}
+		return []string{code}, nil
+	})
+}
+
+func TestSecondFactorFlow(t *testing.T) {
+	f, st, th, now := secondFactorSetup(t, TOTPConfig{Required: "enrolled", Grace: 10 * time.Minute})
+	conn := addrMeta{meta{"alice+web"}, "192.0.2.1"}
+	code := func(at time.Time) string { c, _ := totp.Code(testSecret, at); return c }
+
+	// Wrong code: denied, counted.
+	_, err := f.after(conn, firstFactor("SHA256:k1"))
+	if p, err := answer(t, conn, err, "000000"); p != nil || err == nil {
+		t.Fatalf("wrong code: %v %v", p, err)
+	}
+	if th.codeFails["alice"] != 1 {
+		t.Fatalf("wrong code not counted: %v", th.codeFails)
+	}
+	// The previous step's code: accepted, identity carries the second factor.
+	_, err = f.after(conn, firstFactor("SHA256:k1"))
+	p, err := answer(t, conn, err, code(now.Add(-totp.Period)))
+	if err != nil {
+		t.Fatalf("right code: %v", err)
+	}
+	id, _ := gate.IdentityFromExtensions(p.Extensions)
+	if id.User != "alice" || id.Method != "publickey+totp" || id.Fingerprint != "SHA256:k1" {
+		t.Fatalf("identity %+v", id)
+	}
+	// Within grace, same user, key and address: no code.
+	if p, err := f.after(conn, firstFactor("SHA256:k1")); err != nil || p == nil {
+		t.Fatalf("within grace: %v %v", p, err)
+	}
+	// Another key, another address: a code; the used one is refused, even
+	// two steps on (it belongs to an older step than the last one used).
+	other := addrMeta{meta{"alice+web"}, "192.0.2.2"}
+	for _, c := range []struct {
+		conn ssh.ConnMetadata
+		fp   string
+	}{{conn, "SHA256:k2"}, {other, "SHA256:k1"}} {
+		_, err := f.after(c.conn, firstFactor(c.fp))
+		if p, err := answer(t, c.conn, err, code(now.Add(-totp.Period))); p != nil || err == nil {
+			t.Fatalf("replayed code accepted for %v", c)
+		}
+	}
+	if th.codeFails["alice"] != 3 {
+		t.Fatalf("replays not counted as wrong codes: %v", th.codeFails)
+	}
+	th.codeFails["alice"] = 0
+	// The current step is still fresh.
+	_, err = f.after(other, firstFactor("SHA256:k1"))
+	if _, err := answer(t, other, err, code(*now)); err != nil {
+		t.Fatalf("current code: %v", err)
+	}
+	// Grace ends.
+	*now = now.Add(11 * time.Minute)
+	if _, err := f.after(conn, firstFactor("SHA256:k1")); err == nil {
+		t.Fatal("grace did not end")
+	}
+	// Target mode never: no code; env mode always: a code even within grace.
+	if p, err := f.after(addrMeta{meta{"alice+db"}, "192.0.2.9"}, firstFactor("SHA256:k9")); err != nil || p == nil {
+		t.Fatalf("target never: %v", err)
+	}
+	st.modes["env:prod"] = store.TOTPAlways
+	if _, err := f.after(other, firstFactor("SHA256:k1")); err == nil {
+		t.Fatal("env always within grace: no code asked")
+	}
+	// Locked after wrong codes: refused with a banner, not asked.
+	th.codeFails["alice"] = 3
+	_, err = f.after(conn, firstFactor("SHA256:k1"))
+	var be *ssh.BannerError
+	if !errors.As(err, &be) || !errors.Is(err, ErrDenied) {
+		t.Fatalf("locked: %v", err)
+	}
+}
+
+func TestSecondFactorPolicy(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		required string
+		enrolled bool
+		want     string // "perms", "partial", "denied"
+	}{
+		{"never", "never", true, "perms"},
+		{"enrolled, not enrolled", "enrolled", false, "perms"},
+		{"enrolled, enrolled", "enrolled", true, "partial"},
+		{"always, not enrolled", "always", false, "denied"},
+		{"always, enrolled", "always", true, "partial"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, st, _, _ := secondFactorSetup(t, TOTPConfig{Required: c.required})
+			if !c.enrolled {
+				delete(st.enrol, "alice")
+			}
+			p, err := f.after(meta{"alice"}, firstFactor("SHA256:k1"))
+			var ps *ssh.PartialSuccessError
+			got := "denied"
+			switch {
+			case err == nil && p != nil:
+				got = "perms"
+			case errors.As(err, &ps):
+				got = "partial"
+			}
+			if got != c.want {
+				t.Fatalf("got %s (%v), want %s", got, err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,141 @@
+package sshd
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Outcome is how a connection's pre-authentication phase ended, for the Guard.
+type Outcome int
+
+const (
+	Authenticated Outcome = iota
+	AuthFailed            // tried a method, failed, left or was cut off
+	NoAuth                // left (or was evicted) before trying any method
+	GraceExceeded         // cut at the handshake or login grace deadline
+	Refused               // refused at accept over max_unauthenticated_per_source
+)
+
+// Guard is the brute-force and flood defence (package penalty, adapted by
+// app): Allowed runs in the accept loop and must not block on I/O; Observe
+// hears how each connection's pre-authentication phase ended.
+type Guard interface {
+	Allowed(a netip.Addr) bool
+	Observe(a netip.Addr, o Outcome)
+}
+
+func remoteIP(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(t.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// progressConn notes that the client sent something: under a flood, the
+// connections that have sent nothing are the first to go.
+type progressConn struct {
+	net.Conn
+	tc *trackedConn
+}
+
+func (c *progressConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.tc.progress.Load() {
+		c.tc.progress.Store(true)
+	}
+	return n, err
+}
+
+func (s *Server) handshakeDeadline() time.Duration {
+	if h := s.limits.Handshake; h > 0 && h < s.limits.LoginGrace {
+		return h
+	}
+	return s.limits.LoginGrace
+}
+
+// watchAuth returns a copy of cfg whose AuthLogCallback also tells the
+// server that a connection finished key exchange (its first authentication
+// request), which moves its deadline from limits.handshake to
+// limits.login_grace, and whether it tried a real method.
+func (s *Server) watchAuth(cfg *ssh.ServerConfig) *ssh.ServerConfig {
+	c := *cfg
+	prev := cfg.AuthLogCallback
+	c.AuthLogCallback = func(conn ssh.ConnMetadata, method string, err error) {
+		if prev != nil {
+			prev(conn, method, err)
+		}
+		s.mu.Lock()
+		tc := s.byRemote[conn.RemoteAddr().String()]
+		if tc == nil {
+			s.mu.Unlock()
+			return
+		}
+		first := !tc.kexDone
+		tc.kexDone = true
+		if method != "none" {
+			tc.attempted = true
+		}
+		s.mu.Unlock()
+		if first && s.handshakeDeadline() < s.limits.LoginGrace {
+			_ = tc.SetDeadline(tc.start.Add(s.limits.LoginGrace))
+		}
+	}
+	return &c
+}
+
+// evictLocked makes room under a flood: the oldest connection still
+// authenticating that has not sent a single byte is closed. Clients that
+// talk are never evicted; when all do, the new connection is refused.
+func (s *Server) evictLocked() {
+	var victim *trackedConn
+	for tc := range s.pending {
+		if tc.progress.Load() || tc.released {
+			continue
+		}
+		if victim == nil || tc.start.Before(victim.start) {
+			victim = tc
+		}
+	}
+	if victim == nil {
+		return
+	}
+	victim.evicted = true
+	s.releaseLocked(victim)
+	_ = victim.raw.Close() // not the coalescer's Close, which may wait to flush
+
+}
+
+// observe tells the guard how tc's pre-authentication phase ended (err from
+// the handshake, nil on success).
+func (s *Server) observe(tc *trackedConn, addr netip.Addr, err error) {
+	g := s.limits.Guard
+	if g == nil {
+		return
+	}
+	s.mu.Lock()
+	draining, evicted, attempted := s.draining, tc.evicted, tc.attempted
+	s.mu.Unlock()
+	switch {
+	case err == nil:
+		g.Observe(addr, Authenticated)
+	case draining:
+	case evicted:
+		g.Observe(addr, NoAuth)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		g.Observe(addr, GraceExceeded)
+	case attempted:
+		g.Observe(addr, AuthFailed)
+	default:
+		g.Observe(addr, NoAuth)
+	}
+}
