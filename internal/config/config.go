@@ -47,6 +47,14 @@ type Config struct {
 	Limits    Limits   `yaml:"limits"`
 	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
+	Auth      Auth     `yaml:"auth"`
+	// Webhooks (issue 6, part B): types and validation in webhook.go.
+	ConfigWebhook ConfigWebhook `yaml:"config_webhook"`
+}
+
+// Auth configures how users prove who they are.
+type Auth struct {
+	Webhook AuthWebhook `yaml:"webhook"` // webhook.go
 }
 
 type Log struct {
@@ -101,7 +109,9 @@ func Defaults() Config {
 			UpstreamTimeout:         Duration(10 * time.Second),
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
-		EnvAllow: []string{"LANG", "LC_*"},
+		EnvAllow:      []string{"LANG", "LC_*"},
+		Auth:          Auth{Webhook: AuthWebhook{Mode: "fallback", WebhookClient: defaultWebhookClient()}},
+		ConfigWebhook: ConfigWebhook{WebhookClient: defaultWebhookClient()},
 	}
 }
 
@@ -202,6 +212,7 @@ func (c Config) Validate() error {
 			bad("env_allow", "%q is not an environment variable name or NAME_* pattern", e)
 		}
 	}
+	errs = append(errs, c.validateWebhooks()...)
 	return errors.Join(errs...)
 }
 
