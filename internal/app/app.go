@@ -122,8 +122,14 @@ func Serve(ctx context.Context, o Options) error {
 		}
 		sc.AddHostKey(k)
 	}
-	auth.New(st, log).Install(sc)
+	au := auth.New(st, log)
 	br := broker.New(cfg, st, backends, log)
+	closeWebhooks, err := addWebhooks(cfg, au, br, log)
+	if err != nil {
+		return err
+	}
+	defer closeWebhooks()
+	au.Install(sc)
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,

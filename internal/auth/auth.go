@@ -38,6 +38,7 @@ type Authenticator struct {
 	log     *slog.Logger
 	timeout time.Duration
 	hashing chan struct{} // bounds concurrent password hashes (64 MiB each)
+	hook    *authHook     // the auth webhook, if any (webhook.go)
 }
 
 // New returns an Authenticator reading users and keys from users.
@@ -68,6 +69,9 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 	if sshkeys.CheckKeyStrength(key) != nil {
 		return nil, ErrDenied
 	}
+	if a.hook != nil && a.hook.only {
+		return webhookCandidate(key, r.User)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	keys, err := a.users.ListKeys(ctx, r.User)
@@ -86,12 +90,15 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 			return &ssh.Permissions{Extensions: id.Extensions()}, nil
 		}
 	}
-	return nil, ErrDenied
+	return a.unknownLocally(ctx, key, r.User)
 }
 
 // VerifiedPublicKey runs after the client proved possession of key. The
 // permissions are the ones PublicKey returned for this same key.
 func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+	if perms != nil && perms.Extensions[extWebhookPending] != "" {
+		return a.verifiedWebhook(conn, key, perms)
+	}
 	if perms == nil || perms.Extensions[gate.ExtFingerprint] != sshkeys.Fingerprint(key) {
 		return nil, ErrDenied
 	}
@@ -107,6 +114,9 @@ func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicK
 // Password checks a password against the stored hash. Unknown users and users
 // without a password burn the same time, so timing reveals nothing.
 func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+	if p, handled, err := a.webhookPassword(conn, password); handled {
+		return p, err
+	}
 	// An argon2id check holds 64 MiB for ~80 ms: a flood of password attempts
 	// queues here (a waiting attempt costs a goroutine, not 64 MiB) rather
 	// than running the gate out of memory.

@@ -195,3 +195,16 @@ func (c *Client) once(ctx context.Context, target string, payload []byte) (_ []b
 	}
 	return data, nil, false
 }
+
+// ConfigClient asks the config webhook about a connection: POST URL/config.
+type ConfigClient struct{ *Client }
+
+// Configure posts req and parses the reply (its shape only: bounds are
+// checked by Allow.Apply).
+func (c ConfigClient) Configure(ctx context.Context, req ConfigRequest) (ConfigReply, error) {
+	body, err := c.Post(ctx, "/config", req)
+	if err != nil {
+		return ConfigReply{}, err
+	}
+	return ParseConfigReply(body)
+}
