@@ -103,19 +103,17 @@ func New(c Config) (*Client, error) {
 		tlsCfg.Certificates = []tls.Certificate{cert}
 	}
 	tr := &http.Transport{
-		Proxy:                 nil, // the webhook is the operator's own service: no proxy from the environment
-		DialContext:           (&net.Dialer{Timeout: c.Timeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsCfg,
-		TLSHandshakeTimeout:   c.Timeout,
-		ResponseHeaderTimeout: c.Timeout,
-		MaxIdleConns:          c.MaxConcurrent,
-		MaxIdleConnsPerHost:   c.MaxConcurrent,
-		IdleConnTimeout:       60 * time.Second,
-		ForceAttemptHTTP2:     true,
+		Proxy:               nil, // the webhook is the operator's own service: no proxy from the environment
+		DialContext:         (&net.Dialer{Timeout: c.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: c.Timeout,
+		MaxIdleConns:        c.MaxConcurrent,
+		MaxIdleConnsPerHost: c.MaxConcurrent,
+		IdleConnTimeout:     60 * time.Second,
+		ForceAttemptHTTP2:   true,
 	}
 	hc := &http.Client{
-		Transport: tr,
-		Timeout:   c.Timeout,
+		Transport: tr, // the call's context bounds it, body included
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse // a redirect is a non-200 reply: denied
 		},
