@@ -90,7 +90,7 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 			return &ssh.Permissions{Extensions: id.Extensions()}, nil
 		}
 	}
-	return a.unknownLocally(ctx, key, r.User)
+	return a.noLocalMatch(key, r.User, len(keys))
 }
 
 // VerifiedPublicKey runs after the client proved possession of key. The

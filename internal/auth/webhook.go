@@ -54,15 +54,13 @@ func webhookCandidate(key ssh.PublicKey, user string) (*ssh.Permissions, error) 
 	}}, nil
 }
 
-// unknownLocally is what PublicKey answers when no stored key matched: in
-// fallback mode, a name the store does not know may still try the key with
-// the webhook.
-func (a *Authenticator) unknownLocally(ctx context.Context, key ssh.PublicKey, user string) (*ssh.Permissions, error) {
-	if a.hook == nil {
+// noLocalMatch is what PublicKey answers when no stored key matched: in
+// fallback mode, a user with no stored key at all (unknown to the store, or
+// a local account kept only to hold grants) may try the key with the
+// webhook; a user with stored keys uses those only.
+func (a *Authenticator) noLocalMatch(key ssh.PublicKey, user string, stored int) (*ssh.Permissions, error) {
+	if a.hook == nil || stored > 0 {
 		return nil, ErrDenied
-	}
-	if _, err := a.users.GetUser(ctx, user); !errors.Is(err, store.ErrNotFound) {
-		return nil, ErrDenied // a local user (or a store error): local keys only
 	}
 	return webhookCandidate(key, user)
 }
@@ -93,13 +91,15 @@ func (a *Authenticator) webhookPassword(conn ssh.ConnMetadata, password []byte) 
 		return nil, false, nil // the local path denies it, in the same time
 	}
 	if !a.hook.only {
+		// fallback: a user with a stored password uses it; the webhook
+		// decides for the others (unknown, or a local account without one).
 		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
-		_, err := a.users.GetUser(ctx, r.User)
+		u, err := a.users.GetUser(ctx, r.User)
 		cancel()
-		if err == nil {
+		if err == nil && u.PasswordHash != "" {
 			return nil, false, nil
 		}
-		if !errors.Is(err, store.ErrNotFound) {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			a.log.Warn("get user failed", "user", r.User, "err", err)
 			return nil, true, ErrDenied
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
+	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/webhook"
 )
 
@@ -61,6 +62,7 @@ func TestWebhookPassword(t *testing.T) {
 	}{
 		{name: "fallback: local user stays local", mode: "fallback", user: "alice", pw: "alice-pw", reply: `{"success":false}`, wantUser: "alice", calls: 0},
 		{name: "fallback: local user wrong password, no webhook", mode: "fallback", user: "alice", pw: "nope", reply: `{"success":true}`, calls: 0},
+		{name: "fallback: local user without password to webhook", mode: "fallback", user: "bob", pw: "pw", reply: `{"success":true}`, wantUser: "bob", calls: 1},
 		{name: "fallback: unknown user to webhook", mode: "fallback", user: "carol+web-1", pw: "pw", reply: carolReply, wantUser: "carol2", calls: 1},
 		{name: "only: local user goes to webhook", mode: "only", user: "alice", pw: "alice-pw", reply: `{"success":false}`, calls: 1},
 		{name: "only: webhook says yes", mode: "only", user: "alice", pw: "x", reply: `{"success":true}`, wantUser: "alice", calls: 1},
@@ -172,6 +174,11 @@ func TestWebhookPublicKey(t *testing.T) {
 		t.Errorf("calls %v reqs %+v", h.calls, h.reqs)
 	}
 
+	// fallback: a local user without keys (here, one holding grants only) may use the webhook.
+	a.users.(*fakeUsers).users["erin"] = store.User{Name: "erin"}
+	if _, err := a.PublicKey(meta{"erin"}, other); err != nil {
+		t.Errorf("local user without keys: %v", err)
+	}
 	// fallback: a local user's unknown key is not offered to the webhook.
 	if _, err := a.PublicKey(meta{"alice"}, other); err == nil {
 		t.Error("local user's unknown key accepted for trying")
