@@ -35,7 +35,8 @@ type hookServer struct {
 const sensitiveToken = "tok-9f3e1c-sensitive"
 
 func newHookServer(t *testing.T, user, password, pubkey string) *hookServer {
-	h := &hookServer{user: user, password: password, pubkey: strings.TrimSpace(pubkey), configRep: `{}`}
+	f := strings.Fields(pubkey) // the key without its comment, as the gate sends it
+	h := &hookServer{user: user, password: password, pubkey: f[0] + " " + f[1], configRep: `{}`}
 	h.Server = httptest.NewServer(http.HandlerFunc(h.serve))
 	t.Cleanup(h.Close)
 	return h
@@ -218,6 +219,7 @@ config_webhook:
     max_memory: 134217728
     max_pids: 200
 `, hooks.URL, harness.TestImage))
+	harness.AgentBinary(t) // beside the gate binary, for the docker part
 	sshd := harness.StartSSHD(t, harness.SSHDOptions{Extra: []string{"AcceptEnv WEBHOOK_*"}})
 	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}})
 	sshd.Authorize(t, g.GateKey(t))
@@ -250,7 +252,7 @@ config_webhook:
 	t.Run("webhook failure refuses with one line", func(t *testing.T) {
 		hooks.setConfig(`{"target":"web-1","docker":{"privileged":true}}`)
 		r := harness.Run(dave.SSHTo("", nil, "echo hi"), nil, short)
-		if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "connection refused by the gate's configuration service (ref ") {
+		if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "the gate's configuration service did not allow this connection (ref ") {
 			t.Errorf("exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 		}
 		oneLine(t, "refused", r.Stderr)
@@ -259,11 +261,10 @@ config_webhook:
 
 	t.Run("docker", func(t *testing.T) {
 		harness.RequireDocker(t)
-		harness.AgentBinary(t)
 		g.Admin(t, "env", "add", "dev")
 		box := "wh-box"
 		g.Admin(t, "target", "add", box, "--env", "dev", "--login", "user", "--docker", harness.TestImage, "--user", "1000", "--memory", "64m")
-		show := "echo var=$CFG_VAR team=$WEBHOOK_TEAM; cat /sys/fs/cgroup/memory.max"
+		show := "echo var=$CFG_VAR team=$WEBHOOK_TEAM; " + memLimitCmd
 
 		hooks.setConfig(fmt.Sprintf(`{"target":%q,"docker":{"image":%q,"env":{"CFG_VAR":"from-config"},"memory":100663296,"pids":100}}`, box, harness.TestImage))
 		r := harness.Run(dave.SSHTo("", nil, show), nil, short)
@@ -281,7 +282,7 @@ config_webhook:
 		} {
 			hooks.setConfig(rep)
 			r := harness.Run(dave.SSHTo("", nil, "echo hi"), nil, short)
-			if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "connection refused by the gate's configuration service") {
+			if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "the gate's configuration service did not allow this connection") {
 				t.Errorf("%s: exit %d stdout %q stderr %q", name, r.Code, r.Stdout, r.Stderr)
 			}
 			oneLine(t, name, r.Stderr)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +46,7 @@ type hookState struct {
 
 // errHookRefused is what a user sees when the config webhook fails or asks
 // for something out of bounds.
-const errHookRefused = "connection refused by the gate's configuration service"
+const errHookRefused = "the gate's configuration service did not allow this connection"
 
 // decision asks the config webhook about this connection, once.
 func (c *conn) decision() (webhook.ConfigReply, error) {
@@ -105,7 +107,7 @@ func (c *conn) permit() (policy.Permit, error) {
 		return c.grantPermit()
 	}
 	if !route.ValidName(r.Target) || (r.Login != "" && !route.ValidLogin(r.Login)) {
-		return c.refused(fmt.Errorf("target %q or login %q is invalid", route.Printable(r.Target), route.Printable(r.Login)))
+		return c.refusedLogged(fmt.Errorf("target %q or login %q is invalid", route.Printable(r.Target), route.Printable(r.Login)))
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
@@ -115,7 +117,7 @@ func (c *conn) permit() (policy.Permit, error) {
 	}
 	i := slices.IndexFunc(targets, func(t store.Target) bool { return t.Name == r.Target })
 	if i < 0 {
-		return c.refused(fmt.Errorf("target %q is not in the store", r.Target))
+		return c.refusedLogged(fmt.Errorf("target %q is not in the store", r.Target))
 	}
 	t := targets[i]
 	login := r.Login
@@ -125,9 +127,23 @@ func (c *conn) permit() (policy.Permit, error) {
 	return policy.Permit{Target: t, Login: login, Forwarding: r.Forwarding && c.b.hook.allow.Forwarding}, nil
 }
 
-// override applies the config webhook's container settings to a permit
-// about to be dialled, within config_webhook.allow.
+// override prepares a permit about to be dialled: a container gets the auth
+// webhook's environment (the agent, like sshd, takes few env requests), and
+// the config webhook's container settings, within config_webhook.allow.
 func (c *conn) override(p policy.Permit) (policy.Permit, error) {
+	if env, _ := auth.WebhookAttrs(c.sc.Permissions); len(env) > 0 && p.Target.Kind == store.KindDocker && p.Target.Docker != nil {
+		spec := *p.Target.Docker
+		spec.Env = slices.DeleteFunc(slices.Clone(spec.Env), func(e string) bool {
+			k, _, _ := strings.Cut(e, "=")
+			_, over := env[k]
+			return over
+		})
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			spec.Env = append(spec.Env, k+"="+env[k])
+		}
+		spec.Pool = 0 // a pool container has none of it
+		p.Target.Docker = &spec
+	}
 	if c.b.hook == nil {
 		return p, nil
 	}
@@ -152,10 +168,10 @@ func (c *conn) override(p policy.Permit) (policy.Permit, error) {
 	return p, nil
 }
 
+// refused answers a config webhook reply this gate will not follow. The
+// cause is logged by whoever shows the error (logPublic).
 func (c *conn) refused(cause error) (policy.Permit, error) {
-	pe := gate.Errorf(cause, errHookRefused)
-	c.log.Warn("config webhook reply refused", "ref", pe.Ref, "err", cause)
-	return policy.Permit{}, pe
+	return policy.Permit{}, gate.Errorf(cause, errHookRefused)
 }
 
 // sendWebhookEnv passes the auth webhook's environment to a target session.
@@ -171,4 +187,10 @@ func (c *conn) sendWebhookEnv(ch ssh.Channel) {
 	for _, k := range keys {
 		_, _ = ch.SendRequest("env", false, ssh.Marshal(envReq{Name: k, Value: env[k]}))
 	}
+}
+
+func (c *conn) refusedLogged(cause error) (policy.Permit, error) {
+	p, err := c.refused(cause)
+	c.logPublic(err)
+	return p, err
 }
