@@ -25,6 +25,8 @@ type hookServer struct {
 	*httptest.Server
 	user, password, pubkey string
 	hang                   atomic.Bool // every call hangs until the client gives up
+	hangConfig             atomic.Bool // config calls hang
+	slowBody               atomic.Bool // replies start, then stall
 
 	mu        sync.Mutex
 	configRep string
@@ -44,7 +46,14 @@ func newHookServer(t *testing.T, user, password, pubkey string) *hookServer {
 
 func (h *hookServer) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if h.hang.Load() {
+	if h.hang.Load() || h.hangConfig.Load() && strings.HasPrefix(r.URL.Path, "/config/") {
+		<-r.Context().Done()
+		return
+	}
+	if h.slowBody.Load() {
+		w.WriteHeader(200)
+		_, _ = io.WriteString(w, `{"success":`)
+		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 		return
 	}
@@ -176,19 +185,26 @@ auth:
 			t.Errorf("alice got webhook env: %q", r.Stdout)
 		}
 	})
-	t.Run("hanging webhook denies", func(t *testing.T) {
-		hooks.hang.Store(true)
-		defer hooks.hang.Store(false)
-		start := time.Now()
-		bad := harness.Run(carol.WithPassword("hook-Passw0rd").SSHTo("web-1", nil, "echo hi"), nil, short)
-		if bad.Code != 255 || !strings.Contains(bad.Stderr, "Permission denied") || bad.Stdout != "" {
-			t.Errorf("hanging webhook: exit %d stdout %q stderr %q", bad.Code, bad.Stdout, bad.Stderr)
-		}
-		// sshpass tries once; the gate's budget is 2s per attempt.
-		if took := time.Since(start); took > 20*time.Second {
-			t.Errorf("hanging webhook held the login for %s", took)
-		}
-	})
+	for name, flag := range map[string]*atomic.Bool{"hanging webhook denies": &hooks.hang, "slow body denies": &hooks.slowBody} {
+		t.Run(name, func(t *testing.T) {
+			base := g.Stats(t)
+			flag.Store(true)
+			defer flag.Store(false)
+			for _, c := range []*harness.Client{carol.WithPassword("hook-Passw0rd"), carol} {
+				start := time.Now()
+				bad := harness.Run(c.SSHTo("web-1", nil, "echo hi"), nil, short)
+				if bad.Code != 255 || !strings.Contains(bad.Stderr, "Permission denied") || bad.Stdout != "" {
+					t.Errorf("exit %d stdout %q stderr %q", bad.Code, bad.Stdout, bad.Stderr)
+				}
+				// The gate's budget is 2s per decision, retries included.
+				if took := time.Since(start); took > 20*time.Second {
+					t.Errorf("the webhook held the login for %s", took)
+				}
+			}
+			// Nothing of the abandoned calls stays open in the gate.
+			g.WaitBaseline(t, base, 0, 20*time.Second)
+		})
+	}
 	// Secrets never reach the gate's log.
 	for _, s := range []string{sensitiveToken, "hook-Passw0rd"} {
 		if g.LogContains(s) {
@@ -247,6 +263,20 @@ config_webhook:
 		}
 		if _, leaked := req.Metadata["ticket"]; leaked {
 			t.Error("sensitive metadata sent to the config webhook")
+		}
+	})
+	t.Run("hanging config webhook refuses in time", func(t *testing.T) {
+		hooks.setConfig(`{"target":"web-1"}`)
+		hooks.hangConfig.Store(true)
+		defer hooks.hangConfig.Store(false)
+		start := time.Now()
+		r := harness.Run(dave.SSHTo("", nil, "echo hi"), nil, short)
+		if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "the gate's configuration service did not allow this connection (ref ") {
+			t.Errorf("exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		oneLine(t, "hang", r.Stderr)
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("a hanging config webhook held the session for %s", took)
 		}
 	})
 	t.Run("webhook failure refuses with one line", func(t *testing.T) {
