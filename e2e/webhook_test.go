@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"encoding/base64"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -222,6 +223,10 @@ func TestConfigWebhook(t *testing.T) {
 	harness.RequireTools(t, "sshpass", "/usr/sbin/sshd")
 	key, pub := harness.Keygen(t, t.TempDir(), "id_dave")
 	hooks := newHookServer(t, "dave", "dave-Passw0rd", pub)
+	shared := t.TempDir() // a host directory the config webhook may mount
+	if err := errors.Join(os.Chmod(shared, 0o755), os.WriteFile(filepath.Join(shared, "hello.txt"), []byte("shared-data\n"), 0o644)); err != nil {
+		t.Fatal(err)
+	}
 	cfg := writeConfig(t, fmt.Sprintf(`
 auth:
   webhook:
@@ -234,7 +239,8 @@ config_webhook:
     images: ["%[2]s"]
     max_memory: 134217728
     max_pids: 200
-`, hooks.URL, harness.TestImage))
+    mount_sources: [%[3]s]
+`, hooks.URL, harness.TestImage, shared))
 	harness.AgentBinary(t) // beside the gate binary, for the docker part
 	sshd := harness.StartSSHD(t, harness.SSHDOptions{Extra: []string{"AcceptEnv WEBHOOK_*"}})
 	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}})
@@ -294,14 +300,15 @@ config_webhook:
 		g.Admin(t, "env", "add", "dev")
 		box := "wh-box"
 		g.Admin(t, "target", "add", box, "--env", "dev", "--login", "user", "--docker", harness.TestImage, "--user", "1000", "--memory", "64m")
-		show := "echo var=$CFG_VAR team=$WEBHOOK_TEAM; " + memLimitCmd
+		show := "echo var=$CFG_VAR team=$WEBHOOK_TEAM; cat /data/hello.txt; " + memLimitCmd
 
-		hooks.setConfig(fmt.Sprintf(`{"target":%q,"docker":{"image":%q,"env":{"CFG_VAR":"from-config"},"memory":100663296,"pids":100}}`, box, harness.TestImage))
+		hooks.setConfig(fmt.Sprintf(`{"target":%q,"docker":{"image":%q,"env":{"CFG_VAR":"from-config"},"memory":100663296,"pids":100,"mounts":[%q]}}`,
+			box, harness.TestImage, shared+":/data:ro"))
 		r := harness.Run(dave.SSHTo("", nil, show), nil, short)
 		if strings.Contains(r.Stderr, "is not available on this gate") {
 			t.Skipf("no docker backend: %s", r.Stderr)
 		}
-		if r.Code != 0 || r.Stdout != "var=from-config team=ops\n100663296\n" {
+		if r.Code != 0 || r.Stdout != "var=from-config team=ops\nshared-data\n100663296\n" {
 			t.Errorf("allowed override: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 		}
 
@@ -309,6 +316,8 @@ config_webhook:
 			"image not allowed": fmt.Sprintf(`{"target":%q,"docker":{"image":"alpine:3.20"}}`, box),
 			"memory too high":   fmt.Sprintf(`{"target":%q,"docker":{"memory":1073741824}}`, box),
 			"host mount":        fmt.Sprintf(`{"target":%q,"docker":{"mounts":["/etc:/x:ro"]}}`, box),
+			"dotdot mount":      fmt.Sprintf(`{"target":%q,"docker":{"mounts":[%q]}}`, box, shared+"/../..:/x"),
+			"privileged":        fmt.Sprintf(`{"target":%q,"docker":{"privileged":true}}`, box),
 		} {
 			hooks.setConfig(rep)
 			r := harness.Run(dave.SSHTo("", nil, "echo hi"), nil, short)
