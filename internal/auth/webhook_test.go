@@ -10,9 +10,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -257,4 +262,65 @@ func ed25519Key(t *testing.T) (ssh.PublicKey, ssh.Signer, error) {
 		t.Fatal(err)
 	}
 	return s.PublicKey(), s, nil
+}
+
+// TestWebhookOverHTTP drives the password callback against a real HTTP
+// server through the real client: every bad reply denies, within the
+// budget, and no goroutine outlives the test.
+func TestWebhookOverHTTP(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var calls atomic.Int32
+	tests := []struct {
+		name    string
+		handler func(n int32, w http.ResponseWriter, r *http.Request)
+		ok      bool
+	}{
+		{"success", func(_ int32, w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"success":true}`) }, true},
+		{"5xx then success", func(n int32, w http.ResponseWriter, _ *http.Request) {
+			if n == 1 {
+				http.Error(w, "busy", 502)
+				return
+			}
+			_, _ = io.WriteString(w, `{"success":true}`)
+		}, true},
+		{"malformed JSON", func(_ int32, w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"success":true,`) }, false},
+		{"HTML error page", func(_ int32, w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `<html>ok</html>`) }, false},
+		{"huge body", func(_ int32, w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.WriteString(w, `{"success":true,"metadata":{"a":{"value":"`+strings.Repeat("x", 70<<10)+`"}}}`)
+		}, false},
+		{"hang", func(_ int32, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, false},
+		{"always 500", func(_ int32, w http.ResponseWriter, _ *http.Request) { http.Error(w, "x", 500) }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls.Store(0)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				tt.handler(calls.Add(1), w, r)
+			}))
+			defer srv.Close()
+			c, err := webhook.New(webhook.Config{URL: srv.URL, Timeout: 500 * time.Millisecond, Retries: 1, Backoff: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			a, _, _ := setup(t)
+			a.SetWebhook(c, "only")
+			start := time.Now()
+			_, err = a.Password(meta{"carol"}, []byte("pw"))
+			if (err == nil) != tt.ok {
+				t.Errorf("err %v, want ok %v", err, tt.ok)
+			}
+			if took := time.Since(start); took > 2*time.Second {
+				t.Errorf("took %s with a 500ms budget", took)
+			}
+		})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // bounded poll for exiting goroutines
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("goroutines: %d before, %d after", before, n)
+	}
 }
