@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/sshgate/sshgate/internal/auth"
@@ -29,7 +30,7 @@ func addWebhooks(cfg config.Config, a *auth.Authenticator, br *broker.Broker, lo
 	if w := cfg.Auth.Webhook; w.URL != "" {
 		c, err := webhookClient(w.WebhookClient)
 		if err != nil {
-			return closeAll, &ConfigError{err}
+			return closeAll, &ConfigError{fmt.Errorf("auth.webhook: %w", err)}
 		}
 		clients = append(clients, c)
 		a.SetWebhook(c, w.Mode)
@@ -39,7 +40,7 @@ func addWebhooks(cfg config.Config, a *auth.Authenticator, br *broker.Broker, lo
 		c, err := webhookClient(w.WebhookClient)
 		if err != nil {
 			closeAll()
-			return func() {}, &ConfigError{err}
+			return func() {}, &ConfigError{fmt.Errorf("config_webhook: %w", err)}
 		}
 		clients = append(clients, c)
 		al := w.Allow
