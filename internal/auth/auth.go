@@ -113,7 +113,8 @@ func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicK
 }
 
 // Password checks a password against the stored hash. Unknown users and users
-// without a password burn the same time, so timing reveals nothing.
+// without a password burn the same time, so timing reveals nothing. With an
+// auth webhook, the logins it handles (webhook.go) take the webhook's time.
 func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
 	if p, handled, err := a.webhookPassword(conn, password); handled {
 		return p, err
