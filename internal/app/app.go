@@ -127,9 +127,14 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	au.Install(sc)
 	br := broker.New(cfg, st, backends, log)
 	enableTOTPEnrol(br, au)
+	closeWebhooks, err := addWebhooks(cfg, au, br, log)
+	if err != nil {
+		return err
+	}
+	defer closeWebhooks()
+	au.Install(sc)
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,

@@ -3,7 +3,8 @@
 // VerifiedPublicKeyCallback (after the signature checks out) and the
 // password callback. PublicKeyCallback only answers "may this key be tried",
 // and what it returns is never read as an identity on its own (CVE-2024-45337).
-// It imports store and passwd, never broker, relay or target.
+// It imports store, passwd and webhook (the auth webhook, webhook.go), never
+// broker, relay or target.
 package auth
 
 import (
@@ -41,6 +42,7 @@ type Authenticator struct {
 
 	second   *SecondFactor // TOTP after the first factor (totp.go); nil: none
 	throttle Throttle      // per-account password throttling (totp.go); nil: none
+	hook     *authHook     // the auth webhook, if any (webhook.go)
 }
 
 // New returns an Authenticator reading users and keys from users.
@@ -71,6 +73,9 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 	if sshkeys.CheckKeyStrength(key) != nil {
 		return nil, ErrDenied
 	}
+	if a.hook != nil && a.hook.only {
+		return webhookCandidate(key, r.User)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	keys, err := a.users.ListKeys(ctx, r.User)
@@ -89,12 +94,15 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 			return &ssh.Permissions{Extensions: id.Extensions()}, nil
 		}
 	}
-	return nil, ErrDenied
+	return a.noLocalMatch(key, r.User, len(keys))
 }
 
 // VerifiedPublicKey runs after the client proved possession of key. The
 // permissions are the ones PublicKey returned for this same key.
 func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
+	if perms != nil && perms.Extensions[extWebhookPending] != "" {
+		return a.verifiedWebhook(conn, key, perms)
+	}
 	if perms == nil || perms.Extensions[gate.ExtFingerprint] != sshkeys.Fingerprint(key) {
 		return nil, ErrDenied
 	}
@@ -108,8 +116,12 @@ func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicK
 }
 
 // Password checks a password against the stored hash. Unknown users and users
-// without a password burn the same time, so timing reveals nothing.
+// without a password burn the same time, so timing reveals nothing. With an
+// auth webhook, the logins it handles (webhook.go) take the webhook's time.
 func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+	if p, handled, err := a.webhookPassword(conn, password); handled {
+		return p, err
+	}
 	// An argon2id check holds 64 MiB for ~80 ms: a flood of password attempts
 	// queues here (a waiting attempt costs a goroutine, not 64 MiB) rather
 	// than running the gate out of memory.

@@ -41,6 +41,7 @@ type Broker struct {
 	backends map[string]target.Backend
 	cfg      config.Config
 	log      *slog.Logger
+	hook     *configHook // the config webhook, if any (webhook.go)
 }
 
 // New returns a broker. backends maps a target kind (store.KindUpstream,
@@ -62,6 +63,8 @@ type conn struct {
 	accessOnce sync.Once
 	access     []policy.Access
 	accessErr  error
+
+	hook hookState // the config webhook's answer (webhook.go)
 
 	upOnce sync.Once
 	up     *upConn
@@ -221,8 +224,8 @@ func errNoTarget(name string) *gate.PublicError {
 	return &gate.PublicError{Public: fmt.Sprintf("target %q not found or not permitted", name)}
 }
 
-// permit decides the connection's routed target.
-func (c *conn) permit() (policy.Permit, error) {
+// grantPermit decides the connection's routed target from the user's grants.
+func (c *conn) grantPermit() (policy.Permit, error) {
 	if c.rerr != nil {
 		return policy.Permit{}, errNoTarget(c.route.Raw)
 	}
@@ -252,6 +255,10 @@ func (c *conn) upstream() (*upConn, error) {
 
 // dial opens the target through its backend and logs in.
 func (c *conn) dial(p policy.Permit) (*upConn, error) {
+	p, err := c.override(p)
+	if err != nil {
+		return nil, err
+	}
 	name := p.Target.Name
 	be := c.b.backends[p.Target.Kind]
 	if be == nil {
@@ -374,7 +381,7 @@ func (c *conn) globalRequest(r *ssh.Request) {
 
 // directTCPIP relays local port forwarding (ssh -L) when the grant allows it.
 func (c *conn) directTCPIP(nc ssh.NewChannel) {
-	if c.rerr == nil && c.route.Target == "" {
+	if c.rerr == nil && c.route.Target == "" && !c.hookRoutes() {
 		_ = nc.Reject(ssh.Prohibited, "port forwarding needs a target: connect as USER+TARGET")
 		return
 	}

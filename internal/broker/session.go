@@ -115,7 +115,7 @@ func (c *conn) session(nc ssh.NewChannel) {
 		_ = ch.Close()
 		return
 	}
-	if c.rerr == nil && c.route.Target == "" {
+	if c.rerr == nil && c.route.Target == "" && !c.hookRoutes() {
 		c.gateSession(ch, reqs, s)
 		return
 	}
@@ -150,6 +150,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 	for _, e := range s.env {
 		_, _ = upCh.SendRequest("env", false, e)
 	}
+	c.sendWebhookEnv(upCh)
 	ok, err := upCh.SendRequest(s.start.Type, true, s.start.Payload)
 	if s.start.WantReply {
 		_ = s.start.Reply(ok && err == nil, nil)

@@ -51,6 +51,14 @@ type Config struct {
 	// issue 6 part A (defence.go): second factor, brute-force and flood defence.
 	MFA       MFA       `yaml:"mfa"`
 	Penalties Penalties `yaml:"penalties"`
+	Auth      Auth      `yaml:"auth"`
+	// Webhooks (issue 6, part B): types and validation in webhook.go.
+	ConfigWebhook ConfigWebhook `yaml:"config_webhook"`
+}
+
+// Auth configures how users prove who they are.
+type Auth struct {
+	Webhook AuthWebhook `yaml:"webhook"` // webhook.go
 }
 
 type Log struct {
@@ -107,10 +115,11 @@ func Defaults() Config {
 			UpstreamTimeout:         Duration(10 * time.Second),
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
-		EnvAllow: []string{"LANG", "LC_*"},
-
-		MFA:       defaultMFA(),
-		Penalties: defaultPenalties(),
+		EnvAllow:      []string{"LANG", "LC_*"},
+		MFA:           defaultMFA(),
+		Penalties:     defaultPenalties(),
+		Auth:          Auth{Webhook: AuthWebhook{Mode: "fallback", WebhookClient: defaultWebhookClient()}},
+		ConfigWebhook: ConfigWebhook{WebhookClient: defaultWebhookClient()},
 	}
 }
 
@@ -212,6 +221,7 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateDefence(bad)
+	errs = append(errs, c.validateWebhooks()...)
 	return errors.Join(errs...)
 }
 
