@@ -29,10 +29,10 @@ type Sanitizer struct {
 
 const (
 	stGround = iota
-	stEsc      // after ESC
-	stEscArg   // after ESC and a byte that takes one more (charset, DEC line)
-	stCSI      // in ESC [ ...
-	stString   // in OSC, DCS, APC, PM, SOS
+	stEsc    // after ESC
+	stEscArg // after ESC and a byte that takes one more (charset, DEC line)
+	stCSI    // in ESC [ ...
+	stString // in OSC, DCS, APC, PM, SOS
 	stStringEsc
 )
 
