@@ -119,4 +119,29 @@ type Store interface {
 
 	Ping(ctx context.Context) error
 	Close() error
+
+	// Live sessions (issue 7: `sshgate sessions`): each gate registers the
+	// sessions it relays, updates their byte counts now and then, polls
+	// for kill requests and removes them when they end.
+	AddLiveSession(ctx context.Context, s LiveSession) error
+	UpdateLiveSession(ctx context.Context, id string, bytesIn, bytesOut int64) error
+	RemoveLiveSession(ctx context.Context, id string) error
+	ListLiveSessions(ctx context.Context) ([]LiveSession, error) // oldest first
+	RequestKill(ctx context.Context, id string) error             // ErrNotFound if no such live session
+	KillRequests(ctx context.Context, gateID string) ([]string, error)
+	ClearLiveSessions(ctx context.Context, gateID string) error // a gate's stale rows, at its start
+}
+
+// LiveSession is a session a gate is relaying now (issue 7).
+type LiveSession struct {
+	ID            string // session id (also the recording's name)
+	GateID        string
+	User          string
+	Target        string
+	Login         string
+	Started       time.Time
+	BytesIn       int64 // user -> target
+	BytesOut      int64 // target -> user
+	Updated       time.Time
+	KillRequested bool
 }
