@@ -47,6 +47,9 @@ type Config struct {
 	Limits    Limits   `yaml:"limits"`
 	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
+
+	Recordings Recordings `yaml:"recordings"` // PTY session recordings (obs.go)
+	Metrics    Metrics    `yaml:"metrics"`    // metrics and health listener (obs.go)
 }
 
 type Log struct {
@@ -101,7 +104,8 @@ func Defaults() Config {
 			UpstreamTimeout:         Duration(10 * time.Second),
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
-		EnvAllow: []string{"LANG", "LC_*"},
+		EnvAllow:   []string{"LANG", "LC_*"},
+		Recordings: defaultRecordings(),
 	}
 }
 
@@ -202,6 +206,7 @@ func (c Config) Validate() error {
 			bad("env_allow", "%q is not an environment variable name or NAME_* pattern", e)
 		}
 	}
+	errs = append(errs, c.validateObs()...)
 	return errors.Join(errs...)
 }
 
