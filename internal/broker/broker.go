@@ -19,7 +19,6 @@ import (
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
-	"github.com/sshgate/sshgate/internal/relay"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
@@ -40,6 +39,7 @@ type Broker struct {
 	backends map[string]target.Backend
 	cfg      config.Config
 	log      *slog.Logger
+	obs      Observers // metrics, recordings, live sessions (obs.go)
 }
 
 // New returns a broker. backends maps a target kind (store.KindUpstream,
@@ -250,7 +250,8 @@ func (c *conn) upstream() (*upConn, error) {
 }
 
 // dial opens the target through its backend and logs in.
-func (c *conn) dial(p policy.Permit) (*upConn, error) {
+func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
+	defer func(start time.Time) { c.b.targetOpened(p.Target.Kind, start, err) }(time.Now())
 	name := p.Target.Name
 	be := c.b.backends[p.Target.Kind]
 	if be == nil {
@@ -341,7 +342,7 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 					_ = downCh.Close()
 					return
 				}
-				relay.Channels(upCh, upReqs, downCh, downReqs, nil, nil)
+				c.relayChannel(upCh, upReqs, downCh, downReqs, false)
 			}()
 		}
 	}
@@ -408,7 +409,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 		_ = upCh.Close()
 		return
 	}
-	relay.Channels(ch, reqs, upCh, upReqs, nil, nil)
+	c.relayChannel(ch, reqs, upCh, upReqs, true)
 }
 
 func publicText(err error) string {

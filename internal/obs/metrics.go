@@ -59,7 +59,7 @@ func NewMetrics(auditDropped func() float64) *Metrics {
 		Registry: r,
 		connAccepted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sshgate_sshd_connections_accepted_total",
-			Help: "TCP connections accepted by the SSH listener.",
+			Help: "TCP connections taken on for the SSH handshake (not rejected at once).",
 		}),
 		connRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sshgate_sshd_connections_rejected_total",

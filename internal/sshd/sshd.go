@@ -46,6 +46,7 @@ type Server struct {
 	limits  Limits
 	handler Handler
 	log     *slog.Logger
+	obs     Observer // observe.go
 
 	mu        sync.Mutex
 	unauth    int
@@ -126,6 +127,7 @@ func (s *Server) handle(nc net.Conn) {
 	s.mu.Lock()
 	if s.draining || s.unauth >= s.limits.MaxUnauthenticated || s.perSource[src] >= s.limits.MaxUnauthPerSource {
 		full := !s.draining
+		s.observeRejected(s.draining, s.unauth >= s.limits.MaxUnauthenticated)
 		s.mu.Unlock()
 		if full {
 			s.log.Warn("refusing connection: too many unauthenticated connections", "remote", nc.RemoteAddr().String())
@@ -133,6 +135,7 @@ func (s *Server) handle(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
+	s.observeAccepted()
 	s.unauth++
 	s.perSource[src]++
 	nc = wire.New(nc)
@@ -167,6 +170,7 @@ func (s *Server) handle(nc net.Conn) {
 		log := s.log.With("conn_id", id, "remote", nc.RemoteAddr().String())
 		_ = nc.SetDeadline(time.Now().Add(s.limits.LoginGrace))
 		sc, chans, reqs, err := ssh.NewServerConn(nc, s.cfg)
+		s.observeHandshake(err)
 		if err != nil {
 			log.Debug("handshake failed", "err", err)
 			return
