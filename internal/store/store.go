@@ -127,7 +127,7 @@ type Store interface {
 	UpdateLiveSession(ctx context.Context, id string, bytesIn, bytesOut int64) error
 	RemoveLiveSession(ctx context.Context, id string) error
 	ListLiveSessions(ctx context.Context) ([]LiveSession, error) // oldest first
-	RequestKill(ctx context.Context, id string) error             // ErrNotFound if no such live session
+	RequestKill(ctx context.Context, id string) error            // ErrNotFound if no such live session
 	KillRequests(ctx context.Context, gateID string) ([]string, error)
 	ClearLiveSessions(ctx context.Context, gateID string) error // a gate's stale rows, at its start
 }
