@@ -32,7 +32,9 @@ type Options struct {
 	DataDir    string // resolved data directory
 	Listen     string // overrides the config's listen address when set
 	ConfigFile string // optional YAML file
-	Log        io.Writer
+	// MetricsListen overrides metrics.listen when set (serve --metrics-listen).
+	MetricsListen string
+	Log           io.Writer
 	// Ready, if set, is called with the listening address once the gate accepts connections.
 	Ready func(addr net.Addr)
 }
@@ -51,6 +53,9 @@ func LoadConfig(o Options) (config.Config, error) {
 	}
 	if o.Listen != "" {
 		cfg.Listen = o.Listen
+	}
+	if o.MetricsListen != "" {
+		cfg.Metrics.Listen = o.MetricsListen
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, &ConfigError{fmt.Errorf("invalid configuration:\n%w", err)}
@@ -98,13 +103,18 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
+	ob, err := startObs(ctx, cfg, dir, st, log) // metrics, recordings, live sessions (obs.go)
+	if err != nil {
+		return err
+	}
+	defer ob.close()
 
 	up, err := upstream.New(gateKey, cfg.Limits.UpstreamTimeout.D())
 	if err != nil {
 		return err
 	}
 	backends := map[string]target.Backend{store.KindUpstream: up}
-	closeBackends, err := addDocker(ctx, cfg, dir, st, log, backends)
+	closeBackends, err := addDocker(ctx, cfg, dir, st, log, backends, ob.containerStarted)
 	if err != nil {
 		return err
 	}
@@ -129,6 +139,9 @@ func Serve(ctx context.Context, o Options) error {
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,
 		MaxUnauthPerSource: cfg.Limits.MaxUnauthenticatedPerIP,
 	}, br.Handle, log)
+	if err := ob.attach(sc, br, srv); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -139,6 +152,7 @@ func Serve(ctx context.Context, o Options) error {
 	if users, err := st.ListUsers(ctx); err == nil && len(users) == 0 {
 		firstRunHint(o.Log, dir.Path, ln.Addr())
 	}
+	ob.ready()
 	if o.Ready != nil {
 		o.Ready(ln.Addr())
 	}
