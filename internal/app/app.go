@@ -32,11 +32,11 @@ type Options struct {
 	DataDir    string // resolved data directory
 	Listen     string // overrides the config's listen address when set
 	ConfigFile string // optional YAML file
-	// MetricsListen overrides metrics.listen when set (serve --metrics-listen).
-	MetricsListen string
-	Log           io.Writer
+	Log        io.Writer
 	// Ready, if set, is called with the listening address once the gate accepts connections.
 	Ready func(addr net.Addr)
+
+	MetricsListen string // overrides metrics.listen when set (serve --metrics-listen)
 }
 
 // ConfigError is a configuration problem: the CLI reports it and exits 2.
