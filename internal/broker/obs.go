@@ -192,11 +192,11 @@ func (o *observed) filter(next relay.Filter) relay.Filter {
 // end closes the watch when the relay is over.
 func (o *observed) end() {
 	obs := o.c.b.obs
+	if o.rec != nil { // closed first: once the session is unlisted, its recording is complete
+		_ = o.rec.Close()
+	}
 	if o.endLive != nil {
 		o.endLive()
-	}
-	if o.rec != nil {
-		_ = o.rec.Close()
 	}
 	if obs.Metrics != nil {
 		obs.Metrics.SessionEnded()
