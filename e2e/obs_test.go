@@ -397,3 +397,40 @@ func TestMetricsAndHealth(t *testing.T) {
 		t.Errorf("/healthz while draining = %d", code)
 	}
 }
+
+// A recording on a full disk (a 64 KiB tmpfs) fails mid-session:
+// fail-closed ends the session with one line and exit 1; fail-open lets it
+// finish. Either way the gate logs it and does not panic.
+func TestRecordingFullDisk(t *testing.T) {
+	t.Parallel()
+	gateOnly(t)
+	for _, mode := range []string{"fail-closed", "fail-open"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			mnt := filepath.Join(dir, "small")
+			os.Mkdir(mnt, 0o700)
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt).CombinedOutput(); err != nil {
+				t.Skipf("cannot mount a small tmpfs (needs root): %v %s", err, out)
+			}
+			t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+			cfg := filepath.Join(dir, "gate.yaml")
+			os.WriteFile(cfg, []byte("recordings:\n  dir: "+mnt+"\n  on_error: "+mode+"\n"), 0o600)
+			w := newObsWorld(t, "--config", cfg)
+			cmd := w.alice.SSHTo("web-1", []string{"-tt"}, `head -c 400000 /dev/zero | tr '\0' x; echo; sleep 3; echo SURVIVED`)
+			r := harness.Run(cmd, nil, short)
+			if mode == "fail-closed" {
+				msg := oneLine(t, "message", clientNoise(r.Stderr))
+				if r.Code != 1 || strings.Contains(r.Stdout, "SURVIVED") || !strings.Contains(msg, "sshgate: this session must be recorded and the recording failed (ref ") {
+					t.Errorf("fail-closed: exit %d, stdout %.200q, stderr %q", r.Code, r.Stdout, r.Stderr)
+				}
+				noGoError(t, "message", msg)
+			} else if r.Code != 0 || !strings.Contains(r.Stdout, "SURVIVED") {
+				t.Errorf("fail-open: exit %d, stdout %.200q, stderr %q", r.Code, r.Stdout, r.Stderr)
+			}
+			if !harness.Eventually(short, func() bool { return w.gate.LogContains("session recording failed") }) {
+				t.Error("the gate did not log the recording failure")
+			}
+			waitNoSessions(t, w.gate)
+		})
+	}
+}
