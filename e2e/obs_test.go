@@ -434,3 +434,38 @@ func TestRecordingFullDisk(t *testing.T) {
 		})
 	}
 }
+
+// Container starts, their failures and the docker backend's open time are
+// counted.
+func TestMetricsDocker(t *testing.T) {
+	t.Parallel()
+	harness.RequireTools(t, "promtool")
+	addr := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
+	w := newDockerWorld(t, harness.GateOptions{Args: []string{"--metrics-listen", addr}})
+	good := w.target(t, "metrics", "--docker", harness.TestImage, "--user", "1000")
+	bad := w.target(t, "metrics-bad", "--docker", harness.TestImage, "--user", "nosuchuser")
+	if r := w.ssh(t, good, nil, "echo hi"); r.Code != 0 || r.Stdout != "hi\n" {
+		t.Fatalf("good target: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := w.ssh(t, bad, nil, "echo hi"); r.Code == 0 {
+		t.Fatalf("bad target: exit 0 %q", r.Stdout)
+	}
+	_, scrape := httpGet(t, "http://"+addr+"/metrics")
+	check := exec.Command("promtool", "check", "metrics")
+	check.Stdin = strings.NewReader(scrape)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	for series, min := range map[string]float64{
+		`sshgate_docker_container_starts_total`:                                       2,
+		`sshgate_docker_container_start_failures_total`:                               1,
+		`sshgate_target_open_duration_seconds_count{backend="docker",result="ok"}`:    1,
+		`sshgate_target_open_duration_seconds_count{backend="docker",result="error"}`: 1,
+	} {
+		if v, ok := metricValue(scrape, series); !ok || v < min {
+			t.Errorf("%s = %v (present %v), want >= %v", series, v, ok, min)
+		}
+	}
+	waitNoContainers(t, good, 30*time.Second)
+	waitNoContainers(t, bad, 30*time.Second)
+}
