@@ -105,7 +105,8 @@ type Recorder struct {
 	pending atomic.Int64
 	failed  atomic.Bool
 	done    chan struct{}
-	carry   [3][]byte // per relay stream: an incomplete UTF-8 sequence
+	cmu     sync.Mutex // guards carry: the relay may still call Data while Close runs
+	carry   [3][]byte  // per relay stream: an incomplete UTF-8 sequence
 }
 
 type event struct {
@@ -173,12 +174,12 @@ func (r *Recorder) Data(s relay.Stream, p []byte) {
 	if int(s) >= len(r.carry) || r.failed.Load() {
 		return
 	}
-	// Data is called in order within a stream, one goroutine per stream:
-	// carry[s] needs no lock.
+	r.cmu.Lock()
 	buf := make([]byte, 0, len(r.carry[s])+len(p))
 	buf = append(append(buf, r.carry[s]...), p...)
 	whole, rest := splitUTF8(buf)
 	r.carry[s] = append(r.carry[s][:0], rest...)
+	r.cmu.Unlock()
 	if len(whole) > 0 {
 		r.send(event{t: r.opts.Now(), typ: typ, data: whole})
 	}
@@ -228,7 +229,11 @@ func (r *Recorder) Close() error {
 		<-r.done
 		return nil
 	}
-	for s, c := range r.carry {
+	r.cmu.Lock()
+	carry := r.carry
+	r.carry = [3][]byte{}
+	r.cmu.Unlock()
+	for s, c := range carry {
 		if len(c) > 0 && !r.failed.Load() {
 			typ := "o"
 			if relay.Stream(s) == relay.ToTarget {

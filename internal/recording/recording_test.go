@@ -224,3 +224,24 @@ func TestSplitUTF8(t *testing.T) {
 		}
 	}
 }
+
+// The relay's input copier may still run when the session closes the
+// recording: Data racing Close must neither race nor panic.
+func TestDataDuringClose(t *testing.T) {
+	var buf bytes.Buffer
+	r, err := New(nopCloser{&buf}, Header{Width: 1, Height: 1}, Options{Input: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 1000; i++ {
+			r.Data(relay.ToTarget, []byte("a\xe2"))
+		}
+	}()
+	r.Close()
+	<-done
+	r.Data(relay.ToUser, []byte("late"))
+	r.Resize(1, 1)
+}
