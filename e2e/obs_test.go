@@ -174,6 +174,14 @@ func TestRecordingAndReplay(t *testing.T) {
 		}
 	}
 
+	// asciinema itself plays it (it wants a terminal: script gives it one).
+	if _, err := exec.LookPath("asciinema"); err == nil {
+		out, err := exec.Command("script", "-qec", "asciinema play -i 0.01 -s 1000 "+files[0], "/dev/null").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "HELLO-42") {
+			t.Errorf("asciinema play: %v\n%.300q", err, out)
+		}
+	}
+
 	// A malformed recording: a message naming the file and line, exit 2.
 	badFile := filepath.Join(t.TempDir(), "bad.cast")
 	os.WriteFile(badFile, []byte(`{"version": 2, "width": 80, "height": 24}`+"\n"+`[0.1, "o", "a"]`+"\n"+`[0.2, "o"`+"\n"), 0o600)
