@@ -121,8 +121,15 @@ func (c *conn) observe(ch, upCh ssh.Channel, s *setup, p policy.Permit) (*observ
 			log.Warn("session not recorded: its recording cannot start (fail-open)", "target", p.Target.Name, "err", err)
 		} else {
 			o.rec = rec
-			o.counters.Tap = rec
 		}
+	}
+	// Every tap on the session's data (the recorder; audit parsers join here).
+	var taps relay.Taps
+	if o.rec != nil {
+		taps = append(taps, o.rec)
+	}
+	if len(taps) > 0 {
+		o.counters.Tap = taps
 	}
 	if obs.Live != nil {
 		o.endLive = obs.Live.Start(store.LiveSession{ID: o.id, User: c.id.User, Target: p.Target.Name, Login: p.Login, Started: time.Now()},
