@@ -477,3 +477,43 @@ func TestMetricsDocker(t *testing.T) {
 	waitNoContainers(t, good, 30*time.Second)
 	waitNoContainers(t, bad, 30*time.Second)
 }
+
+// Honeypot mode records failed password attempts, never a password that
+// logged in.
+func TestHoneypotPasswords(t *testing.T) {
+	t.Parallel()
+	harness.RequireTools(t, "sshpass")
+	cfg := filepath.Join(t.TempDir(), "gate.yaml")
+	os.WriteFile(cfg, []byte("recordings:\n  honeypot_passwords: true\n"), 0o600)
+	w := newObsWorld(t, "--config", cfg)
+	w.gate.AdminStdin(t, "right-Passw0rd\n", "user", "add", "bob", "--password-stdin")
+	w.gate.Admin(t, "grant", "bob", "--target", "web-1", "--login", "root")
+	if r := harness.Run(w.alice.WithUser("bob").WithPassword("right-Passw0rd").SSHTo("web-1", nil, "echo in"), nil, short); r.Code != 0 {
+		t.Fatalf("bob with his password: exit %d %q", r.Code, r.Stderr)
+	}
+	harness.Run(w.alice.WithUser("bob").WithPassword("wrong-pw").SSHTo("web-1", nil, "true"), nil, short)
+	harness.Run(w.alice.WithUser("mallory").WithPassword("hunter2").SSHTo("", nil, "true"), nil, short)
+
+	file := filepath.Join(w.gate.DataDir, "recordings", "honeypot-passwords.jsonl")
+	var tried map[string]string
+	ok := harness.Eventually(short, func() bool {
+		data, _ := os.ReadFile(file)
+		tried = map[string]string{}
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var a struct{ User, Password, Remote, Client string }
+			if json.Unmarshal([]byte(l), &a) == nil && strings.HasPrefix(a.Remote, "127.0.0.1:") && strings.HasPrefix(a.Client, "SSH-2.0-OpenSSH") {
+				tried[a.Password] = a.User
+			}
+		}
+		return len(tried) >= 2
+	})
+	if !ok || tried["wrong-pw"] != "bob+web-1" || tried["hunter2"] != "mallory" {
+		t.Errorf("recorded attempts %v", tried)
+	}
+	if _, leaked := tried["right-Passw0rd"]; leaked {
+		t.Error("a password that logged in was recorded")
+	}
+	if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("honeypot log mode: %v", err)
+	}
+}

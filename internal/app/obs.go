@@ -41,6 +41,7 @@ type observability struct {
 	rec     *recording.Dir // nil: recordings off, or the directory failed
 	recErr  error          // why rec is nil while recordings are on
 	live    *live.Registry
+	pwlog   *recording.PasswordLog // honeypot mode
 
 	listening atomic.Bool
 	http      *http.Server
@@ -65,6 +66,14 @@ func startObs(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store
 			// Each PTY session then follows recordings.on_error.
 			log.Error("session recordings cannot be written", "dir", path, "on_error", cfg.Recordings.OnError, "err", o.recErr)
 		}
+	}
+	if o.rec != nil && cfg.Recordings.HoneypotPasswords {
+		pl, err := o.rec.OpenPasswordLog(func(err error) { log.Warn("honeypot password log", "err", err) })
+		if err != nil {
+			return nil, err
+		}
+		o.pwlog = pl
+		log.Warn("honeypot mode: failed password attempts are recorded, passwords included", "file", filepath.Join(o.rec.Path(), recording.PasswordsFile))
 	}
 	reg, err := live.New(ctx, st, gateID(dir.Path), log, live.Options{})
 	if err != nil {
@@ -103,6 +112,16 @@ func (o *observability) attach(sc *ssh.ServerConfig, br *broker.Broker, srv *ssh
 			prev(conn, method, err)
 		}
 		o.metrics.AuthLog(method, err)
+	}
+	if pw := sc.PasswordCallback; o.pwlog != nil && pw != nil {
+		sc.PasswordCallback = func(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+			perms, err := pw(conn, password)
+			if err != nil {
+				o.pwlog.Record(recording.PasswordAttempt{Time: time.Now().UTC(), User: conn.User(),
+					Remote: conn.RemoteAddr().String(), Client: string(conn.ClientVersion()), Password: string(password)})
+			}
+			return perms, err
+		}
 	}
 	srv.Observe(o.metrics)
 	bo := broker.Observers{
@@ -156,6 +175,9 @@ func (o *observability) close() {
 	}
 	o.cancel()
 	o.wg.Wait()
+	if o.pwlog != nil {
+		_ = o.pwlog.Close()
+	}
 	if o.rec != nil {
 		_ = o.rec.Close()
 	}

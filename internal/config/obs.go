@@ -15,6 +15,10 @@ type Recordings struct {
 	// or written: "fail-open" (go on unrecorded, logged and counted) or
 	// "fail-closed" (refuse the session, or end it with a message).
 	OnError string `yaml:"on_error"`
+	// HoneypotPasswords appends every failed password attempt (user,
+	// address, client, the password itself) to DIR/honeypot-passwords.jsonl.
+	// Only for a gate deployed as a honeypot: a real user's typo is kept too.
+	HoneypotPasswords bool `yaml:"honeypot_passwords"`
 }
 
 // Metrics configures the metrics and health listener.

@@ -245,3 +245,31 @@ func TestDataDuringClose(t *testing.T) {
 	r.Data(relay.ToUser, []byte("late"))
 	r.Resize(1, 1)
 }
+
+func TestPasswordLog(t *testing.T) {
+	d, err := OpenDir(filepath.Join(t.TempDir(), "rec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	l, err := d.OpenPasswordLog(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Record(PasswordAttempt{User: "root", Remote: "192.0.2.1:5000", Password: "hunter2\x1b]52;c;x\x07\u009b\x7f"})
+	l.Close()
+	l.Record(PasswordAttempt{User: "late"}) // after Close: dropped, no panic
+	data, err := os.ReadFile(filepath.Join(d.Path(), PasswordsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := string(data)
+	if !strings.Contains(line, `"password":"hunter2\u001b]52;c;x\u0007\u009b\u007f"`) || strings.Count(line, "\n") != 1 {
+		t.Errorf("log line %q", line)
+	}
+	for _, c := range line {
+		if c < 0x20 && c != '\n' || c >= 0x7f && c <= 0x9f {
+			t.Errorf("raw control %U in %q", c, line)
+		}
+	}
+}
