@@ -35,6 +35,8 @@ type Options struct {
 	Log        io.Writer
 	// Ready, if set, is called with the listening address once the gate accepts connections.
 	Ready func(addr net.Addr)
+
+	MetricsListen string // overrides metrics.listen when set (serve --metrics-listen)
 }
 
 // ConfigError is a configuration problem: the CLI reports it and exits 2.
@@ -51,6 +53,9 @@ func LoadConfig(o Options) (config.Config, error) {
 	}
 	if o.Listen != "" {
 		cfg.Listen = o.Listen
+	}
+	if o.MetricsListen != "" {
+		cfg.Metrics.Listen = o.MetricsListen
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, &ConfigError{fmt.Errorf("invalid configuration:\n%w", err)}
@@ -98,13 +103,18 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
+	ob, err := startObs(ctx, cfg, dir, st, log) // metrics, recordings, live sessions (obs.go)
+	if err != nil {
+		return err
+	}
+	defer ob.close()
 
 	up, err := upstream.New(gateKey, cfg.Limits.UpstreamTimeout.D())
 	if err != nil {
 		return err
 	}
 	backends := map[string]target.Backend{store.KindUpstream: up}
-	closeBackends, err := addDocker(ctx, cfg, dir, st, log, backends)
+	closeBackends, err := addDocker(ctx, cfg, dir, st, log, backends, ob.containerStarted)
 	if err != nil {
 		return err
 	}
@@ -135,6 +145,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer closeWebhooks()
 	au.Install(sc)
+	ob.wrapAuth(sc)
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,
@@ -142,6 +153,9 @@ func Serve(ctx context.Context, o Options) error {
 		Handshake:          cfg.Limits.Handshake.D(),
 		Guard:              guard,
 	}, br.Handle, log)
+	if err := ob.attach(br, srv); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -152,6 +166,7 @@ func Serve(ctx context.Context, o Options) error {
 	if users, err := st.ListUsers(ctx); err == nil && len(users) == 0 {
 		firstRunHint(o.Log, dir.Path, ln.Addr())
 	}
+	ob.ready()
 	if o.Ready != nil {
 		o.Ready(ln.Addr())
 	}

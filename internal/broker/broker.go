@@ -19,7 +19,6 @@ import (
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
-	"github.com/sshgate/sshgate/internal/relay"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
@@ -42,6 +41,7 @@ type Broker struct {
 	cfg      config.Config
 	log      *slog.Logger
 	hook     *configHook // the config webhook, if any (webhook.go)
+	obs      Observers   // metrics, recordings, live sessions (obs.go)
 }
 
 // New returns a broker. backends maps a target kind (store.KindUpstream,
@@ -254,8 +254,9 @@ func (c *conn) upstream() (*upConn, error) {
 }
 
 // dial opens the target through its backend and logs in.
-func (c *conn) dial(p policy.Permit) (*upConn, error) {
-	p, err := c.override(p)
+func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
+	defer func(start time.Time) { c.b.targetOpened(p.Target.Kind, start, err) }(time.Now())
+	p, err = c.override(p)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +350,7 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 					_ = downCh.Close()
 					return
 				}
-				relay.Channels(upCh, upReqs, downCh, downReqs, nil, nil)
+				c.relayChannel(upCh, upReqs, downCh, downReqs, false)
 			}()
 		}
 	}
@@ -416,7 +417,7 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 		_ = upCh.Close()
 		return
 	}
-	relay.Channels(ch, reqs, upCh, upReqs, nil, nil)
+	c.relayChannel(ch, reqs, upCh, upReqs, true)
 }
 
 func publicText(err error) string {

@@ -151,6 +151,13 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 		_, _ = upCh.SendRequest("env", false, e)
 	}
 	c.sendWebhookEnv(upCh)
+	ob, err := c.observe(ch, upCh, s, p)
+	if err != nil {
+		_ = upCh.Close()
+		c.fail(ch, s, err, 1)
+		return
+	}
+	defer ob.end()
 	ok, err := upCh.SendRequest(s.start.Type, true, s.start.Payload)
 	if s.start.WantReply {
 		_ = s.start.Reply(ok && err == nil, nil)
@@ -161,8 +168,8 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 		return
 	}
 	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.start.Type, "pty", s.pty != nil)
-	res := relay.Session(ch, reqs, upCh, upReqs, c.filter, nil, func(res relay.Result) {
-		if res.ExitStatus == nil && res.ExitSignal == "" {
+	res := relay.Session(ch, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
+		if res.ExitStatus == nil && res.ExitSignal == "" && !ob.killed.Load() {
 			msg := fmt.Sprintf("connection to target %q lost", p.Target.Name)
 			if up.ended != nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

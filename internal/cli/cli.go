@@ -219,14 +219,16 @@ func (e *env) rootCmd() *cobra.Command {
 		e.revokeCmd(),
 		e.gateKeyCmd(),
 		e.versionCmd(),
-		e.bansCmd(), // issue 6 part A
-		e.mfaCmd(),  // issue 6 part A
+		e.bansCmd(),     // issue 6 part A
+		e.mfaCmd(),      // issue 6 part A
+		e.replayCmd(),   // replay.go
+		e.sessionsCmd(), // sessions.go
 	)
 	return root
 }
 
 func (e *env) serveCmd() *cobra.Command {
-	var listen, config string
+	var listen, config, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gate",
@@ -242,6 +244,8 @@ func (e *env) serveCmd() *cobra.Command {
 				Listen:     listen,
 				ConfigFile: config,
 				Log:        e.stderr,
+
+				MetricsListen: metricsListen,
 			})
 			var ce *app.ConfigError
 			if errors.As(err, &ce) {
@@ -252,6 +256,7 @@ func (e *env) serveCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address, e.g. :2222 (overrides the config file)")
 	cmd.Flags().StringVar(&config, "config", "", "YAML configuration file")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9100 (overrides metrics.listen)")
 	return cmd
 }
 

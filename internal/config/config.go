@@ -54,6 +54,8 @@ type Config struct {
 	Auth      Auth      `yaml:"auth"`
 	// Webhooks (issue 6, part B): types and validation in webhook.go.
 	ConfigWebhook ConfigWebhook `yaml:"config_webhook"`
+	Recordings    Recordings    `yaml:"recordings"` // PTY session recordings (obs.go)
+	Metrics       Metrics       `yaml:"metrics"`    // metrics and health listener (obs.go)
 }
 
 // Auth configures how users prove who they are.
@@ -120,6 +122,7 @@ func Defaults() Config {
 		Penalties:     defaultPenalties(),
 		Auth:          Auth{Webhook: AuthWebhook{Mode: "fallback", WebhookClient: defaultWebhookClient()}},
 		ConfigWebhook: ConfigWebhook{WebhookClient: defaultWebhookClient()},
+		Recordings:    defaultRecordings(),
 	}
 }
 
@@ -222,6 +225,7 @@ func (c Config) Validate() error {
 	}
 	c.validateDefence(bad)
 	errs = append(errs, c.validateWebhooks()...)
+	errs = append(errs, c.validateObs()...)
 	return errors.Join(errs...)
 }
 

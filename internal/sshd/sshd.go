@@ -49,6 +49,7 @@ type Server struct {
 	limits  Limits
 	handler Handler
 	log     *slog.Logger
+	obs     Observer // observe.go
 
 	mu        sync.Mutex
 	unauth    int
@@ -153,6 +154,7 @@ func (s *Server) handle(nc net.Conn) {
 	if s.draining || s.unauth >= s.limits.MaxUnauthenticated || s.perSource[src] >= s.limits.MaxUnauthPerSource {
 		full := !s.draining
 		perSource := s.perSource[src] >= s.limits.MaxUnauthPerSource
+		s.observeRejected(s.draining, s.unauth >= s.limits.MaxUnauthenticated)
 		s.mu.Unlock()
 		if full {
 			s.log.Warn("refusing connection: too many unauthenticated connections", "remote", nc.RemoteAddr().String())
@@ -163,6 +165,7 @@ func (s *Server) handle(nc net.Conn) {
 		_ = nc.Close()
 		return
 	}
+	s.observeAccepted()
 	s.unauth++
 	s.perSource[src]++
 	wc := wire.New(nc)
@@ -187,6 +190,7 @@ func (s *Server) handle(nc net.Conn) {
 		log := s.log.With("conn_id", id, "remote", nc.RemoteAddr().String())
 		_ = nc.SetDeadline(tc.start.Add(s.handshakeDeadline()))
 		sc, chans, reqs, err := ssh.NewServerConn(pc, s.cfg)
+		s.observeHandshake(err)
 		if err != nil {
 			log.Debug("handshake failed", "err", err)
 			s.observe(tc, addr, err)

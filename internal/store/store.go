@@ -141,6 +141,17 @@ type Store interface {
 	ListBans(ctx context.Context) ([]Ban, error)                  // expired ones too (they keep the repeat count)
 	RemoveBan(ctx context.Context, source string) error           // ErrNotFound when there is none
 	PruneBans(ctx context.Context, before time.Time) (int, error) // drops bans that ended before
+
+	// Live sessions (issue 7: `sshgate sessions`): each gate registers the
+	// sessions it relays, updates their byte counts now and then, polls
+	// for kill requests and removes them when they end.
+	AddLiveSession(ctx context.Context, s LiveSession) error
+	UpdateLiveSession(ctx context.Context, id string, bytesIn, bytesOut int64) error
+	RemoveLiveSession(ctx context.Context, id string) error
+	ListLiveSessions(ctx context.Context) ([]LiveSession, error) // oldest first
+	RequestKill(ctx context.Context, id string) error            // ErrNotFound if no such live session
+	KillRequests(ctx context.Context, gateID string) ([]string, error)
+	ClearLiveSessions(ctx context.Context, gateID string) error // a gate's stale rows, at its start
 }
 
 // TOTP is a user's TOTP enrolment. Secret is stored as given (the gate
@@ -169,4 +180,18 @@ type Ban struct {
 	Reason    string
 	Count     int
 	CreatedAt time.Time
+}
+
+// LiveSession is a session a gate is relaying now (issue 7).
+type LiveSession struct {
+	ID            string // session id (also the recording's name)
+	GateID        string
+	User          string
+	Target        string
+	Login         string
+	Started       time.Time
+	BytesIn       int64 // user -> target
+	BytesOut      int64 // target -> user
+	Updated       time.Time
+	KillRequested bool
 }

@@ -104,6 +104,22 @@ CREATE TABLE bans (
 	created_at INTEGER NOT NULL
 );
 `,
+	// live sessions (issue 7: `sshgate sessions`).
+	`
+CREATE TABLE live_sessions (
+	id             TEXT PRIMARY KEY NOT NULL,
+	gate_id        TEXT NOT NULL,
+	user           TEXT NOT NULL,
+	target         TEXT NOT NULL,
+	login          TEXT NOT NULL DEFAULT '',
+	started_at     INTEGER NOT NULL,
+	bytes_in       INTEGER NOT NULL DEFAULT 0,
+	bytes_out      INTEGER NOT NULL DEFAULT 0,
+	updated_at     INTEGER NOT NULL,
+	kill_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX live_sessions_gate ON live_sessions(gate_id, kill_requested);
+`,
 }
 
 // SchemaVersion is the version Open brings a database to.

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Grants", func(t *testing.T) { testGrants(t, open) })
 	t.Run("GrantErrors", func(t *testing.T) { testGrantErrors(t, open) })
 	runTOTPAndBans(t, open)
+	t.Run("LiveSessions", func(t *testing.T) { testLiveSessions(t, open) })
 }
 
 // TwoHandles checks that a write through one handle is seen at once by

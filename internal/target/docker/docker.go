@@ -73,6 +73,9 @@ type Config struct {
 	// ContainersDir holds the per-container directories (datadir's
 	// ContainersDir()). Required for the socket transport.
 	ContainersDir string
+	// Started, if set, is told of every container start and its outcome
+	// (nil, or why the container did not come up): for metrics.
+	Started func(err error)
 	// GateID is the value of the sshgate.gate label identifying this gate
 	// instance; ReapOrphans removes every container carrying it. Default: a
 	// hash of ContainersDir.
@@ -608,7 +611,10 @@ func isRemovalInProgress(err error) bool {
 
 // start starts the container and, for a dialing main process, waits for
 // the agent's connection.
-func (b *Backend) start(ctx context.Context, bx *box) (net.Conn, error) {
+func (b *Backend) start(ctx context.Context, bx *box) (_ net.Conn, err error) {
+	if b.cfg.Started != nil {
+		defer func() { b.cfg.Started(err) }()
+	}
 	var l *net.UnixListener
 	if !bx.keeper {
 		var err error

@@ -1,0 +1,210 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/broker"
+	"github.com/sshgate/sshgate/internal/config"
+	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/live"
+	"github.com/sshgate/sshgate/internal/obs"
+	"github.com/sshgate/sshgate/internal/recording"
+	"github.com/sshgate/sshgate/internal/sshd"
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+// AuditDropped, if set before Serve, is read for sshgate_audit_dropped_total
+// (the audit sinks' drop count under fail-open).
+var AuditDropped func() float64
+
+// observability is the gate's metrics and health listener, its session
+// recordings and its live session registry.
+type observability struct {
+	cfg     config.Config
+	log     *slog.Logger
+	st      store.Store
+	metrics *obs.Metrics
+	rec     *recording.Dir // nil: recordings off, or the directory failed
+	recErr  error          // why rec is nil while recordings are on
+	live    *live.Registry
+	pwlog   *recording.PasswordLog // honeypot mode
+
+	listening atomic.Bool
+	http      *http.Server
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// startObs makes the metrics, opens the recordings directory and starts the
+// live session registry (clearing this gate's stale rows).
+func startObs(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, log *slog.Logger) (*observability, error) {
+	o := &observability{cfg: cfg, log: log, st: st, metrics: obs.NewMetrics(AuditDropped)}
+	if cfg.Recordings.Enabled {
+		path := cfg.Recordings.Dir
+		switch {
+		case path == "":
+			path = dir.RecordingsDir()
+		case !filepath.IsAbs(path):
+			path = filepath.Join(dir.Path, path)
+		}
+		o.rec, o.recErr = recording.OpenDir(path)
+		if o.recErr != nil {
+			// Each PTY session then follows recordings.on_error.
+			log.Error("session recordings cannot be written", "dir", path, "on_error", cfg.Recordings.OnError, "err", o.recErr)
+		}
+	}
+	if o.rec != nil && cfg.Recordings.HoneypotPasswords {
+		pl, err := o.rec.OpenPasswordLog(func(err error) { log.Warn("honeypot password log", "err", err) })
+		if err != nil {
+			return nil, err
+		}
+		o.pwlog = pl
+		log.Warn("honeypot mode: failed password attempts are recorded, passwords included", "file", filepath.Join(o.rec.Path(), recording.PasswordsFile))
+	}
+	reg, err := live.New(ctx, st, gateID(dir.Path), log, live.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("start live session registry: %w", err)
+	}
+	o.live = reg
+	rctx, cancel := context.WithCancel(context.Background())
+	o.cancel = cancel
+	o.wg.Add(1)
+	go func() { defer o.wg.Done(); reg.Run(rctx) }()
+	return o, nil
+}
+
+// gateID names this gate in the live sessions table: stable across
+// restarts of the same gate (so it can clear its own stale rows), distinct
+// between gates on different hosts or data directories.
+func gateID(dataDir string) string {
+	host, _ := os.Hostname()
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(host + "|" + abs))
+	return hex.EncodeToString(sum[:6])
+}
+
+// containerStarted is the docker backend's start hook.
+func (o *observability) containerStarted(err error) { o.metrics.ContainerStarted(err) }
+
+// wrapAuth wires the observers into the SSH config's callbacks. It must run
+// before sshd.New, which works on a copy of the config.
+func (o *observability) wrapAuth(sc *ssh.ServerConfig) {
+	prev := sc.AuthLogCallback
+	sc.AuthLogCallback = func(conn ssh.ConnMetadata, method string, err error) {
+		if prev != nil {
+			prev(conn, method, err)
+		}
+		o.metrics.AuthLog(method, err)
+	}
+	if pw := sc.PasswordCallback; o.pwlog != nil && pw != nil {
+		sc.PasswordCallback = func(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+			perms, err := pw(conn, password)
+			// A PartialSuccessError is a right password awaiting a second
+			// factor: never written.
+			var partial *ssh.PartialSuccessError
+			if err != nil && !errors.As(err, &partial) {
+				o.pwlog.Record(recording.PasswordAttempt{Time: time.Now().UTC(), User: conn.User(),
+					Remote: conn.RemoteAddr().String(), Client: string(conn.ClientVersion()), Password: string(password)})
+			}
+			return perms, err
+		}
+	}
+}
+
+// attach wires the observers into the broker and the server, and starts the
+// metrics and health listener if configured.
+func (o *observability) attach(br *broker.Broker, srv *sshd.Server) error {
+	srv.Observe(o.metrics)
+	bo := broker.Observers{
+		Metrics:    o.metrics,
+		Live:       o.live,
+		FailClosed: func(string) bool { return o.cfg.Recordings.OnError == config.FailClosed },
+	}
+	if o.cfg.Recordings.Enabled {
+		bo.Recorder = recorder{o}
+	}
+	br.Observe(bo)
+	if o.cfg.Metrics.Listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", o.cfg.Metrics.Listen)
+	if err != nil {
+		return fmt.Errorf("metrics listen on %s: %w", o.cfg.Metrics.Listen, err)
+	}
+	h := obs.Handler(o.metrics, obs.Health{
+		Ping:      o.st.Ping,
+		Listening: o.listening.Load,
+		Draining:  srv.Draining,
+		OnFail: func(check string, err error) {
+			if err != nil {
+				o.log.Warn("not ready", "check", check, "err", err)
+			}
+		},
+	})
+	o.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
+	o.log.Info("metrics and health listening", "addr", ln.Addr().String())
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		if err := o.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// ready marks the SSH listener as accepting.
+func (o *observability) ready() { o.listening.Store(true) }
+
+// close stops the listener and the registry. It runs after the SSH server
+// has drained, so /readyz answers "draining" throughout the drain.
+func (o *observability) close() {
+	if o.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = o.http.Shutdown(ctx)
+		cancel()
+	}
+	o.cancel()
+	o.wg.Wait()
+	if o.pwlog != nil {
+		_ = o.pwlog.Close()
+	}
+	if o.rec != nil {
+		_ = o.rec.Close()
+	}
+}
+
+// recorder is the broker's Recorder on the recordings directory.
+type recorder struct{ o *observability }
+
+func (r recorder) Record(id string, cols, rows uint32, term string, onError func(error)) (broker.Recording, error) {
+	if r.o.rec == nil {
+		return nil, fmt.Errorf("recordings directory: %w", r.o.recErr)
+	}
+	h := recording.Header{Width: int(min(max(cols, 1), 10000)), Height: int(min(max(rows, 1), 10000))}
+	if term != "" {
+		h.Env = map[string]string{"TERM": term}
+	}
+	rec, err := r.o.rec.Create(id, h, recording.Options{Input: r.o.cfg.Recordings.Input, OnError: onError})
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}

@@ -1,0 +1,46 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestObsConfig(t *testing.T) {
+	d := Defaults()
+	if !d.Recordings.Enabled || d.Recordings.Input || d.Recordings.OnError != FailOpen || d.Metrics.Listen != "" {
+		t.Errorf("defaults: %+v %+v", d.Recordings, d.Metrics)
+	}
+	for _, tc := range []struct {
+		name, yaml, errHas string
+	}{
+		{"ok", "recordings:\n  enabled: false\n  dir: /var/rec\n  input: true\n  on_error: fail-closed\nmetrics:\n  listen: 127.0.0.1:9100\n", ""},
+		{"bad on_error", "recordings:\n  on_error: maybe\n", "recordings.on_error"},
+		{"bad listen", "metrics:\n  listen: nowhere\n", "metrics.listen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "c.yaml")
+			if err := os.WriteFile(f, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Validate()
+			if tc.errHas == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Recordings.Enabled || !c.Recordings.Input || c.Recordings.Dir != "/var/rec" || c.Recordings.OnError != FailClosed || c.Metrics.Listen != "127.0.0.1:9100" {
+					t.Errorf("loaded %+v %+v", c.Recordings, c.Metrics)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+				t.Errorf("Validate: %v, want %q", err, tc.errHas)
+			}
+		})
+	}
+}

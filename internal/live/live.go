@@ -1,0 +1,158 @@
+// Package live keeps the store's table of live sessions in step with the
+// sessions one gate relays, for `sshgate sessions` (which runs in another
+// process, maybe against a store several gates share): it registers each
+// session, writes its byte counts now and then, polls for kill requests and
+// removes the row when the session ends. It imports store and relay only.
+package live
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sshgate/sshgate/internal/relay"
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+// Store is the part of the store the registry uses.
+type Store interface {
+	AddLiveSession(ctx context.Context, s store.LiveSession) error
+	UpdateLiveSession(ctx context.Context, id string, bytesIn, bytesOut int64) error
+	RemoveLiveSession(ctx context.Context, id string) error
+	KillRequests(ctx context.Context, gateID string) ([]string, error)
+	ClearLiveSessions(ctx context.Context, gateID string) error
+}
+
+// Options tune the registry.
+type Options struct {
+	Poll        time.Duration // kill request poll (default 1s)
+	UpdateEvery int           // byte counts are written every this many polls (default 5)
+}
+
+// Registry is one gate's live sessions.
+type Registry struct {
+	st     Store
+	gateID string
+	log    *slog.Logger
+	opts   Options
+
+	mu       sync.Mutex
+	sessions map[string]*entry
+}
+
+type entry struct {
+	c       *relay.Counters
+	kill    func()
+	in, out int64 // last written
+	killing bool
+}
+
+// New returns the registry of gate gateID and clears the rows a previous
+// run of the same gate left behind (it crashed, or was killed).
+func New(ctx context.Context, st Store, gateID string, log *slog.Logger, o Options) (*Registry, error) {
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.UpdateEvery <= 0 {
+		o.UpdateEvery = 5
+	}
+	if err := st.ClearLiveSessions(ctx, gateID); err != nil {
+		return nil, err
+	}
+	return &Registry{st: st, gateID: gateID, log: log, opts: o, sessions: map[string]*entry{}}, nil
+}
+
+// GateID is the id the registry's rows carry.
+func (r *Registry) GateID() string { return r.gateID }
+
+// Start registers a session. A store that fails is logged: the session
+// runs on, unlisted.
+func (r *Registry) Start(s store.LiveSession, c *relay.Counters, kill func()) func() {
+	s.GateID = r.gateID
+	r.mu.Lock()
+	r.sessions[s.ID] = &entry{c: c, kill: kill}
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.st.AddLiveSession(ctx, s); err != nil {
+		r.log.Warn("register live session", "session_id", s.ID, "err", err)
+	}
+	return func() { r.end(s.ID) }
+}
+
+func (r *Registry) end(id string) {
+	r.mu.Lock()
+	delete(r.sessions, id)
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.st.RemoveLiveSession(ctx, id); err != nil {
+		r.log.Warn("unregister live session", "session_id", id, "err", err)
+	}
+}
+
+// Run polls for kill requests and writes byte counts until ctx ends.
+func (r *Registry) Run(ctx context.Context) {
+	t := time.NewTicker(r.opts.Poll)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.poll(ctx, n%r.opts.UpdateEvery == 0)
+	}
+}
+
+// poll runs one round: kill requests, then (with update) byte counts.
+func (r *Registry) poll(ctx context.Context, update bool) {
+	r.mu.Lock()
+	empty := len(r.sessions) == 0
+	r.mu.Unlock()
+	if empty {
+		return // nothing of ours can be killed
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ids, err := r.st.KillRequests(qctx, r.gateID)
+	if err != nil {
+		r.log.Warn("poll kill requests", "err", err)
+	}
+	for _, id := range ids {
+		r.mu.Lock()
+		e := r.sessions[id]
+		start := e != nil && !e.killing
+		if start {
+			e.killing = true
+		}
+		r.mu.Unlock()
+		if start {
+			r.log.Info("kill requested", "session_id", id)
+			go e.kill()
+		}
+	}
+	if !update {
+		return
+	}
+	type upd struct {
+		id      string
+		in, out int64
+	}
+	var ups []upd
+	r.mu.Lock()
+	for id, e := range r.sessions {
+		in, out := e.c.In.Load(), e.c.Out.Load()
+		if in != e.in || out != e.out {
+			e.in, e.out = in, out
+			ups = append(ups, upd{id, in, out})
+		}
+	}
+	r.mu.Unlock()
+	for _, u := range ups {
+		if err := r.st.UpdateLiveSession(qctx, u.id, u.in, u.out); err != nil {
+			r.log.Debug("update live session", "session_id", u.id, "err", err)
+		}
+	}
+}

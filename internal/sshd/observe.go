@@ -1,0 +1,38 @@
+package sshd
+
+// Observer is told what happens at the front door, for metrics. Its
+// methods must not block.
+type Observer interface {
+	ConnAccepted()
+	ConnRejected(reason string) // "draining", "unauthenticated_limit", "per_source_limit"
+	Handshake(ok bool)          // key exchange and authentication finished (or failed)
+}
+
+// Observe sets the server's observer; call it before Serve.
+func (s *Server) Observe(o Observer) { s.obs = o }
+
+func (s *Server) observeAccepted() {
+	if s.obs != nil {
+		s.obs.ConnAccepted()
+	}
+}
+
+func (s *Server) observeRejected(draining, unauthFull bool) {
+	if s.obs == nil {
+		return
+	}
+	switch {
+	case draining:
+		s.obs.ConnRejected("draining")
+	case unauthFull:
+		s.obs.ConnRejected("unauthenticated_limit")
+	default:
+		s.obs.ConnRejected("per_source_limit")
+	}
+}
+
+func (s *Server) observeHandshake(err error) {
+	if s.obs != nil {
+		s.obs.Handshake(err == nil)
+	}
+}
