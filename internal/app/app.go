@@ -122,7 +122,11 @@ func Serve(ctx context.Context, o Options) error {
 		}
 		sc.AddHostKey(k)
 	}
-	auth.New(st, log).Install(sc)
+	authn := auth.New(st, log)
+	authn.Install(sc)
+	if err := useCA(cfg, dir, hostKeys, sc, authn, up, log); err != nil {
+		return err
+	}
 	br := broker.New(cfg, st, backends, log)
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/passwd"
 	"github.com/sshgate/sshgate/internal/route"
@@ -38,6 +39,7 @@ type Authenticator struct {
 	log     *slog.Logger
 	timeout time.Duration
 	hashing chan struct{} // bounds concurrent password hashes (64 MiB each)
+	certs   *ca.Trust     // user certificates (cert.go); nil refuses them
 }
 
 // New returns an Authenticator reading users and keys from users.
@@ -62,8 +64,8 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 	if err != nil && !errors.Is(err, route.ErrInvalidTarget) {
 		return nil, ErrDenied
 	}
-	if _, isCert := key.(*ssh.Certificate); isCert {
-		return nil, ErrDenied
+	if cert, isCert := key.(*ssh.Certificate); isCert {
+		return a.certPublicKey(conn, r.User, cert)
 	}
 	if sshkeys.CheckKeyStrength(key) != nil {
 		return nil, ErrDenied
@@ -94,6 +96,12 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
 	if perms == nil || perms.Extensions[gate.ExtFingerprint] != sshkeys.Fingerprint(key) {
 		return nil, ErrDenied
+	}
+	if perms.Extensions[gate.ExtMethod] == MethodCert {
+		if err := a.certVerified(conn, key, perms); err != nil {
+			return nil, err
+		}
+		return perms, nil
 	}
 	// The user may have been removed between query and signature.
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)

@@ -115,6 +115,7 @@ func (c *conn) session(nc ssh.NewChannel) {
 		_ = ch.Close()
 		return
 	}
+	c.forceCommand(s)
 	if c.rerr == nil && c.route.Target == "" {
 		c.gateSession(ch, reqs, s)
 		return

@@ -2,9 +2,7 @@ package ca
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"slices"
 	"time"
@@ -28,11 +26,9 @@ func (c *CA) GateHostCert(key ssh.PublicKey, certPath string, principals []strin
 	if c == nil || c.Host == nil {
 		return nil, false, ErrNoCA
 	}
+	// A missing or damaged certificate file is replaced.
 	if old, err := readCert(certPath); err == nil && c.stillGood(old, key, principals) {
 		return old, false, nil
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// A damaged certificate file is replaced, not fatal.
-		_ = err
 	}
 	cert, err = c.SignHost(key, principals, "sshgate gate host key", GateHostCertTTL)
 	if err != nil {

@@ -47,6 +47,7 @@ type Config struct {
 	Limits    Limits   `yaml:"limits"`
 	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
+	CA        CA       `yaml:"ca"`        // the gate's certificate authority (ca.go)
 }
 
 type Log struct {
@@ -102,6 +103,7 @@ func Defaults() Config {
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
 		EnvAllow: []string{"LANG", "LC_*"},
+		CA:       CA{InwardTTL: Duration(DefaultInwardTTL)},
 	}
 }
 
@@ -202,6 +204,7 @@ func (c Config) Validate() error {
 			bad("env_allow", "%q is not an environment variable name or NAME_* pattern", e)
 		}
 	}
+	c.validateCA(bad)
 	return errors.Join(errs...)
 }
 

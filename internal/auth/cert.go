@@ -1,0 +1,84 @@
+package auth
+
+import (
+	"context"
+	"maps"
+	"strconv"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/ca"
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/sshkeys"
+)
+
+// MethodCert is Identity.Method for a user who logged in with an OpenSSH
+// user certificate.
+const MethodCert = "cert"
+
+// Extension keys carrying certificate details for logs.
+const (
+	ExtCertSerial = "sshgate-cert-serial"
+	ExtCertKeyID  = "sshgate-cert-key-id"
+	ExtCertCA     = "sshgate-cert-ca"
+)
+
+// UseCerts makes the authenticator accept OpenSSH user certificates from
+// the CAs trust names. Without it, certificates are refused.
+func (a *Authenticator) UseCerts(trust *ca.Trust) { a.certs = trust }
+
+// certPublicKey answers whether a certificate may be tried for user: the
+// checks of ca.Trust.CheckUserCert (CA, principal = the gate user, validity,
+// revocation, critical options, source-address). What it returns is only a
+// candidate: identity is granted in certVerified, for this very certificate,
+// once the client has signed with its key.
+func (a *Authenticator) certPublicKey(conn ssh.ConnMetadata, user string, cert *ssh.Certificate) (*ssh.Permissions, error) {
+	if a.certs == nil {
+		return nil, ErrDenied
+	}
+	if err := a.certs.CheckUserCert(cert, user, conn.RemoteAddr()); err != nil {
+		a.log.Info("user certificate refused", "user", user, "serial", cert.Serial, "key_id", cert.KeyId, "reason", err)
+		return nil, ErrDenied
+	}
+	id := &gate.Identity{User: user, Method: MethodCert, Fingerprint: sshkeys.Fingerprint(cert)}
+	ext := id.Extensions()
+	ext[ExtCertSerial] = strconv.FormatUint(cert.Serial, 10)
+	ext[ExtCertKeyID] = cert.KeyId
+	ext[ExtCertCA] = sshkeys.Fingerprint(cert.SignatureKey)
+	// source-address and force-command travel as critical options: x/crypto
+	// enforces source-address again, the broker applies force-command.
+	return &ssh.Permissions{Extensions: ext, CriticalOptions: maps.Clone(cert.CriticalOptions)}, nil
+}
+
+// certVerified runs in VerifiedPublicKey for a certificate: the same
+// certificate is checked again (a revocation may have landed in between) and
+// the login logged with its serial and key id.
+func (a *Authenticator) certVerified(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions) error {
+	cert, ok := key.(*ssh.Certificate)
+	if !ok || a.certs == nil {
+		return ErrDenied
+	}
+	user := perms.Extensions[gate.ExtUser]
+	if err := a.certs.CheckUserCert(cert, user, conn.RemoteAddr()); err != nil {
+		a.log.Info("user certificate refused", "user", user, "serial", cert.Serial, "key_id", cert.KeyId, "reason", err)
+		return ErrDenied
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+	defer cancel()
+	if _, err := a.users.GetUser(ctx, user); err != nil {
+		return ErrDenied
+	}
+	a.log.Info("user certificate accepted", "user", user, "serial", cert.Serial, "key_id", cert.KeyId,
+		"ca", sshkeys.Fingerprint(cert.SignatureKey), "key", sshkeys.Fingerprint(cert.Key))
+	return nil
+}
+
+// ForceCommand is the force-command of the certificate a connection logged
+// in with, if any.
+func ForceCommand(c *ssh.ServerConn) (string, bool) {
+	if c.Permissions == nil || c.Permissions.Extensions[gate.ExtMethod] != MethodCert {
+		return "", false
+	}
+	cmd, ok := c.Permissions.CriticalOptions[ca.OptForceCommand]
+	return cmd, ok
+}
