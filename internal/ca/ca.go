@@ -31,13 +31,13 @@ import (
 
 // File names under the CA directory (DATA/ca).
 const (
-	UserKeyFile    = "user_ca"               // the user CA private key (0600), user_ca.pub beside it
-	HostKeyFile    = "host_ca"               // the host CA private key (0600), host_ca.pub beside it
-	TrustedFile    = "trusted_user_ca_keys"  // other user CAs trusted outward, authorized_keys lines
-	RevokedFile    = "revoked"               // revoked serials and keys, see ParseRevocations
-	DefaultSubdir  = "ca"                    // DATA/ca
-	keyComment     = "sshgate-ca"            // comment written into the CA key files
-	maxUserCertTTL = 366 * 24 * time.Hour    // sign-user refuses longer
+	UserKeyFile    = "user_ca"                 // the user CA private key (0600), user_ca.pub beside it
+	HostKeyFile    = "host_ca"                 // the host CA private key (0600), host_ca.pub beside it
+	TrustedFile    = "trusted_user_ca_keys"    // other user CAs trusted outward, authorized_keys lines
+	RevokedFile    = "revoked"                 // revoked serials and keys, see ParseRevocations
+	DefaultSubdir  = "ca"                      // DATA/ca
+	keyComment     = "sshgate-ca"              // comment written into the CA key files
+	maxUserCertTTL = 366 * 24 * time.Hour      // sign-user refuses longer
 	maxHostCertTTL = 10 * 366 * 24 * time.Hour // sign-host refuses longer
 )
 

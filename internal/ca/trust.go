@@ -320,7 +320,9 @@ type CertError struct{ Reason string }
 
 func (e *CertError) Error() string { return "certificate refused: " + e.Reason }
 
-func refuse(format string, args ...any) error { return &CertError{Reason: fmt.Sprintf(format, args...)} }
+func refuse(format string, args ...any) error {
+	return &CertError{Reason: fmt.Sprintf(format, args...)}
+}
 
 // supportedUserOptions are the critical options the gate enforces; any
 // other one refuses the certificate, as OpenSSH does.
