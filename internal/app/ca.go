@@ -42,7 +42,7 @@ func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, sc *ssh.S
 	}
 	principals := cfg.GateHostPrincipals()
 	for _, k := range hostKeys {
-		path := dir.HostKeyPath(hostKeyKind(k.PublicKey())) + "-cert.pub"
+		path := dir.HostKeyPath(ca.KeyKind(k.PublicKey())) + "-cert.pub"
 		cert, renewed, err := own.GateHostCert(k.PublicKey(), path, principals)
 		if err != nil {
 			return fmt.Errorf("gate host certificate: %w", err)
@@ -63,13 +63,3 @@ func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, sc *ssh.S
 	return nil
 }
 
-func hostKeyKind(k ssh.PublicKey) string {
-	switch {
-	case k.Type() == ssh.KeyAlgoED25519:
-		return sshkeys.Ed25519
-	case strings.HasPrefix(k.Type(), "ecdsa-"):
-		return sshkeys.ECDSA
-	default:
-		return sshkeys.RSA
-	}
-}

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/sshkeys"
 )
 
 // Gate host certificates: the gate presents its own host keys certified by
@@ -62,4 +65,17 @@ func readCert(path string) (*ssh.Certificate, error) {
 		return nil, fmt.Errorf("%s: not a certificate", path)
 	}
 	return cert, nil
+}
+
+// KeyKind names a host key's type as the data directory does (ed25519,
+// ecdsa, rsa), for DATA/host_keys/ssh_host_KIND_key-cert.pub.
+func KeyKind(k ssh.PublicKey) string {
+	switch {
+	case k.Type() == ssh.KeyAlgoED25519:
+		return sshkeys.Ed25519
+	case strings.HasPrefix(k.Type(), "ecdsa-"):
+		return sshkeys.ECDSA
+	default:
+		return sshkeys.RSA
+	}
 }
