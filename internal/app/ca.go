@@ -62,4 +62,3 @@ func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, sc *ssh.S
 	}
 	return nil
 }
-

@@ -92,7 +92,6 @@ func (e *env) caInitCmd() *cobra.Command {
 	return cmd
 }
 
-
 func (e *env) caShowCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "show user|host",
