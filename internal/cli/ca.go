@@ -389,3 +389,20 @@ func (e *env) caRevokedCmd() *cobra.Command {
 		}),
 	}
 }
+
+// readCAState tells target add whether the gate has a user CA and a host CA.
+func (e *env) readCAState(f *targetFlags) error {
+	d, err := e.dataDir()
+	if err != nil {
+		return err
+	}
+	c, err := ca.Load(d.CADir())
+	if errors.Is(err, ca.ErrNoCA) {
+		return nil
+	}
+	if err != nil {
+		return failf("%v", err)
+	}
+	f.caUser, f.caHost = c.User != nil, c.Host != nil
+	return nil
+}
