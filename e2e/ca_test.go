@@ -172,6 +172,29 @@ func TestCertificates(t *testing.T) {
 		}
 	})
 
+	t.Run("certificate extensions: permit-pty and permit-port-forwarding", func(t *testing.T) {
+		dave := w.user(t, "dave")
+		w.gate.Admin(t, "grant", "dave", "--target", "web", "--forwarding")
+		key, cert, _ := w.certKey(t, "dave", "--no-pty")
+		r := harness.Run(withCert(dave, key, cert).SSHTo("web", []string{"-tt"}, "tty >/dev/null && echo tty || echo no-tty"), nil, short)
+		// The gate refuses the pty-req; ssh -tt then gives up (exit 255).
+		if strings.Contains(r.Stdout, "tty\r\n") && !strings.Contains(r.Stdout, "no-tty") || !strings.Contains(r.Stderr, "PTY allocation request failed") {
+			t.Errorf("--no-pty cert: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+		}
+		// ssh -W opens a direct-tcpip channel: to the sshd itself, whose
+		// banner comes back when forwarding is allowed.
+		key, cert, _ = w.certKey(t, "dave")
+		r = harness.Run(withCert(dave, key, cert).SSHTo("web", []string{"-W", w.sshd.Addr}), nil, short)
+		if !strings.HasPrefix(r.Stdout, "SSH-2.0-") {
+			t.Errorf("forwarding cert: -W got %q %q", r.Stdout, r.Stderr)
+		}
+		key, cert, _ = w.certKey(t, "dave", "--no-port-forwarding")
+		r = harness.Run(withCert(dave, key, cert).SSHTo("web", []string{"-W", w.sshd.Addr}), nil, short)
+		if strings.HasPrefix(r.Stdout, "SSH-2.0-") || !strings.Contains(r.Stderr, "prohibited") {
+			t.Errorf("--no-port-forwarding cert: -W got %q %q", r.Stdout, r.Stderr)
+		}
+	})
+
 	t.Run("host principal mismatch refused", func(t *testing.T) {
 		w.gate.Admin(t, "target", "add", "web-wrongname", "--env", "prod", "--upstream", w.sshd.Addr, "--login", "root", "--host-principal", "db.internal")
 		w.gate.Admin(t, "grant", "alice", "--target", "web-wrongname")

@@ -21,6 +21,11 @@ const (
 	ExtCertSerial = "sshgate-cert-serial"
 	ExtCertKeyID  = "sshgate-cert-key-id"
 	ExtCertCA     = "sshgate-cert-ca"
+	// Set ("no") when the certificate lacks permit-pty or
+	// permit-port-forwarding: the gate then refuses PTYs or forwarding, as
+	// sshd does for such certificates.
+	ExtCertPTY        = "sshgate-cert-pty"
+	ExtCertForwarding = "sshgate-cert-forwarding"
 )
 
 // UseCerts makes the authenticator accept OpenSSH user certificates from
@@ -45,6 +50,12 @@ func (a *Authenticator) certPublicKey(conn ssh.ConnMetadata, user string, cert *
 	ext[ExtCertSerial] = strconv.FormatUint(cert.Serial, 10)
 	ext[ExtCertKeyID] = cert.KeyId
 	ext[ExtCertCA] = sshkeys.Fingerprint(cert.SignatureKey)
+	if _, ok := cert.Extensions[ca.ExtPermitPTY]; !ok {
+		ext[ExtCertPTY] = "no"
+	}
+	if _, ok := cert.Extensions[ca.ExtPermitPortForwarding]; !ok {
+		ext[ExtCertForwarding] = "no"
+	}
 	// source-address and force-command travel as critical options: x/crypto
 	// enforces source-address again, the broker applies force-command.
 	return &ssh.Permissions{Extensions: ext, CriticalOptions: maps.Clone(cert.CriticalOptions)}, nil
@@ -81,4 +92,15 @@ func ForceCommand(c *ssh.ServerConn) (string, bool) {
 	}
 	cmd, ok := c.Permissions.CriticalOptions[ca.OptForceCommand]
 	return cmd, ok
+}
+
+// CertAllows reports whether the certificate a connection logged in with (if
+// any) permits a PTY and port forwarding. Connections not made with a
+// certificate are allowed both (grants decide).
+func CertAllows(c *ssh.ServerConn) (pty, forwarding bool) {
+	if c.Permissions == nil || c.Permissions.Extensions[gate.ExtMethod] != MethodCert {
+		return true, true
+	}
+	ext := c.Permissions.Extensions
+	return ext[ExtCertPTY] != "no", ext[ExtCertForwarding] != "no"
 }

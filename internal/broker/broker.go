@@ -234,7 +234,7 @@ func (c *conn) permit() (policy.Permit, error) {
 	if !ok {
 		return policy.Permit{}, errNoTarget(c.route.Raw)
 	}
-	return p, nil
+	return c.certForwarding(p), nil
 }
 
 // upstream returns the connection's shared target connection, dialling it once.
@@ -252,6 +252,7 @@ func (c *conn) upstream() (*upConn, error) {
 
 // dial opens the target through its backend and logs in.
 func (c *conn) dial(p policy.Permit) (*upConn, error) {
+	p = c.certForwarding(p)
 	name := p.Target.Name
 	be := c.b.backends[p.Target.Kind]
 	if be == nil {

@@ -4,6 +4,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/auth"
+	"github.com/sshgate/sshgate/internal/policy"
 )
 
 // forceCommand applies the force-command of the user's certificate: every
@@ -19,4 +20,19 @@ func (c *conn) forceCommand(s *setup) {
 	c.log.Info("certificate force-command replaces the session request", "requested", s.start.Type)
 	s.start.Type = "exec"
 	s.start.Payload = ssh.Marshal(struct{ Command string }{cmd})
+}
+
+// certPTY says whether the user's certificate (if any) permits a PTY.
+func (c *conn) certPTY() bool {
+	pty, _ := auth.CertAllows(c.sc.ServerConn)
+	return pty
+}
+
+// certForwarding narrows a permit by the user's certificate: without
+// permit-port-forwarding no forwarding, whatever the grant says.
+func (c *conn) certForwarding(p policy.Permit) policy.Permit {
+	if _, fwd := auth.CertAllows(c.sc.ServerConn); !fwd {
+		p.Forwarding = false
+	}
+	return p
 }

@@ -215,7 +215,7 @@ func splitPrincipals(flag, s string) ([]string, error) {
 
 func (e *env) caSignUserCmd() *cobra.Command {
 	var ttl, keyID, sourceAddr, forceCmd string
-	var noForwarding bool
+	var noForwarding, noPTY bool
 	cmd := &cobra.Command{
 		Use:   "sign-user USER KEY.pub [--ttl 8h] [--source-address CIDR,...] [--force-command CMD]",
 		Short: "Issue a user certificate for gate user USER (principal USER); writes KEY-cert.pub beside the key",
@@ -256,7 +256,10 @@ func (e *env) caSignUserCmd() *cobra.Command {
 			if keyID == "" {
 				keyID = "sshgate user " + user
 			}
-			ext := map[string]string{ca.ExtPermitPTY: ""}
+			ext := map[string]string{}
+			if !noPTY {
+				ext[ca.ExtPermitPTY] = ""
+			}
 			if !noForwarding {
 				ext[ca.ExtPermitPortForwarding] = ""
 			}
@@ -278,7 +281,8 @@ func (e *env) caSignUserCmd() *cobra.Command {
 	cmd.Flags().StringVar(&keyID, "key-id", "", "key id (default: sshgate user USER)")
 	cmd.Flags().StringVar(&sourceAddr, "source-address", "", "addresses/CIDR prefixes the certificate may be used from, comma-separated")
 	cmd.Flags().StringVar(&forceCmd, "force-command", "", "command every session of this certificate runs instead of what it asks")
-	cmd.Flags().BoolVar(&noForwarding, "no-port-forwarding", false, "leave out the permit-port-forwarding extension")
+	cmd.Flags().BoolVar(&noForwarding, "no-port-forwarding", false, "leave out permit-port-forwarding: no forwarding, whatever the grants say")
+	cmd.Flags().BoolVar(&noPTY, "no-pty", false, "leave out permit-pty: no PTY for sessions of this certificate")
 	return cmd
 }
 
