@@ -131,6 +131,17 @@ func TestCertificates(t *testing.T) {
 		if r.Code != 0 || r.Stdout != "ext\n" {
 			t.Fatalf("external CA cert: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
 		}
+		// Expired (ssh-keygen -V in the past): refused.
+		old, _ := harness.Keygen(t, dir, "id_old")
+		if out, err := exec.Command("ssh-keygen", "-q", "-s", extCA, "-I", "old", "-n", "alice", "-V", "19800101:19900101", old+".pub").CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen -s -V: %v %s", err, out)
+		}
+		if r := harness.Run(withCert(base, old, old+"-cert.pub").SSHTo("web", nil, "true"), nil, short); r.Code != 255 || !strings.Contains(r.Stderr, "Permission denied") {
+			t.Fatalf("expired cert: exit %d %q", r.Code, r.Stderr)
+		}
+		if !w.gate.Stderr.WaitFor("expired", short) {
+			t.Error("the gate did not log the expired certificate")
+		}
 		// Revoked serial: refused at the next connection.
 		w.gate.Admin(t, "ca", "revoke", "4242")
 		if !strings.Contains(w.gate.Admin(t, "ca", "revoked"), "4242") {
