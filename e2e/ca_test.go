@@ -206,6 +206,14 @@ func TestCertificates(t *testing.T) {
 		}
 	})
 
+	t.Run("force-command with no target runs as a gate command", func(t *testing.T) {
+		key, cert, _ := w.certKey(t, "alice", "--force-command", "ls")
+		r := harness.Run(withCert(base, key, cert).SSHTo("", nil, "help"), nil, short)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "TARGET") || !strings.Contains(r.Stdout, "web") {
+			t.Fatalf("force-command ls: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
 	t.Run("host principal mismatch refused", func(t *testing.T) {
 		w.gate.Admin(t, "target", "add", "web-wrongname", "--env", "prod", "--upstream", w.sshd.Addr, "--login", "root", "--host-principal", "db.internal")
 		w.gate.Admin(t, "grant", "alice", "--target", "web-wrongname")

@@ -410,3 +410,39 @@ func (e *env) readCAState(f *targetFlags) error {
 	f.caUser, f.caHost = c.User != nil, c.Host != nil
 	return nil
 }
+
+// unpinHostKey is `target pin-host-key NAME --host-ca`: the target's host
+// key is no longer pinned but verified through the host CA.
+func (e *env) unpinHostKey(cmd *cobra.Command, name string, alsoPin bool, principal string) error {
+	if alsoPin {
+		return usagef("target pin-host-key %s: give exactly one of --host-key FILE and --scan-host-key, or --host-ca", name)
+	}
+	if principal != "" && (strings.ContainsAny(principal, ", \t\n") || len(principal) > 255) {
+		return usagef("--host-principal %q: want one host name", principal)
+	}
+	var f targetFlags
+	if err := e.readCAState(&f); err != nil {
+		return err
+	}
+	if !f.caHost {
+		return failf("target pin-host-key %s: --host-ca: the gate has no host CA; run `sshgate ca init`", name)
+	}
+	st, err := e.store()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	t, err := st.GetTarget(ctx, name)
+	if err != nil {
+		return err
+	}
+	if t.Upstream == nil {
+		return failf("target %q is a %s target: it has no host key to pin", name, t.Kind)
+	}
+	t.Upstream.HostKey, t.Upstream.HostPrincipal = "", principal
+	if err := st.UpdateTarget(ctx, t); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "host key of %s: verified through the host CA (principal %q)\n", name, ca.HostPrincipal(principal, t.Upstream.Addr))
+	return nil
+}

@@ -56,6 +56,10 @@ func TestCACommands(t *testing.T) {
 		{args: []string{"target", "add", "w", "--env", "prod", "--upstream", "h:22", "--login", "root"}, outHas: []string{`verified through the host CA (principal "h")`}},
 		{args: []string{"target", "add", "w2", "--env", "prod", "--upstream", "h:22", "--login", "root", "--host-principal", "web.internal", "--auth", "key"}, outHas: []string{`"web.internal"`}},
 		{args: []string{"target", "show", "w2"}, outHas: []string{"principal web.internal", "auth", "key"}},
+		{args: []string{"target", "add", "pinned", "--env", "prod", "--upstream", "10.0.0.9:22", "--login", "root", "--host-key", hostFile}},
+		{args: []string{"target", "pin-host-key", "pinned", "--host-ca", "--host-key", hostFile}, code: 2, errHas: []string{"exactly one"}},
+		{args: []string{"target", "pin-host-key", "pinned", "--host-ca", "--host-principal", "db-9"}, outHas: []string{`verified through the host CA (principal "db-9")`}},
+		{args: []string{"target", "show", "pinned"}, outHas: []string{"principal db-9"}},
 		{args: []string{"target", "add", "w3", "--env", "prod", "--upstream", "h:22", "--login", "root", "--auth", "password"}, code: 2, errHas: []string{`--auth "password"`}},
 		{args: []string{"target", "add", "w3", "--env", "prod", "--upstream", "h:22", "--login", "root", "--host-key", hostFile, "--host-principal", "x"}, code: 2, errHas: []string{"--host-principal"}},
 	})

@@ -175,16 +175,19 @@ func (e *env) targetCmd() *cobra.Command {
 			return showTarget(e.stdout, t)
 		}),
 	}
-	var pinFile string
-	var pinScan bool
+	var pinFile, pinPrincipal string
+	var pinScan, pinCA bool
 	pin := &cobra.Command{
-		Use:   "pin-host-key NAME (--host-key FILE | --scan-host-key)",
+		Use:   "pin-host-key NAME (--host-key FILE | --scan-host-key | --host-ca [--host-principal NAME])",
 		Short: "Replace the pinned host key of an upstream target (after the host was rebuilt); grants are kept",
 		Args:  argsOf([]string{"NAME"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName("target", name); err != nil {
 				return err
+			}
+			if pinCA || cmd.Flags().Changed("host-principal") {
+				return e.unpinHostKey(cmd, name, cmd.Flags().Changed("host-key") || pinScan, pinPrincipal)
 			}
 			if cmd.Flags().Changed("host-key") == pinScan {
 				return usagef("target pin-host-key %s: give exactly one of --host-key FILE and --scan-host-key", name)
@@ -228,6 +231,8 @@ func (e *env) targetCmd() *cobra.Command {
 	}
 	pin.Flags().StringVar(&pinFile, "host-key", "", "file with the target's public host key (ssh_host_*_key.pub or a known_hosts line)")
 	pin.Flags().BoolVar(&pinScan, "scan-host-key", false, "connect to the upstream now and pin the host key it presents")
+	pin.Flags().BoolVar(&pinCA, "host-ca", false, "drop the pinned key: verify the target's host certificate against the gate's host CA")
+	pin.Flags().StringVar(&pinPrincipal, "host-principal", "", "with --host-ca: the name the host certificate must carry (default: the host of the address)")
 	cmd.AddCommand(add, list, remove, show, pin)
 	return cmd
 }
