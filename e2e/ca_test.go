@@ -118,6 +118,17 @@ func TestCertificates(t *testing.T) {
 		}
 	})
 
+	t.Run("a certificate the gate issues to a user does not open targets directly", func(t *testing.T) {
+		// The sshd trusts the gate's user CA; sign-user certificates come
+		// from the client CA, so a "root" certificate gets nowhere there.
+		key, cert, _ := w.certKey(t, "root")
+		direct := withCert(harness.Direct(t, w.sshd, "root", key), key, cert)
+		r := harness.Run(direct.SSHTo("", nil, "echo direct"), nil, short)
+		if r.Code != 255 || !strings.Contains(r.Stderr, "Permission denied") {
+			t.Fatalf("direct login to the target with a gate-issued cert: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
 	t.Run("user cert from an external CA made by ssh-keygen", func(t *testing.T) {
 		dir := t.TempDir()
 		extCA, _ := harness.Keygen(t, dir, "ext_ca")

@@ -23,14 +23,14 @@ func newCASigner(t *testing.T) ssh.Signer {
 
 func certSetup(t *testing.T) (*Authenticator, *ca.CA) {
 	a, _, _ := setup(t)
-	own := &ca.CA{User: newCASigner(t)}
+	own := &ca.CA{Client: newCASigner(t)}
 	a.UseCerts(ca.NewTrust(t.TempDir(), own, nil))
 	return a, own
 }
 
 func userCert(t *testing.T, c *ca.CA, principal string, opts map[string]string) *ssh.Certificate {
 	t.Helper()
-	cert, err := c.SignUser(ca.UserCert{Key: newKey(t), Principals: []string{principal}, KeyID: "id-" + principal, TTL: time.Hour, CriticalOptions: opts})
+	cert, err := c.SignClient(ca.UserCert{Key: newKey(t), Principals: []string{principal}, KeyID: "id-" + principal, TTL: time.Hour, CriticalOptions: opts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestCertificateLogin(t *testing.T) {
 		{"principal of another user", "alice", userCert(t, own, "bob", nil), false},
 		{"principal of an unknown user", "carol", userCert(t, own, "carol", nil), false},
 		{"source-address elsewhere", "alice", userCert(t, own, "alice", map[string]string{"source-address": "10.0.0.0/8"}), false},
-		{"untrusted CA", "alice", userCert(t, &ca.CA{User: newCASigner(t)}, "alice", nil), false},
+		{"untrusted CA", "alice", userCert(t, &ca.CA{Client: newCASigner(t)}, "alice", nil), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,7 +92,7 @@ func TestCertificateQueryDoesNotVerifyAnother(t *testing.T) {
 
 func TestCertificatesRefusedWithoutTrust(t *testing.T) {
 	a, _, _ := setup(t)
-	cert := userCert(t, &ca.CA{User: newCASigner(t)}, "alice", nil)
+	cert := userCert(t, &ca.CA{Client: newCASigner(t)}, "alice", nil)
 	if _, err := a.PublicKey(meta{"alice"}, cert); err == nil {
 		t.Fatal("a certificate was accepted with no CA trusted")
 	}

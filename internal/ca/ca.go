@@ -1,7 +1,12 @@
 // Package ca is the gate's SSH certificate authority: a user CA that signs
-// the short-lived certificates the gate logs in to targets with (and user
-// certificates issued with `sshgate ca sign-user`), and a host CA that signs
-// host keys (targets' and the gate's own). It also holds what the gate
+// the short-lived certificates the gate logs in to targets with (targets
+// trust it), a client CA that signs the user certificates `sshgate ca
+// sign-user` issues for logging in to the gate (only the gate trusts it), and
+// a host CA that signs host keys (targets' and the gate's own).
+//
+// The user CA and the client CA are apart on purpose: a certificate the gate
+// issues to alice must not let alice log in directly to a target that trusts
+// the user CA and has an account named alice. It also holds what the gate
 // trusts beyond its own CA (other user CAs) and what it refuses (revoked
 // serials and keys).
 //
@@ -32,6 +37,7 @@ import (
 // File names under the CA directory (DATA/ca).
 const (
 	UserKeyFile    = "user_ca"                 // the user CA private key (0600), user_ca.pub beside it
+	ClientKeyFile  = "client_ca"               // the client CA private key (0600): users' certificates for the gate
 	HostKeyFile    = "host_ca"                 // the host CA private key (0600), host_ca.pub beside it
 	TrustedFile    = "trusted_user_ca_keys"    // other user CAs trusted outward, authorized_keys lines
 	RevokedFile    = "revoked"                 // revoked serials and keys, see ParseRevocations
@@ -52,27 +58,32 @@ const (
 	OptForceCommand         = "force-command"
 )
 
-// CA holds the two CA signers. Either may be nil when only one is in use.
+// CA holds the CA signers. Any may be nil when not in use.
 type CA struct {
-	User ssh.Signer // signs user certificates
-	Host ssh.Signer // signs host certificates
+	User   ssh.Signer // signs the gate's login certificates for targets (targets trust it)
+	Client ssh.Signer // signs user certificates for logging in to the gate (only the gate trusts it)
+	Host   ssh.Signer // signs host certificates
 	// Now is the clock used for validity windows; time.Now when nil.
 	Now func() time.Time
 }
 
-// New makes a CA from any signers, e.g. keys held in a KMS.
-func New(user, host crypto.Signer) (*CA, error) {
+// New makes a CA from any signers, e.g. keys held in a KMS; nil leaves that
+// CA out.
+func New(user, client, host crypto.Signer) (*CA, error) {
 	c := &CA{}
-	var err error
-	if user != nil {
-		if c.User, err = ssh.NewSignerFromSigner(user); err != nil {
-			return nil, fmt.Errorf("user CA signer: %w", err)
+	for _, k := range []struct {
+		name string
+		src  crypto.Signer
+		dst  *ssh.Signer
+	}{{"user", user, &c.User}, {"client", client, &c.Client}, {"host", host, &c.Host}} {
+		if k.src == nil {
+			continue
 		}
-	}
-	if host != nil {
-		if c.Host, err = ssh.NewSignerFromSigner(host); err != nil {
-			return nil, fmt.Errorf("host CA signer: %w", err)
+		s, err := ssh.NewSignerFromSigner(k.src)
+		if err != nil {
+			return nil, fmt.Errorf("%s CA signer: %w", k.name, err)
 		}
+		*k.dst = s
 	}
 	return c, nil
 }
@@ -84,14 +95,14 @@ func (c *CA) now() time.Time {
 	return time.Now()
 }
 
-// Init creates the user and host CA keys in dir (0700) if they are missing,
+// Init creates the user, client and host CA keys in dir (0700) if they are missing,
 // ed25519, private files 0600. It returns the files it created; existing
 // keys are kept.
 func Init(dir string) (created []string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CA directory %s: %w", dir, err)
 	}
-	for _, name := range []string{UserKeyFile, HostKeyFile} {
+	for _, name := range []string{UserKeyFile, ClientKeyFile, HostKeyFile} {
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err == nil {
 			continue
@@ -112,7 +123,7 @@ func Init(dir string) (created []string, err error) {
 
 // Exists reports whether dir holds at least one CA key.
 func Exists(dir string) bool {
-	for _, name := range []string{UserKeyFile, HostKeyFile} {
+	for _, name := range []string{UserKeyFile, ClientKeyFile, HostKeyFile} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			return true
 		}
@@ -127,7 +138,7 @@ func Load(dir string) (*CA, error) {
 	for _, k := range []struct {
 		name string
 		dst  *ssh.Signer
-	}{{UserKeyFile, &c.User}, {HostKeyFile, &c.Host}} {
+	}{{UserKeyFile, &c.User}, {ClientKeyFile, &c.Client}, {HostKeyFile, &c.Host}} {
 		p := filepath.Join(dir, k.name)
 		data, err := os.ReadFile(p)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -145,7 +156,7 @@ func Load(dir string) (*CA, error) {
 		}
 		*k.dst = s
 	}
-	if c.User == nil && c.Host == nil {
+	if c.User == nil && c.Client == nil && c.Host == nil {
 		return nil, ErrNoCA
 	}
 	return c, nil
@@ -173,9 +184,20 @@ type UserCert struct {
 	CriticalOptions map[string]string // e.g. source-address, force-command
 }
 
-// SignUser issues a user certificate with a fresh random serial.
+// SignUser issues a user certificate from the user CA (the one targets
+// trust) with a fresh random serial.
 func (c *CA) SignUser(r UserCert) (*ssh.Certificate, error) {
-	if c.User == nil {
+	return c.signUser(c.User, r)
+}
+
+// SignClient issues a user certificate from the client CA, for logging in to
+// the gate (`sshgate ca sign-user`).
+func (c *CA) SignClient(r UserCert) (*ssh.Certificate, error) {
+	return c.signUser(c.Client, r)
+}
+
+func (c *CA) signUser(s ssh.Signer, r UserCert) (*ssh.Certificate, error) {
+	if s == nil {
 		return nil, fmt.Errorf("sign user certificate: %w", ErrNoCA)
 	}
 	if len(r.Principals) == 0 {
@@ -184,7 +206,7 @@ func (c *CA) SignUser(r UserCert) (*ssh.Certificate, error) {
 	if r.TTL <= 0 || r.TTL > maxUserCertTTL {
 		return nil, fmt.Errorf("sign user certificate: validity %s out of range (up to %s)", r.TTL, maxUserCertTTL)
 	}
-	return c.sign(c.User, ssh.UserCert, r.Key, r.Principals, r.KeyID, r.TTL, r.Backdate, r.Extensions, r.CriticalOptions)
+	return c.sign(s, ssh.UserCert, r.Key, r.Principals, r.KeyID, r.TTL, r.Backdate, r.Extensions, r.CriticalOptions)
 }
 
 // SignHost issues a host certificate for key, valid for ttl, naming principals.

@@ -32,7 +32,7 @@ func newSigner(t *testing.T) ssh.Signer {
 
 func newCA(t *testing.T) *CA {
 	t.Helper()
-	return &CA{User: newSigner(t), Host: newSigner(t)}
+	return &CA{User: newSigner(t), Client: newSigner(t), Host: newSigner(t)}
 }
 
 func TestInitLoad(t *testing.T) {
@@ -41,17 +41,17 @@ func TestInitLoad(t *testing.T) {
 		t.Fatalf("Load before Init: %v, want ErrNoCA", err)
 	}
 	created, err := Init(dir)
-	if err != nil || len(created) != 2 {
+	if err != nil || len(created) != 3 {
 		t.Fatalf("Init: %v %v", created, err)
 	}
-	for _, name := range []string{UserKeyFile, HostKeyFile} {
+	for _, name := range []string{UserKeyFile, ClientKeyFile, HostKeyFile} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: %v %v, want mode 0600", name, fi, err)
 		}
 	}
 	c, err := Load(dir)
-	if err != nil || c.User == nil || c.Host == nil || c.User.PublicKey().Type() != ssh.KeyAlgoED25519 {
+	if err != nil || c.User == nil || c.Client == nil || c.Host == nil || c.User.PublicKey().Type() != ssh.KeyAlgoED25519 {
 		t.Fatalf("Load: %+v %v", c, err)
 	}
 	again, err := Init(dir)
@@ -72,7 +72,7 @@ func TestInitLoad(t *testing.T) {
 
 func TestNewFromCryptoSigner(t *testing.T) {
 	_, uk, _ := ed25519.GenerateKey(rand.Reader)
-	c, err := New(uk, nil) // e.g. a KMS-backed crypto.Signer
+	c, err := New(uk, nil, nil) // e.g. a KMS-backed crypto.Signer
 	if err != nil || c.User == nil || c.Host != nil {
 		t.Fatalf("New: %+v %v", c, err)
 	}
@@ -100,11 +100,15 @@ func TestCheckUserCert(t *testing.T) {
 		if mod != nil {
 			mod(&r)
 		}
-		cert, err := c.SignUser(r)
+		cert, err := c.SignClient(r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cert
+	}
+	inward, err := own.SignInward("alice", "k", time.Hour, false)
+	if err != nil {
+		t.Fatal(err)
 	}
 	revokedSerial := sign(own, nil)
 	if _, err := AppendRevocation(dir, "serial "+strconv.FormatUint(revokedSerial.Serial, 10), "test"); err != nil {
@@ -118,10 +122,10 @@ func TestCheckUserCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostCert.SignatureKey = own.User.PublicKey() // a host cert presented as a user cert, even from the user CA
+	hostCert.SignatureKey = own.Client.PublicKey() // a host cert presented as a user cert, even from the client CA
 	noPrincipals := sign(own, nil)
 	noPrincipals.ValidPrincipals = nil
-	if err := noPrincipals.SignCert(rand.Reader, own.User); err != nil {
+	if err := noPrincipals.SignCert(rand.Reader, own.Client); err != nil {
 		t.Fatal(err)
 	}
 
@@ -146,6 +150,7 @@ func TestCheckUserCert(t *testing.T) {
 		{"revoked serial", revokedSerial, "alice", addr1, now, "revoked"},
 		{"revoked key", sign(own, func(r *UserCert) { r.Key = revokedKeyOwner }), "alice", addr1, now, "revoked"},
 		{"untrusted CA", sign(other, nil), "alice", addr1, now, "untrusted CA"},
+		{"login cert of the user CA (for targets)", inward.Cert, "alice", addr1, now, "untrusted CA"},
 		{"host cert as user cert", hostCert, "alice", addr1, now, "not a user certificate"},
 	}
 	for _, c := range cases {
@@ -164,7 +169,7 @@ func TestCheckUserCert(t *testing.T) {
 
 	// A trusted file adds another CA; a damaged one fails closed.
 	trust.Now = own.Now
-	if _, err := AppendTrusted(dir, other.User.PublicKey(), "other"); err != nil {
+	if _, err := AppendTrusted(dir, other.Client.PublicKey(), "other"); err != nil {
 		t.Fatal(err)
 	}
 	if err := trust.CheckUserCert(sign(other, nil), "alice", addr1); err != nil {

@@ -299,11 +299,12 @@ func (t *Trust) now() time.Time {
 func (t *Trust) Revocations() (*Revocations, error) { return t.revoked.get() }
 
 // UserAuthorities are the CA keys whose user certificates the gate accepts:
-// its own user CA first, then the trusted files.
+// its own client CA first, then the trusted files. Never its user CA: the
+// certificates that one signs are for targets.
 func (t *Trust) UserAuthorities() ([]ssh.PublicKey, error) {
 	var out []ssh.PublicKey
-	if t.own != nil && t.own.User != nil {
-		out = append(out, t.own.User.PublicKey())
+	if t.own != nil && t.own.Client != nil {
+		out = append(out, t.own.Client.PublicKey())
 	}
 	for _, f := range t.trusted {
 		ks, err := f.get()

@@ -45,7 +45,7 @@ func (e *env) caInitCmd() *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
 		Use:   "init [--config FILE]",
-		Short: "Create the user CA and the host CA (ed25519, DATA/ca) and certify the gate's host keys",
+		Short: "Create the user CA (targets trust it), the client CA (users' certificates) and the host CA (ed25519, DATA/ca), and certify the gate's host keys",
 		Args:  argsOf(nil, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			cfg, err := app.LoadConfig(app.Options{ConfigFile: config})
@@ -85,6 +85,7 @@ func (e *env) caInitCmd() *cobra.Command {
 			}
 			fmt.Fprintf(e.stdout, "\nTargets' sshd_config: TrustedUserCAKeys FILE, FILE holding:\n  %s\n", ca.TrustedUserCAKeysLine(c.User.PublicKey()))
 			fmt.Fprintf(e.stdout, "Users' known_hosts (the gate and targets' host certificates):\n  %s\n", ca.KnownHostsLine(c.Host.PublicKey(), ""))
+			fmt.Fprintf(e.stdout, "Certificates for users (sshgate ca sign-user) come from the client CA, which only the gate trusts.\n")
 			return nil
 		}),
 	}
@@ -94,13 +95,13 @@ func (e *env) caInitCmd() *cobra.Command {
 
 func (e *env) caShowCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "show user|host",
-		Short: "Print the user CA as a TrustedUserCAKeys line, or the host CA as an @cert-authority known_hosts line",
-		Args:  argsOf([]string{"user|host"}, 0),
+		Use:   "show user|host|client",
+		Short: "Print the user CA as a TrustedUserCAKeys line (for targets), the host CA as an @cert-authority known_hosts line, or the client CA (signs `ca sign-user` certificates)",
+		Args:  argsOf([]string{"user|host|client"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			which := args[0]
-			if which != "user" && which != "host" {
-				return usagef("ca show %q: want user or host", which)
+			if which != "user" && which != "host" && which != "client" {
+				return usagef("ca show %q: want user, host or client", which)
 			}
 			c, _, err := e.loadCA()
 			if err != nil {
@@ -109,6 +110,8 @@ func (e *env) caShowCmd() *cobra.Command {
 			switch {
 			case which == "user" && c.User != nil:
 				fmt.Fprintln(e.stdout, ca.TrustedUserCAKeysLine(c.User.PublicKey()))
+			case which == "client" && c.Client != nil:
+				fmt.Fprintln(e.stdout, sshkeys.AuthorizedLine(c.Client.PublicKey())+" sshgate-ca-client")
 			case which == "host" && c.Host != nil:
 				fmt.Fprintln(e.stdout, ca.KnownHostsLine(c.Host.PublicKey(), ""))
 			default:
@@ -218,7 +221,7 @@ func (e *env) caSignUserCmd() *cobra.Command {
 	var noForwarding, noPTY bool
 	cmd := &cobra.Command{
 		Use:   "sign-user USER KEY.pub [--ttl 8h] [--source-address CIDR,...] [--force-command CMD]",
-		Short: "Issue a user certificate for gate user USER (principal USER); writes KEY-cert.pub beside the key",
+		Short: "Issue a certificate from the client CA for gate user USER (principal USER); writes KEY-cert.pub beside the key",
 		Args:  argsOf([]string{"USER", "KEY.pub"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			user := args[0]
@@ -250,8 +253,8 @@ func (e *env) caSignUserCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.User == nil {
-				return failf("no user CA: run `sshgate ca init`")
+			if c.Client == nil {
+				return failf("no client CA: run `sshgate ca init`")
 			}
 			if keyID == "" {
 				keyID = "sshgate user " + user
@@ -263,7 +266,7 @@ func (e *env) caSignUserCmd() *cobra.Command {
 			if !noForwarding {
 				ext[ca.ExtPermitPortForwarding] = ""
 			}
-			cert, err := c.SignUser(ca.UserCert{Key: k, Principals: []string{user}, KeyID: keyID, TTL: d,
+			cert, err := c.SignClient(ca.UserCert{Key: k, Principals: []string{user}, KeyID: keyID, TTL: d,
 				Backdate: time.Minute, Extensions: ext, CriticalOptions: opts})
 			if err != nil {
 				return usagef("ca sign-user: %v", err)

@@ -31,6 +31,7 @@ func TestCACommands(t *testing.T) {
 		{args: []string{"ca", "init"}, outHas: []string{"kept"}},
 		{args: []string{"ca", "show", "user"}, outHas: []string{"ssh-ed25519 "}},
 		{args: []string{"ca", "show", "host"}, outHas: []string{"@cert-authority * ssh-ed25519 "}},
+		{args: []string{"ca", "show", "client"}, outHas: []string{"ssh-ed25519 ", "sshgate-ca-client"}},
 		{args: []string{"ca", "show", "both"}, code: 2, errHas: []string{`"both"`}},
 
 		{args: []string{"ca", "sign-user", "alice", keyFile, "--ttl", "8h"}, outHas: []string{"id-cert.pub", "serial ", `"sshgate user alice"`}},
