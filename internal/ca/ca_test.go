@@ -3,6 +3,7 @@ package ca
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"net"
 	"os"
@@ -401,4 +402,48 @@ func FuzzParseTrusted(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The CA side of OpenSSH's cert-userkey matrix that ssh-keygen cannot make:
+// an ssh-rsa (SHA-1) CA signature, a certificate as CA, a weak CA key.
+func TestCheckUserCertCASide(t *testing.T) {
+	rk, err := rsa.GenerateKey(rand.Reader, 3072)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCA, _ := ssh.NewSignerFromSigner(rk)
+	sha1CA, err := ssh.NewSignerWithAlgorithms(rsaCA.(ssh.AlgorithmSigner), []string{ssh.KeyAlgoRSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := AppendTrusted(dir, rsaCA.PublicKey(), "rsa"); err != nil {
+		t.Fatal(err)
+	}
+	trust := NewTrust(dir, nil, nil)
+	user := newSigner(t).PublicKey()
+	mk := func(s ssh.Signer) *ssh.Certificate {
+		c := &ssh.Certificate{Key: user, Serial: 1, CertType: ssh.UserCert, ValidPrincipals: []string{"alice"},
+			ValidAfter: uint64(time.Now().Add(-time.Minute).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix())}
+		if err := c.SignCert(rand.Reader, s); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if err := trust.CheckUserCert(mk(rsaCA), "alice", addr1); err != nil {
+		t.Fatalf("rsa-sha2 CA signature refused: %v", err)
+	}
+	if err := trust.CheckUserCert(mk(sha1CA), "alice", addr1); err == nil || !strings.Contains(err.Error(), "signature algorithm") {
+		t.Fatalf("ssh-rsa (SHA-1) CA signature: %v, want refused", err)
+	}
+	asCA := mk(rsaCA)
+	asCA.SignatureKey = mk(rsaCA) // a certificate as the authority (CVE-2025-49825 class)
+	if err := trust.CheckUserCert(asCA, "alice", addr1); err == nil || !strings.Contains(err.Error(), "signed by a certificate") {
+		t.Fatalf("certificate as CA: %v, want refused", err)
+	}
+	weak, _ := rsa.GenerateKey(rand.Reader, 2048)
+	weakPub, _ := ssh.NewPublicKey(&weak.PublicKey)
+	if _, err := AppendTrusted(dir, weakPub, ""); err == nil || !strings.Contains(err.Error(), "3072") {
+		t.Fatalf("RSA-2048 CA trusted: %v", err)
+	}
 }
