@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -25,9 +26,14 @@ func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, sc *ssh.S
 	if err != nil && !errors.Is(err, ca.ErrNoCA) {
 		return err
 	}
+	for _, f := range cfg.CA.TrustedUserCAKeys {
+		if _, err := os.Stat(f); err != nil {
+			return &ConfigError{fmt.Errorf("ca.trusted_user_ca_keys: %w", err)}
+		}
+	}
 	trust := ca.NewTrust(dir.CADir(), own, cfg.CA.TrustedUserCAKeys)
 	if _, err := trust.UserAuthorities(); err != nil {
-		return fmt.Errorf("trusted user CAs: %w", err)
+		return &ConfigError{fmt.Errorf("trusted user CAs: %w", err)}
 	}
 	if _, err := trust.Revocations(); err != nil {
 		return fmt.Errorf("certificate revocations: %w", err)
