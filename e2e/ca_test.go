@@ -282,3 +282,20 @@ func TestCertificates(t *testing.T) {
 		}
 	})
 }
+
+// A ca.trusted_user_ca_keys file that is not there stops serve at once: a
+// typo must not silently trust nothing (or everything).
+func TestCATrustedFileMissing(t *testing.T) {
+	t.Parallel()
+	gateOnly(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "gate.yaml")
+	missing := filepath.Join(dir, "nope.pub")
+	if err := os.WriteFile(cfg, []byte("ca:\n  trusted_user_ca_keys: ["+missing+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runGateCLI(t, filepath.Join(dir, "data"), "serve", "--config", cfg, "--listen", "127.0.0.1:0")
+	if r.Code != 2 || !strings.Contains(r.Stderr, "ca.trusted_user_ca_keys") || !strings.Contains(r.Stderr, missing) {
+		t.Fatalf("serve with a missing trusted CA file: exit %d stderr %q", r.Code, r.Stderr)
+	}
+}
