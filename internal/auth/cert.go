@@ -42,13 +42,13 @@ func (a *Authenticator) certPublicKey(conn ssh.ConnMetadata, user string, cert *
 		return nil, ErrDenied
 	}
 	if err := a.certs.CheckUserCert(cert, user, conn.RemoteAddr()); err != nil {
-		a.log.Info("user certificate refused", "user", user, "serial", cert.Serial, "key_id", cert.KeyId, "reason", err)
+		a.log.Info("user certificate refused", "user", user, "serial", cert.Serial, "key_id", logSafe(cert.KeyId, 128), "reason", logSafe(err.Error(), 300))
 		return nil, ErrDenied
 	}
 	id := &gate.Identity{User: user, Method: MethodCert, Fingerprint: sshkeys.Fingerprint(cert)}
 	ext := id.Extensions()
 	ext[ExtCertSerial] = strconv.FormatUint(cert.Serial, 10)
-	ext[ExtCertKeyID] = cert.KeyId
+	ext[ExtCertKeyID] = logSafe(cert.KeyId, 128)
 	ext[ExtCertCA] = sshkeys.Fingerprint(cert.SignatureKey)
 	if _, ok := cert.Extensions[ca.ExtPermitPTY]; !ok {
 		ext[ExtCertPTY] = "no"
@@ -71,7 +71,7 @@ func (a *Authenticator) certVerified(conn ssh.ConnMetadata, key ssh.PublicKey, p
 	}
 	user := perms.Extensions[gate.ExtUser]
 	if err := a.certs.CheckUserCert(cert, user, conn.RemoteAddr()); err != nil {
-		a.log.Info("user certificate refused", "user", user, "serial", cert.Serial, "key_id", cert.KeyId, "reason", err)
+		a.log.Info("user certificate refused", "user", user, "serial", cert.Serial, "key_id", logSafe(cert.KeyId, 128), "reason", logSafe(err.Error(), 300))
 		return ErrDenied
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
@@ -79,7 +79,7 @@ func (a *Authenticator) certVerified(conn ssh.ConnMetadata, key ssh.PublicKey, p
 	if _, err := a.users.GetUser(ctx, user); err != nil {
 		return ErrDenied
 	}
-	a.log.Info("user certificate accepted", "user", user, "serial", cert.Serial, "key_id", cert.KeyId,
+	a.log.Info("user certificate accepted", "user", user, "serial", cert.Serial, "key_id", logSafe(cert.KeyId, 128),
 		"ca", sshkeys.Fingerprint(cert.SignatureKey), "key", sshkeys.Fingerprint(cert.Key))
 	return nil
 }
@@ -103,4 +103,18 @@ func CertAllows(c *ssh.ServerConn) (pty, forwarding bool) {
 	}
 	ext := c.Permissions.Extensions
 	return ext[ExtCertPTY] != "no", ext[ExtCertForwarding] != "no"
+}
+
+// logSafe makes a client-chosen string (a certificate's key id, a reason
+// quoting its principals) printable and at most max bytes before it is logged.
+func logSafe(s string, max int) string {
+	out := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(out) < max; i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		out = append(out, c)
+	}
+	return string(out)
 }

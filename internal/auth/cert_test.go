@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +109,13 @@ func TestForceCommandCarried(t *testing.T) {
 	perms, err = a.VerifiedPublicKey(meta{"alice"}, cert, perms, cert.Type())
 	if err != nil || perms.CriticalOptions["force-command"] != "uptime" {
 		t.Fatalf("force-command not carried: %v %v", perms, err)
+	}
+}
+
+func TestLogSafe(t *testing.T) {
+	for in, want := range map[string]string{"alice laptop": "alice laptop", "a\nb\x1b[31m": "a?b?[31m", strings.Repeat("x", 500): strings.Repeat("x", 128)} {
+		if got := logSafe(in, 128); got != want {
+			t.Errorf("logSafe(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
