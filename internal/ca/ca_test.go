@@ -447,3 +447,14 @@ func TestCheckUserCertCASide(t *testing.T) {
 		t.Fatalf("RSA-2048 CA trusted: %v", err)
 	}
 }
+
+func FuzzParsePublicKey(f *testing.F) {
+	f.Add([]byte("# c\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1cm7RxyGxQSRnlF2j6dQ1YVYjNB0G3zvhj+M4Jx0aS k\n"))
+	f.Add([]byte("ssh-ed25519 AAAA!!\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, _, err := ParsePublicKey(data)
+		if (k == nil) != (err != nil) {
+			t.Fatalf("key %v with error %v", k, err)
+		}
+	})
+}
