@@ -124,9 +124,11 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	authn := auth.New(st, log)
 	authn.Install(sc)
-	if err := useCA(cfg, dir, hostKeys, sc, authn, up, log); err != nil {
+	stopCA, err := useCA(cfg, dir, hostKeys, sc, authn, up, log)
+	if err != nil {
 		return err
 	}
+	defer stopCA()
 	br := broker.New(cfg, st, backends, log)
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),

@@ -2,10 +2,13 @@ package ca
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -78,4 +81,59 @@ func KeyKind(k ssh.PublicKey) string {
 	default:
 		return sshkeys.RSA
 	}
+}
+
+// HostCertSigner presents a host key with its current certificate; Set
+// swaps the certificate (a renewal) for the connections that follow, so a
+// gate that runs for a year keeps presenting a valid one.
+type HostCertSigner struct {
+	mu    sync.RWMutex
+	cur   ssh.AlgorithmSigner
+	algos []string
+}
+
+var _ ssh.MultiAlgorithmSigner = (*HostCertSigner)(nil)
+
+// NewHostCertSigner certifies key (a host key signer, possibly limited to
+// some algorithms) with cert.
+func NewHostCertSigner(cert *ssh.Certificate, key ssh.Signer) (*HostCertSigner, error) {
+	h := &HostCertSigner{algos: []string{key.PublicKey().Type()}}
+	if ms, ok := key.(ssh.MultiAlgorithmSigner); ok {
+		h.algos = ms.Algorithms()
+	}
+	if err := h.Set(cert, key); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Set replaces the certificate.
+func (h *HostCertSigner) Set(cert *ssh.Certificate, key ssh.Signer) error {
+	s, err := ssh.NewCertSigner(cert, key)
+	if err != nil {
+		return fmt.Errorf("host certificate signer: %w", err)
+	}
+	as, ok := s.(ssh.AlgorithmSigner)
+	if !ok {
+		return errors.New("host certificate signer: the key cannot choose its signature algorithm")
+	}
+	h.mu.Lock()
+	h.cur = as
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *HostCertSigner) current() ssh.AlgorithmSigner {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.cur
+}
+
+func (h *HostCertSigner) PublicKey() ssh.PublicKey { return h.current().PublicKey() }
+func (h *HostCertSigner) Algorithms() []string     { return h.algos }
+func (h *HostCertSigner) Sign(rand io.Reader, data []byte) (*ssh.Signature, error) {
+	return h.current().Sign(rand, data)
+}
+func (h *HostCertSigner) SignWithAlgorithm(rand io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
+	return h.current().SignWithAlgorithm(rand, data, algorithm)
 }
