@@ -41,7 +41,6 @@ const (
 	HostKeyFile    = "host_ca"                 // the host CA private key (0600), host_ca.pub beside it
 	TrustedFile    = "trusted_user_ca_keys"    // other user CAs trusted outward, authorized_keys lines
 	RevokedFile    = "revoked"                 // revoked serials and keys, see ParseRevocations
-	DefaultSubdir  = "ca"                      // DATA/ca
 	keyComment     = "sshgate-ca"              // comment written into the CA key files
 	maxUserCertTTL = 366 * 24 * time.Hour      // sign-user refuses longer
 	maxHostCertTTL = 10 * 366 * 24 * time.Hour // sign-host refuses longer
@@ -119,16 +118,6 @@ func Init(dir string) (created []string, err error) {
 		created = append(created, p)
 	}
 	return created, nil
-}
-
-// Exists reports whether dir holds at least one CA key.
-func Exists(dir string) bool {
-	for _, name := range []string{UserKeyFile, ClientKeyFile, HostKeyFile} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			return true
-		}
-	}
-	return false
 }
 
 // Load reads the CA keys from dir. A missing key leaves its signer nil; with
