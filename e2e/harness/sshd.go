@@ -19,6 +19,10 @@ type SSHDOptions struct {
 	Port    int      // listen on this port (e.g. to restart on the same one)
 	HostKey string   // use this private host key instead of generating one
 	Extra   []string // extra sshd_config lines
+	// Certificates: a file of user CA keys (TrustedUserCAKeys) and the
+	// host key's certificate (HostCertificate), when set.
+	TrustedUserCAKeys string
+	HostCertificate   string
 }
 
 // SSHD is a real OpenSSH sshd, run with its own config (never the system's).
@@ -62,7 +66,14 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 			s.Port = FreePort(t)
 		}
 		s.Addr = net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
-		if lastErr = s.start(t, opts.Extra); lastErr == nil || opts.Port != 0 {
+		extra := opts.Extra
+		if opts.TrustedUserCAKeys != "" {
+			extra = append(extra, "TrustedUserCAKeys "+opts.TrustedUserCAKeys)
+		}
+		if opts.HostCertificate != "" {
+			extra = append(extra, "HostCertificate "+opts.HostCertificate)
+		}
+		if lastErr = s.start(t, extra); lastErr == nil || opts.Port != 0 {
 			break
 		}
 	}

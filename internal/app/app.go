@@ -137,6 +137,11 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	stopCA, err := useCA(cfg, dir, hostKeys, sc, au, up, log)
+	if err != nil {
+		return err
+	}
+	defer stopCA()
 	br := broker.New(cfg, st, backends, log)
 	enableTOTPEnrol(br, au)
 	closeWebhooks, err := addWebhooks(cfg, au, br, log)

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/passwd"
 	"github.com/sshgate/sshgate/internal/route"
@@ -43,6 +44,7 @@ type Authenticator struct {
 	second   *SecondFactor // TOTP after the first factor (totp.go); nil: none
 	throttle Throttle      // per-account password throttling (totp.go); nil: none
 	hook     *authHook     // the auth webhook, if any (webhook.go)
+	certs    *ca.Trust     // user certificates (cert.go); nil refuses them
 }
 
 // New returns an Authenticator reading users and keys from users.
@@ -67,8 +69,8 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 	if err != nil && !errors.Is(err, route.ErrInvalidTarget) {
 		return nil, ErrDenied
 	}
-	if _, isCert := key.(*ssh.Certificate); isCert {
-		return nil, ErrDenied
+	if cert, isCert := key.(*ssh.Certificate); isCert {
+		return a.certPublicKey(conn, r.User, cert)
 	}
 	if sshkeys.CheckKeyStrength(key) != nil {
 		return nil, ErrDenied
@@ -105,6 +107,12 @@ func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicK
 	}
 	if perms == nil || perms.Extensions[gate.ExtFingerprint] != sshkeys.Fingerprint(key) {
 		return nil, ErrDenied
+	}
+	if perms.Extensions[gate.ExtMethod] == MethodCert {
+		if err := a.certVerified(conn, key, perms); err != nil {
+			return nil, err
+		}
+		return a.afterFirstFactor(conn, perms) // a certificate is a first factor like a key
 	}
 	// The user may have been removed between query and signature.
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)

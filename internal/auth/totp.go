@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -251,8 +250,11 @@ func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInter
 	}
 	out := &gate.Identity{User: id.User, Method: id.Method + "+totp", Fingerprint: id.Fingerprint}
 	ext := out.Extensions()
+	// Everything else the first factor recorded stays: a certificate's
+	// serial, its permit-* restrictions and its critical options
+	// (force-command, source-address) bind the whole login.
 	for key, v := range perms.Extensions {
-		if _, set := ext[key]; !set && !strings.HasPrefix(key, "sshgate-") {
+		if _, set := ext[key]; !set {
 			ext[key] = v
 		}
 	}

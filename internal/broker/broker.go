@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/auth"
+	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
@@ -237,7 +238,7 @@ func (c *conn) grantPermit() (policy.Permit, error) {
 	if !ok {
 		return policy.Permit{}, errNoTarget(c.route.Raw)
 	}
-	return p, nil
+	return c.certForwarding(p), nil
 }
 
 // upstream returns the connection's shared target connection, dialling it once.
@@ -260,6 +261,7 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 	if err != nil {
 		return nil, err
 	}
+	p = c.certForwarding(p)
 	name := p.Target.Name
 	be := c.b.backends[p.Target.Kind]
 	if be == nil {
@@ -269,7 +271,7 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 	ctx, cancel := context.WithTimeout(c.ctx, timeout+60*time.Second) // container starts may take longer than a dial
 	defer cancel()
 	start := time.Now()
-	u, err := be.Open(ctx, target.Request{Target: p.Target, Login: p.Login, ID: c.id, ConnID: c.sc.ID})
+	u, err := be.Open(ctx, target.Request{Target: p.Target, Login: p.Login, ID: c.id, ConnID: c.sc.ID, Forwarding: p.Forwarding})
 	if err != nil {
 		var pe *gate.PublicError
 		if !errors.As(err, &pe) {
@@ -292,7 +294,12 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 		_ = u.Conn.Close()
 		release()
 		var mm *sshkeys.HostKeyMismatchError
+		var hc *ca.HostCertError
 		switch {
+		case errors.As(err, &hc):
+			pe := gate.Errorf(err, "target %q presented an unexpected host key; refusing to connect", name)
+			c.log.Error("target host certificate refused", "target", name, "ref", pe.Ref, "principal", hc.Principal, "presented", hc.Presented, "reason", hc.Reason)
+			return nil, pe
 		case errors.As(err, &mm):
 			pe := gate.Errorf(err, "target %q presented an unexpected host key; refusing to connect", name)
 			c.log.Error("target host key mismatch", "target", name, "ref", pe.Ref, "pinned", mm.Want, "presented", mm.Got)

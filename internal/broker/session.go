@@ -50,7 +50,7 @@ func (c *conn) collect(reqs <-chan *ssh.Request) *setup {
 		switch req.Type {
 		case "pty-req":
 			var p ptyReq
-			if err := ssh.Unmarshal(req.Payload, &p); err != nil || len(p.Term) > 256 || len(p.Modes) > 1024 {
+			if err := ssh.Unmarshal(req.Payload, &p); err != nil || len(p.Term) > 256 || len(p.Modes) > 1024 || !c.certPTY() {
 				_ = req.Reply(false, nil)
 				continue
 			}
@@ -115,6 +115,7 @@ func (c *conn) session(nc ssh.NewChannel) {
 		_ = ch.Close()
 		return
 	}
+	c.forceCommand(s)
 	if c.rerr == nil && c.route.Target == "" && !c.hookRoutes() {
 		c.gateSession(ch, reqs, s)
 		return

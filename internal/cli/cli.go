@@ -218,6 +218,7 @@ func (e *env) rootCmd() *cobra.Command {
 		e.grantCmd(),
 		e.revokeCmd(),
 		e.gateKeyCmd(),
+		e.caCmd(),
 		e.versionCmd(),
 		e.bansCmd(),     // issue 6 part A
 		e.mfaCmd(),      // issue 6 part A

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target/docker"
@@ -42,6 +43,10 @@ type targetFlags struct {
 	cmd, mounts, setenv               []string
 	memory, cpus, network, per, ttl   string
 	pids, pool                        int
+	// certificates (ca.go): login method, host CA verification
+	auth, hostPrincipal string
+	hostCA              bool
+	caUser, caHost      bool // the gate has a user / host CA (read before checking the flags)
 }
 
 func (e *env) targetCmd() *cobra.Command {
@@ -49,10 +54,13 @@ func (e *env) targetCmd() *cobra.Command {
 		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true}}
 	var f targetFlags
 	add := &cobra.Command{
-		Use:   "add NAME --env ENV (--upstream HOST:PORT --login USER (--host-key FILE | --scan-host-key) | --docker IMAGE ...)",
+		Use:   "add NAME --env ENV (--upstream HOST:PORT --login USER (--host-key FILE | --scan-host-key | --host-ca) [--auth cert|key] | --docker IMAGE ...)",
 		Short: "Add a target: an existing SSH server (--upstream) or a container started on demand (--docker)",
 		Args:  argsOf([]string{"NAME"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if err := e.readCAState(&f); err != nil {
+				return err
+			}
 			t, err := f.target(cmd, args[0])
 			if err != nil {
 				return err
@@ -71,7 +79,9 @@ func (e *env) targetCmd() *cobra.Command {
 			if err := envExists(ctx, st, t.Env); err != nil {
 				return err
 			}
-			if t.Kind == store.KindUpstream {
+			if t.Kind == store.KindUpstream && !f.scan && f.hostKeyFile == "" {
+				fmt.Fprintf(e.stdout, "host key of %s: verified through the host CA (principal %q)\n", t.Name, ca.HostPrincipal(t.Upstream.HostPrincipal, t.Upstream.Addr))
+			} else if t.Kind == store.KindUpstream {
 				var k ssh.PublicKey
 				if f.scan {
 					if k, err = scanHostKey(ctx, t.Upstream.Addr); err != nil {
@@ -99,6 +109,9 @@ func (e *env) targetCmd() *cobra.Command {
 	fl.StringVar(&f.login, "login", "", "default login on the target")
 	fl.StringVar(&f.hostKeyFile, "host-key", "", "file with the target's public host key (ssh_host_*_key.pub or a known_hosts line)")
 	fl.BoolVar(&f.scan, "scan-host-key", false, "connect to the upstream now and pin the host key it presents")
+	fl.BoolVar(&f.hostCA, "host-ca", false, "pin no host key: verify the target's host certificate against the gate's host CA (the default when a host CA exists)")
+	fl.StringVar(&f.hostPrincipal, "host-principal", "", "name the target's host certificate must carry (default: the host of --upstream)")
+	fl.StringVar(&f.auth, "auth", "", "how the gate logs in: cert (a short-lived certificate, then the gate key; the default when the gate has a CA) or key (the gate key only)")
 	fl.StringVar(&f.image, "docker", "", "image of a container started per connection or per user")
 	fl.StringVar(&f.user, "user", "", "user in the container, e.g. 1000:1000 (docker)")
 	fl.StringArrayVar(&f.cmd, "cmd", nil, "container command, one argument per flag (docker)")
@@ -162,16 +175,19 @@ func (e *env) targetCmd() *cobra.Command {
 			return showTarget(e.stdout, t)
 		}),
 	}
-	var pinFile string
-	var pinScan bool
+	var pinFile, pinPrincipal string
+	var pinScan, pinCA bool
 	pin := &cobra.Command{
-		Use:   "pin-host-key NAME (--host-key FILE | --scan-host-key)",
+		Use:   "pin-host-key NAME (--host-key FILE | --scan-host-key | --host-ca [--host-principal NAME])",
 		Short: "Replace the pinned host key of an upstream target (after the host was rebuilt); grants are kept",
 		Args:  argsOf([]string{"NAME"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName("target", name); err != nil {
 				return err
+			}
+			if pinCA || cmd.Flags().Changed("host-principal") {
+				return e.unpinHostKey(cmd, name, cmd.Flags().Changed("host-key") || pinScan, pinPrincipal)
 			}
 			if cmd.Flags().Changed("host-key") == pinScan {
 				return usagef("target pin-host-key %s: give exactly one of --host-key FILE and --scan-host-key", name)
@@ -215,6 +231,8 @@ func (e *env) targetCmd() *cobra.Command {
 	}
 	pin.Flags().StringVar(&pinFile, "host-key", "", "file with the target's public host key (ssh_host_*_key.pub or a known_hosts line)")
 	pin.Flags().BoolVar(&pinScan, "scan-host-key", false, "connect to the upstream now and pin the host key it presents")
+	pin.Flags().BoolVar(&pinCA, "host-ca", false, "drop the pinned key: verify the target's host certificate against the gate's host CA")
+	pin.Flags().StringVar(&pinPrincipal, "host-principal", "", "with --host-ca: the name the host certificate must carry (default: the host of the address)")
 	cmd.AddCommand(add, list, remove, show, pin)
 	return cmd
 }
@@ -267,17 +285,41 @@ func (f *targetFlags) target(cmd *cobra.Command, name string) (store.Target, err
 		if f.login == "" {
 			return store.Target{}, usagef("target add %s: --login is required with --upstream", name)
 		}
-		if changed("host-key") == f.scan {
-			return store.Target{}, usagef("target add %s: give exactly one of --host-key FILE and --scan-host-key", name)
+		pins := 0
+		for _, fl := range []string{"host-key", "scan-host-key", "host-ca"} {
+			if changed(fl) {
+				pins++
+			}
+		}
+		if pins > 1 || pins == 0 && !f.caHost {
+			return store.Target{}, usagef("target add %s: give exactly one of --host-key FILE and --scan-host-key, or --host-ca", name)
+		}
+		if f.hostCA && !f.caHost {
+			return store.Target{}, failf("target add %s: --host-ca: the gate has no host CA; run `sshgate ca init`", name)
+		}
+		if f.hostPrincipal != "" && pins == 1 && !f.hostCA {
+			return store.Target{}, usagef("target add %s: --host-principal is for targets verified through the host CA", name)
+		}
+		if f.hostPrincipal != "" && (strings.ContainsAny(f.hostPrincipal, ", \t\n") || len(f.hostPrincipal) > 255) {
+			return store.Target{}, usagef("--host-principal %q: want one host name", f.hostPrincipal)
+		}
+		switch f.auth {
+		case "", store.AuthKey:
+		case store.AuthCert:
+			if !f.caUser {
+				return store.Target{}, failf("target add %s: --auth cert: the gate has no user CA; run `sshgate ca init`", name)
+			}
+		default:
+			return store.Target{}, usagef("--auth %q: want cert or key", f.auth)
 		}
 		if changed("host-key") && f.hostKeyFile == "" {
 			return store.Target{}, usagef("--host-key %q: want a file name", f.hostKeyFile)
 		}
 		t.Kind = store.KindUpstream
-		t.Upstream = &store.UpstreamSpec{Addr: f.upstream}
+		t.Upstream = &store.UpstreamSpec{Addr: f.upstream, Auth: f.auth, HostPrincipal: f.hostPrincipal}
 		return t, nil
 	}
-	for _, fl := range []string{"host-key", "scan-host-key"} {
+	for _, fl := range []string{"host-key", "scan-host-key", "host-ca", "host-principal", "auth"} {
 		if changed(fl) {
 			return store.Target{}, usagef("target add %s: --%s is for --upstream targets", name, fl)
 		}
@@ -507,7 +549,10 @@ func showTarget(w io.Writer, t store.Target) error {
 				tw.row("host key", "(unreadable) "+u.HostKey)
 			}
 		} else {
-			tw.row("host key", "- (verified through the host CA)")
+			tw.row("host key", "- (verified through the host CA, principal "+ca.HostPrincipal(u.HostPrincipal, u.Addr)+")")
+		}
+		if u.Auth != "" {
+			tw.row("auth", u.Auth)
 		}
 	}
 	if d := t.Docker; d != nil {

@@ -56,6 +56,7 @@ type Config struct {
 	ConfigWebhook ConfigWebhook `yaml:"config_webhook"`
 	Recordings    Recordings    `yaml:"recordings"` // PTY session recordings (obs.go)
 	Metrics       Metrics       `yaml:"metrics"`    // metrics and health listener (obs.go)
+	CA            CA            `yaml:"ca"`         // the gate's certificate authority (ca.go)
 }
 
 // Auth configures how users prove who they are.
@@ -123,6 +124,7 @@ func Defaults() Config {
 		Auth:          Auth{Webhook: AuthWebhook{Mode: "fallback", WebhookClient: defaultWebhookClient()}},
 		ConfigWebhook: ConfigWebhook{WebhookClient: defaultWebhookClient()},
 		Recordings:    defaultRecordings(),
+		CA:            CA{InwardTTL: Duration(DefaultInwardTTL)},
 	}
 }
 
@@ -226,6 +228,7 @@ func (c Config) Validate() error {
 	c.validateDefence(bad)
 	errs = append(errs, c.validateWebhooks()...)
 	errs = append(errs, c.validateObs()...)
+	c.validateCA(bad)
 	return errors.Join(errs...)
 }
 

@@ -6,6 +6,7 @@
 //	DIR/gate_key                   the gate's own key for logging in to targets
 //	DIR/audit/, DIR/recordings/    audit events and session recordings
 //	DIR/containers/                per-container sockets (docker backend)
+//	DIR/ca/                        the gate's CA keys, trusted user CAs, revocations
 package datadir
 
 import (
@@ -59,6 +60,7 @@ func (d *Dir) GateKeyPath() string   { return filepath.Join(d.Path, "gate_key") 
 func (d *Dir) AuditDir() string      { return filepath.Join(d.Path, "audit") }
 func (d *Dir) RecordingsDir() string { return filepath.Join(d.Path, "recordings") }
 func (d *Dir) ContainersDir() string { return filepath.Join(d.Path, "containers") }
+func (d *Dir) CADir() string         { return filepath.Join(d.Path, "ca") } // the gate's CA keys and lists (internal/ca)
 func (d *Dir) HostKeyPath(kind string) string {
 	return filepath.Join(d.HostKeyDir(), "ssh_host_"+kind+"_key")
 }

@@ -13,7 +13,7 @@ import (
 // ssh.Permissions.Extensions and read back only from ServerConn.Permissions.
 type Identity struct {
 	User        string // gate user name
-	Method      string // "publickey" or "password"
+	Method      string // "publickey", "password" or "cert" (a user certificate); "+totp" after a second factor
 	Fingerprint string // SHA256 fingerprint of the key that signed, for publickey
 }
 

@@ -59,7 +59,18 @@ type Target struct {
 type UpstreamSpec struct {
 	Addr    string // host:port
 	HostKey string // pinned host key, authorized_keys format; empty means "verify through the host CA"
+	// Certificates (issue 5): how the gate logs in, "" (a CA certificate
+	// when the gate has a CA, else the gate key), "cert" or "key"; and the
+	// principal the host certificate must name (default: the host of Addr).
+	Auth          string `json:",omitempty"`
+	HostPrincipal string `json:",omitempty"`
 }
+
+// Upstream login methods (UpstreamSpec.Auth).
+const (
+	AuthCert = "cert" // a short-lived certificate from the gate's user CA, then the gate key
+	AuthKey  = "key"  // the gate key only
+)
 
 // DockerSpec says how to launch a container on demand.
 type DockerSpec struct {

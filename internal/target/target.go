@@ -20,6 +20,9 @@ type Request struct {
 	Login  string         // the login on the target, already authorized
 	ID     *gate.Identity // the gate user
 	ConnID string         // the client connection, for labels and logs
+	// Forwarding says the grant allows port forwarding (a login certificate
+	// then permits it).
+	Forwarding bool
 }
 
 // Upstream is a connection to an SSH server (sshd or sshgate-agent) and the

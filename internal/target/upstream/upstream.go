@@ -1,17 +1,21 @@
 // Package upstream reaches targets that already run an SSH server (OpenSSH
 // sshd or sshgate-agent --listen) over TCP. The gate logs in with its own key;
-// the target's host key must match the one pinned when it was added.
+// the target's host key must match the one pinned when it was added. With
+// the gate's CA (cert.go) it logs in with a certificate signed for that one
+// connection, and verifies unpinned targets' host certificates.
 package upstream
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/target"
@@ -21,6 +25,10 @@ import (
 type Backend struct {
 	gateKey ssh.Signer
 	timeout time.Duration
+
+	trust     *ca.Trust // set by UseCA (cert.go)
+	inwardTTL time.Duration
+	log       *slog.Logger
 }
 
 var _ target.Backend = (*Backend)(nil)
@@ -39,12 +47,13 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 	if t.Upstream == nil || t.Upstream.Addr == "" {
 		return nil, gate.Errorf(fmt.Errorf("target %s has no upstream address", t.Name), "target %q is misconfigured", t.Name)
 	}
-	if t.Upstream.HostKey == "" {
-		return nil, gate.Errorf(fmt.Errorf("target %s has no pinned host key", t.Name), "target %q is misconfigured", t.Name)
-	}
-	pinned, _, err := sshkeys.ParseAuthorizedKey(t.Upstream.HostKey)
+	hostKeyCallback, hostKeyAlgos, err := b.hostCheck(t)
 	if err != nil {
-		return nil, gate.Errorf(fmt.Errorf("target %s: pinned host key: %w", t.Name, err), "target %q is misconfigured", t.Name)
+		return nil, err
+	}
+	auth, err := b.authMethods(req)
+	if err != nil {
+		return nil, err
 	}
 	d := net.Dialer{Timeout: b.timeout, KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", t.Upstream.Addr)
@@ -54,9 +63,9 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 	cfg := &ssh.ClientConfig{
 		Config:            ssh.Config{Ciphers: sshkeys.ClientCiphers, KeyExchanges: sshkeys.KeyExchanges, MACs: sshkeys.MACs},
 		User:              req.Login,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(b.gateKey)},
-		HostKeyCallback:   sshkeys.PinnedHostKey(pinned),
-		HostKeyAlgorithms: sshkeys.HostKeyAlgorithms(pinned),
+		Auth:              auth,
+		HostKeyCallback:   hostKeyCallback,
+		HostKeyAlgorithms: hostKeyAlgos,
 		Timeout:           b.timeout,
 		ClientVersion:     "SSH-2.0-sshgate",
 	}

@@ -1,0 +1,218 @@
+package upstream
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/ca"
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/sshkeys"
+	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/target"
+)
+
+func signer(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	s, err := ssh.NewSignerFromSigner(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// fakeTarget is an x/crypto SSH server on 127.0.0.1:0 that presents hostKey
+// and records the key each client authenticated with.
+type fakeTarget struct {
+	addr string
+	mu   sync.Mutex
+	seen []ssh.PublicKey
+}
+
+func startTarget(t *testing.T, hostKey ssh.Signer, accept func(ssh.PublicKey) bool) *fakeTarget {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &fakeTarget{addr: ln.Addr().String()}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		ft.mu.Lock()
+		ft.seen = append(ft.seen, k)
+		ft.mu.Unlock()
+		if accept(k) {
+			return &ssh.Permissions{}, nil
+		}
+		return nil, errors.New("no")
+	}}
+	cfg.AddHostKey(hostKey)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+				if err != nil {
+					return
+				}
+				go ssh.DiscardRequests(reqs)
+				go func() {
+					for nc := range chans {
+						nc.Reject(ssh.Prohibited, "")
+					}
+				}()
+				sc.Wait()
+			}()
+		}
+	}()
+	return ft
+}
+
+func (f *fakeTarget) last() ssh.PublicKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.seen) == 0 {
+		return nil
+	}
+	return f.seen[len(f.seen)-1]
+}
+
+func login(t *testing.T, b *Backend, req target.Request) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, err := b.Open(ctx, req)
+	if err != nil {
+		return err
+	}
+	c, chans, reqs, err := ssh.NewClientConn(u.Conn, u.Conn.RemoteAddr().String(), u.Client)
+	if err != nil {
+		u.Conn.Close()
+		return err
+	}
+	go ssh.DiscardRequests(reqs)
+	go func() {
+		for range chans {
+		}
+	}()
+	return c.Close()
+}
+
+func TestLoginCertificateAndHostCA(t *testing.T) {
+	own := &ca.CA{User: signer(t), Host: signer(t)}
+	trust := ca.NewTrust(t.TempDir(), own, nil)
+	gateKey := signer(t)
+	hostKey := signer(t)
+	hostCert, err := own.SignHost(hostKey.PublicKey(), []string{"127.0.0.1"}, "t", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certHost, _ := ssh.NewCertSigner(hostCert, hostKey)
+	userCA := own.User.PublicKey().Marshal()
+	ft := startTarget(t, certHost, func(k ssh.PublicKey) bool {
+		c, ok := k.(*ssh.Certificate)
+		return ok && string(c.SignatureKey.Marshal()) == string(userCA)
+	})
+	b, _ := New(gateKey, 5*time.Second)
+	b.UseCA(trust, 2*time.Minute, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	for _, fwd := range []bool{false, true} {
+		req := target.Request{
+			Target: store.Target{Name: "web", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: ft.addr}},
+			Login:  "deploy", ID: &gate.Identity{User: "alice"}, ConnID: "c0ffee", Forwarding: fwd,
+		}
+		if err := login(t, b, req); err != nil {
+			t.Fatalf("login with certificate (forwarding %v): %v", fwd, err)
+		}
+		cert, ok := ft.last().(*ssh.Certificate)
+		if !ok {
+			t.Fatalf("target saw %T, want a certificate", ft.last())
+		}
+		if len(cert.ValidPrincipals) != 1 || cert.ValidPrincipals[0] != "deploy" {
+			t.Errorf("principals %q, want [deploy]", cert.ValidPrincipals)
+		}
+		if !strings.Contains(cert.KeyId, "user=alice") || !strings.Contains(cert.KeyId, "conn=c0ffee") {
+			t.Errorf("key id %q names neither the user nor the connection", cert.KeyId)
+		}
+		if left := time.Until(time.Unix(int64(cert.ValidBefore), 0)); left > 2*time.Minute || left < time.Minute {
+			t.Errorf("certificate valid for %s more, want about 2m", left)
+		}
+		if _, ok := cert.Extensions["permit-port-forwarding"]; ok != fwd {
+			t.Errorf("permit-port-forwarding %v with grant forwarding %v", ok, fwd)
+		}
+	}
+
+	// Auth "key": the gate key only.
+	keyOnly := startTarget(t, certHost, func(k ssh.PublicKey) bool { return string(k.Marshal()) == string(gateKey.PublicKey().Marshal()) })
+	req := target.Request{Target: store.Target{Name: "old", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: keyOnly.addr, Auth: store.AuthKey}}, Login: "deploy"}
+	if err := login(t, b, req); err != nil {
+		t.Fatalf("login with the gate key: %v", err)
+	}
+	if _, isCert := keyOnly.last().(*ssh.Certificate); isCert {
+		t.Error("auth key offered a certificate")
+	}
+	// Default (cert) falls back to the gate key for a target that does not trust the CA.
+	req.Target.Upstream.Auth = ""
+	if err := login(t, b, req); err != nil {
+		t.Fatalf("fallback to the gate key: %v", err)
+	}
+
+	// Host verification: a wrong principal and another CA are refused with a HostCertError.
+	for name, spec := range map[string]*store.UpstreamSpec{
+		"wrong principal": {Addr: ft.addr, HostPrincipal: "db.internal"},
+	} {
+		err := login(t, b, target.Request{Target: store.Target{Name: "x", Kind: store.KindUpstream, Upstream: spec}, Login: "deploy"})
+		var hc *ca.HostCertError
+		if !errors.As(err, &hc) {
+			t.Errorf("%s: %v, want a HostCertError", name, err)
+		}
+	}
+	other := &ca.CA{Host: signer(t)}
+	otherCert, _ := other.SignHost(hostKey.PublicKey(), []string{"127.0.0.1"}, "t", time.Hour)
+	otherHost, _ := ssh.NewCertSigner(otherCert, hostKey)
+	evil := startTarget(t, otherHost, func(ssh.PublicKey) bool { return true })
+	err = login(t, b, target.Request{Target: store.Target{Name: "evil", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: evil.addr}}, Login: "deploy"})
+	var hc *ca.HostCertError
+	if !errors.As(err, &hc) {
+		t.Errorf("other host CA: %v, want a HostCertError", err)
+	}
+	if evil.last() != nil {
+		t.Error("the gate authenticated to a target whose host certificate it refused")
+	}
+
+	// Pinned targets keep working with a CA around.
+	pinned := startTarget(t, hostKey, func(ssh.PublicKey) bool { return true })
+	req = target.Request{Target: store.Target{Name: "p", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: pinned.addr, HostKey: sshkeys.AuthorizedLine(hostKey.PublicKey())}}, Login: "deploy"}
+	if err := login(t, b, req); err != nil {
+		t.Fatalf("pinned target: %v", err)
+	}
+}
+
+func TestNoCAUnpinnedIsMisconfigured(t *testing.T) {
+	b, _ := New(signer(t), time.Second)
+	_, err := b.Open(context.Background(), target.Request{Target: store.Target{Name: "x", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: "127.0.0.1:1"}}})
+	var pe *gate.PublicError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Public, "misconfigured") {
+		t.Fatalf("%v, want a misconfigured target", err)
+	}
+}
