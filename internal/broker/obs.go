@@ -173,7 +173,9 @@ func (o *observed) kill(msg string, status uint32) {
 		o.c.log.Info("session killed", "session_id", o.id, "target", o.target, "reason", msg)
 		o.c.message(o.ch, o.s, msg)
 		_, _ = o.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{status}))
-		_ = o.ch.CloseWrite()
+		// No CloseWrite: the relay may be writing to ch right now, and
+		// x/crypto sets a channel's sent-EOF flag unlocked (a data race
+		// under -race). Close is serialised with writes.
 		_ = o.ch.Close()
 		_ = o.upCh.Close()
 	})
