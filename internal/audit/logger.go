@@ -24,11 +24,11 @@ type Sink interface {
 // Options tune a Logger. The zero value is usable.
 type Options struct {
 	GateID    string
-	QueueSize int                   // events queued per sink before dropping (default 4096)
-	Now       func() time.Time      // default time.Now; fixed in golden tests
-	NewID     func() string         // event ids; default 16 random hex digits
-	Log       *slog.Logger          // where sink failures are logged (never event contents)
-	OnDrop    func(sink string)     // called for each event a sink lost (queue full or write failed)
+	QueueSize int                          // events queued per sink before dropping (default 4096)
+	Now       func() time.Time             // default time.Now; fixed in golden tests
+	NewID     func() string                // event ids; default 16 random hex digits
+	Log       *slog.Logger                 // where sink failures are logged (never event contents)
+	OnDrop    func(sink string)            // called for each event a sink lost (queue full or write failed)
 	OnFailure func(sink string, err error) // called when a sink starts failing
 }
 
@@ -45,8 +45,8 @@ type Logger struct {
 
 	qmu    sync.RWMutex
 	closed bool
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
 }
 
 type worker struct {
