@@ -47,6 +47,7 @@ type Config struct {
 	Limits    Limits   `yaml:"limits"`
 	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
+	Audit     Audit    `yaml:"audit"`     // audit events and their sinks (audit.go)
 }
 
 type Log struct {
@@ -102,6 +103,7 @@ func Defaults() Config {
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
 		EnvAllow: []string{"LANG", "LC_*"},
+		Audit:    auditDefaults(),
 	}
 }
 
@@ -202,6 +204,7 @@ func (c Config) Validate() error {
 			bad("env_allow", "%q is not an environment variable name or NAME_* pattern", e)
 		}
 	}
+	c.Audit.validate(bad)
 	return errors.Join(errs...)
 }
 
