@@ -124,6 +124,11 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	auth.New(st, log).Install(sc)
 	br := broker.New(cfg, st, backends, log)
+	_, closeAudit, err := startAudit(cfg, dir.Path, sc, br, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,

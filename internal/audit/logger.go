@@ -216,3 +216,7 @@ func (l *Logger) Close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// MarkFailing records that sink is failing before any event was tried (a
+// file that could not be opened at start). A later successful write clears it.
+func (l *Logger) MarkFailing(sink string, err error) { l.setFailing(sink, err) }

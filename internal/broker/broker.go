@@ -40,6 +40,7 @@ type Broker struct {
 	backends map[string]target.Backend
 	cfg      config.Config
 	log      *slog.Logger
+	aud      auditing // SetAudit (audit.go)
 }
 
 // New returns a broker. backends maps a target kind (store.KindUpstream,
@@ -136,6 +137,7 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	defer cancel()
 	c := &conn{b: b, sc: sc, id: id, log: sc.Log, ctx: ctx}
 	c.route, c.rerr = route.Parse(sc.User())
+	defer c.auditConn()()
 	stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
 	defer stop()
 	// One loop for the user's channels and global requests: both streams
@@ -256,6 +258,7 @@ func (c *conn) dial(p policy.Permit) (*upConn, error) {
 	if be == nil {
 		return nil, gate.Errorf(fmt.Errorf("no backend for kind %q", p.Target.Kind), "target %q is not available on this gate", name)
 	}
+	c.auditTarget(p)
 	timeout := c.b.cfg.Limits.UpstreamTimeout.D()
 	ctx, cancel := context.WithTimeout(c.ctx, timeout+60*time.Second) // container starts may take longer than a dial
 	defer cancel()
@@ -341,7 +344,9 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 					_ = downCh.Close()
 					return
 				}
-				relay.Channels(upCh, upReqs, downCh, downReqs, nil, nil)
+				c.auditForward(nc.ChannelType(), nc.ExtraData(), up.permit, func(cnt *relay.Counters) {
+					relay.Channels(upCh, upReqs, downCh, downReqs, nil, cnt)
+				})
 			}()
 		}
 	}
@@ -363,6 +368,7 @@ func (c *conn) globalRequest(r *ssh.Request) {
 			if r.WantReply {
 				_ = r.Reply(ok, payload)
 			}
+			c.auditRemoteForward(r.Type, r.Payload, ok)
 		}()
 	default:
 		if r.WantReply {
@@ -379,6 +385,10 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 	}
 	p, err := c.permit()
 	if err != nil {
+		_ = nc.Reject(ssh.Prohibited, publicText(err))
+		return
+	}
+	if err := c.auditAdmit(p, "forwarded channel"); err != nil {
 		_ = nc.Reject(ssh.Prohibited, publicText(err))
 		return
 	}
@@ -408,7 +418,9 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 		_ = upCh.Close()
 		return
 	}
-	relay.Channels(ch, reqs, upCh, upReqs, nil, nil)
+	c.auditForward("direct-tcpip", nc.ExtraData(), p, func(cnt *relay.Counters) {
+		relay.Channels(ch, reqs, upCh, upReqs, nil, cnt)
+	})
 }
 
 func publicText(err error) string {

@@ -136,6 +136,10 @@ func (c *conn) session(nc ssh.NewChannel) {
 // relaySession opens a session on the target, replays what the user asked
 // for before the start request, starts it and relays.
 func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, up *upConn, p policy.Permit) {
+	if err := c.auditAdmit(p, "session"); err != nil {
+		c.fail(ch, s, err, 1)
+		return
+	}
 	upCh, upReqs, err := up.client.OpenChannel("session", nil)
 	if err != nil {
 		c.log.Warn("target refused a session channel", "target", p.Target.Name, "err", err)
@@ -160,7 +164,11 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 		return
 	}
 	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.start.Type, "pty", s.pty != nil)
-	res := relay.Session(ch, reqs, upCh, upReqs, c.filter, nil, func(res relay.Result) {
+	sa := c.auditSession(s, p, upCh)
+	res := relay.Session(ch, reqs, upCh, upReqs, c.filter, sa.counters(), func(res relay.Result) {
+		if sa.lastWords(ch, s) {
+			return
+		}
 		if res.ExitStatus == nil && res.ExitSignal == "" {
 			msg := fmt.Sprintf("connection to target %q lost", p.Target.Name)
 			if up.ended != nil {
@@ -174,6 +182,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
 		}
 	})
+	sa.end(res)
 	status := "none"
 	if res.ExitStatus != nil {
 		status = strconv.Itoa(int(*res.ExitStatus))
