@@ -18,6 +18,7 @@ const (
 	sftpRead     = 5
 	sftpWrite    = 6
 	sftpSetstat  = 9
+	sftpFsetstat = 10
 	sftpOpendir  = 11
 	sftpRemove   = 13
 	sftpMkdir    = 14
@@ -138,6 +139,7 @@ type sftpFile struct {
 	wseq, rseq   bool  // still sequential
 	whash, rhash hash.Hash
 	eofAt        int64            // smallest offset a read hit the end of file at; -1: none yet
+	truncAt      int64            // size set by FSETSTAT (scp's SFTP mode truncates after writing in place); -1: none
 	ahead        map[int64][]byte // reads answered out of order, waiting for the gap to fill
 	aheadBytes   int
 }
@@ -253,6 +255,14 @@ func (p *SFTP) request(pkt []byte) {
 				f.wseq = false
 			}
 		}
+	case sftpFsetstat:
+		h := r.str()
+		flags := r.u32()
+		if f := p.handles[h]; f != nil && flags&0x1 != 0 { // SSH_FILEXFER_ATTR_SIZE
+			if size := r.u64(); !r.bad {
+				f.truncAt = int64(size)
+			}
+		}
 	case sftpSetstat, sftpRemove, sftpMkdir, sftpRmdir, sftpOpendir:
 		path := r.str()
 		op := map[byte]string{sftpSetstat: "setstat", sftpRemove: "remove", sftpMkdir: "mkdir", sftpRmdir: "rmdir", sftpOpendir: "list"}[typ]
@@ -313,7 +323,7 @@ func (p *SFTP) answer(pkt []byte) {
 				return
 			}
 			p.handles[h] = &sftpFile{path: req.path, pflags: req.pflags, wseq: true, rseq: true,
-				whash: sha256.New(), rhash: sha256.New(), eofAt: -1}
+				whash: sha256.New(), rhash: sha256.New(), eofAt: -1, truncAt: -1}
 		case sftpOpendir:
 			p.emit(audit.Event{Type: audit.TypeFile, Protocol: "sftp", Op: "list", Path: req.path, Result: "ok"})
 		}
@@ -383,8 +393,8 @@ func (p *SFTP) emitFile(f *sftpFile, res, msg string) {
 	if op == "write" {
 		e.Size = audit.Int64(f.wrote)
 		// The whole file: written from 0 to the end, into a file that was
-		// truncated or created.
-		if whole && f.wseq && f.wnext == f.wrote && f.pflags&(pflagTrunc|pflagExcl) != 0 {
+		// truncated or created, or cut to that length afterwards.
+		if whole && f.wseq && f.wnext == f.wrote && (f.pflags&(pflagTrunc|pflagExcl) != 0 || f.truncAt == f.wnext) {
 			e.SHA256 = hex.EncodeToString(f.whash.Sum(nil))
 		}
 	} else {
