@@ -312,8 +312,8 @@ func TestAuditFailClosed(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-done })
 	if !stdout.WaitFor("started", short) {
 		t.Fatalf("session did not start: %q", stderr.String())

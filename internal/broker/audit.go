@@ -101,9 +101,10 @@ type sessionAudit struct {
 }
 
 // auditSession starts the record of a session whose start request the
-// target accepted. upCh is closed to end the session if the record fails on
-// a fail-closed target.
-func (c *conn) auditSession(s *setup, p policy.Permit, upCh ssh.Channel) *sessionAudit {
+// target accepted. If the record fails on a fail-closed target, cut ends the
+// session: it closes the target connection, as closing only the channel
+// leaves sshd waiting for the command to exit.
+func (c *conn) auditSession(s *setup, p policy.Permit, cut func()) *sessionAudit {
 	if c.b.aud.log == nil {
 		return nil
 	}
@@ -152,7 +153,7 @@ func (c *conn) auditSession(s *setup, p policy.Permit, upCh ssh.Channel) *sessio
 			case <-failed:
 				sa.killed.Store(true)
 				c.log.Warn("ending a session: the audit log is failing and the target is fail-closed", "target", p.Target.Name, "session_id", sa.id)
-				_ = upCh.Close()
+				cut()
 			case <-sa.stop:
 			}
 		}()

@@ -164,7 +164,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 		return
 	}
 	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.start.Type, "pty", s.pty != nil)
-	sa := c.auditSession(s, p, upCh)
+	sa := c.auditSession(s, p, func() { _ = up.client.Close() })
 	res := relay.Session(ch, reqs, upCh, upReqs, c.filter, sa.counters(), func(res relay.Result) {
 		if sa.lastWords(ch, s) {
 			return
