@@ -269,6 +269,15 @@ func TestAuditGolden(t *testing.T) {
 		}
 		cmd.Process.Signal(os.Interrupt)
 	})
+	step("escapes", func(t *testing.T) {
+		// Terminal escapes in a command line and in a file name.
+		harness.MustRun(t, w.alice.SSHTo("web-1", nil, "true '\x1b]0;owned\x07\r\n\x9b2J'"), nil, short)
+		name := filepath.Join(remote, "evil\x1b[2J\x07.txt")
+		harness.MustRun(t, w.alice.SCP("-O", small, w.alice.Dest("web-1")+":"+harness.ShellQuote(name)), nil, short)
+		if _, err := os.Stat(name); err != nil {
+			t.Fatal(err)
+		}
+	})
 	step("auth-failure", func(t *testing.T) {
 		key, _ := harness.Keygen(t, t.TempDir(), "stranger")
 		r := harness.Run(w.gate.Client("mallory", key).SSHTo("web-1", nil, "true"), nil, short)
@@ -278,6 +287,16 @@ func TestAuditGolden(t *testing.T) {
 		// An authenticated connection afterwards closes the step.
 		harness.MustRun(t, w.alice.SSHTo("", nil, "help"), nil, short)
 	})
+	// No raw control byte from any attacker-chosen field reaches the file.
+	data, err := os.ReadFile(log.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range data {
+		if b < 0x20 && b != '\n' || b == 0x7f || b == 0xc2 && i+1 < len(data) && data[i+1] >= 0x80 && data[i+1] <= 0x9f {
+			t.Fatalf("raw control byte %#x at offset %d of the audit file", b, i)
+		}
+	}
 }
 
 // TestAuditFailClosed: a fail-closed target's running session ends with a
