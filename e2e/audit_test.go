@@ -374,3 +374,46 @@ func TestAuditFailClosed(t *testing.T) {
 		t.Error("the fail-closed target did not come back after the webhook recovered")
 	}
 }
+
+// TestAuditDocker: file events with their sha256 for transfers served by
+// sshgate-agent in a container (pkg/sftp, which may answer reads out of
+// order), in both scp modes.
+func TestAuditDocker(t *testing.T) {
+	harness.RequireTools(t, "scp")
+	w := newDockerWorld(t)
+	name := w.target(t, "audit", "--docker", harness.TestImage, "--per", "user", "--idle-ttl", "10s")
+	if r := w.ssh(t, name, nil, "true"); r.Code != 0 {
+		t.Fatalf("exit %d stderr %q", r.Code, r.Stderr)
+	}
+	src := filepath.Join(t.TempDir(), "three.bin")
+	data := bytes.Repeat([]byte("sshgate audit "), 3<<20/14)
+	os.WriteFile(src, data, 0o644)
+	sum := sha256File(t, src)
+	log := &auditLog{path: filepath.Join(w.gate.DataDir, "audit", "audit.jsonl")}
+	log.next(t)
+	for _, mode := range []string{"", "-O"} {
+		args := func(a ...string) []string {
+			if mode != "" {
+				return append([]string{mode}, a...)
+			}
+			return a
+		}
+		harness.MustRun(t, w.alice.SCP(args(src, w.alice.Dest(name)+":/tmp/three"+mode)...), nil, long)
+		harness.MustRun(t, w.alice.SCP(args(w.alice.Dest(name)+":/tmp/three"+mode, filepath.Join(t.TempDir(), "back"))...), nil, long)
+		var got []string
+		for _, e := range log.next(t) {
+			if e["type"] == "file" {
+				got = append(got, fmt.Sprintf("%v %v %v %.0f %v", e["protocol"], e["op"], e["path"], e["size"], e["sha256"] == sum))
+			}
+		}
+		proto := map[string]string{"": "sftp", "-O": "scp"}[mode]
+		want := []string{
+			fmt.Sprintf("%s write /tmp/three%s %d true", proto, mode, len(data)),
+			fmt.Sprintf("%s read /tmp/three%s %d true", proto, mode, len(data)),
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("scp %q: file events\n%s\nwant\n%s", mode, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	waitNoContainers(t, name, 2*time.Minute) // reaped after the idle TTL
+}
