@@ -276,6 +276,11 @@ func TestWebhookRetries(t *testing.T) {
 	if calls.Load() != 3 || body.Load() != `{"type":"exec"}` {
 		t.Errorf("calls %d body %v", calls.Load(), body.Load())
 	}
+	// An unreachable URL: the error does not repeat the URL (it may hold a token).
+	dead := &WebhookSink{URL: "http://127.0.0.1:1/hook?token=SECRET", Backoff: time.Millisecond}
+	if err := dead.Write(context.Background(), []byte("{}\n")); err == nil || strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("unreachable webhook: %v", err)
+	}
 	s.Retries = 1
 	calls.Store(-10)
 	if err := s.Write(context.Background(), []byte("{}\n")); err == nil {
