@@ -197,9 +197,18 @@ func TestAuditGolden(t *testing.T) {
 		}
 	})
 	step("pty", func(t *testing.T) {
-		r := harness.Run(w.alice.SSHTo("web-1", []string{"-tt", "-o", "SetEnv=TERM=xterm"}), []byte("exit 5\n"), short)
-		if r.Code != 5 {
-			t.Fatalf("exit %d %v %q", r.Code, r.Err, r.Stderr)
+		cmd := w.alice.SSHTo("web-1", []string{"-tt"})
+		cmd.Env = append(cmd.Env, "TERM=xterm-256color")
+		p := startPTY(t, cmd, 24, 80)
+		p.do(t, "true")
+		fmt.Fprintf(p.ptmx, "exit 5\r")
+		select {
+		case <-p.done:
+		case <-time.After(short):
+			t.Fatal("ssh did not exit after `exit 5`")
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 5 {
+			t.Fatalf("exit %d", code)
 		}
 	})
 	step("sftp", func(t *testing.T) {
