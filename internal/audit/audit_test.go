@@ -287,3 +287,21 @@ func TestWebhookRetries(t *testing.T) {
 		t.Error("a failing webhook reported success")
 	}
 }
+
+// Emit racing Close neither panics nor blocks; what comes after Close is dropped.
+func TestEmitDuringClose(t *testing.T) {
+	m := &memSink{}
+	l := New(fixedOptions(), m)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 1000; i++ {
+			l.Emit(Event{Type: TypeExec})
+		}
+	}()
+	l.Close(context.Background())
+	<-done
+	if got := uint64(strings.Count(m.text(), "\n")) + l.Dropped(); got != 1000 {
+		t.Errorf("written + dropped = %d, want 1000", got)
+	}
+}
