@@ -149,6 +149,12 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	defer closeWebhooks()
+	aud, closeAudit, err := startAudit(cfg, dir.Path, sc, br, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	ob.auditDropped(aud)
 	au.Install(sc)
 	ob.wrapAuth(sc)
 	srv := sshd.New(sc, sshd.Limits{

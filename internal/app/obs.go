@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/audit"
 	"github.com/sshgate/sshgate/internal/broker"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
@@ -26,10 +27,6 @@ import (
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/store"
 )
-
-// AuditDropped, if set before Serve, is read for sshgate_audit_dropped_total
-// (the audit sinks' drop count under fail-open).
-var AuditDropped func() float64
 
 // observability is the gate's metrics and health listener, its session
 // recordings and its live session registry.
@@ -41,7 +38,8 @@ type observability struct {
 	rec     *recording.Dir // nil: recordings off, or the directory failed
 	recErr  error          // why rec is nil while recordings are on
 	live    *live.Registry
-	pwlog   *recording.PasswordLog // honeypot mode
+	pwlog   *recording.PasswordLog       // honeypot mode
+	audit   atomic.Pointer[audit.Logger] // for sshgate_audit_dropped_total
 
 	listening atomic.Bool
 	http      *http.Server
@@ -52,7 +50,8 @@ type observability struct {
 // startObs makes the metrics, opens the recordings directory and starts the
 // live session registry (clearing this gate's stale rows).
 func startObs(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, log *slog.Logger) (*observability, error) {
-	o := &observability{cfg: cfg, log: log, st: st, metrics: obs.NewMetrics(AuditDropped)}
+	o := &observability{cfg: cfg, log: log, st: st}
+	o.metrics = obs.NewMetrics(func() float64 { return float64(o.audit.Load().Dropped()) })
 	if cfg.Recordings.Enabled {
 		path := cfg.Recordings.Dir
 		switch {
@@ -99,6 +98,10 @@ func gateID(dataDir string) string {
 	sum := sha256.Sum256([]byte(host + "|" + abs))
 	return hex.EncodeToString(sum[:6])
 }
+
+// auditDropped makes sshgate_audit_dropped_total read the audit logger's
+// drop count (events a failing sink lost under fail-open).
+func (o *observability) auditDropped(l *audit.Logger) { o.audit.Store(l) }
 
 // containerStarted is the docker backend's start hook.
 func (o *observability) containerStarted(err error) { o.metrics.ContainerStarted(err) }

@@ -20,6 +20,7 @@ import (
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
+	"github.com/sshgate/sshgate/internal/relay"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
@@ -43,6 +44,7 @@ type Broker struct {
 	log      *slog.Logger
 	hook     *configHook // the config webhook, if any (webhook.go)
 	obs      Observers   // metrics, recordings, live sessions (obs.go)
+	aud      auditing    // SetAudit (audit.go)
 }
 
 // New returns a broker. backends maps a target kind (store.KindUpstream,
@@ -141,6 +143,7 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	defer cancel()
 	c := &conn{b: b, sc: sc, id: id, log: sc.Log, ctx: ctx}
 	c.route, c.rerr = route.Parse(sc.User())
+	defer c.auditConn()()
 	stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
 	defer stop()
 	// One loop for the user's channels and global requests: both streams
@@ -267,6 +270,7 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 	if be == nil {
 		return nil, gate.Errorf(fmt.Errorf("no backend for kind %q", p.Target.Kind), "target %q is not available on this gate", name)
 	}
+	c.auditTarget(p)
 	timeout := c.b.cfg.Limits.UpstreamTimeout.D()
 	ctx, cancel := context.WithTimeout(c.ctx, timeout+60*time.Second) // container starts may take longer than a dial
 	defer cancel()
@@ -357,7 +361,9 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 					_ = downCh.Close()
 					return
 				}
-				c.relayChannel(upCh, upReqs, downCh, downReqs, false)
+				c.auditForward(nc.ChannelType(), nc.ExtraData(), up.permit, func(cnt *relay.Counters) {
+					c.relayChannel(upCh, upReqs, downCh, downReqs, false, cnt)
+				})
 			}()
 		}
 	}
@@ -379,6 +385,7 @@ func (c *conn) globalRequest(r *ssh.Request) {
 			if r.WantReply {
 				_ = r.Reply(ok, payload)
 			}
+			c.auditRemoteForward(r.Type, r.Payload, ok)
 		}()
 	default:
 		if r.WantReply {
@@ -395,6 +402,10 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 	}
 	p, err := c.permit()
 	if err != nil {
+		_ = nc.Reject(ssh.Prohibited, publicText(err))
+		return
+	}
+	if err := c.auditAdmit(p, "forwarded channel"); err != nil {
 		_ = nc.Reject(ssh.Prohibited, publicText(err))
 		return
 	}
@@ -424,7 +435,9 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 		_ = upCh.Close()
 		return
 	}
-	c.relayChannel(ch, reqs, upCh, upReqs, true)
+	c.auditForward("direct-tcpip", nc.ExtraData(), p, func(cnt *relay.Counters) {
+		c.relayChannel(ch, reqs, upCh, upReqs, true, cnt)
+	})
 }
 
 func publicText(err error) string {

@@ -69,8 +69,10 @@ func (b *Broker) targetOpened(kind string, start time.Time, err error) {
 
 // relayChannel relays a forwarded channel and counts its bytes. toTarget
 // says which way "in" goes: true when down is the user's side.
-func (c *conn) relayChannel(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, toTarget bool) {
-	ctr := &relay.Counters{}
+func (c *conn) relayChannel(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, toTarget bool, ctr *relay.Counters) {
+	if ctr == nil {
+		ctr = &relay.Counters{}
+	}
 	relay.Channels(down, downReqs, up, upReqs, nil, ctr)
 	if m := c.b.obs.Metrics; m != nil {
 		in, out := ctr.In.Load(), ctr.Out.Load()

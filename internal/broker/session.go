@@ -137,6 +137,10 @@ func (c *conn) session(nc ssh.NewChannel) {
 // relaySession opens a session on the target, replays what the user asked
 // for before the start request, starts it and relays.
 func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, up *upConn, p policy.Permit) {
+	if err := c.auditAdmit(p, "session"); err != nil {
+		c.fail(ch, s, err, 1)
+		return
+	}
 	upCh, upReqs, err := up.client.OpenChannel("session", nil)
 	if err != nil {
 		c.log.Warn("target refused a session channel", "target", p.Target.Name, "err", err)
@@ -169,7 +173,14 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 		return
 	}
 	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.start.Type, "pty", s.pty != nil)
+	// One session id for the recording, the live registry and the audit
+	// events; one set of counters whose taps feed the recorder and the
+	// audit parsers.
+	sa := c.auditSession(ob.id, s, p, ob.counters, func() { _ = up.client.Close() })
 	res := relay.Session(ch, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
+		if sa.lastWords(ch, s) {
+			return
+		}
 		if res.ExitStatus == nil && res.ExitSignal == "" && !ob.killed.Load() {
 			msg := fmt.Sprintf("connection to target %q lost", p.Target.Name)
 			if up.ended != nil {
@@ -183,6 +194,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup, 
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
 		}
 	})
+	sa.end(res)
 	status := "none"
 	if res.ExitStatus != nil {
 		status = strconv.Itoa(int(*res.ExitStatus))

@@ -57,6 +57,7 @@ type Config struct {
 	Recordings    Recordings    `yaml:"recordings"` // PTY session recordings (obs.go)
 	Metrics       Metrics       `yaml:"metrics"`    // metrics and health listener (obs.go)
 	CA            CA            `yaml:"ca"`         // the gate's certificate authority (ca.go)
+	Audit         Audit         `yaml:"audit"`      // audit events and their sinks (audit.go)
 }
 
 // Auth configures how users prove who they are.
@@ -125,6 +126,7 @@ func Defaults() Config {
 		ConfigWebhook: ConfigWebhook{WebhookClient: defaultWebhookClient()},
 		Recordings:    defaultRecordings(),
 		CA:            CA{InwardTTL: Duration(DefaultInwardTTL)},
+		Audit:         auditDefaults(),
 	}
 }
 
@@ -229,6 +231,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateWebhooks()...)
 	errs = append(errs, c.validateObs()...)
 	c.validateCA(bad)
+	c.Audit.validate(bad)
 	return errors.Join(errs...)
 }
 

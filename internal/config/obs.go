@@ -26,12 +26,6 @@ type Metrics struct {
 	Listen string `yaml:"listen"` // HOST:PORT for /metrics, /healthz, /readyz; empty: off
 }
 
-// Failure policies.
-const (
-	FailOpen   = "fail-open"
-	FailClosed = "fail-closed"
-)
-
 func defaultRecordings() Recordings {
 	return Recordings{Enabled: true, OnError: FailOpen}
 }

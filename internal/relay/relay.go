@@ -34,12 +34,22 @@ const (
 	ToUserStderr               // target -> user, extended data 1 (stderr)
 )
 
-// Tap sees a copy of the data a relay moves, after it was written on, for
-// audit parsers and session recorders. Data is called from the copying
+// Tap sees a copy of the data a relay moves, just before it is written on
+// (so a reply never reaches a tap before its request), for audit parsers and
+// session recorders. Data is called from the copying
 // goroutines: in order within a stream, concurrently across streams. It must
 // not block and must not keep p after it returns.
 type Tap interface {
 	Data(s Stream, p []byte)
+}
+
+// Taps fans data out to several taps, in order.
+type Taps []Tap
+
+func (ts Taps) Data(s Stream, p []byte) {
+	for _, t := range ts {
+		t.Data(s, p)
+	}
 }
 
 // Result is what a finished relay reports.
@@ -74,11 +84,13 @@ func copyCounted(dst io.Writer, src io.Reader, n *atomic.Int64, tap Tap, s Strea
 		}
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
+			// The tap sees the data before the other side can answer it, so
+			// a parser pairing requests with replies sees them in order.
+			if tap != nil {
+				tap.Data(s, buf[:nr])
+			}
 			nw, werr := dst.Write(buf[:nr])
 			n.Add(int64(nw))
-			if tap != nil && nw > 0 {
-				tap.Data(s, buf[:nw])
-			}
 			if werr != nil {
 				return
 			}

@@ -1,0 +1,113 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/audit"
+	"github.com/sshgate/sshgate/internal/auth"
+	"github.com/sshgate/sshgate/internal/broker"
+	"github.com/sshgate/sshgate/internal/config"
+)
+
+// startAudit builds the audit logger from the configuration, records
+// authentication failures through sc's AuthLogCallback and makes the broker
+// record sessions. The returned function flushes and closes the sinks.
+//
+// A sink that cannot be opened (an unwritable directory) does not stop the
+// gate: it is logged, counts as failing, and fail-closed targets refuse
+// sessions until it recovers.
+func startAudit(cfg config.Config, dataDir string, sc *ssh.ServerConfig, br *broker.Broker, log *slog.Logger) (*audit.Logger, func(), error) {
+	a := cfg.Audit
+	var sinks []audit.Sink
+	var openErrs []error
+	if a.File.Enabled {
+		p := a.File.Path
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dataDir, p)
+		}
+		fs, err := audit.NewFileSink(p, int64(a.File.MaxSize), a.File.MaxFiles)
+		if err != nil {
+			log.Error("audit file unavailable; retrying on every event", "path", p, "err", err)
+			openErrs = append(openErrs, err)
+		}
+		sinks = append(sinks, fs)
+	}
+	if a.Stdout {
+		sinks = append(sinks, audit.NewWriterSink("stdout", os.Stdout))
+	}
+	if a.Webhook.URL != "" {
+		wh := &audit.WebhookSink{URL: a.Webhook.URL, Retries: a.Webhook.Retries, Backoff: a.Webhook.Backoff.D(),
+			Timeout: a.Webhook.Timeout.D(), Client: &http.Client{}}
+		if a.Webhook.TokenFile != "" {
+			tok, err := os.ReadFile(a.Webhook.TokenFile)
+			if err != nil {
+				return nil, nil, fmt.Errorf("read audit.webhook.token_file: %w", err)
+			}
+			wh.Header = http.Header{"Authorization": {"Bearer " + strings.TrimSpace(string(tok))}}
+		}
+		sinks = append(sinks, wh)
+	}
+	gateID := a.GateID
+	if gateID == "" {
+		gateID, _ = os.Hostname()
+	}
+	l := audit.New(audit.Options{GateID: gateID, QueueSize: a.QueueSize, Log: log.With("component", "audit")}, sinks...)
+	if len(openErrs) > 0 {
+		// Known failing from the start: fail-closed targets refuse at once,
+		// before an event has been tried.
+		l.MarkFailing("file", errors.Join(openErrs...))
+	}
+	auditAuthFailures(sc, l)
+	br.SetAudit(l, a.FailClosed)
+	return l, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := l.Close(ctx); err != nil {
+			log.Warn("close audit sinks", "err", err)
+		}
+	}, nil
+}
+
+// auditAuthFailures records every failed authentication attempt (x/crypto
+// reports each one, with its method; "none", the probe every client starts
+// with, is left out).
+func auditAuthFailures(sc *ssh.ServerConfig, l *audit.Logger) {
+	prev := sc.AuthLogCallback
+	sc.AuthLogCallback = func(conn ssh.ConnMetadata, method string, err error) {
+		if prev != nil {
+			prev(conn, method, err)
+		}
+		if err == nil || method == "none" {
+			return
+		}
+		user := conn.User()
+		if len(user) > 256 {
+			user = user[:256]
+		}
+		l.Emit(audit.Event{Type: audit.TypeAuthFailure, ClientAddr: conn.RemoteAddr().String(), User: user,
+			AuthMethod: method, Reason: authReason(err)})
+	}
+}
+
+// authReason classifies an authentication error without its text.
+func authReason(err error) string {
+	var ps *ssh.PartialSuccessError
+	switch {
+	case errors.As(err, &ps):
+		return "partial_success"
+	case errors.Is(err, auth.ErrDenied):
+		return "denied"
+	default:
+		return "error"
+	}
+}

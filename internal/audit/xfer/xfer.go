@@ -1,0 +1,147 @@
+// Package xfer turns the decrypted data of a session channel into file
+// audit events: SFTP (also scp's default mode), the legacy scp protocol
+// (scp -O), FISH (lftp, Midnight Commander) and rsync (from its server
+// command line). Every parser reads untrusted bytes: memory is bounded,
+// nothing panics, and a stream it cannot follow makes it stop quietly (the
+// session is still audited as a session). It imports only audit.
+package xfer
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/sshgate/sshgate/internal/audit"
+)
+
+// Emit receives a file event with Type, Protocol, Op, Path and what else the
+// parser knows; the caller adds the connection and session fields.
+type Emit func(audit.Event)
+
+// Parser follows one session channel. ToTarget gets the user's data (client
+// to server), ToUser the target's stdout. End is called once when the session
+// is over, with whether it exited 0. The methods are not safe for concurrent
+// use: Session serialises them.
+type Parser interface {
+	ToTarget(p []byte)
+	ToUser(p []byte)
+	End(ok bool)
+}
+
+// For returns the parser for a session started with start ("exec" with its
+// command, or "subsystem" with its name), or nil when the session carries no
+// file protocol the gate understands.
+func For(start, arg string, emit Emit) Parser {
+	switch start {
+	case "subsystem":
+		if arg == "sftp" {
+			return NewSFTP(emit)
+		}
+	case "exec":
+		if p := NewSCP(arg, emit); p != nil {
+			return p
+		}
+		if p := NewRsync(arg, emit); p != nil {
+			return p
+		}
+		if IsFISH(arg) {
+			return NewFISH(emit)
+		}
+	}
+	return nil
+}
+
+// Session wraps a Parser for concurrent use from the relay's two copiers.
+type Session struct {
+	mu    sync.Mutex
+	p     Parser
+	ended bool
+}
+
+// NewSession wraps p (which must not be nil).
+func NewSession(p Parser) *Session { return &Session{p: p} }
+
+func (s *Session) ToTarget(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.p.ToTarget(b)
+	}
+}
+
+func (s *Session) ToUser(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.p.ToUser(b)
+	}
+}
+
+// End ends the parser once; later data is ignored.
+func (s *Session) End(ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ended {
+		s.ended = true
+		s.p.End(ok)
+	}
+}
+
+func result(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "failed"
+}
+
+// shellWords splits a command line as a POSIX shell would, without any
+// expansion: quotes and backslashes only. ok is false for anything else
+// (unterminated quotes).
+func shellWords(s string) (words []string, ok bool) {
+	var cur strings.Builder
+	in := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		case c == '\\':
+			if i+1 >= len(s) {
+				return nil, false
+			}
+			i++
+			cur.WriteByte(s[i])
+			in = true
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, false
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			in = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\"\\$`", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, false
+			}
+			in = true
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, true
+}
