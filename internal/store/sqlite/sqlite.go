@@ -80,6 +80,9 @@ CREATE INDEX grants_user ON grants(user);
 CREATE INDEX grants_env ON grants(env);
 CREATE INDEX grants_target ON grants(target);
 `,
+	// account menu and username grammar (issue 4): target ids, aliases and
+	// primary marker, user uids and default targets, env groups.
+	menuMigration,
 }
 
 // SchemaVersion is the version Open brings a database to.
@@ -179,7 +182,8 @@ func sqliteCode(err error) int {
 
 func isUniqueViolation(err error) bool {
 	c := sqliteCode(err)
-	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE ||
+		c == sqlite3.SQLITE_CONSTRAINT_TRIGGER // a name taken by an alias (menu.go)
 }
 
 func isFKViolation(err error) bool {

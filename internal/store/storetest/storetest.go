@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("RemoveTargetCascades", func(t *testing.T) { testRemoveTargetCascades(t, open) })
 	t.Run("Grants", func(t *testing.T) { testGrants(t, open) })
 	t.Run("GrantErrors", func(t *testing.T) { testGrantErrors(t, open) })
+	t.Run("Menu", func(t *testing.T) { testMenu(t, open) }) // issue 4, menu.go
 }
 
 // TwoHandles checks that a write through one handle is seen at once by
