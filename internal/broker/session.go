@@ -115,7 +115,7 @@ func (c *conn) session(nc ssh.NewChannel) {
 		_ = ch.Close()
 		return
 	}
-	if c.rerr == nil && c.route.Target == "" {
+	if c.resolve().gate {
 		c.gateSession(ch, reqs, s)
 		return
 	}
@@ -206,7 +206,7 @@ func (c *conn) exit(ch ssh.Channel, status uint32) {
 	_ = ch.Close()
 }
 
-const gateUsage = "usage: ssh USER@GATE ls [--json] | config | help; connect to a target as USER+TARGET@GATE"
+const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | help; connect to a target as USER+TARGET@GATE"
 
 // gateSession serves a session with no target: the gate's own commands, or
 // with a PTY and no command, the list of targets to choose from.
@@ -236,7 +236,11 @@ func (c *conn) gateSession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 	if s.pty != nil {
 		out = crlfWriter{ch}
 	}
-	status := c.command(out, strings.Fields(cmd.Command))
+	args := strings.Fields(cmd.Command)
+	status, ok := c.accountCommand(ch, out, ch.Stderr(), args)
+	if !ok {
+		status = c.command(out, args)
+	}
 	if status == 2 {
 		c.message(ch, s, gateUsage)
 	}
@@ -266,6 +270,12 @@ type targetView struct {
 	Logins     []string `json:"logins"`
 	Forwarding bool     `json:"forwarding"`
 	SSH        string   `json:"ssh"`
+	// issue 4 (menu.go): the NODEID and the direct NODEID-UID username.
+	ID       int64    `json:"id,omitempty"`
+	Aliases  []string `json:"aliases,omitempty"`
+	Primary  bool     `json:"primary,omitempty"`
+	Group    string   `json:"group,omitempty"`
+	Platform string   `json:"platform_user,omitempty"`
 }
 
 // command runs a gate command and returns its exit status (2: usage, 3: internal).
@@ -294,6 +304,7 @@ func (c *conn) command(out io.Writer, args []string) int {
 			v.SSH = fmt.Sprintf("ssh -p %s %s+%s@%s", port, c.id.User, a.Target.Name, host)
 			views = append(views, v)
 		}
+		c.decorate(views)
 		if len(args) == 2 {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")

@@ -47,6 +47,7 @@ type Route struct {
 	Target string // "" when none was given (or GateTarget was given)
 	Login  string // "" when none was given
 	Raw    string // the target part as typed, for messages; sanitized
+	Gate   bool   // USER+gate: the gate's own commands even with a default target
 
 	// Platform form NODEID-UID: User is "" until auth resolves UID to a
 	// user name; Node is the target's numeric id.
@@ -89,6 +90,7 @@ func Parse(username string) (Route, error) {
 		return r, ErrInvalidTarget
 	}
 	if parts[1] == GateTarget {
+		r.Gate = true
 		return r, nil
 	}
 	r.Target = parts[1]

@@ -15,7 +15,7 @@ func TestParse(t *testing.T) {
 		{"alice+web-1", Route{User: "alice", Target: "web-1", Raw: "web-1"}, nil},
 		{"alice+web-1+root", Route{User: "alice", Target: "web-1", Login: "root", Raw: "web-1+root"}, nil},
 		{"alice+web.prod_2", Route{User: "alice", Target: "web.prod_2", Raw: "web.prod_2"}, nil},
-		{"alice+gate", Route{User: "alice", Raw: "gate"}, nil},
+		{"alice+gate", Route{User: "alice", Raw: "gate", Gate: true}, nil},
 		{"a", Route{User: "a"}, nil},
 		{"0day", Route{User: "0day"}, nil},
 		{"alice+web-1+_svc", Route{User: "alice", Target: "web-1", Login: "_svc", Raw: "web-1+_svc"}, nil},
@@ -119,6 +119,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if r.Login != "" && !ValidLogin(r.Login) {
 			t.Fatalf("Parse(%q) gave bad login %q", s, r.Login)
+		}
+		if r.Gate != (r.Raw == GateTarget) || r.Gate && r.Target != "" {
+			t.Fatalf("Parse(%q) = %+v: Gate and Raw disagree", s, r)
 		}
 		// A valid route round-trips, except the reserved "gate" target which
 		// means "no target".
