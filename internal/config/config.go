@@ -47,6 +47,7 @@ type Config struct {
 	Limits    Limits   `yaml:"limits"`
 	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
+	Menu      Menu     `yaml:"menu"`      // the account menu (menu.go)
 }
 
 type Log struct {
@@ -102,6 +103,7 @@ func Defaults() Config {
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
 		EnvAllow: []string{"LANG", "LC_*"},
+		Menu:     Menu{AfterSession: "menu", ProbeTimeout: Duration(300 * time.Millisecond)},
 	}
 }
 
@@ -192,6 +194,7 @@ func (c Config) Validate() error {
 	if l.ShutdownGrace.D() < 0 {
 		bad("limits.shutdown_grace", "%s must not be negative", l.ShutdownGrace.D())
 	}
+	errs = append(errs, c.Menu.validate()...)
 	switch c.Docker.Transport {
 	case "", "socket", "exec":
 	default:
