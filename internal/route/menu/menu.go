@@ -34,6 +34,7 @@ type Options struct {
 	Host, Port string // where users reach the gate, for the copyable strings
 	Width      int
 	Height     int
+	Note       string // shown once in the status line (why the last connect failed)
 	// Refresh re-reads the items (the r key). It runs in a tea.Cmd.
 	Refresh func() ([]Item, error)
 	// Chosen is called from Update the moment a target is chosen or the
@@ -76,7 +77,7 @@ func New(items []Item, o Options, r *lipgloss.Renderer) *Model {
 	if o.Height <= 0 {
 		o.Height = 24
 	}
-	m := &Model{o: o, sel: r.NewStyle().Reverse(true)}
+	m := &Model{o: o, sel: r.NewStyle().Reverse(true), status: o.Note}
 	m.setItems(items)
 	m.level = m.start
 	return m
