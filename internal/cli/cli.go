@@ -220,6 +220,7 @@ func (e *env) rootCmd() *cobra.Command {
 		e.gateKeyCmd(),
 		e.versionCmd(),
 	)
+	e.addMenuCommands(root) // menu.go: target alias|primary|describe, user default-target|show, env group
 	return root
 }
 
