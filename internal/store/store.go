@@ -161,5 +161,5 @@ type MenuStore interface {
 	SetDefaultTarget(ctx context.Context, user, target string) error // target "" clears; removing the target clears it
 
 	EnvGroups(ctx context.Context) (map[string]string, error) // env -> group; envs without a group are absent
-	SetEnvGroup(ctx context.Context, env, group string) error  // group "" clears
+	SetEnvGroup(ctx context.Context, env, group string) error // group "" clears
 }
