@@ -299,6 +299,7 @@ func (c *conn) accountMenu(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 			name, ok = c.tui(ch, pump, rr, items, note)
 		}
 		if !ok || c.gone(pump, rr) {
+			status = 0 // the user quit the menu
 			break
 		}
 		st, err := c.openInPlace(ch, pump, rr, s, name)
@@ -367,6 +368,7 @@ func (c *conn) menuItems() ([]menu.Item, error) {
 			it.Addr, it.State = "docker", "starts on connect"
 		case t.Upstream != nil:
 			it.Addr, it.State = t.Upstream.Addr, "upstream"
+			items[i] = it
 			if d := c.b.cfg.Menu.ProbeTimeout.D(); d > 0 {
 				wg.Add(1)
 				go func() {
@@ -377,7 +379,9 @@ func (c *conn) menuItems() ([]menu.Item, error) {
 		default:
 			it.Addr, it.State = t.Kind, "-"
 		}
-		items[i] = it
+		if t.Upstream == nil {
+			items[i] = it
+		}
 	}
 	wg.Wait()
 	return items, nil
