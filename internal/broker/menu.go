@@ -282,7 +282,7 @@ func (c *conn) accountMenu(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 	pump := newKeyPump(ch)
 	defer pump.stop()
 	rr := newReqRouter(reqs, *s.pty)
-	status, note := uint32(0), ""
+	status, note, last := uint32(0), "", ""
 	for {
 		items, err := c.menuItems()
 		if err != nil {
@@ -296,14 +296,14 @@ func (c *conn) accountMenu(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 		if dumbTerm(rr.ptyNow().Term) {
 			name, ok = c.numberedMenu(ch, pump, items, note)
 		} else {
-			name, ok = c.tui(ch, pump, rr, items, note)
+			name, ok = c.tui(ch, pump, rr, items, note, last)
 		}
 		if !ok || c.gone(pump, rr) {
 			status = 0 // the user quit the menu
 			break
 		}
 		st, err := c.openInPlace(ch, pump, rr, s, name)
-		note = ""
+		note, last = "", name
 		if err != nil {
 			c.logPublic(err)
 			note = publicText(err)
@@ -412,7 +412,7 @@ func dumbTerm(t string) bool {
 }
 
 // tui runs the bubbletea menu on the channel until the user chooses or quits.
-func (c *conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.Item, note string) (string, bool) {
+func (c *conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.Item, note, at string) (string, bool) {
 	in := pump.reader()
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
@@ -436,7 +436,7 @@ func (c *conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.It
 	}
 	m := menu.New(items, menu.Options{
 		User: c.id.User, UID: uid, Host: host, Port: port,
-		Width: int(pty.Cols), Height: int(pty.Rows), Note: note,
+		Width: int(pty.Cols), Height: int(pty.Rows), Note: note, At: at,
 		Refresh: c.menuItems, Chosen: in.Stop,
 	}, lr)
 	prog := tea.NewProgram(m, tea.WithInput(in), tea.WithOutput(ch), tea.WithContext(ctx),

@@ -35,6 +35,7 @@ type Options struct {
 	Width      int
 	Height     int
 	Note       string // shown once in the status line (why the last connect failed)
+	At         string // open on this target's row (the one just left), if it is listed
 	// Refresh re-reads the items (the r key). It runs in a tea.Cmd.
 	Refresh func() ([]Item, error)
 	// Chosen is called from Update the moment a target is chosen or the
@@ -80,6 +81,16 @@ func New(items []Item, o Options, r *lipgloss.Renderer) *Model {
 	m := &Model{o: o, sel: r.NewStyle().Reverse(true), status: o.Note}
 	m.setItems(items)
 	m.level = m.start
+	for _, it := range m.items {
+		if it.Name == o.At {
+			m.level, m.group, m.env = levelTargets, it.Group, it.Env
+			for i, r := range m.rows() {
+				if r.key == it.Name {
+					m.cursor = i
+				}
+			}
+		}
+	}
 	return m
 }
 
@@ -108,7 +119,12 @@ func (m *Model) setItems(items []Item) {
 	}
 }
 
-func (m *Model) Init() tea.Cmd { return nil }
+// Init tells the program (and its renderer, which repaints by line and
+// must know the width to erase what a shorter line leaves) the pty's size.
+func (m *Model) Init() tea.Cmd {
+	w, h := m.o.Width, m.o.Height
+	return func() tea.Msg { return tea.WindowSizeMsg{Width: w, Height: h} }
+}
 
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
@@ -175,10 +191,18 @@ func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 			m.cursor = 0
 		}
 	case tea.KeyRunes:
-		if k.Alt || len(k.Runes) != 1 {
+		if k.Alt {
 			return m, nil
 		}
-		return m.typed(k.Runes[0])
+		// Several runes arrive as one key when typed fast or pasted.
+		var cmd tea.Cmd
+		for _, r := range k.Runes {
+			if m.done {
+				break
+			}
+			_, cmd = m.typed(r)
+		}
+		return m, cmd
 	case tea.KeySpace:
 		return m, nil
 	}
