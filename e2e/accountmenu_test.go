@@ -70,7 +70,7 @@ func startTmuxSSH(t *testing.T, w *world, login string, cols, rows int) *tmuxSSH
 	m := &tmuxSSH{sock: filepath.Join(t.TempDir(), "tmux"),
 		norm: strings.NewReplacer(strconv.Itoa(w.gate.Port), "GATEPORT", w.sshd.Addr, "127.0.0.1:SSHDPORT")}
 	m.tmux(t, "-f", "/dev/null", "new-session", "-d", "-x", strconv.Itoa(cols), "-y", strconv.Itoa(rows), "-s", "m",
-		"env SSH_AUTH_SOCK= "+strings.Join(line, " "))
+		"env SSH_AUTH_SOCK= "+strings.Join(line, " ")+`; echo "ssh-exit-status=$?"`)
 	m.tmux(t, "set-option", "-t", "m", "remain-on-exit", "on")
 	t.Cleanup(func() { exec.Command("tmux", "-S", m.sock, "kill-server").Run() })
 	return m
@@ -116,6 +116,20 @@ func (m *tmuxSSH) waitScreen(t *testing.T, want ...string) string {
 	return s
 }
 
+// waitLines polls until the screen's last line is row n (a redraw at a new
+// size) and it holds every want.
+func (m *tmuxSSH) waitLines(t *testing.T, n int, want ...string) string {
+	t.Helper()
+	var s string
+	if !harness.Eventually(short, func() bool {
+		s = m.waitScreen(t, want...)
+		return strings.Count(s, "\n") == n && strings.HasSuffix(s, "q quit\n")
+	}) {
+		t.Fatalf("screen never redrawn to %d lines; it shows:\n%s", n, s)
+	}
+	return s
+}
+
 func (m *tmuxSSH) keys(t *testing.T, keys ...string) {
 	t.Helper()
 	m.tmux(t, append([]string{"send-keys", "-t", "m"}, keys...)...)
@@ -124,16 +138,21 @@ func (m *tmuxSSH) keys(t *testing.T, keys ...string) {
 // exited waits for ssh to end and returns its exit status.
 func (m *tmuxSSH) exited(t *testing.T) int {
 	t.Helper()
-	var out string
+	var code int
 	if !harness.Eventually(short, func() bool {
-		out = strings.TrimSpace(m.tmux(t, "display-message", "-p", "-t", "m", "#{pane_dead} #{pane_dead_status}"))
-		return strings.HasPrefix(out, "1 ")
+		sub := exitRE.FindStringSubmatch(m.screen(t))
+		if sub == nil {
+			return false
+		}
+		code, _ = strconv.Atoi(sub[1])
+		return true
 	}) {
 		t.Fatalf("ssh did not exit; screen:\n%s", m.screen(t))
 	}
-	code, _ := strconv.Atoi(strings.TrimPrefix(out, "1 "))
 	return code
 }
+
+var exitRE = regexp.MustCompile(`ssh-exit-status=(\d+)`)
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
@@ -189,7 +208,7 @@ func TestAccountMenuTUI(t *testing.T) {
 	m.waitScreen(t, "number: 3")
 	// Resize: the menu redraws to the new size.
 	m.tmux(t, "resize-window", "-t", "m", "-x", "100", "-y", "30")
-	golden(t, "6-resized", m.waitScreen(t, "number: 3"))
+	golden(t, "6-resized", m.waitLines(t, 30, "number: 3"))
 	m.tmux(t, "resize-window", "-t", "m", "-x", "80", "-y", "24")
 
 	// Enter connects in place; keys typed at once reach the target's shell.
