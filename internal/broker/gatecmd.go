@@ -25,6 +25,9 @@ const accountUsage = `usage: ssh USER@GATE COMMAND (USER+gate@GATE when you have
   help              this text
 connect to a target as USER+TARGET[+LOGIN]@GATE or NODEID-UID@GATE`
 
+// reported is a usage error (exit 2) whose one line was already written.
+const reported = -2
+
 // maxKeyInput bounds what `keys add` reads from stdin.
 const maxKeyInput = 16 << 10
 
@@ -94,22 +97,27 @@ func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, o
 		}
 		if len(data) > maxKeyInput {
 			say("the key on stdin is too long")
-			return 2
+			return reported
 		}
 		line := strings.TrimSpace(string(data))
 		if strings.HasPrefix(line, "-----BEGIN") {
 			say("this is a private key; send the public key (the .pub file)")
-			return 2
+			return reported
 		}
 		if strings.Contains(line, "\n") {
 			say("send one public key")
-			return 2
+			return reported
 		}
 		k, comment, err := sshkeys.ParseAuthorizedKey(line)
 		if err != nil {
-			// sshkeys' messages are chosen text naming the problem.
-			say("invalid key: %v", err)
-			return 2
+			// sshkeys' own messages (weak, certificate, options) are chosen
+			// text; a parse failure carries x/crypto's words: not shown.
+			msg := err.Error()
+			if strings.HasPrefix(msg, "not an SSH public key") {
+				msg = "not an SSH public key"
+			}
+			say("invalid key: %s", msg)
+			return reported
 		}
 		fp := sshkeys.Fingerprint(k)
 		err = ms.AddKey(ctx, store.Key{User: c.id.User, Fingerprint: fp, AuthorizedKey: sshkeys.AuthorizedLine(k), Comment: comment})

@@ -240,8 +240,11 @@ func (c *conn) gateSession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 	if !ok {
 		status = c.command(out, args)
 	}
-	if status == 2 {
+	switch status {
+	case 2:
 		c.message(ch, s, gateUsage)
+	case reported: // gatecmd.go: the command said what was wrong
+		status = 2
 	}
 	if status == 3 {
 		c.message(ch, s, "the gate cannot read its policy")
