@@ -156,6 +156,9 @@ func (m *Model) finish(choice string) (tea.Model, tea.Cmd) {
 }
 
 func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	if m.done { // keys after the choice belong to the target
+		return m, nil
+	}
 	m.status = ""
 	switch k.Type {
 	case tea.KeyCtrlC, tea.KeyCtrlD:
@@ -519,9 +522,9 @@ func (m *Model) View() string {
 	}
 	if len(rows) == 0 {
 		if m.filter != "" {
-			out = append(out, "  nothing matches the filter")
+			out = append(out, cut("  nothing matches the filter"))
 		} else {
-			out = append(out, "  no targets are granted to "+m.o.User)
+			out = append(out, cut("  no targets are granted to "+m.o.User))
 		}
 	}
 	// pad to the footer
