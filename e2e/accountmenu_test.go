@@ -3,6 +3,10 @@ package e2e_test
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,9 +28,14 @@ var update = flag.Bool("update", false, "rewrite the golden screens in testdata/
 // web-1=1, web-2=2, api-1=3, dead=4, box=5; alice's uid is 1.
 func menuWorld(t *testing.T, gateArgs ...string) *world {
 	t.Helper()
+	return menuWorldWith(t, harness.GateOptions{Args: gateArgs})
+}
+
+func menuWorldWith(t *testing.T, opts harness.GateOptions) *world {
+	t.Helper()
 	harness.RequireTools(t, "/usr/sbin/sshd", "ssh", "ssh-keygen", "tmux")
 	sshd := harness.StartSSHD(t, harness.SSHDOptions{})
-	g := harness.StartGate(t, harness.GateOptions{Args: gateArgs})
+	g := harness.StartGate(t, opts)
 	sshd.Authorize(t, g.GateKey(t))
 	up := func(name, env, addr string) {
 		g.Admin(t, "target", "add", name, "--env", env, "--upstream", addr, "--login", "root", "--host-key", sshd.HostKeyPub)
@@ -380,6 +389,58 @@ func TestAccountCommands(t *testing.T) {
 		res := harness.Run(w.alice.SSHTo("", nil, bad...), nil, short)
 		if res.Code != 2 || res.Stdout != "" {
 			t.Errorf("%v: exit %d stdout %q", bad, res.Code, res.Stdout)
+		}
+	}
+}
+
+// A client that vanishes mid-menu, or mid-session opened from the menu,
+// leaves no goroutine behind (the key pump, the request router, bubbletea).
+func TestAccountMenuNoLeakOnDisconnect(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofAddr := ln.Addr().String()
+	ln.Close()
+	w := menuWorldWith(t, harness.GateOptions{Env: []string{"SSHGATE_PPROF=" + pprofAddr}})
+	goroutines := func() (int, string) {
+		resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1")
+		if err != nil {
+			return -1, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var n int
+		fmt.Sscanf(string(b), "goroutine profile: total %d", &n)
+		return n, string(b)
+	}
+	// A first menu warms up what stays (the store's pool and the like).
+	harness.MustRun(t, w.alice.SSHTo("", nil, "ls"), nil, short)
+	base, _ := goroutines()
+	if base <= 0 {
+		t.Fatal("no goroutine count from pprof")
+	}
+	for _, mid := range []string{"menu", "session"} {
+		m := startTmuxSSH(t, w, "alice", 80, 24)
+		m.waitScreen(t, "GROUP")
+		if mid == "session" {
+			m.keys(t, "2", "Enter")
+			m.waitScreen(t, "ENVIRONMENT")
+			m.keys(t, "Enter")
+			m.waitScreen(t, "Enter connect")
+			m.keys(t, "Enter")
+			m.waitScreen(t, "Connecting to web-1")
+		}
+		m.tmux(t, "kill-server") // ssh gets SIGHUP and dies: the TCP connection drops
+		var n int
+		var dump string
+		if !harness.Eventually(short, func() bool {
+			n, dump = goroutines()
+			return n >= 0 && n <= base && !strings.Contains(dump, "broker.(*keyPump)") && !strings.Contains(dump, "bubbletea")
+		}) {
+			t.Errorf("after a disconnect mid-%s: %d goroutines, baseline %d:\n%s", mid, n, base, dump)
 		}
 	}
 }
