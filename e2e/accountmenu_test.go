@@ -310,8 +310,8 @@ func TestUsernameGrammar(t *testing.T) {
 			t.Errorf("%s: exit %d stderr %q", login, r.Code, r.Stderr)
 		}
 	}
-	refused("2-1", "2-1")     // web-2: not granted
-	refused("99-1", "99-1")   // no such node
+	refused("2-1", "2-1")   // web-2: not granted
+	refused("99-1", "99-1") // no such node
 	refused("alice+nosuch", "nosuch")
 	refused("alice+web-2", "web-2")
 	// A uid that is not alice's, or not canonical, fails authentication
