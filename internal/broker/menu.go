@@ -140,52 +140,99 @@ func (r *keyReader) Wait() {
 
 // reqRouter reads the user's channel requests: during the menu it keeps the
 // window size and tells the menu; during a session it hands every request
-// to the session's relay.
+// to the session's relay. Only run sends on or closes a session's request
+// stream, and it never blocks on one once the session has ended, so a
+// relay stuck on a hung target cannot wedge it.
 type reqRouter struct {
 	mu       sync.Mutex
 	pty      ptyReq
-	sess     chan *ssh.Request
+	sess     chan *ssh.Request // the current session's requests (nil in the menu)
+	ended    chan struct{}     // closed by endSession
+	wake     chan struct{}     // startSession tells run to look at sess and ended again
 	onResize func(cols, rows int)
 	gone     chan struct{} // the channel's requests ended: the channel is closed
 }
 
 func newReqRouter(reqs <-chan *ssh.Request, pty ptyReq) *reqRouter {
-	rr := &reqRouter{pty: pty, gone: make(chan struct{})}
+	rr := &reqRouter{pty: pty, gone: make(chan struct{}), wake: make(chan struct{}, 1)}
 	go rr.run(reqs)
 	return rr
 }
 
 func (rr *reqRouter) run(reqs <-chan *ssh.Request) {
+	var sess chan *ssh.Request
+	var ended chan struct{}
+	closeSess := func() { // the relay's request loop ends
+		if sess == nil {
+			return
+		}
+		rr.mu.Lock()
+		if rr.sess == sess {
+			rr.sess, rr.ended = nil, nil
+		}
+		rr.mu.Unlock()
+		close(sess)
+		sess, ended = nil, nil
+	}
 	defer func() {
 		rr.mu.Lock()
-		if rr.sess != nil {
-			close(rr.sess)
-			rr.sess = nil
-		}
 		close(rr.gone)
+		latest := rr.sess
+		rr.sess, rr.ended = nil, nil
 		rr.mu.Unlock()
+		if latest != nil && latest != sess {
+			close(latest)
+		}
+		closeSess()
 	}()
-	for r := range reqs {
+	look := func() {
 		rr.mu.Lock()
-		var resize func(cols, rows int)
-		var cols, rows int
-		if r.Type == "window-change" {
-			var w winChange
-			if ssh.Unmarshal(r.Payload, &w) == nil {
-				rr.pty.Cols, rr.pty.Rows, rr.pty.Width, rr.pty.Height = w.Cols, w.Rows, w.Width, w.Height
-				resize, cols, rows = rr.onResize, int(w.Cols), int(w.Rows)
-			}
-		}
-		if rr.sess != nil {
-			rr.sess <- r // the relay reads until endSession closes it
+		if rr.sess != sess {
+			s, e := rr.sess, rr.ended
 			rr.mu.Unlock()
-			continue
+			closeSess()
+			sess, ended = s, e
+			return
 		}
 		rr.mu.Unlock()
-		if resize != nil {
-			resize(cols, rows)
-		} else if r.Type != "window-change" && r.WantReply {
-			_ = r.Reply(false, nil)
+	}
+	for {
+		select {
+		case <-rr.wake:
+			look()
+		case <-ended: // nil, never ready, in the menu
+			closeSess()
+		case r, ok := <-reqs:
+			if !ok {
+				return
+			}
+			look()
+			rr.mu.Lock()
+			var resize func(cols, rows int)
+			var cols, rows int
+			if r.Type == "window-change" {
+				var w winChange
+				if ssh.Unmarshal(r.Payload, &w) == nil {
+					rr.pty.Cols, rr.pty.Rows, rr.pty.Width, rr.pty.Height = w.Cols, w.Rows, w.Width, w.Height
+					resize, cols, rows = rr.onResize, int(w.Cols), int(w.Rows)
+				}
+			}
+			rr.mu.Unlock()
+			switch {
+			case sess != nil:
+				select {
+				case sess <- r:
+				case <-ended:
+					if r.WantReply {
+						_ = r.Reply(false, nil)
+					}
+					closeSess()
+				}
+			case resize != nil:
+				resize(cols, rows)
+			case r.Type != "window-change" && r.WantReply:
+				_ = r.Reply(false, nil)
+			}
 		}
 	}
 }
@@ -212,16 +259,24 @@ func (rr *reqRouter) startSession() (<-chan *ssh.Request, bool) {
 		return nil, false
 	default:
 	}
-	rr.sess = make(chan *ssh.Request)
+	rr.sess, rr.ended = make(chan *ssh.Request), make(chan struct{})
+	select {
+	case rr.wake <- struct{}{}:
+	default:
+	}
 	return rr.sess, true
 }
 
+// endSession ends the current session's request stream (run closes it).
 func (rr *reqRouter) endSession() {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
-	if rr.sess != nil {
-		close(rr.sess)
-		rr.sess = nil
+	if rr.ended != nil {
+		select {
+		case <-rr.ended:
+		default:
+			close(rr.ended)
+		}
 	}
 }
 

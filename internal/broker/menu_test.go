@@ -108,3 +108,47 @@ func TestDumbTerm(t *testing.T) {
 		}
 	}
 }
+
+// The router hands requests to the session while one runs, ends its stream
+// when the session ends (even if nobody reads it any more), keeps the pty
+// size throughout, and stops when the channel does.
+func TestReqRouter(t *testing.T) {
+	reqs := make(chan *ssh.Request)
+	rr := newReqRouter(reqs, ptyReq{Term: "xterm", Cols: 80, Rows: 24})
+	resized := make(chan [2]int, 1)
+	rr.setResize(func(c, r int) { resized <- [2]int{c, r} })
+	reqs <- &ssh.Request{Type: "window-change", Payload: ssh.Marshal(winChange{Cols: 100, Rows: 30})}
+	if got := <-resized; got != [2]int{100, 30} {
+		t.Fatalf("menu resize %v", got)
+	}
+	rr.setResize(nil)
+	sess, ok := rr.startSession()
+	if !ok {
+		t.Fatal("startSession refused")
+	}
+	go func() { reqs <- &ssh.Request{Type: "window-change", Payload: ssh.Marshal(winChange{Cols: 90, Rows: 20})} }()
+	if r := <-sess; r.Type != "window-change" {
+		t.Fatalf("session got %q", r.Type)
+	}
+	if p := rr.ptyNow(); p.Cols != 90 || p.Rows != 20 {
+		t.Fatalf("pty after a resize in the session: %+v", p)
+	}
+	// A request the relay never takes, then the session ends: no hang.
+	sent := make(chan struct{})
+	go func() { reqs <- &ssh.Request{Type: "env"}; close(sent) }()
+	<-sent
+	rr.endSession()
+	for range sess { // closed by the router
+	}
+	sess2, ok := rr.startSession()
+	if !ok {
+		t.Fatal("second startSession refused")
+	}
+	close(reqs) // the user's channel is gone
+	for range sess2 {
+	}
+	<-rr.gone
+	if _, ok := rr.startSession(); ok {
+		t.Fatal("startSession after the channel ended")
+	}
+}
