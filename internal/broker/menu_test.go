@@ -126,7 +126,9 @@ func TestReqRouter(t *testing.T) {
 	if !ok {
 		t.Fatal("startSession refused")
 	}
-	go func() { reqs <- &ssh.Request{Type: "window-change", Payload: ssh.Marshal(winChange{Cols: 90, Rows: 20})} }()
+	go func() {
+		reqs <- &ssh.Request{Type: "window-change", Payload: ssh.Marshal(winChange{Cols: 90, Rows: 20})}
+	}()
 	if r := <-sess; r.Type != "window-change" {
 		t.Fatalf("session got %q", r.Type)
 	}
