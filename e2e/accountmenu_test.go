@@ -65,6 +65,15 @@ type tmuxSSH struct {
 
 func startTmuxSSH(t *testing.T, w *world, login string, cols, rows int) *tmuxSSH {
 	t.Helper()
+	m := &tmuxSSH{sock: filepath.Join(t.TempDir(), "tmux"),
+		norm: strings.NewReplacer(strconv.Itoa(w.gate.Port), "GATEPORT", w.sshd.Addr, "127.0.0.1:SSHDPORT")}
+	startTmux(t, m, w, login, cols, rows)
+	return m
+}
+
+// startTmux starts ssh -tt as login in m's tmux server.
+func startTmux(t *testing.T, m *tmuxSSH, w *world, login string, cols, rows int) {
+	t.Helper()
 	cmd := w.alice.SSHTo("", []string{"-tt"})
 	args := cmd.Args
 	for i, a := range args {
@@ -76,13 +85,10 @@ func startTmuxSSH(t *testing.T, w *world, login string, cols, rows int) *tmuxSSH
 	for _, a := range args {
 		line = append(line, harness.ShellQuote(a))
 	}
-	m := &tmuxSSH{sock: filepath.Join(t.TempDir(), "tmux"),
-		norm: strings.NewReplacer(strconv.Itoa(w.gate.Port), "GATEPORT", w.sshd.Addr, "127.0.0.1:SSHDPORT")}
 	m.tmux(t, "-f", "/dev/null", "new-session", "-d", "-x", strconv.Itoa(cols), "-y", strconv.Itoa(rows), "-s", "m",
 		"env SSH_AUTH_SOCK= "+strings.Join(line, " ")+`; echo "ssh-exit-status=$?"`)
 	m.tmux(t, "set-option", "-t", "m", "remain-on-exit", "on")
 	t.Cleanup(func() { exec.Command("tmux", "-S", m.sock, "kill-server").Run() })
-	return m
 }
 
 func (m *tmuxSSH) tmux(t *testing.T, args ...string) string {
@@ -442,5 +448,30 @@ func TestAccountMenuNoLeakOnDisconnect(t *testing.T) {
 		}) {
 			t.Errorf("after a disconnect mid-%s: %d goroutines, baseline %d:\n%s", mid, n, base, dump)
 		}
+	}
+}
+
+// A docker target chosen in the menu starts on connect, runs the session in
+// place, and is removed when the session ends, while the menu comes back.
+func TestAccountMenuDocker(t *testing.T) {
+	harness.RequireTools(t, "ssh", "tmux")
+	w := newDockerWorld(t)
+	box := w.target(t, "box", "--docker", harness.TestImage)
+	dw := &world{gate: w.gate, alice: w.alice}
+	m := &tmuxSSH{sock: filepath.Join(t.TempDir(), "tmux"), norm: strings.NewReplacer(strconv.Itoa(w.gate.Port), "GATEPORT")}
+	startTmux(t, m, dw, "alice", 80, 24)
+	m.waitScreen(t, box, "docker", "starts on connect")
+	m.keys(t, "Enter")
+	m.waitScreen(t, "Connecting to "+box)
+	m.keys(t, "-l", "echo MARK-$((1+1)); tty")
+	m.keys(t, "Enter")
+	m.waitScreen(t, "MARK-2", "/dev/pts/")
+	m.keys(t, "-l", "exit 5")
+	m.keys(t, "Enter")
+	m.waitScreen(t, box, "Enter connect")
+	waitNoContainers(t, box, short)
+	m.keys(t, "q")
+	if code := m.exited(t); code != 0 {
+		t.Errorf("q: ssh exited %d", code)
 	}
 }
