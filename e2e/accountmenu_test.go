@@ -18,9 +18,20 @@ import (
 	"github.com/sshgate/sshgate/e2e/harness"
 )
 
-var spaces = regexp.MustCompile(` {2,}`)
+var menuSpaces = regexp.MustCompile(` {2,}`)
 
-var update = flag.Bool("update", false, "rewrite the golden screens in testdata/menu")
+// -update rewrites the golden screens in testdata/menu. The flag is shared
+// with any other golden test of the package: defined here only if absent.
+func init() {
+	if flag.Lookup("update") == nil {
+		flag.Bool("update", false, "rewrite golden files")
+	}
+}
+
+func updateGoldens() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
 
 // menuWorld is newWorld plus what the account menu shows: env groups, a
 // primary node with an alias, an unreachable upstream and a docker target
@@ -107,7 +118,7 @@ func (m *tmuxSSH) screen(t *testing.T) string {
 	for i, l := range lines {
 		// Ports differ in length from run to run: columns are compared
 		// up to the width of their padding.
-		lines[i] = spaces.ReplaceAllString(strings.TrimRight(m.norm.Replace(l), " "), "  ")
+		lines[i] = menuSpaces.ReplaceAllString(strings.TrimRight(m.norm.Replace(l), " "), "  ")
 	}
 	return strings.TrimRight(strings.Join(lines, "\n"), "\n") + "\n"
 }
@@ -155,7 +166,7 @@ func (m *tmuxSSH) exited(t *testing.T) int {
 	t.Helper()
 	var code int
 	if !harness.Eventually(short, func() bool {
-		sub := exitRE.FindStringSubmatch(m.screen(t))
+		sub := menuExitRE.FindStringSubmatch(m.screen(t))
 		if sub == nil {
 			return false
 		}
@@ -167,12 +178,12 @@ func (m *tmuxSSH) exited(t *testing.T) int {
 	return code
 }
 
-var exitRE = regexp.MustCompile(`ssh-exit-status=(\d+)`)
+var menuExitRE = regexp.MustCompile(`ssh-exit-status=(\d+)`)
 
-func golden(t *testing.T, name, got string) {
+func menuGolden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", "menu", name+".txt")
-	if *update {
+	if updateGoldens() {
 		os.MkdirAll(filepath.Dir(path), 0o755)
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
@@ -197,11 +208,11 @@ func TestAccountMenuTUI(t *testing.T) {
 	w := menuWorld(t)
 	m := startTmuxSSH(t, w, "alice", 80, 24)
 
-	golden(t, "1-groups", m.waitScreen(t, "GROUP", "shop"))
+	menuGolden(t, "1-groups", m.waitScreen(t, "GROUP", "shop"))
 	m.keys(t, "Enter") // lab
 	m.waitScreen(t, "ENVIRONMENT", "dev")
 	m.keys(t, "Enter")
-	golden(t, "2-docker", m.waitScreen(t, "box", "starts on connect"))
+	menuGolden(t, "2-docker", m.waitScreen(t, "box", "starts on connect"))
 	// Escape alone (a following byte would make it Alt+key, as in any terminal).
 	m.keys(t, "Escape")
 	m.waitScreen(t, "ENVIRONMENT", "dev")
@@ -210,20 +221,20 @@ func TestAccountMenuTUI(t *testing.T) {
 	m.keys(t, "Down", "Up", "2")
 	m.waitScreen(t, "number: 2")
 	m.keys(t, "Enter")
-	golden(t, "2-envs", m.waitScreen(t, "ENVIRONMENT", "prod"))
+	menuGolden(t, "2-envs", m.waitScreen(t, "ENVIRONMENT", "prod"))
 	m.keys(t, "Enter")
-	golden(t, "3-containers", m.waitScreen(t, "web-1", "stopped", "running", "lftp fish://"))
+	menuGolden(t, "3-containers", m.waitScreen(t, "web-1", "stopped", "running", "lftp fish://"))
 	m.keys(t, "Down")
-	golden(t, "4-second-row", m.waitScreen(t, "> 2  3"))
+	menuGolden(t, "4-second-row", m.waitScreen(t, "> 2  3"))
 	m.keys(t, "w", "w")
-	golden(t, "5-filter", m.waitScreen(t, "filter: ww"))
+	menuGolden(t, "5-filter", m.waitScreen(t, "filter: ww"))
 	m.keys(t, "Escape")
 	m.waitScreen(t, "\n\n\nUp/Down") // the status line is empty again
 	m.keys(t, "3")
 	m.waitScreen(t, "number: 3")
 	// Resize: the menu redraws to the new size.
 	m.tmux(t, "resize-window", "-t", "m", "-x", "100", "-y", "30")
-	golden(t, "6-resized", m.waitLines(t, 30, "number: 3"))
+	menuGolden(t, "6-resized", m.waitLines(t, 30, "number: 3"))
 	m.tmux(t, "resize-window", "-t", "m", "-x", "80", "-y", "24")
 
 	// Enter connects in place; keys typed at once reach the target's shell.
