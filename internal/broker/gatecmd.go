@@ -209,3 +209,31 @@ func (c *conn) decorate(views []targetView) {
 		}
 	}
 }
+
+// stdinOf is a gate command's stdin. On a PTY the client sends keystrokes,
+// never EOF: there the input ends at the first Enter or Ctrl-D.
+func stdinOf(ch io.Reader, s *setup) io.Reader {
+	if s.pty == nil {
+		return ch
+	}
+	return &lineReader{r: ch}
+}
+
+type lineReader struct {
+	r    io.Reader
+	done bool
+}
+
+func (l *lineReader) Read(b []byte) (int, error) {
+	if l.done {
+		return 0, io.EOF
+	}
+	n, err := l.r.Read(b)
+	for i := 0; i < n; i++ {
+		if b[i] == '\r' || b[i] == '\n' || b[i] == 0x04 {
+			l.done = true
+			return i, nil
+		}
+	}
+	return n, err
+}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +153,18 @@ func TestReqRouter(t *testing.T) {
 	<-rr.gone
 	if _, ok := rr.startSession(); ok {
 		t.Fatal("startSession after the channel ended")
+	}
+}
+
+func TestLineReader(t *testing.T) {
+	for in, want := range map[string]string{"ssh-ed25519 AAAA x\r": "ssh-ed25519 AAAA x", "abc\x04def": "abc", "abc": "abc", "\n": ""} {
+		got, err := io.ReadAll(stdinOf(strings.NewReader(in), &setup{pty: &ptyReq{}}))
+		if err != nil || string(got) != want {
+			t.Errorf("pty stdin %q: %q, %v; want %q", in, got, err, want)
+		}
+		got, _ = io.ReadAll(stdinOf(strings.NewReader(in), &setup{}))
+		if string(got) != in {
+			t.Errorf("plain stdin %q: %q", in, got)
+		}
 	}
 }

@@ -236,7 +236,7 @@ func (c *conn) gateSession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 		out = crlfWriter{ch}
 	}
 	args := strings.Fields(cmd.Command)
-	status, ok := c.accountCommand(ch, out, ch.Stderr(), args)
+	status, ok := c.accountCommand(stdinOf(ch, s), out, ch.Stderr(), args)
 	if !ok {
 		status = c.command(out, args)
 	}
