@@ -415,6 +415,7 @@ func (c *conn) menuItems() ([]menu.Item, error) {
 	}
 	items := make([]menu.Item, len(access))
 	var wg sync.WaitGroup
+	probes := make(chan struct{}, 32) // dials at once, for users with many targets
 	for i, a := range access {
 		t, ti := a.Target, infos[a.Target.Name]
 		it := menu.Item{ID: ti.ID, Name: t.Name, Aliases: ti.Aliases, Env: t.Env, Group: groups[t.Env], Primary: ti.Primary}
@@ -428,6 +429,8 @@ func (c *conn) menuItems() ([]menu.Item, error) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					probes <- struct{}{}
+					defer func() { <-probes }()
 					items[i].State = probe(ctx, t.Upstream.Addr, d)
 				}()
 			}
