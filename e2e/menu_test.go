@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ func TestPTYMenuConnects(t *testing.T) {
 	gateOnly(t)
 	t.Parallel()
 	w := newWorld(t, worldOptions{})
-	s := startPTY(t, w.alice.SSHTo("", []string{"-tt"}), 24, 80)
+	s := startPTY(t, dumb(w.alice.SSHTo("", []string{"-tt"})), 24, 80)
 	if !s.out.WaitFor("Choose a target [1-1, q to quit]: ", short) {
 		t.Fatal("no target prompt")
 	}
@@ -34,14 +35,20 @@ func TestPTYMenuConnects(t *testing.T) {
 	if !strings.Contains(out, "24 80") || !strings.Contains(out, "/dev/pts/") {
 		t.Errorf("the chosen target's shell has no 24x80 pty: %q", out)
 	}
+	before := strings.Count(s.out.String(), "Choose a target")
 	fmt.Fprint(s.ptmx, "exit 4\r")
+	// menu.after_session defaults to menu: back to the list, same channel.
+	if !harness.Eventually(short, func() bool { return strings.Count(s.out.String(), "Choose a target") > before }) {
+		t.Fatal("no menu after the session ended")
+	}
+	fmt.Fprint(s.ptmx, "q\r")
 	select {
 	case <-s.done:
-		if code := s.cmd.ProcessState.ExitCode(); code != 4 {
-			t.Errorf("exit 4 in the chosen target: ssh exited %d", code)
+		if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("q after a session: ssh exited %d, want 0", code)
 		}
 	case <-time.After(short):
-		t.Fatal("ssh did not exit after `exit 4`")
+		t.Fatal("ssh did not exit after q")
 	}
 }
 
@@ -49,7 +56,7 @@ func TestPTYMenuQuit(t *testing.T) {
 	gateOnly(t)
 	t.Parallel()
 	w := newWorld(t, worldOptions{})
-	s := startPTY(t, w.alice.SSHTo("", []string{"-tt"}), 24, 80)
+	s := startPTY(t, dumb(w.alice.SSHTo("", []string{"-tt"})), 24, 80)
 	if !s.out.WaitFor("Choose a target", short) {
 		t.Fatal("no target prompt")
 	}
@@ -62,6 +69,12 @@ func TestPTYMenuQuit(t *testing.T) {
 	case <-time.After(short):
 		t.Fatal("ssh did not exit after q")
 	}
+}
+
+// dumb makes ssh ask for a TERM=dumb pty: the numbered menu.
+func dumb(cmd *exec.Cmd) *exec.Cmd {
+	cmd.Env = append(cmd.Env, "TERM=dumb")
+	return cmd
 }
 
 // Without a PTY and without a command, the gate answers with its usage.

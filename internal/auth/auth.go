@@ -20,7 +20,6 @@ import (
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/passwd"
-	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -32,6 +31,7 @@ var ErrDenied = errors.New("access denied")
 type Users interface {
 	GetUser(ctx context.Context, name string) (store.User, error)
 	ListKeys(ctx context.Context, user string) ([]store.Key, error)
+	UserByUID(ctx context.Context, uid int64) (store.UserInfo, error) // the NODEID-UID form (platform.go)
 }
 
 // Authenticator holds the ssh.ServerConfig callbacks.
@@ -65,8 +65,8 @@ func (a *Authenticator) Install(cfg *ssh.ServerConfig) {
 // candidate in the returned permissions, which x/crypto hands to
 // VerifiedPublicKey only once the client has signed with this very key.
 func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-	r, err := route.Parse(conn.User())
-	if err != nil && !errors.Is(err, route.ErrInvalidTarget) {
+	r, ok := a.route(conn.User())
+	if !ok {
 		return nil, ErrDenied
 	}
 	if cert, isCert := key.(*ssh.Certificate); isCert {
@@ -135,8 +135,8 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 	// than running the gate out of memory.
 	a.hashing <- struct{}{}
 	defer func() { <-a.hashing }()
-	r, err := route.Parse(conn.User())
-	if err != nil && !errors.Is(err, route.ErrInvalidTarget) {
+	r, ok := a.route(conn.User())
+	if !ok {
 		passwd.VerifyDummy(password)
 		return nil, ErrDenied
 	}

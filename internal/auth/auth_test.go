@@ -35,6 +35,15 @@ func (f *fakeUsers) ListKeys(_ context.Context, user string) ([]store.Key, error
 	return f.keys[user], nil
 }
 
+func (f *fakeUsers) UserByUID(_ context.Context, uid int64) (store.UserInfo, error) {
+	for name, u := range map[int64]string{1000: "alice", 1001: "bob", 1002: "gone"} {
+		if name == uid {
+			return store.UserInfo{User: u, UID: uid}, nil
+		}
+	}
+	return store.UserInfo{}, store.ErrNotFound
+}
+
 type meta struct{ user string }
 
 func (m meta) User() string          { return m.user }
@@ -84,6 +93,13 @@ func TestPublicKey(t *testing.T) {
 		{"carol", alice, false},
 		{"ALICE", alice, false},
 		{"", alice, false},
+		{"7-1000", alice, true},  // NODEID-UID: alice's uid
+		{"7-1001", alice, false}, // bob's uid with alice's key
+		{"7-1002", alice, false}, // a uid whose user is gone
+		{"7-999", alice, false},  // nobody's uid
+		{"7-01000", alice, false},
+		{"07-1000", alice, false},
+		{"7-1000+web", alice, false},
 	}
 	for _, tt := range tests {
 		perms, err := a.PublicKey(meta{tt.user}, tt.key)
@@ -142,6 +158,10 @@ func TestPassword(t *testing.T) {
 		{"bob", "alice-pw", false},
 		{"carol", "alice-pw", false},
 		{"Alice", "alice-pw", false},
+		{"3-1000", "alice-pw", true}, // NODEID-UID with alice's uid
+		{"3-1001", "alice-pw", false},
+		{"3-999", "alice-pw", false},
+		{"03-1000", "alice-pw", false},
 	}
 	for _, tt := range tests {
 		perms, err := a.Password(meta{tt.user}, []byte(tt.pw))

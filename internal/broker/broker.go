@@ -63,6 +63,9 @@ type conn struct {
 	log   *slog.Logger
 	ctx   context.Context
 
+	resOnce sync.Once // resolve.go
+	res     resolution
+
 	accessOnce sync.Once
 	access     []policy.Access
 	accessErr  error
@@ -230,15 +233,19 @@ func errNoTarget(name string) *gate.PublicError {
 
 // grantPermit decides the connection's routed target from the user's grants.
 func (c *conn) grantPermit() (policy.Permit, error) {
-	if c.rerr != nil {
-		return policy.Permit{}, errNoTarget(c.route.Raw)
+	res := c.resolve()
+	if res.err != nil {
+		return policy.Permit{}, res.err
 	}
 	access, err := c.accessible()
 	if err != nil {
 		return policy.Permit{}, gate.Errorf(err, "the gate cannot read its policy")
 	}
-	p, ok := policy.Decide(access, c.route.Target, c.route.Login)
-	if !ok {
+	p, ok := policy.Decide(access, res.target, c.route.Login)
+	if res.target == "" || !ok {
+		if c.route.Raw == "" { // the user's default target
+			return policy.Permit{}, errNoTarget(res.target)
+		}
 		return policy.Permit{}, errNoTarget(c.route.Raw)
 	}
 	return c.certForwarding(p), nil
@@ -396,7 +403,7 @@ func (c *conn) globalRequest(r *ssh.Request) {
 
 // directTCPIP relays local port forwarding (ssh -L) when the grant allows it.
 func (c *conn) directTCPIP(nc ssh.NewChannel) {
-	if c.rerr == nil && c.route.Target == "" && !c.hookRoutes() {
+	if c.resolve().gate && !c.hookRoutes() {
 		_ = nc.Reject(ssh.Prohibited, "port forwarding needs a target: connect as USER+TARGET")
 		return
 	}

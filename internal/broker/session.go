@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/term"
 
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
@@ -116,7 +115,7 @@ func (c *conn) session(nc ssh.NewChannel) {
 		return
 	}
 	c.forceCommand(s)
-	if c.rerr == nil && c.route.Target == "" && !c.hookRoutes() {
+	if c.resolve().gate && !c.hookRoutes() {
 		c.gateSession(ch, reqs, s)
 		return
 	}
@@ -227,7 +226,7 @@ func (c *conn) exit(ch ssh.Channel, status uint32) {
 	_ = ch.Close()
 }
 
-const gateUsage = "usage: ssh USER@GATE ls [--json] | config | help; connect to a target as USER+TARGET@GATE"
+const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | help; connect to a target as USER+TARGET@GATE"
 
 // gateSession serves a session with no target: the gate's own commands, or
 // with a PTY and no command, the list of targets to choose from.
@@ -238,7 +237,7 @@ func (c *conn) gateSession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 			c.fail(ch, s, errUsage, 2)
 			return
 		}
-		c.menu(ch, reqs, s)
+		c.accountMenu(ch, reqs, s) // menu.go
 		return
 	case "subsystem":
 		c.fail(ch, s, errUsage, 2)
@@ -261,9 +260,16 @@ func (c *conn) gateSession(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 	if s.pty != nil {
 		out = crlfWriter{ch}
 	}
-	status := c.command(out, strings.Fields(cmd.Command))
-	if status == 2 {
+	args := strings.Fields(cmd.Command)
+	status, ok := c.accountCommand(stdinOf(ch, s), out, ch.Stderr(), args)
+	if !ok {
+		status = c.command(out, args)
+	}
+	switch status {
+	case 2:
 		c.message(ch, s, gateUsage)
+	case reported: // gatecmd.go: the command said what was wrong
+		status = 2
 	}
 	if status == 3 {
 		c.message(ch, s, "the gate cannot read its policy")
@@ -291,6 +297,12 @@ type targetView struct {
 	Logins     []string `json:"logins"`
 	Forwarding bool     `json:"forwarding"`
 	SSH        string   `json:"ssh"`
+	// issue 4 (menu.go): the NODEID and the direct NODEID-UID username.
+	ID       int64    `json:"id,omitempty"`
+	Aliases  []string `json:"aliases,omitempty"`
+	Primary  bool     `json:"primary,omitempty"`
+	Group    string   `json:"group,omitempty"`
+	Platform string   `json:"platform_user,omitempty"`
 }
 
 // command runs a gate command and returns its exit status (2: usage, 3: internal).
@@ -319,6 +331,7 @@ func (c *conn) command(out io.Writer, args []string) int {
 			v.SSH = fmt.Sprintf("ssh -p %s %s+%s@%s", port, c.id.User, a.Target.Name, host)
 			views = append(views, v)
 		}
+		c.decorate(views)
 		if len(args) == 2 {
 			enc := json.NewEncoder(out)
 			enc.SetIndent("", "  ")
@@ -371,85 +384,6 @@ func (c *conn) advertise() (string, string) {
 		return c.sc.LocalAddr().String(), "22"
 	}
 	return h, p
-}
-
-// menu lets a PTY user pick a target from a numbered list.
-func (c *conn) menu(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
-	if s.start.WantReply {
-		_ = s.start.Reply(true, nil)
-	}
-	access, err := c.accessible()
-	if err != nil {
-		c.log.Error("read policy", "err", err)
-		c.message(ch, s, "the gate cannot read its policy")
-		c.exit(ch, 1)
-		return
-	}
-	// Keep the pty size current while the user chooses.
-	stop, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-stop:
-				return
-			case r, ok := <-reqs:
-				if !ok {
-					return
-				}
-				if r.Type == "window-change" {
-					s.resize(r.Payload)
-				} else if r.WantReply {
-					_ = r.Reply(false, nil)
-				}
-			}
-		}
-	}()
-	t := term.NewTerminal(ch, "")
-	choice := -1
-	if len(access) == 0 {
-		fmt.Fprintf(t, "sshgate: no targets are granted to %s\n", c.id.User)
-	} else {
-		fmt.Fprintf(t, "Targets for %s:\n", c.id.User)
-		for i, a := range access {
-			fmt.Fprintf(t, "  %d) %s  (env %s, login %s)\n", i+1, a.Target.Name, a.Target.Env, loginLabel(a.Logins[0].Name))
-		}
-		t.SetPrompt(fmt.Sprintf("Choose a target [1-%d, q to quit]: ", len(access)))
-		for {
-			line, err := t.ReadLine()
-			if err != nil {
-				break
-			}
-			line = strings.TrimSpace(line)
-			if line == "q" || line == "0" {
-				break
-			}
-			if n, err := strconv.Atoi(line); err == nil && n >= 1 && n <= len(access) {
-				choice = n - 1
-				break
-			}
-			fmt.Fprintf(t, "Type a number from 1 to %d, or q.\n", len(access))
-		}
-	}
-	close(stop)
-	<-stopped
-	if choice < 0 {
-		c.exit(ch, 0)
-		return
-	}
-	a := access[choice]
-	p := policy.Permit{Target: a.Target, Login: a.Logins[0].Name, Forwarding: a.Logins[0].Forwarding}
-	fmt.Fprintf(t, "Connecting to %s as %s...\n", p.Target.Name, loginLabel(p.Login))
-	up, err := c.dial(p)
-	if err != nil {
-		c.logPublic(err)
-		c.message(ch, s, publicText(err))
-		c.exit(ch, 1)
-		return
-	}
-	defer up.close()
-	s.start = &ssh.Request{Type: "shell"}
-	c.relaySession(ch, reqs, s, up, p)
 }
 
 // crlfWriter turns \n into \r\n for output on a PTY channel.

@@ -225,6 +225,7 @@ func (e *env) rootCmd() *cobra.Command {
 		e.replayCmd(),   // replay.go
 		e.sessionsCmd(), // sessions.go
 	)
+	e.addMenuCommands(root) // menu.go: target alias|primary|describe, user default-target|show, env group
 	return root
 }
 

@@ -267,11 +267,11 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		{args: up("web-1"), code: 1, errHas: []string{`target "web-1" already exists`}},
 		{args: mk("web-2", "--env", "qa", "--upstream", "h:22", "--login", "root", "--host-key", hostPub), code: 1, errHas: []string{`env "qa" not found`}},
 		{args: []string{"target", "list"}, out: "" +
-			"NAME   ENV   KIND      LOGIN     ADDRESS\n" +
-			"box    prod  docker    -         alpine:3.20\n" +
-			"db-1   prod  upstream  postgres  [::1]:2200\n" +
-			"tiny   prod  docker    dev       alpine:3.20\n" +
-			"web-1  prod  upstream  root      10.0.0.1:22\n"},
+			"ID  NAME   ENV   KIND      LOGIN     ADDRESS      ALIASES\n" +
+			"3   box    prod  docker    -         alpine:3.20  -\n" +
+			"2   db-1   prod  upstream  postgres  [::1]:2200   -\n" +
+			"4   tiny   prod  docker    dev       alpine:3.20  -\n" +
+			"1   web-1  prod  upstream  root      10.0.0.1:22  -\n"},
 		{args: []string{"target", "show", "web-1"}, outHas: []string{
 			"name      web-1\n", "env       prod\n", "kind      upstream\n", "login     root\n",
 			"upstream  10.0.0.1:22\n", "host key  ssh-ed25519 " + hkfp + "\n"}},
@@ -545,4 +545,49 @@ func TestServe(t *testing.T) {
 		return errors.New("listen on :22: permission denied")
 	}
 	runSteps(t, data, []step{{args: []string{"serve"}, code: 1, errHas: []string{"sshgate: listen on :22: permission denied"}}})
+}
+
+func TestMenuCommands(t *testing.T) {
+	data := t.TempDir()
+	hk, _ := newKey(t, "root@web-1")
+	hostPub := writeFile(t, t.TempDir(), "ssh_host_ed25519_key.pub", hk+"\n")
+	up := func(name string) []string {
+		return append([]string{"target", "add"}, name, "--env", "prod", "--upstream", "10.0.0.1:22", "--login", "root", "--host-key", hostPub)
+	}
+	runSteps(t, data, []step{
+		{args: []string{"env", "add", "prod", "--group", "shop"}, out: "added env prod\nenv prod is in group shop\n"},
+		{args: []string{"env", "add", "dev", "--group", "Bad"}, code: 2, errHas: []string{`invalid group name "Bad"`}},
+		{args: []string{"env", "add", "dev"}, out: "added env dev\n"},
+		{args: []string{"env", "group", "dev", "lab"}, out: "env dev is in group lab\n"},
+		{args: []string{"env", "group", "dev", "--clear"}, out: "env dev is in no group\n"},
+		{args: []string{"env", "group", "dev"}, code: 2, errHas: []string{"give exactly one of GROUP and --clear"}},
+		{args: []string{"env", "group", "qa", "x"}, code: 1, errHas: []string{`env "qa" not found`}},
+		{args: up("web-1"), outHas: []string{"added target web-1"}},
+		{args: up("web-2"), outHas: []string{"added target web-2"}},
+		{args: up("12-34"), code: 2, errHas: []string{`invalid target name "12-34": digits-dash-digits is the NODEID-UID login form`}},
+		{args: []string{"user", "add", "7-1000"}, code: 2, errHas: []string{`invalid user name "7-1000"`}},
+		{args: []string{"target", "alias", "add", "web-1", "www"}, out: "added alias www for target web-1\n"},
+		{args: []string{"target", "alias", "add", "web-2", "www"}, code: 1, errHas: []string{`alias "www" already exists`}},
+		{args: []string{"target", "alias", "add", "web-2", "web-1"}, code: 1, errHas: []string{`alias "web-1" is a target name already exists`}},
+		{args: []string{"target", "alias", "add", "web-2", "gate"}, code: 2, errHas: []string{`invalid alias "gate": reserved`}},
+		{args: []string{"target", "alias", "add", "web-2", "1-2"}, code: 2, errHas: []string{`invalid alias name "1-2"`}},
+		{args: []string{"target", "alias", "add", "nope", "x"}, code: 1, errHas: []string{`target "nope" not found`}},
+		{args: up("www"), code: 1, errHas: []string{`www`}},
+		{args: []string{"target", "primary", "web-1"}, out: "target web-1 is marked primary\n"},
+		{args: []string{"target", "describe", "web-1", "front end"}, out: "set the description of target web-1\n"},
+		{args: []string{"target", "list"}, out: "" +
+			"ID  NAME   ENV   KIND      LOGIN  ADDRESS      ALIASES\n" +
+			"1   web-1  prod  upstream  root   10.0.0.1:22  www\n" +
+			"2   web-2  prod  upstream  root   10.0.0.1:22  -\n"},
+		{args: []string{"target", "show", "web-1"}, outHas: []string{"id        1\n", "aliases   www\n", "primary   yes\n", "about     front end\n"}},
+		{args: []string{"target", "alias", "remove", "www"}, out: "removed alias www\n"},
+		{args: []string{"target", "alias", "remove", "www"}, code: 1, errHas: []string{`alias "www" not found`}},
+		{args: []string{"user", "add", "alice"}, outHas: []string{"alice"}},
+		{args: []string{"user", "default-target", "alice", "web-2"}, out: "default target of alice is web-2\n"},
+		{args: []string{"user", "default-target", "alice", "nope"}, code: 1, errHas: []string{`target "nope" not found`}},
+		{args: []string{"user", "default-target", "alice"}, code: 2, errHas: []string{"give exactly one of TARGET and --clear"}},
+		{args: []string{"user", "show", "alice"}, out: "FIELD           VALUE\nname            alice\nuid             1\ndefault target  web-2\n"},
+		{args: []string{"user", "default-target", "alice", "--clear"}, out: "user alice has no default target\n"},
+		{args: []string{"user", "show", "bob"}, code: 1, errHas: []string{`not found`}},
+	})
 }

@@ -217,6 +217,6 @@ func TestScanHostKeyFailures(t *testing.T) {
 		// The env is checked before any scan.
 		{args: []string{"target", "add", "web-1", "--env", "qa", "--upstream", closed, "--login", "root", "--scan-host-key"},
 			code: 1, errHas: []string{`env "qa" not found`}},
-		{args: []string{"target", "list"}, out: "NAME  ENV  KIND  LOGIN  ADDRESS\n"},
+		{args: []string{"target", "list"}, out: "ID  NAME  ENV  KIND  LOGIN  ADDRESS  ALIASES\n"},
 	})
 }

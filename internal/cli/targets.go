@@ -138,7 +138,11 @@ func (e *env) targetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := newTable(e.stdout, "NAME", "ENV", "KIND", "LOGIN", "ADDRESS")
+			infos, err := targetInfos(cmd.Context(), st)
+			if err != nil {
+				return err
+			}
+			tw := newTable(e.stdout, "ID", "NAME", "ENV", "KIND", "LOGIN", "ADDRESS", "ALIASES")
 			for _, t := range ts {
 				addr := ""
 				switch {
@@ -147,7 +151,8 @@ func (e *env) targetCmd() *cobra.Command {
 				case t.Docker != nil:
 					addr = t.Docker.Image
 				}
-				tw.row(t.Name, t.Env, t.Kind, orDash(t.Login), orDash(addr))
+				ti := infos[t.Name]
+				tw.row(strconv.FormatInt(ti.ID, 10), t.Name, t.Env, t.Kind, orDash(t.Login), orDash(addr), orDash(strings.Join(ti.Aliases, ",")))
 			}
 			return tw.flush()
 		}),
@@ -172,7 +177,11 @@ func (e *env) targetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return showTarget(e.stdout, t)
+			ti, err := st.GetTargetInfo(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return showTarget(e.stdout, t, infoRows(ti)...)
 		}),
 	}
 	var pinFile, pinPrincipal string
@@ -534,7 +543,7 @@ func parseHostKeyLine(line string) (ssh.PublicKey, error) {
 	return k, nil
 }
 
-func showTarget(w io.Writer, t store.Target) error {
+func showTarget(w io.Writer, t store.Target, extra ...[2]string) error {
 	tw := newTable(w, "FIELD", "VALUE")
 	tw.row("name", t.Name)
 	tw.row("env", t.Env)
@@ -578,6 +587,9 @@ func showTarget(w io.Writer, t store.Target) error {
 		tw.row("per", orDash(d.Per))
 		tw.row("idle ttl", orDash(d.IdleTTL))
 		tw.row("pool", strconv.Itoa(d.Pool))
+	}
+	for _, r := range extra {
+		tw.row(r[0], r[1])
 	}
 	tw.row("created", t.CreatedAt.Format(time.RFC3339))
 	return tw.flush()

@@ -28,7 +28,7 @@ var reservedTargets = map[string]bool{"gate": true, "menu": true}
 // checkName validates a user, env or target name; what is "user", "env"...
 func checkName(what, name string) error {
 	if nameRE.MatchString(name) {
-		return nil
+		return checkNotPlatform(what, name) // menu.go
 	}
 	switch {
 	case name == "":

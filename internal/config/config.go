@@ -58,6 +58,7 @@ type Config struct {
 	Metrics       Metrics       `yaml:"metrics"`    // metrics and health listener (obs.go)
 	CA            CA            `yaml:"ca"`         // the gate's certificate authority (ca.go)
 	Audit         Audit         `yaml:"audit"`      // audit events and their sinks (audit.go)
+	Menu          Menu          `yaml:"menu"`       // the account menu (menu.go)
 }
 
 // Auth configures how users prove who they are.
@@ -127,6 +128,7 @@ func Defaults() Config {
 		Recordings:    defaultRecordings(),
 		CA:            CA{InwardTTL: Duration(DefaultInwardTTL)},
 		Audit:         auditDefaults(),
+		Menu:          Menu{AfterSession: "menu", ProbeTimeout: Duration(300 * time.Millisecond)},
 	}
 }
 
@@ -217,6 +219,7 @@ func (c Config) Validate() error {
 	if l.ShutdownGrace.D() < 0 {
 		bad("limits.shutdown_grace", "%s must not be negative", l.ShutdownGrace.D())
 	}
+	errs = append(errs, c.Menu.validate()...)
 	switch c.Docker.Transport {
 	case "", "socket", "exec":
 	default:

@@ -1,11 +1,14 @@
 // Package route parses the SSH username into a gate user, an optional target
-// and an optional login: USER, USER+TARGET, USER+TARGET+LOGIN. It is the one
-// canonical parser of that untrusted string (fuzzed). It does no I/O.
+// and an optional login: USER, USER+TARGET, USER+TARGET+LOGIN, USER+gate, or
+// the platform form NODEID-UID (a target's numeric id and the user's numeric
+// uid). It is the one canonical parser of that untrusted string (fuzzed). It
+// does no I/O: the store resolves uids, ids and aliases.
 package route
 
 import (
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -22,6 +25,12 @@ const MaxLen = 200
 var (
 	nameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 	loginRE = regexp.MustCompile(`^[a-z_][a-z0-9._-]{0,31}$`)
+	// platformRE is the NODEID-UID form: never a name, so that no user,
+	// env or target name can be read two ways.
+	platformRE = regexp.MustCompile(`^[0-9]+-[0-9]+$`)
+	// canonicalRE is the only spelling of a NODEID-UID that routes:
+	// positive, no leading zeros, at most 18 digits (fits an int64).
+	canonicalRE = regexp.MustCompile(`^[1-9][0-9]{0,17}-[1-9][0-9]{0,17}$`)
 )
 
 // ErrInvalidUser means the user part is not a valid gate user name: the
@@ -38,10 +47,20 @@ type Route struct {
 	Target string // "" when none was given (or GateTarget was given)
 	Login  string // "" when none was given
 	Raw    string // the target part as typed, for messages; sanitized
+	Gate   bool   // USER+gate: the gate's own commands even with a default target
+
+	// Platform form NODEID-UID: User is "" until auth resolves UID to a
+	// user name; Node is the target's numeric id.
+	Node int64
+	UID  int64
 }
 
-// ValidName reports whether s is a valid user, environment or target name.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+// Platform reports whether the route is the NODEID-UID form.
+func (r Route) Platform() bool { return r.UID != 0 }
+
+// ValidName reports whether s is a valid user, environment, target or alias
+// name. A digits-dash-digits string is never a name (it is NODEID-UID).
+func ValidName(s string) bool { return nameRE.MatchString(s) && !platformRE.MatchString(s) }
 
 // ValidLogin reports whether s is a valid login on a target.
 func ValidLogin(s string) bool { return loginRE.MatchString(s) }
@@ -51,6 +70,9 @@ func ValidLogin(s string) bool { return loginRE.MatchString(s) }
 func Parse(username string) (Route, error) {
 	if len(username) > MaxLen {
 		return Route{}, ErrInvalidUser
+	}
+	if platformRE.MatchString(username) {
+		return parsePlatform(username)
 	}
 	parts := strings.Split(username, Separator)
 	if !ValidName(parts[0]) {
@@ -68,6 +90,7 @@ func Parse(username string) (Route, error) {
 		return r, ErrInvalidTarget
 	}
 	if parts[1] == GateTarget {
+		r.Gate = true
 		return r, nil
 	}
 	r.Target = parts[1]
@@ -77,8 +100,29 @@ func Parse(username string) (Route, error) {
 	return r, nil
 }
 
+// parsePlatform reads NODEID-UID. A non-canonical spelling (leading zeros,
+// zero, too long) is ErrInvalidUser, so it fails authentication exactly as
+// an unknown user does.
+func parsePlatform(s string) (Route, error) {
+	if !canonicalRE.MatchString(s) {
+		return Route{}, ErrInvalidUser
+	}
+	node, uid, _ := strings.Cut(s, "-")
+	r := Route{Raw: s}
+	var err1, err2 error
+	r.Node, err1 = strconv.ParseInt(node, 10, 64)
+	r.UID, err2 = strconv.ParseInt(uid, 10, 64)
+	if err1 != nil || err2 != nil {
+		return Route{}, ErrInvalidUser
+	}
+	return r, nil
+}
+
 // String puts a route back into username form.
 func (r Route) String() string {
+	if r.Platform() {
+		return strconv.FormatInt(r.Node, 10) + "-" + strconv.FormatInt(r.UID, 10)
+	}
 	s := r.User
 	if r.Target != "" {
 		s += Separator + r.Target

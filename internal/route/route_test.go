@@ -15,7 +15,7 @@ func TestParse(t *testing.T) {
 		{"alice+web-1", Route{User: "alice", Target: "web-1", Raw: "web-1"}, nil},
 		{"alice+web-1+root", Route{User: "alice", Target: "web-1", Login: "root", Raw: "web-1+root"}, nil},
 		{"alice+web.prod_2", Route{User: "alice", Target: "web.prod_2", Raw: "web.prod_2"}, nil},
-		{"alice+gate", Route{User: "alice", Raw: "gate"}, nil},
+		{"alice+gate", Route{User: "alice", Raw: "gate", Gate: true}, nil},
 		{"a", Route{User: "a"}, nil},
 		{"0day", Route{User: "0day"}, nil},
 		{"alice+web-1+_svc", Route{User: "alice", Target: "web-1", Login: "_svc", Raw: "web-1+_svc"}, nil},
@@ -52,6 +52,26 @@ func TestParse(t *testing.T) {
 		{"alice+gate+root", Route{User: "alice", Raw: "gate+root"}, ErrInvalidTarget},
 		{"alice+web\r\nINFO fake", Route{User: "alice", Raw: "web??INFO fake"}, ErrInvalidTarget},
 		{"alice" + strings.Repeat("+", 1000), Route{}, ErrInvalidUser}, // over MaxLen
+		// platform form NODEID-UID
+		{"12-1000", Route{Node: 12, UID: 1000, Raw: "12-1000"}, nil},
+		{"1-1", Route{Node: 1, UID: 1, Raw: "1-1"}, nil},
+		{"999999999999999999-999999999999999999", Route{Node: 999999999999999999, UID: 999999999999999999, Raw: "999999999999999999-999999999999999999"}, nil},
+		{"1234567890123456789-1", Route{}, ErrInvalidUser}, // 19 digits
+		{"0-1000", Route{}, ErrInvalidUser},
+		{"12-0", Route{}, ErrInvalidUser},
+		{"012-1000", Route{}, ErrInvalidUser},
+		{"12-01000", Route{}, ErrInvalidUser},
+		{"12-1000+root", Route{}, ErrInvalidUser},  // the platform form stands alone
+		{"12-1000+web", Route{}, ErrInvalidUser},   // and is never a user name
+		{"12--1000", Route{User: "12--1000"}, nil}, // not the platform form: an ordinary name
+		{"12-1000-3", Route{User: "12-1000-3"}, nil},
+		{"a12-1000", Route{User: "a12-1000"}, nil},
+		{"12-1000a", Route{User: "12-1000a"}, nil},
+		{"-12-1000", Route{}, ErrInvalidUser},
+		{"12-", Route{User: "12-"}, nil},
+		{"alice+12-1000", Route{User: "alice", Raw: "12-1000"}, ErrInvalidTarget},
+		{"12-1000\n", Route{}, ErrInvalidUser},
+		{"١٢-١٠٠٠", Route{}, ErrInvalidUser}, // Arabic-Indic digits
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.in)
@@ -66,12 +86,21 @@ func TestParse(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"alice", "alice+web-1", "alice+web-1+root", "alice+gate", "a+b+c+d", "+", "\xff", "alice+\x1b[31m"} {
+	for _, s := range []string{"alice", "alice+web-1", "alice+web-1+root", "alice+gate", "12-1000", "012-1", "1-2+x", "a+b+c+d", "+", "\xff", "alice+\x1b[31m"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		r, err := Parse(s)
 		if err == ErrInvalidUser {
+			return
+		}
+		if r.Platform() {
+			if err != nil || r.Node <= 0 || r.UID <= 0 || r.User != "" || r.Target != "" || r.Login != "" {
+				t.Fatalf("Parse(%q) = %+v, %v: bad platform route", s, r, err)
+			}
+			if r.String() != s {
+				t.Fatalf("platform round trip %q -> %q", s, r.String())
+			}
 			return
 		}
 		if !ValidName(r.User) {
@@ -91,10 +120,24 @@ func FuzzParse(f *testing.F) {
 		if r.Login != "" && !ValidLogin(r.Login) {
 			t.Fatalf("Parse(%q) gave bad login %q", s, r.Login)
 		}
+		if r.Gate != (r.Raw == GateTarget) || r.Gate && r.Target != "" {
+			t.Fatalf("Parse(%q) = %+v: Gate and Raw disagree", s, r)
+		}
 		// A valid route round-trips, except the reserved "gate" target which
 		// means "no target".
 		if r.Target != "" && r.String() != s {
 			t.Fatalf("round trip %q -> %q", s, r.String())
 		}
 	})
+}
+
+func TestValidNameRefusesPlatformForm(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{{"web-1", true}, {"12-1000", false}, {"0-0", false}, {"12-1000x", true}, {"1-2-3", true}} {
+		if got := ValidName(tt.in); got != tt.want {
+			t.Errorf("ValidName(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
 }

@@ -163,6 +163,8 @@ type Store interface {
 	RequestKill(ctx context.Context, id string) error            // ErrNotFound if no such live session
 	KillRequests(ctx context.Context, gateID string) ([]string, error)
 	ClearLiveSessions(ctx context.Context, gateID string) error // a gate's stale rows, at its start
+
+	MenuStore // account menu and username grammar (issue 4)
 }
 
 // TOTP is a user's TOTP enrolment. Secret is stored as given (the gate
@@ -205,4 +207,45 @@ type LiveSession struct {
 	BytesOut      int64 // target -> user
 	Updated       time.Time
 	KillRequested bool
+}
+
+// ---- account menu and username grammar (issue 4) ----
+
+// TargetInfo is what the menu and the NODEID-UID grammar know of a target
+// beyond its spec. ID is assigned by the store when the target is added,
+// never reused, and never changes.
+type TargetInfo struct {
+	Target      string
+	ID          int64
+	Aliases     []string // sorted
+	Primary     bool     // the primary node of its environment
+	Description string
+}
+
+// UserInfo is a user's numeric uid (assigned when the user is added, never
+// reused) and optional default target.
+type UserInfo struct {
+	User          string
+	UID           int64
+	DefaultTarget string // "" when none
+}
+
+// MenuStore is the part of Store added for the account menu and the
+// username grammar (issue 4).
+type MenuStore interface {
+	ListTargetInfo(ctx context.Context) ([]TargetInfo, error) // every target, ordered by ID
+	GetTargetInfo(ctx context.Context, target string) (TargetInfo, error)
+	// AddTargetAlias refuses (ErrExists) an alias equal to a target name or
+	// to another alias; a target added later with an alias's name is refused too.
+	AddTargetAlias(ctx context.Context, target, alias string) error
+	RemoveTargetAlias(ctx context.Context, alias string) error
+	SetTargetPrimary(ctx context.Context, target string, primary bool) error
+	SetTargetDescription(ctx context.Context, target, description string) error
+
+	GetUserInfo(ctx context.Context, user string) (UserInfo, error)
+	UserByUID(ctx context.Context, uid int64) (UserInfo, error)
+	SetDefaultTarget(ctx context.Context, user, target string) error // target "" clears; removing the target clears it
+
+	EnvGroups(ctx context.Context) (map[string]string, error) // env -> group; envs without a group are absent
+	SetEnvGroup(ctx context.Context, env, group string) error // group "" clears
 }

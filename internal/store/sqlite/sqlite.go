@@ -120,6 +120,9 @@ CREATE TABLE live_sessions (
 );
 CREATE INDEX live_sessions_gate ON live_sessions(gate_id, kill_requested);
 `,
+	// account menu and username grammar (issue 4): target ids, aliases and
+	// primary marker, user uids and default targets, env groups.
+	menuMigration,
 }
 
 // SchemaVersion is the version Open brings a database to.
@@ -219,7 +222,8 @@ func sqliteCode(err error) int {
 
 func isUniqueViolation(err error) bool {
 	c := sqliteCode(err)
-	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE ||
+		c == sqlite3.SQLITE_CONSTRAINT_TRIGGER // a name taken by an alias (menu.go)
 }
 
 func isFKViolation(err error) bool {

@@ -1,0 +1,239 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sshgate/sshgate/internal/sshkeys"
+	"github.com/sshgate/sshgate/internal/store"
+)
+
+// accountUsage lists the gate's own commands (a session with no target and
+// no PTY, or USER+gate).
+const accountUsage = `usage: ssh USER@GATE COMMAND (USER+gate@GATE when you have a default target)
+  ls [--json]       the targets you may reach, with the strings to connect
+  config            an ssh_config block for them (use with ssh -F)
+  whoami            who the gate thinks you are
+  keys ls           your public keys
+  keys add          add the public key read from stdin
+  keys rm SHA256:.. remove one of your keys
+  help              this text
+connect to a target as USER+TARGET[+LOGIN]@GATE or NODEID-UID@GATE`
+
+// reported is a usage error (exit 2) whose one line was already written.
+const reported = -2
+
+// maxKeyInput bounds what `keys add` reads from stdin.
+const maxKeyInput = 16 << 10
+
+// accountCommand runs the commands added with the account menu (whoami,
+// keys, help). ok is false for anything it does not know.
+func (c *conn) accountCommand(stdin io.Reader, out, errOut io.Writer, args []string) (status int, ok bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	ms, isMenu := c.b.store.(MenuStore)
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	switch {
+	case args[0] == "help" && len(args) == 1:
+		fmt.Fprintln(out, accountUsage)
+		return 0, true
+	case args[0] == "whoami" && len(args) == 1:
+		fmt.Fprintf(out, "user    %s\n", c.id.User)
+		if isMenu {
+			if ui, err := ms.GetUserInfo(ctx, c.id.User); err == nil {
+				fmt.Fprintf(out, "uid     %d\n", ui.UID)
+				def := ui.DefaultTarget
+				if def == "" {
+					def = "-"
+				}
+				fmt.Fprintf(out, "default %s\n", def)
+			}
+		}
+		fmt.Fprintf(out, "method  %s\n", c.id.Method)
+		if c.id.Fingerprint != "" {
+			fmt.Fprintf(out, "key     %s\n", c.id.Fingerprint)
+		}
+		return 0, true
+	case args[0] == "keys" && isMenu:
+		return c.keysCommand(ctx, ms, stdin, out, errOut, args[1:]), true
+	}
+	return 0, false
+}
+
+func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, out, errOut io.Writer, args []string) int {
+	say := func(format string, a ...any) { fmt.Fprintf(errOut, "sshgate: "+format+"\n", a...) }
+	switch {
+	case len(args) == 1 && (args[0] == "ls" || args[0] == "list"):
+		keys, err := ms.ListKeys(ctx, c.id.User)
+		if err != nil {
+			c.log.Error("list keys", "err", err)
+			return 3
+		}
+		for _, k := range keys {
+			typ, _, _ := strings.Cut(k.AuthorizedKey, " ")
+			mark := ""
+			if k.Fingerprint == c.id.Fingerprint {
+				mark = " (this session)"
+			}
+			comment := k.Comment
+			if comment == "" {
+				comment = "-"
+			}
+			fmt.Fprintf(out, "%s %s %s%s\n", k.Fingerprint, typ, comment, mark)
+		}
+		return 0
+	case len(args) == 1 && args[0] == "add":
+		data, err := io.ReadAll(io.LimitReader(stdin, maxKeyInput+1))
+		if err != nil {
+			say("could not read the key from stdin")
+			return 1
+		}
+		if len(data) > maxKeyInput {
+			say("the key on stdin is too long")
+			return reported
+		}
+		line := strings.TrimSpace(string(data))
+		if strings.HasPrefix(line, "-----BEGIN") {
+			say("this is a private key; send the public key (the .pub file)")
+			return reported
+		}
+		if strings.Contains(line, "\n") {
+			say("send one public key")
+			return reported
+		}
+		k, comment, err := sshkeys.ParseAuthorizedKey(line)
+		if err != nil {
+			// sshkeys' own messages (weak, certificate, options) are chosen
+			// text; a parse failure carries x/crypto's words: not shown.
+			msg := err.Error()
+			if strings.HasPrefix(msg, "not an SSH public key") {
+				msg = "not an SSH public key"
+			}
+			say("invalid key: %s", msg)
+			return reported
+		}
+		fp := sshkeys.Fingerprint(k)
+		err = ms.AddKey(ctx, store.Key{User: c.id.User, Fingerprint: fp, AuthorizedKey: sshkeys.AuthorizedLine(k), Comment: comment})
+		if errors.Is(err, store.ErrExists) {
+			say("key %s is already one of your keys", fp)
+			return 1
+		}
+		if err != nil {
+			c.log.Error("add key", "err", err)
+			return 3
+		}
+		c.log.Info("user added a key", "fingerprint", fp)
+		fmt.Fprintf(out, "added key %s %s\n", fp, k.Type())
+		return 0
+	case len(args) == 2 && (args[0] == "rm" || args[0] == "remove"):
+		fp := args[1]
+		keys, err := ms.ListKeys(ctx, c.id.User)
+		if err != nil {
+			c.log.Error("list keys", "err", err)
+			return 3
+		}
+		found := false
+		for _, k := range keys {
+			found = found || k.Fingerprint == fp
+		}
+		if !found {
+			say("%s is not one of your keys", strconv.Quote(printable(fp)))
+			return 1
+		}
+		if len(keys) == 1 {
+			if u, err := ms.GetUser(ctx, c.id.User); err != nil || u.PasswordHash == "" {
+				say("refusing to remove your last key: you could not log in again")
+				return 1
+			}
+		}
+		if err := ms.RemoveKey(ctx, c.id.User, fp); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				say("%s is not one of your keys", strconv.Quote(printable(fp)))
+				return 1
+			}
+			c.log.Error("remove key", "err", err)
+			return 3
+		}
+		c.log.Info("user removed a key", "fingerprint", fp)
+		fmt.Fprintf(out, "removed key %s\n", fp)
+		return 0
+	}
+	return 2
+}
+
+// printable cuts and cleans a user-typed word for echoing.
+func printable(s string) string {
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// decorate adds ids, aliases, primary markers and groups to `ls` entries.
+func (c *conn) decorate(views []targetView) {
+	ms, ok := c.b.store.(MenuStore)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	infos, err := ms.ListTargetInfo(ctx)
+	if err != nil {
+		c.log.Warn("list target info", "err", err)
+		return
+	}
+	groups, _ := ms.EnvGroups(ctx)
+	ui, _ := ms.GetUserInfo(ctx, c.id.User)
+	byName := map[string]store.TargetInfo{}
+	for _, ti := range infos {
+		byName[ti.Target] = ti
+	}
+	for i := range views {
+		ti := byName[views[i].Name]
+		views[i].ID, views[i].Aliases, views[i].Primary = ti.ID, ti.Aliases, ti.Primary
+		views[i].Group = groups[views[i].Env]
+		if ti.ID != 0 && ui.UID != 0 {
+			views[i].Platform = fmt.Sprintf("%d-%d", ti.ID, ui.UID)
+		}
+	}
+}
+
+// stdinOf is a gate command's stdin. On a PTY the client sends keystrokes,
+// never EOF: there the input ends at the first Enter or Ctrl-D.
+func stdinOf(ch io.Reader, s *setup) io.Reader {
+	if s.pty == nil {
+		return ch
+	}
+	return &lineReader{r: ch}
+}
+
+type lineReader struct {
+	r    io.Reader
+	done bool
+}
+
+func (l *lineReader) Read(b []byte) (int, error) {
+	if l.done {
+		return 0, io.EOF
+	}
+	n, err := l.r.Read(b)
+	for i := 0; i < n; i++ {
+		if b[i] == '\r' || b[i] == '\n' || b[i] == 0x04 {
+			l.done = true
+			return i, nil
+		}
+	}
+	return n, err
+}

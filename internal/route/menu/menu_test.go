@@ -1,0 +1,223 @@
+package menu
+
+import (
+	"strings"
+	"testing"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+)
+
+func items() []Item {
+	return []Item{
+		{ID: 1, Name: "web-1", Aliases: []string{"www"}, Env: "prod", Group: "shop", Addr: "10.0.0.1:22", State: "running", Primary: true},
+		{ID: 3, Name: "api-1", Env: "prod", Group: "shop", Addr: "10.0.0.3:22", State: "stopped"},
+		{ID: 4, Name: "shop-dev", Env: "dev", Group: "shop", Addr: "docker", State: "starts on connect"},
+		{ID: 5, Name: "box", Env: "lab", Addr: "docker", State: "starts on connect"},
+	}
+}
+
+func newModel(its []Item, o Options) *Model {
+	r := lipgloss.NewRenderer(nil, termenv.WithProfile(termenv.Ascii))
+	if o.User == "" {
+		o.User, o.UID, o.Host, o.Port = "alice", 7, "gate.example", "2222"
+	}
+	return New(its, o, r)
+}
+
+func key(s string) tea.KeyMsg {
+	switch s {
+	case "enter":
+		return tea.KeyMsg{Type: tea.KeyEnter}
+	case "esc":
+		return tea.KeyMsg{Type: tea.KeyEsc}
+	case "up":
+		return tea.KeyMsg{Type: tea.KeyUp}
+	case "down":
+		return tea.KeyMsg{Type: tea.KeyDown}
+	case "bs":
+		return tea.KeyMsg{Type: tea.KeyBackspace}
+	case "ctrl+c":
+		return tea.KeyMsg{Type: tea.KeyCtrlC}
+	}
+	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)}
+}
+
+func TestNavigation(t *testing.T) {
+	tests := []struct {
+		name   string
+		items  []Item
+		keys   []string
+		choice string
+		quit   bool   // the program was told to stop
+		screen string // the view contains this
+	}{
+		{"groups first", items(), nil, "", false, "GROUP"},
+		{"ungrouped last", items(), []string{"down"}, "", false, "> 2  " + UngroupedLabel},
+		{"into a group", items(), []string{"enter"}, "", false, "ENVIRONMENT"},
+		{"envs sorted", items(), []string{"enter"}, "", false, "> 1  dev"},
+		{"to containers", items(), []string{"enter", "down", "enter"}, "", false, "shop > prod"},
+		{"connect", items(), []string{"enter", "2", "enter", "enter"}, "web-1", true, ""},
+		{"number", items(), []string{"enter", "2", "enter", "2", "enter"}, "api-1", true, ""},
+		{"arrow", items(), []string{"enter", "down", "enter", "down", "enter"}, "api-1", true, ""},
+		{"esc back", items(), []string{"enter", "esc"}, "", false, "GROUP"},
+		{"zero back", items(), []string{"enter", "0"}, "", false, "GROUP"},
+		{"esc at top stays", items(), []string{"esc"}, "", false, "GROUP"},
+		{"q quits", items(), []string{"q"}, "", true, ""},
+		{"ctrl+c quits", items(), []string{"enter", "ctrl+c"}, "", true, ""},
+		{"filter by alias", items(), []string{"enter", "2", "enter", "w", "w", "enter"}, "web-1", true, ""},
+		{"filter typed at once", items(), []string{"enter", "2", "enter", "api", "enter"}, "api-1", true, ""},
+		{"filter shows", items(), []string{"enter", "2", "enter", "ap"}, "", false, "filter: ap"},
+		{"filter none", items(), []string{"enter", "2", "enter", "zz"}, "", false, "nothing matches"},
+		{"filter esc clears", items(), []string{"enter", "2", "enter", "zz", "esc", "enter"}, "web-1", true, ""},
+		{"filter backspace", items(), []string{"enter", "2", "enter", "apz", "bs", "enter"}, "api-1", true, ""},
+		{"q inside a filter is text", items(), []string{"enter", "2", "enter", "aq"}, "", false, "filter: aq"},
+		{"filter on groups", items(), []string{"box", "enter"}, "", false, "ENVIRONMENT"},
+		{"number out of range", items(), []string{"9", "enter"}, "", false, "ENVIRONMENT"},
+		{"one group skips to envs", items()[:3], nil, "", false, "ENVIRONMENT"},
+		{"one env skips to containers", items()[3:], nil, "", false, "> 1  5   box"},
+		{"single container connects", items()[3:], []string{"enter"}, "box", true, ""},
+		{"no items", nil, nil, "", false, "no targets are granted to alice"},
+		{"no items enter", nil, []string{"enter"}, "", false, "no targets"},
+		{"direct strings", items()[3:], nil, "", false, "lftp fish://alice+box@gate.example:2222"},
+		{"platform string", items()[3:], nil, "", false, "ssh  -p 2222 5-7@gate.example"},
+		{"scp string", items()[3:], nil, "", false, "scp  -P 2222 FILE alice+box@gate.example:"},
+		{"primary marker", items()[:2], nil, "", false, "web-1  *  www"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newModel(tt.items, Options{})
+			var cmd tea.Cmd
+			for _, k := range tt.keys {
+				_, cmd = m.Update(key(k))
+			}
+			got, ok := m.Choice()
+			if got != tt.choice || ok != (tt.choice != "") {
+				t.Errorf("choice %q %v, want %q", got, ok, tt.choice)
+			}
+			if quit := cmd != nil && isQuit(cmd); quit != tt.quit {
+				t.Errorf("quit = %v, want %v", quit, tt.quit)
+			}
+			if v := m.View(); tt.screen != "" && !strings.Contains(v, tt.screen) {
+				t.Errorf("view lacks %q:\n%s", tt.screen, v)
+			}
+		})
+	}
+}
+
+func isQuit(cmd tea.Cmd) bool {
+	_, ok := cmd().(tea.QuitMsg)
+	return ok
+}
+
+func TestChosenStopsInputFirst(t *testing.T) {
+	stopped := 0
+	m := newModel(items()[3:], Options{User: "alice", Chosen: func() { stopped++ }})
+	m.Update(key("enter"))
+	if stopped != 1 {
+		t.Fatalf("Chosen called %d times, want once", stopped)
+	}
+	m.Update(key("enter")) // keys after the choice change nothing
+	if c, _ := m.Choice(); c != "box" || stopped != 1 {
+		t.Fatalf("after the choice: %q, Chosen %d", c, stopped)
+	}
+}
+
+func TestRefresh(t *testing.T) {
+	calls := 0
+	m := newModel(items()[3:], Options{User: "alice", Refresh: func() ([]Item, error) { calls++; return items(), nil }})
+	_, cmd := m.Update(key("r"))
+	if cmd == nil {
+		t.Fatal("r gave no command")
+	}
+	m.Update(cmd())
+	if calls != 1 || !strings.Contains(m.View(), "refreshed") {
+		t.Fatalf("refresh: %d calls, view:\n%s", calls, m.View())
+	}
+}
+
+func TestResume(t *testing.T) {
+	m := newModel(items(), Options{User: "alice", At: "api-1"})
+	if v := m.View(); !strings.Contains(v, "shop > prod") || !strings.Contains(v, "> 2  3   api-1") {
+		t.Fatalf("At api-1 opened elsewhere:\n%s", v)
+	}
+	m.Update(key("esc"))
+	if v := m.View(); !strings.Contains(v, "> 2  prod") {
+		t.Fatalf("Esc from a resumed list:\n%s", v)
+	}
+}
+
+// The screen always fits the terminal, however small or large, at every level.
+func TestViewFits(t *testing.T) {
+	many := items()
+	for i := 0; i < 60; i++ {
+		many = append(many, Item{ID: int64(100 + i), Name: "node-" + strings.Repeat("x", i%30), Env: "prod", Group: "shop", Addr: "10.1.1.1:22", State: "running"})
+	}
+	for _, size := range [][2]int{{80, 24}, {40, 10}, {20, 5}, {200, 60}, {1, 1}} {
+		for _, keys := range [][]string{nil, {"enter"}, {"enter", "2", "enter"}, {"enter", "2", "enter", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down", "down"}} {
+			m := newModel(many, Options{})
+			m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+			for _, k := range keys {
+				m.Update(key(k))
+			}
+			lines := strings.Split(m.View(), "\n")
+			if len(lines) > size[1] {
+				t.Errorf("%v after %v: %d lines", size, keys, len(lines))
+			}
+			for _, l := range lines {
+				if len(l) > size[0] {
+					t.Errorf("%v after %v: line %q is %d wide", size, keys, l, len(l))
+				}
+			}
+			if size[1] >= 24 && len(keys) > 3 && !strings.Contains(m.View(), "> ") {
+				t.Errorf("%v: the highlighted row scrolled out of view:\n%s", size, m.View())
+			}
+		}
+	}
+}
+
+// Any key sequence leaves the model consistent: no panic, the view fits.
+func FuzzKeys(f *testing.F) {
+	for _, s := range []string{"", "\r", "2\r\r", "q", "www\r", "\x1b0\x1b", "r", "99999\r", "a\x7f\x7f\r"} {
+		f.Add(s, uint8(80), uint8(24))
+	}
+	f.Fuzz(func(t *testing.T, in string, w, h uint8) {
+		m := newModel(items(), Options{Refresh: func() ([]Item, error) { return items()[1:], nil }})
+		m.Update(tea.WindowSizeMsg{Width: int(w), Height: int(h)})
+		for _, r := range in {
+			var msg tea.KeyMsg
+			switch r {
+			case '\r':
+				msg = key("enter")
+			case 0x1b:
+				msg = key("esc")
+			case 0x7f:
+				msg = key("bs")
+			case 0x10:
+				msg = key("up")
+			case 0x0e:
+				msg = key("down")
+			default:
+				msg = tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}}
+			}
+			if _, cmd := m.Update(msg); cmd != nil && !m.done {
+				if rm, ok := cmd().(refreshedMsg); ok {
+					m.Update(rm)
+				}
+			}
+		}
+		if c, ok := m.Choice(); ok && c == "" {
+			t.Fatal("ok with no choice")
+		}
+		lines := strings.Split(m.View(), "\n")
+		if len(lines) > max(int(h), 1) && !m.done {
+			t.Fatalf("%d lines for height %d", len(lines), h)
+		}
+		for _, l := range lines {
+			if len(l) > int(w) {
+				t.Fatalf("line %q wider than %d", l, w)
+			}
+		}
+	})
+}
