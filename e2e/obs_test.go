@@ -205,20 +205,26 @@ func TestRecordingAndReplay(t *testing.T) {
 }
 
 // A recordings directory that cannot be made follows recordings.on_error:
-// fail-closed refuses PTY sessions with one line, fail-open lets them run.
+// fail-closed refuses PTY sessions with one line, fail-open lets them run. A
+// target that is fail-closed for audit events (audit.failure_by_target) is
+// fail-closed for its recordings too.
 func TestRecordingFailurePolicy(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	blocker := filepath.Join(dir, "not-a-dir")
 	os.WriteFile(blocker, []byte("x"), 0o600)
-	for _, mode := range []string{"fail-closed", "fail-open"} {
-		t.Run(mode, func(t *testing.T) {
-			cfg := filepath.Join(dir, mode+".yaml")
-			os.WriteFile(cfg, []byte("recordings:\n  dir: "+blocker+"/rec\n  on_error: "+mode+"\n"), 0o600)
+	for _, tc := range []struct{ name, mode, extra string }{
+		{"fail-closed", "fail-closed", ""},
+		{"fail-open", "fail-open", ""},
+		{"target-fail-closed-by-audit", "fail-open", "audit:\n  failure_by_target:\n    web-1: fail-closed\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, tc.name+".yaml")
+			os.WriteFile(cfg, []byte("recordings:\n  dir: "+blocker+"/rec\n  on_error: "+tc.mode+"\n"+tc.extra), 0o600)
 			w := newObsWorld(t, "--config", cfg)
 			cmd := w.alice.SSHTo("web-1", []string{"-tt"}, "echo RAN")
 			r := harness.Run(cmd, nil, short)
-			if mode == "fail-closed" {
+			if tc.mode == "fail-closed" || tc.extra != "" {
 				msg := oneLine(t, "refusal", clientNoise(r.Stderr))
 				if r.Code != 1 || strings.Contains(r.Stdout, "RAN") || !strings.Contains(msg, "must be recorded") || !strings.Contains(msg, "(ref ") {
 					t.Errorf("fail-closed: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)

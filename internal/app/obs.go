@@ -138,7 +138,11 @@ func (o *observability) attach(br *broker.Broker, srv *sshd.Server) error {
 	bo := broker.Observers{
 		Metrics:    o.metrics,
 		Live:       o.live,
-		FailClosed: func(string) bool { return o.cfg.Recordings.OnError == config.FailClosed },
+		// One per-target setting governs both records of a session: a target
+		// that is fail-closed for its audit events is for its recordings too.
+		FailClosed: func(target string) bool {
+			return o.cfg.Recordings.OnError == config.FailClosed || o.cfg.Audit.FailClosed(target)
+		},
 	}
 	if o.cfg.Recordings.Enabled {
 		bo.Recorder = recorder{o}
