@@ -184,6 +184,11 @@ func TestAuditGolden(t *testing.T) {
 				if e["type"] == "forward" && e["bytes_in"] == float64(0) {
 					continue
 				}
+				// lftp closes its FISH channel when done, racing the
+				// target's exit-status: the session ends with or without one.
+				if name == "fish" && e["type"] == "session.end" {
+					delete(e, "exit_status")
+				}
 				keep = append(keep, e)
 			}
 			golden(t, name, normalise(keep, dirs))

@@ -43,12 +43,14 @@ type Tap interface {
 	Data(s Stream, p []byte)
 }
 
-// Taps fans data out to several taps, in order.
+// Taps fans data out to several taps, in order. Nil entries are skipped.
 type Taps []Tap
 
 func (ts Taps) Data(s Stream, p []byte) {
 	for _, t := range ts {
-		t.Data(s, p)
+		if t != nil {
+			t.Data(s, p)
+		}
 	}
 }
 
