@@ -89,6 +89,39 @@ var (
 // ValidEnvName reports whether s may name an environment variable.
 func ValidEnvName(s string) bool { return envNameRE.MatchString(s) }
 
+// exactKeys walks the keys of the JSON object in data and refuses one that
+// appears twice (encoding/json would keep the last) or that matches a known
+// key only when case is ignored (encoding/json would take "Success" for
+// "success"): a reply means what it says literally or nothing.
+func exactKeys(data []byte, known ...string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		if seen[key] {
+			return fmt.Errorf("key %q appears twice", printable(key))
+		}
+		seen[key] = true
+		for _, k := range known {
+			if key != k && strings.EqualFold(key, k) {
+				return fmt.Errorf("key %q is not %q", printable(key), k)
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // decodeOne decodes exactly one JSON value from data into v.
 func decodeOne(data []byte, v any, strict bool) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -119,6 +152,9 @@ func ParseAuthReply(data []byte) (AuthReply, error) {
 	var r AuthReply
 	if !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
 		return AuthReply{}, errors.New("auth reply: not a JSON object")
+	}
+	if err := exactKeys(data, "success", "authenticatedUsername", "metadata", "environment"); err != nil {
+		return AuthReply{}, fmt.Errorf("auth reply: %w", err)
 	}
 	if err := decodeOne(data, &r, false); err != nil {
 		return AuthReply{}, fmt.Errorf("auth reply: %w", err)
@@ -154,6 +190,9 @@ func ParseConfigReply(data []byte) (ConfigReply, error) {
 	var r ConfigReply
 	if !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
 		return ConfigReply{}, errors.New("config reply: not a JSON object")
+	}
+	if err := exactKeys(data, "target", "login", "forwarding", "docker"); err != nil {
+		return ConfigReply{}, fmt.Errorf("config reply: %w", err)
 	}
 	if err := decodeOne(data, &r, true); err != nil {
 		return ConfigReply{}, fmt.Errorf("config reply: %w", err)

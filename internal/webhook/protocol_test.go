@@ -32,6 +32,11 @@ func TestParseAuthReply(t *testing.T) {
 		{"NUL in value", `{"success":true,"environment":{"A":{"value":"x\u0000y"}}}`, false, true},
 		{"huge value", `{"success":true,"metadata":{"a":{"value":"` + strings.Repeat("x", 5000) + `"}}}`, false, true},
 		{"entry not an object", `{"success":true,"metadata":{"a":"b"}}`, false, true},
+		{"Success in another case", `{"Success":true}`, false, true},
+		{"SUCCESS in another case", `{"SUCCESS":true}`, false, true},
+		{"success twice, true last", `{"success":false,"success":true}`, false, true},
+		{"success twice, same value", `{"success":true,"success":true}`, false, true},
+		{"user name in another case", `{"success":true,"AuthenticatedUsername":"root"}`, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,6 +63,8 @@ func TestParseConfigReply(t *testing.T) {
 		{"capabilities refused", `{"docker":{"capAdd":["SYS_ADMIN"]}}`, true},
 		{"network refused", `{"docker":{"network":"host"}}`, true},
 		{"unknown top-level refused", `{"target":"x","user":"root"}`, true},
+		{"target in another case refused", `{"Target":"x"}`, true},
+		{"target twice refused", `{"target":"a","target":"b"}`, true},
 		{"negative memory", `{"docker":{"memory":-1}}`, true},
 		{"bad image", `{"docker":{"image":"--privileged"}}`, true},
 		{"bad env", `{"docker":{"env":{"1A":"x"}}}`, true},
