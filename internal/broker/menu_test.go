@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
 )
 
 // pipeChannel is an ssh.Channel whose Read is the read end of a pipe.
