@@ -51,10 +51,12 @@ func (a guardAdapter) Observe(ip netip.Addr, o sshd.Outcome) {
 	a.g.Observe(ip, e)
 }
 
-// enableTOTPEnrol lets users enrol themselves (`ssh -t USER@GATE totp enroll`)
+// enableTOTPEnrol lets users enrol themselves (`ssh -t USER@GATE totp enroll`),
+// and makes every target opened check the login's second factor,
 // when the second factor is on.
 func enableTOTPEnrol(br *broker.Broker, au *auth.Authenticator) {
 	if f := au.SecondFactor(); f != nil {
 		br.SetTOTPEnroller(f)
+		br.SetTOTPModes(f) // every target opened checks how the login met the second factor
 	}
 }

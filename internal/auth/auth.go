@@ -3,7 +3,8 @@
 // VerifiedPublicKeyCallback (after the signature checks out) and the
 // password callback. PublicKeyCallback only answers "may this key be tried",
 // and what it returns is never read as an identity on its own (CVE-2024-45337).
-// It imports store, passwd and webhook (the auth webhook, webhook.go), never
+// It imports store, passwd, policy (pure: name resolution and the TOTP
+// proof rule, shared with broker) and webhook (the auth webhook, webhook.go), never
 // broker, relay or target.
 package auth
 

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/totp"
@@ -22,7 +24,20 @@ type TOTPStore interface {
 	GetTarget(ctx context.Context, name string) (store.Target, error)
 	GetTOTPMode(ctx context.Context, env, target string) (string, error)
 	PutTOTP(ctx context.Context, t store.TOTP) error
+	// The username's target by alias, NODEID-UID or default target, as the
+	// broker resolves it.
+	ListTargetInfo(ctx context.Context) ([]store.TargetInfo, error)
+	GetUserInfo(ctx context.Context, user string) (store.UserInfo, error)
 }
+
+// Extension keys recording, in the connection's permissions, how the login
+// met the second factor: the broker checks every target it opens against
+// them (TOTPProof).
+const (
+	ExtTOTPProof  = "sshgate-totp"        // a policy.TOTPProof* value
+	ExtTOTPMode   = "sshgate-totp-mode"   // the mode decided at login ("" when the factor is off)
+	ExtTOTPTarget = "sshgate-totp-target" // the target it was decided for ("" for none)
+)
 
 // Throttle is per-account throttling (package penalty).
 type Throttle interface {
@@ -97,21 +112,67 @@ func (a *Authenticator) afterFirstFactor(conn ssh.ConnMetadata, perms *ssh.Permi
 	return a.second.after(conn, perms)
 }
 
-// mode is the TOTP mode for the route the user asked for: the target's,
-// else its environment's, else grace when mfa.totp.grace is set, else always.
-func (f *SecondFactor) mode(ctx context.Context, username string) string {
-	def := store.TOTPAlways
-	if f.cfg.Grace > 0 {
-		def = store.TOTPGrace
-	}
-	r, err := route.Parse(username)
-	if err != nil || r.Target == "" {
-		return def
-	}
-	t, err := f.st.GetTarget(ctx, r.Target)
+// mode is the TOTP mode for the target the username leads to (resolved as
+// the broker does: name, alias, NODEID-UID, or user's default target), and
+// that target's name ("" for none).
+func (f *SecondFactor) mode(ctx context.Context, username, user string) (mode, target string) {
+	t, ok, err := f.routed(ctx, username, user)
 	if err != nil {
-		return def // unknown targets are refused after authentication, as ever
+		f.log.Warn("resolve target for totp failed", "user", user, "err", err)
+		return store.TOTPAlways, "" // fail closed
 	}
+	if !ok {
+		return f.defaultMode(), "" // unknown targets are refused after authentication, as ever
+	}
+	return f.TargetMode(ctx, t), t.Name
+}
+
+// routed is the target the username leads to; ok is false for none (the
+// gate itself, a malformed or unknown name).
+func (f *SecondFactor) routed(ctx context.Context, username, user string) (_ store.Target, ok bool, _ error) {
+	r, err := route.Parse(username)
+	if err != nil || r.Gate {
+		return store.Target{}, false, nil
+	}
+	var name string
+	if r.Target == "" && !r.Platform() {
+		ui, err := f.st.GetUserInfo(ctx, user)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return store.Target{}, false, fmt.Errorf("get user info: %w", err)
+		}
+		name = ui.DefaultTarget
+	} else {
+		infos, err := f.st.ListTargetInfo(ctx)
+		if err != nil {
+			return store.Target{}, false, fmt.Errorf("list target info: %w", err)
+		}
+		name = policy.ResolveName(infos, r.Target, r.Node)
+	}
+	if name == "" {
+		return store.Target{}, false, nil
+	}
+	t, err := f.st.GetTarget(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Target{}, false, nil
+	}
+	if err != nil {
+		return store.Target{}, false, fmt.Errorf("get target: %w", err)
+	}
+	return t, true, nil
+}
+
+// defaultMode applies where neither the target nor its environment sets one:
+// grace when mfa.totp.grace is set, else always.
+func (f *SecondFactor) defaultMode() string {
+	if f.cfg.Grace > 0 {
+		return store.TOTPGrace
+	}
+	return store.TOTPAlways
+}
+
+// TargetMode is t's effective TOTP mode: the target's, else its
+// environment's, else the default. Store errors fail closed (always).
+func (f *SecondFactor) TargetMode(ctx context.Context, t store.Target) string {
 	if m, err := f.st.GetTOTPMode(ctx, "", t.Name); err == nil && m != "" {
 		return m
 	} else if err != nil {
@@ -124,7 +185,35 @@ func (f *SecondFactor) mode(ctx context.Context, username string) string {
 		f.log.Warn("get totp mode failed", "env", t.Env, "err", err)
 		return store.TOTPAlways
 	}
-	return def
+	return f.defaultMode()
+}
+
+// withProof returns perms with how the second factor was met recorded.
+// Every key is set, so nothing a first factor carried can stand for it.
+func withProof(perms *ssh.Permissions, proof, mode, target string) *ssh.Permissions {
+	ext := make(map[string]string, len(perms.Extensions)+3)
+	for k, v := range perms.Extensions {
+		ext[k] = v
+	}
+	ext[ExtTOTPProof], ext[ExtTOTPMode], ext[ExtTOTPTarget] = proof, mode, target
+	return &ssh.Permissions{Extensions: ext, CriticalOptions: perms.CriticalOptions}
+}
+
+// TOTPProof reads how an authenticated connection met the second factor (a
+// policy.TOTPProof* value). A login the auth webhook decided is exempt: the
+// webhook is its authority. ok is false when nothing was recorded, which
+// callers must refuse whenever the second factor is on.
+func TOTPProof(perms *ssh.Permissions) (proof, mode, target string, ok bool) {
+	if perms == nil {
+		return "", "", "", false
+	}
+	if p, set := perms.Extensions[ExtTOTPProof]; set && p != "" {
+		return p, perms.Extensions[ExtTOTPMode], perms.Extensions[ExtTOTPTarget], true
+	}
+	if perms.Extensions[ExtWebhook] == "1" {
+		return policy.TOTPProofExempt, "", "", true
+	}
+	return "", "", "", false
 }
 
 func (f *SecondFactor) key(conn ssh.ConnMetadata, id *gate.Identity) graceKey {
@@ -153,7 +242,7 @@ var errEnrolRequired = &ssh.BannerError{Err: ErrDenied,
 
 func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ssh.Permissions, error) {
 	if f.cfg.Required == "never" {
-		return perms, nil
+		return withProof(perms, policy.TOTPProofExempt, "", ""), nil
 	}
 	id, err := gate.IdentityFromExtensions(perms.Extensions)
 	if err != nil {
@@ -161,21 +250,25 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	mode := f.mode(ctx, conn.User())
-	if mode == store.TOTPNever {
-		return perms, nil
-	}
+	mode, tgt := f.mode(ctx, conn.User(), id.User)
 	enrol, err := f.st.GetTOTP(ctx, id.User)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		f.log.Warn("get totp failed", "user", id.User, "err", err)
+		if mode == store.TOTPNever {
+			return withProof(perms, policy.TOTPProofNone, mode, tgt), nil
+		}
 		return nil, ErrDenied
 	}
-	if err != nil || !enrol.Active {
-		if f.cfg.Required == "always" {
-			f.log.Info("second factor required, user not enrolled", "user", id.User)
-			return nil, errEnrolRequired
-		}
-		return perms, nil
+	enrolled := err == nil && enrol.Active
+	if !enrolled && f.cfg.Required != "always" {
+		return withProof(perms, policy.TOTPProofExempt, mode, tgt), nil
+	}
+	if mode == store.TOTPNever {
+		return withProof(perms, policy.TOTPProofNone, mode, tgt), nil
+	}
+	if !enrolled {
+		f.log.Info("second factor required, user not enrolled", "user", id.User)
+		return nil, errEnrolRequired
 	}
 	k := f.key(conn, id)
 	if mode == store.TOTPGrace && f.cfg.Grace > 0 {
@@ -183,7 +276,7 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 		until, ok := f.grace[k]
 		f.mu.Unlock()
 		if ok && f.now().Before(until) {
-			return perms, nil
+			return withProof(perms, policy.TOTPProofGrace, mode, tgt), nil
 		}
 	}
 	if f.throttle != nil && f.throttle.CodeLocked(id.User) {
@@ -191,12 +284,12 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 	}
 	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
 		KeyboardInteractiveCallback: func(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			return f.challenge(conn, client, perms, id, k)
+			return f.challenge(conn, client, perms, id, k, mode, tgt)
 		},
 	}}
 }
 
-func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge, perms *ssh.Permissions, id *gate.Identity, k graceKey) (*ssh.Permissions, error) {
+func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge, perms *ssh.Permissions, id *gate.Identity, k graceKey, mode, tgt string) (*ssh.Permissions, error) {
 	if f.throttle != nil && f.throttle.CodeLocked(id.User) {
 		return nil, errLocked
 	}
@@ -250,6 +343,7 @@ func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInter
 	}
 	out := &gate.Identity{User: id.User, Method: id.Method + "+totp", Fingerprint: id.Fingerprint}
 	ext := out.Extensions()
+	ext[ExtTOTPProof], ext[ExtTOTPMode], ext[ExtTOTPTarget] = policy.TOTPProofCode, mode, tgt
 	// Everything else the first factor recorded stays: a certificate's
 	// serial, its permit-* restrictions and its critical options
 	// (force-command, source-address) bind the whole login.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/totp"
 )
@@ -22,6 +23,24 @@ type fakeTOTP struct {
 	enrol   map[string]store.TOTP
 	targets map[string]store.Target
 	modes   map[string]string // "env:NAME" or "target:NAME"
+	infos   []store.TargetInfo
+	users   map[string]store.UserInfo
+	infoErr error
+}
+
+func (f *fakeTOTP) ListTargetInfo(context.Context) ([]store.TargetInfo, error) {
+	return f.infos, f.infoErr
+}
+
+func (f *fakeTOTP) GetUserInfo(_ context.Context, user string) (store.UserInfo, error) {
+	if f.infoErr != nil {
+		return store.UserInfo{}, f.infoErr
+	}
+	u, ok := f.users[user]
+	if !ok {
+		return store.UserInfo{}, store.ErrNotFound
+	}
+	return u, nil
 }
 
 func (f *fakeTOTP) GetTOTP(_ context.Context, user string) (store.TOTP, error) {
@@ -93,7 +112,9 @@ func secondFactorSetup(t *testing.T, cfg TOTPConfig) (*SecondFactor, *fakeTOTP, 
 	}
 	st := &fakeTOTP{enrol: map[string]store.TOTP{"alice": {User: "alice", Secret: sealed, Active: true}},
 		targets: map[string]store.Target{"web": {Name: "web", Env: "prod"}, "db": {Name: "db", Env: "prod"}},
-		modes:   map[string]string{"target:db": store.TOTPNever}}
+		modes:   map[string]string{"target:db": store.TOTPNever},
+		infos:   []store.TargetInfo{{Target: "web", ID: 1, Aliases: []string{"www"}}, {Target: "db", ID: 2, Aliases: []string{"data"}}},
+		users:   map[string]store.UserInfo{"alice": {User: "alice", UID: 1003}}}
 	th := &fakeThrottle{codeFails: map[string]int{}}
 	cfg.Key = key
 	a := New(&fakeUsers{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -223,5 +244,103 @@ func TestSecondFactorPolicy(t *testing.T) {
 				t.Fatalf("got %s (%v), want %s", got, err, c.want)
 			}
 		})
+	}
+}
+
+// The mode is the one of the target the broker will route to, however the
+// username names it: canonical name, alias, NODEID-UID or the user's
+// default target; and the permissions record how the login was proven.
+func TestSecondFactorModeByRoute(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		username  string
+		def       string // alice's default target
+		infoErr   error
+		mode      string // web's mode; db is never
+		wantMode  string
+		wantTgt   string
+		wantProof string // "" for a partial success (a code is asked)
+	}{
+		{"name always", "alice+web", "", nil, store.TOTPAlways, store.TOTPAlways, "web", ""},
+		{"alias always", "alice+www", "", nil, store.TOTPAlways, store.TOTPAlways, "web", ""},
+		{"node id always", "1-1003", "", nil, store.TOTPAlways, store.TOTPAlways, "web", ""},
+		{"default target always", "alice", "web", nil, store.TOTPAlways, store.TOTPAlways, "web", ""},
+		{"alias never", "alice+data", "", nil, "", store.TOTPNever, "db", policy.TOTPProofNone},
+		{"node id never", "2-1003", "", nil, "", store.TOTPNever, "db", policy.TOTPProofNone},
+		{"default target never", "alice", "db", nil, "", store.TOTPNever, "db", policy.TOTPProofNone},
+		{"gate beats default target", "alice+gate", "db", nil, "", store.TOTPGrace, "", ""},
+		{"no default target", "alice", "", nil, "", store.TOTPGrace, "", ""},
+		{"unknown alias", "alice+nosuch", "", nil, "", store.TOTPGrace, "", ""},
+		{"store error fails closed", "alice+data", "", errors.New("disk on fire"), "", store.TOTPAlways, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, st, _, _ := secondFactorSetup(t, TOTPConfig{Required: "enrolled", Grace: 10 * time.Minute})
+			st.users["alice"] = store.UserInfo{User: "alice", UID: 1003, DefaultTarget: c.def}
+			st.infoErr = c.infoErr
+			if c.mode != "" {
+				st.modes["target:web"] = c.mode
+			}
+			mode, tgt := f.mode(context.Background(), c.username, "alice")
+			if mode != c.wantMode || tgt != c.wantTgt {
+				t.Fatalf("mode(%q) = %q, %q; want %q, %q", c.username, mode, tgt, c.wantMode, c.wantTgt)
+			}
+			p, err := f.after(meta{c.username}, firstFactor("SHA256:k1"))
+			if c.wantProof == "" {
+				var ps *ssh.PartialSuccessError
+				if !errors.As(err, &ps) {
+					t.Fatalf("want a code asked, got %v %v", p, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if proof, mode, tgt, ok := TOTPProof(p); !ok || proof != c.wantProof || mode != c.wantMode || tgt != c.wantTgt {
+				t.Fatalf("proof %q %q %q %v", proof, mode, tgt, ok)
+			}
+		})
+	}
+}
+
+// Every way through the second factor records its proof, and a first
+// factor cannot bring its own.
+func TestSecondFactorProof(t *testing.T) {
+	code := func(at time.Time) string { c, _ := totp.Code(testSecret, at); return c }
+	proof := func(t *testing.T, p *ssh.Permissions) string {
+		t.Helper()
+		pr, _, _, ok := TOTPProof(p)
+		if !ok {
+			t.Fatalf("no proof recorded in %v", p.Extensions)
+		}
+		return pr
+	}
+	f, st, _, now := secondFactorSetup(t, TOTPConfig{Required: "enrolled", Grace: 10 * time.Minute})
+	conn := addrMeta{meta{"alice+web"}, "192.0.2.1"}
+	forged := firstFactor("SHA256:k1")
+	forged.Extensions[ExtTOTPProof] = policy.TOTPProofCode
+	_, err := f.after(conn, forged)
+	p, err := answer(t, conn, err, code(*now))
+	if err != nil || proof(t, p) != policy.TOTPProofCode || p.Extensions[ExtTOTPTarget] != "web" {
+		t.Fatalf("code: %v %v", err, p)
+	}
+	p, err = f.after(conn, forged)
+	if err != nil || proof(t, p) != policy.TOTPProofGrace {
+		t.Fatalf("grace: %v %v", err, p)
+	}
+	p, err = f.after(addrMeta{meta{"alice+db"}, "192.0.2.1"}, forged)
+	if err != nil || proof(t, p) != policy.TOTPProofNone {
+		t.Fatalf("never: %v %v", err, p)
+	}
+	delete(st.enrol, "alice")
+	p, err = f.after(conn, forged)
+	if err != nil || proof(t, p) != policy.TOTPProofExempt {
+		t.Fatalf("not enrolled: %v %v", err, p)
+	}
+	if _, _, _, ok := TOTPProof(firstFactor("SHA256:k1")); ok {
+		t.Fatal("a proof read where none was recorded")
+	}
+	hook := &ssh.Permissions{Extensions: map[string]string{ExtWebhook: "1"}}
+	if pr, _, _, ok := TOTPProof(hook); !ok || pr != policy.TOTPProofExempt {
+		t.Fatalf("webhook login: %q %v", pr, ok)
 	}
 }

@@ -38,6 +38,7 @@ type Store interface {
 // Broker serves authenticated connections.
 type Broker struct {
 	totp     TOTPEnroller // self-service TOTP enrolment (totp.go); nil: off
+	modes    TOTPModes    // targets' TOTP modes (totp.go); nil: no second factor
 	store    Store
 	backends map[string]target.Backend
 	cfg      config.Config
@@ -266,6 +267,9 @@ func (c *conn) upstream() (*upConn, error) {
 
 // dial opens the target through its backend and logs in.
 func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
+	if err := c.secondFactorAllows(p); err != nil { // totp.go
+		return nil, err
+	}
 	defer func(start time.Time) { c.b.targetOpened(p.Target.Kind, start, err) }(time.Now())
 	p, err = c.override(p)
 	if err != nil {

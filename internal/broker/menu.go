@@ -562,6 +562,9 @@ func (c *conn) openInPlace(ch ssh.Channel, pump *keyPump, rr *reqRouter, s *setu
 	if !ok {
 		return 0, errNoTarget(name)
 	}
+	if err := c.secondFactorAllows(p); err != nil { // before "Connecting"; dial checks again (totp.go)
+		return 0, err
+	}
 	eol := "\r\n"
 	fmt.Fprintf(ch, "Connecting to %s as %s...%s", p.Target.Name, loginLabel(p.Login), eol)
 	up, err := c.dial(p)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -67,32 +68,5 @@ func (c *conn) doResolve() resolution {
 	if err != nil {
 		return resolution{err: gate.Errorf(err, "the gate cannot read its policy")}
 	}
-	return resolution{target: resolveName(infos, r.Target, r.Node)}
-}
-
-// resolveName finds the target a name, an alias or a node id designates.
-// It returns "" when none or more than one does (the store keeps aliases
-// unique and apart from names, so two is only a safety net).
-func resolveName(infos []store.TargetInfo, name string, node int64) string {
-	var found []string
-	for _, ti := range infos {
-		switch {
-		case node != 0:
-			if ti.ID == node {
-				found = append(found, ti.Target)
-			}
-		case ti.Target == name:
-			return ti.Target // a name beats any alias
-		default:
-			for _, a := range ti.Aliases {
-				if a == name {
-					found = append(found, ti.Target)
-				}
-			}
-		}
-	}
-	if len(found) != 1 {
-		return ""
-	}
-	return found[0]
+	return resolution{target: policy.ResolveName(infos, r.Target, r.Node)}
 }

@@ -5,13 +5,51 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
+	"github.com/sshgate/sshgate/internal/auth"
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/policy"
+	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/totp"
 )
+
+// The second factor for the target actually opened. Auth decides the TOTP
+// mode for the target the username leads to, but a connection can open
+// another one (the account menu), and a target's mode can change after
+// login: every target opened is checked against how the login was proven.
+
+// TOTPModes answers a target's effective TOTP mode (auth.SecondFactor).
+type TOTPModes interface {
+	TargetMode(ctx context.Context, t store.Target) string
+}
+
+// SetTOTPModes makes every target opened check the connection's second
+// factor against the target's mode.
+func (b *Broker) SetTOTPModes(m TOTPModes) { b.modes = m }
+
+// secondFactorAllows refuses a target whose TOTP mode the way this
+// connection logged in does not satisfy (policy.TOTPSatisfied): no code
+// where one is required, a grace-window login for an always target.
+func (c *conn) secondFactorAllows(p policy.Permit) error {
+	if c.b.modes == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	defer cancel()
+	mode := c.b.modes.TargetMode(ctx, p.Target)
+	proof, loginMode, loginTarget, ok := auth.TOTPProof(c.sc.Permissions)
+	if ok && policy.TOTPSatisfied(mode, proof) {
+		return nil
+	}
+	name := p.Target.Name
+	c.log.Warn("target refused: second factor not satisfied", "target", name, "target_mode", mode,
+		"proof", proof, "login_mode", loginMode, "login_target", loginTarget)
+	return &gate.PublicError{Public: fmt.Sprintf("target %q requires a verification code: reconnect as %s+%s", name, c.id.User, name)}
+}
 
 // Self-service TOTP enrolment, `ssh -t USER@GATE totp enroll` (issue 6 part A).
 
