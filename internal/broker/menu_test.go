@@ -18,54 +18,70 @@ type pipeChannel struct {
 func (p pipeChannel) Read(b []byte) (int, error) { return p.r.Read(b) }
 
 // Keys typed while one reader (the menu) stops and the next (a session)
-// starts all reach the next reader, in order, none eaten.
+// starts are neither lost nor duplicated: what the menu consumed before it
+// stopped, then what the session reads, is exactly what was typed, in order,
+// wherever the stop falls (a stopped reader hands back what it held).
 func TestKeyPumpHandsOverWithoutLoss(t *testing.T) {
-	r, w := io.Pipe()
-	p := newKeyPump(pipeChannel{r: r})
-	defer p.stop()
-	menuIn := p.reader()
-	go w.Write([]byte("2\r"))
-	buf := make([]byte, 1)
-	if n, err := menuIn.Read(buf); n != 1 || err != nil || buf[0] != '2' {
-		t.Fatalf("first read: %d %v %q", n, err, buf[:n])
-	}
-	// The menu chose: it stops with "\r" unread and one Read blocked.
-	blocked := make(chan struct{})
-	go func() {
-		defer close(blocked)
-		b := make([]byte, 16)
-		for {
-			if _, err := menuIn.Read(b); err != nil {
-				return
+	for i := 0; i < 50; i++ {
+		r, w := io.Pipe()
+		p := newKeyPump(pipeChannel{r: r})
+		menuIn := p.reader()
+		var eaten []byte
+		blocked := make(chan struct{})
+		go func() { // the menu reads a key at a time until it is stopped
+			defer close(blocked)
+			b := make([]byte, 1)
+			for {
+				n, err := menuIn.Read(b)
+				eaten = append(eaten, b[:n]...)
+				if err != nil {
+					return
+				}
 			}
+		}()
+		wrote := make(chan struct{})
+		go func() { w.Write([]byte("2\r")); close(wrote) }() // races with the stop
+		if i%2 == 0 {
+			<-wrote // the pump holds the keys (or the menu has some) before the stop
 		}
-	}()
-	menuIn.Wait()
-	<-blocked
-	if n, err := menuIn.Read(buf); n != 0 || err != io.EOF {
-		t.Fatalf("a stopped reader read %d, %v", n, err)
-	}
-	sessIn := p.reader()
-	go w.Write([]byte("ls\r"))
-	got := ""
-	b := make([]byte, 16)
-	deadline := time.Now().Add(10 * time.Second)
-	for got != "\rls\r" && time.Now().Before(deadline) {
-		n, err := sessIn.Read(b)
-		if err != nil {
-			t.Fatal(err)
+		menuIn.Wait()
+		<-blocked
+		if n, err := menuIn.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("a stopped reader read %d, %v", n, err)
 		}
-		got += string(b[:n])
+		<-wrote
+		sessIn := p.reader()
+		go w.Write([]byte("ls\r"))
+		want := "2\rls\r"
+		got := make(chan string, 1)
+		go func() {
+			s := string(eaten)
+			b := make([]byte, 16)
+			for len(s) < len(want) {
+				n, err := sessIn.Read(b)
+				if err != nil {
+					break
+				}
+				s += string(b[:n])
+			}
+			got <- s
+		}()
+		select {
+		case s := <-got:
+			if s != want {
+				t.Fatalf("run %d: menu then session read %q, want %q", i, s, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run %d: keys lost: the menu read %q and the session waits for the rest", i, eaten)
+		}
+		// The channel ends: readers see EOF, the pump's goroutine ends.
+		w.Close()
+		if _, err := sessIn.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("after the channel ended: %v", err)
+		}
+		<-p.done
+		p.stop()
 	}
-	if got != "\rls\r" {
-		t.Fatalf("the session read %q, want %q", got, "\rls\r")
-	}
-	// The channel ends: readers see EOF, the pump's goroutine ends.
-	w.Close()
-	if _, err := sessIn.Read(b); err != io.EOF {
-		t.Fatalf("after the channel ended: %v", err)
-	}
-	<-p.done
 }
 
 func TestDumbTerm(t *testing.T) {
