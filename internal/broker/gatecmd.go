@@ -22,6 +22,7 @@ const accountUsage = `usage: ssh USER@GATE COMMAND (USER+gate@GATE when you have
   keys ls           your public keys
   keys add          add the public key read from stdin
   keys rm SHA256:.. remove one of your keys
+  totp enroll       set up a TOTP second factor (needs a terminal: ssh -t)
   help              this text
 connect to a target as USER+TARGET[+LOGIN]@GATE or NODEID-UID@GATE`
 

@@ -226,7 +226,7 @@ func (c *conn) exit(ch ssh.Channel, status uint32) {
 	_ = ch.Close()
 }
 
-const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | help; connect to a target as USER+TARGET@GATE"
+const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | totp enroll | help; connect to a target as USER+TARGET@GATE"
 
 // gateSession serves a session with no target: the gate's own commands, or
 // with a PTY and no command, the list of targets to choose from.
