@@ -136,8 +136,8 @@ func (o *observability) wrapAuth(sc *ssh.ServerConfig) {
 func (o *observability) attach(br *broker.Broker, srv *sshd.Server) error {
 	srv.Observe(o.metrics)
 	bo := broker.Observers{
-		Metrics:    o.metrics,
-		Live:       o.live,
+		Metrics: o.metrics,
+		Live:    o.live,
 		// One per-target setting governs both records of a session: a target
 		// that is fail-closed for its audit events is for its recordings too.
 		FailClosed: func(target string) bool {
