@@ -43,14 +43,14 @@ type FISH struct {
 	cwd  string
 
 	// client stream
-	cline    []byte
+	cline    lineBuf
 	skipping bool  // in #STOR's script, before its data
 	cleft    int64 // #STOR bytes still to come
 	ch       hash.Hash
 	stor     *fishCmd
 
 	// server stream
-	sline    []byte
+	sline    lineBuf
 	sleft    int64 // #RETR bytes still to come
 	sh       hash.Hash
 	lastSize int64
@@ -61,7 +61,9 @@ type FISH struct {
 }
 
 // NewFISH returns a FISH parser.
-func NewFISH(emit Emit) *FISH { return &FISH{emit: emit} }
+func NewFISH(emit Emit) *FISH {
+	return &FISH{emit: emit, cline: lineBuf{max: maxFISHLine}, sline: lineBuf{max: maxFISHLine}}
+}
 
 func (p *FISH) abs(name string) string {
 	if name == "" {
@@ -94,22 +96,14 @@ func (p *FISH) ToTarget(b []byte) {
 			}
 			continue
 		}
-		i := 0
-		for i < len(b) && b[i] != '\n' {
-			i++
-		}
-		if len(p.cline)+i > maxFISHLine {
+		line, rest, ok, over := p.cline.next(b)
+		if over {
 			p.broken = true
 			return
 		}
-		p.cline = append(p.cline, b[:i]...)
-		if i == len(b) {
-			return
+		if b = rest; ok {
+			p.clientLine(line)
 		}
-		b = b[i+1:]
-		line := string(p.cline)
-		p.cline = p.cline[:0]
-		p.clientLine(line)
 	}
 }
 
@@ -189,23 +183,12 @@ func (p *FISH) ToUser(b []byte) {
 			}
 			continue
 		}
-		i := 0
-		for i < len(b) && b[i] != '\n' {
-			i++
+		// A line over the limit is a long listing line, not a status:
+		// dropped.
+		line, rest, ok, _ := p.sline.next(b)
+		if b = rest; ok {
+			p.serverLine(line)
 		}
-		if len(p.sline)+i > maxFISHLine {
-			p.sline = p.sline[:0] // a long listing line: not a status
-			b = b[i:]
-			continue
-		}
-		p.sline = append(p.sline, b[:i]...)
-		if i == len(b) {
-			return
-		}
-		b = b[i+1:]
-		line := string(p.sline)
-		p.sline = p.sline[:0]
-		p.serverLine(line)
 	}
 }
 

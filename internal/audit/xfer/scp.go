@@ -31,7 +31,7 @@ type SCP struct {
 	paths     []string
 	top       int // top-level entries seen (downloads: index into paths)
 
-	line   []byte
+	line   lineBuf
 	inData bool
 	dirs   []string // open D directories, as full paths
 	name   string   // file in flight
@@ -48,7 +48,7 @@ func NewSCP(command string, emit Emit) *SCP {
 	if !ok || len(w) < 3 || (w[0] != "scp" && !strings.HasSuffix(w[0], "/scp")) {
 		return nil
 	}
-	p := &SCP{emit: emit}
+	p := &SCP{emit: emit, line: lineBuf{max: maxSCPLine}}
 	to, from := false, false
 	i := 1
 	for ; i < len(w); i++ {
@@ -140,26 +140,18 @@ func (p *SCP) feed(b []byte) {
 			}
 			continue
 		}
-		if len(p.line) == 0 && b[0] == 0 { // a status byte between entries
+		if p.line.empty() && b[0] == 0 { // a status byte between entries
 			b = b[1:]
 			continue
 		}
-		i := 0
-		for i < len(b) && b[i] != '\n' {
-			i++
-		}
-		if len(p.line)+i > maxSCPLine {
+		line, rest, ok, over := p.line.next(b)
+		if over {
 			p.broken = true
 			return
 		}
-		p.line = append(p.line, b[:i]...)
-		if i == len(b) {
-			return
+		if b = rest; ok {
+			p.header(line)
 		}
-		b = b[i+1:]
-		line := string(p.line)
-		p.line = p.line[:0]
-		p.header(line)
 	}
 }
 

@@ -348,7 +348,7 @@ func FuzzSCP(f *testing.F) {
 		p.ToTarget(data)
 		p.ToUser(data)
 		p.End(false)
-		if len(p.line) > maxSCPLine || len(p.dirs) > maxSCPDepth {
+		if len(p.line.buf) > maxSCPLine || len(p.dirs) > maxSCPDepth {
 			t.Fatal("unbounded")
 		}
 	})
@@ -361,7 +361,7 @@ func FuzzFISH(f *testing.F) {
 		p.ToTarget(c)
 		p.ToUser(s)
 		p.End(false)
-		if len(p.cline) > maxFISHLine || len(p.sline) > maxFISHLine || len(p.pending) > maxFISHPending {
+		if len(p.cline.buf) > maxFISHLine || len(p.sline.buf) > maxFISHLine || len(p.pending) > maxFISHPending {
 			t.Fatal("unbounded")
 		}
 	})
