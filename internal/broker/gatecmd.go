@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -145,7 +146,7 @@ func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, o
 			found = found || k.Fingerprint == fp
 		}
 		if !found {
-			say("%s is not one of your keys", strconv.Quote(printable(fp)))
+			say("%s is not one of your keys", strconv.Quote(route.Printable(fp)))
 			return 1
 		}
 		if len(keys) == 1 {
@@ -156,7 +157,7 @@ func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, o
 		}
 		if err := ms.RemoveKey(ctx, c.id.User, fp); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
-				say("%s is not one of your keys", strconv.Quote(printable(fp)))
+				say("%s is not one of your keys", strconv.Quote(route.Printable(fp)))
 				return 1
 			}
 			c.log.Error("remove key", "err", err)
@@ -167,19 +168,6 @@ func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, o
 		return 0
 	}
 	return 2
-}
-
-// printable cuts and cleans a user-typed word for echoing.
-func printable(s string) string {
-	if len(s) > 80 {
-		s = s[:80]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e {
-			return '?'
-		}
-		return r
-	}, s)
 }
 
 // decorate adds ids, aliases, primary markers and groups to `ls` entries.

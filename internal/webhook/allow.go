@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -50,7 +51,7 @@ func (a Allow) Apply(spec store.DockerSpec, o DockerOverride) (store.DockerSpec,
 	out.Pool = 0
 	if o.Image != "" {
 		if !a.ImageAllowed(o.Image) {
-			return spec, fmt.Errorf("image %q is not in config_webhook.allow.images", printable(o.Image))
+			return spec, fmt.Errorf("image %q is not in config_webhook.allow.images", route.Printable(o.Image))
 		}
 		out.Image = o.Image
 	}
@@ -58,7 +59,7 @@ func (a Allow) Apply(spec store.DockerSpec, o DockerOverride) (store.DockerSpec,
 		keys := make([]string, 0, len(o.Env))
 		for k := range o.Env {
 			if !ValidEnvName(k) {
-				return spec, fmt.Errorf("env name %q is invalid", printable(k))
+				return spec, fmt.Errorf("env name %q is invalid", route.Printable(k))
 			}
 			keys = append(keys, k)
 		}
@@ -105,18 +106,18 @@ func (a Allow) Apply(spec store.DockerSpec, o DockerOverride) (store.DockerSpec,
 func (a Allow) checkMount(m string) error {
 	parts := strings.Split(m, ":")
 	if len(parts) < 2 || len(parts) > 3 {
-		return fmt.Errorf("mount %q: want SRC:DST[:ro]", printable(m))
+		return fmt.Errorf("mount %q: want SRC:DST[:ro]", route.Printable(m))
 	}
 	src, dst := parts[0], parts[1]
 	if len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw" {
-		return fmt.Errorf("mount %q: option must be ro or rw", printable(m))
+		return fmt.Errorf("mount %q: option must be ro or rw", route.Printable(m))
 	}
 	if !filepath.IsAbs(src) || filepath.Clean(src) != src || !filepath.IsAbs(dst) || filepath.Clean(dst) != dst {
-		return fmt.Errorf("mount %q: paths must be absolute and clean", printable(m))
+		return fmt.Errorf("mount %q: paths must be absolute and clean", route.Printable(m))
 	}
 	for _, seg := range strings.Split(src, "/") {
 		if seg == ".." {
-			return fmt.Errorf("mount %q: \"..\" is not allowed", printable(m))
+			return fmt.Errorf("mount %q: \"..\" is not allowed", route.Printable(m))
 		}
 	}
 	resolve := a.Resolve
@@ -130,18 +131,18 @@ func (a Allow) checkMount(m string) error {
 		}
 		realRoot, err := resolve(root)
 		if err != nil {
-			return fmt.Errorf("mount %q: allowed source %s: %w", printable(m), root, err)
+			return fmt.Errorf("mount %q: allowed source %s: %w", route.Printable(m), root, err)
 		}
 		realSrc, err := resolve(src)
 		if err != nil {
-			return fmt.Errorf("mount %q: source: %w", printable(m), err)
+			return fmt.Errorf("mount %q: source: %w", route.Printable(m), err)
 		}
 		if !within(realSrc, realRoot) {
-			return fmt.Errorf("mount %q: source resolves to %s, outside %s", printable(m), realSrc, root)
+			return fmt.Errorf("mount %q: source resolves to %s, outside %s", route.Printable(m), realSrc, root)
 		}
 		return nil
 	}
-	return errors.New("mount source " + printable(src) + " is not in config_webhook.allow.mount_sources")
+	return errors.New("mount source " + route.Printable(src) + " is not in config_webhook.allow.mount_sources")
 }
 
 // within reports whether p is base or below it (both clean and absolute).

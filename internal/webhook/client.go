@@ -4,7 +4,8 @@
 // timeout per call, bounded retries with backoff on 5xx and connection
 // errors only, no redirects, a cap on the reply size, TLS with optional
 // client certificates, and a bound on concurrent calls. It imports store
-// (for the docker spec it bounds) and nothing else of the project.
+// (for the docker spec it bounds) and route (Printable, for the client-chosen
+// strings its errors quote), nothing else of the project.
 package webhook
 
 import (

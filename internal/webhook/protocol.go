@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sshgate/sshgate/internal/route"
 )
 
 // Entry is one metadata or environment value. A sensitive value is never
@@ -106,12 +108,12 @@ func exactKeys(data []byte, known ...string) error {
 		}
 		key, _ := t.(string)
 		if seen[key] {
-			return fmt.Errorf("key %q appears twice", printable(key))
+			return fmt.Errorf("key %q appears twice", route.Printable(key))
 		}
 		seen[key] = true
 		for _, k := range known {
 			if key != k && strings.EqualFold(key, k) {
-				return fmt.Errorf("key %q is not %q", printable(key), k)
+				return fmt.Errorf("key %q is not %q", route.Printable(key), k)
 			}
 		}
 		var skip json.RawMessage
@@ -167,7 +169,7 @@ func ParseAuthReply(data []byte) (AuthReply, error) {
 	}
 	for k, e := range r.Metadata {
 		if !metaKeyRE.MatchString(k) {
-			return AuthReply{}, fmt.Errorf("auth reply: metadata key %q is invalid", printable(k))
+			return AuthReply{}, fmt.Errorf("auth reply: metadata key %q is invalid", route.Printable(k))
 		}
 		if err := checkValue("auth reply: metadata "+k, e.Value); err != nil {
 			return AuthReply{}, err
@@ -175,7 +177,7 @@ func ParseAuthReply(data []byte) (AuthReply, error) {
 	}
 	for k, e := range r.Environment {
 		if !ValidEnvName(k) {
-			return AuthReply{}, fmt.Errorf("auth reply: environment name %q is invalid", printable(k))
+			return AuthReply{}, fmt.Errorf("auth reply: environment name %q is invalid", route.Printable(k))
 		}
 		if err := checkValue("auth reply: environment "+k, e.Value); err != nil {
 			return AuthReply{}, err
@@ -202,14 +204,14 @@ func ParseConfigReply(data []byte) (ConfigReply, error) {
 	}
 	if d := r.Docker; d != nil {
 		if d.Image != "" && !imageRE.MatchString(d.Image) {
-			return ConfigReply{}, fmt.Errorf("config reply: image %q is invalid", printable(d.Image))
+			return ConfigReply{}, fmt.Errorf("config reply: image %q is invalid", route.Printable(d.Image))
 		}
 		if len(d.Env) > maxEntries || len(d.Mounts) > maxMounts {
 			return ConfigReply{}, errors.New("config reply: too many env entries or mounts")
 		}
 		for k, v := range d.Env {
 			if !ValidEnvName(k) {
-				return ConfigReply{}, fmt.Errorf("config reply: env name %q is invalid", printable(k))
+				return ConfigReply{}, fmt.Errorf("config reply: env name %q is invalid", route.Printable(k))
 			}
 			if err := checkValue("config reply: env "+k, v); err != nil {
 				return ConfigReply{}, err
@@ -217,7 +219,7 @@ func ParseConfigReply(data []byte) (ConfigReply, error) {
 		}
 		for _, m := range d.Mounts {
 			if len(m) > 1024 || !utf8.ValidString(m) || strings.ContainsAny(m, "\x00\n,") {
-				return ConfigReply{}, fmt.Errorf("config reply: mount %q is invalid", printable(m))
+				return ConfigReply{}, fmt.Errorf("config reply: mount %q is invalid", route.Printable(m))
 			}
 		}
 		if d.Memory < 0 || d.CPUs < 0 || d.Pids < 0 || d.CPUs != d.CPUs {
@@ -225,18 +227,4 @@ func ParseConfigReply(data []byte) (ConfigReply, error) {
 		}
 	}
 	return r, nil
-}
-
-// printable cuts s for an error message and replaces control and non-ASCII bytes.
-func printable(s string) string {
-	if len(s) > 64 {
-		s = s[:64] + "..."
-	}
-	b := []byte(s)
-	for i, c := range b {
-		if c < 0x20 || c > 0x7e {
-			b[i] = '?'
-		}
-	}
-	return string(b)
 }
