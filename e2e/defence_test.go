@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/sshgate/sshgate/e2e/harness"
-	"github.com/sshgate/sshgate/internal/totp"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // defenceWorld is newWorld with a gate configuration.

@@ -20,7 +20,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/sshgate/sshgate/e2e/harness"
-	"github.com/sshgate/sshgate/internal/recording"
+	"github.com/sshgate/sshgate/internal/audit/recording"
 )
 
 // newObsWorld is newWorld with extra `serve` arguments.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/sshgate/sshgate/e2e/harness"
-	"github.com/sshgate/sshgate/internal/totp"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // A target's TOTP mode holds however the connection reaches it: by alias,

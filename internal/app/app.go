@@ -19,9 +19,9 @@ import (
 	"github.com/sshgate/sshgate/internal/broker"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
 	"github.com/sshgate/sshgate/internal/target"
 	"github.com/sshgate/sshgate/internal/target/upstream"
@@ -113,7 +113,7 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	backends := map[string]target.Backend{store.KindUpstream: up}
+	backends := map[string]target.Backend{gate.KindUpstream: up}
 	closeBackends, err := addDocker(ctx, cfg, dir, st, log, backends, ob.containerStarted)
 	if err != nil {
 		return err

@@ -9,10 +9,10 @@ import (
 	"github.com/sshgate/sshgate/internal/broker"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
-	"github.com/sshgate/sshgate/internal/penalty"
+	"github.com/sshgate/sshgate/internal/sshd/penalty"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/totp"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // setupDefence (issue 6 part A) wires the TOTP second factor and per-account

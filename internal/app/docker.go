@@ -9,6 +9,7 @@ import (
 
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target"
 	"github.com/sshgate/sshgate/internal/target/docker"
@@ -39,7 +40,7 @@ func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st stor
 		log.Warn("docker targets disabled", "err", err)
 		return func() {}, nil
 	}
-	backends[store.KindDocker] = b
+	backends[gate.KindDocker] = b
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	engine, apiVersion, err := b.Ping(pctx)
@@ -56,7 +57,7 @@ func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st stor
 		rcancel()
 		if targets, err := st.ListTargets(ctx); err == nil {
 			for _, t := range targets {
-				if t.Kind == store.KindDocker && t.Docker != nil && t.Docker.Pool > 0 {
+				if t.Kind == gate.KindDocker && t.Docker != nil && t.Docker.Pool > 0 {
 					if err := b.Prewarm(ctx, t); err != nil {
 						log.Warn("prewarm pool", "target", t.Name, "err", err)
 					}

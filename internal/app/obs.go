@@ -23,7 +23,7 @@ import (
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/live"
 	"github.com/sshgate/sshgate/internal/obs"
-	"github.com/sshgate/sshgate/internal/recording"
+	"github.com/sshgate/sshgate/internal/audit/recording"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/store"
 )

@@ -20,7 +20,7 @@ import (
 
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/passwd"
+	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -30,9 +30,9 @@ var ErrDenied = errors.New("access denied")
 
 // Users is the part of the store auth needs.
 type Users interface {
-	GetUser(ctx context.Context, name string) (store.User, error)
-	ListKeys(ctx context.Context, user string) ([]store.Key, error)
-	UserByUID(ctx context.Context, uid int64) (store.UserInfo, error) // the NODEID-UID form (platform.go)
+	GetUser(ctx context.Context, name string) (gate.User, error)
+	ListKeys(ctx context.Context, user string) ([]gate.Key, error)
+	UserByUID(ctx context.Context, uid int64) (gate.UserInfo, error) // the NODEID-UID form (platform.go)
 }
 
 // Authenticator holds the ssh.ServerConfig callbacks.

@@ -13,35 +13,35 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/passwd"
+	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
 type fakeUsers struct {
-	users map[string]store.User
-	keys  map[string][]store.Key
+	users map[string]gate.User
+	keys  map[string][]gate.Key
 }
 
-func (f *fakeUsers) GetUser(_ context.Context, name string) (store.User, error) {
+func (f *fakeUsers) GetUser(_ context.Context, name string) (gate.User, error) {
 	u, ok := f.users[name]
 	if !ok {
-		return store.User{}, store.ErrNotFound
+		return gate.User{}, store.ErrNotFound
 	}
 	return u, nil
 }
 
-func (f *fakeUsers) ListKeys(_ context.Context, user string) ([]store.Key, error) {
+func (f *fakeUsers) ListKeys(_ context.Context, user string) ([]gate.Key, error) {
 	return f.keys[user], nil
 }
 
-func (f *fakeUsers) UserByUID(_ context.Context, uid int64) (store.UserInfo, error) {
+func (f *fakeUsers) UserByUID(_ context.Context, uid int64) (gate.UserInfo, error) {
 	for name, u := range map[int64]string{1000: "alice", 1001: "bob", 1002: "gone"} {
 		if name == uid {
-			return store.UserInfo{User: u, UID: uid}, nil
+			return gate.UserInfo{User: u, UID: uid}, nil
 		}
 	}
-	return store.UserInfo{}, store.ErrNotFound
+	return gate.UserInfo{}, store.ErrNotFound
 }
 
 type meta struct{ user string }
@@ -69,8 +69,8 @@ func setup(t *testing.T) (*Authenticator, ssh.PublicKey, ssh.PublicKey) {
 		t.Fatal(err)
 	}
 	f := &fakeUsers{
-		users: map[string]store.User{"alice": {Name: "alice", PasswordHash: hash}, "bob": {Name: "bob"}},
-		keys: map[string][]store.Key{
+		users: map[string]gate.User{"alice": {Name: "alice", PasswordHash: hash}, "bob": {Name: "bob"}},
+		keys: map[string][]gate.Key{
 			"alice": {{User: "alice", AuthorizedKey: sshkeys.AuthorizedLine(alice)}},
 			"bob":   {{User: "bob", AuthorizedKey: sshkeys.AuthorizedLine(bob)}},
 		},

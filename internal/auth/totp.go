@@ -14,20 +14,20 @@ import (
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/totp"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // TOTPStore is the part of the store the second factor needs.
 type TOTPStore interface {
-	GetTOTP(ctx context.Context, user string) (store.TOTP, error)
+	GetTOTP(ctx context.Context, user string) (gate.TOTP, error)
 	UseTOTPStep(ctx context.Context, user string, step int64) (bool, error)
-	GetTarget(ctx context.Context, name string) (store.Target, error)
+	GetTarget(ctx context.Context, name string) (gate.Target, error)
 	GetTOTPMode(ctx context.Context, env, target string) (string, error)
-	PutTOTP(ctx context.Context, t store.TOTP) error
+	PutTOTP(ctx context.Context, t gate.TOTP) error
 	// The username's target by alias, NODEID-UID or default target, as the
 	// broker resolves it.
-	ListTargetInfo(ctx context.Context) ([]store.TargetInfo, error)
-	GetUserInfo(ctx context.Context, user string) (store.UserInfo, error)
+	ListTargetInfo(ctx context.Context) ([]gate.TargetInfo, error)
+	GetUserInfo(ctx context.Context, user string) (gate.UserInfo, error)
 }
 
 // Extension keys recording, in the connection's permissions, how the login
@@ -119,7 +119,7 @@ func (f *SecondFactor) mode(ctx context.Context, username, user string) (mode, t
 	t, ok, err := f.routed(ctx, username, user)
 	if err != nil {
 		f.log.Warn("resolve target for totp failed", "user", user, "err", err)
-		return store.TOTPAlways, "" // fail closed
+		return gate.TOTPAlways, "" // fail closed
 	}
 	if !ok {
 		return f.defaultMode(), "" // unknown targets are refused after authentication, as ever
@@ -129,34 +129,34 @@ func (f *SecondFactor) mode(ctx context.Context, username, user string) (mode, t
 
 // routed is the target the username leads to; ok is false for none (the
 // gate itself, a malformed or unknown name).
-func (f *SecondFactor) routed(ctx context.Context, username, user string) (_ store.Target, ok bool, _ error) {
+func (f *SecondFactor) routed(ctx context.Context, username, user string) (_ gate.Target, ok bool, _ error) {
 	r, err := route.Parse(username)
 	if err != nil || r.Gate {
-		return store.Target{}, false, nil
+		return gate.Target{}, false, nil
 	}
 	var name string
 	if r.Target == "" && !r.Platform() {
 		ui, err := f.st.GetUserInfo(ctx, user)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return store.Target{}, false, fmt.Errorf("get user info: %w", err)
+			return gate.Target{}, false, fmt.Errorf("get user info: %w", err)
 		}
 		name = ui.DefaultTarget
 	} else {
 		infos, err := f.st.ListTargetInfo(ctx)
 		if err != nil {
-			return store.Target{}, false, fmt.Errorf("list target info: %w", err)
+			return gate.Target{}, false, fmt.Errorf("list target info: %w", err)
 		}
 		name = policy.ResolveName(infos, r.Target, r.Node)
 	}
 	if name == "" {
-		return store.Target{}, false, nil
+		return gate.Target{}, false, nil
 	}
 	t, err := f.st.GetTarget(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Target{}, false, nil
+		return gate.Target{}, false, nil
 	}
 	if err != nil {
-		return store.Target{}, false, fmt.Errorf("get target: %w", err)
+		return gate.Target{}, false, fmt.Errorf("get target: %w", err)
 	}
 	return t, true, nil
 }
@@ -165,25 +165,25 @@ func (f *SecondFactor) routed(ctx context.Context, username, user string) (_ sto
 // grace when mfa.totp.grace is set, else always.
 func (f *SecondFactor) defaultMode() string {
 	if f.cfg.Grace > 0 {
-		return store.TOTPGrace
+		return gate.TOTPGrace
 	}
-	return store.TOTPAlways
+	return gate.TOTPAlways
 }
 
 // TargetMode is t's effective TOTP mode: the target's, else its
 // environment's, else the default. Store errors fail closed (always).
-func (f *SecondFactor) TargetMode(ctx context.Context, t store.Target) string {
+func (f *SecondFactor) TargetMode(ctx context.Context, t gate.Target) string {
 	if m, err := f.st.GetTOTPMode(ctx, "", t.Name); err == nil && m != "" {
 		return m
 	} else if err != nil {
 		f.log.Warn("get totp mode failed", "target", t.Name, "err", err)
-		return store.TOTPAlways // fail closed
+		return gate.TOTPAlways // fail closed
 	}
 	if m, err := f.st.GetTOTPMode(ctx, t.Env, ""); err == nil && m != "" {
 		return m
 	} else if err != nil {
 		f.log.Warn("get totp mode failed", "env", t.Env, "err", err)
-		return store.TOTPAlways
+		return gate.TOTPAlways
 	}
 	return f.defaultMode()
 }
@@ -254,7 +254,7 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 	enrol, err := f.st.GetTOTP(ctx, id.User)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		f.log.Warn("get totp failed", "user", id.User, "err", err)
-		if mode == store.TOTPNever {
+		if mode == gate.TOTPNever {
 			return withProof(perms, policy.TOTPProofNone, mode, tgt), nil
 		}
 		return nil, ErrDenied
@@ -263,7 +263,7 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 	if !enrolled && f.cfg.Required != "always" {
 		return withProof(perms, policy.TOTPProofExempt, mode, tgt), nil
 	}
-	if mode == store.TOTPNever {
+	if mode == gate.TOTPNever {
 		return withProof(perms, policy.TOTPProofNone, mode, tgt), nil
 	}
 	if !enrolled {
@@ -271,7 +271,7 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 		return nil, errEnrolRequired
 	}
 	k := f.key(conn, id)
-	if mode == store.TOTPGrace && f.cfg.Grace > 0 {
+	if mode == gate.TOTPGrace && f.cfg.Grace > 0 {
 		f.mu.Lock()
 		until, ok := f.grace[k]
 		f.mu.Unlock()
@@ -387,7 +387,7 @@ func (f *SecondFactor) Enrol(ctx context.Context, user, secret, code string) (bo
 	if err != nil {
 		return false, err
 	}
-	if err := f.st.PutTOTP(ctx, store.TOTP{User: user, Secret: sealed, Active: true, CreatedAt: f.now()}); err != nil {
+	if err := f.st.PutTOTP(ctx, gate.TOTP{User: user, Secret: sealed, Active: true, CreatedAt: f.now()}); err != nil {
 		return false, err
 	}
 	if _, err := f.st.UseTOTPStep(ctx, user, step); err != nil {

@@ -15,40 +15,40 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/totp"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 type fakeTOTP struct {
 	mu      sync.Mutex
-	enrol   map[string]store.TOTP
-	targets map[string]store.Target
+	enrol   map[string]gate.TOTP
+	targets map[string]gate.Target
 	modes   map[string]string // "env:NAME" or "target:NAME"
-	infos   []store.TargetInfo
-	users   map[string]store.UserInfo
+	infos   []gate.TargetInfo
+	users   map[string]gate.UserInfo
 	infoErr error
 }
 
-func (f *fakeTOTP) ListTargetInfo(context.Context) ([]store.TargetInfo, error) {
+func (f *fakeTOTP) ListTargetInfo(context.Context) ([]gate.TargetInfo, error) {
 	return f.infos, f.infoErr
 }
 
-func (f *fakeTOTP) GetUserInfo(_ context.Context, user string) (store.UserInfo, error) {
+func (f *fakeTOTP) GetUserInfo(_ context.Context, user string) (gate.UserInfo, error) {
 	if f.infoErr != nil {
-		return store.UserInfo{}, f.infoErr
+		return gate.UserInfo{}, f.infoErr
 	}
 	u, ok := f.users[user]
 	if !ok {
-		return store.UserInfo{}, store.ErrNotFound
+		return gate.UserInfo{}, store.ErrNotFound
 	}
 	return u, nil
 }
 
-func (f *fakeTOTP) GetTOTP(_ context.Context, user string) (store.TOTP, error) {
+func (f *fakeTOTP) GetTOTP(_ context.Context, user string) (gate.TOTP, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t, ok := f.enrol[user]
 	if !ok {
-		return store.TOTP{}, store.ErrNotFound
+		return gate.TOTP{}, store.ErrNotFound
 	}
 	return t, nil
 }
@@ -65,17 +65,17 @@ func (f *fakeTOTP) UseTOTPStep(_ context.Context, user string, step int64) (bool
 	return true, nil
 }
 
-func (f *fakeTOTP) PutTOTP(_ context.Context, t store.TOTP) error {
+func (f *fakeTOTP) PutTOTP(_ context.Context, t gate.TOTP) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.enrol[t.User] = t
 	return nil
 }
 
-func (f *fakeTOTP) GetTarget(_ context.Context, name string) (store.Target, error) {
+func (f *fakeTOTP) GetTarget(_ context.Context, name string) (gate.Target, error) {
 	t, ok := f.targets[name]
 	if !ok {
-		return store.Target{}, store.ErrNotFound
+		return gate.Target{}, store.ErrNotFound
 	}
 	return t, nil
 }
@@ -110,11 +110,11 @@ func secondFactorSetup(t *testing.T, cfg TOTPConfig) (*SecondFactor, *fakeTOTP, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &fakeTOTP{enrol: map[string]store.TOTP{"alice": {User: "alice", Secret: sealed, Active: true}},
-		targets: map[string]store.Target{"web": {Name: "web", Env: "prod"}, "db": {Name: "db", Env: "prod"}},
-		modes:   map[string]string{"target:db": store.TOTPNever},
-		infos:   []store.TargetInfo{{Target: "web", ID: 1, Aliases: []string{"www"}}, {Target: "db", ID: 2, Aliases: []string{"data"}}},
-		users:   map[string]store.UserInfo{"alice": {User: "alice", UID: 1003}}}
+	st := &fakeTOTP{enrol: map[string]gate.TOTP{"alice": {User: "alice", Secret: sealed, Active: true}},
+		targets: map[string]gate.Target{"web": {Name: "web", Env: "prod"}, "db": {Name: "db", Env: "prod"}},
+		modes:   map[string]string{"target:db": gate.TOTPNever},
+		infos:   []gate.TargetInfo{{Target: "web", ID: 1, Aliases: []string{"www"}}, {Target: "db", ID: 2, Aliases: []string{"data"}}},
+		users:   map[string]gate.UserInfo{"alice": {User: "alice", UID: 1003}}}
 	th := &fakeThrottle{codeFails: map[string]int{}}
 	cfg.Key = key
 	a := New(&fakeUsers{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -200,7 +200,7 @@ func TestSecondFactorFlow(t *testing.T) {
 	if p, err := f.after(addrMeta{meta{"alice+db"}, "192.0.2.9"}, firstFactor("SHA256:k9")); err != nil || p == nil {
 		t.Fatalf("target never: %v", err)
 	}
-	st.modes["env:prod"] = store.TOTPAlways
+	st.modes["env:prod"] = gate.TOTPAlways
 	if _, err := f.after(other, firstFactor("SHA256:k1")); err == nil {
 		t.Fatal("env always within grace: no code asked")
 	}
@@ -261,21 +261,21 @@ func TestSecondFactorModeByRoute(t *testing.T) {
 		wantTgt   string
 		wantProof string // "" for a partial success (a code is asked)
 	}{
-		{"name always", "alice+web", "", nil, store.TOTPAlways, store.TOTPAlways, "web", ""},
-		{"alias always", "alice+www", "", nil, store.TOTPAlways, store.TOTPAlways, "web", ""},
-		{"node id always", "1-1003", "", nil, store.TOTPAlways, store.TOTPAlways, "web", ""},
-		{"default target always", "alice", "web", nil, store.TOTPAlways, store.TOTPAlways, "web", ""},
-		{"alias never", "alice+data", "", nil, "", store.TOTPNever, "db", policy.TOTPProofNone},
-		{"node id never", "2-1003", "", nil, "", store.TOTPNever, "db", policy.TOTPProofNone},
-		{"default target never", "alice", "db", nil, "", store.TOTPNever, "db", policy.TOTPProofNone},
-		{"gate beats default target", "alice+gate", "db", nil, "", store.TOTPGrace, "", ""},
-		{"no default target", "alice", "", nil, "", store.TOTPGrace, "", ""},
-		{"unknown alias", "alice+nosuch", "", nil, "", store.TOTPGrace, "", ""},
-		{"store error fails closed", "alice+data", "", errors.New("disk on fire"), "", store.TOTPAlways, "", ""},
+		{"name always", "alice+web", "", nil, gate.TOTPAlways, gate.TOTPAlways, "web", ""},
+		{"alias always", "alice+www", "", nil, gate.TOTPAlways, gate.TOTPAlways, "web", ""},
+		{"node id always", "1-1003", "", nil, gate.TOTPAlways, gate.TOTPAlways, "web", ""},
+		{"default target always", "alice", "web", nil, gate.TOTPAlways, gate.TOTPAlways, "web", ""},
+		{"alias never", "alice+data", "", nil, "", gate.TOTPNever, "db", policy.TOTPProofNone},
+		{"node id never", "2-1003", "", nil, "", gate.TOTPNever, "db", policy.TOTPProofNone},
+		{"default target never", "alice", "db", nil, "", gate.TOTPNever, "db", policy.TOTPProofNone},
+		{"gate beats default target", "alice+gate", "db", nil, "", gate.TOTPGrace, "", ""},
+		{"no default target", "alice", "", nil, "", gate.TOTPGrace, "", ""},
+		{"unknown alias", "alice+nosuch", "", nil, "", gate.TOTPGrace, "", ""},
+		{"store error fails closed", "alice+data", "", errors.New("disk on fire"), "", gate.TOTPAlways, "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f, st, _, _ := secondFactorSetup(t, TOTPConfig{Required: "enrolled", Grace: 10 * time.Minute})
-			st.users["alice"] = store.UserInfo{User: "alice", UID: 1003, DefaultTarget: c.def}
+			st.users["alice"] = gate.UserInfo{User: "alice", UID: 1003, DefaultTarget: c.def}
 			st.infoErr = c.infoErr
 			if c.mode != "" {
 				st.modes["target:web"] = c.mode

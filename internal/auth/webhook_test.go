@@ -23,7 +23,6 @@ import (
 
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/webhook"
 )
 
@@ -180,7 +179,7 @@ func TestWebhookPublicKey(t *testing.T) {
 	}
 
 	// fallback: a local user without keys (here, one holding grants only) may use the webhook.
-	a.users.(*fakeUsers).users["erin"] = store.User{Name: "erin"}
+	a.users.(*fakeUsers).users["erin"] = gate.User{Name: "erin"}
 	if _, err := a.PublicKey(meta{"erin"}, other); err != nil {
 		t.Errorf("local user without keys: %v", err)
 	}

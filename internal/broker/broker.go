@@ -24,15 +24,14 @@ import (
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target"
-	"github.com/sshgate/sshgate/internal/wire"
+	"github.com/sshgate/sshgate/internal/coalesce"
 )
 
 // Store is the part of the store the broker reads.
 type Store interface {
-	ListTargets(ctx context.Context) ([]store.Target, error)
-	ListGrants(ctx context.Context, user string) ([]store.Grant, error)
+	ListTargets(ctx context.Context) ([]gate.Target, error)
+	ListGrants(ctx context.Context, user string) ([]gate.Grant, error)
 }
 
 // Broker serves authenticated connections.
@@ -48,8 +47,8 @@ type Broker struct {
 	aud      auditing    // SetAudit (audit.go)
 }
 
-// New returns a broker. backends maps a target kind (store.KindUpstream,
-// store.KindDocker) to its backend.
+// New returns a broker. backends maps a target kind (gate.KindUpstream,
+// gate.KindDocker) to its backend.
 func New(cfg config.Config, st Store, backends map[string]target.Backend, log *slog.Logger) *Broker {
 	return &Broker{store: st, backends: backends, cfg: cfg, log: log}
 }
@@ -301,7 +300,7 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 			_ = u.Release(rctx)
 		}
 	}
-	u.Conn = wire.New(u.Conn)
+	u.Conn = coalesce.New(u.Conn)
 	_ = u.Conn.SetDeadline(time.Now().Add(timeout))
 	addr := u.Conn.RemoteAddr().String()
 	client, chans, reqs, err := ssh.NewClientConn(u.Conn, addr, u.Client)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
@@ -122,7 +123,7 @@ func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, o
 			return reported
 		}
 		fp := sshkeys.Fingerprint(k)
-		err = ms.AddKey(ctx, store.Key{User: c.id.User, Fingerprint: fp, AuthorizedKey: sshkeys.AuthorizedLine(k), Comment: comment})
+		err = ms.AddKey(ctx, gate.Key{User: c.id.User, Fingerprint: fp, AuthorizedKey: sshkeys.AuthorizedLine(k), Comment: comment})
 		if errors.Is(err, store.ErrExists) {
 			say("key %s is already one of your keys", fp)
 			return 1
@@ -185,7 +186,7 @@ func (c *conn) decorate(views []targetView) {
 	}
 	groups, _ := ms.EnvGroups(ctx)
 	ui, _ := ms.GetUserInfo(ctx, c.id.User)
-	byName := map[string]store.TargetInfo{}
+	byName := map[string]gate.TargetInfo{}
 	for _, ti := range infos {
 		byName[ti.Target] = ti
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/route/menu"
-	"github.com/sshgate/sshgate/internal/store"
 )
 
 // The account menu runs on the user's PTY channel with no target. One
@@ -399,7 +398,7 @@ func (c *conn) menuItems() ([]menu.Item, error) {
 		return nil, fmt.Errorf("list grants: %w", err)
 	}
 	access := policy.Accessible(targets, grants)
-	infos := map[string]store.TargetInfo{}
+	infos := map[string]gate.TargetInfo{}
 	groups := map[string]string{}
 	if ms, ok := c.b.store.(MenuStore); ok {
 		list, err := ms.ListTargetInfo(ctx)
@@ -420,7 +419,7 @@ func (c *conn) menuItems() ([]menu.Item, error) {
 		t, ti := a.Target, infos[a.Target.Name]
 		it := menu.Item{ID: ti.ID, Name: t.Name, Aliases: ti.Aliases, Env: t.Env, Group: groups[t.Env], Primary: ti.Primary}
 		switch {
-		case t.Kind == store.KindDocker:
+		case t.Kind == gate.KindDocker:
 			it.Addr, it.State = "docker", "starts on connect"
 		case t.Upstream != nil:
 			it.Addr, it.State = t.Upstream.Addr, "upstream"

@@ -10,7 +10,6 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
-	"github.com/sshgate/sshgate/internal/store"
 )
 
 // Observers are what watches the broker's sessions: metrics, recordings of
@@ -55,7 +54,7 @@ type Recording interface {
 // registers s, whose byte counts are read from c; kill ends the session
 // (asked from another process). The returned func unregisters it.
 type Live interface {
-	Start(s store.LiveSession, c *relay.Counters, kill func()) (end func())
+	Start(s gate.LiveSession, c *relay.Counters, kill func()) (end func())
 }
 
 // Observe sets the broker's observers; call it before serving.
@@ -134,7 +133,7 @@ func (c *conn) observe(ch, upCh ssh.Channel, s *setup, p policy.Permit) (*observ
 		o.counters.Tap = taps
 	}
 	if obs.Live != nil {
-		o.endLive = obs.Live.Start(store.LiveSession{ID: o.id, User: c.id.User, Target: p.Target.Name, Login: p.Login, Started: time.Now()},
+		o.endLive = obs.Live.Start(gate.LiveSession{ID: o.id, User: c.id.User, Target: p.Target.Name, Login: p.Login, Started: time.Now()},
 			o.counters, func() { o.kill("session ended by an administrator", 1) })
 	}
 	if obs.Metrics != nil {

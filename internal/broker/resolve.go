@@ -13,12 +13,12 @@ import (
 // MenuStore is the part of the store the account menu, the username grammar
 // and the gate's account commands read and write (issue 4).
 type MenuStore interface {
-	ListTargetInfo(ctx context.Context) ([]store.TargetInfo, error)
-	GetUserInfo(ctx context.Context, user string) (store.UserInfo, error)
+	ListTargetInfo(ctx context.Context) ([]gate.TargetInfo, error)
+	GetUserInfo(ctx context.Context, user string) (gate.UserInfo, error)
 	EnvGroups(ctx context.Context) (map[string]string, error)
-	GetUser(ctx context.Context, name string) (store.User, error)
-	ListKeys(ctx context.Context, user string) ([]store.Key, error)
-	AddKey(ctx context.Context, k store.Key) error
+	GetUser(ctx context.Context, name string) (gate.User, error)
+	ListKeys(ctx context.Context, user string) ([]gate.Key, error)
+	AddKey(ctx context.Context, k gate.Key) error
 	RemoveKey(ctx context.Context, user, fingerprint string) error
 }
 

@@ -13,8 +13,7 @@ import (
 	"github.com/sshgate/sshgate/internal/auth"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
-	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/totp"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // The second factor for the target actually opened. Auth decides the TOTP
@@ -24,7 +23,7 @@ import (
 
 // TOTPModes answers a target's effective TOTP mode (auth.SecondFactor).
 type TOTPModes interface {
-	TargetMode(ctx context.Context, t store.Target) string
+	TargetMode(ctx context.Context, t gate.Target) string
 }
 
 // SetTOTPModes makes every target opened check the connection's second

@@ -12,15 +12,14 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/sshd"
-	"github.com/sshgate/sshgate/internal/store"
 )
 
 type fixedModes map[string]string
 
-func (m fixedModes) TargetMode(_ context.Context, t store.Target) string { return m[t.Name] }
+func (m fixedModes) TargetMode(_ context.Context, t gate.Target) string { return m[t.Name] }
 
 func TestSecondFactorAllows(t *testing.T) {
-	modes := fixedModes{"web-1": store.TOTPAlways, "web-2": store.TOTPGrace, "db": store.TOTPNever}
+	modes := fixedModes{"web-1": gate.TOTPAlways, "web-2": gate.TOTPGrace, "db": gate.TOTPNever}
 	tests := []struct {
 		name   string
 		ext    map[string]string // besides the identity
@@ -51,7 +50,7 @@ func TestSecondFactorAllows(t *testing.T) {
 			}
 			c := &conn{b: b, id: id, ctx: context.Background(), log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 				sc: &sshd.Conn{ServerConn: &ssh.ServerConn{Permissions: &ssh.Permissions{Extensions: ext}}}}
-			err := c.secondFactorAllows(policy.Permit{Target: store.Target{Name: tt.target}})
+			err := c.secondFactorAllows(policy.Permit{Target: gate.Target{Name: tt.target}})
 			if (err == nil) != tt.want {
 				t.Fatalf("got %v, want allowed %v", err, tt.want)
 			}

@@ -16,7 +16,6 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/route"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/webhook"
 )
 
@@ -115,7 +114,7 @@ func (c *conn) permit() (policy.Permit, error) {
 	if err != nil {
 		return policy.Permit{}, gate.Errorf(fmt.Errorf("list targets: %w", err), "the gate cannot read its policy")
 	}
-	i := slices.IndexFunc(targets, func(t store.Target) bool { return t.Name == r.Target })
+	i := slices.IndexFunc(targets, func(t gate.Target) bool { return t.Name == r.Target })
 	if i < 0 {
 		return c.refusedLogged(fmt.Errorf("target %q is not in the store", r.Target))
 	}
@@ -131,7 +130,7 @@ func (c *conn) permit() (policy.Permit, error) {
 // webhook's environment (the agent, like sshd, takes few env requests), and
 // the config webhook's container settings, within config_webhook.allow.
 func (c *conn) override(p policy.Permit) (policy.Permit, error) {
-	if env, _ := auth.WebhookAttrs(c.sc.Permissions); len(env) > 0 && p.Target.Kind == store.KindDocker && p.Target.Docker != nil {
+	if env, _ := auth.WebhookAttrs(c.sc.Permissions); len(env) > 0 && p.Target.Kind == gate.KindDocker && p.Target.Docker != nil {
 		spec := *p.Target.Docker
 		spec.Env = slices.DeleteFunc(slices.Clone(spec.Env), func(e string) bool {
 			k, _, _ := strings.Cut(e, "=")
@@ -157,7 +156,7 @@ func (c *conn) override(p policy.Permit) (policy.Permit, error) {
 	if r.Docker == nil {
 		return p, nil
 	}
-	if p.Target.Kind != store.KindDocker || p.Target.Docker == nil {
+	if p.Target.Kind != gate.KindDocker || p.Target.Docker == nil {
 		return c.refused(fmt.Errorf("docker settings for target %s of kind %s", p.Target.Name, p.Target.Kind))
 	}
 	spec, err := c.b.hook.allow.Apply(*p.Target.Docker, *r.Docker)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sshgate/sshgate/internal/penalty"
+	"github.com/sshgate/sshgate/internal/sshd/penalty"
 )
 
 // Issue 6 part A: `bans` and `bans lift ADDR`.

@@ -18,7 +18,8 @@ import (
 
 	"github.com/sshgate/sshgate/internal/app"
 	"github.com/sshgate/sshgate/internal/datadir"
-	"github.com/sshgate/sshgate/internal/passwd"
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
@@ -398,10 +399,10 @@ func TestEnvsTargetsGrants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := store.DockerSpec{Image: "alpine:3.20", User: "1000:1000", Cmd: []string{"sleep", "infinity"},
+	want := gate.DockerSpec{Image: "alpine:3.20", User: "1000:1000", Cmd: []string{"sleep", "infinity"},
 		Env: []string{"LANG=C.UTF-8"}, Mounts: []string{"/srv/data:/data:ro"}, Memory: 512 << 20, NanoCPUs: 1_500_000_000,
 		Pids: 256, Network: "backend", Per: "user", IdleTTL: "10m", Pool: 2}
-	if box.Kind != store.KindDocker || box.Docker == nil || !equalJSON(t, *box.Docker, want) {
+	if box.Kind != gate.KindDocker || box.Docker == nil || !equalJSON(t, *box.Docker, want) {
 		t.Fatalf("stored box = %+v %+v, want %+v", box, box.Docker, want)
 	}
 	db1, err := st.GetTarget(context.Background(), "db-1")
@@ -413,7 +414,7 @@ func TestEnvsTargetsGrants(t *testing.T) {
 	}
 }
 
-func equalJSON(t *testing.T, a, b store.DockerSpec) bool {
+func equalJSON(t *testing.T, a, b gate.DockerSpec) bool {
 	t.Helper()
 	return strings.Join(a.Cmd, "\x00") == strings.Join(b.Cmd, "\x00") &&
 		strings.Join(a.Env, "\x00") == strings.Join(b.Env, "\x00") &&

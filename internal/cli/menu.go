@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -291,12 +292,12 @@ func (e *env) addEnvGroupFlag(add *cobra.Command) {
 }
 
 // targetInfos maps target names to their ids and aliases, for list and show.
-func targetInfos(ctx context.Context, st store.Store) (map[string]store.TargetInfo, error) {
+func targetInfos(ctx context.Context, st store.Store) (map[string]gate.TargetInfo, error) {
 	list, err := st.ListTargetInfo(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]store.TargetInfo, len(list))
+	out := make(map[string]gate.TargetInfo, len(list))
 	for _, ti := range list {
 		out[ti.Target] = ti
 	}
@@ -304,7 +305,7 @@ func targetInfos(ctx context.Context, st store.Store) (map[string]store.TargetIn
 }
 
 // infoRows are the rows `target show` adds for the menu.
-func infoRows(ti store.TargetInfo) [][2]string {
+func infoRows(ti gate.TargetInfo) [][2]string {
 	primary := "no"
 	if ti.Primary {
 		primary = "yes"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/sshgate/sshgate/internal/app"
 	"github.com/sshgate/sshgate/internal/datadir"
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
 )
 
@@ -72,7 +72,7 @@ func TestSessions(t *testing.T) {
 	defer st.Close()
 	ctx := context.Background()
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	if err := st.AddLiveSession(ctx, store.LiveSession{ID: "0123456789abcdef", GateID: "g", User: "alice", Target: "web-1", Login: "root", Started: t0, BytesIn: 3, BytesOut: 40}); err != nil {
+	if err := st.AddLiveSession(ctx, gate.LiveSession{ID: "0123456789abcdef", GateID: "g", User: "alice", Target: "web-1", Login: "root", Started: t0, BytesIn: 3, BytesOut: 40}); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ := runCLI(t, data, "", "sessions")

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sshgate/sshgate/internal/recording"
+	"github.com/sshgate/sshgate/internal/audit/recording"
 )
 
 func (e *env) replayCmd() *cobra.Command {

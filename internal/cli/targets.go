@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/ca"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target/docker"
@@ -79,9 +80,9 @@ func (e *env) targetCmd() *cobra.Command {
 			if err := envExists(ctx, st, t.Env); err != nil {
 				return err
 			}
-			if t.Kind == store.KindUpstream && !f.scan && f.hostKeyFile == "" {
+			if t.Kind == gate.KindUpstream && !f.scan && f.hostKeyFile == "" {
 				fmt.Fprintf(e.stdout, "host key of %s: verified through the host CA (principal %q)\n", t.Name, ca.HostPrincipal(t.Upstream.HostPrincipal, t.Upstream.Addr))
-			} else if t.Kind == store.KindUpstream {
+			} else if t.Kind == gate.KindUpstream {
 				var k ssh.PublicKey
 				if f.scan {
 					if k, err = scanHostKey(ctx, t.Upstream.Addr); err != nil {
@@ -260,39 +261,39 @@ func envExists(ctx context.Context, st store.Store, name string) error {
 }
 
 // target checks the flags and builds the target (without its host key).
-func (f *targetFlags) target(cmd *cobra.Command, name string) (store.Target, error) {
+func (f *targetFlags) target(cmd *cobra.Command, name string) (gate.Target, error) {
 	changed := cmd.Flags().Changed
 	if err := checkTargetName(name); err != nil {
-		return store.Target{}, err
+		return gate.Target{}, err
 	}
 	if f.env == "" {
-		return store.Target{}, usagef("target add %s: --env is required", name)
+		return gate.Target{}, usagef("target add %s: --env is required", name)
 	}
 	if err := checkName("env", f.env); err != nil {
-		return store.Target{}, err
+		return gate.Target{}, err
 	}
 	if changed("login") || f.login != "" {
 		if err := checkLogin("--login", f.login); err != nil {
-			return store.Target{}, err
+			return gate.Target{}, err
 		}
 	}
-	t := store.Target{Name: name, Env: f.env, Login: f.login}
+	t := gate.Target{Name: name, Env: f.env, Login: f.login}
 	isUp, isDocker := changed("upstream"), changed("docker")
 	if isUp == isDocker {
-		return store.Target{}, usagef("target add %s: give exactly one of --upstream and --docker", name)
+		return gate.Target{}, usagef("target add %s: give exactly one of --upstream and --docker", name)
 	}
 	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool"}
 	if isUp {
 		for _, fl := range dockerOnly {
 			if changed(fl) {
-				return store.Target{}, usagef("target add %s: --%s is for --docker targets", name, fl)
+				return gate.Target{}, usagef("target add %s: --%s is for --docker targets", name, fl)
 			}
 		}
 		if err := checkHostPort("--upstream", f.upstream); err != nil {
-			return store.Target{}, err
+			return gate.Target{}, err
 		}
 		if f.login == "" {
-			return store.Target{}, usagef("target add %s: --login is required with --upstream", name)
+			return gate.Target{}, usagef("target add %s: --login is required with --upstream", name)
 		}
 		pins := 0
 		for _, fl := range []string{"host-key", "scan-host-key", "host-ca"} {
@@ -301,52 +302,52 @@ func (f *targetFlags) target(cmd *cobra.Command, name string) (store.Target, err
 			}
 		}
 		if pins > 1 || pins == 0 && !f.caHost {
-			return store.Target{}, usagef("target add %s: give exactly one of --host-key FILE and --scan-host-key, or --host-ca", name)
+			return gate.Target{}, usagef("target add %s: give exactly one of --host-key FILE and --scan-host-key, or --host-ca", name)
 		}
 		if f.hostCA && !f.caHost {
-			return store.Target{}, failf("target add %s: --host-ca: the gate has no host CA; run `sshgate ca init`", name)
+			return gate.Target{}, failf("target add %s: --host-ca: the gate has no host CA; run `sshgate ca init`", name)
 		}
 		if f.hostPrincipal != "" && pins == 1 && !f.hostCA {
-			return store.Target{}, usagef("target add %s: --host-principal is for targets verified through the host CA", name)
+			return gate.Target{}, usagef("target add %s: --host-principal is for targets verified through the host CA", name)
 		}
 		if f.hostPrincipal != "" && (strings.ContainsAny(f.hostPrincipal, ", \t\n") || len(f.hostPrincipal) > 255) {
-			return store.Target{}, usagef("--host-principal %q: want one host name", f.hostPrincipal)
+			return gate.Target{}, usagef("--host-principal %q: want one host name", f.hostPrincipal)
 		}
 		switch f.auth {
-		case "", store.AuthKey:
-		case store.AuthCert:
+		case "", gate.AuthKey:
+		case gate.AuthCert:
 			if !f.caUser {
-				return store.Target{}, failf("target add %s: --auth cert: the gate has no user CA; run `sshgate ca init`", name)
+				return gate.Target{}, failf("target add %s: --auth cert: the gate has no user CA; run `sshgate ca init`", name)
 			}
 		default:
-			return store.Target{}, usagef("--auth %q: want cert or key", f.auth)
+			return gate.Target{}, usagef("--auth %q: want cert or key", f.auth)
 		}
 		if changed("host-key") && f.hostKeyFile == "" {
-			return store.Target{}, usagef("--host-key %q: want a file name", f.hostKeyFile)
+			return gate.Target{}, usagef("--host-key %q: want a file name", f.hostKeyFile)
 		}
-		t.Kind = store.KindUpstream
-		t.Upstream = &store.UpstreamSpec{Addr: f.upstream, Auth: f.auth, HostPrincipal: f.hostPrincipal}
+		t.Kind = gate.KindUpstream
+		t.Upstream = &gate.UpstreamSpec{Addr: f.upstream, Auth: f.auth, HostPrincipal: f.hostPrincipal}
 		return t, nil
 	}
 	for _, fl := range []string{"host-key", "scan-host-key", "host-ca", "host-principal", "auth"} {
 		if changed(fl) {
-			return store.Target{}, usagef("target add %s: --%s is for --upstream targets", name, fl)
+			return gate.Target{}, usagef("target add %s: --%s is for --upstream targets", name, fl)
 		}
 	}
 	d, err := f.dockerSpec()
 	if err != nil {
-		return store.Target{}, err
+		return gate.Target{}, err
 	}
-	t.Kind = store.KindDocker
+	t.Kind = gate.KindDocker
 	t.Docker = d
 	return t, nil
 }
 
-func (f *targetFlags) dockerSpec() (*store.DockerSpec, error) {
+func (f *targetFlags) dockerSpec() (*gate.DockerSpec, error) {
 	if strings.TrimSpace(f.image) == "" || strings.ContainsAny(f.image, " \t\n") {
 		return nil, usagef("--docker %q: want an image reference such as alpine:3.20", f.image)
 	}
-	d := &store.DockerSpec{Image: f.image, User: f.user, Cmd: f.cmd, Network: "none", Per: "connection"}
+	d := &gate.DockerSpec{Image: f.image, User: f.user, Cmd: f.cmd, Network: "none", Per: "connection"}
 	if f.user != "" && (strings.ContainsAny(f.user, " \t\n") || strings.Count(f.user, ":") > 1 || strings.HasPrefix(f.user, ":") || strings.HasSuffix(f.user, ":")) {
 		return nil, usagef("--user %q: want USER, UID or UID:GID", f.user)
 	}
@@ -543,7 +544,7 @@ func parseHostKeyLine(line string) (ssh.PublicKey, error) {
 	return k, nil
 }
 
-func showTarget(w io.Writer, t store.Target, extra ...[2]string) error {
+func showTarget(w io.Writer, t gate.Target, extra ...[2]string) error {
 	tw := newTable(w, "FIELD", "VALUE")
 	tw.row("name", t.Name)
 	tw.row("env", t.Env)

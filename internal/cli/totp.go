@@ -11,8 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/totp"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // Issue 6 part A: `user totp enroll|disable|status` and `mfa`.
@@ -134,13 +135,13 @@ func (e *env) userTOTPCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				users = []store.User{u}
+				users = []gate.User{u}
 			}
 			enrolled, err := st.ListTOTP(cmd.Context())
 			if err != nil {
 				return err
 			}
-			byUser := map[string]store.TOTP{}
+			byUser := map[string]gate.TOTP{}
 			for _, t := range enrolled {
 				byUser[t.User] = t
 			}
@@ -193,7 +194,7 @@ func activateTOTP(ctx context.Context, st store.Store, key []byte, user, secret,
 	if err != nil {
 		return err
 	}
-	if err := st.PutTOTP(ctx, store.TOTP{User: user, Secret: sealed, Active: true, CreatedAt: now}); err != nil {
+	if err := st.PutTOTP(ctx, gate.TOTP{User: user, Secret: sealed, Active: true, CreatedAt: now}); err != nil {
 		return err
 	}
 	if _, err := st.UseTOTPStep(ctx, user, step); err != nil {
@@ -202,7 +203,7 @@ func activateTOTP(ctx context.Context, st store.Store, key []byte, user, secret,
 	return nil
 }
 
-var totpModes = []string{store.TOTPAlways, store.TOTPNever, store.TOTPGrace, "default"}
+var totpModes = []string{gate.TOTPAlways, gate.TOTPNever, gate.TOTPGrace, "default"}
 
 func (e *env) mfaCmd() *cobra.Command {
 	var envName, target, mode string

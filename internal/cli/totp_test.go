@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sshgate/sshgate/internal/totp"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 func TestUserTOTP(t *testing.T) {

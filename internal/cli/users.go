@@ -13,7 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sshgate/sshgate/internal/passwd"
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -46,7 +47,7 @@ func (e *env) userCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := st.AddUser(cmd.Context(), store.User{Name: name, PasswordHash: hash}); err != nil {
+			if err := st.AddUser(cmd.Context(), gate.User{Name: name, PasswordHash: hash}); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "added user %s\n", name)
@@ -134,7 +135,7 @@ func (e *env) userCmd() *cobra.Command {
 // parsedKey is one key line from a file.
 type parsedKey struct {
 	line int
-	key  store.Key
+	key  gate.Key
 	typ  string
 }
 
@@ -158,7 +159,7 @@ func readKeys(r io.Reader, name string) ([]parsedKey, error) {
 		if err != nil {
 			return nil, usagef("%s line %d: %v", name, n, err)
 		}
-		out = append(out, parsedKey{line: n, typ: k.Type(), key: store.Key{
+		out = append(out, parsedKey{line: n, typ: k.Type(), key: gate.Key{
 			Fingerprint:   sshkeys.Fingerprint(k),
 			AuthorizedKey: sshkeys.AuthorizedLine(k),
 			Comment:       comment,
@@ -305,7 +306,7 @@ func (e *env) envCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := st.AddEnv(cmd.Context(), store.Env{Name: args[0]}); err != nil {
+			if err := st.AddEnv(cmd.Context(), gate.Env{Name: args[0]}); err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "added env %s\n", args[0])
@@ -380,7 +381,7 @@ func (e *env) grantCmd() *cobra.Command {
 			if (envName == "") == (target == "") {
 				return usagef("grant %s: give exactly one of --env and --target", user)
 			}
-			g := store.Grant{User: user, Env: envName, Target: target, Login: login, Forwarding: forwarding}
+			g := gate.Grant{User: user, Env: envName, Target: target, Login: login, Forwarding: forwarding}
 			scope := "env " + envName
 			if envName != "" {
 				if err := checkName("env", envName); err != nil {

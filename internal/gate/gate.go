@@ -1,6 +1,8 @@
-// Package gate holds the vocabulary shared by every other package: who a user
-// is once authenticated (Identity), and the errors whose text is safe to show
-// to a user (PublicError). It imports nothing of the project.
+// Package gate holds the vocabulary shared by every other package: the
+// domain records (users, keys, environments, targets and their specs,
+// grants, TOTP enrolments, bans, live sessions), who a user is once
+// authenticated (Identity), and the errors whose text is safe to show to a
+// user (PublicError). It is a leaf: it imports nothing of the project.
 package gate
 
 import (

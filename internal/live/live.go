@@ -11,13 +11,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/relay"
-	"github.com/sshgate/sshgate/internal/store"
 )
 
 // Store is the part of the store the registry uses.
 type Store interface {
-	AddLiveSession(ctx context.Context, s store.LiveSession) error
+	AddLiveSession(ctx context.Context, s gate.LiveSession) error
 	UpdateLiveSession(ctx context.Context, id string, bytesIn, bytesOut int64) error
 	RemoveLiveSession(ctx context.Context, id string) error
 	KillRequests(ctx context.Context, gateID string) ([]string, error)
@@ -68,7 +68,7 @@ func (r *Registry) GateID() string { return r.gateID }
 
 // Start registers a session. A store that fails is logged: the session
 // runs on, unlisted.
-func (r *Registry) Start(s store.LiveSession, c *relay.Counters, kill func()) func() {
+func (r *Registry) Start(s gate.LiveSession, c *relay.Counters, kill func()) func() {
 	s.GateID = r.gateID
 	r.mu.Lock()
 	r.sessions[s.ID] = &entry{c: c, kill: kill}

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/relay"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
 )
 
@@ -20,8 +20,8 @@ func TestRegistry(t *testing.T) {
 	}
 	defer st.Close()
 	// A stale row of this gate (a crash) and a row of another gate.
-	must(t, st.AddLiveSession(ctx, store.LiveSession{ID: "stale", GateID: "g1", User: "a", Target: "t"}))
-	must(t, st.AddLiveSession(ctx, store.LiveSession{ID: "other", GateID: "g2", User: "b", Target: "t"}))
+	must(t, st.AddLiveSession(ctx, gate.LiveSession{ID: "stale", GateID: "g1", User: "a", Target: "t"}))
+	must(t, st.AddLiveSession(ctx, gate.LiveSession{ID: "other", GateID: "g2", User: "b", Target: "t"}))
 	r, err := New(ctx, st, "g1", slog.New(slog.DiscardHandler), Options{Poll: time.Hour, UpdateEvery: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +32,7 @@ func TestRegistry(t *testing.T) {
 	}
 	c := &relay.Counters{}
 	killed := make(chan struct{}, 2)
-	end := r.Start(store.LiveSession{ID: "s1", User: "alice", Target: "web"}, c, func() { killed <- struct{}{} })
+	end := r.Start(gate.LiveSession{ID: "s1", User: "alice", Target: "web"}, c, func() { killed <- struct{}{} })
 	c.In.Add(5)
 	c.Out.Add(7)
 	r.poll(ctx, true)

@@ -6,7 +6,7 @@ package policy
 import (
 	"sort"
 
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 // Login is one way a user may log in to a target.
@@ -18,13 +18,13 @@ type Login struct {
 // Access is a target a user may reach, with the logins granted on it. The
 // first login is the one used when the user names none.
 type Access struct {
-	Target store.Target
+	Target gate.Target
 	Logins []Login
 }
 
 // Permit is a decision to let a user into a target as a login.
 type Permit struct {
-	Target     store.Target
+	Target     gate.Target
 	Login      string
 	Forwarding bool
 }
@@ -33,7 +33,7 @@ type Permit struct {
 // grant on an environment covers every target in it; a grant without a login
 // means the target's default login. When several grants give the same login,
 // forwarding is allowed if any of them allows it.
-func Accessible(targets []store.Target, grants []store.Grant) []Access {
+func Accessible(targets []gate.Target, grants []gate.Grant) []Access {
 	var out []Access
 	for _, t := range targets {
 		logins := map[string]bool{}

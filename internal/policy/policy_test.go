@@ -3,17 +3,17 @@ package policy
 import (
 	"testing"
 
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 func TestDecide(t *testing.T) {
-	targets := []store.Target{
+	targets := []gate.Target{
 		{Name: "web-1", Env: "prod", Login: "www"},
 		{Name: "web-2", Env: "prod", Login: "www"},
 		{Name: "db-1", Env: "data", Login: "postgres"},
 		{Name: "lab", Env: "lab", Login: "student"},
 	}
-	grants := []store.Grant{
+	grants := []gate.Grant{
 		{User: "alice", Env: "prod"},
 		{User: "alice", Target: "web-1", Login: "root", Forwarding: true},
 		{User: "alice", Target: "db-1", Forwarding: true},
@@ -49,13 +49,13 @@ func TestDecide(t *testing.T) {
 }
 
 func TestDefaultLoginFirst(t *testing.T) {
-	targets := []store.Target{{Name: "t", Env: "e", Login: "zed"}}
-	grants := []store.Grant{{User: "u", Target: "t", Login: "adm"}, {User: "u", Target: "t"}}
+	targets := []gate.Target{{Name: "t", Env: "e", Login: "zed"}}
+	grants := []gate.Grant{{User: "u", Target: "t", Login: "adm"}, {User: "u", Target: "t"}}
 	p, ok := Decide(Accessible(targets, grants), "t", "")
 	if !ok || p.Login != "zed" {
 		t.Fatalf("default login: got %+v %v, want zed", p, ok)
 	}
-	grants = []store.Grant{{User: "u", Target: "t", Login: "adm"}}
+	grants = []gate.Grant{{User: "u", Target: "t", Login: "adm"}}
 	p, ok = Decide(Accessible(targets, grants), "t", "")
 	if !ok || p.Login != "adm" {
 		t.Fatalf("only granted login: got %+v %v, want adm", p, ok)
@@ -68,12 +68,12 @@ func TestDefaultLoginFirst(t *testing.T) {
 // A container target has no login of its own: a grant without a login
 // reaches it as the container's user (the empty login).
 func TestContainerTargetWithoutLogin(t *testing.T) {
-	targets := []store.Target{{Name: "box", Env: "lab", Kind: store.KindDocker}}
-	p, ok := Decide(Accessible(targets, []store.Grant{{User: "u", Env: "lab"}}), "box", "")
+	targets := []gate.Target{{Name: "box", Env: "lab", Kind: gate.KindDocker}}
+	p, ok := Decide(Accessible(targets, []gate.Grant{{User: "u", Env: "lab"}}), "box", "")
 	if !ok || p.Login != "" {
 		t.Fatalf("got %+v %v, want the empty login", p, ok)
 	}
-	if _, ok := Decide(Accessible(targets, []store.Grant{{User: "u", Env: "lab"}}), "box", "root"); ok {
+	if _, ok := Decide(Accessible(targets, []gate.Grant{{User: "u", Env: "lab"}}), "box", "root"); ok {
 		t.Fatal("an ungranted login was allowed")
 	}
 }

@@ -1,6 +1,6 @@
 package policy
 
-import "github.com/sshgate/sshgate/internal/store"
+import "github.com/sshgate/sshgate/internal/gate"
 
 // ResolveName finds the target a name, an alias or a node id (the NODEID of
 // NODEID-UID, when node is not 0) designates, over the store's target infos.
@@ -8,7 +8,7 @@ import "github.com/sshgate/sshgate/internal/store"
 // unique and apart from names, so two is only a safety net). The broker
 // routes with it and the second factor decides its mode with it: both must
 // land on the same target.
-func ResolveName(infos []store.TargetInfo, name string, node int64) string {
+func ResolveName(infos []gate.TargetInfo, name string, node int64) string {
 	var found []string
 	for _, ti := range infos {
 		switch {

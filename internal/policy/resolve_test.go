@@ -3,11 +3,11 @@ package policy
 import (
 	"testing"
 
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 func TestResolveName(t *testing.T) {
-	infos := []store.TargetInfo{
+	infos := []gate.TargetInfo{
 		{Target: "web-1", ID: 1, Aliases: []string{"www", "front"}},
 		{Target: "web-2", ID: 2, Aliases: []string{"api"}},
 		{Target: "www-old", ID: 3},

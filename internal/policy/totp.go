@@ -1,6 +1,6 @@
 package policy
 
-import "github.com/sshgate/sshgate/internal/store"
+import "github.com/sshgate/sshgate/internal/gate"
 
 // How a connection's login met the TOTP second factor, as auth records it
 // in the connection's permissions (auth.ExtTOTPProof).
@@ -16,11 +16,11 @@ const (
 func TOTPSatisfied(mode, proof string) bool {
 	switch proof {
 	case TOTPProofExempt, TOTPProofCode:
-		return mode == store.TOTPNever || mode == store.TOTPGrace || mode == store.TOTPAlways
+		return mode == gate.TOTPNever || mode == gate.TOTPGrace || mode == gate.TOTPAlways
 	case TOTPProofGrace:
-		return mode == store.TOTPNever || mode == store.TOTPGrace
+		return mode == gate.TOTPNever || mode == gate.TOTPGrace
 	case TOTPProofNone:
-		return mode == store.TOTPNever
+		return mode == gate.TOTPNever
 	}
 	return false
 }

@@ -3,14 +3,14 @@ package policy
 import (
 	"testing"
 
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 func TestTOTPSatisfied(t *testing.T) {
 	const (
-		always = store.TOTPAlways
-		grace  = store.TOTPGrace
-		never  = store.TOTPNever
+		always = gate.TOTPAlways
+		grace  = gate.TOTPGrace
+		never  = gate.TOTPNever
 	)
 	tests := []struct {
 		mode, proof string

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/wire"
+	"github.com/sshgate/sshgate/internal/coalesce"
 )
 
 // Handler serves one authenticated connection. It returns when the
@@ -168,7 +168,7 @@ func (s *Server) handle(nc net.Conn) {
 	s.observeAccepted()
 	s.unauth++
 	s.perSource[src]++
-	wc := wire.New(nc)
+	wc := coalesce.New(nc)
 	tc := &trackedConn{Conn: wc, raw: nc, src: src, start: time.Now()}
 	s.conns[tc] = struct{}{}
 	s.pending[tc] = struct{}{}

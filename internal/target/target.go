@@ -11,12 +11,11 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/store"
 )
 
 // Request is what the broker asks a backend for.
 type Request struct {
-	Target store.Target
+	Target gate.Target
 	Login  string         // the login on the target, already authorized
 	ID     *gate.Identity // the gate user
 	ConnID string         // the client connection, for labels and logs

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/route"
-	"github.com/sshgate/sshgate/internal/store"
 )
 
 // Allow is what the operator lets the config webhook ask for. The zero
@@ -43,7 +43,7 @@ func (a Allow) ImageAllowed(image string) bool {
 // first ask outside the bounds. It never grants what the spec type cannot
 // express (privileged, capabilities, host network): such asks are refused
 // when the reply is parsed. An overridden spec never uses a warm pool.
-func (a Allow) Apply(spec store.DockerSpec, o DockerOverride) (store.DockerSpec, error) {
+func (a Allow) Apply(spec gate.DockerSpec, o DockerOverride) (gate.DockerSpec, error) {
 	out := spec
 	out.Env = slices.Clone(spec.Env)
 	out.Mounts = slices.Clone(spec.Mounts)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 func TestParseAuthReply(t *testing.T) {
@@ -96,19 +96,19 @@ func TestAllowApply(t *testing.T) {
 	}
 	a := Allow{Images: []string{"sshgate-test/*", "alpine:3.20"}, MountSources: []string{allowed},
 		MaxMemory: 512 << 20, MaxCPUs: 2, MaxPids: 256}
-	base := store.DockerSpec{Image: "sshgate-test/busybox:latest", Env: []string{"A=1", "B=2"}, Pool: 3}
+	base := gate.DockerSpec{Image: "sshgate-test/busybox:latest", Env: []string{"A=1", "B=2"}, Pool: 3}
 	tests := []struct {
 		name    string
 		o       DockerOverride
 		wantErr string
-		check   func(t *testing.T, s store.DockerSpec)
+		check   func(t *testing.T, s gate.DockerSpec)
 	}{
-		{name: "nothing", check: func(t *testing.T, s store.DockerSpec) {
+		{name: "nothing", check: func(t *testing.T, s gate.DockerSpec) {
 			if s.Image != base.Image || s.Pool != 0 {
 				t.Errorf("%+v", s)
 			}
 		}},
-		{name: "image by prefix", o: DockerOverride{Image: "sshgate-test/other:1"}, check: func(t *testing.T, s store.DockerSpec) {
+		{name: "image by prefix", o: DockerOverride{Image: "sshgate-test/other:1"}, check: func(t *testing.T, s gate.DockerSpec) {
 			if s.Image != "sshgate-test/other:1" {
 				t.Errorf("image %q", s.Image)
 			}
@@ -116,12 +116,12 @@ func TestAllowApply(t *testing.T) {
 		{name: "image exact", o: DockerOverride{Image: "alpine:3.20"}},
 		{name: "image not allowed", o: DockerOverride{Image: "alpine:3.21"}, wantErr: "not in config_webhook.allow.images"},
 		{name: "prefix is not a substring", o: DockerOverride{Image: "evil/sshgate-test/x"}, wantErr: "allow.images"},
-		{name: "env replaces", o: DockerOverride{Env: map[string]string{"B": "3", "C": "4"}}, check: func(t *testing.T, s store.DockerSpec) {
+		{name: "env replaces", o: DockerOverride{Env: map[string]string{"B": "3", "C": "4"}}, check: func(t *testing.T, s gate.DockerSpec) {
 			if strings.Join(s.Env, ",") != "A=1,B=3,C=4" {
 				t.Errorf("env %q", s.Env)
 			}
 		}},
-		{name: "mount allowed", o: DockerOverride{Mounts: []string{allowed + "/team:/data:ro"}}, check: func(t *testing.T, s store.DockerSpec) {
+		{name: "mount allowed", o: DockerOverride{Mounts: []string{allowed + "/team:/data:ro"}}, check: func(t *testing.T, s gate.DockerSpec) {
 			if len(s.Mounts) != 1 || len(base.Mounts) != 0 {
 				t.Errorf("mounts %q (base %q)", s.Mounts, base.Mounts)
 			}
@@ -134,13 +134,13 @@ func TestAllowApply(t *testing.T) {
 		{name: "mount relative", o: DockerOverride{Mounts: []string{"shared:/data"}}, wantErr: "absolute"},
 		{name: "mount missing source", o: DockerOverride{Mounts: []string{allowed + "/nope:/data"}}, wantErr: "source"},
 		{name: "mount bad option", o: DockerOverride{Mounts: []string{allowed + ":/data:z"}}, wantErr: "ro or rw"},
-		{name: "memory within", o: DockerOverride{Memory: 256 << 20}, check: func(t *testing.T, s store.DockerSpec) {
+		{name: "memory within", o: DockerOverride{Memory: 256 << 20}, check: func(t *testing.T, s gate.DockerSpec) {
 			if s.Memory != 256<<20 {
 				t.Errorf("memory %d", s.Memory)
 			}
 		}},
 		{name: "memory above", o: DockerOverride{Memory: 1 << 30}, wantErr: "max_memory"},
-		{name: "cpus", o: DockerOverride{CPUs: 1.5}, check: func(t *testing.T, s store.DockerSpec) {
+		{name: "cpus", o: DockerOverride{CPUs: 1.5}, check: func(t *testing.T, s gate.DockerSpec) {
 			if s.NanoCPUs != 1_500_000_000 {
 				t.Errorf("nanocpus %d", s.NanoCPUs)
 			}
@@ -204,7 +204,7 @@ func FuzzParseConfigReply(f *testing.F) {
 		if err != nil || r.Docker == nil {
 			return
 		}
-		s, err := a.Apply(store.DockerSpec{Image: "base"}, *r.Docker)
+		s, err := a.Apply(gate.DockerSpec{Image: "base"}, *r.Docker)
 		if err != nil {
 			return
 		}

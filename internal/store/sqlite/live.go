@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
 // ---- live sessions (issue 7) ----
 
-func (s *Store) AddLiveSession(ctx context.Context, l store.LiveSession) error {
+func (s *Store) AddLiveSession(ctx context.Context, l gate.LiveSession) error {
 	if l.ID == "" || l.GateID == "" {
 		return errors.New("add live session: empty id or gate id")
 	}
@@ -50,16 +51,16 @@ func (s *Store) RemoveLiveSession(ctx context.Context, id string) error {
 	return nil
 }
 
-func (s *Store) ListLiveSessions(ctx context.Context) ([]store.LiveSession, error) {
+func (s *Store) ListLiveSessions(ctx context.Context) ([]gate.LiveSession, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, gate_id, user, target, login, started_at, bytes_in, bytes_out, updated_at, kill_requested
 		FROM live_sessions ORDER BY started_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list live sessions: %w", err)
 	}
 	defer rows.Close()
-	out := []store.LiveSession{}
+	out := []gate.LiveSession{}
 	for rows.Next() {
-		var l store.LiveSession
+		var l gate.LiveSession
 		var started, updated int64
 		if err := rows.Scan(&l.ID, &l.GateID, &l.User, &l.Target, &l.Login, &started, &l.BytesIn, &l.BytesOut, &updated, &l.KillRequested); err != nil {
 			return nil, fmt.Errorf("list live sessions: %w", err)

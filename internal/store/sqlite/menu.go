@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -53,7 +54,7 @@ CREATE TABLE env_groups (
 );
 `
 
-func (s *Store) ListTargetInfo(ctx context.Context) ([]store.TargetInfo, error) {
+func (s *Store) ListTargetInfo(ctx context.Context) ([]gate.TargetInfo, error) {
 	out, err := s.targetInfo(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("list target info: %w", err)
@@ -61,19 +62,19 @@ func (s *Store) ListTargetInfo(ctx context.Context) ([]store.TargetInfo, error) 
 	return out, nil
 }
 
-func (s *Store) GetTargetInfo(ctx context.Context, target string) (store.TargetInfo, error) {
+func (s *Store) GetTargetInfo(ctx context.Context, target string) (gate.TargetInfo, error) {
 	out, err := s.targetInfo(ctx, target)
 	if err != nil {
-		return store.TargetInfo{}, fmt.Errorf("get target info %q: %w", target, err)
+		return gate.TargetInfo{}, fmt.Errorf("get target info %q: %w", target, err)
 	}
 	if len(out) == 0 {
-		return store.TargetInfo{}, fmt.Errorf("target %q: %w", target, store.ErrNotFound)
+		return gate.TargetInfo{}, fmt.Errorf("target %q: %w", target, store.ErrNotFound)
 	}
 	return out[0], nil
 }
 
 // targetInfo reads one target's info (name != "") or every target's.
-func (s *Store) targetInfo(ctx context.Context, name string) ([]store.TargetInfo, error) {
+func (s *Store) targetInfo(ctx context.Context, name string) ([]gate.TargetInfo, error) {
 	q := `SELECT i.id, i.target, i.is_primary, i.description, COALESCE(a.alias, '')
 		FROM target_info i LEFT JOIN target_aliases a ON a.target = i.target`
 	args := []any{}
@@ -86,9 +87,9 @@ func (s *Store) targetInfo(ctx context.Context, name string) ([]store.TargetInfo
 		return nil, err
 	}
 	defer rows.Close()
-	out := []store.TargetInfo{}
+	out := []gate.TargetInfo{}
 	for rows.Next() {
-		var ti store.TargetInfo
+		var ti gate.TargetInfo
 		var alias string
 		if err := rows.Scan(&ti.ID, &ti.Target, &ti.Primary, &ti.Description, &alias); err != nil {
 			return nil, err
@@ -168,26 +169,26 @@ func (s *Store) SetTargetDescription(ctx context.Context, target, description st
 	return s.setTargetInfo(ctx, "description", target, "description", description)
 }
 
-func (s *Store) userInfo(ctx context.Context, where string, arg any) (store.UserInfo, error) {
-	var ui store.UserInfo
+func (s *Store) userInfo(ctx context.Context, where string, arg any) (gate.UserInfo, error) {
+	var ui gate.UserInfo
 	var def sql.NullString
 	err := s.db.QueryRowContext(ctx, `SELECT uid, user, default_target FROM user_info WHERE `+where+` = ?`, arg).
 		Scan(&ui.UID, &ui.User, &def)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.UserInfo{}, fmt.Errorf("user %v: %w", arg, store.ErrNotFound)
+		return gate.UserInfo{}, fmt.Errorf("user %v: %w", arg, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.UserInfo{}, fmt.Errorf("get user info %v: %w", arg, err)
+		return gate.UserInfo{}, fmt.Errorf("get user info %v: %w", arg, err)
 	}
 	ui.DefaultTarget = def.String
 	return ui, nil
 }
 
-func (s *Store) GetUserInfo(ctx context.Context, user string) (store.UserInfo, error) {
+func (s *Store) GetUserInfo(ctx context.Context, user string) (gate.UserInfo, error) {
 	return s.userInfo(ctx, "user", user)
 }
 
-func (s *Store) UserByUID(ctx context.Context, uid int64) (store.UserInfo, error) {
+func (s *Store) UserByUID(ctx context.Context, uid int64) (gate.UserInfo, error) {
 	return s.userInfo(ctx, "uid", uid)
 }
 

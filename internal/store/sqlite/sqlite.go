@@ -22,6 +22,7 @@ import (
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -315,7 +316,7 @@ func affected(res sql.Result, err error, notFound error) error {
 
 // ---- users ----
 
-func (s *Store) AddUser(ctx context.Context, u store.User) error {
+func (s *Store) AddUser(ctx context.Context, u gate.User) error {
 	if u.Name == "" {
 		return errors.New("add user: empty name")
 	}
@@ -330,30 +331,30 @@ func (s *Store) AddUser(ctx context.Context, u store.User) error {
 	return nil
 }
 
-func (s *Store) GetUser(ctx context.Context, name string) (store.User, error) {
-	var u store.User
+func (s *Store) GetUser(ctx context.Context, name string) (gate.User, error) {
+	var u gate.User
 	var created int64
 	err := s.db.QueryRowContext(ctx, `SELECT name, password_hash, created_at FROM users WHERE name = ?`, name).
 		Scan(&u.Name, &u.PasswordHash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.User{}, fmt.Errorf("user %q: %w", name, store.ErrNotFound)
+		return gate.User{}, fmt.Errorf("user %q: %w", name, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.User{}, fmt.Errorf("get user %q: %w", name, err)
+		return gate.User{}, fmt.Errorf("get user %q: %w", name, err)
 	}
 	u.CreatedAt = fromDB(created)
 	return u, nil
 }
 
-func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
+func (s *Store) ListUsers(ctx context.Context) ([]gate.User, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT name, password_hash, created_at FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
 	defer rows.Close()
-	out := []store.User{}
+	out := []gate.User{}
 	for rows.Next() {
-		var u store.User
+		var u gate.User
 		var created int64
 		if err := rows.Scan(&u.Name, &u.PasswordHash, &created); err != nil {
 			return nil, fmt.Errorf("list users: %w", err)
@@ -392,7 +393,7 @@ func (s *Store) RemoveUser(ctx context.Context, name string) error {
 
 // ---- keys ----
 
-func (s *Store) AddKey(ctx context.Context, k store.Key) error {
+func (s *Store) AddKey(ctx context.Context, k gate.Key) error {
 	if k.Fingerprint == "" {
 		return fmt.Errorf("add key for %q: empty fingerprint", k.User)
 	}
@@ -414,15 +415,15 @@ func (s *Store) AddKey(ctx context.Context, k store.Key) error {
 
 // ListKeys lists a user's keys, oldest first; an unknown user has none
 // (like ListGrants), so the gate's key lookup costs one query.
-func (s *Store) ListKeys(ctx context.Context, user string) ([]store.Key, error) {
+func (s *Store) ListKeys(ctx context.Context, user string) ([]gate.Key, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT user, fingerprint, authorized_key, comment, created_at FROM keys WHERE user = ? ORDER BY created_at, fingerprint`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list keys of %q: %w", user, err)
 	}
 	defer rows.Close()
-	out := []store.Key{}
+	out := []gate.Key{}
 	for rows.Next() {
-		var k store.Key
+		var k gate.Key
 		var created int64
 		if err := rows.Scan(&k.User, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &created); err != nil {
 			return nil, fmt.Errorf("list keys of %q: %w", user, err)
@@ -454,7 +455,7 @@ func (s *Store) RemoveKey(ctx context.Context, user, fingerprint string) error {
 
 // ---- envs ----
 
-func (s *Store) AddEnv(ctx context.Context, e store.Env) error {
+func (s *Store) AddEnv(ctx context.Context, e gate.Env) error {
 	if e.Name == "" {
 		return errors.New("add env: empty name")
 	}
@@ -468,15 +469,15 @@ func (s *Store) AddEnv(ctx context.Context, e store.Env) error {
 	return nil
 }
 
-func (s *Store) ListEnvs(ctx context.Context) ([]store.Env, error) {
+func (s *Store) ListEnvs(ctx context.Context) ([]gate.Env, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT name, created_at FROM envs ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list envs: %w", err)
 	}
 	defer rows.Close()
-	out := []store.Env{}
+	out := []gate.Env{}
 	for rows.Next() {
-		var e store.Env
+		var e gate.Env
 		var created int64
 		if err := rows.Scan(&e.Name, &created); err != nil {
 			return nil, fmt.Errorf("list envs: %w", err)
@@ -514,11 +515,11 @@ func (s *Store) RemoveEnv(ctx context.Context, name string) error {
 
 // spec is the JSON column: the kind-specific part of a target.
 type spec struct {
-	Upstream *store.UpstreamSpec `json:",omitempty"`
-	Docker   *store.DockerSpec   `json:",omitempty"`
+	Upstream *gate.UpstreamSpec `json:",omitempty"`
+	Docker   *gate.DockerSpec   `json:",omitempty"`
 }
 
-func checkTarget(t store.Target) error {
+func checkTarget(t gate.Target) error {
 	if t.Name == "" {
 		return errors.New("empty target name")
 	}
@@ -526,11 +527,11 @@ func checkTarget(t store.Target) error {
 		return fmt.Errorf("target %q: no env", t.Name)
 	}
 	switch t.Kind {
-	case store.KindUpstream:
+	case gate.KindUpstream:
 		if t.Upstream == nil || t.Docker != nil {
 			return fmt.Errorf("target %q: kind %s wants an upstream spec only", t.Name, t.Kind)
 		}
-	case store.KindDocker:
+	case gate.KindDocker:
 		if t.Docker == nil || t.Upstream != nil {
 			return fmt.Errorf("target %q: kind %s wants a docker spec only", t.Name, t.Kind)
 		}
@@ -540,7 +541,7 @@ func checkTarget(t store.Target) error {
 	return nil
 }
 
-func (s *Store) AddTarget(ctx context.Context, t store.Target) error {
+func (s *Store) AddTarget(ctx context.Context, t gate.Target) error {
 	if err := checkTarget(t); err != nil {
 		return fmt.Errorf("add target: %w", err)
 	}
@@ -565,7 +566,7 @@ func (s *Store) AddTarget(ctx context.Context, t store.Target) error {
 }
 
 // UpdateTarget replaces everything but the name and CreatedAt.
-func (s *Store) UpdateTarget(ctx context.Context, t store.Target) error {
+func (s *Store) UpdateTarget(ctx context.Context, t gate.Target) error {
 	if err := checkTarget(t); err != nil {
 		return fmt.Errorf("update target: %w", err)
 	}
@@ -590,16 +591,16 @@ func (s *Store) UpdateTarget(ctx context.Context, t store.Target) error {
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanTarget(r scanner) (store.Target, error) {
-	var t store.Target
+func scanTarget(r scanner) (gate.Target, error) {
+	var t gate.Target
 	var js string
 	var created int64
 	if err := r.Scan(&t.Name, &t.Env, &t.Kind, &t.Login, &js, &created); err != nil {
-		return store.Target{}, err
+		return gate.Target{}, err
 	}
 	var sp spec
 	if err := json.Unmarshal([]byte(js), &sp); err != nil {
-		return store.Target{}, fmt.Errorf("target %q: bad spec: %w", t.Name, err)
+		return gate.Target{}, fmt.Errorf("target %q: bad spec: %w", t.Name, err)
 	}
 	t.Upstream, t.Docker = sp.Upstream, sp.Docker
 	t.CreatedAt = fromDB(created)
@@ -608,24 +609,24 @@ func scanTarget(r scanner) (store.Target, error) {
 
 const targetCols = `name, env, kind, login, spec, created_at`
 
-func (s *Store) GetTarget(ctx context.Context, name string) (store.Target, error) {
+func (s *Store) GetTarget(ctx context.Context, name string) (gate.Target, error) {
 	t, err := scanTarget(s.db.QueryRowContext(ctx, `SELECT `+targetCols+` FROM targets WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Target{}, fmt.Errorf("target %q: %w", name, store.ErrNotFound)
+		return gate.Target{}, fmt.Errorf("target %q: %w", name, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Target{}, fmt.Errorf("get target %q: %w", name, err)
+		return gate.Target{}, fmt.Errorf("get target %q: %w", name, err)
 	}
 	return t, nil
 }
 
-func (s *Store) ListTargets(ctx context.Context) ([]store.Target, error) {
+func (s *Store) ListTargets(ctx context.Context) ([]gate.Target, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+targetCols+` FROM targets ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list targets: %w", err)
 	}
 	defer rows.Close()
-	out := []store.Target{}
+	out := []gate.Target{}
 	for rows.Next() {
 		t, err := scanTarget(rows)
 		if err != nil {
@@ -655,9 +656,9 @@ func (s *Store) RemoveTarget(ctx context.Context, name string) error {
 
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
-func (s *Store) AddGrant(ctx context.Context, g store.Grant) (store.Grant, error) {
+func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) {
 	if (g.Env == "") == (g.Target == "") {
-		return store.Grant{}, fmt.Errorf("add grant for %q: exactly one of env and target must be set", g.User)
+		return gate.Grant{}, fmt.Errorf("add grant for %q: exactly one of env and target must be set", g.User)
 	}
 	if g.CreatedAt.IsZero() {
 		g.CreatedAt = time.Now()
@@ -689,12 +690,12 @@ func (s *Store) AddGrant(ctx context.Context, g store.Grant) (store.Grant, error
 		return nil
 	})
 	if err != nil {
-		return store.Grant{}, err
+		return gate.Grant{}, err
 	}
 	return g, nil
 }
 
-func (s *Store) ListGrants(ctx context.Context, user string) ([]store.Grant, error) {
+func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, error) {
 	q := `SELECT id, user, env, target, login, forwarding, created_at FROM grants`
 	var args []any
 	if user != "" {
@@ -707,9 +708,9 @@ func (s *Store) ListGrants(ctx context.Context, user string) ([]store.Grant, err
 		return nil, fmt.Errorf("list grants: %w", err)
 	}
 	defer rows.Close()
-	out := []store.Grant{}
+	out := []gate.Grant{}
 	for rows.Next() {
-		var g store.Grant
+		var g gate.Grant
 		var env, target sql.NullString
 		var created int64
 		if err := rows.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &created); err != nil {

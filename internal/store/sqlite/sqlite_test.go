@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/storetest"
 )
@@ -46,7 +47,7 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AddUser(ctx, store.User{Name: "alice"}); err != nil {
+	if err := s.AddUser(ctx, gate.User{Name: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -100,7 +101,7 @@ func TestConcurrentWriters(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sshgate.db")
 	handles := []*Store{openTemp(t, path), openTemp(t, path), openTemp(t, path)}
-	if err := handles[0].AddEnv(ctx, store.Env{Name: "prod"}); err != nil {
+	if err := handles[0].AddEnv(ctx, gate.Env{Name: "prod"}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
@@ -111,11 +112,11 @@ func TestConcurrentWriters(t *testing.T) {
 			defer wg.Done()
 			for j := 0; j < 15; j++ {
 				name := string(rune('a'+i)) + "-" + string(rune('a'+j))
-				if err := h.AddUser(ctx, store.User{Name: name}); err != nil {
+				if err := h.AddUser(ctx, gate.User{Name: name}); err != nil {
 					errs <- err
 					return
 				}
-				if _, err := h.AddGrant(ctx, store.Grant{User: name, Env: "prod"}); err != nil {
+				if _, err := h.AddGrant(ctx, gate.Grant{User: name, Env: "prod"}); err != nil {
 					errs <- err
 					return
 				}
@@ -135,7 +136,7 @@ func TestConcurrentWriters(t *testing.T) {
 	if err != nil || len(gs) != 45 {
 		t.Fatalf("%d grants, %v; want 45", len(gs), err)
 	}
-	if err := handles[2].AddUser(ctx, store.User{Name: "a-a"}); !errors.Is(err, store.ErrExists) {
+	if err := handles[2].AddUser(ctx, gate.User{Name: "a-a"}); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("duplicate: %v", err)
 	}
 }

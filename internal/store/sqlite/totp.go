@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
 // ---- TOTP enrolments (issue 6 part A) ----
 
-func (s *Store) PutTOTP(ctx context.Context, t store.TOTP) error {
+func (s *Store) PutTOTP(ctx context.Context, t gate.TOTP) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := requireUser(ctx, tx, t.User); err != nil {
 			return err
@@ -43,32 +44,32 @@ func (s *Store) SetPendingTOTP(ctx context.Context, user, sealed string) error {
 
 const totpColumns = `user, secret, active, pending, last_step, created_at`
 
-func scanTOTP(r scanner) (store.TOTP, error) {
-	var t store.TOTP
+func scanTOTP(r scanner) (gate.TOTP, error) {
+	var t gate.TOTP
 	var created int64
 	err := r.Scan(&t.User, &t.Secret, &t.Active, &t.Pending, &t.LastStep, &created)
 	t.CreatedAt = fromDB(created)
 	return t, err
 }
 
-func (s *Store) GetTOTP(ctx context.Context, user string) (store.TOTP, error) {
+func (s *Store) GetTOTP(ctx context.Context, user string) (gate.TOTP, error) {
 	t, err := scanTOTP(s.db.QueryRowContext(ctx, `SELECT `+totpColumns+` FROM totp WHERE user = ?`, user))
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.TOTP{}, fmt.Errorf("totp of %q: %w", user, store.ErrNotFound)
+		return gate.TOTP{}, fmt.Errorf("totp of %q: %w", user, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.TOTP{}, fmt.Errorf("get totp of %q: %w", user, err)
+		return gate.TOTP{}, fmt.Errorf("get totp of %q: %w", user, err)
 	}
 	return t, nil
 }
 
-func (s *Store) ListTOTP(ctx context.Context) ([]store.TOTP, error) {
+func (s *Store) ListTOTP(ctx context.Context) ([]gate.TOTP, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+totpColumns+` FROM totp ORDER BY user`)
 	if err != nil {
 		return nil, fmt.Errorf("list totp: %w", err)
 	}
 	defer rows.Close()
-	var out []store.TOTP
+	var out []gate.TOTP
 	for rows.Next() {
 		t, err := scanTOTP(rows)
 		if err != nil {
@@ -157,7 +158,7 @@ func (s *Store) GetTOTPMode(ctx context.Context, env, target string) (string, er
 
 // ---- bans (issue 6 part A) ----
 
-func (s *Store) PutBan(ctx context.Context, b store.Ban) error {
+func (s *Store) PutBan(ctx context.Context, b gate.Ban) error {
 	if b.Source == "" {
 		return errors.New("put ban: empty source")
 	}
@@ -170,32 +171,32 @@ func (s *Store) PutBan(ctx context.Context, b store.Ban) error {
 	return nil
 }
 
-func scanBan(r scanner) (store.Ban, error) {
-	var b store.Ban
+func scanBan(r scanner) (gate.Ban, error) {
+	var b gate.Ban
 	var until, created int64
 	err := r.Scan(&b.Source, &until, &b.Reason, &b.Count, &created)
 	b.Until, b.CreatedAt = fromDB(until), fromDB(created)
 	return b, err
 }
 
-func (s *Store) GetBan(ctx context.Context, source string) (store.Ban, error) {
+func (s *Store) GetBan(ctx context.Context, source string) (gate.Ban, error) {
 	b, err := scanBan(s.db.QueryRowContext(ctx, `SELECT source, until, reason, count, created_at FROM bans WHERE source = ?`, source))
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.Ban{}, fmt.Errorf("ban of %s: %w", source, store.ErrNotFound)
+		return gate.Ban{}, fmt.Errorf("ban of %s: %w", source, store.ErrNotFound)
 	}
 	if err != nil {
-		return store.Ban{}, fmt.Errorf("get ban of %s: %w", source, err)
+		return gate.Ban{}, fmt.Errorf("get ban of %s: %w", source, err)
 	}
 	return b, nil
 }
 
-func (s *Store) ListBans(ctx context.Context) ([]store.Ban, error) {
+func (s *Store) ListBans(ctx context.Context) ([]gate.Ban, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT source, until, reason, count, created_at FROM bans ORDER BY source`)
 	if err != nil {
 		return nil, fmt.Errorf("list bans: %w", err)
 	}
 	defer rows.Close()
-	var out []store.Ban
+	var out []gate.Ban
 	for rows.Next() {
 		b, err := scanBan(rows)
 		if err != nil {

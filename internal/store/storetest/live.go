@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -17,8 +18,8 @@ func testLiveSessions(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("empty store: %+v, %v", ls, err)
 	}
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	a := store.LiveSession{ID: "s1", GateID: "g1", User: "alice", Target: "web-1", Login: "root", Started: t0}
-	b := store.LiveSession{ID: "s2", GateID: "g2", User: "bob", Target: "db-1", Started: t0.Add(time.Second)}
+	a := gate.LiveSession{ID: "s1", GateID: "g1", User: "alice", Target: "web-1", Login: "root", Started: t0}
+	b := gate.LiveSession{ID: "s2", GateID: "g2", User: "bob", Target: "db-1", Started: t0.Add(time.Second)}
 	mustOK(t, s.AddLiveSession(ctx, a))
 	mustOK(t, s.AddLiveSession(ctx, b))
 	if err := s.AddLiveSession(ctx, a); !errors.Is(err, store.ErrExists) {
@@ -56,7 +57,7 @@ func testLiveSessions(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Errorf("remove twice: %v, want ErrNotFound", err)
 	}
 	// A gate's restart clears its own stale rows, not another gate's.
-	mustOK(t, s.AddLiveSession(ctx, store.LiveSession{ID: "s3", GateID: "g1", User: "alice", Target: "web-1"}))
+	mustOK(t, s.AddLiveSession(ctx, gate.LiveSession{ID: "s3", GateID: "g1", User: "alice", Target: "web-1"}))
 	mustOK(t, s.ClearLiveSessions(ctx, "g1"))
 	ls, err = s.ListLiveSessions(ctx)
 	mustOK(t, err)

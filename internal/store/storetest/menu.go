@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -13,12 +14,12 @@ import (
 func testMenu(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "prod"}))
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "dev"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "prod"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "dev"}))
 	mustOK(t, s.AddTarget(ctx, upstream("web-1", "prod")))
 	mustOK(t, s.AddTarget(ctx, upstream("web-2", "prod")))
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
-	mustOK(t, s.AddUser(ctx, store.User{Name: "bob"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "bob"}))
 
 	// ids: assigned on add, distinct, stable, never reused.
 	w1, err := s.GetTargetInfo(ctx, "web-1")
@@ -28,7 +29,7 @@ func testMenu(t *testing.T, open func(t *testing.T) store.Store) {
 	if w1.ID <= 0 || w2.ID <= w1.ID {
 		t.Fatalf("ids %d, %d: want positive and increasing", w1.ID, w2.ID)
 	}
-	if !reflect.DeepEqual(w1, store.TargetInfo{Target: "web-1", ID: w1.ID, Aliases: []string{}}) {
+	if !reflect.DeepEqual(w1, gate.TargetInfo{Target: "web-1", ID: w1.ID, Aliases: []string{}}) {
 		t.Fatalf("fresh target info %+v", w1)
 	}
 	mustOK(t, s.RemoveTarget(ctx, "web-2"))
@@ -53,7 +54,7 @@ func testMenu(t *testing.T, open func(t *testing.T) store.Store) {
 	wantErr(t, "primary of unknown", s.SetTargetPrimary(ctx, "nope", true), store.ErrNotFound, "nope")
 	all, err := s.ListTargetInfo(ctx)
 	mustOK(t, err)
-	want := []store.TargetInfo{
+	want := []gate.TargetInfo{
 		{Target: "web-1", ID: w1.ID, Aliases: []string{"front", "www"}, Primary: true, Description: "front end"},
 		{Target: "web-2", ID: w2b.ID, Aliases: []string{}},
 	}
@@ -97,7 +98,7 @@ func testMenu(t *testing.T, open func(t *testing.T) store.Store) {
 	mustOK(t, s.RemoveUser(ctx, "bob"))
 	_, err = s.UserByUID(ctx, b.UID)
 	wantErr(t, "UserByUID removed", err, store.ErrNotFound)
-	mustOK(t, s.AddUser(ctx, store.User{Name: "bob"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "bob"}))
 	if b2, _ := s.GetUserInfo(ctx, "bob"); b2.UID == b.UID {
 		t.Fatalf("re-added user got uid %d again: uids must not be reused", b.UID)
 	}

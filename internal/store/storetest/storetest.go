@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -41,46 +42,46 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 // another handle on the same database opened before the write.
 func TwoHandles(t *testing.T, open2 func(t *testing.T) (store.Store, store.Store)) {
 	ctx := context.Background()
-	gate, cli := open2(t)
+	srv, cli := open2(t)
 	// The gate has read before the CLI writes, as a running gate has.
-	if _, err := gate.GetUser(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := srv.GetUser(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("gate GetUser before add: %v, want ErrNotFound", err)
 	}
-	if _, err := gate.ListTargets(ctx); err != nil {
+	if _, err := srv.ListTargets(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustOK(t, cli.AddUser(ctx, store.User{Name: "alice"}))
-	if _, err := gate.GetUser(ctx, "alice"); err != nil {
+	mustOK(t, cli.AddUser(ctx, gate.User{Name: "alice"}))
+	if _, err := srv.GetUser(ctx, "alice"); err != nil {
 		t.Fatalf("gate does not see user added by cli: %v", err)
 	}
 	mustOK(t, cli.SetPassword(ctx, "alice", "$argon2id$x"))
-	if u, err := gate.GetUser(ctx, "alice"); err != nil || u.PasswordHash != "$argon2id$x" {
+	if u, err := srv.GetUser(ctx, "alice"); err != nil || u.PasswordHash != "$argon2id$x" {
 		t.Fatalf("gate sees %+v, %v after password change", u, err)
 	}
-	mustOK(t, cli.AddKey(ctx, store.Key{User: "alice", Fingerprint: "SHA256:a", AuthorizedKey: "ssh-ed25519 AAAA"}))
-	if ks, err := gate.ListKeys(ctx, "alice"); err != nil || len(ks) != 1 {
+	mustOK(t, cli.AddKey(ctx, gate.Key{User: "alice", Fingerprint: "SHA256:a", AuthorizedKey: "ssh-ed25519 AAAA"}))
+	if ks, err := srv.ListKeys(ctx, "alice"); err != nil || len(ks) != 1 {
 		t.Fatalf("gate sees keys %+v, %v", ks, err)
 	}
-	mustOK(t, cli.AddEnv(ctx, store.Env{Name: "prod"}))
+	mustOK(t, cli.AddEnv(ctx, gate.Env{Name: "prod"}))
 	mustOK(t, cli.AddTarget(ctx, upstream("web-1", "prod")))
-	g, err := cli.AddGrant(ctx, store.Grant{User: "alice", Target: "web-1"})
+	g, err := cli.AddGrant(ctx, gate.Grant{User: "alice", Target: "web-1"})
 	mustOK(t, err)
-	if gs, err := gate.ListGrants(ctx, "alice"); err != nil || len(gs) != 1 || gs[0].ID != g.ID {
+	if gs, err := srv.ListGrants(ctx, "alice"); err != nil || len(gs) != 1 || gs[0].ID != g.ID {
 		t.Fatalf("gate sees grants %+v, %v", gs, err)
 	}
 	// And the other way round, and removals.
-	mustOK(t, gate.RemoveGrant(ctx, g.ID))
+	mustOK(t, srv.RemoveGrant(ctx, g.ID))
 	if gs, err := cli.ListGrants(ctx, ""); err != nil || len(gs) != 0 {
 		t.Fatalf("cli sees grants %+v, %v after removal", gs, err)
 	}
 	mustOK(t, cli.RemoveUser(ctx, "alice"))
-	if _, err := gate.GetUser(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := srv.GetUser(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("gate GetUser after remove: %v, want ErrNotFound", err)
 	}
-	if err := gate.AddUser(ctx, store.User{Name: "bob"}); err != nil {
+	if err := srv.AddUser(ctx, gate.User{Name: "bob"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cli.AddUser(ctx, store.User{Name: "bob"}); !errors.Is(err, store.ErrExists) {
+	if err := cli.AddUser(ctx, gate.User{Name: "bob"}); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second AddUser through the other handle: %v, want ErrExists", err)
 	}
 }
@@ -129,10 +130,10 @@ func recent(t *testing.T, what string, tm time.Time) {
 	}
 }
 
-func upstream(name, env string) store.Target {
-	return store.Target{
-		Name: name, Env: env, Kind: store.KindUpstream, Login: "root",
-		Upstream: &store.UpstreamSpec{Addr: name + ":22", HostKey: "ssh-ed25519 AAAAC3Nza " + name},
+func upstream(name, env string) gate.Target {
+	return gate.Target{
+		Name: name, Env: env, Kind: gate.KindUpstream, Login: "root",
+		Upstream: &gate.UpstreamSpec{Addr: name + ":22", HostKey: "ssh-ed25519 AAAAC3Nza " + name},
 	}
 }
 
@@ -148,17 +149,17 @@ func testUsers(t *testing.T, open func(t *testing.T) store.Store) {
 		want error
 		msg  []string
 	}{
-		{"add carol", func() error { return s.AddUser(ctx, store.User{Name: "carol", PasswordHash: "h1"}) }, nil, nil},
-		{"add alice", func() error { return s.AddUser(ctx, store.User{Name: "alice"}) }, nil, nil},
-		{"add bob", func() error { return s.AddUser(ctx, store.User{Name: "bob"}) }, nil, nil},
-		{"add alice again", func() error { return s.AddUser(ctx, store.User{Name: "alice", PasswordHash: "x"}) }, store.ErrExists, []string{`"alice"`}},
-		{"add empty name", func() error { return s.AddUser(ctx, store.User{}) }, errAny, nil},
+		{"add carol", func() error { return s.AddUser(ctx, gate.User{Name: "carol", PasswordHash: "h1"}) }, nil, nil},
+		{"add alice", func() error { return s.AddUser(ctx, gate.User{Name: "alice"}) }, nil, nil},
+		{"add bob", func() error { return s.AddUser(ctx, gate.User{Name: "bob"}) }, nil, nil},
+		{"add alice again", func() error { return s.AddUser(ctx, gate.User{Name: "alice", PasswordHash: "x"}) }, store.ErrExists, []string{`"alice"`}},
+		{"add empty name", func() error { return s.AddUser(ctx, gate.User{}) }, errAny, nil},
 		{"get missing", func() error { _, err := s.GetUser(ctx, "dave"); return err }, store.ErrNotFound, []string{`"dave"`}},
 		{"set password", func() error { return s.SetPassword(ctx, "alice", "h2") }, nil, nil},
 		{"set password missing", func() error { return s.SetPassword(ctx, "dave", "h") }, store.ErrNotFound, []string{`"dave"`}},
 		{"clear password", func() error { return s.SetPassword(ctx, "carol", "") }, nil, nil},
 		{"remove missing", func() error { return s.RemoveUser(ctx, "dave") }, store.ErrNotFound, []string{`"dave"`}},
-		{"add dave", func() error { return s.AddUser(ctx, store.User{Name: "dave"}) }, nil, nil},
+		{"add dave", func() error { return s.AddUser(ctx, gate.User{Name: "dave"}) }, nil, nil},
 		{"remove dave", func() error { return s.RemoveUser(ctx, "dave") }, nil, nil},
 		{"remove dave again", func() error { return s.RemoveUser(ctx, "dave") }, store.ErrNotFound, []string{`"dave"`}},
 	}
@@ -184,7 +185,7 @@ func testUsers(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	// A given CreatedAt is kept.
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	mustOK(t, s.AddUser(ctx, store.User{Name: "erin", CreatedAt: at}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "erin", CreatedAt: at}))
 	if u, err := s.GetUser(ctx, "erin"); err != nil || !u.CreatedAt.Equal(at) {
 		t.Fatalf("GetUser(erin) = %+v, %v; want CreatedAt %v", u, err, at)
 	}
@@ -194,15 +195,15 @@ func testRemoveUserCascades(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
 	for _, u := range []string{"alice", "bob"} {
-		mustOK(t, s.AddUser(ctx, store.User{Name: u}))
-		mustOK(t, s.AddKey(ctx, store.Key{User: u, Fingerprint: "SHA256:k-" + u, AuthorizedKey: "ssh-ed25519 AAAA"}))
+		mustOK(t, s.AddUser(ctx, gate.User{Name: u}))
+		mustOK(t, s.AddKey(ctx, gate.Key{User: u, Fingerprint: "SHA256:k-" + u, AuthorizedKey: "ssh-ed25519 AAAA"}))
 	}
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "prod"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "prod"}))
 	mustOK(t, s.AddTarget(ctx, upstream("web-1", "prod")))
 	for _, u := range []string{"alice", "bob"} {
-		_, err := s.AddGrant(ctx, store.Grant{User: u, Env: "prod"})
+		_, err := s.AddGrant(ctx, gate.Grant{User: u, Env: "prod"})
 		mustOK(t, err)
-		_, err = s.AddGrant(ctx, store.Grant{User: u, Target: "web-1"})
+		_, err = s.AddGrant(ctx, gate.Grant{User: u, Target: "web-1"})
 		mustOK(t, err)
 	}
 	mustOK(t, s.RemoveUser(ctx, "alice"))
@@ -215,7 +216,7 @@ func testRemoveUserCascades(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("grants after RemoveUser(alice) = %+v, want bob's two", gs)
 	}
 	// Re-adding alice does not resurrect her keys or grants.
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
 	if ks, err := s.ListKeys(ctx, "alice"); err != nil || len(ks) != 0 {
 		t.Fatalf("keys of re-added alice = %+v, %v", ks, err)
 	}
@@ -230,10 +231,10 @@ func testRemoveUserCascades(t *testing.T, open func(t *testing.T) store.Store) {
 func testKeys(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
-	mustOK(t, s.AddUser(ctx, store.User{Name: "bob"}))
-	k1 := store.Key{User: "alice", Fingerprint: "SHA256:one", AuthorizedKey: "ssh-ed25519 AAAA1", Comment: "laptop"}
-	k2 := store.Key{User: "alice", Fingerprint: "SHA256:two", AuthorizedKey: "ssh-ed25519 AAAA2"}
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "bob"}))
+	k1 := gate.Key{User: "alice", Fingerprint: "SHA256:one", AuthorizedKey: "ssh-ed25519 AAAA1", Comment: "laptop"}
+	k2 := gate.Key{User: "alice", Fingerprint: "SHA256:two", AuthorizedKey: "ssh-ed25519 AAAA2"}
 	steps := []struct {
 		name string
 		do   func() error
@@ -265,7 +266,7 @@ func testKeys(t *testing.T, open func(t *testing.T) store.Store) {
 	if len(ks) != 2 {
 		t.Fatalf("ListKeys(alice) = %+v, want 2 keys", ks)
 	}
-	got := map[string]store.Key{}
+	got := map[string]gate.Key{}
 	for _, k := range ks {
 		recent(t, k.Fingerprint, k.CreatedAt)
 		k.CreatedAt = time.Time{}
@@ -287,26 +288,26 @@ func testEnvs(t *testing.T, open func(t *testing.T) store.Store) {
 	if es, err := s.ListEnvs(ctx); err != nil || len(es) != 0 {
 		t.Fatalf("ListEnvs on empty store: %v, %v", es, err)
 	}
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
 	steps := []struct {
 		name string
 		do   func() error
 		want error
 		msg  []string
 	}{
-		{"add staging", func() error { return s.AddEnv(ctx, store.Env{Name: "staging"}) }, nil, nil},
-		{"add prod", func() error { return s.AddEnv(ctx, store.Env{Name: "prod"}) }, nil, nil},
-		{"add dev", func() error { return s.AddEnv(ctx, store.Env{Name: "dev"}) }, nil, nil},
-		{"add prod again", func() error { return s.AddEnv(ctx, store.Env{Name: "prod"}) }, store.ErrExists, []string{`"prod"`}},
-		{"add empty", func() error { return s.AddEnv(ctx, store.Env{}) }, errAny, nil},
+		{"add staging", func() error { return s.AddEnv(ctx, gate.Env{Name: "staging"}) }, nil, nil},
+		{"add prod", func() error { return s.AddEnv(ctx, gate.Env{Name: "prod"}) }, nil, nil},
+		{"add dev", func() error { return s.AddEnv(ctx, gate.Env{Name: "dev"}) }, nil, nil},
+		{"add prod again", func() error { return s.AddEnv(ctx, gate.Env{Name: "prod"}) }, store.ErrExists, []string{`"prod"`}},
+		{"add empty", func() error { return s.AddEnv(ctx, gate.Env{}) }, errAny, nil},
 		{"remove missing", func() error { return s.RemoveEnv(ctx, "qa") }, store.ErrNotFound, []string{`"qa"`}},
 		{"target in prod", func() error { return s.AddTarget(ctx, upstream("web-1", "prod")) }, nil, nil},
 		{"remove used env", func() error { return s.RemoveEnv(ctx, "prod") }, store.ErrExists, []string{`"prod"`}},
-		{"grant on dev", func() error { _, err := s.AddGrant(ctx, store.Grant{User: "alice", Env: "dev"}); return err }, nil, nil},
+		{"grant on dev", func() error { _, err := s.AddGrant(ctx, gate.Grant{User: "alice", Env: "dev"}); return err }, nil, nil},
 		{"remove dev (grants go with it)", func() error { return s.RemoveEnv(ctx, "dev") }, nil, nil},
 		{"remove target", func() error { return s.RemoveTarget(ctx, "web-1") }, nil, nil},
 		{"remove prod now unused", func() error { return s.RemoveEnv(ctx, "prod") }, nil, nil},
-		{"add prod back", func() error { return s.AddEnv(ctx, store.Env{Name: "prod"}) }, nil, nil},
+		{"add prod back", func() error { return s.AddEnv(ctx, gate.Env{Name: "prod"}) }, nil, nil},
 	}
 	for _, st := range steps {
 		wantErr(t, st.name, st.do(), st.want, st.msg...)
@@ -326,10 +327,10 @@ func testEnvs(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 }
 
-func dockerTarget(name, env string) store.Target {
-	return store.Target{
-		Name: name, Env: env, Kind: store.KindDocker, Login: "dev",
-		Docker: &store.DockerSpec{
+func dockerTarget(name, env string) gate.Target {
+	return gate.Target{
+		Name: name, Env: env, Kind: gate.KindDocker, Login: "dev",
+		Docker: &gate.DockerSpec{
 			Image: "alpine:3.20", User: "1000:1000", Cmd: []string{"sleep", "infinity"},
 			Env: []string{"A=1"}, Mounts: []string{"/srv:/srv:ro"}, Memory: 512 << 20,
 			NanoCPUs: 1_500_000_000, Pids: 256, Network: "none", Per: "user", IdleTTL: "10m", Pool: 2,
@@ -337,7 +338,7 @@ func dockerTarget(name, env string) store.Target {
 	}
 }
 
-func sameTarget(t *testing.T, got, want store.Target) {
+func sameTarget(t *testing.T, got, want gate.Target) {
 	t.Helper()
 	recent(t, got.Name, got.CreatedAt)
 	got.CreatedAt, want.CreatedAt = time.Time{}, time.Time{}
@@ -352,7 +353,7 @@ func testTargets(t *testing.T, open func(t *testing.T) store.Store) {
 	if ts, err := s.ListTargets(ctx); err != nil || len(ts) != 0 {
 		t.Fatalf("ListTargets on empty store: %v, %v", ts, err)
 	}
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "prod"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "prod"}))
 	web := upstream("web-1", "prod")
 	box := dockerTarget("box", "prod")
 	steps := []struct {
@@ -364,20 +365,20 @@ func testTargets(t *testing.T, open func(t *testing.T) store.Store) {
 		{"add web-1", func() error { return s.AddTarget(ctx, web) }, nil, nil},
 		{"add box", func() error { return s.AddTarget(ctx, box) }, nil, nil},
 		{"add db-1 no host key", func() error {
-			return s.AddTarget(ctx, store.Target{Name: "db-1", Env: "prod", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: "db:22"}})
+			return s.AddTarget(ctx, gate.Target{Name: "db-1", Env: "prod", Kind: gate.KindUpstream, Upstream: &gate.UpstreamSpec{Addr: "db:22"}})
 		}, nil, nil},
 		{"add web-1 again", func() error { return s.AddTarget(ctx, upstream("web-1", "prod")) }, store.ErrExists, []string{`"web-1"`}},
 		{"add in missing env", func() error { return s.AddTarget(ctx, upstream("web-2", "qa")) }, store.ErrNotFound, []string{`"qa"`}},
 		{"get missing", func() error { _, err := s.GetTarget(ctx, "nope"); return err }, store.ErrNotFound, []string{`"nope"`}},
 		{"remove missing", func() error { return s.RemoveTarget(ctx, "nope") }, store.ErrNotFound, []string{`"nope"`}},
 		{"unknown kind", func() error {
-			return s.AddTarget(ctx, store.Target{Name: "x", Env: "prod", Kind: "ftp", Upstream: &store.UpstreamSpec{Addr: "x:22"}})
+			return s.AddTarget(ctx, gate.Target{Name: "x", Env: "prod", Kind: "ftp", Upstream: &gate.UpstreamSpec{Addr: "x:22"}})
 		}, errAny, nil},
 		{"upstream kind without spec", func() error {
-			return s.AddTarget(ctx, store.Target{Name: "x", Env: "prod", Kind: store.KindUpstream})
+			return s.AddTarget(ctx, gate.Target{Name: "x", Env: "prod", Kind: gate.KindUpstream})
 		}, errAny, nil},
 		{"docker kind with upstream spec", func() error {
-			return s.AddTarget(ctx, store.Target{Name: "x", Env: "prod", Kind: store.KindDocker, Upstream: &store.UpstreamSpec{Addr: "x:22"}})
+			return s.AddTarget(ctx, gate.Target{Name: "x", Env: "prod", Kind: gate.KindDocker, Upstream: &gate.UpstreamSpec{Addr: "x:22"}})
 		}, errAny, nil},
 	}
 	for _, st := range steps {
@@ -405,8 +406,8 @@ func testTargets(t *testing.T, open func(t *testing.T) store.Store) {
 func testUpdateTarget(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "prod"}))
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "staging"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "prod"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "staging"}))
 	at := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 	web := upstream("web-1", "prod")
 	web.CreatedAt = at
@@ -440,21 +441,21 @@ func testUpdateTarget(t *testing.T, open func(t *testing.T) store.Store) {
 
 	wantErr(t, "update missing", s.UpdateTarget(ctx, upstream("nope", "staging")), store.ErrNotFound, `"nope"`)
 	wantErr(t, "update into missing env", s.UpdateTarget(ctx, upstream("web-1", "qa")), store.ErrNotFound, `"qa"`)
-	wantErr(t, "update to bad kind", s.UpdateTarget(ctx, store.Target{Name: "web-1", Env: "staging", Kind: "ftp"}), errAny)
+	wantErr(t, "update to bad kind", s.UpdateTarget(ctx, gate.Target{Name: "web-1", Env: "staging", Kind: "ftp"}), errAny)
 }
 
 func testRemoveTargetCascades(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "prod"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "prod"}))
 	mustOK(t, s.AddTarget(ctx, upstream("web-1", "prod")))
 	mustOK(t, s.AddTarget(ctx, upstream("web-2", "prod")))
-	g1, err := s.AddGrant(ctx, store.Grant{User: "alice", Target: "web-1"})
+	g1, err := s.AddGrant(ctx, gate.Grant{User: "alice", Target: "web-1"})
 	mustOK(t, err)
-	g2, err := s.AddGrant(ctx, store.Grant{User: "alice", Target: "web-2"})
+	g2, err := s.AddGrant(ctx, gate.Grant{User: "alice", Target: "web-2"})
 	mustOK(t, err)
-	g3, err := s.AddGrant(ctx, store.Grant{User: "alice", Env: "prod"})
+	g3, err := s.AddGrant(ctx, gate.Grant{User: "alice", Env: "prod"})
 	mustOK(t, err)
 	mustOK(t, s.RemoveTarget(ctx, "web-1"))
 	gs, err := s.ListGrants(ctx, "alice")
@@ -474,20 +475,20 @@ func testRemoveTargetCascades(t *testing.T, open func(t *testing.T) store.Store)
 func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
-	mustOK(t, s.AddUser(ctx, store.User{Name: "bob"}))
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "prod"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "bob"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "prod"}))
 	mustOK(t, s.AddTarget(ctx, upstream("web-1", "prod")))
 	if gs, err := s.ListGrants(ctx, ""); err != nil || len(gs) != 0 {
 		t.Fatalf("ListGrants on empty store: %v, %v", gs, err)
 	}
-	in := []store.Grant{
+	in := []gate.Grant{
 		{User: "bob", Env: "prod"},
 		{User: "alice", Target: "web-1", Login: "deploy", Forwarding: true},
 		{User: "alice", Env: "prod", Login: "root"},
 		{User: "alice", Target: "web-1"}, // duplicates are allowed; each has its ID
 	}
-	var added []store.Grant
+	var added []gate.Grant
 	for i, g := range in {
 		out, err := s.AddGrant(ctx, g)
 		mustOK(t, err)
@@ -501,7 +502,7 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 		added = append(added, out)
 	}
-	check := func(user string, want ...store.Grant) {
+	check := func(user string, want ...gate.Grant) {
 		t.Helper()
 		gs, err := s.ListGrants(ctx, user)
 		mustOK(t, err)
@@ -530,7 +531,7 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 	// IDs are not reused after removal.
 	last := added[len(added)-1]
 	mustOK(t, s.RemoveGrant(ctx, last.ID))
-	g, err := s.AddGrant(ctx, store.Grant{User: "bob", Target: "web-1"})
+	g, err := s.AddGrant(ctx, gate.Grant{User: "bob", Target: "web-1"})
 	mustOK(t, err)
 	if g.ID <= last.ID {
 		t.Errorf("new grant ID %d reuses or precedes removed %d", g.ID, last.ID)
@@ -540,20 +541,20 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 func testGrantErrors(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "prod"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "prod"}))
 	mustOK(t, s.AddTarget(ctx, upstream("web-1", "prod")))
 	cases := []struct {
 		name string
-		g    store.Grant
+		g    gate.Grant
 		want error
 		msg  []string
 	}{
-		{"missing user", store.Grant{User: "dave", Env: "prod"}, store.ErrNotFound, []string{`"dave"`}},
-		{"missing env", store.Grant{User: "alice", Env: "qa"}, store.ErrNotFound, []string{`"qa"`}},
-		{"missing target", store.Grant{User: "alice", Target: "web-9"}, store.ErrNotFound, []string{`"web-9"`}},
-		{"both env and target", store.Grant{User: "alice", Env: "prod", Target: "web-1"}, errAny, nil},
-		{"neither env nor target", store.Grant{User: "alice"}, errAny, nil},
+		{"missing user", gate.Grant{User: "dave", Env: "prod"}, store.ErrNotFound, []string{`"dave"`}},
+		{"missing env", gate.Grant{User: "alice", Env: "qa"}, store.ErrNotFound, []string{`"qa"`}},
+		{"missing target", gate.Grant{User: "alice", Target: "web-9"}, store.ErrNotFound, []string{`"web-9"`}},
+		{"both env and target", gate.Grant{User: "alice", Env: "prod", Target: "web-1"}, errAny, nil},
+		{"neither env nor target", gate.Grant{User: "alice"}, errAny, nil},
 	}
 	for _, c := range cases {
 		_, err := s.AddGrant(ctx, c.g)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
 )
 
@@ -20,14 +21,14 @@ func runTOTPAndBans(t *testing.T, open func(t *testing.T) store.Store) {
 func testTOTP(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
-	if err := s.PutTOTP(ctx, store.TOTP{User: "nobody", Secret: "x"}); !errors.Is(err, store.ErrNotFound) {
+	if err := s.PutTOTP(ctx, gate.TOTP{User: "nobody", Secret: "x"}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("PutTOTP unknown user: %v, want ErrNotFound", err)
 	}
 	if _, err := s.GetTOTP(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetTOTP none: %v, want ErrNotFound", err)
 	}
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
-	mustOK(t, s.PutTOTP(ctx, store.TOTP{User: "alice", Secret: "sealed1"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
+	mustOK(t, s.PutTOTP(ctx, gate.TOTP{User: "alice", Secret: "sealed1"}))
 	got, err := s.GetTOTP(ctx, "alice")
 	if err != nil || got.Secret != "sealed1" || got.Active || got.LastStep != 0 {
 		t.Fatalf("GetTOTP = %+v, %v", got, err)
@@ -49,7 +50,7 @@ func testTOTP(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("UseTOTPStep unknown user = %v, %v", ok, err)
 	}
 	// Re-enrolling replaces the secret, deactivates and forgets the last step.
-	mustOK(t, s.PutTOTP(ctx, store.TOTP{User: "alice", Secret: "sealed2"}))
+	mustOK(t, s.PutTOTP(ctx, gate.TOTP{User: "alice", Secret: "sealed2"}))
 	if got, _ := s.GetTOTP(ctx, "alice"); got.Secret != "sealed2" || got.Active || got.LastStep != 0 {
 		t.Fatalf("after re-enrol: %+v", got)
 	}
@@ -57,16 +58,16 @@ func testTOTP(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("ListTOTP = %+v, %v", l, err)
 	}
 	// A pending secret leaves the active enrolment alone until it is put.
-	mustOK(t, s.PutTOTP(ctx, store.TOTP{User: "alice", Secret: "sealed2", Active: true}))
+	mustOK(t, s.PutTOTP(ctx, gate.TOTP{User: "alice", Secret: "sealed2", Active: true}))
 	mustOK(t, s.SetPendingTOTP(ctx, "alice", "pending1"))
 	if got, _ := s.GetTOTP(ctx, "alice"); got.Secret != "sealed2" || !got.Active || got.Pending != "pending1" {
 		t.Fatalf("after pending: %+v", got)
 	}
-	mustOK(t, s.PutTOTP(ctx, store.TOTP{User: "alice", Secret: "pending1", Active: true}))
+	mustOK(t, s.PutTOTP(ctx, gate.TOTP{User: "alice", Secret: "pending1", Active: true}))
 	if got, _ := s.GetTOTP(ctx, "alice"); got.Secret != "pending1" || got.Pending != "" {
 		t.Fatalf("after activating the pending secret: %+v", got)
 	}
-	mustOK(t, s.AddUser(ctx, store.User{Name: "bob"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "bob"}))
 	mustOK(t, s.SetPendingTOTP(ctx, "bob", "pending2"))
 	if got, err := s.GetTOTP(ctx, "bob"); err != nil || got.Active || got.Secret != "" || got.Pending != "pending2" {
 		t.Fatalf("pending only: %+v, %v", got, err)
@@ -83,9 +84,9 @@ func testTOTP(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("ActivateTOTP none: %v", err)
 	}
 	// Removing the user removes the enrolment.
-	mustOK(t, s.PutTOTP(ctx, store.TOTP{User: "alice", Secret: "sealed3", Active: true}))
+	mustOK(t, s.PutTOTP(ctx, gate.TOTP{User: "alice", Secret: "sealed3", Active: true}))
 	mustOK(t, s.RemoveUser(ctx, "alice"))
-	mustOK(t, s.AddUser(ctx, store.User{Name: "alice"}))
+	mustOK(t, s.AddUser(ctx, gate.User{Name: "alice"}))
 	if _, err := s.GetTOTP(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("totp survived user removal: %v", err)
 	}
@@ -94,35 +95,35 @@ func testTOTP(t *testing.T, open func(t *testing.T) store.Store) {
 func testTOTPModes(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)
-	if err := s.SetTOTPMode(ctx, "prod", "", store.TOTPAlways); !errors.Is(err, store.ErrNotFound) {
+	if err := s.SetTOTPMode(ctx, "prod", "", gate.TOTPAlways); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("SetTOTPMode unknown env: %v", err)
 	}
-	mustOK(t, s.AddEnv(ctx, store.Env{Name: "prod"}))
-	mustOK(t, s.AddTarget(ctx, store.Target{Name: "web", Env: "prod", Kind: store.KindUpstream, Login: "root",
-		Upstream: &store.UpstreamSpec{Addr: "127.0.0.1:22"}}))
+	mustOK(t, s.AddEnv(ctx, gate.Env{Name: "prod"}))
+	mustOK(t, s.AddTarget(ctx, gate.Target{Name: "web", Env: "prod", Kind: gate.KindUpstream, Login: "root",
+		Upstream: &gate.UpstreamSpec{Addr: "127.0.0.1:22"}}))
 	if m, err := s.GetTOTPMode(ctx, "prod", ""); m != "" || err != nil {
 		t.Fatalf("unset env mode = %q, %v", m, err)
 	}
-	mustOK(t, s.SetTOTPMode(ctx, "prod", "", store.TOTPAlways))
-	mustOK(t, s.SetTOTPMode(ctx, "", "web", store.TOTPNever))
-	mustOK(t, s.SetTOTPMode(ctx, "", "web", store.TOTPGrace))
-	if m, err := s.GetTOTPMode(ctx, "prod", ""); m != store.TOTPAlways || err != nil {
+	mustOK(t, s.SetTOTPMode(ctx, "prod", "", gate.TOTPAlways))
+	mustOK(t, s.SetTOTPMode(ctx, "", "web", gate.TOTPNever))
+	mustOK(t, s.SetTOTPMode(ctx, "", "web", gate.TOTPGrace))
+	if m, err := s.GetTOTPMode(ctx, "prod", ""); m != gate.TOTPAlways || err != nil {
 		t.Fatalf("env mode = %q, %v", m, err)
 	}
-	if m, err := s.GetTOTPMode(ctx, "", "web"); m != store.TOTPGrace || err != nil {
+	if m, err := s.GetTOTPMode(ctx, "", "web"); m != gate.TOTPGrace || err != nil {
 		t.Fatalf("target mode = %q, %v", m, err)
 	}
 	mustOK(t, s.SetTOTPMode(ctx, "", "web", ""))
 	if m, err := s.GetTOTPMode(ctx, "", "web"); m != "" || err != nil {
 		t.Fatalf("cleared target mode = %q, %v", m, err)
 	}
-	if err := s.SetTOTPMode(ctx, "prod", "web", store.TOTPNever); err == nil {
+	if err := s.SetTOTPMode(ctx, "prod", "web", gate.TOTPNever); err == nil {
 		t.Fatal("SetTOTPMode with env and target: no error")
 	}
-	mustOK(t, s.SetTOTPMode(ctx, "", "web", store.TOTPNever))
+	mustOK(t, s.SetTOTPMode(ctx, "", "web", gate.TOTPNever))
 	mustOK(t, s.RemoveTarget(ctx, "web"))
-	mustOK(t, s.AddTarget(ctx, store.Target{Name: "web", Env: "prod", Kind: store.KindUpstream, Login: "root",
-		Upstream: &store.UpstreamSpec{Addr: "127.0.0.1:22"}}))
+	mustOK(t, s.AddTarget(ctx, gate.Target{Name: "web", Env: "prod", Kind: gate.KindUpstream, Login: "root",
+		Upstream: &gate.UpstreamSpec{Addr: "127.0.0.1:22"}}))
 	if m, _ := s.GetTOTPMode(ctx, "", "web"); m != "" {
 		t.Fatalf("target mode survived target removal: %q", m)
 	}
@@ -135,13 +136,13 @@ func testBans(t *testing.T, open func(t *testing.T) store.Store) {
 	if _, err := s.GetBan(ctx, "192.0.2.1/32"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("GetBan none: %v", err)
 	}
-	mustOK(t, s.PutBan(ctx, store.Ban{Source: "192.0.2.1/32", Until: now.Add(time.Minute), Reason: "authfail", Count: 1, CreatedAt: now}))
-	mustOK(t, s.PutBan(ctx, store.Ban{Source: "2001:db8::/64", Until: now.Add(-time.Minute), Reason: "flood", Count: 2, CreatedAt: now}))
+	mustOK(t, s.PutBan(ctx, gate.Ban{Source: "192.0.2.1/32", Until: now.Add(time.Minute), Reason: "authfail", Count: 1, CreatedAt: now}))
+	mustOK(t, s.PutBan(ctx, gate.Ban{Source: "2001:db8::/64", Until: now.Add(-time.Minute), Reason: "flood", Count: 2, CreatedAt: now}))
 	b, err := s.GetBan(ctx, "192.0.2.1/32")
 	if err != nil || !b.Until.Equal(now.Add(time.Minute)) || b.Reason != "authfail" || b.Count != 1 {
 		t.Fatalf("GetBan = %+v, %v", b, err)
 	}
-	mustOK(t, s.PutBan(ctx, store.Ban{Source: "192.0.2.1/32", Until: now.Add(2 * time.Minute), Reason: "authfail", Count: 2, CreatedAt: now}))
+	mustOK(t, s.PutBan(ctx, gate.Ban{Source: "192.0.2.1/32", Until: now.Add(2 * time.Minute), Reason: "authfail", Count: 2, CreatedAt: now}))
 	if b, _ := s.GetBan(ctx, "192.0.2.1/32"); b.Count != 2 || !b.Until.Equal(now.Add(2*time.Minute)) {
 		t.Fatalf("replaced ban = %+v", b)
 	}

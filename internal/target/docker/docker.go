@@ -43,7 +43,6 @@ import (
 
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target"
 )
 
@@ -281,7 +280,7 @@ type box struct {
 type built struct {
 	target  string
 	key     string // identifies the spec, for pools and per-user reuse
-	spec    store.DockerSpec
+	spec    gate.DockerSpec
 	user    string
 	mounts  []mount.Mount
 	network string
@@ -291,8 +290,8 @@ type built struct {
 	idleTTL time.Duration
 }
 
-func (b *Backend) build(t store.Target) (*built, error) {
-	if t.Kind != store.KindDocker || t.Docker == nil {
+func (b *Backend) build(t gate.Target) (*built, error) {
+	if t.Kind != gate.KindDocker || t.Docker == nil {
 		return nil, gate.Errorf(fmt.Errorf("target %s is of kind %q", t.Name, t.Kind), "target %s is not a container target", t.Name)
 	}
 	s := *t.Docker

@@ -25,7 +25,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target"
 	"github.com/sshgate/sshgate/internal/target/docker"
 )
@@ -206,18 +205,18 @@ func (e *env) assertEmpty() {
 	}
 }
 
-func dockerTarget(name string, spec store.DockerSpec) store.Target {
+func dockerTarget(name string, spec gate.DockerSpec) gate.Target {
 	if spec.Image == "" {
 		spec.Image = testImage
 	}
-	return store.Target{Name: name, Kind: store.KindDocker, Login: "user", Docker: &spec}
+	return gate.Target{Name: name, Kind: gate.KindDocker, Login: "user", Docker: &spec}
 }
 
-func request(t store.Target, user string) target.Request {
+func request(t gate.Target, user string) target.Request {
 	return target.Request{Target: t, ID: &gate.Identity{User: user, Method: "publickey"}, ConnID: gate.NewID()}
 }
 
-func (e *env) open(t store.Target, user string) *target.Upstream {
+func (e *env) open(t gate.Target, user string) *target.Upstream {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -291,7 +290,7 @@ func checkConfinement(t testing.TB, c *ssh.Client, uid string) {
 
 func TestOpenConfinedContainer(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("web-1", store.DockerSpec{User: "65534:65534", Memory: 64 << 20, Pids: 64, Env: []string{"GREETING=hello there"}})
+	tg := dockerTarget("web-1", gate.DockerSpec{User: "65534:65534", Memory: 64 << 20, Pids: 64, Env: []string{"GREETING=hello there"}})
 	up := e.open(tg, "alice")
 	if up.Client.User != "user" || len(up.Client.HostKeyAlgorithms) != 1 || up.Client.HostKeyAlgorithms[0] != ssh.KeyAlgoED25519 {
 		t.Errorf("client config: user %q, host key algorithms %v", up.Client.User, up.Client.HostKeyAlgorithms)
@@ -372,28 +371,28 @@ func TestImageUserAndEntrypoint(t *testing.T) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	e := newEnv(t, nil)
-	c := handshake(t, e.open(dockerTarget("imguser", store.DockerSpec{Image: img}), "alice"))
+	c := handshake(t, e.open(dockerTarget("imguser", gate.DockerSpec{Image: img}), "alice"))
 	checkConfinement(t, c, "1000")
 }
 
 func TestDefaultUserIsNotRoot(t *testing.T) {
 	e := newEnv(t, nil)
-	c := handshake(t, e.open(dockerTarget("t-default", store.DockerSpec{}), "alice"))
+	c := handshake(t, e.open(dockerTarget("t-default", gate.DockerSpec{}), "alice"))
 	checkConfinement(t, c, "65534")
-	c2 := handshake(t, e.open(dockerTarget("t-named", store.DockerSpec{User: "user"}), "alice"))
+	c2 := handshake(t, e.open(dockerTarget("t-named", gate.DockerSpec{User: "user"}), "alice"))
 	checkConfinement(t, c2, "1000")
 	// A named user: the files are world-readable instead of chowned.
 	if out := mustRun(t, c2, "stat -c '%a' /run/sshgate/host_key"); out != "444\n" {
 		t.Errorf("host key mode %q", out)
 	}
 
-	_, err := e.b.Open(context.Background(), request(dockerTarget("t-root", store.DockerSpec{User: "0:0"}), "alice"))
+	_, err := e.b.Open(context.Background(), request(dockerTarget("t-root", gate.DockerSpec{User: "0:0"}), "alice"))
 	wantPublic(t, err, "container for t-root could not start: running as root is not allowed")
 }
 
 func TestAllowRoot(t *testing.T) {
 	e := newEnv(t, func(c *docker.Config) { c.AllowRoot = true })
-	c := handshake(t, e.open(dockerTarget("t-root", store.DockerSpec{User: "0"}), "alice"))
+	c := handshake(t, e.open(dockerTarget("t-root", gate.DockerSpec{User: "0"}), "alice"))
 	checkConfinement(t, c, "0")
 }
 
@@ -414,25 +413,25 @@ func wantPublic(t testing.TB, err error, text string) {
 func TestOpenErrors(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := context.Background()
-	_, err := e.b.Open(ctx, request(dockerTarget("web-1", store.DockerSpec{Image: "sshgate-test/missing:latest"}), "alice"))
+	_, err := e.b.Open(ctx, request(dockerTarget("web-1", gate.DockerSpec{Image: "sshgate-test/missing:latest"}), "alice"))
 	wantPublic(t, err, `container for web-1 could not start: image "sshgate-test/missing:latest" not found`)
 
-	_, err = e.b.Open(ctx, request(dockerTarget("web-1", store.DockerSpec{Memory: 1 << 20}), "alice"))
+	_, err = e.b.Open(ctx, request(dockerTarget("web-1", gate.DockerSpec{Memory: 1 << 20}), "alice"))
 	wantPublic(t, err, "container for web-1 could not start: the engine refused the limits")
 
-	_, err = e.b.Open(ctx, request(dockerTarget("web-1", store.DockerSpec{User: "nosuchuser"}), "alice"))
+	_, err = e.b.Open(ctx, request(dockerTarget("web-1", gate.DockerSpec{User: "nosuchuser"}), "alice"))
 	wantPublic(t, err, "container for web-1 could not start: the user does not exist in the image")
 
-	_, err = e.b.Open(ctx, request(dockerTarget("web-1", store.DockerSpec{Mounts: []string{"/etc:/host-etc"}}), "alice"))
+	_, err = e.b.Open(ctx, request(dockerTarget("web-1", gate.DockerSpec{Mounts: []string{"/etc:/host-etc"}}), "alice"))
 	wantPublic(t, err, "container for web-1 could not start: a mount is not allowed (/etc:/host-etc)")
 
-	_, err = e.b.Open(ctx, request(dockerTarget("web-1", store.DockerSpec{Mounts: []string{e.cfg.ContainersDir + ":/x"}}), "alice"))
+	_, err = e.b.Open(ctx, request(dockerTarget("web-1", gate.DockerSpec{Mounts: []string{e.cfg.ContainersDir + ":/x"}}), "alice"))
 	wantPublic(t, err, fmt.Sprintf("container for web-1 could not start: a mount is not allowed (%s:/x)", e.cfg.ContainersDir))
 
-	_, err = e.b.Open(ctx, request(dockerTarget("web-1", store.DockerSpec{Network: "host"}), "alice"))
+	_, err = e.b.Open(ctx, request(dockerTarget("web-1", gate.DockerSpec{Network: "host"}), "alice"))
 	wantPublic(t, err, "container for web-1 could not start: the network is not allowed")
 
-	_, err = e.b.Open(ctx, request(dockerTarget("web-1", store.DockerSpec{Network: "no-such-net"}), "alice"))
+	_, err = e.b.Open(ctx, request(dockerTarget("web-1", gate.DockerSpec{Network: "no-such-net"}), "alice"))
 	wantPublic(t, err, "container for web-1 could not start: the engine could not find a resource it needs")
 
 	e.assertEmpty()
@@ -446,7 +445,7 @@ func TestAgentFails(t *testing.T) {
 	}
 	e := newEnv(t, func(c *docker.Config) { c.AgentPath = fake })
 	start := time.Now()
-	_, err := e.b.Open(context.Background(), request(dockerTarget("web-1", store.DockerSpec{}), "alice"))
+	_, err := e.b.Open(context.Background(), request(dockerTarget("web-1", gate.DockerSpec{}), "alice"))
 	wantPublic(t, err, "container for web-1 could not start: its agent did not answer")
 	t.Logf("failed in %s: %v", time.Since(start).Round(time.Millisecond), err)
 	if !strings.Contains(err.Error(), "fake agent gives up") {
@@ -466,7 +465,7 @@ func TestEngineUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close(context.Background())
-	_, err = b.Open(context.Background(), request(dockerTarget("web-1", store.DockerSpec{}), "alice"))
+	_, err = b.Open(context.Background(), request(dockerTarget("web-1", gate.DockerSpec{}), "alice"))
 	wantPublic(t, err, "container for web-1 could not start: the container engine is unreachable")
 }
 
@@ -476,7 +475,7 @@ func TestMountsAndReadonlyRootfs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "f"), []byte("shared\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := handshake(t, e.open(dockerTarget("ro", store.DockerSpec{User: "65534:65534", Mounts: []string{src + ":/data:ro"}}), "alice"))
+	c := handshake(t, e.open(dockerTarget("ro", gate.DockerSpec{User: "65534:65534", Mounts: []string{src + ":/data:ro"}}), "alice"))
 	if out := mustRun(t, c, "cat /data/f"); out != "shared\n" {
 		t.Errorf("mount: %q", out)
 	}
@@ -492,13 +491,13 @@ func TestMountsAndReadonlyRootfs(t *testing.T) {
 func TestLongContainersDir(t *testing.T) {
 	long := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
 	e := newEnv(t, func(c *docker.Config) { c.ContainersDir = long })
-	c := handshake(t, e.open(dockerTarget("long", store.DockerSpec{User: "1000"}), "alice"))
+	c := handshake(t, e.open(dockerTarget("long", gate.DockerSpec{User: "1000"}), "alice"))
 	checkConfinement(t, c, "1000")
 }
 
 func TestConcurrentOpens(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("many", store.DockerSpec{User: "65534:65534", Memory: 32 << 20})
+	tg := dockerTarget("many", gate.DockerSpec{User: "65534:65534", Memory: 32 << 20})
 	const n = 20
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -553,7 +552,7 @@ func poll(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 func TestPerUserReuseAndIdleReap(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("dev", store.DockerSpec{User: "1000:1000", Per: "user", IdleTTL: "2s"})
+	tg := dockerTarget("dev", gate.DockerSpec{User: "1000:1000", Per: "user", IdleTTL: "2s"})
 	up1 := e.open(tg, "alice")
 	c1 := handshake(t, up1)
 	mustRun(t, c1, "echo first > /tmp/marker")
@@ -590,7 +589,7 @@ func TestPerUserReuseAndIdleReap(t *testing.T) {
 
 func TestPerUserContainerGoneIsReplaced(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("dev", store.DockerSpec{User: "1000", Per: "user"})
+	tg := dockerTarget("dev", gate.DockerSpec{User: "1000", Per: "user"})
 	up := e.open(tg, "alice")
 	handshake(t, up)
 	up.Release(context.Background())
@@ -610,7 +609,7 @@ func TestPerUserContainerGoneIsReplaced(t *testing.T) {
 
 func TestReapOrphans(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("orphan", store.DockerSpec{User: "65534"})
+	tg := dockerTarget("orphan", gate.DockerSpec{User: "65534"})
 	for range 2 {
 		handshake(t, e.open(tg, "alice")) // never released: a gate killed with -9
 	}
@@ -646,7 +645,7 @@ func TestReapOrphans(t *testing.T) {
 
 func TestPool(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("pooled", store.DockerSpec{User: "65534:65534", Pool: 2})
+	tg := dockerTarget("pooled", gate.DockerSpec{User: "65534:65534", Pool: 2})
 	if err := e.b.Prewarm(context.Background(), tg); err != nil {
 		t.Fatal(err)
 	}
@@ -690,7 +689,7 @@ func TestPool(t *testing.T) {
 
 func TestContainerRemovedMidSession(t *testing.T) {
 	e := newEnv(t, nil)
-	up := e.open(dockerTarget("gone", store.DockerSpec{User: "65534"}), "alice")
+	up := e.open(dockerTarget("gone", gate.DockerSpec{User: "65534"}), "alice")
 	c := handshake(t, up)
 	s, err := c.NewSession()
 	if err != nil {
@@ -729,7 +728,7 @@ func TestContainerRemovedMidSession(t *testing.T) {
 
 func TestOOMKill(t *testing.T) {
 	e := newEnv(t, nil)
-	up := e.open(dockerTarget("oom", store.DockerSpec{User: "65534", Memory: 32 << 20}), "alice")
+	up := e.open(dockerTarget("oom", gate.DockerSpec{User: "65534", Memory: 32 << 20}), "alice")
 	c := handshake(t, up)
 	out, err := run(t, c, "head -c 200000000 /dev/zero | tail")
 	var ee *ssh.ExitError
@@ -757,7 +756,7 @@ func TestExecTransport(t *testing.T) {
 	if e.b.Transport() != docker.TransportExec {
 		t.Fatal("transport not exec")
 	}
-	up := e.open(dockerTarget("ex", store.DockerSpec{User: "65534:65534", Pids: 32}), "alice")
+	up := e.open(dockerTarget("ex", gate.DockerSpec{User: "65534:65534", Pids: 32}), "alice")
 	c := handshake(t, up)
 	checkConfinement(t, c, "65534")
 	// stdin and EOF go through.
@@ -771,7 +770,7 @@ func TestExecTransport(t *testing.T) {
 		t.Errorf("files: %q", out)
 	}
 	// Per-user through exec as well.
-	tg := dockerTarget("exu", store.DockerSpec{User: "1000", Per: "user"})
+	tg := dockerTarget("exu", gate.DockerSpec{User: "1000", Per: "user"})
 	c1 := handshake(t, e.open(tg, "alice"))
 	mustRun(t, c1, "echo x > /tmp/m")
 	c2 := handshake(t, e.open(tg, "alice"))
@@ -809,7 +808,7 @@ func TestMeasure(t *testing.T) {
 		t.Skip("set SSHGATE_MEASURE=1 to print timings and throughput")
 	}
 	needDocker(t)
-	first := func(e *env, tg store.Target) time.Duration {
+	first := func(e *env, tg gate.Target) time.Duration {
 		start := time.Now()
 		up := e.open(tg, "alice")
 		c := handshake(t, up)
@@ -836,20 +835,20 @@ func TestMeasure(t *testing.T) {
 	})
 	sock := newEnv(t, nil)
 	report("socket cold: Open to first output", func() time.Duration {
-		return first(sock, dockerTarget("cold", store.DockerSpec{User: "65534"}))
+		return first(sock, dockerTarget("cold", gate.DockerSpec{User: "65534"}))
 	})
-	pt := dockerTarget("pool", store.DockerSpec{User: "65534", Pool: 1})
+	pt := dockerTarget("pool", gate.DockerSpec{User: "65534", Pool: 1})
 	sock.b.Prewarm(context.Background(), pt)
 	report("socket pool: Open to first output", func() time.Duration {
 		poll(t, 30*time.Second, "pool", func() bool { return sock.b.PoolReady(pt) == 1 })
 		return first(sock, pt)
 	})
-	ut := dockerTarget("user", store.DockerSpec{User: "65534", Per: "user"})
+	ut := dockerTarget("user", gate.DockerSpec{User: "65534", Per: "user"})
 	first(sock, ut)
 	report("socket per-user warm: to output", func() time.Duration { return first(sock, ut) })
 	ex := newEnv(t, func(c *docker.Config) { c.Transport = docker.TransportExec })
 	report("exec cold: Open to first output", func() time.Duration {
-		return first(ex, dockerTarget("cold", store.DockerSpec{User: "65534"}))
+		return first(ex, dockerTarget("cold", gate.DockerSpec{User: "65534"}))
 	})
 
 	const size = 100 << 20
@@ -857,7 +856,7 @@ func TestMeasure(t *testing.T) {
 		name string
 		e    *env
 	}{{"socket", sock}, {"exec", ex}} {
-		up := m.e.open(dockerTarget("tp", store.DockerSpec{User: "65534"}), "alice")
+		up := m.e.open(dockerTarget("tp", gate.DockerSpec{User: "65534"}), "alice")
 		c := handshake(t, up)
 		for range 2 {
 			start := time.Now()
@@ -874,7 +873,7 @@ func TestMeasure(t *testing.T) {
 
 func TestCmdRunsBesideAgent(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("svc", store.DockerSpec{User: "1000", Cmd: []string{"sh", "-c", "echo started > /tmp/cmd-ran; exec sleep 1000"}})
+	tg := dockerTarget("svc", gate.DockerSpec{User: "1000", Cmd: []string{"sh", "-c", "echo started > /tmp/cmd-ran; exec sleep 1000"}})
 	c := handshake(t, e.open(tg, "alice"))
 	out := mustRun(t, c, "for i in $(seq 100); do [ -s /tmp/cmd-ran ] && break; sleep 0.05; done; cat /tmp/cmd-ran; ps -o user,args | grep -c '[s]leep 1000'")
 	if out != "started\n1\n" {
@@ -933,7 +932,7 @@ func TestRemoteEngineOverTCP(t *testing.T) {
 	if e.b.Transport() != docker.TransportExec {
 		t.Fatalf("transport %q for a tcp:// engine", e.b.Transport())
 	}
-	up := e.open(dockerTarget("remote", store.DockerSpec{User: "65534:65534"}), "alice")
+	up := e.open(dockerTarget("remote", gate.DockerSpec{User: "65534:65534"}), "alice")
 	c := handshake(t, up)
 	checkConfinement(t, c, "65534")
 	s, _ := c.NewSession()
@@ -948,7 +947,7 @@ func TestRemoteEngineOverTCP(t *testing.T) {
 
 func TestPerUserConcurrentOpensShareOneContainer(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("shared", store.DockerSpec{User: "1000", Per: "user"})
+	tg := dockerTarget("shared", gate.DockerSpec{User: "1000", Per: "user"})
 	const n = 6
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -1001,7 +1000,7 @@ func TestPing(t *testing.T) {
 
 func TestOpenCanceledLeavesNothing(t *testing.T) {
 	e := newEnv(t, nil)
-	tg := dockerTarget("cancel", store.DockerSpec{User: "1000"})
+	tg := dockerTarget("cancel", gate.DockerSpec{User: "1000"})
 	for _, d := range []time.Duration{5 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		up, err := e.b.Open(ctx, request(tg, "alice"))
@@ -1021,7 +1020,7 @@ func TestOpenCanceledLeavesNothing(t *testing.T) {
 // Benchmarks (go test -run '^$' -bench . ./internal/target/docker): Open to
 // the first output of a command, and bulk throughput container->gate.
 
-func benchFirstOutput(b *testing.B, mod func(*docker.Config), spec store.DockerSpec) {
+func benchFirstOutput(b *testing.B, mod func(*docker.Config), spec gate.DockerSpec) {
 	e := newEnv(b, func(c *docker.Config) {
 		c.Logger = slog.New(slog.DiscardHandler)
 		if mod != nil {
@@ -1063,24 +1062,24 @@ func benchFirstOutput(b *testing.B, mod func(*docker.Config), spec store.DockerS
 }
 
 func BenchmarkFirstOutputSocketCold(b *testing.B) {
-	benchFirstOutput(b, nil, store.DockerSpec{User: "65534"})
+	benchFirstOutput(b, nil, gate.DockerSpec{User: "65534"})
 }
 
 func BenchmarkFirstOutputSocketPool(b *testing.B) {
-	benchFirstOutput(b, nil, store.DockerSpec{User: "65534", Pool: 1})
+	benchFirstOutput(b, nil, gate.DockerSpec{User: "65534", Pool: 1})
 }
 
 func BenchmarkFirstOutputSocketPerUser(b *testing.B) {
-	benchFirstOutput(b, nil, store.DockerSpec{User: "65534", Per: "user"})
+	benchFirstOutput(b, nil, gate.DockerSpec{User: "65534", Per: "user"})
 }
 
 func BenchmarkFirstOutputExecCold(b *testing.B) {
-	benchFirstOutput(b, func(c *docker.Config) { c.Transport = docker.TransportExec }, store.DockerSpec{User: "65534"})
+	benchFirstOutput(b, func(c *docker.Config) { c.Transport = docker.TransportExec }, gate.DockerSpec{User: "65534"})
 }
 
 func benchThroughput(b *testing.B, transport string) {
 	e := newEnv(b, func(c *docker.Config) { c.Transport = transport; c.Logger = slog.New(slog.DiscardHandler) })
-	up := e.open(dockerTarget("tp", store.DockerSpec{User: "65534"}), "alice")
+	up := e.open(dockerTarget("tp", gate.DockerSpec{User: "65534"}), "alice")
 	c := handshake(b, up)
 	const mib = 100
 	b.SetBytes(mib << 20)

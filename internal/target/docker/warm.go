@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/target"
 )
 
@@ -130,7 +130,7 @@ type pool struct {
 
 // Prewarm fills the pool of t now (when t has Pool > 0), rather than on the
 // first Open.
-func (b *Backend) Prewarm(ctx context.Context, t store.Target) error {
+func (b *Backend) Prewarm(ctx context.Context, t gate.Target) error {
 	bs, err := b.build(t)
 	if err != nil {
 		return err
@@ -148,7 +148,7 @@ func (b *Backend) Prewarm(ctx context.Context, t store.Target) error {
 }
 
 // PoolReady is how many pre-started containers the pool of t holds now.
-func (b *Backend) PoolReady(t store.Target) int {
+func (b *Backend) PoolReady(t gate.Target) int {
 	bs, err := b.build(t)
 	if err != nil {
 		return 0

@@ -10,7 +10,6 @@ import (
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target"
 )
 
@@ -38,9 +37,9 @@ func (b *Backend) authMethods(req target.Request) ([]ssh.AuthMethod, error) {
 	own := b.ownCA()
 	mode := t.Upstream.Auth
 	if mode == "" && own != nil && own.User != nil {
-		mode = store.AuthCert
+		mode = gate.AuthCert
 	}
-	if mode != store.AuthCert {
+	if mode != gate.AuthCert {
 		return []ssh.AuthMethod{ssh.PublicKeys(b.gateKey)}, nil
 	}
 	if own == nil || own.User == nil {
@@ -66,7 +65,7 @@ func (b *Backend) authMethods(req target.Request) ([]ssh.AuthMethod, error) {
 // hostCheck is how t's host key is verified: the pinned key, or with none
 // pinned, a host certificate from the gate's host CA naming the target's
 // host principal.
-func (b *Backend) hostCheck(t store.Target) (ssh.HostKeyCallback, []string, error) {
+func (b *Backend) hostCheck(t gate.Target) (ssh.HostKeyCallback, []string, error) {
 	if t.Upstream.HostKey != "" {
 		pinned, _, err := sshkeys.ParseAuthorizedKey(t.Upstream.HostKey)
 		if err != nil {

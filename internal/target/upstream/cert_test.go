@@ -18,7 +18,6 @@ import (
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/target"
 )
 
@@ -138,7 +137,7 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 
 	for _, fwd := range []bool{false, true} {
 		req := target.Request{
-			Target: store.Target{Name: "web", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: ft.addr}},
+			Target: gate.Target{Name: "web", Kind: gate.KindUpstream, Upstream: &gate.UpstreamSpec{Addr: ft.addr}},
 			Login:  "deploy", ID: &gate.Identity{User: "alice"}, ConnID: "c0ffee", Forwarding: fwd,
 		}
 		if err := login(t, b, req); err != nil {
@@ -164,7 +163,7 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 
 	// Auth "key": the gate key only.
 	keyOnly := startTarget(t, certHost, func(k ssh.PublicKey) bool { return string(k.Marshal()) == string(gateKey.PublicKey().Marshal()) })
-	req := target.Request{Target: store.Target{Name: "old", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: keyOnly.addr, Auth: store.AuthKey}}, Login: "deploy"}
+	req := target.Request{Target: gate.Target{Name: "old", Kind: gate.KindUpstream, Upstream: &gate.UpstreamSpec{Addr: keyOnly.addr, Auth: gate.AuthKey}}, Login: "deploy"}
 	if err := login(t, b, req); err != nil {
 		t.Fatalf("login with the gate key: %v", err)
 	}
@@ -178,10 +177,10 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 	}
 
 	// Host verification: a wrong principal and another CA are refused with a HostCertError.
-	for name, spec := range map[string]*store.UpstreamSpec{
+	for name, spec := range map[string]*gate.UpstreamSpec{
 		"wrong principal": {Addr: ft.addr, HostPrincipal: "db.internal"},
 	} {
-		err := login(t, b, target.Request{Target: store.Target{Name: "x", Kind: store.KindUpstream, Upstream: spec}, Login: "deploy"})
+		err := login(t, b, target.Request{Target: gate.Target{Name: "x", Kind: gate.KindUpstream, Upstream: spec}, Login: "deploy"})
 		var hc *ca.HostCertError
 		if !errors.As(err, &hc) {
 			t.Errorf("%s: %v, want a HostCertError", name, err)
@@ -191,7 +190,7 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 	otherCert, _ := other.SignHost(hostKey.PublicKey(), []string{"127.0.0.1"}, "t", time.Hour)
 	otherHost, _ := ssh.NewCertSigner(otherCert, hostKey)
 	evil := startTarget(t, otherHost, func(ssh.PublicKey) bool { return true })
-	err = login(t, b, target.Request{Target: store.Target{Name: "evil", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: evil.addr}}, Login: "deploy"})
+	err = login(t, b, target.Request{Target: gate.Target{Name: "evil", Kind: gate.KindUpstream, Upstream: &gate.UpstreamSpec{Addr: evil.addr}}, Login: "deploy"})
 	var hc *ca.HostCertError
 	if !errors.As(err, &hc) {
 		t.Errorf("other host CA: %v, want a HostCertError", err)
@@ -202,7 +201,7 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 
 	// Pinned targets keep working with a CA around.
 	pinned := startTarget(t, hostKey, func(ssh.PublicKey) bool { return true })
-	req = target.Request{Target: store.Target{Name: "p", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: pinned.addr, HostKey: sshkeys.AuthorizedLine(hostKey.PublicKey())}}, Login: "deploy"}
+	req = target.Request{Target: gate.Target{Name: "p", Kind: gate.KindUpstream, Upstream: &gate.UpstreamSpec{Addr: pinned.addr, HostKey: sshkeys.AuthorizedLine(hostKey.PublicKey())}}, Login: "deploy"}
 	if err := login(t, b, req); err != nil {
 		t.Fatalf("pinned target: %v", err)
 	}
@@ -210,7 +209,7 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 
 func TestNoCAUnpinnedIsMisconfigured(t *testing.T) {
 	b, _ := New(signer(t), time.Second)
-	_, err := b.Open(context.Background(), target.Request{Target: store.Target{Name: "x", Kind: store.KindUpstream, Upstream: &store.UpstreamSpec{Addr: "127.0.0.1:1"}}})
+	_, err := b.Open(context.Background(), target.Request{Target: gate.Target{Name: "x", Kind: gate.KindUpstream, Upstream: &gate.UpstreamSpec{Addr: "127.0.0.1:1"}}})
 	var pe *gate.PublicError
 	if !errors.As(err, &pe) || !strings.Contains(pe.Public, "misconfigured") {
 		t.Fatalf("%v, want a misconfigured target", err)

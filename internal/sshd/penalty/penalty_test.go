@@ -9,25 +9,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 type fakeBans struct {
 	mu   sync.Mutex
-	bans map[string]store.Ban
+	bans map[string]gate.Ban
 }
 
-func (f *fakeBans) PutBan(_ context.Context, b store.Ban) error {
+func (f *fakeBans) PutBan(_ context.Context, b gate.Ban) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.bans[b.Source] = b
 	return nil
 }
 
-func (f *fakeBans) ListBans(context.Context) ([]store.Ban, error) {
+func (f *fakeBans) ListBans(context.Context) ([]gate.Ban, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []store.Ban
+	var out []gate.Ban
 	for _, b := range f.bans {
 		out = append(out, b)
 	}
@@ -62,7 +62,7 @@ func testConfig() Config {
 
 func newGuard(cfg Config) (*Guard, *clock, *fakeBans) {
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	fb := &fakeBans{bans: map[string]store.Ban{}}
+	fb := &fakeBans{bans: map[string]gate.Ban{}}
 	g := New(cfg, fb, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	g.SetClock(c.now)
 	return g, c, fb
@@ -174,7 +174,7 @@ func TestIPv6PerSlash64(t *testing.T) {
 func TestRefreshSeesOtherGatesAndLifts(t *testing.T) {
 	g, c, fb := newGuard(testConfig())
 	// Another gate (or the CLI) wrote a ban.
-	_ = fb.PutBan(context.Background(), store.Ban{Source: "192.0.2.8/32", Until: c.t.Add(time.Minute), Count: 1})
+	_ = fb.PutBan(context.Background(), gate.Ban{Source: "192.0.2.8/32", Until: c.t.Add(time.Minute), Count: 1})
 	if !g.Allowed(other) {
 		t.Fatal("ban seen before refresh")
 	}

@@ -1,11 +1,11 @@
-// Package wire holds the net.Conn wrapper the gate puts under x/crypto's SSH
+// Package coalesce holds the net.Conn wrapper the gate puts under x/crypto's SSH
 // transport. x/crypto writes every packet through a 4 KiB bufio.Writer and
 // flushes it, which costs two write syscalls per 32 KiB packet and blocks
 // the writer (and so the relay) for each. Conn queues writes and a flusher
 // sends whatever has accumulated in one syscall, so packets produced while a
 // write is in flight leave together, and encryption overlaps the syscall.
 // It imports nothing of the project.
-package wire
+package coalesce
 
 import (
 	"net"

@@ -25,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 // Event is how a connection's pre-authentication phase ended.
@@ -79,8 +79,8 @@ type Config struct {
 
 // Bans is the part of the store the guard uses.
 type Bans interface {
-	PutBan(ctx context.Context, b store.Ban) error
-	ListBans(ctx context.Context) ([]store.Ban, error)
+	PutBan(ctx context.Context, b gate.Ban) error
+	ListBans(ctx context.Context) ([]gate.Ban, error)
 	PruneBans(ctx context.Context, before time.Time) (int, error)
 }
 
@@ -96,7 +96,7 @@ type Guard struct {
 
 	mu       sync.Mutex
 	score    map[netip.Prefix]time.Time // penalty runs out at
-	known    map[netip.Prefix]store.Ban // bans as last read from (or written to) the store
+	known    map[netip.Prefix]gate.Ban  // bans as last read from (or written to) the store
 	accounts map[string]*counter        // password failures
 	codes    map[string]*counter        // wrong TOTP codes
 }
@@ -110,7 +110,7 @@ type counter struct {
 // New returns a guard; bans may be nil (bans then live in memory only).
 func New(cfg Config, bans Bans, log *slog.Logger) *Guard {
 	return &Guard{cfg: cfg, bans: bans, log: log, now: time.Now,
-		score: map[netip.Prefix]time.Time{}, known: map[netip.Prefix]store.Ban{},
+		score: map[netip.Prefix]time.Time{}, known: map[netip.Prefix]gate.Ban{},
 		accounts: map[string]*counter{}, codes: map[string]*counter{}}
 }
 
@@ -239,7 +239,7 @@ func (g *Guard) Observe(a netip.Addr, e Event) {
 	if had && now.Before(prev.Until.Add(g.cfg.Memory)) {
 		count = prev.Count + 1
 	}
-	b := store.Ban{Source: src.String(), Until: now.Add(g.banFor(count)), Reason: e.String(), Count: count, CreatedAt: now}
+	b := gate.Ban{Source: src.String(), Until: now.Add(g.banFor(count)), Reason: e.String(), Count: count, CreatedAt: now}
 	g.known[src] = b
 	g.mu.Unlock()
 	g.log.Warn("source banned", "source", b.Source, "reason", b.Reason, "for", b.Until.Sub(now).String(), "count", count)
@@ -291,7 +291,7 @@ func (g *Guard) Refresh(ctx context.Context) error {
 			break
 		}
 	}
-	known := make(map[netip.Prefix]store.Ban, len(list))
+	known := make(map[netip.Prefix]gate.Ban, len(list))
 	for _, b := range list {
 		p, err := netip.ParsePrefix(b.Source)
 		if err != nil || b.Until.Before(forgotten) {
