@@ -5,16 +5,20 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/audit"
 	"github.com/sshgate/sshgate/internal/auth"
 	"github.com/sshgate/sshgate/internal/broker"
 	"github.com/sshgate/sshgate/internal/config"
@@ -103,68 +107,69 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer st.Close()
-	ob, err := startObs(ctx, cfg, dir, st, log) // metrics, recordings, live sessions (obs.go)
+	id := gateID(cfg, dir.Path)
+	log = log.With("gate_id", id)
+	ob, err := startObs(ctx, cfg, dir, st, id, log) // metrics, recordings, live sessions (obs.go)
 	if err != nil {
 		return err
 	}
 	defer ob.close()
+	aud, closeAudit, err := startAudit(cfg, dir.Path, id, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	ob.auditDropped(aud)
 
 	up, err := upstream.New(gateKey, cfg.Limits.UpstreamTimeout.D())
 	if err != nil {
 		return err
 	}
 	backends := map[string]target.Backend{gate.KindUpstream: up}
-	closeBackends, err := addDocker(ctx, cfg, dir, st, log, backends, ob.containerStarted)
+	closeBackends, err := addDocker(ctx, cfg, dir, st, id, log, backends, ob.containerStarted)
 	if err != nil {
 		return err
 	}
 	defer closeBackends()
 
-	sc := &ssh.ServerConfig{
-		Config:        ssh.Config{KeyExchanges: cfg.SSH.KeyExchanges, Ciphers: cfg.SSH.Ciphers, MACs: cfg.SSH.MACs},
-		MaxAuthTries:  cfg.Limits.MaxAuthTries,
-		ServerVersion: cfg.SSH.ServerVersion,
-	}
-	for _, k := range hostKeys {
-		k, err := sshkeys.HostSigner(k)
-		if err != nil {
-			return err
-		}
-		sc.AddHostKey(k)
-	}
-	au := auth.New(st, log)
-	guard, err := setupDefence(ctx, cfg, dir, st, au, log)
+	guard, throttle, second, err := setupDefence(ctx, cfg, dir, st, log)
 	if err != nil {
 		return err
 	}
-	stopCA, err := useCA(cfg, dir, hostKeys, sc, au, up, log)
+	cas, err := loadCA(cfg, dir, hostKeys, up, log)
 	if err != nil {
 		return err
 	}
-	defer stopCA()
-	br := broker.New(cfg, st, backends, log)
-	enableTOTPEnrol(br, au)
-	closeWebhooks, err := addWebhooks(cfg, au, br, log)
+	defer cas.stop()
+	hooks, err := newWebhooks(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeWebhooks()
-	aud, closeAudit, err := startAudit(cfg, dir.Path, sc, br, log)
+	defer hooks.close()
+
+	au := auth.New(auth.Deps{Users: st, Log: log, SecondFactor: second, Throttle: throttle, Certs: cas.trust,
+		Webhook: hooks.auth, WebhookMode: cfg.Auth.Webhook.Mode})
+	bd := broker.Deps{Config: cfg, Store: st, Backends: backends, Log: log, Hook: hooks.config,
+		Observers: ob.brokerObservers(), Audit: aud, AuditFailClosed: cfg.Audit.FailClosed}
+	if second != nil {
+		bd.TOTP = second
+	}
+	br, err := broker.New(bd)
 	if err != nil {
 		return err
 	}
-	defer closeAudit()
-	ob.auditDropped(aud)
-	au.Install(sc)
-	ob.wrapAuth(sc)
+	sc, err := serverConfig(cfg, hostKeys, cas.hostCerts, au, ob, aud)
+	if err != nil {
+		return err
+	}
 	srv := sshd.New(sc, sshd.Limits{
 		LoginGrace:         cfg.Limits.LoginGrace.D(),
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,
 		MaxUnauthPerSource: cfg.Limits.MaxUnauthenticatedPerIP,
 		Handshake:          cfg.Limits.Handshake.D(),
 		Guard:              guard,
-	}, br.Handle, log)
-	if err := ob.attach(br, srv); err != nil {
+	}, ob.metrics, br.Handle, log)
+	if err := ob.listen(srv); err != nil {
 		return err
 	}
 
@@ -194,6 +199,59 @@ func Serve(ctx context.Context, o Options) error {
 	_ = srv.Shutdown(sctx)
 	log.Info("stopped")
 	return nil
+}
+
+// serverConfig is the one ssh.ServerConfig of the gate, built whole before
+// the accept loop copies it: algorithms, host keys (and their
+// certificates), the authentication callbacks, and one AuthLogCallback that
+// tells every observer of authentication attempts (metrics, audit; penalties
+// and the login grace are the accept loop's own) in a fixed order.
+func serverConfig(cfg config.Config, hostKeys []ssh.Signer, hostCerts []ssh.Signer, au *auth.Authenticator, ob *observability, aud *audit.Logger) (*ssh.ServerConfig, error) {
+	sc := &ssh.ServerConfig{
+		Config:        ssh.Config{KeyExchanges: cfg.SSH.KeyExchanges, Ciphers: cfg.SSH.Ciphers, MACs: cfg.SSH.MACs},
+		MaxAuthTries:  cfg.Limits.MaxAuthTries,
+		ServerVersion: cfg.SSH.ServerVersion,
+	}
+	for _, k := range hostKeys {
+		k, err := sshkeys.HostSigner(k)
+		if err != nil {
+			return nil, err
+		}
+		sc.AddHostKey(k)
+	}
+	for _, c := range hostCerts {
+		sc.AddHostKey(c)
+	}
+	au.Install(sc)
+	sc.PasswordCallback = ob.honeypot(sc.PasswordCallback)
+	observers := []func(ssh.ConnMetadata, string, error){
+		func(_ ssh.ConnMetadata, method string, err error) { ob.metrics.AuthLog(method, err) },
+		auditAuthFailure(aud),
+	}
+	sc.AuthLogCallback = func(conn ssh.ConnMetadata, method string, err error) {
+		for _, o := range observers {
+			o(conn, method, err)
+		}
+	}
+	return sc, nil
+}
+
+// gateID names this gate, the same everywhere: container labels, live
+// sessions, audit events, logs. It is audit.gate_id when set, else derived
+// from the host name and the data directory: stable across restarts (so a
+// gate finds its own containers and stale rows), distinct between gates on
+// different hosts or data directories.
+func gateID(cfg config.Config, dataDir string) string {
+	if cfg.Audit.GateID != "" {
+		return cfg.Audit.GateID
+	}
+	host, _ := os.Hostname()
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(host + "|" + abs))
+	return hex.EncodeToString(sum[:6])
 }
 
 // firstRunHint tells an operator with an empty store how to get in.

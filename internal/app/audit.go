@@ -15,8 +15,8 @@ import (
 
 	"github.com/sshgate/sshgate/internal/audit"
 	"github.com/sshgate/sshgate/internal/auth"
-	"github.com/sshgate/sshgate/internal/broker"
 	"github.com/sshgate/sshgate/internal/config"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 // startAudit builds the audit logger from the configuration, records
@@ -26,7 +26,7 @@ import (
 // A sink that cannot be opened (an unwritable directory) does not stop the
 // gate: it is logged, counts as failing, and fail-closed targets refuse
 // sessions until it recovers.
-func startAudit(cfg config.Config, dataDir string, sc *ssh.ServerConfig, br *broker.Broker, log *slog.Logger) (*audit.Logger, func(), error) {
+func startAudit(cfg config.Config, dataDir, gateID string, log *slog.Logger) (*audit.Logger, func(), error) {
 	a := cfg.Audit
 	var sinks []audit.Sink
 	var openErrs []error
@@ -57,18 +57,12 @@ func startAudit(cfg config.Config, dataDir string, sc *ssh.ServerConfig, br *bro
 		}
 		sinks = append(sinks, wh)
 	}
-	gateID := a.GateID
-	if gateID == "" {
-		gateID, _ = os.Hostname()
-	}
 	l := audit.New(audit.Options{GateID: gateID, QueueSize: a.QueueSize, Log: log.With("component", "audit")}, sinks...)
 	if len(openErrs) > 0 {
 		// Known failing from the start: fail-closed targets refuse at once,
 		// before an event has been tried.
 		l.MarkFailing("file", errors.Join(openErrs...))
 	}
-	auditAuthFailures(sc, l)
-	br.SetAudit(l, a.FailClosed)
 	return l, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -78,15 +72,11 @@ func startAudit(cfg config.Config, dataDir string, sc *ssh.ServerConfig, br *bro
 	}, nil
 }
 
-// auditAuthFailures records every failed authentication attempt (x/crypto
+// auditAuthFailure records every failed authentication attempt (x/crypto
 // reports each one, with its method; "none", the probe every client starts
 // with, is left out).
-func auditAuthFailures(sc *ssh.ServerConfig, l *audit.Logger) {
-	prev := sc.AuthLogCallback
-	sc.AuthLogCallback = func(conn ssh.ConnMetadata, method string, err error) {
-		if prev != nil {
-			prev(conn, method, err)
-		}
+func auditAuthFailure(l *audit.Logger) func(ssh.ConnMetadata, string, error) {
+	return func(conn ssh.ConnMetadata, method string, err error) {
 		if err == nil || method == "none" {
 			return
 		}
@@ -94,12 +84,11 @@ func auditAuthFailures(sc *ssh.ServerConfig, l *audit.Logger) {
 		if len(user) > 256 {
 			user = user[:256]
 		}
-		l.Emit(audit.Event{Type: audit.TypeAuthFailure, ClientAddr: conn.RemoteAddr().String(), User: user,
+		l.Emit(audit.Event{Type: audit.TypeAuthFailure, ConnID: gate.ConnIDOf(conn), ClientAddr: conn.RemoteAddr().String(), User: user,
 			AuthMethod: method, Reason: authReason(err)})
 	}
 }
 
-// authReason classifies an authentication error without its text.
 func authReason(err error) string {
 	var ps *ssh.PartialSuccessError
 	switch {

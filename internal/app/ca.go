@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sshgate/sshgate/internal/auth"
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
@@ -28,31 +27,48 @@ const hostCertCheckEvery = 6 * time.Hour
 // certificates (signed or renewed here, and re-checked every
 // hostCertCheckEvery while the gate runs) presented beside its plain host
 // keys. stop ends the renewal loop.
-func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, sc *ssh.ServerConfig, a *auth.Authenticator, up *upstream.Backend, log *slog.Logger) (stop func(), err error) {
-	nothing := func() {}
+func loadCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, up *upstream.Backend, log *slog.Logger) (*cas, error) {
+	c, err := useCA(cfg, dir, hostKeys, up, log)
+	if c == nil {
+		c = &cas{stop: func() {}}
+	}
+	return c, err
+}
+
+// cas is what the gate's CAs give the rest: the trust for user certificates
+// (nil refuses them), the gate's host certificates, and stop for the
+// renewal loop.
+type cas struct {
+	trust     *ca.Trust
+	hostCerts []ssh.Signer
+	stop      func()
+}
+
+func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, up *upstream.Backend, log *slog.Logger) (*cas, error) {
+	out := &cas{stop: func() {}} // filled as the CAs are found
 	own, err := ca.Load(dir.CADir())
 	if err != nil && !errors.Is(err, ca.ErrNoCA) {
-		return nothing, err
+		return nil, err
 	}
 	for _, f := range cfg.CA.TrustedUserCAKeys {
 		if _, err := os.Stat(f); err != nil {
-			return nothing, &ConfigError{fmt.Errorf("ca.trusted_user_ca_keys: %w", err)}
+			return nil, &ConfigError{fmt.Errorf("ca.trusted_user_ca_keys: %w", err)}
 		}
 	}
 	trust := ca.NewTrust(dir.CADir(), own, cfg.CA.TrustedUserCAKeys)
 	if _, err := trust.UserAuthorities(); err != nil {
-		return nothing, &ConfigError{fmt.Errorf("trusted user CAs: %w", err)}
+		return nil, &ConfigError{fmt.Errorf("trusted user CAs: %w", err)}
 	}
 	if _, err := trust.Revocations(); err != nil {
-		return nothing, fmt.Errorf("certificate revocations: %w", err)
+		return nil, fmt.Errorf("certificate revocations: %w", err)
 	}
-	a.UseCerts(trust)
+	out.trust = trust
 	if own == nil {
-		return nothing, nil
+		return out, nil
 	}
 	up.UseCA(trust, cfg.CA.InwardTTL.D(), log)
 	if own.Host == nil {
-		return nothing, nil
+		return out, nil
 	}
 	principals := cfg.GateHostPrincipals()
 	var certs []gateHostCert
@@ -60,17 +76,17 @@ func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, sc *ssh.S
 		path := dir.HostKeyPath(ca.KeyKind(k.PublicKey())) + "-cert.pub"
 		cert, renewed, err := own.GateHostCert(k.PublicKey(), path, principals)
 		if err != nil {
-			return nothing, fmt.Errorf("gate host certificate: %w", err)
+			return nil, fmt.Errorf("gate host certificate: %w", err)
 		}
 		hs, err := sshkeys.HostSigner(k)
 		if err != nil {
-			return nothing, err
+			return nil, err
 		}
 		cs, err := ca.NewHostCertSigner(cert, hs)
 		if err != nil {
-			return nothing, fmt.Errorf("gate host certificate %s: %w", path, err)
+			return nil, fmt.Errorf("gate host certificate %s: %w", path, err)
 		}
-		sc.AddHostKey(cs)
+		out.hostCerts = append(out.hostCerts, cs)
 		certs = append(certs, gateHostCert{path, hs, cs})
 		if renewed {
 			log.Info("gate host certificate signed", "path", path, "serial", cert.Serial, "principals", strings.Join(principals, ","))
@@ -90,7 +106,8 @@ func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, sc *ssh.S
 			}
 		}
 	}()
-	return func() { close(done); <-exited }, nil
+	out.stop = func() { close(done); <-exited }
+	return out, nil
 }
 
 // gateHostCert is one of the gate's host keys and the signer presenting it

@@ -6,19 +6,18 @@ import (
 	"net/netip"
 
 	"github.com/sshgate/sshgate/internal/auth"
-	"github.com/sshgate/sshgate/internal/broker"
+	"github.com/sshgate/sshgate/internal/auth/totp"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
-	"github.com/sshgate/sshgate/internal/sshd/penalty"
 	"github.com/sshgate/sshgate/internal/sshd"
+	"github.com/sshgate/sshgate/internal/sshd/penalty"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // setupDefence (issue 6 part A) wires the TOTP second factor and per-account
 // throttling into au, and returns the per-source guard for the SSH server;
 // the guard reads bans back from the store until ctx is done.
-func setupDefence(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, au *auth.Authenticator, log *slog.Logger) (sshd.Guard, error) {
+func setupDefence(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, log *slog.Logger) (sshd.Guard, auth.Throttle, *auth.SecondFactor, error) {
 	p := cfg.Penalties
 	g := penalty.New(penalty.Config{
 		Enabled: p.Enabled, AuthFail: p.AuthFail.D(), NoAuth: p.NoAuth.D(), GraceExceeded: p.GraceExceeded.D(),
@@ -28,16 +27,16 @@ func setupDefence(ctx context.Context, cfg config.Config, dir *datadir.Dir, st s
 		CodeFailures: cfg.MFA.TOTP.MaxFailures, CodeWindow: cfg.MFA.TOTP.FailureWindow.D(), CodeLock: cfg.MFA.TOTP.Lockout.D(),
 	}, st, log.With("component", "penalty"))
 	go g.Run(ctx)
-	au.SetThrottle(g)
+	var second *auth.SecondFactor
 	if cfg.MFA.TOTP.Required != "never" {
 		key, err := totp.LoadKey(dir.Path)
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
-		au.SetSecondFactor(auth.NewSecondFactor(st, auth.TOTPConfig{
-			Required: cfg.MFA.TOTP.Required, Grace: cfg.MFA.TOTP.Grace.D(), Key: key}, g, au))
+		second = auth.NewSecondFactor(st, auth.TOTPConfig{
+			Required: cfg.MFA.TOTP.Required, Grace: cfg.MFA.TOTP.Grace.D(), Key: key}, g, log)
 	}
-	return guardAdapter{g}, nil
+	return guardAdapter{g}, g, second, nil
 }
 
 // guardAdapter maps sshd's outcomes onto penalty's events.
@@ -49,14 +48,4 @@ func (a guardAdapter) Observe(ip netip.Addr, o sshd.Outcome) {
 	e := map[sshd.Outcome]penalty.Event{sshd.Authenticated: penalty.AuthOK, sshd.AuthFailed: penalty.AuthFail,
 		sshd.NoAuth: penalty.NoAuth, sshd.GraceExceeded: penalty.GraceExceeded, sshd.Refused: penalty.Refused}[o]
 	a.g.Observe(ip, e)
-}
-
-// enableTOTPEnrol lets users enrol themselves (`ssh -t USER@GATE totp enroll`),
-// and makes every target opened check the login's second factor,
-// when the second factor is on.
-func enableTOTPEnrol(br *broker.Broker, au *auth.Authenticator) {
-	if f := au.SecondFactor(); f != nil {
-		br.SetTOTPEnroller(f)
-		br.SetTOTPModes(f) // every target opened checks how the login met the second factor
-	}
 }

@@ -18,7 +18,7 @@ import (
 // addDocker registers the docker backend. A gate without an engine or an
 // agent binary still serves upstream targets: docker targets then fail with
 // a clear message, and the reason is logged here once.
-func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, log *slog.Logger, backends map[string]target.Backend, started func(error)) (func(), error) {
+func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, gateID string, log *slog.Logger, backends map[string]target.Backend, started func(error)) (func(), error) {
 	var api client.APIClient
 	if cfg.Docker.Host != "" {
 		c, err := client.NewClientWithOpts(client.FromEnv, client.WithHost(cfg.Docker.Host), client.WithAPIVersionNegotiation())
@@ -33,6 +33,7 @@ func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st stor
 		ContainersDir: dir.ContainersDir(),
 		DataDir:       dir.Path,
 		Transport:     cfg.Docker.Transport,
+		GateID:        gateID,
 		Logger:        log,
 		Started:       started,
 	}, api)

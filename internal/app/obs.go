@@ -2,14 +2,11 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -18,12 +15,12 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/audit"
+	"github.com/sshgate/sshgate/internal/audit/recording"
 	"github.com/sshgate/sshgate/internal/broker"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/live"
 	"github.com/sshgate/sshgate/internal/obs"
-	"github.com/sshgate/sshgate/internal/audit/recording"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -49,7 +46,7 @@ type observability struct {
 
 // startObs makes the metrics, opens the recordings directory and starts the
 // live session registry (clearing this gate's stale rows).
-func startObs(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, log *slog.Logger) (*observability, error) {
+func startObs(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, gateID string, log *slog.Logger) (*observability, error) {
 	o := &observability{cfg: cfg, log: log, st: st}
 	o.metrics = obs.NewMetrics(func() float64 { return float64(o.audit.Load().Dropped()) })
 	if cfg.Recordings.Enabled {
@@ -74,7 +71,7 @@ func startObs(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store
 		o.pwlog = pl
 		log.Warn("honeypot mode: failed password attempts are recorded, passwords included", "file", filepath.Join(o.rec.Path(), recording.PasswordsFile))
 	}
-	reg, err := live.New(ctx, st, gateID(dir.Path), log, live.Options{})
+	reg, err := live.New(ctx, st, gateID, log, live.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("start live session registry: %w", err)
 	}
@@ -86,19 +83,6 @@ func startObs(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store
 	return o, nil
 }
 
-// gateID names this gate in the live sessions table: stable across
-// restarts of the same gate (so it can clear its own stale rows), distinct
-// between gates on different hosts or data directories.
-func gateID(dataDir string) string {
-	host, _ := os.Hostname()
-	abs, err := filepath.Abs(dataDir)
-	if err != nil {
-		abs = dataDir
-	}
-	sum := sha256.Sum256([]byte(host + "|" + abs))
-	return hex.EncodeToString(sum[:6])
-}
-
 // auditDropped makes sshgate_audit_dropped_total read the audit logger's
 // drop count (events a failing sink lost under fail-open).
 func (o *observability) auditDropped(l *audit.Logger) { o.audit.Store(l) }
@@ -106,35 +90,27 @@ func (o *observability) auditDropped(l *audit.Logger) { o.audit.Store(l) }
 // containerStarted is the docker backend's start hook.
 func (o *observability) containerStarted(err error) { o.metrics.ContainerStarted(err) }
 
-// wrapAuth wires the observers into the SSH config's callbacks. It must run
-// before sshd.New, which works on a copy of the config.
-func (o *observability) wrapAuth(sc *ssh.ServerConfig) {
-	prev := sc.AuthLogCallback
-	sc.AuthLogCallback = func(conn ssh.ConnMetadata, method string, err error) {
-		if prev != nil {
-			prev(conn, method, err)
-		}
-		o.metrics.AuthLog(method, err)
+// honeypot wraps the password callback to record failed attempts, in
+// honeypot mode; else it returns pw as is.
+func (o *observability) honeypot(pw func(ssh.ConnMetadata, []byte) (*ssh.Permissions, error)) func(ssh.ConnMetadata, []byte) (*ssh.Permissions, error) {
+	if o.pwlog == nil || pw == nil {
+		return pw
 	}
-	if pw := sc.PasswordCallback; o.pwlog != nil && pw != nil {
-		sc.PasswordCallback = func(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
-			perms, err := pw(conn, password)
-			// A PartialSuccessError is a right password awaiting a second
-			// factor: never written.
-			var partial *ssh.PartialSuccessError
-			if err != nil && !errors.As(err, &partial) {
-				o.pwlog.Record(recording.PasswordAttempt{Time: time.Now().UTC(), User: conn.User(),
-					Remote: conn.RemoteAddr().String(), Client: string(conn.ClientVersion()), Password: string(password)})
-			}
-			return perms, err
+	return func(conn ssh.ConnMetadata, password []byte) (*ssh.Permissions, error) {
+		perms, err := pw(conn, password)
+		// A PartialSuccessError is a right password awaiting a second
+		// factor: never written.
+		var partial *ssh.PartialSuccessError
+		if err != nil && !errors.As(err, &partial) {
+			o.pwlog.Record(recording.PasswordAttempt{Time: time.Now().UTC(), User: conn.User(),
+				Remote: conn.RemoteAddr().String(), Client: string(conn.ClientVersion()), Password: string(password)})
 		}
+		return perms, err
 	}
 }
 
-// attach wires the observers into the broker and the server, and starts the
-// metrics and health listener if configured.
-func (o *observability) attach(br *broker.Broker, srv *sshd.Server) error {
-	srv.Observe(o.metrics)
+// brokerObservers are what watches the broker's sessions.
+func (o *observability) brokerObservers() broker.Observers {
 	bo := broker.Observers{
 		Metrics: o.metrics,
 		Live:    o.live,
@@ -147,7 +123,11 @@ func (o *observability) attach(br *broker.Broker, srv *sshd.Server) error {
 	if o.cfg.Recordings.Enabled {
 		bo.Recorder = recorder{o}
 	}
-	br.Observe(bo)
+	return bo
+}
+
+// listen starts the metrics and health listener if configured.
+func (o *observability) listen(srv *sshd.Server) error {
 	if o.cfg.Metrics.Listen == "" {
 		return nil
 	}

@@ -17,38 +17,44 @@ func webhookClient(c config.WebhookClient) (*webhook.Client, error) {
 	})
 }
 
-// addWebhooks wires auth.webhook into the authenticator and config_webhook
-// into the broker, when their URLs are set. The returned func drops their
-// idle connections.
-func addWebhooks(cfg config.Config, a *auth.Authenticator, br *broker.Broker, log *slog.Logger) (func(), error) {
-	var clients []*webhook.Client
-	closeAll := func() {
-		for _, c := range clients {
-			c.Close()
-		}
+// webhooks are the auth and config webhooks' clients, when their URLs are set.
+type webhooks struct {
+	auth    auth.Poster // nil: none
+	config  *broker.ConfigHook
+	clients []*webhook.Client
+}
+
+// close drops the clients' idle connections.
+func (w *webhooks) close() {
+	for _, c := range w.clients {
+		c.Close()
 	}
+}
+
+func newWebhooks(cfg config.Config, log *slog.Logger) (*webhooks, error) {
+	hs := &webhooks{}
 	if w := cfg.Auth.Webhook; w.URL != "" {
 		c, err := webhookClient(w.WebhookClient)
 		if err != nil {
-			return closeAll, &ConfigError{fmt.Errorf("auth.webhook: %w", err)}
+			return hs, &ConfigError{fmt.Errorf("auth.webhook: %w", err)}
 		}
-		clients = append(clients, c)
-		a.SetWebhook(c, w.Mode)
+		hs.clients = append(hs.clients, c)
+		hs.auth = c
 		log.Info("auth webhook enabled", "url", w.URL, "mode", w.Mode, "timeout", w.Timeout.D(), "retries", w.Retries)
 	}
 	if w := cfg.ConfigWebhook; w.URL != "" {
 		c, err := webhookClient(w.WebhookClient)
 		if err != nil {
-			closeAll()
-			return func() {}, &ConfigError{fmt.Errorf("config_webhook: %w", err)}
+			hs.close()
+			return &webhooks{}, &ConfigError{fmt.Errorf("config_webhook: %w", err)}
 		}
-		clients = append(clients, c)
+		hs.clients = append(hs.clients, c)
 		al := w.Allow
-		br.SetConfigHook(webhook.ConfigClient{Client: c}, webhook.Allow{
+		hs.config = &broker.ConfigHook{Client: webhook.ConfigClient{Client: c}, Allow: webhook.Allow{
 			Images: al.Images, MountSources: al.MountSources,
 			MaxMemory: al.MaxMemory, MaxCPUs: al.MaxCPUs, MaxPids: al.MaxPids, Forwarding: al.Forwarding,
-		})
+		}}
 		log.Info("config webhook enabled", "url", w.URL, "timeout", w.Timeout.D(), "retries", w.Retries)
 	}
-	return closeAll, nil
+	return hs, nil
 }

@@ -11,16 +11,15 @@ package auth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -43,22 +42,46 @@ type Authenticator struct {
 	hashing chan struct{} // bounds concurrent password hashes (64 MiB each)
 
 	second   *SecondFactor // TOTP after the first factor (totp.go); nil: none
-	throttle Throttle      // per-account password throttling (totp.go); nil: none
-	hook     *authHook     // the auth webhook, if any (webhook.go)
+	throttle Throttle      // per-account password throttling; nil: none
+	hook     *authHook     // the auth webhook (webhook.go); nil: none
 	certs    *ca.Trust     // user certificates (cert.go); nil refuses them
 }
 
-// New returns an Authenticator reading users and keys from users.
-func New(users Users, log *slog.Logger) *Authenticator {
-	return &Authenticator{users: users, log: log, timeout: 5 * time.Second,
-		hashing: make(chan struct{}, max(2, runtime.NumCPU()))}
+// Deps is what an Authenticator works with; only Users and Log are required.
+type Deps struct {
+	Users        Users
+	Log          *slog.Logger
+	SecondFactor *SecondFactor // TOTP after the first factor; nil: none
+	Throttle     Throttle      // per-account password throttling; nil: none
+	Certs        *ca.Trust     // user certificates; nil refuses them
+	Webhook      Poster        // the auth webhook; nil: none
+	// WebhookMode "only": the webhook decides every login; "fallback":
+	// logins of names the local store does not know.
+	WebhookMode string
+}
+
+// New returns an Authenticator ready to install.
+func New(d Deps) *Authenticator {
+	a := &Authenticator{users: d.Users, log: d.Log, timeout: 5 * time.Second,
+		hashing: make(chan struct{}, max(2, runtime.NumCPU())),
+		second:  d.SecondFactor, throttle: d.Throttle, certs: d.Certs}
+	if d.Webhook != nil {
+		a.hook = &authHook{client: d.Webhook, only: d.WebhookMode == "only"}
+	}
+	return a
 }
 
 // Install sets the authentication callbacks on cfg.
 func (a *Authenticator) Install(cfg *ssh.ServerConfig) {
 	cfg.PublicKeyCallback = a.PublicKey
-	cfg.VerifiedPublicKeyCallback = a.VerifiedPublicKey
-	cfg.PasswordCallback = a.Password
+	cfg.VerifiedPublicKeyCallback = func(m ssh.ConnMetadata, k ssh.PublicKey, p *ssh.Permissions, alg string) (*ssh.Permissions, error) {
+		perms, err := a.VerifiedPublicKey(m, k, p, alg)
+		return a.done(m, perms, err)
+	}
+	cfg.PasswordCallback = func(m ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+		perms, err := a.Password(m, pw)
+		return a.done(m, perms, err)
+	}
 	cfg.PublicKeyAuthAlgorithms = sshkeys.PublicKeyAuthAlgorithms
 }
 
@@ -160,12 +183,4 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 	}
 	id := &gate.Identity{User: u.Name, Method: "password"}
 	return a.afterFirstFactor(conn, &ssh.Permissions{Extensions: id.Extensions()})
-}
-
-// Identity reads the proven identity of an authenticated connection.
-func Identity(c *ssh.ServerConn) (*gate.Identity, error) {
-	if c.Permissions == nil {
-		return nil, fmt.Errorf("connection has no permissions")
-	}
-	return gate.IdentityFromExtensions(c.Permissions.Extensions)
 }

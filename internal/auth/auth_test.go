@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/auth/passwd"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -75,7 +75,7 @@ func setup(t *testing.T) (*Authenticator, ssh.PublicKey, ssh.PublicKey) {
 			"bob":   {{User: "bob", AuthorizedKey: sshkeys.AuthorizedLine(bob)}},
 		},
 	}
-	return New(f, slog.New(slog.NewTextHandler(io.Discard, nil))), alice, bob
+	return New(Deps{Users: f, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}), alice, bob
 }
 
 func TestPublicKey(t *testing.T) {

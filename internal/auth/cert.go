@@ -29,10 +29,6 @@ const (
 	ExtCertForwarding = "sshgate-cert-forwarding"
 )
 
-// UseCerts makes the authenticator accept OpenSSH user certificates from
-// the CAs trust names. Without it, certificates are refused.
-func (a *Authenticator) UseCerts(trust *ca.Trust) { a.certs = trust }
-
 // certPublicKey answers whether a certificate may be tried for user: the
 // checks of ca.Trust.CheckUserCert (CA, principal = the gate user, validity,
 // revocation, critical options, source-address). What it returns is only a
@@ -85,10 +81,6 @@ func (a *Authenticator) certVerified(conn ssh.ConnMetadata, key ssh.PublicKey, p
 	return nil
 }
 
-// ForceCommand is the force-command of the certificate a connection logged
-// in with, if any.
-func ForceCommand(c *ssh.ServerConn) (string, bool) { return forceCommand(c.Permissions) }
-
 func forceCommand(p *ssh.Permissions) (string, bool) {
 	if !certLogin(p) {
 		return "", false
@@ -107,11 +99,9 @@ func certLogin(p *ssh.Permissions) bool {
 	return m == MethodCert || strings.HasPrefix(m, MethodCert+"+")
 }
 
-// CertAllows reports whether the certificate a connection logged in with (if
-// any) permits a PTY and port forwarding. Connections not made with a
-// certificate are allowed both (grants decide).
-func CertAllows(c *ssh.ServerConn) (pty, forwarding bool) { return certAllows(c.Permissions) }
-
+// certAllows reports whether the certificate of a login (if any) permits a
+// PTY and port forwarding. Logins not made with a certificate are allowed
+// both (grants decide).
 func certAllows(p *ssh.Permissions) (pty, forwarding bool) {
 	if !certLogin(p) {
 		return true, true

@@ -9,9 +9,9 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/auth/totp"
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 func newCASigner(t *testing.T) ssh.Signer {
@@ -26,7 +26,7 @@ func newCASigner(t *testing.T) ssh.Signer {
 func certSetup(t *testing.T) (*Authenticator, *ca.CA) {
 	a, _, _ := setup(t)
 	own := &ca.CA{Client: newCASigner(t)}
-	a.UseCerts(ca.NewTrust(t.TempDir(), own, nil))
+	a.certs = ca.NewTrust(t.TempDir(), own, nil)
 	return a, own
 }
 
@@ -127,7 +127,7 @@ func TestLogSafe(t *testing.T) {
 func TestCertificateThenSecondFactorKeepsRestrictions(t *testing.T) {
 	a, own := certSetup(t)
 	f, _, _, now := secondFactorSetup(t, TOTPConfig{Required: "enrolled"})
-	a.SetSecondFactor(f)
+	a.second = f
 	cert, err := own.SignClient(ca.UserCert{Key: newKey(t), Principals: []string{"alice"}, KeyID: "id-alice", TTL: time.Hour,
 		CriticalOptions: map[string]string{"force-command": "uptime"}})
 	if err != nil {

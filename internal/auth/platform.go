@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -16,10 +17,10 @@ import (
 // has, fails here exactly as an unknown user does (ok false; callers burn
 // the same time). A malformed target part is not an auth matter: it is
 // answered after authentication as an unknown target.
-func (a *Authenticator) route(username string) (route.Route, bool) {
+func (a *Authenticator) route(username string) (gate.Route, bool) {
 	r, err := route.Parse(username)
 	if err != nil && !errors.Is(err, route.ErrInvalidTarget) {
-		return route.Route{}, false
+		return gate.Route{}, false
 	}
 	if !r.Platform() {
 		return r, true
@@ -31,7 +32,7 @@ func (a *Authenticator) route(username string) (route.Route, bool) {
 		if !errors.Is(err, store.ErrNotFound) {
 			a.log.Warn("look up uid failed", "uid", r.UID, "err", err)
 		}
-		return route.Route{}, false
+		return gate.Route{}, false
 	}
 	r.User = u.User
 	return r, true

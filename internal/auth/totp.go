@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/auth/totp"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // TOTPStore is the part of the store the second factor needs.
@@ -80,18 +81,9 @@ type SecondFactor struct {
 type graceKey struct{ user, cred, addr string }
 
 // NewSecondFactor returns the TOTP step; throttle may be nil.
-func NewSecondFactor(st TOTPStore, cfg TOTPConfig, throttle Throttle, a *Authenticator) *SecondFactor {
-	return &SecondFactor{st: st, cfg: cfg, throttle: throttle, log: a.log, now: time.Now, grace: map[graceKey]time.Time{}}
+func NewSecondFactor(st TOTPStore, cfg TOTPConfig, throttle Throttle, log *slog.Logger) *SecondFactor {
+	return &SecondFactor{st: st, cfg: cfg, throttle: throttle, log: log, now: time.Now, grace: map[graceKey]time.Time{}}
 }
-
-// SetSecondFactor makes a successful first factor ask for a code where due.
-func (a *Authenticator) SetSecondFactor(f *SecondFactor) { a.second = f }
-
-// SecondFactor is the TOTP step set with SetSecondFactor, or nil.
-func (a *Authenticator) SecondFactor() *SecondFactor { return a.second }
-
-// SetThrottle installs per-account password throttling.
-func (a *Authenticator) SetThrottle(t Throttle) { a.throttle = t }
 
 // passwordLocked reports whether password auth of user is locked (spraying).
 func (a *Authenticator) passwordLocked(user string) bool {
@@ -199,11 +191,11 @@ func withProof(perms *ssh.Permissions, proof, mode, target string) *ssh.Permissi
 	return &ssh.Permissions{Extensions: ext, CriticalOptions: perms.CriticalOptions}
 }
 
-// TOTPProof reads how an authenticated connection met the second factor (a
+// totpProof reads how a login met the second factor (a
 // policy.TOTPProof* value). A login the auth webhook decided is exempt: the
 // webhook is its authority. ok is false when nothing was recorded, which
 // callers must refuse whenever the second factor is on.
-func TOTPProof(perms *ssh.Permissions) (proof, mode, target string, ok bool) {
+func totpProof(perms *ssh.Permissions) (proof, mode, target string, ok bool) {
 	if perms == nil {
 		return "", "", "", false
 	}

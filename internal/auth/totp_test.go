@@ -12,10 +12,10 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/auth/totp"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 type fakeTOTP struct {
@@ -117,8 +117,7 @@ func secondFactorSetup(t *testing.T, cfg TOTPConfig) (*SecondFactor, *fakeTOTP, 
 		users:   map[string]gate.UserInfo{"alice": {User: "alice", UID: 1003}}}
 	th := &fakeThrottle{codeFails: map[string]int{}}
 	cfg.Key = key
-	a := New(&fakeUsers{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	f := NewSecondFactor(st, cfg, th, a)
+	f := NewSecondFactor(st, cfg, th, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Unix(1_800_000_000, 0)
 	f.now = func() time.Time { return now }
 	return f, st, th, &now
@@ -295,7 +294,7 @@ func TestSecondFactorModeByRoute(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if proof, mode, tgt, ok := TOTPProof(p); !ok || proof != c.wantProof || mode != c.wantMode || tgt != c.wantTgt {
+			if proof, mode, tgt, ok := totpProof(p); !ok || proof != c.wantProof || mode != c.wantMode || tgt != c.wantTgt {
 				t.Fatalf("proof %q %q %q %v", proof, mode, tgt, ok)
 			}
 		})
@@ -308,7 +307,7 @@ func TestSecondFactorProof(t *testing.T) {
 	code := func(at time.Time) string { c, _ := totp.Code(testSecret, at); return c }
 	proof := func(t *testing.T, p *ssh.Permissions) string {
 		t.Helper()
-		pr, _, _, ok := TOTPProof(p)
+		pr, _, _, ok := totpProof(p)
 		if !ok {
 			t.Fatalf("no proof recorded in %v", p.Extensions)
 		}
@@ -336,11 +335,11 @@ func TestSecondFactorProof(t *testing.T) {
 	if err != nil || proof(t, p) != policy.TOTPProofExempt {
 		t.Fatalf("not enrolled: %v %v", err, p)
 	}
-	if _, _, _, ok := TOTPProof(firstFactor("SHA256:k1")); ok {
+	if _, _, _, ok := totpProof(firstFactor("SHA256:k1")); ok {
 		t.Fatal("a proof read where none was recorded")
 	}
 	hook := &ssh.Permissions{Extensions: map[string]string{ExtWebhook: "1"}}
-	if pr, _, _, ok := TOTPProof(hook); !ok || pr != policy.TOTPProofExempt {
+	if pr, _, _, ok := totpProof(hook); !ok || pr != policy.TOTPProofExempt {
 		t.Fatalf("webhook login: %q %v", pr, ok)
 	}
 }

@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -38,12 +37,6 @@ type Poster interface {
 type authHook struct {
 	client Poster
 	only   bool // the webhook decides every login; the store's keys and passwords are not read
-}
-
-// SetWebhook makes the auth webhook decide logins. mode "only": every
-// login; mode "fallback": logins of names the local store does not know.
-func (a *Authenticator) SetWebhook(client Poster, mode string) {
-	a.hook = &authHook{client: client, only: mode == "only"}
 }
 
 // webhookCandidate lets the client try key for user on the webhook's behalf.
@@ -114,13 +107,10 @@ func request(conn ssh.ConnMetadata, user string) webhook.AuthRequest {
 	return webhook.AuthRequest{
 		Username:      user,
 		RemoteAddress: conn.RemoteAddr().String(),
-		ConnectionID:  hex.EncodeToString(conn.SessionID()),
+		ConnectionID:  connectionID(conn),
 		ClientVersion: string(conn.ClientVersion()),
 	}
 }
-
-// ConnectionID is the connectionId sent to the webhooks for a connection.
-func ConnectionID(conn ssh.ConnMetadata) string { return hex.EncodeToString(conn.SessionID()) }
 
 // askWebhook posts req and turns a successful reply into the connection's
 // identity. Anything but a well-formed reply with "success": true denies.
@@ -173,10 +163,10 @@ func (a *Authenticator) askWebhook(conn ssh.ConnMetadata, path, method, fp strin
 	return &ssh.Permissions{Extensions: ext}, nil
 }
 
-// WebhookAttrs reads what the auth webhook attached to a connection: the
+// webhookAttrs reads what the auth webhook attached to a login: the
 // environment for target sessions and the non-sensitive metadata. Both are
-// nil for connections the webhook did not authenticate.
-func WebhookAttrs(perms *ssh.Permissions) (env, meta map[string]string) {
+// nil for logins the webhook did not authenticate.
+func webhookAttrs(perms *ssh.Permissions) (env, meta map[string]string) {
 	if perms == nil || perms.Extensions[ExtWebhook] != "1" {
 		return nil, nil
 	}

@@ -79,7 +79,7 @@ func TestWebhookPassword(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			a, _, _ := setup(t)
 			h := &fakeHook{reply: tt.reply, err: tt.hookErr}
-			a.SetWebhook(h, tt.mode)
+			a.hook = &authHook{client: h, only: tt.mode == "only"}
 			p, err := a.Password(meta{tt.user}, []byte(tt.pw))
 			if h.count() != tt.calls {
 				t.Errorf("webhook calls %d, want %d", h.count(), tt.calls)
@@ -110,12 +110,12 @@ func TestWebhookPassword(t *testing.T) {
 
 func TestWebhookAttrs(t *testing.T) {
 	a, _, _ := setup(t)
-	a.SetWebhook(&fakeHook{reply: carolReply}, "fallback")
+	a.hook = &authHook{client: &fakeHook{reply: carolReply}, only: "fallback" == "only"}
 	p, err := a.Password(meta{"carol"}, []byte("pw"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, md := WebhookAttrs(p)
+	env, md := webhookAttrs(p)
 	if env["WEBHOOK_TOKEN"] != "tok" || env["WEBHOOK_TEAM"] != "ops" || len(env) != 2 {
 		t.Errorf("env %v", env)
 	}
@@ -133,7 +133,7 @@ func TestWebhookAttrs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if env, md := WebhookAttrs(p2); env != nil || md != nil {
+	if env, md := webhookAttrs(p2); env != nil || md != nil {
 		t.Errorf("local login has webhook attrs %v %v", env, md)
 	}
 }
@@ -141,7 +141,7 @@ func TestWebhookAttrs(t *testing.T) {
 func TestWebhookPublicKey(t *testing.T) {
 	a, alice, _ := setup(t)
 	h := &fakeHook{reply: `{"success":true,"environment":{"WEBHOOK_X":{"value":"1"}}}`}
-	a.SetWebhook(h, "fallback")
+	a.hook = &authHook{client: h, only: "fallback" == "only"}
 	carolKey, other := newKey(t), newKey(t)
 
 	// The query ("may this key be tried") asks no webhook and grants nothing.
@@ -192,7 +192,7 @@ func TestWebhookPublicKey(t *testing.T) {
 		t.Error(err)
 	}
 	// only: every key goes to the webhook, which may say no.
-	a.SetWebhook(&fakeHook{reply: `{"success":false}`}, "only")
+	a.hook = &authHook{client: &fakeHook{reply: `{"success":false}`}, only: "only" == "only"}
 	p, err = a.PublicKey(meta{"alice"}, alice)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +208,7 @@ func TestWebhookPublicKey(t *testing.T) {
 func TestWebhookAmplification(t *testing.T) {
 	a, _, _ := setup(t)
 	h := &fakeHook{reply: `{"success":false}`}
-	a.SetWebhook(h, "only")
+	a.hook = &authHook{client: h, only: "only" == "only"}
 	a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	hostPub, hostPriv, _ := ed25519Key(t)
 	_ = hostPub
@@ -304,7 +304,7 @@ func TestWebhookOverHTTP(t *testing.T) {
 			}
 			defer c.Close()
 			a, _, _ := setup(t)
-			a.SetWebhook(c, "only")
+			a.hook = &authHook{client: c, only: "only" == "only"}
 			start := time.Now()
 			_, err = a.Password(meta{"carol"}, []byte("pw"))
 			if (err == nil) != tt.ok {

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/account"
 	"github.com/sshgate/sshgate/internal/audit"
 	"github.com/sshgate/sshgate/internal/audit/xfer"
 	"github.com/sshgate/sshgate/internal/gate"
@@ -25,29 +26,14 @@ type Auditor interface {
 	Health() (ok bool, failed <-chan struct{})
 }
 
-// auditing is the broker's audit configuration; the zero value records nothing.
-type auditing struct {
-	log        Auditor
-	failClosed func(target string) bool
-}
-
-// SetAudit makes the broker record to a. failClosed says which targets must
-// not be used while the record cannot be kept. Call before serving.
-func (b *Broker) SetAudit(a Auditor, failClosed func(target string) bool) {
-	if failClosed == nil {
-		failClosed = func(string) bool { return false }
-	}
-	b.aud = auditing{log: a, failClosed: failClosed}
-}
-
 // emit records e with the connection's fields.
 func (c *conn) emit(e audit.Event) {
-	if c.b.aud.log == nil {
+	if c.b.Audit == nil {
 		return
 	}
 	e.ConnID = c.sc.ID
 	e.User = c.id.User
-	c.b.aud.log.Emit(e)
+	c.b.Audit.Emit(e)
 }
 
 // auditConn records the connection's opening and returns what records its close.
@@ -72,10 +58,10 @@ func errAuditDown(target string) *gate.PublicError {
 // auditAdmit refuses a new session or channel to a fail-closed target while
 // the audit record is not being kept.
 func (c *conn) auditAdmit(p policy.Permit, what string) error {
-	if c.b.aud.log == nil || !c.b.aud.failClosed(p.Target.Name) {
+	if c.b.Audit == nil || !c.b.AuditFailClosed(p.Target.Name) {
 		return nil
 	}
-	if ok, _ := c.b.aud.log.Health(); ok {
+	if ok, _ := c.b.Audit.Health(); ok {
 		return nil
 	}
 	pe := errAuditDown(p.Target.Name)
@@ -104,39 +90,39 @@ type sessionAudit struct {
 // target accepted. If the record fails on a fail-closed target, cut ends the
 // session: it closes the target connection, as closing only the channel
 // leaves sshd waiting for the command to exit.
-func (c *conn) auditSession(id string, s *setup, p policy.Permit, cnt *relay.Counters, cut func()) *sessionAudit {
-	if c.b.aud.log == nil {
+func (c *conn) auditSession(id string, s *account.Setup, p policy.Permit, cnt *relay.Counters, cut func()) *sessionAudit {
+	if c.b.Audit == nil {
 		return nil
 	}
-	sa := &sessionAudit{c: c, id: id, p: p, typ: s.start.Type, start: time.Now(), stop: make(chan struct{}), cnt: cnt}
+	sa := &sessionAudit{c: c, id: id, p: p, typ: s.Start.Type, start: time.Now(), stop: make(chan struct{}), cnt: cnt}
 	base := audit.Event{SessionID: sa.id, Target: p.Target.Name, Login: p.Login}
 	ev := func(typ string) audit.Event { e := base; e.Type = typ; return e }
 
 	e := ev(audit.TypeSessionStart)
-	e.SessionType = s.start.Type
+	e.SessionType = s.Start.Type
 	arg := ""
-	switch s.start.Type {
+	switch s.Start.Type {
 	case "exec", "subsystem":
 		var v struct{ S string }
-		if ssh.Unmarshal(s.start.Payload, &v) == nil {
+		if ssh.Unmarshal(s.Start.Payload, &v) == nil {
 			arg = v.S
 		}
-		if s.start.Type == "subsystem" {
+		if s.Start.Type == "subsystem" {
 			e.Subsystem = arg
 		}
 	}
 	c.emit(e)
-	if s.pty != nil {
+	if s.PTY != nil {
 		e := ev(audit.TypePTY)
-		e.Term, e.Cols, e.Rows = s.pty.Term, s.pty.Cols, s.pty.Rows
+		e.Term, e.Cols, e.Rows = s.PTY.Term, s.PTY.Cols, s.PTY.Rows
 		c.emit(e)
 	}
-	if s.start.Type == "exec" {
+	if s.Start.Type == "exec" {
 		e := ev(audit.TypeExec)
 		e.Command = arg
 		c.emit(e)
 	}
-	if fp := xfer.For(s.start.Type, arg, func(f audit.Event) {
+	if fp := xfer.For(s.Start.Type, arg, func(f audit.Event) {
 		f.SessionID, f.Target, f.Login = sa.id, p.Target.Name, p.Login
 		c.emit(f)
 	}); fp != nil {
@@ -151,8 +137,8 @@ func (c *conn) auditSession(id string, s *setup, p policy.Permit, cnt *relay.Cou
 		cnt.Tap = relay.Taps{t, sa}
 	}
 
-	if c.b.aud.failClosed(p.Target.Name) {
-		_, failed := c.b.aud.log.Health()
+	if c.b.AuditFailClosed(p.Target.Name) {
+		_, failed := c.b.Audit.Health()
 		sa.wg.Add(1)
 		go func() {
 			defer sa.wg.Done()
@@ -185,7 +171,7 @@ const auditEndedMessage = "the audit log became unavailable and target %q requir
 
 // lastWords tells the user why a session ended when the audit failure ended
 // it, and reports whether it did.
-func (sa *sessionAudit) lastWords(ch ssh.Channel, s *setup) bool {
+func (sa *sessionAudit) lastWords(ch ssh.Channel, s *account.Setup) bool {
 	if sa == nil || !sa.killed.Load() {
 		return false
 	}
@@ -216,7 +202,7 @@ func (sa *sessionAudit) end(res relay.Result) {
 // auditForward relays a forwarded channel (kind direct-tcpip or
 // forwarded-tcpip, with its open payload) through run and records it.
 func (c *conn) auditForward(kind string, extra []byte, p policy.Permit, run func(*relay.Counters)) {
-	if c.b.aud.log == nil {
+	if c.b.Audit == nil {
 		run(nil)
 		return
 	}
@@ -242,8 +228,8 @@ func (c *conn) auditRemoteForward(typ string, payload []byte, ok bool) {
 	if ok {
 		e.Result = "ok"
 	}
-	if c.rerr == nil {
-		e.Target = c.route.Target
+	if !c.sess.BadTarget {
+		e.Target = c.sess.Route.Target
 	}
 	c.emit(e)
 }

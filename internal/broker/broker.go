@@ -15,62 +15,103 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sshgate/sshgate/internal/auth"
 	"github.com/sshgate/sshgate/internal/ca"
+	"github.com/sshgate/sshgate/internal/coalesce"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
-	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/target"
-	"github.com/sshgate/sshgate/internal/coalesce"
 )
 
-// Store is the part of the store the broker reads.
+// Store is the part of the store the broker and the account side read
+// and write.
 type Store interface {
 	ListTargets(ctx context.Context) ([]gate.Target, error)
 	ListGrants(ctx context.Context, user string) ([]gate.Grant, error)
+	ListTargetInfo(ctx context.Context) ([]gate.TargetInfo, error)
+	GetUserInfo(ctx context.Context, user string) (gate.UserInfo, error)
+	EnvGroups(ctx context.Context) (map[string]string, error)
+	GetUser(ctx context.Context, name string) (gate.User, error)
+	ListKeys(ctx context.Context, user string) ([]gate.Key, error)
+	AddKey(ctx context.Context, k gate.Key) error
+	RemoveKey(ctx context.Context, user, fingerprint string) error
+}
+
+// SecondFactor is the TOTP second factor as the broker uses it: a target's
+// effective mode (checked for every target opened) and self-service
+// enrolment (`ssh -t USER@GATE totp enroll`).
+type SecondFactor interface {
+	TargetMode(ctx context.Context, t gate.Target) string
+	Enrolled(ctx context.Context, user string) (bool, error)
+	// Enrol activates secret for user if code is valid for it; ok is false
+	// for a wrong code.
+	Enrol(ctx context.Context, user, secret, code string) (ok bool, err error)
+}
+
+// Deps is everything a broker needs; New takes them whole.
+type Deps struct {
+	Config   config.Config
+	Store    Store
+	Backends map[string]target.Backend // by target kind (gate.KindUpstream, gate.KindDocker)
+	Log      *slog.Logger
+
+	TOTP      SecondFactor // nil: the second factor is off
+	Hook      *ConfigHook  // the config webhook; nil: none
+	Observers Observers    // metrics, recordings, live sessions; every field optional
+	Audit     Auditor      // nil: no audit events
+	// AuditFailClosed says which targets must not be used while the audit
+	// record cannot be kept; nil: none.
+	AuditFailClosed func(target string) bool
 }
 
 // Broker serves authenticated connections.
 type Broker struct {
-	totp     TOTPEnroller // self-service TOTP enrolment (totp.go); nil: off
-	modes    TOTPModes    // targets' TOTP modes (totp.go); nil: no second factor
-	store    Store
-	backends map[string]target.Backend
-	cfg      config.Config
-	log      *slog.Logger
-	hook     *configHook // the config webhook, if any (webhook.go)
-	obs      Observers   // metrics, recordings, live sessions (obs.go)
-	aud      auditing    // SetAudit (audit.go)
+	Deps
 }
 
-// New returns a broker. backends maps a target kind (gate.KindUpstream,
-// gate.KindDocker) to its backend.
-func New(cfg config.Config, st Store, backends map[string]target.Backend, log *slog.Logger) *Broker {
-	return &Broker{store: st, backends: backends, cfg: cfg, log: log}
+// New returns a broker ready to serve.
+func New(d Deps) (*Broker, error) {
+	if d.Store == nil || d.Log == nil || len(d.Backends) == 0 {
+		return nil, errors.New("broker: store, log and backends are required")
+	}
+	if d.AuditFailClosed == nil {
+		d.AuditFailClosed = func(string) bool { return false }
+	}
+	return &Broker{Deps: d}, nil
 }
 
-// conn is the state of one client connection.
+// conn is one authenticated client connection, from the handshake to the
+// last channel. Its life:
+//
+//   - Handle creates it after sshd has authenticated the user; sess (what
+//     auth proved, typed) and dec (the one access decision, computed by
+//     decide from one snapshot of the store and the config webhook's
+//     answer) are set before the first channel or request is read, and are
+//     never written again: every channel and global request reads them.
+//   - Handle's goroutine reads the user's channels and global requests; each
+//     channel runs in its own goroutine (counted in wg, bounded by reserve);
+//     each remote-forward request too.
+//   - The target connection is dialled once, by whichever channel or request
+//     first needs it (upOnce); its own goroutine (fromUpstream) serves what
+//     the target opens toward the user until the target connection ends.
+//     The account menu dials a connection per choice (ups holds them all).
+//   - When the user's connection ends, Handle cancels ctx, closes every
+//     target connection (a hung target would never answer a channel close),
+//     waits for wg, then releases the targets (stops containers).
+//
+// Lock order: conn.mu is a leaf; no lock is held across I/O.
 type conn struct {
-	b     *Broker
-	sc    *sshd.Conn
-	id    *gate.Identity
-	route route.Route
-	rerr  error
-	log   *slog.Logger
-	ctx   context.Context
-
-	resOnce sync.Once // resolve.go
-	res     resolution
-
-	accessOnce sync.Once
-	access     []policy.Access
-	accessErr  error
-
-	hook hookState // the config webhook's answer (webhook.go)
+	b    *Broker
+	sc   *sshd.Conn
+	sess *gate.Session
+	id   *gate.Identity // &sess.Identity
+	dec  policy.Decision
+	hook *policy.Hook // the config webhook's answer (nil: none configured)
+	log  *slog.Logger
+	ctx  context.Context
 
 	upOnce sync.Once
 	up     *upConn
@@ -90,7 +131,7 @@ const maxChannels = 1000
 func (c *conn) reserve(session bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.channels >= maxChannels || session && c.sessions >= c.b.cfg.Limits.MaxSessions {
+	if c.channels >= maxChannels || session && c.sessions >= c.b.Config.Limits.MaxSessions {
 		return false
 	}
 	c.channels++
@@ -137,16 +178,16 @@ func (u *upConn) close() {
 
 // Handle serves one authenticated connection until it ends.
 func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
-	id, err := auth.Identity(sc.ServerConn)
-	if err != nil {
-		sc.Log.Error("no identity on an authenticated connection", "err", err)
+	if sc.Session == nil {
+		sc.Log.Error("no session on an authenticated connection")
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	c := &conn{b: b, sc: sc, id: id, log: sc.Log, ctx: ctx}
-	c.route, c.rerr = route.Parse(sc.User())
+	c := &conn{b: b, sc: sc, sess: sc.Session, id: &sc.Session.Identity, log: sc.Log, ctx: ctx}
 	defer c.auditConn()()
+	c.hook = c.askHook()
+	c.dec = c.decide(c.sess.Route, c.sess.BadTarget)
 	stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
 	defer stop()
 	// One loop for the user's channels and global requests: both streams
@@ -206,82 +247,31 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	}
 }
 
-// accessible is what this user may reach, read once per connection.
-func (c *conn) accessible() ([]policy.Access, error) {
-	c.accessOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		defer cancel()
-		targets, err := c.b.store.ListTargets(ctx)
-		if err != nil {
-			c.accessErr = fmt.Errorf("list targets: %w", err)
-			return
-		}
-		grants, err := c.b.store.ListGrants(ctx, c.id.User)
-		if err != nil {
-			c.accessErr = fmt.Errorf("list grants: %w", err)
-			return
-		}
-		c.access = policy.Accessible(targets, grants)
-	})
-	return c.access, c.accessErr
-}
-
-// errNoTarget is shown, identically, for unknown and ungranted targets.
-func errNoTarget(name string) *gate.PublicError {
-	return &gate.PublicError{Public: fmt.Sprintf("target %q not found or not permitted", name)}
-}
-
-// grantPermit decides the connection's routed target from the user's grants.
-func (c *conn) grantPermit() (policy.Permit, error) {
-	res := c.resolve()
-	if res.err != nil {
-		return policy.Permit{}, res.err
-	}
-	access, err := c.accessible()
-	if err != nil {
-		return policy.Permit{}, gate.Errorf(err, "the gate cannot read its policy")
-	}
-	p, ok := policy.Decide(access, res.target, c.route.Login)
-	if res.target == "" || !ok {
-		if c.route.Raw == "" { // the user's default target
-			return policy.Permit{}, errNoTarget(res.target)
-		}
-		return policy.Permit{}, errNoTarget(c.route.Raw)
-	}
-	return c.certForwarding(p), nil
-}
-
 // upstream returns the connection's shared target connection, dialling it once.
 func (c *conn) upstream() (*upConn, error) {
 	c.upOnce.Do(func() {
-		p, err := c.permit()
-		if err != nil {
-			c.upErr = err
-			return
+		switch {
+		case c.dec.Err != nil:
+			c.upErr = c.dec.Err
+		case c.dec.Gate:
+			c.upErr = errNeedsTarget
+		default:
+			c.up, c.upErr = c.dial(c.dec.Permit)
 		}
-		c.up, c.upErr = c.dial(p)
 	})
 	return c.up, c.upErr
 }
 
 // dial opens the target through its backend and logs in.
 func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
-	if err := c.secondFactorAllows(p); err != nil { // totp.go
-		return nil, err
-	}
 	defer func(start time.Time) { c.b.targetOpened(p.Target.Kind, start, err) }(time.Now())
-	p, err = c.override(p)
-	if err != nil {
-		return nil, err
-	}
-	p = c.certForwarding(p)
 	name := p.Target.Name
-	be := c.b.backends[p.Target.Kind]
+	be := c.b.Backends[p.Target.Kind]
 	if be == nil {
 		return nil, gate.Errorf(fmt.Errorf("no backend for kind %q", p.Target.Kind), "target %q is not available on this gate", name)
 	}
 	c.auditTarget(p)
-	timeout := c.b.cfg.Limits.UpstreamTimeout.D()
+	timeout := c.b.Config.Limits.UpstreamTimeout.D()
 	ctx, cancel := context.WithTimeout(c.ctx, timeout+60*time.Second) // container starts may take longer than a dial
 	defer cancel()
 	start := time.Now()
@@ -406,15 +396,15 @@ func (c *conn) globalRequest(r *ssh.Request) {
 
 // directTCPIP relays local port forwarding (ssh -L) when the grant allows it.
 func (c *conn) directTCPIP(nc ssh.NewChannel) {
-	if c.resolve().gate && !c.hookRoutes() {
-		_ = nc.Reject(ssh.Prohibited, "port forwarding needs a target: connect as USER+TARGET")
+	if c.dec.Gate {
+		_ = nc.Reject(ssh.Prohibited, errNeedsTarget.Public)
 		return
 	}
-	p, err := c.permit()
-	if err != nil {
-		_ = nc.Reject(ssh.Prohibited, publicText(err))
+	if c.dec.Err != nil {
+		_ = nc.Reject(ssh.Prohibited, c.dec.Err.UserMessage())
 		return
 	}
+	p := c.dec.Permit
 	if err := c.auditAdmit(p, "forwarded channel"); err != nil {
 		_ = nc.Reject(ssh.Prohibited, publicText(err))
 		return
@@ -449,6 +439,9 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 		c.relayChannel(ch, reqs, upCh, upReqs, true, cnt)
 	})
 }
+
+// errNeedsTarget answers a forward on a connection without a target.
+var errNeedsTarget = &gate.PublicError{Public: "port forwarding needs a target: connect as USER+TARGET"}
 
 func publicText(err error) string {
 	var pe *gate.PublicError

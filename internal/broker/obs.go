@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/account"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
@@ -57,12 +58,9 @@ type Live interface {
 	Start(s gate.LiveSession, c *relay.Counters, kill func()) (end func())
 }
 
-// Observe sets the broker's observers; call it before serving.
-func (b *Broker) Observe(o Observers) { b.obs = o }
-
 func (b *Broker) targetOpened(kind string, start time.Time, err error) {
-	if b.obs.Metrics != nil {
-		b.obs.Metrics.TargetOpened(kind, time.Since(start), err)
+	if b.Observers.Metrics != nil {
+		b.Observers.Metrics.TargetOpened(kind, time.Since(start), err)
 	}
 }
 
@@ -73,7 +71,7 @@ func (c *conn) relayChannel(down ssh.Channel, downReqs <-chan *ssh.Request, up s
 		ctr = &relay.Counters{}
 	}
 	relay.Channels(down, downReqs, up, upReqs, nil, ctr)
-	if m := c.b.obs.Metrics; m != nil {
+	if m := c.b.Observers.Metrics; m != nil {
 		in, out := ctr.In.Load(), ctr.Out.Load()
 		if !toTarget {
 			in, out = out, in
@@ -87,7 +85,7 @@ type observed struct {
 	c        *conn
 	id       string
 	ch, upCh ssh.Channel
-	s        *setup
+	s        *account.Setup
 	target   string
 	counters *relay.Counters
 	rec      Recording
@@ -104,12 +102,12 @@ func errRecording(cause error) *gate.PublicError {
 // observe starts the watch on a session about to start: a recording for a
 // PTY session, the live registry entry, the sessions gauge. An error
 // (fail-closed recording) means the session must not start.
-func (c *conn) observe(ch, upCh ssh.Channel, s *setup, p policy.Permit) (*observed, error) {
+func (c *conn) observe(ch, upCh ssh.Channel, s *account.Setup, p policy.Permit) (*observed, error) {
 	o := &observed{c: c, id: gate.NewID()[:16], ch: ch, upCh: upCh, s: s, target: p.Target.Name, counters: &relay.Counters{}}
-	obs := c.b.obs
+	obs := c.b.Observers
 	log := c.log.With("session_id", o.id)
-	if obs.Recorder != nil && s.pty != nil {
-		rec, err := obs.Recorder.Record(o.id, s.pty.Cols, s.pty.Rows, s.pty.Term, o.recordingFailed)
+	if obs.Recorder != nil && s.PTY != nil {
+		rec, err := obs.Recorder.Record(o.id, s.PTY.Cols, s.PTY.Rows, s.PTY.Term, o.recordingFailed)
 		if err != nil {
 			if obs.Metrics != nil {
 				obs.Metrics.RecordingError()
@@ -144,14 +142,14 @@ func (c *conn) observe(ch, upCh ssh.Channel, s *setup, p policy.Permit) (*observ
 }
 
 func (o *observed) failClosed() bool {
-	f := o.c.b.obs.FailClosed
+	f := o.c.b.Observers.FailClosed
 	return f != nil && f(o.target)
 }
 
 // recordingFailed is the recording's OnError: fail-open logs and counts;
 // fail-closed also ends the session with a message.
 func (o *observed) recordingFailed(err error) {
-	if m := o.c.b.obs.Metrics; m != nil {
+	if m := o.c.b.Observers.Metrics; m != nil {
 		m.RecordingError()
 	}
 	if !o.failClosed() {
@@ -168,7 +166,7 @@ func (o *observed) recordingFailed(err error) {
 func (o *observed) kill(msg string, status uint32) {
 	o.killOnce.Do(func() {
 		o.killed.Store(true)
-		if m := o.c.b.obs.Metrics; m != nil {
+		if m := o.c.b.Observers.Metrics; m != nil {
 			m.SessionKilled()
 		}
 		o.c.log.Info("session killed", "session_id", o.id, "target", o.target, "reason", msg)
@@ -190,7 +188,7 @@ func (o *observed) filter(next relay.Filter) relay.Filter {
 	return func(req *ssh.Request) bool {
 		ok := next == nil || next(req)
 		if ok && req.Type == "window-change" {
-			var w winChange
+			var w account.WinChange
 			if ssh.Unmarshal(req.Payload, &w) == nil {
 				o.rec.Resize(w.Cols, w.Rows)
 			}
@@ -201,7 +199,7 @@ func (o *observed) filter(next relay.Filter) relay.Filter {
 
 // end closes the watch when the relay is over.
 func (o *observed) end() {
-	obs := o.c.b.obs
+	obs := o.c.b.Observers
 	if o.rec != nil { // closed first: once the session is unlisted, its recording is complete
 		_ = o.rec.Close()
 	}

@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sshgate/sshgate/internal/auth/totp"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
 // Issue 6 part A: `user totp enroll|disable|status` and `mfa`.

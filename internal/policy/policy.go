@@ -67,9 +67,9 @@ func Accessible(targets []gate.Target, grants []gate.Grant) []Access {
 	return out
 }
 
-// Decide returns the permit for target as login ("" for the default), or
+// Permitted returns the permit for target as login ("" for the default), or
 // false. Unknown and ungranted targets are indistinguishable to the caller.
-func Decide(access []Access, target, login string) (Permit, bool) {
+func Permitted(access []Access, target, login string) (Permit, bool) {
 	for _, a := range access {
 		if a.Target.Name != target {
 			continue

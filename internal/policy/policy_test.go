@@ -6,7 +6,7 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 )
 
-func TestDecide(t *testing.T) {
+func TestPermitted(t *testing.T) {
 	targets := []gate.Target{
 		{Name: "web-1", Env: "prod", Login: "www"},
 		{Name: "web-2", Env: "prod", Login: "www"},
@@ -41,9 +41,9 @@ func TestDecide(t *testing.T) {
 		{"nope", "", false, Permit{}},
 	}
 	for _, tt := range tests {
-		got, ok := Decide(access, tt.target, tt.login)
+		got, ok := Permitted(access, tt.target, tt.login)
 		if ok != tt.ok || got != tt.want {
-			t.Errorf("Decide(%q, %q) = %+v, %v; want %+v, %v", tt.target, tt.login, got, ok, tt.want, tt.ok)
+			t.Errorf("Permitted(%q, %q) = %+v, %v; want %+v, %v", tt.target, tt.login, got, ok, tt.want, tt.ok)
 		}
 	}
 }
@@ -51,16 +51,16 @@ func TestDecide(t *testing.T) {
 func TestDefaultLoginFirst(t *testing.T) {
 	targets := []gate.Target{{Name: "t", Env: "e", Login: "zed"}}
 	grants := []gate.Grant{{User: "u", Target: "t", Login: "adm"}, {User: "u", Target: "t"}}
-	p, ok := Decide(Accessible(targets, grants), "t", "")
+	p, ok := Permitted(Accessible(targets, grants), "t", "")
 	if !ok || p.Login != "zed" {
 		t.Fatalf("default login: got %+v %v, want zed", p, ok)
 	}
 	grants = []gate.Grant{{User: "u", Target: "t", Login: "adm"}}
-	p, ok = Decide(Accessible(targets, grants), "t", "")
+	p, ok = Permitted(Accessible(targets, grants), "t", "")
 	if !ok || p.Login != "adm" {
 		t.Fatalf("only granted login: got %+v %v, want adm", p, ok)
 	}
-	if _, ok := Decide(Accessible(targets, grants), "t", "zed"); ok {
+	if _, ok := Permitted(Accessible(targets, grants), "t", "zed"); ok {
 		t.Fatal("default login allowed although only adm was granted")
 	}
 }
@@ -69,11 +69,11 @@ func TestDefaultLoginFirst(t *testing.T) {
 // reaches it as the container's user (the empty login).
 func TestContainerTargetWithoutLogin(t *testing.T) {
 	targets := []gate.Target{{Name: "box", Env: "lab", Kind: gate.KindDocker}}
-	p, ok := Decide(Accessible(targets, []gate.Grant{{User: "u", Env: "lab"}}), "box", "")
+	p, ok := Permitted(Accessible(targets, []gate.Grant{{User: "u", Env: "lab"}}), "box", "")
 	if !ok || p.Login != "" {
 		t.Fatalf("got %+v %v, want the empty login", p, ok)
 	}
-	if _, ok := Decide(Accessible(targets, []gate.Grant{{User: "u", Env: "lab"}}), "box", "root"); ok {
+	if _, ok := Permitted(Accessible(targets, []gate.Grant{{User: "u", Env: "lab"}}), "box", "root"); ok {
 		t.Fatal("an ungranted login was allowed")
 	}
 }

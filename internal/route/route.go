@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 // GateTarget is the reserved target name that reaches the gate's own
@@ -41,23 +43,6 @@ var ErrInvalidUser = errors.New("invalid user name")
 // authentication it is answered as an unknown target.
 var ErrInvalidTarget = errors.New("invalid target")
 
-// Route is a parsed username.
-type Route struct {
-	User   string
-	Target string // "" when none was given (or GateTarget was given)
-	Login  string // "" when none was given
-	Raw    string // the target part as typed, for messages; sanitized
-	Gate   bool   // USER+gate: the gate's own commands even with a default target
-
-	// Platform form NODEID-UID: User is "" until auth resolves UID to a
-	// user name; Node is the target's numeric id.
-	Node int64
-	UID  int64
-}
-
-// Platform reports whether the route is the NODEID-UID form.
-func (r Route) Platform() bool { return r.UID != 0 }
-
 // ValidName reports whether s is a valid user, environment, target or alias
 // name. A digits-dash-digits string is never a name (it is NODEID-UID).
 func ValidName(s string) bool { return nameRE.MatchString(s) && !platformRE.MatchString(s) }
@@ -67,18 +52,18 @@ func ValidLogin(s string) bool { return loginRE.MatchString(s) }
 
 // Parse splits an SSH username. On ErrInvalidTarget the returned Route has
 // User set and Raw holding a printable form of what followed it.
-func Parse(username string) (Route, error) {
+func Parse(username string) (gate.Route, error) {
 	if len(username) > MaxLen {
-		return Route{}, ErrInvalidUser
+		return gate.Route{}, ErrInvalidUser
 	}
 	if platformRE.MatchString(username) {
 		return parsePlatform(username)
 	}
 	parts := strings.Split(username, Separator)
 	if !ValidName(parts[0]) {
-		return Route{}, ErrInvalidUser
+		return gate.Route{}, ErrInvalidUser
 	}
-	r := Route{User: parts[0]}
+	r := gate.Route{User: parts[0]}
 	if len(parts) == 1 {
 		return r, nil
 	}
@@ -103,34 +88,19 @@ func Parse(username string) (Route, error) {
 // parsePlatform reads NODEID-UID. A non-canonical spelling (leading zeros,
 // zero, too long) is ErrInvalidUser, so it fails authentication exactly as
 // an unknown user does.
-func parsePlatform(s string) (Route, error) {
+func parsePlatform(s string) (gate.Route, error) {
 	if !canonicalRE.MatchString(s) {
-		return Route{}, ErrInvalidUser
+		return gate.Route{}, ErrInvalidUser
 	}
 	node, uid, _ := strings.Cut(s, "-")
-	r := Route{Raw: s}
+	r := gate.Route{Raw: s}
 	var err1, err2 error
 	r.Node, err1 = strconv.ParseInt(node, 10, 64)
 	r.UID, err2 = strconv.ParseInt(uid, 10, 64)
 	if err1 != nil || err2 != nil {
-		return Route{}, ErrInvalidUser
+		return gate.Route{}, ErrInvalidUser
 	}
 	return r, nil
-}
-
-// String puts a route back into username form.
-func (r Route) String() string {
-	if r.Platform() {
-		return strconv.FormatInt(r.Node, 10) + "-" + strconv.FormatInt(r.UID, 10)
-	}
-	s := r.User
-	if r.Target != "" {
-		s += Separator + r.Target
-		if r.Login != "" {
-			s += Separator + r.Login
-		}
-	}
-	return s
 }
 
 // Printable returns s with anything outside printable ASCII replaced by '?'

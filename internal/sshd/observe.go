@@ -8,9 +8,6 @@ type Observer interface {
 	Handshake(ok bool)          // key exchange and authentication finished (or failed)
 }
 
-// Observe sets the server's observer; call it before Serve.
-func (s *Server) Observe(o Observer) { s.obs = o }
-
 func (s *Server) observeAccepted() {
 	if s.obs != nil {
 		s.obs.ConnAccepted()

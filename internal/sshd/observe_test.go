@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/sshgate/sshgate/internal/gate"
 )
 
 type countObserver struct {
@@ -58,7 +56,7 @@ func TestObserver(t *testing.T) {
 	signer, _ := ssh.NewSignerFromKey(priv)
 	cfg := &ssh.ServerConfig{PasswordCallback: func(c ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
 		if string(pw) == "right" {
-			return &ssh.Permissions{Extensions: (&gate.Identity{User: c.User(), Method: "password"}).Extensions()}, nil
+			return loggedIn(c), nil
 		}
 		return nil, errors.New("denied")
 	}}
@@ -69,9 +67,8 @@ func TestObserver(t *testing.T) {
 			nc.Reject(ssh.Prohibited, "test")
 		}
 	}
-	s := New(cfg, Limits{LoginGrace: 10 * time.Second, MaxUnauthenticated: 1, MaxUnauthPerSource: 1}, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	o := &countObserver{n: map[string]int{}}
-	s.Observe(o)
+	s := New(cfg, Limits{LoginGrace: 10 * time.Second, MaxUnauthenticated: 1, MaxUnauthPerSource: 1}, o, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

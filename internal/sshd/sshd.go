@@ -17,8 +17,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/coalesce"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 // Handler serves one authenticated connection. It returns when the
@@ -28,10 +28,11 @@ type Handler func(ctx context.Context, c *Conn)
 // Conn is an authenticated connection.
 type Conn struct {
 	*ssh.ServerConn
-	ID    string
-	Chans <-chan ssh.NewChannel
-	Reqs  <-chan *ssh.Request
-	Log   *slog.Logger
+	ID      string        // minted at accept; the same as Session.ConnID
+	Session *gate.Session // what authentication proved, typed
+	Chans   <-chan ssh.NewChannel
+	Reqs    <-chan *ssh.Request
+	Log     *slog.Logger
 }
 
 // Limits are the pre-authentication defences.
@@ -79,10 +80,11 @@ type trackedConn struct {
 	progress atomic.Bool // the client has sent at least one byte
 }
 
-// New returns a server. cfg must have host keys and auth callbacks set.
-func New(cfg *ssh.ServerConfig, limits Limits, h Handler, log *slog.Logger) *Server {
+// New returns a server. cfg must be complete (host keys, every callback):
+// the server works on copies of it. obs may be nil.
+func New(cfg *ssh.ServerConfig, limits Limits, obs Observer, h Handler, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{limits: limits, handler: h, log: log,
+	s := &Server{limits: limits, handler: h, log: log, obs: obs,
 		perSource: map[netip.Prefix]int{}, conns: map[*trackedConn]struct{}{},
 		pending: map[*trackedConn]struct{}{}, byRemote: map[string]*trackedConn{},
 		listeners: map[net.Listener]struct{}{}, ctx: ctx, cancel: cancel}
@@ -189,7 +191,7 @@ func (s *Server) handle(nc net.Conn) {
 		id := gate.NewID()[:16]
 		log := s.log.With("conn_id", id, "remote", nc.RemoteAddr().String())
 		_ = nc.SetDeadline(tc.start.Add(s.handshakeDeadline()))
-		sc, chans, reqs, err := ssh.NewServerConn(pc, s.cfg)
+		sc, chans, reqs, err := ssh.NewServerConn(pc, forConn(s.cfg, id))
 		s.observeHandshake(err)
 		if err != nil {
 			log.Debug("handshake failed", "err", err)
@@ -202,10 +204,17 @@ func (s *Server) handle(nc net.Conn) {
 		tc.authed = true
 		s.mu.Unlock()
 		s.observe(tc, addr, nil)
-		log = log.With("user", sc.Permissions.Extensions[gate.ExtUser])
-		log.Info("authenticated", "method", sc.Permissions.Extensions[gate.ExtMethod],
-			"key", sc.Permissions.Extensions[gate.ExtFingerprint], "client", safeVersion(sc.ClientVersion()))
-		s.handler(s.ctx, &Conn{ServerConn: sc, ID: id, Chans: chans, Reqs: reqs, Log: log})
+		sess := sessionOf(sc)
+		if sess == nil || sess.ConnID != id {
+			// Authentication always attaches the session; a callback that
+			// did not is a wiring bug, and the connection gets nothing.
+			log.Error("authenticated connection without its session: closed")
+			return
+		}
+		log = log.With("user", sess.Identity.User)
+		log.Info("authenticated", "method", sess.Identity.Method,
+			"key", sess.Identity.Fingerprint, "client", safeVersion(sc.ClientVersion()))
+		s.handler(s.ctx, &Conn{ServerConn: sc, ID: id, Session: sess, Chans: chans, Reqs: reqs, Log: log})
 		_ = sc.Close()
 		log.Info("connection closed")
 	}()

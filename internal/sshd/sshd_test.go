@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func testServer(t *testing.T, limits Limits) (*Server, string) {
 	cfg := &ssh.ServerConfig{
 		PasswordCallback: func(c ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
 			if string(pw) == "right" {
-				return &ssh.Permissions{Extensions: (&gate.Identity{User: c.User(), Method: "password"}).Extensions()}, nil
+				return loggedIn(c), nil
 			}
 			return nil, errors.New("denied")
 		},
@@ -35,7 +36,7 @@ func testServer(t *testing.T, limits Limits) (*Server, string) {
 			nc.Reject(ssh.Prohibited, "test")
 		}
 	}
-	s := New(cfg, limits, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(cfg, limits, nil, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -192,5 +193,68 @@ func TestShutdownRefusesNewConnections(t *testing.T) {
 	}
 	if err := login(addr, "right"); err == nil {
 		t.Fatal("login succeeded after shutdown")
+	}
+}
+
+// loggedIn is what an authentication callback returns on success: the typed
+// session, carrying the connection id the server minted (read from the
+// metadata it hands the callback).
+func loggedIn(c ssh.ConnMetadata) *ssh.Permissions {
+	return &ssh.Permissions{ExtraData: map[any]any{gate.SessionKey{}: &gate.Session{
+		ConnID: gate.ConnIDOf(c), Identity: gate.Identity{User: c.User(), Method: "password"}}}}
+}
+
+// Every callback, and the ones a partial success hands on, sees the
+// connection id minted at accept; the handler gets the same id.
+func TestConnIDReachesCallbacks(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	seen := make(chan string, 4)
+	cfg := &ssh.ServerConfig{
+		PasswordCallback: func(c ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+			seen <- gate.ConnIDOf(c)
+			return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
+				KeyboardInteractiveCallback: func(c ssh.ConnMetadata, _ ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+					seen <- gate.ConnIDOf(c)
+					return loggedIn(c), nil
+				}}}
+		},
+		AuthLogCallback: func(c ssh.ConnMetadata, method string, err error) {
+			if method == "password" {
+				seen <- gate.ConnIDOf(c)
+			}
+		},
+	}
+	cfg.AddHostKey(signer)
+	got := make(chan string, 1)
+	h := func(ctx context.Context, c *Conn) {
+		got <- c.ID + "/" + c.Session.ConnID
+		go ssh.DiscardRequests(c.Reqs)
+		for nc := range c.Chans {
+			nc.Reject(ssh.Prohibited, "test")
+		}
+	}
+	s := New(cfg, Limits{LoginGrace: 10 * time.Second, MaxUnauthenticated: 4, MaxUnauthPerSource: 4}, nil, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	cc, err := ssh.Dial("tcp", ln.Addr().String(), &ssh.ClientConfig{User: "alice", HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		Auth: []ssh.AuthMethod{ssh.Password("x"), ssh.KeyboardInteractive(func(string, string, []string, []bool) ([]string, error) { return nil, nil })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ids := <-got
+	id, sessID, _ := strings.Cut(ids, "/")
+	if id == "" || id != sessID {
+		t.Fatalf("handler: conn id %q, session's %q", id, sessID)
+	}
+	for i := 0; i < 3; i++ {
+		if v := <-seen; v != id {
+			t.Fatalf("callback %d saw conn id %q, want %q", i, v, id)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package broker
+package account
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
@@ -34,55 +35,51 @@ const reported = -2
 // maxKeyInput bounds what `keys add` reads from stdin.
 const maxKeyInput = 16 << 10
 
-// accountCommand runs the commands added with the account menu (whoami,
-// keys, help). ok is false for anything it does not know.
-func (c *conn) accountCommand(stdin io.Reader, out, errOut io.Writer, args []string) (status int, ok bool) {
+// accountCommand runs the account commands (whoami, keys, help). ok is false for anything it does not know.
+func (c *Conn) accountCommand(stdin io.Reader, out, errOut io.Writer, args []string) (status int, ok bool) {
 	if len(args) == 0 {
 		return 0, false
 	}
-	ms, isMenu := c.b.store.(MenuStore)
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(c.Ctx, 10*time.Second)
 	defer cancel()
 	switch {
 	case args[0] == "help" && len(args) == 1:
 		fmt.Fprintln(out, accountUsage)
 		return 0, true
 	case args[0] == "whoami" && len(args) == 1:
-		fmt.Fprintf(out, "user    %s\n", c.id.User)
-		if isMenu {
-			if ui, err := ms.GetUserInfo(ctx, c.id.User); err == nil {
-				fmt.Fprintf(out, "uid     %d\n", ui.UID)
-				def := ui.DefaultTarget
-				if def == "" {
-					def = "-"
-				}
-				fmt.Fprintf(out, "default %s\n", def)
+		fmt.Fprintf(out, "user    %s\n", c.Identity.User)
+		if snap, err := c.snapshot(); err == nil {
+			fmt.Fprintf(out, "uid     %d\n", snap.User.UID)
+			def := snap.User.DefaultTarget
+			if def == "" {
+				def = "-"
 			}
+			fmt.Fprintf(out, "default %s\n", def)
 		}
-		fmt.Fprintf(out, "method  %s\n", c.id.Method)
-		if c.id.Fingerprint != "" {
-			fmt.Fprintf(out, "key     %s\n", c.id.Fingerprint)
+		fmt.Fprintf(out, "method  %s\n", c.Identity.Method)
+		if c.Identity.Fingerprint != "" {
+			fmt.Fprintf(out, "key     %s\n", c.Identity.Fingerprint)
 		}
 		return 0, true
-	case args[0] == "keys" && isMenu:
-		return c.keysCommand(ctx, ms, stdin, out, errOut, args[1:]), true
+	case args[0] == "keys":
+		return c.keysCommand(ctx, c.Store, stdin, out, errOut, args[1:]), true
 	}
 	return 0, false
 }
 
-func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, out, errOut io.Writer, args []string) int {
+func (c *Conn) keysCommand(ctx context.Context, ms Store, stdin io.Reader, out, errOut io.Writer, args []string) int {
 	say := func(format string, a ...any) { fmt.Fprintf(errOut, "sshgate: "+format+"\n", a...) }
 	switch {
 	case len(args) == 1 && (args[0] == "ls" || args[0] == "list"):
-		keys, err := ms.ListKeys(ctx, c.id.User)
+		keys, err := ms.ListKeys(ctx, c.Identity.User)
 		if err != nil {
-			c.log.Error("list keys", "err", err)
+			c.Log.Error("list keys", "err", err)
 			return 3
 		}
 		for _, k := range keys {
 			typ, _, _ := strings.Cut(k.AuthorizedKey, " ")
 			mark := ""
-			if k.Fingerprint == c.id.Fingerprint {
+			if k.Fingerprint == c.Identity.Fingerprint {
 				mark = " (this session)"
 			}
 			comment := k.Comment
@@ -123,23 +120,23 @@ func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, o
 			return reported
 		}
 		fp := sshkeys.Fingerprint(k)
-		err = ms.AddKey(ctx, gate.Key{User: c.id.User, Fingerprint: fp, AuthorizedKey: sshkeys.AuthorizedLine(k), Comment: comment})
+		err = ms.AddKey(ctx, gate.Key{User: c.Identity.User, Fingerprint: fp, AuthorizedKey: sshkeys.AuthorizedLine(k), Comment: comment})
 		if errors.Is(err, store.ErrExists) {
 			say("key %s is already one of your keys", fp)
 			return 1
 		}
 		if err != nil {
-			c.log.Error("add key", "err", err)
+			c.Log.Error("add key", "err", err)
 			return 3
 		}
-		c.log.Info("user added a key", "fingerprint", fp)
+		c.Log.Info("user added a key", "fingerprint", fp)
 		fmt.Fprintf(out, "added key %s %s\n", fp, k.Type())
 		return 0
 	case len(args) == 2 && (args[0] == "rm" || args[0] == "remove"):
 		fp := args[1]
-		keys, err := ms.ListKeys(ctx, c.id.User)
+		keys, err := ms.ListKeys(ctx, c.Identity.User)
 		if err != nil {
-			c.log.Error("list keys", "err", err)
+			c.Log.Error("list keys", "err", err)
 			return 3
 		}
 		found := false
@@ -151,20 +148,20 @@ func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, o
 			return 1
 		}
 		if len(keys) == 1 {
-			if u, err := ms.GetUser(ctx, c.id.User); err != nil || u.PasswordHash == "" {
+			if u, err := ms.GetUser(ctx, c.Identity.User); err != nil || u.PasswordHash == "" {
 				say("refusing to remove your last key: you could not log in again")
 				return 1
 			}
 		}
-		if err := ms.RemoveKey(ctx, c.id.User, fp); err != nil {
+		if err := ms.RemoveKey(ctx, c.Identity.User, fp); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				say("%s is not one of your keys", strconv.Quote(route.Printable(fp)))
 				return 1
 			}
-			c.log.Error("remove key", "err", err)
+			c.Log.Error("remove key", "err", err)
 			return 3
 		}
-		c.log.Info("user removed a key", "fingerprint", fp)
+		c.Log.Info("user removed a key", "fingerprint", fp)
 		fmt.Fprintf(out, "removed key %s\n", fp)
 		return 0
 	}
@@ -172,38 +169,31 @@ func (c *conn) keysCommand(ctx context.Context, ms MenuStore, stdin io.Reader, o
 }
 
 // decorate adds ids, aliases, primary markers and groups to `ls` entries.
-func (c *conn) decorate(views []targetView) {
-	ms, ok := c.b.store.(MenuStore)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+func (c *Conn) decorate(snap policy.Snapshot, views []targetView) {
+	ctx, cancel := context.WithTimeout(c.Ctx, 10*time.Second)
 	defer cancel()
-	infos, err := ms.ListTargetInfo(ctx)
+	groups, err := c.Store.EnvGroups(ctx)
 	if err != nil {
-		c.log.Warn("list target info", "err", err)
-		return
+		c.Log.Warn("list env groups", "err", err)
 	}
-	groups, _ := ms.EnvGroups(ctx)
-	ui, _ := ms.GetUserInfo(ctx, c.id.User)
 	byName := map[string]gate.TargetInfo{}
-	for _, ti := range infos {
+	for _, ti := range snap.Infos {
 		byName[ti.Target] = ti
 	}
 	for i := range views {
 		ti := byName[views[i].Name]
 		views[i].ID, views[i].Aliases, views[i].Primary = ti.ID, ti.Aliases, ti.Primary
 		views[i].Group = groups[views[i].Env]
-		if ti.ID != 0 && ui.UID != 0 {
-			views[i].Platform = fmt.Sprintf("%d-%d", ti.ID, ui.UID)
+		if ti.ID != 0 && snap.User.UID != 0 {
+			views[i].Platform = fmt.Sprintf("%d-%d", ti.ID, snap.User.UID)
 		}
 	}
 }
 
 // stdinOf is a gate command's stdin. On a PTY the client sends keystrokes,
 // never EOF: there the input ends at the first Enter or Ctrl-D.
-func stdinOf(ch io.Reader, s *setup) io.Reader {
-	if s.pty == nil {
+func stdinOf(ch io.Reader, s *Setup) io.Reader {
+	if s.PTY == nil {
 		return ch
 	}
 	return &lineReader{r: ch}

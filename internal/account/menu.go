@@ -1,7 +1,8 @@
-package broker
+package account
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -144,7 +145,7 @@ func (r *keyReader) Wait() {
 // relay stuck on a hung target cannot wedge it.
 type reqRouter struct {
 	mu       sync.Mutex
-	pty      ptyReq
+	pty      PtyReq
 	sess     chan *ssh.Request // the current session's requests (nil in the menu)
 	ended    chan struct{}     // closed by endSession
 	wake     chan struct{}     // startSession tells run to look at sess and ended again
@@ -152,7 +153,7 @@ type reqRouter struct {
 	gone     chan struct{} // the channel's requests ended: the channel is closed
 }
 
-func newReqRouter(reqs <-chan *ssh.Request, pty ptyReq) *reqRouter {
+func newReqRouter(reqs <-chan *ssh.Request, pty PtyReq) *reqRouter {
 	rr := &reqRouter{pty: pty, gone: make(chan struct{}), wake: make(chan struct{}, 1)}
 	go rr.run(reqs)
 	return rr
@@ -210,7 +211,7 @@ func (rr *reqRouter) run(reqs <-chan *ssh.Request) {
 			var resize func(cols, rows int)
 			var cols, rows int
 			if r.Type == "window-change" {
-				var w winChange
+				var w WinChange
 				if ssh.Unmarshal(r.Payload, &w) == nil {
 					rr.pty.Cols, rr.pty.Rows, rr.pty.Width, rr.pty.Height = w.Cols, w.Rows, w.Width, w.Height
 					resize, cols, rows = rr.onResize, int(w.Cols), int(w.Rows)
@@ -236,7 +237,7 @@ func (rr *reqRouter) run(reqs <-chan *ssh.Request) {
 	}
 }
 
-func (rr *reqRouter) ptyNow() ptyReq {
+func (rr *reqRouter) ptyNow() PtyReq {
 	rr.mu.Lock()
 	defer rr.mu.Unlock()
 	return rr.pty
@@ -329,19 +330,18 @@ func (s *inPlace) SendRequest(name string, wantReply bool, payload []byte) (bool
 
 // accountMenu serves a PTY session with no target: the menu, the sessions
 // opened from it in place, and the menu again (menu.after_session).
-func (c *conn) accountMenu(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
-	if s.start.WantReply {
-		_ = s.start.Reply(true, nil)
+func (c *Conn) accountMenu(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
+	if s.Start.WantReply {
+		_ = s.Start.Reply(true, nil)
 	}
 	pump := newKeyPump(ch)
 	defer pump.stop()
-	rr := newReqRouter(reqs, *s.pty)
+	rr := newReqRouter(reqs, *s.PTY)
 	status, note, last := uint32(0), "", ""
 	for {
 		items, err := c.menuItems()
 		if err != nil {
-			c.log.Error("read policy", "err", err)
-			c.message(ch, s, "the gate cannot read its policy")
+			c.message(ch, s, policy.ErrPolicy)
 			c.exit(ch, 1)
 			return
 		}
@@ -359,58 +359,47 @@ func (c *conn) accountMenu(ch ssh.Channel, reqs <-chan *ssh.Request, s *setup) {
 		st, err := c.openInPlace(ch, pump, rr, s, name)
 		note, last = "", name
 		if err != nil {
-			c.logPublic(err)
 			note = publicText(err)
 			continue
 		}
 		status = st
-		if c.gone(pump, rr) || c.b.cfg.Menu.AfterSession == "disconnect" {
+		if c.gone(pump, rr) || c.AfterSession == "disconnect" {
 			break
 		}
 	}
 	c.exit(ch, status)
 }
 
-func (c *conn) gone(pump *keyPump, rr *reqRouter) bool {
+func (c *Conn) gone(pump *keyPump, rr *reqRouter) bool {
 	select {
 	case <-pump.done:
 		return true
 	case <-rr.gone:
 		return true
-	case <-c.ctx.Done():
+	case <-c.Ctx.Done():
 		return true
 	default:
 		return false
 	}
 }
 
-// menuItems reads what the user may reach now (not the per-connection
-// cache: the r key and each return to the menu see the latest grants).
-func (c *conn) menuItems() ([]menu.Item, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
+// menuItems reads what the user may reach now (a fresh snapshot: the r key
+// and each return to the menu see the latest grants).
+func (c *Conn) menuItems() ([]menu.Item, error) {
+	snap, err := c.snapshot()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Ctx, 10*time.Second)
 	defer cancel()
-	targets, err := c.b.store.ListTargets(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list targets: %w", err)
-	}
-	grants, err := c.b.store.ListGrants(ctx, c.id.User)
-	if err != nil {
-		return nil, fmt.Errorf("list grants: %w", err)
-	}
-	access := policy.Accessible(targets, grants)
+	access := snap.Reachable()
 	infos := map[string]gate.TargetInfo{}
-	groups := map[string]string{}
-	if ms, ok := c.b.store.(MenuStore); ok {
-		list, err := ms.ListTargetInfo(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list target info: %w", err)
-		}
-		for _, ti := range list {
-			infos[ti.Target] = ti
-		}
-		if groups, err = ms.EnvGroups(ctx); err != nil {
-			return nil, fmt.Errorf("list env groups: %w", err)
-		}
+	for _, ti := range snap.Infos {
+		infos[ti.Target] = ti
+	}
+	groups, err := c.Store.EnvGroups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list env groups: %w", err)
 	}
 	items := make([]menu.Item, len(access))
 	var wg sync.WaitGroup
@@ -424,7 +413,7 @@ func (c *conn) menuItems() ([]menu.Item, error) {
 		case t.Upstream != nil:
 			it.Addr, it.State = t.Upstream.Addr, "upstream"
 			items[i] = it
-			if d := c.b.cfg.Menu.ProbeTimeout.D(); d > 0 {
+			if d := c.ProbeTimeout; d > 0 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -469,9 +458,9 @@ func dumbTerm(t string) bool {
 }
 
 // tui runs the bubbletea menu on the channel until the user chooses or quits.
-func (c *conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.Item, note, at string) (string, bool) {
+func (c *Conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.Item, note, at string) (string, bool) {
 	in := pump.reader()
-	ctx, cancel := context.WithCancel(c.ctx)
+	ctx, cancel := context.WithCancel(c.Ctx)
 	defer cancel()
 	go func() {
 		select {
@@ -484,15 +473,13 @@ func (c *conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.It
 	pty := rr.ptyNow()
 	lr := lipgloss.NewRenderer(ch, termenv.WithProfile(termenv.ANSI))
 	lr.SetColorProfile(termenv.ANSI)
-	host, port := c.advertise()
+	host, port := c.Host, c.Port
 	var uid int64
-	if ms, ok := c.b.store.(MenuStore); ok {
-		if ui, err := ms.GetUserInfo(ctx, c.id.User); err == nil {
-			uid = ui.UID
-		}
+	if snap, err := c.Snapshot(ctx); err == nil {
+		uid = snap.User.UID
 	}
 	m := menu.New(items, menu.Options{
-		User: c.id.User, UID: uid, Host: host, Port: port,
+		User: c.Identity.User, UID: uid, Host: host, Port: port,
 		Width: int(pty.Cols), Height: int(pty.Rows), Note: note, At: at,
 		Refresh: c.menuItems, Chosen: in.Stop,
 	}, lr)
@@ -510,7 +497,7 @@ func (c *conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.It
 
 // numberedMenu is the menu for a terminal that cannot do full-screen: a
 // numbered list and a prompt.
-func (c *conn) numberedMenu(ch ssh.Channel, pump *keyPump, items []menu.Item, note string) (string, bool) {
+func (c *Conn) numberedMenu(ch ssh.Channel, pump *keyPump, items []menu.Item, note string) (string, bool) {
 	in := pump.reader()
 	defer in.Wait()
 	t := term.NewTerminal(struct {
@@ -521,10 +508,10 @@ func (c *conn) numberedMenu(ch ssh.Channel, pump *keyPump, items []menu.Item, no
 		fmt.Fprintf(t, "sshgate: %s\n", note)
 	}
 	if len(items) == 0 {
-		fmt.Fprintf(t, "sshgate: no targets are granted to %s\n", c.id.User)
+		fmt.Fprintf(t, "sshgate: no targets are granted to %s\n", c.Identity.User)
 		return "", false
 	}
-	fmt.Fprintf(t, "Targets for %s:\n", c.id.User)
+	fmt.Fprintf(t, "Targets for %s:\n", c.Identity.User)
 	for i, it := range items {
 		extra := ""
 		if len(it.Aliases) > 0 {
@@ -552,33 +539,21 @@ func (c *conn) numberedMenu(ch ssh.Channel, pump *keyPump, items []menu.Item, no
 // openInPlace connects the user's channel to target: a session on the
 // target with the pty replayed, relayed until it ends. It returns the
 // target's exit status.
-func (c *conn) openInPlace(ch ssh.Channel, pump *keyPump, rr *reqRouter, s *setup, name string) (uint32, error) {
-	access, err := c.freshAccess()
-	if err != nil {
-		return 0, gate.Errorf(err, "the gate cannot read its policy")
-	}
-	p, ok := policy.Decide(access, name, "")
-	if !ok {
-		return 0, errNoTarget(name)
-	}
-	if err := c.secondFactorAllows(p); err != nil { // before "Connecting"; dial checks again (totp.go)
-		return 0, err
-	}
-	eol := "\r\n"
-	fmt.Fprintf(ch, "Connecting to %s as %s...%s", p.Target.Name, loginLabel(p.Login), eol)
-	up, err := c.dial(p)
+func (c *Conn) openInPlace(ch ssh.Channel, pump *keyPump, rr *reqRouter, s *Setup, name string) (uint32, error) {
+	t, err := c.Open(name, func(target, login string) {
+		fmt.Fprintf(ch, "Connecting to %s as %s...\r\n", target, loginLabel(login))
+	})
 	if err != nil {
 		return 0, err
 	}
-	defer up.close()
+	defer t.Close()
 	reqs, ok := rr.startSession()
 	if !ok {
 		return 0, nil
 	}
-	pty := rr.ptyNow()
 	in := pump.reader()
 	sess := &inPlace{Channel: ch, in: in, rr: rr}
-	c.relaySession(sess, reqs, &setup{pty: &pty, env: s.env, start: &ssh.Request{Type: "shell"}}, up, p)
+	t.Shell(sess, reqs, rr.ptyNow(), s.Env)
 	_ = sess.Close()
 	in.Wait()
 	sess.mu.Lock()
@@ -586,17 +561,11 @@ func (c *conn) openInPlace(ch ssh.Channel, pump *keyPump, rr *reqRouter, s *setu
 	return sess.status, nil
 }
 
-// freshAccess reads the grants now, not from the connection's cache.
-func (c *conn) freshAccess() ([]policy.Access, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-	defer cancel()
-	targets, err := c.b.store.ListTargets(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list targets: %w", err)
+// publicText is the line shown for an error: its chosen text, never its cause.
+func publicText(err error) string {
+	var pe *gate.PublicError
+	if errors.As(err, &pe) {
+		return pe.UserMessage()
 	}
-	grants, err := c.b.store.ListGrants(ctx, c.id.User)
-	if err != nil {
-		return nil, fmt.Errorf("list grants: %w", err)
-	}
-	return policy.Accessible(targets, grants), nil
+	return "internal error"
 }

@@ -1,4 +1,4 @@
-package broker
+package account
 
 import (
 	"io"
@@ -98,10 +98,10 @@ func TestDumbTerm(t *testing.T) {
 // size throughout, and stops when the channel does.
 func TestReqRouter(t *testing.T) {
 	reqs := make(chan *ssh.Request)
-	rr := newReqRouter(reqs, ptyReq{Term: "xterm", Cols: 80, Rows: 24})
+	rr := newReqRouter(reqs, PtyReq{Term: "xterm", Cols: 80, Rows: 24})
 	resized := make(chan [2]int, 1)
 	rr.setResize(func(c, r int) { resized <- [2]int{c, r} })
-	reqs <- &ssh.Request{Type: "window-change", Payload: ssh.Marshal(winChange{Cols: 100, Rows: 30})}
+	reqs <- &ssh.Request{Type: "window-change", Payload: ssh.Marshal(WinChange{Cols: 100, Rows: 30})}
 	if got := <-resized; got != [2]int{100, 30} {
 		t.Fatalf("menu resize %v", got)
 	}
@@ -111,7 +111,7 @@ func TestReqRouter(t *testing.T) {
 		t.Fatal("startSession refused")
 	}
 	go func() {
-		reqs <- &ssh.Request{Type: "window-change", Payload: ssh.Marshal(winChange{Cols: 90, Rows: 20})}
+		reqs <- &ssh.Request{Type: "window-change", Payload: ssh.Marshal(WinChange{Cols: 90, Rows: 20})}
 	}()
 	if r := <-sess; r.Type != "window-change" {
 		t.Fatalf("session got %q", r.Type)
@@ -141,11 +141,11 @@ func TestReqRouter(t *testing.T) {
 
 func TestLineReader(t *testing.T) {
 	for in, want := range map[string]string{"ssh-ed25519 AAAA x\r": "ssh-ed25519 AAAA x", "abc\x04def": "abc", "abc": "abc", "\n": ""} {
-		got, err := io.ReadAll(stdinOf(strings.NewReader(in), &setup{pty: &ptyReq{}}))
+		got, err := io.ReadAll(stdinOf(strings.NewReader(in), &Setup{PTY: &PtyReq{}}))
 		if err != nil || string(got) != want {
 			t.Errorf("pty stdin %q: %q, %v; want %q", in, got, err, want)
 		}
-		got, _ = io.ReadAll(stdinOf(strings.NewReader(in), &setup{}))
+		got, _ = io.ReadAll(stdinOf(strings.NewReader(in), &Setup{}))
 		if string(got) != in {
 			t.Errorf("plain stdin %q: %q", in, got)
 		}
