@@ -121,7 +121,16 @@ func Serve(ctx context.Context, o Options) error {
 	defer closeAudit()
 	ob.auditDropped(aud)
 
-	up, err := upstream.New(gateKey, cfg.Limits.UpstreamTimeout.D())
+	cas, err := loadCA(cfg, dir, hostKeys, log)
+	if err != nil {
+		return err
+	}
+	defer cas.stop()
+	uo := upstream.Options{GateKey: gateKey, Timeout: cfg.Limits.UpstreamTimeout.D(), Log: log}
+	if cas.own {
+		uo.CA, uo.InwardTTL = cas.trust, cfg.CA.InwardTTL.D()
+	}
+	up, err := upstream.New(uo)
 	if err != nil {
 		return err
 	}
@@ -136,11 +145,6 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	cas, err := loadCA(cfg, dir, hostKeys, up, log)
-	if err != nil {
-		return err
-	}
-	defer cas.stop()
 	hooks, err := newWebhooks(cfg, log)
 	if err != nil {
 		return err

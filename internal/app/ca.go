@@ -14,7 +14,6 @@ import (
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/target/upstream"
 )
 
 // hostCertCheckEvery is how often a running gate checks whether its host
@@ -27,8 +26,8 @@ const hostCertCheckEvery = 6 * time.Hour
 // certificates (signed or renewed here, and re-checked every
 // hostCertCheckEvery while the gate runs) presented beside its plain host
 // keys. stop ends the renewal loop.
-func loadCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, up *upstream.Backend, log *slog.Logger) (*cas, error) {
-	c, err := useCA(cfg, dir, hostKeys, up, log)
+func loadCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, log *slog.Logger) (*cas, error) {
+	c, err := useCA(cfg, dir, hostKeys, log)
 	if c == nil {
 		c = &cas{stop: func() {}}
 	}
@@ -36,15 +35,17 @@ func loadCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, up *upst
 }
 
 // cas is what the gate's CAs give the rest: the trust for user certificates
-// (nil refuses them), the gate's host certificates, and stop for the
-// renewal loop.
+// (nil refuses them), whether the gate has its own CA (inward login
+// certificates and host-CA verification then follow), the gate's host
+// certificates, and stop for the renewal loop.
 type cas struct {
 	trust     *ca.Trust
+	own       bool
 	hostCerts []ssh.Signer
 	stop      func()
 }
 
-func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, up *upstream.Backend, log *slog.Logger) (*cas, error) {
+func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, log *slog.Logger) (*cas, error) {
 	out := &cas{stop: func() {}} // filled as the CAs are found
 	own, err := ca.Load(dir.CADir())
 	if err != nil && !errors.Is(err, ca.ErrNoCA) {
@@ -66,7 +67,7 @@ func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, up *upstr
 	if own == nil {
 		return out, nil
 	}
-	up.UseCA(trust, cfg.CA.InwardTTL.D(), log)
+	out.own = true
 	if own.Host == nil {
 		return out, nil
 	}

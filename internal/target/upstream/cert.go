@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"fmt"
-	"log/slog"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -12,13 +11,6 @@ import (
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/target"
 )
-
-// UseCA makes the backend log in with short-lived certificates from the
-// gate's user CA (valid for ttl) and verify unpinned targets through its
-// host CA. Without it, the backend uses the gate key and pinned host keys.
-func (b *Backend) UseCA(trust *ca.Trust, ttl time.Duration, log *slog.Logger) {
-	b.trust, b.inwardTTL, b.log = trust, ttl, log
-}
 
 func (b *Backend) ownCA() *ca.CA {
 	if b.trust == nil {

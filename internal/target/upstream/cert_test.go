@@ -132,8 +132,8 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 		c, ok := k.(*ssh.Certificate)
 		return ok && string(c.SignatureKey.Marshal()) == string(userCA)
 	})
-	b, _ := New(gateKey, 5*time.Second)
-	b.UseCA(trust, 2*time.Minute, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b, _ := New(Options{GateKey: gateKey, Timeout: 5 * time.Second, CA: trust, InwardTTL: 2 * time.Minute,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 
 	for _, fwd := range []bool{false, true} {
 		req := target.Request{
@@ -208,7 +208,7 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 }
 
 func TestNoCAUnpinnedIsMisconfigured(t *testing.T) {
-	b, _ := New(signer(t), time.Second)
+	b, _ := New(Options{GateKey: signer(t), Timeout: time.Second})
 	_, err := b.Open(context.Background(), target.Request{Target: gate.Target{Name: "x", Kind: gate.KindUpstream, Upstream: &gate.UpstreamSpec{Addr: "127.0.0.1:1"}}})
 	var pe *gate.PublicError
 	if !errors.As(err, &pe) || !strings.Contains(pe.Public, "misconfigured") {

@@ -26,19 +26,34 @@ type Backend struct {
 	gateKey ssh.Signer
 	timeout time.Duration
 
-	trust     *ca.Trust // set by UseCA (cert.go)
+	trust     *ca.Trust // the gate's CAs (cert.go); nil: gate key and pinned host keys only
 	inwardTTL time.Duration
 	log       *slog.Logger
 }
 
+// Options configure a Backend. GateKey is required.
+type Options struct {
+	GateKey ssh.Signer
+	Timeout time.Duration // dial and handshake
+	// CA, when the gate has its own CA, makes the backend log in with
+	// short-lived certificates from the user CA (valid for InwardTTL) and
+	// verify unpinned targets through the host CA.
+	CA        *ca.Trust
+	InwardTTL time.Duration
+	Log       *slog.Logger
+}
+
 var _ target.Backend = (*Backend)(nil)
 
-// New returns a backend that logs in with gateKey.
-func New(gateKey ssh.Signer, timeout time.Duration) (*Backend, error) {
-	if gateKey == nil {
+// New returns a backend that logs in with o.GateKey (and o.CA's certificates).
+func New(o Options) (*Backend, error) {
+	if o.GateKey == nil {
 		return nil, errors.New("upstream backend: no gate key")
 	}
-	return &Backend{gateKey: gateKey, timeout: timeout}, nil
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Backend{gateKey: o.GateKey, timeout: o.Timeout, trust: o.CA, inwardTTL: o.InwardTTL, log: o.Log}, nil
 }
 
 // Open dials the target and returns how to log in to it.
