@@ -4,6 +4,8 @@
 // broker hands it a session channel and what it needs (Conn); it opens
 // targets only through Conn.Open, so every target reached from here goes
 // through the broker's one decision.
+//
+// Must not import: auth broker relay target/... sshd store/sqlite
 package account
 
 import (

@@ -1,6 +1,9 @@
-// Package app is the composition root: it turns configuration into
-// components (store, backends, authentication, broker, SSH server), runs the
-// gate and shuts it down in order.
+// Package app is the composition root: it turns configuration into complete
+// components (store, backends, authentication, broker, the one
+// ssh.ServerConfig, the SSH server), runs the gate and shuts it down in
+// order.
+//
+// Must not import: cli
 package app
 
 import (

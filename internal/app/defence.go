@@ -14,9 +14,9 @@ import (
 	"github.com/sshgate/sshgate/internal/store"
 )
 
-// setupDefence (issue 6 part A) wires the TOTP second factor and per-account
-// throttling into au, and returns the per-source guard for the SSH server;
-// the guard reads bans back from the store until ctx is done.
+// setupDefence makes the per-source guard for the SSH server (it reads bans
+// back from the store until ctx is done), the per-account throttle it also
+// is, and the TOTP second factor when it is on (nil otherwise).
 func setupDefence(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store.Store, log *slog.Logger) (sshd.Guard, auth.Throttle, *auth.SecondFactor, error) {
 	p := cfg.Penalties
 	g := penalty.New(penalty.Config{

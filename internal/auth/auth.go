@@ -1,11 +1,12 @@
-// Package auth turns external credentials (public keys, passwords) into a
-// gate.Identity. Identity is granted only where possession is proven:
-// VerifiedPublicKeyCallback (after the signature checks out) and the
-// password callback. PublicKeyCallback only answers "may this key be tried",
-// and what it returns is never read as an identity on its own (CVE-2024-45337).
-// It imports store, passwd, policy (pure: name resolution and the TOTP
-// proof rule, shared with broker) and webhook (the auth webhook, webhook.go), never
-// broker, relay or target.
+// Package auth turns external credentials (public keys, passwords, user
+// certificates, TOTP codes, the auth webhook) into a typed gate.Session.
+// Identity is granted only where possession is proven:
+// VerifiedPublicKeyCallback (after the signature checks out), the password
+// callback and the second factor's keyboard-interactive callback.
+// PublicKeyCallback only answers "may this key be tried", and what it
+// returns is never read as an identity on its own (CVE-2024-45337).
+//
+// Must not import: broker account relay target/... sshd
 package auth
 
 import (

@@ -1,7 +1,10 @@
-// Package broker serves one authenticated connection: it routes the SSH
-// username (or the menu choice) to a target, authorizes it against the
-// user's grants, opens the target through its backend and relays every
-// channel. It is the only place where auth, policy, target and relay meet.
+// Package broker serves one authenticated connection: it takes the typed
+// session auth proved, computes the connection's one access decision
+// (policy.Decide over one snapshot of the store and the config webhook's
+// answer), opens the target through its backend and relays every channel;
+// connections without a target go to the account side.
+//
+// Must not import: auth store/sqlite app cli
 package broker
 
 import (

@@ -1,8 +1,10 @@
 // Package gate holds the vocabulary shared by every other package: the
 // domain records (users, keys, environments, targets and their specs,
-// grants, TOTP enrolments, bans, live sessions), who a user is once
-// authenticated (Identity), and the errors whose text is safe to show to a
-// user (PublicError). It is a leaf: it imports nothing of the project.
+// grants, TOTP enrolments, bans, live sessions), a parsed username (Route),
+// what authentication proved about a connection (Session, Identity), and the
+// errors whose text is safe to show to a user (PublicError). It is a leaf.
+//
+// Must not import: any project package
 package gate
 
 import (

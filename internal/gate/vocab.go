@@ -46,7 +46,7 @@ type Target struct {
 type UpstreamSpec struct {
 	Addr    string // host:port
 	HostKey string // pinned host key, authorized_keys format; empty means "verify through the host CA"
-	// Certificates (issue 5): how the gate logs in, "" (a CA certificate
+	// How the gate logs in, "" (a CA certificate
 	// when the gate has a CA, else the gate key), "cert" or "key"; and the
 	// principal the host certificate must name (default: the host of Addr).
 	Auth          string `json:",omitempty"`
@@ -115,7 +115,7 @@ type Ban struct {
 	CreatedAt time.Time
 }
 
-// LiveSession is a session a gate is relaying now (issue 7).
+// LiveSession is a session a gate is relaying now (`sshgate sessions`).
 type LiveSession struct {
 	ID            string // session id (also the recording's name)
 	GateID        string

@@ -1,6 +1,8 @@
-// Package policy decides what a gate user may reach. It is pure: it takes the
-// user's grants and the targets, and answers; it does no I/O and imports no
-// store implementation, ssh or target package.
+// Package policy decides what a gate user may reach: Decide is the one
+// access decision of a connection (or of a menu choice), over a Snapshot of
+// the store and what authentication proved. It is pure: no I/O, no ssh.
+//
+// Must not import: store/... target/... relay sshd auth/... broker account webhook
 package policy
 
 import (

@@ -3,6 +3,8 @@
 // the platform form NODEID-UID (a target's numeric id and the user's numeric
 // uid). It is the one canonical parser of that untrusted string (fuzzed). It
 // does no I/O: the store resolves uids, ids and aliases.
+//
+// Must not import: store/... policy auth/... broker account target/... relay sshd
 package route
 
 import (

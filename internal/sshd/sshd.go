@@ -1,8 +1,10 @@
 // Package sshd is the gate's SSH front door: the accept loop on x/crypto/ssh,
 // the pre-authentication limits (login grace deadline, caps on connections
-// still authenticating, overall and per source) and draining on shutdown.
-// What happens after authentication belongs to the Handler. It imports no
-// store, policy, target or relay.
+// still authenticating, overall and per source), draining on shutdown, and
+// the connection id, minted at accept and shown to every authentication
+// callback. What happens after authentication belongs to the Handler.
+//
+// Must not import: auth/... target/... relay store/... policy broker account
 package sshd
 
 import (
