@@ -15,7 +15,7 @@ import (
 
 // kexInit reads the server's version line and its first packet, the
 // unencrypted KEXINIT, and returns its name-lists in RFC 4253 order.
-func kexInit(t *testing.T, addr string) (version string, lists [10][]string) {
+func kexInit(t *testing.T, addr, clientVersion string) (version string, lists [10][]string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -23,7 +23,7 @@ func kexInit(t *testing.T, addr string) (version string, lists [10][]string) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(c, "SSH-2.0-sshgate-algorithm-probe\r\n"); err != nil {
+	if _, err := io.WriteString(c, clientVersion+"\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	r := bufio.NewReader(c)
@@ -58,15 +58,16 @@ func kexInit(t *testing.T, addr string) (version string, lists [10][]string) {
 	return strings.TrimSpace(version), lists
 }
 
-// What a default gate offers on the wire: strict key exchange (Terrapin,
-// CVE-2023-48795), post-quantum hybrid and curve25519 only, no SHA-1 or
-// NIST-curve key exchange, AES-GCM only, ETM MACs only, no ssh-rsa (SHA-1)
-// host key signatures, no compression before authentication.
+// What a default gate offers an OpenSSH client on the wire: strict key
+// exchange (Terrapin, CVE-2023-48795), post-quantum hybrid and curve25519
+// only, no SHA-1 or NIST-curve key exchange, AES-GCM only, ETM MACs only, no
+// ssh-rsa (SHA-1) host key signatures, no compression before authentication.
+// (Clients that are not OpenSSH are offered more ciphers: TestCompatOffer.)
 func TestOfferedAlgorithms(t *testing.T) {
 	gateOnly(t)
 	t.Parallel()
 	w := newWorld(t, worldOptions{})
-	version, l := kexInit(t, w.gate.Addr)
+	version, l := kexInit(t, w.gate.Addr, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3")
 	if version != "SSH-2.0-sshgate" {
 		t.Errorf("server version %q", version)
 	}
@@ -107,5 +108,29 @@ func TestOfferedAlgorithms(t *testing.T) {
 	out, err := exec.Command("ssh-keyscan", "-t", "rsa", "-p", strconv.Itoa(w.gate.Port), w.gate.Host).Output()
 	if err != nil || !strings.Contains(string(out), " ssh-rsa AAAA") {
 		t.Errorf("ssh-keyscan -t rsa: %v, %q", err, out)
+	}
+}
+
+// A client that is not OpenSSH (or names no version first) is offered the
+// compatibility ciphers and MACs after AES-GCM and the ETM MACs; the key
+// exchanges and host keys are the same.
+func TestCompatOffer(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	w := newWorld(t, worldOptions{})
+	_, openssh := kexInit(t, w.gate.Addr, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3")
+	for _, v := range []string{"SSH-2.0-paramiko_2.12.0", "SSH-2.0-dropbear_2022.83", "SSH-2.0-OpenSSH_5.3"} {
+		_, l := kexInit(t, w.gate.Addr, v)
+		want := []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"}
+		if !slices.Equal(l[2], want) || !slices.Equal(l[3], want) {
+			t.Errorf("%s: ciphers %v / %v, want %v", v, l[2], l[3], want)
+		}
+		macs := []string{"hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512"}
+		if !slices.Equal(l[4], macs) {
+			t.Errorf("%s: macs %v, want %v", v, l[4], macs)
+		}
+		if !slices.Equal(l[0], openssh[0]) || !slices.Equal(l[1], openssh[1]) {
+			t.Errorf("%s: kex or host keys differ from OpenSSH's: %v %v", v, l[0], l[1])
+		}
 	}
 }

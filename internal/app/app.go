@@ -175,6 +175,7 @@ func Serve(ctx context.Context, o Options) error {
 		MaxUnauthPerSource: cfg.Limits.MaxUnauthenticatedPerIP,
 		Handshake:          cfg.Limits.Handshake.D(),
 		Guard:              guard,
+		Offer:              cfg.SSH.Offer,
 	}, ob.metrics, br.Handle, log)
 	if err := ob.listen(srv); err != nil {
 		return err

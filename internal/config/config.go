@@ -76,6 +76,10 @@ type SSH struct {
 	KeyExchanges  []string `yaml:"kex"`
 	Ciphers       []string `yaml:"ciphers"`
 	MACs          []string `yaml:"macs"`
+	// Offered after Ciphers and MACs to clients that are not OpenSSH 6.2 or
+	// later (offer.go): paramiko, dropbear, PuTTY, ...
+	CompatCiphers []string `yaml:"compat_ciphers"`
+	CompatMACs    []string `yaml:"compat_macs"`
 }
 
 type Limits struct {
@@ -109,6 +113,10 @@ func Defaults() Config {
 			// ctr needs a separate HMAC-SHA2 pass). Operators may add them.
 			Ciphers: []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM},
 			MACs:    []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM},
+			// What clients without AES-GCM need (paramiko 2.12: aes-ctr;
+			// dropbear 2022.83: aes-ctr or chacha20, HMAC-SHA2 without ETM).
+			CompatCiphers: []string{ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES256CTR},
+			CompatMACs:    []string{ssh.HMACSHA256, ssh.HMACSHA512},
 		},
 		Limits: Limits{
 			LoginGrace:              Duration(30 * time.Second),
@@ -197,6 +205,11 @@ func (c Config) Validate() error {
 	checkAlgos("ssh.kex", c.SSH.KeyExchanges, sup.KeyExchanges)
 	checkAlgos("ssh.ciphers", c.SSH.Ciphers, sup.Ciphers)
 	checkAlgos("ssh.macs", c.SSH.MACs, sup.MACs)
+	for key, l := range map[string][2][]string{"ssh.compat_ciphers": {c.SSH.CompatCiphers, sup.Ciphers}, "ssh.compat_macs": {c.SSH.CompatMACs, sup.MACs}} {
+		if len(l[0]) > 0 { // empty: every client gets ciphers and macs
+			checkAlgos(key, l[0], l[1])
+		}
+	}
 	l := c.Limits
 	if l.LoginGrace.D() <= 0 || l.LoginGrace.D() > 10*time.Minute {
 		bad("limits.login_grace", "%s is out of range (1s to 10m)", l.LoginGrace.D())

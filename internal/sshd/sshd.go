@@ -44,6 +44,7 @@ type Limits struct {
 	MaxUnauthPerSource int           // the same, per source address (IPv4 /32, IPv6 /64)
 	Handshake          time.Duration // deadline for version exchange and kex (0: LoginGrace)
 	Guard              Guard         // penalties and bans (guard.go); nil: none
+	Offer              Offer         // the ciphers and MACs per client (offer.go); nil: the config's for all
 }
 
 // Server accepts SSH connections.
@@ -192,8 +193,16 @@ func (s *Server) handle(nc net.Conn) {
 		}()
 		id := gate.NewID()[:16]
 		log := s.log.With("conn_id", id, "remote", nc.RemoteAddr().String())
-		_ = nc.SetDeadline(tc.start.Add(s.handshakeDeadline()))
-		sc, chans, reqs, err := ssh.NewServerConn(pc, forConn(s.cfg, id))
+		deadline := tc.start.Add(s.handshakeDeadline())
+		_ = nc.SetDeadline(deadline)
+		cfg := forConn(s.cfg, id)
+		var conn net.Conn = pc
+		if s.limits.Offer != nil {
+			var version string
+			version, conn = peekVersion(pc, versionWait, deadline)
+			cfg.Config.Ciphers, cfg.Config.MACs = s.limits.Offer(version)
+		}
+		sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
 		s.observeHandshake(err)
 		if err != nil {
 			log.Debug("handshake failed", "err", err)
