@@ -40,6 +40,9 @@ func peekVersion(c net.Conn, wait time.Duration, deadline time.Time) (string, ne
 		n, err := c.Read(tmp)
 		buf = append(buf, tmp[:n]...)
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			if i > maxVersionLine {
+				break
+			}
 			line := string(bytes.TrimRight(buf[:i], "\r"))
 			return line, &replayConn{Conn: c, pending: buf}
 		}
