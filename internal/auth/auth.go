@@ -83,10 +83,6 @@ func (a *Authenticator) Install(cfg *ssh.ServerConfig) {
 		perms, err := a.Password(m, pw)
 		return a.done(m, perms, err)
 	}
-	cfg.KeyboardInteractiveCallback = func(m ssh.ConnMetadata, c ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-		perms, err := a.KeyboardInteractive(m, c)
-		return a.done(m, perms, err)
-	}
 	cfg.PublicKeyAuthAlgorithms = sshkeys.PublicKeyAuthAlgorithms
 }
 
@@ -150,23 +146,6 @@ func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicK
 		return nil, ErrDenied
 	}
 	return a.afterFirstFactor(conn, perms)
-}
-
-// PasswordPrompt is what keyboard-interactive asks for a password.
-const PasswordPrompt = "Password: "
-
-// KeyboardInteractive takes a password over keyboard-interactive, as PuTTY,
-// sshpass and OpenSSH (which tries keyboard-interactive before password)
-// send it, and checks it exactly as Password does.
-func (a *Authenticator) KeyboardInteractive(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-	answers, err := client("", "", []string{PasswordPrompt}, []bool{false})
-	if err != nil {
-		return nil, err
-	}
-	if len(answers) != 1 {
-		return nil, ErrDenied
-	}
-	return a.Password(conn, []byte(answers[0]))
 }
 
 // Password checks a password against the stored hash. Unknown users and users

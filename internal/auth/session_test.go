@@ -98,33 +98,3 @@ func TestSessionAfterSecondFactor(t *testing.T) {
 		t.Errorf("totp proof %+v", s.TOTP)
 	}
 }
-
-// A password over keyboard-interactive logs in as over password; a wrong
-// one, or no answer, does not.
-func TestKeyboardInteractivePassword(t *testing.T) {
-	a, _, _ := setup(t)
-	cfg := installed(a)
-	answer := func(ans ...string) ssh.KeyboardInteractiveChallenge {
-		return func(name, instr string, qs []string, echos []bool) ([]string, error) {
-			if len(qs) != 1 || qs[0] != PasswordPrompt || echos[0] {
-				t.Fatalf("questions %q echo %v", qs, echos)
-			}
-			return ans, nil
-		}
-	}
-	perms, err := cfg.KeyboardInteractiveCallback(idMeta{meta{"alice+web-1"}, "k1"}, answer("alice-pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := gate.SessionOf(perms.ExtraData); s == nil || s.Identity.User != "alice" || s.Identity.Method != "password" || s.ConnID != "k1" {
-		t.Fatalf("session %+v", s)
-	}
-	for _, ans := range [][]string{{"wrong"}, {}, {"alice-pw", "extra"}} {
-		if p, err := cfg.KeyboardInteractiveCallback(idMeta{meta{"alice"}, "k2"}, answer(ans...)); err == nil || p != nil {
-			t.Errorf("answers %q: logged in", ans)
-		}
-	}
-	if p, err := cfg.KeyboardInteractiveCallback(idMeta{meta{"bob"}, "k3"}, answer("")); err == nil || p != nil {
-		t.Error("bob has no password, logged in over keyboard-interactive")
-	}
-}
