@@ -104,7 +104,8 @@ type Backend struct {
 
 	bg     context.Context // canceled by Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the reaper and pool fills
+	wg     sync.WaitGroup // the reaper
+	fills  sync.WaitGroup // pool fills
 
 	mu     sync.Mutex
 	closed bool
@@ -220,6 +221,7 @@ func (b *Backend) Close(ctx context.Context) error {
 	b.mu.Unlock()
 	b.cancel()
 	b.wg.Wait()
+	b.fills.Wait()
 	b.mu.Lock()
 	all := make([]*box, 0, len(b.boxes))
 	for _, bx := range b.boxes {

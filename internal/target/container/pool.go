@@ -97,13 +97,13 @@ func (b *Backend) refill(s *Spec) {
 	}
 	for n := s.Pool - len(p.ready) - p.filling; n > 0; n-- {
 		p.filling++
-		b.wg.Add(1)
+		b.fills.Add(1)
 		go b.fillOne(p)
 	}
 }
 
 func (b *Backend) fillOne(p *pool) {
-	defer b.wg.Done()
+	defer b.fills.Done()
 	bx, err := b.create(b.bg, p.s, true, map[string]string{LabelPool: "1", LabelPer: "connection"})
 	if err == nil {
 		if _, err = b.start(b.bg, bx); err != nil {
