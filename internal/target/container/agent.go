@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 )
 
@@ -69,6 +71,10 @@ func (b *Backend) runCmd(ctx context.Context, bx *box) error {
 		return nil
 	}
 	if _, err := b.eng.Exec(ctx, bx.ref(), ExecRequest{User: bx.user, Cmd: bx.cmd, Env: containerEnv(bx.env)}); err != nil {
+		var pe *gate.PublicError
+		if errors.As(err, &pe) && pe.Cause != nil {
+			err = pe.Cause // the engine's line gives way to this one
+		}
 		return Failed(bx.target, fmt.Errorf("run the container command: %w", err), "its command could not run")
 	}
 	return nil

@@ -157,13 +157,13 @@ func New(cfg Config, api client.APIClient) (*Backend, error) {
 		DefaultMemory:  cfg.DefaultMemory,
 		DefaultPids:    cfg.DefaultPids,
 		CreateTimeout:  cfg.OpenTimeout,
+		CloseClient:    ownAPI,
 		Logger:         log,
 	}, api)
 	if err != nil {
 		closeAPI()
 		return nil, err
 	}
-	eng.ownAPI = ownAPI
 	lc, err := container.New(container.Config{
 		AgentPath:        cfg.AgentPath,
 		ContainersDir:    cfg.ContainersDir,

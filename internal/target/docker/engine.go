@@ -40,13 +40,14 @@ type EngineConfig struct {
 	// CreateTimeout bounds a container create, which is not cancelled with
 	// its caller (60s).
 	CreateTimeout time.Duration
-	Logger        *slog.Logger
+	// CloseClient makes Close close the engine client.
+	CloseClient bool
+	Logger      *slog.Logger
 }
 
 // Engine is the Docker engine of the container lifecycle.
 type Engine struct {
 	api       client.APIClient
-	ownAPI    bool
 	closeOnce sync.Once
 	cfg       EngineConfig
 	deny      []string
@@ -78,10 +79,10 @@ func NewEngine(cfg EngineConfig, api client.APIClient) (*Engine, error) {
 	return &Engine{api: api, cfg: cfg, log: cfg.Logger, deny: append(append([]string{}, DefaultDenyMounts...), cfg.Deny...)}, nil
 }
 
-// Close closes the engine client if NewEngine's caller handed it over.
+// Close closes the engine client when EngineConfig.CloseClient says so.
 func (e *Engine) Close() {
 	e.closeOnce.Do(func() {
-		if c, ok := e.api.(*client.Client); ok && e.ownAPI {
+		if c, ok := e.api.(*client.Client); ok && e.cfg.CloseClient {
 			c.Close()
 		}
 	})
