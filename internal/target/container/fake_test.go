@@ -9,6 +9,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,6 +37,7 @@ type fakeEngine struct {
 
 type fakeBox struct {
 	ref     Ref
+	req     CreateRequest
 	labels  map[string]string
 	running bool
 	gone    bool
@@ -70,7 +73,7 @@ func (f *fakeEngine) Create(_ context.Context, req CreateRequest) (Ref, error) {
 	}
 	f.n++
 	ref := Ref{ID: fmt.Sprintf("id%02d", f.n), Name: "fake-" + req.Suffix, Target: req.Spec.Target}
-	f.boxes[ref.ID] = &fakeBox{ref: ref, labels: req.Labels}
+	f.boxes[ref.ID] = &fakeBox{ref: ref, req: req, labels: req.Labels}
 	return ref, nil
 }
 
@@ -89,7 +92,26 @@ func (f *fakeEngine) Start(_ context.Context, r Ref) error {
 		return Failed(r.Target, errors.New("no such container"), "the engine could not find a resource it needs")
 	}
 	b.running = true
+	f.dialAgent(b, b.req.Entrypoint)
 	return nil
+}
+
+// dialAgent plays the agent of the socket transport: given --dial
+// unix:/run/sshgate/NAME, it dials NAME in the directory bound there.
+func (f *fakeEngine) dialAgent(b *fakeBox, cmd []string) {
+	i := slices.Index(cmd, "--dial")
+	if i < 0 || i+1 >= len(cmd) {
+		return
+	}
+	for _, bind := range b.req.Binds {
+		if rest, ok := strings.CutPrefix(cmd[i+1], "unix:"+bind.Target+"/"); ok {
+			c, err := net.Dial("unix", filepath.Join(bind.Source, rest))
+			if err == nil {
+				go io.Copy(io.Discard, c)
+				b.peers = append(b.peers, c)
+			}
+		}
+	}
 }
 
 func (f *fakeEngine) Remove(_ context.Context, r Ref) error {
@@ -150,6 +172,7 @@ func (f *fakeEngine) Exec(_ context.Context, r Ref, x ExecRequest) (*Process, er
 	}
 	f.execs++
 	if !x.Attach {
+		f.dialAgent(b, x.Cmd)
 		return &Process{Exited: func(context.Context) (bool, int, error) { return false, 0, nil }}, nil
 	}
 	ours, theirs := net.Pipe()

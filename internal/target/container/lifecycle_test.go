@@ -337,3 +337,73 @@ func TestSocketTransportMountsTheGateDirectory(t *testing.T) {
 		t.Errorf("directories left: %v", ents)
 	}
 }
+
+func TestSocketTransportAgentDialsIn(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Transport = TransportSocket })
+	up := f.open(spec("web", gate.DockerSpec{User: "65534"}), "alice")
+	if up.Conn == nil || up.Client.HostKeyCallback == nil || up.Client.User != "user" {
+		t.Fatalf("upstream %+v", up)
+	}
+	// Per user: the keeper is PID 1, each connection an exec dialling its
+	// own socket.
+	w := f.open(spec("shell", gate.DockerSpec{Per: "user"}), "alice")
+	w2 := f.open(spec("shell", gate.DockerSpec{Per: "user"}), "alice")
+	if n, execs := f.eng.count(); n != 2 || execs != 2 {
+		t.Fatalf("%d containers, %d execs", n, execs)
+	}
+	up.Release(context.Background())
+	w.Release(context.Background())
+	w2.Release(context.Background())
+	if n, _ := f.eng.count(); n != 1 {
+		t.Fatalf("%d containers after Release, want the per-user one", n)
+	}
+	// Only the per-user container's directory is left, and no socket in it.
+	ents, _ := os.ReadDir(f.b.cfg.ContainersDir)
+	if len(ents) != 1 {
+		t.Fatalf("directories %v", ents)
+	}
+	files, _ := os.ReadDir(filepath.Join(f.b.cfg.ContainersDir, ents[0].Name()))
+	for _, fl := range files {
+		if fl.Type()&os.ModeSocket != 0 {
+			t.Errorf("socket %s left", fl.Name())
+		}
+	}
+}
+
+func TestEndedWaitsForTheEngineToSettle(t *testing.T) {
+	f := newFixture(t, nil)
+	up := f.open(spec("gone", gate.DockerSpec{}), "alice")
+	calls := 0
+	f.eng.mu.Lock()
+	f.eng.inspectFn = func(b *fakeBox, since time.Time) (State, error) {
+		calls++
+		if calls < 3 {
+			return State{Running: true}, nil // the engine lags the removal
+		}
+		return State{Gone: true}, nil
+	}
+	f.eng.mu.Unlock()
+	if why := up.Ended(context.Background()); why != "container for gone was removed" {
+		t.Fatalf("Ended = %q after %d inspections", why, calls)
+	}
+}
+
+func TestReleaseDoesNotWaitForTheEngine(t *testing.T) {
+	f := newFixture(t, nil)
+	up := f.open(spec("web", gate.DockerSpec{}), "alice")
+	calls := 0
+	f.eng.mu.Lock()
+	f.eng.inspectFn = func(b *fakeBox, since time.Time) (State, error) {
+		calls++
+		return State{Running: true}, nil
+	}
+	f.eng.mu.Unlock()
+	if err := up.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.eng.mu.Lock()
+	defer f.eng.mu.Unlock()
+	if calls != 2 { // the state, then the OOM kills since the session began
+		t.Fatalf("%d inspections on Release, want 2", calls)
+	}
+}
