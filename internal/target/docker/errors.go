@@ -12,8 +12,6 @@ import (
 	lifecycle "github.com/sshgate/sshgate/internal/target/container"
 )
 
-var publicf = lifecycle.Failed
-
 // engineError classifies an engine error met while doing op for target t.
 func engineError(t, op string, err error) error {
 	var pe *gate.PublicError
@@ -22,7 +20,7 @@ func engineError(t, op string, err error) error {
 	}
 	cause := fmt.Errorf("%s: %w", op, err)
 	if client.IsErrConnectionFailed(err) {
-		return publicf(t, cause, "the container engine is unreachable")
+		return lifecycle.Failed(t, cause, "the container engine is unreachable")
 	}
 	if pe := lifecycle.ContextError(t, op, err); pe != nil {
 		return pe
@@ -30,19 +28,19 @@ func engineError(t, op string, err error) error {
 	switch {
 	case cerrdefs.IsInvalidArgument(err):
 		if looksLikeLimits(err) {
-			return publicf(t, cause, "the engine refused the limits")
+			return lifecycle.Failed(t, cause, "the engine refused the limits")
 		}
-		return publicf(t, cause, "the engine refused the container settings")
+		return lifecycle.Failed(t, cause, "the engine refused the container settings")
 	case cerrdefs.IsNotFound(err):
 		// A network or a mount source missing at start time; the image
 		// is checked before create and reported by name.
-		return publicf(t, cause, "the engine could not find a resource it needs")
+		return lifecycle.Failed(t, cause, "the engine could not find a resource it needs")
 	case cerrdefs.IsConflict(err):
-		return publicf(t, cause, "the engine reported a conflict")
+		return lifecycle.Failed(t, cause, "the engine reported a conflict")
 	case cerrdefs.IsUnavailable(err), cerrdefs.IsResourceExhausted(err):
-		return publicf(t, cause, "the container engine is busy")
+		return lifecycle.Failed(t, cause, "the container engine is busy")
 	}
-	return publicf(t, cause, "the container engine failed")
+	return lifecycle.Failed(t, cause, "the container engine failed")
 }
 
 func looksLikeLimits(err error) bool {
@@ -61,9 +59,9 @@ func startError(r lifecycle.Ref, err error) error {
 	low := strings.ToLower(err.Error())
 	switch {
 	case strings.Contains(low, "unable to find user") || strings.Contains(low, "no matching entries in passwd"):
-		return publicf(r.Target, err, "the user does not exist in the image")
+		return lifecycle.Failed(r.Target, err, "the user does not exist in the image")
 	case strings.Contains(low, "no such file") || strings.Contains(low, "not found") && strings.Contains(low, "mount"):
-		return publicf(r.Target, err, "a mount source does not exist")
+		return lifecycle.Failed(r.Target, err, "a mount source does not exist")
 	}
 	return engineError(r.Target, "start container "+r.Name, err)
 }
