@@ -31,11 +31,13 @@ import (
 //     engine may translate label keys to its own syntax but must give them
 //     back unchanged from List), no privilege, every capability dropped, no
 //     privilege escalation, the spec's limits. Binds are mounted read-only
-//     (a local engine only); Files are present at their paths with their
-//     modes and owners once Create returns (parent directories 0755, root).
-//     The engine names the container. On error, a non-empty Ref.ID names a
-//     container that exists and that the caller removes; a cancelled ctx
-//     must not leave a container whose ID is not returned.
+//     (a local engine only); Files are at their paths with their modes and
+//     owners before PID 1 starts (parent directories 0755, root). The engine
+//     names the container. On error, a non-empty Ref.ID names a container
+//     that may exist and that the caller removes; a cancelled ctx must not
+//     leave a container whose ID is not returned. An engine without a
+//     create/start split (a pod) may keep the request and submit it in
+//     Start, as long as Remove then also removes what Start submitted.
 //   - Start runs PID 1. Remove removes a container whatever its state and
 //     treats "already gone" and "already being removed" as success.
 //   - List returns every container carrying all the labels given, running
@@ -54,6 +56,13 @@ import (
 //     stdin and stdout then being Process.Conn (the exec transport: one
 //     stream per SSH connection, e.g. Docker's hijacked exec or Kubernetes'
 //     remotecommand).
+//
+// A Kubernetes engine maps these onto a pod: Create/Start submit it and wait
+// for it to run, Remove deletes it, List selects by labels, Inspect and Wait
+// read its phase and the container's last state (OOMKilled), Logs reads
+// pods/log, Exec is remotecommand, and Files travel in the pod (an init
+// container or a volume) because the socket transport, which needs the
+// gate's own directory in the container, is for a local engine only.
 //
 // Errors from Prepare, User, Create, Start and Exec are *gate.PublicError
 // whose text names the target and what went wrong, in the engine's own
