@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -246,6 +247,7 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 	if mod != nil {
 		mod(&cfg)
 	}
+	before := runtime.NumGoroutine()
 	b, err := New(cfg, eng)
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +258,20 @@ func newFixture(t *testing.T, mod func(*Config)) *fixture {
 		}
 		if n, _ := eng.count(); n != 0 {
 			t.Errorf("%d containers left after Close", n)
+		}
+		// Every goroutine of the Backend (and of the fake's streams) ends
+		// with Close; the runtime may take a moment to account for them.
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(5 * time.Second)
+		for runtime.NumGoroutine() > before {
+			select {
+			case <-tick.C:
+			case <-deadline:
+				buf := make([]byte, 1<<16)
+				t.Errorf("goroutines: %d before, %d after Close\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+				return
+			}
 		}
 	})
 	return &fixture{t: t, b: b, eng: eng, clock: clock, dir: dir}
