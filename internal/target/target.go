@@ -1,7 +1,10 @@
 // Package target defines how the broker reaches a target: a Backend makes it
 // reachable (starting a container if needed) and returns a connection to an
-// SSH server plus how to log in to it. Implementations live in subpackages
-// (upstream, docker). This package imports no store, policy or relay.
+// SSH server plus how to log in to it. Implementations live in subpackages:
+// upstream (an existing SSH server), container (the container lifecycle,
+// written once) with its engines (docker).
+//
+// Must not import: sshd/... relay/... broker/... store/... policy/...
 package target
 
 import (

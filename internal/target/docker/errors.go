@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,13 +9,8 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/sshgate/sshgate/internal/gate"
+	lifecycle "github.com/sshgate/sshgate/internal/target/container"
 )
-
-// publicf makes the error shown to the user for target t: the text is
-// chosen here, the cause only goes to the log.
-func publicf(t string, cause error, format string, args ...any) *gate.PublicError {
-	return gate.Errorf(cause, "container for %s could not start: %s", t, fmt.Sprintf(format, args...))
-}
 
 // engineError classifies an engine error met while doing op for target t.
 func engineError(t, op string, err error) error {
@@ -25,28 +19,28 @@ func engineError(t, op string, err error) error {
 		return err
 	}
 	cause := fmt.Errorf("%s: %w", op, err)
+	if client.IsErrConnectionFailed(err) {
+		return lifecycle.Failed(t, cause, "the container engine is unreachable")
+	}
+	if pe := lifecycle.ContextError(t, op, err); pe != nil {
+		return pe
+	}
 	switch {
-	case client.IsErrConnectionFailed(err):
-		return publicf(t, cause, "the container engine is unreachable")
-	case errors.Is(err, context.Canceled):
-		return publicf(t, cause, "the connection was closed while it started")
-	case errors.Is(err, context.DeadlineExceeded):
-		return publicf(t, cause, "the container engine did not answer in time")
 	case cerrdefs.IsInvalidArgument(err):
 		if looksLikeLimits(err) {
-			return publicf(t, cause, "the engine refused the limits")
+			return lifecycle.Failed(t, cause, "the engine refused the limits")
 		}
-		return publicf(t, cause, "the engine refused the container settings")
+		return lifecycle.Failed(t, cause, "the engine refused the container settings")
 	case cerrdefs.IsNotFound(err):
 		// A network or a mount source missing at start time; the image
 		// is checked before create and reported by name.
-		return publicf(t, cause, "the engine could not find a resource it needs")
+		return lifecycle.Failed(t, cause, "the engine could not find a resource it needs")
 	case cerrdefs.IsConflict(err):
-		return publicf(t, cause, "the engine reported a conflict")
+		return lifecycle.Failed(t, cause, "the engine reported a conflict")
 	case cerrdefs.IsUnavailable(err), cerrdefs.IsResourceExhausted(err):
-		return publicf(t, cause, "the container engine is busy")
+		return lifecycle.Failed(t, cause, "the container engine is busy")
 	}
-	return publicf(t, cause, "the container engine failed")
+	return lifecycle.Failed(t, cause, "the container engine failed")
 }
 
 func looksLikeLimits(err error) bool {
@@ -57,4 +51,17 @@ func looksLikeLimits(err error) bool {
 		}
 	}
 	return false
+}
+
+// startError classifies a failed container start: a user missing from the
+// image or a mount source missing on the host, else as engineError.
+func startError(r lifecycle.Ref, err error) error {
+	low := strings.ToLower(err.Error())
+	switch {
+	case strings.Contains(low, "unable to find user") || strings.Contains(low, "no matching entries in passwd"):
+		return lifecycle.Failed(r.Target, err, "the user does not exist in the image")
+	case strings.Contains(low, "no such file") || strings.Contains(low, "not found") && strings.Contains(low, "mount"):
+		return lifecycle.Failed(r.Target, err, "a mount source does not exist")
+	}
+	return engineError(r.Target, "start container "+r.Name, err)
 }

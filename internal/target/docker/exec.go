@@ -9,102 +9,99 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
+
+	lifecycle "github.com/sshgate/sshgate/internal/target/container"
 )
 
-func labelFilter(kv ...string) filters.Args {
-	f := filters.NewArgs()
-	for _, s := range kv {
-		f.Add("label", s)
+// Exec runs a second process in the container: detached, or attached with
+// its stdin and stdout as a net.Conn (a hijacked exec stream).
+func (e *Engine) Exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequest) (*lifecycle.Process, error) {
+	ex, err := e.api.ContainerExecCreate(ctx, r.ID, container.ExecOptions{
+		User: x.User, Cmd: x.Cmd, Env: x.Env, AttachStdin: x.Attach, AttachStdout: x.Attach, AttachStderr: x.Attach,
+	})
+	if err != nil {
+		return nil, engineError(r.Target, "exec in "+r.Name, err)
 	}
-	return f
+	if x.Attach {
+		hj, err := e.api.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+		if err != nil {
+			return nil, engineError(r.Target, "attach exec in "+r.Name, err)
+		}
+		return &lifecycle.Process{Conn: &execConn{Conn: hj.Conn, hj: hj, br: hj.Reader, name: r.Name, log: e.log}}, nil
+	}
+	if err := e.api.ContainerExecStart(ctx, ex.ID, container.ExecStartOptions{Detach: true}); err != nil {
+		return nil, engineError(r.Target, "start exec in "+r.Name, err)
+	}
+	return &lifecycle.Process{Exited: func(ctx context.Context) (bool, int, error) {
+		st, err := e.api.ContainerExecInspect(ctx, ex.ID)
+		if err != nil {
+			return false, 0, err
+		}
+		// An exec not yet begun shows neither running nor a pid.
+		return !st.Running && (st.Pid != 0 || st.ExitCode != 0), st.ExitCode, nil
+	}}, nil
 }
 
-// copyIn puts the agent binary and the keys into a created (not yet
-// started) container through the archive API: the exec transport, for
-// engines that cannot see the gate's files.
-func (b *Backend) copyIn(ctx context.Context, bx *box) error {
-	agent, err := os.Open(b.cfg.AgentPath)
-	if err != nil {
-		return fmt.Errorf("open agent: %w", err)
-	}
-	defer agent.Close()
-	st, err := agent.Stat()
-	if err != nil {
-		return err
-	}
-	uid, gid := 0, 0
-	keyMode := int64(0o444)
-	if u, g, ok := numericUser(bx.execUser); ok {
-		uid, gid, keyMode = u, g, 0o400
-	}
+// copyIn puts files into a created (not yet started) container through the
+// archive API, for engines that cannot see the gate's files.
+func (e *Engine) copyIn(ctx context.Context, id string, files []lifecycle.File) error {
 	pr, pw := io.Pipe()
-	go func() {
-		tw := tar.NewWriter(pw)
-		now := time.Now()
-		hdrs := []struct {
-			h    tar.Header
-			data []byte
-			r    io.Reader
-		}{
-			{h: tar.Header{Typeflag: tar.TypeDir, Name: "run/", Mode: 0o755, ModTime: now}},
-			{h: tar.Header{Typeflag: tar.TypeDir, Name: "run/sshgate/", Mode: 0o755, ModTime: now}},
-			{h: tar.Header{Typeflag: tar.TypeReg, Name: "run/sshgate/" + hostKeyFile, Mode: keyMode, Uid: uid, Gid: gid, ModTime: now}, data: bx.keys.hostPEM},
-			{h: tar.Header{Typeflag: tar.TypeReg, Name: "run/sshgate/" + authorizedKeysFile, Mode: 0o444, ModTime: now}, data: bx.keys.authLines},
-			{h: tar.Header{Typeflag: tar.TypeReg, Name: "run/sshgate-agent", Mode: 0o555, Size: st.Size(), ModTime: now}, r: agent},
-		}
-		var err error
-		for _, e := range hdrs {
-			h := e.h
-			if e.data != nil {
-				h.Size = int64(len(e.data))
-			}
-			if err = tw.WriteHeader(&h); err != nil {
-				break
-			}
-			if e.data != nil {
-				_, err = tw.Write(e.data)
-			} else if e.r != nil {
-				_, err = io.Copy(tw, e.r)
-			}
-			if err != nil {
-				break
-			}
-		}
-		if err == nil {
-			err = tw.Close()
-		}
-		pw.CloseWithError(err)
-	}()
-	err = b.api.CopyToContainer(ctx, bx.id, "/", pr, container.CopyToContainerOptions{})
+	go func() { pw.CloseWithError(writeTar(pw, files)) }()
+	err := e.api.CopyToContainer(ctx, id, "/", pr, container.CopyToContainerOptions{})
 	pr.CloseWithError(errors.New("copy ended"))
 	return err
 }
 
-// execStdio runs `sshgate-agent --stdio` in bx and returns its stdin/stdout
-// as a net.Conn.
-func (b *Backend) execStdio(ctx context.Context, bx *box) (net.Conn, error) {
-	cmd := append([]string{AgentMount}, agentArgs(bx.agentEnv)...)
-	cmd = append(cmd, "--stdio")
-	ex, err := b.api.ContainerExecCreate(ctx, bx.id, container.ExecOptions{
-		User: bx.execUser, Cmd: cmd, Env: containerEnv(bx.agentEnv), AttachStdin: true, AttachStdout: true, AttachStderr: true,
-	})
-	if err != nil {
-		return nil, engineError(bx.target, "exec agent in "+bx.name, err)
+// writeTar writes files as a tar stream rooted at /, each preceded by its
+// parent directories (0755, root).
+func writeTar(w io.Writer, files []lifecycle.File) error {
+	tw := tar.NewWriter(w)
+	now := time.Now()
+	dirs := map[string]bool{}
+	for _, f := range files {
+		name := strings.TrimPrefix(path.Clean(f.Path), "/")
+		var parents []string
+		for d := path.Dir(name); d != "." && d != "/" && !dirs[d]; d = path.Dir(d) {
+			parents = append([]string{d}, parents...)
+			dirs[d] = true
+		}
+		for _, d := range parents {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: now}); err != nil {
+				return err
+			}
+		}
+		h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: int64(f.Mode.Perm()), Uid: f.UID, Gid: f.GID, ModTime: now, Size: int64(len(f.Data))}
+		var src io.Reader = bytes.NewReader(f.Data)
+		if f.Source != "" {
+			sf, err := os.Open(f.Source)
+			if err != nil {
+				return fmt.Errorf("open %s: %w", f.Source, err)
+			}
+			defer sf.Close()
+			st, err := sf.Stat()
+			if err != nil {
+				return err
+			}
+			h.Size, src = st.Size(), sf
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := io.Copy(tw, src); err != nil {
+			return err
+		}
 	}
-	hj, err := b.api.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
-	if err != nil {
-		return nil, engineError(bx.target, "attach agent in "+bx.name, err)
-	}
-	return &execConn{Conn: hj.Conn, hj: hj, br: hj.Reader, name: bx.name, b: b}, nil
+	return tw.Close()
 }
 
 // execConn is a hijacked exec stream as a net.Conn: writes go to the
@@ -116,7 +113,7 @@ type execConn struct {
 	br     *bufio.Reader
 	remain int
 	name   string
-	b      *Backend
+	log    *slog.Logger
 	mu     sync.Mutex // Read is not called concurrently; guards remain anyway
 }
 
@@ -143,7 +140,7 @@ func (c *execConn) Read(p []byte) (int, error) {
 			if _, err := c.br.Discard(n - len(buf)); err != nil {
 				return 0, io.ErrUnexpectedEOF
 			}
-			c.b.log.Debug("agent stderr", "container", c.name, "text", strings.TrimSpace(strings.ToValidUTF8(string(buf), "?")))
+			c.log.Debug("agent stderr", "container", c.name, "text", strings.TrimSpace(strings.ToValidUTF8(string(buf), "?")))
 		default:
 			if _, err := c.br.Discard(n); err != nil {
 				return 0, io.ErrUnexpectedEOF

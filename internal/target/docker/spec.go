@@ -4,20 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/docker/docker/api/types/mount"
+
+	lifecycle "github.com/sshgate/sshgate/internal/target/container"
 )
 
-// In-container paths. The gate-owned directory is mounted read-only at
-// DirMount; the agent binary at AgentMount.
+// In-container paths of the gate (see target/container): no mount may
+// shadow them.
 const (
-	DirMount           = "/run/sshgate"
-	AgentMount         = "/run/sshgate-agent"
-	hostKeyFile        = "host_key"
-	authorizedKeysFile = "authorized_keys"
-	socketFile         = "gate.sock"
+	DirMount   = lifecycle.DirMount
+	AgentMount = lifecycle.AgentMount
 )
 
 // DefaultDenyMounts are host paths never bind-mounted into a container, nor
@@ -102,37 +100,6 @@ func within(p, base string) bool {
 		return true
 	}
 	return p == base || strings.HasPrefix(p, base+"/")
-}
-
-// numericUser parses "UID" or "UID:GID" with numbers only. ok is false for
-// names ("app", "app:staff") and for the empty string.
-func numericUser(u string) (uid, gid int, ok bool) {
-	if u == "" {
-		return 0, 0, false
-	}
-	us, gs, hasGID := strings.Cut(u, ":")
-	uid, err := strconv.Atoi(us)
-	if err != nil || uid < 0 {
-		return 0, 0, false
-	}
-	gid = uid
-	if hasGID {
-		if gid, err = strconv.Atoi(gs); err != nil || gid < 0 {
-			return 0, 0, false
-		}
-	}
-	return uid, gid, true
-}
-
-// isRootUser reports whether the user string names uid 0 (or root) or is
-// empty (the image default, checked separately).
-func isRootUser(u string) bool {
-	name, _, _ := strings.Cut(u, ":")
-	if name == "root" {
-		return true
-	}
-	uid, _, ok := numericUser(u)
-	return ok && uid == 0
 }
 
 // ContainerName turns a target name into a valid container name component:

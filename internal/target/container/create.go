@@ -1,0 +1,233 @@
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// box is one container owned by the gate.
+type box struct {
+	id, name string
+	dirID    string
+	target   string
+	keys     *keys
+	dir      *gateDir // nil with the exec transport
+	user     string   // the container user, for every exec
+	env      []string // the spec's environment
+	keeper   bool     // main process is the long-lived agent (exec-dial)
+	cmd      []string // the spec's command, started beside the agent
+	started  time.Time
+}
+
+func (bx *box) ref() Ref { return Ref{ID: bx.id, Name: bx.name, Target: bx.target} }
+
+// agentArgs are the arguments shared by every agent invocation. The spec's
+// environment reaches sessions through the container's (and each exec's)
+// environment, which the agent passes on; it is not repeated as --env, so
+// that values do not show in process listings.
+func agentArgs() []string {
+	return []string{"--host-key", DirMount + "/" + hostKeyFile, "--authorized-keys", DirMount + "/" + authorizedKeysFile}
+}
+
+// create makes (but does not start) a container for s. keeper selects the
+// long-lived agent as main process; otherwise the agent dials gate.sock and
+// serves that one connection. labels are added to the gate's own.
+func (b *Backend) create(ctx context.Context, s *Spec, keeper bool, labels map[string]string) (_ *box, err error) {
+	info, err := b.eng.User(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	user, err := b.resolveUser(s, info)
+	if err != nil {
+		return nil, err
+	}
+	k, err := newKeys()
+	if err != nil {
+		return nil, Failed(s.Target, err, "the gate could not prepare it")
+	}
+	suffix := randomID(10)
+	bx := &box{dirID: suffix, target: s.Target, keys: k, user: user, env: s.Env, keeper: keeper, cmd: s.Cmd, started: time.Now()}
+	if !b.reserveDir(suffix) {
+		return nil, Failed(s.Target, errors.New("gate is closed"), "the gate is shutting down")
+	}
+	defer func() {
+		if err != nil {
+			b.cleanup(bx)
+		}
+	}()
+	req := CreateRequest{Spec: s, Suffix: suffix, User: user, Env: containerEnv(s.Env)}
+	if b.cfg.Transport == TransportSocket {
+		uid, gid := -1, -1
+		if u, g, ok := numericUser(user); ok && !info.Remapped {
+			uid, gid = u, g
+		}
+		d, err := createGateDir(b.cfg.ContainersDir, suffix, k, uid, gid)
+		if err != nil {
+			return nil, Failed(s.Target, err, "the gate could not prepare it")
+		}
+		bx.dir = d
+		req.Binds = []Bind{{Source: d.path, Target: DirMount}, {Source: b.cfg.AgentPath, Target: AgentMount}}
+	} else {
+		req.Files = b.agentFiles(bx)
+	}
+	req.Entrypoint = append([]string{AgentMount}, agentArgs()...)
+	if keeper {
+		// The agent's --listen is TCP only: the container's own loopback
+		// (network none keeps it unreachable from outside; it accepts only
+		// the gate's one-time key). It only keeps PID 1 alive and reaping.
+		req.Entrypoint = append(req.Entrypoint, "--listen", "127.0.0.1:0", "--reap")
+	} else {
+		req.Entrypoint = append(req.Entrypoint, "--dial", "unix:"+DirMount+"/"+socketFile, "--reap")
+	}
+	req.Labels = map[string]string{LabelGate: b.cfg.GateID, LabelTarget: s.Target, LabelDir: suffix}
+	for k, v := range labels {
+		req.Labels[k] = v
+	}
+	ref, err := b.eng.Create(ctx, req)
+	bx.id, bx.name = ref.ID, ref.Name
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	closed := b.closed
+	if !closed {
+		b.boxes[bx.id] = bx
+	}
+	b.mu.Unlock()
+	if closed { // Close already took its list: remove it here
+		return nil, Failed(s.Target, errors.New("gate is closed"), "the gate is shutting down")
+	}
+	return bx, nil
+}
+
+// agentFiles are what the exec transport puts into a container: the keys
+// (readable by a numeric container user alone, else by everyone in the
+// container) and the agent binary.
+func (b *Backend) agentFiles(bx *box) []File {
+	uid, gid := 0, 0
+	keyMode := fs.FileMode(0o444)
+	if u, g, ok := numericUser(bx.user); ok {
+		uid, gid, keyMode = u, g, 0o400
+	}
+	return []File{
+		{Path: DirMount + "/" + hostKeyFile, Mode: keyMode, UID: uid, GID: gid, Data: bx.keys.hostPEM},
+		{Path: DirMount + "/" + authorizedKeysFile, Mode: 0o444, Data: bx.keys.authLines},
+		{Path: AgentMount, Mode: 0o555, Source: b.cfg.AgentPath},
+	}
+}
+
+// resolveUser picks the container user and refuses uid 0 unless allowed.
+func (b *Backend) resolveUser(s *Spec, info UserInfo) (string, error) {
+	u := s.User
+	if u == "" {
+		u = info.Default
+	}
+	if u == "" || isRootUser(u) {
+		if b.cfg.AllowRoot || info.Remapped {
+			return u, nil
+		}
+		if s.User != "" {
+			return "", Failed(s.Target, fmt.Errorf("user %q is root and AllowRoot is off", s.User), "running as root is not allowed")
+		}
+		return "65534:65534", nil
+	}
+	return u, nil
+}
+
+// containerEnv is the spec's environment, with HOME set empty unless the
+// spec sets it: the engine then fills in the user's home from the image's
+// /etc/passwd, as sshd would, instead of an image-wide HOME (often /root,
+// which a non-root user cannot enter).
+func containerEnv(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "HOME=") {
+			return append([]string{}, env...)
+		}
+	}
+	return append([]string{"HOME="}, env...)
+}
+
+func (b *Backend) reserveDir(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.dirs[id] = true
+	return true
+}
+
+// cleanup removes a container and its directory. Safe on partial boxes.
+func (b *Backend) cleanup(bx *box) error {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RemoveTimeout)
+	defer cancel()
+	var errs []error
+	if bx.id != "" {
+		if err := b.eng.Remove(ctx, bx.ref()); err != nil {
+			errs = append(errs, fmt.Errorf("remove container %s: %w", bx.name, err))
+		}
+	}
+	if err := bx.dir.remove(); err != nil {
+		errs = append(errs, fmt.Errorf("remove directory of %s: %w", bx.name, err))
+	}
+	b.mu.Lock()
+	if bx.id != "" {
+		delete(b.boxes, bx.id)
+	}
+	delete(b.dirs, bx.dirID)
+	b.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// numericUser parses "UID" or "UID:GID" with numbers only. ok is false for
+// names ("app", "app:staff") and for the empty string.
+func numericUser(u string) (uid, gid int, ok bool) {
+	if u == "" {
+		return 0, 0, false
+	}
+	us, gs, hasGID := strings.Cut(u, ":")
+	uid, err := strconv.Atoi(us)
+	if err != nil || uid < 0 {
+		return 0, 0, false
+	}
+	gid = uid
+	if hasGID {
+		if gid, err = strconv.Atoi(gs); err != nil || gid < 0 {
+			return 0, 0, false
+		}
+	}
+	return uid, gid, true
+}
+
+// isRootUser reports whether the user string names uid 0 (or root).
+func isRootUser(u string) bool {
+	name, _, _ := strings.Cut(u, ":")
+	if name == "root" {
+		return true
+	}
+	uid, _, ok := numericUser(u)
+	return ok && uid == 0
+}
+
+func randomID(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf)
+	for i := range buf {
+		buf[i] = alphabet[int(buf[i])%len(alphabet)]
+	}
+	return string(buf)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,132 @@
+package container
+
+import (
+	"context"
+	"time"
+
+	"github.com/sshgate/sshgate/internal/gate"
+)
+
+// Warm pools: Pool containers per spec key, started with the keeper as main
+// process and labelled sshgate.pool=1. Open takes one (checking it is still
+// running), connects a fresh agent to it like a per-user container, and
+// refills the pool in the background. The taken container belongs to that
+// connection and is removed on Release.
+type pool struct {
+	s        *Spec
+	ready    []*box
+	filling  int
+	lastUsed time.Time
+	failures int
+	lastFail time.Time
+}
+
+// Refills stop for refillPause after refillFailures failures in a row.
+const (
+	refillFailures = 3
+	refillPause    = 30 * time.Second
+)
+
+// Prewarm fills the pool of t now (when t has a pool), rather than on the
+// first Open.
+func (b *Backend) Prewarm(ctx context.Context, t gate.Target) error {
+	s, err := b.eng.Prepare(t)
+	if err != nil {
+		return err
+	}
+	if s.PerUser || s.Pool <= 0 {
+		return nil
+	}
+	b.mu.Lock()
+	if b.pools[s.Key] == nil {
+		b.pools[s.Key] = &pool{s: s, lastUsed: b.cfg.Now()}
+	}
+	b.mu.Unlock()
+	b.refill(s)
+	return nil
+}
+
+// PoolReady is how many pre-started containers the pool of t holds now.
+func (b *Backend) PoolReady(t gate.Target) int {
+	s, err := b.eng.Prepare(t)
+	if err != nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p := b.pools[s.Key]; p != nil {
+		return len(p.ready)
+	}
+	return 0
+}
+
+func (b *Backend) takePool(ctx context.Context, s *Spec) *box {
+	for {
+		b.mu.Lock()
+		p := b.pools[s.Key]
+		if p == nil {
+			p = &pool{s: s}
+			b.pools[s.Key] = p
+		}
+		p.lastUsed = b.cfg.Now()
+		if len(p.ready) == 0 {
+			b.mu.Unlock()
+			return nil
+		}
+		bx := p.ready[0]
+		p.ready = p.ready[1:]
+		b.mu.Unlock()
+		st, err := b.eng.Inspect(ctx, bx.ref(), time.Time{})
+		if err == nil && st.Running {
+			return bx
+		}
+		b.log.Warn("pool container is gone", "container", bx.name)
+		b.cleanup(bx)
+	}
+}
+
+func (b *Backend) refill(s *Spec) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.pools[s.Key]
+	if b.closed || p == nil {
+		return
+	}
+	if p.failures >= refillFailures && b.cfg.Now().Sub(p.lastFail) < refillPause {
+		return // the engine keeps refusing: do not hammer it
+	}
+	for n := s.Pool - len(p.ready) - p.filling; n > 0; n-- {
+		p.filling++
+		b.fills.Add(1)
+		go b.fillOne(p)
+	}
+}
+
+func (b *Backend) fillOne(p *pool) {
+	defer b.fills.Done()
+	bx, err := b.create(b.bg, p.s, true, map[string]string{LabelPool: "1", LabelPer: "connection"})
+	if err == nil {
+		if _, err = b.start(b.bg, bx); err != nil {
+			b.cleanup(bx)
+		}
+	}
+	b.mu.Lock()
+	p.filling--
+	if err != nil {
+		p.failures++
+		p.lastFail = b.cfg.Now()
+		b.mu.Unlock()
+		if b.bg.Err() == nil {
+			b.log.Error("fill container pool", "target", p.s.Target, "err", err)
+		}
+		return
+	}
+	p.failures = 0
+	if b.closed || b.pools[p.s.Key] != p {
+		b.mu.Unlock()
+		b.cleanup(bx)
+		return
+	}
+	p.ready = append(p.ready, bx)
+	b.mu.Unlock()
+}
