@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -433,5 +434,42 @@ func TestPasswordSprayingLocksAccountPasswords(t *testing.T) {
 	}
 	if r := batchLogin(w.alice.WithUser("carol").WithPassword(pw), "web-1"); r.Code != 0 {
 		t.Fatalf("another account's password refused: exit %d %q", r.Code, r.Stderr)
+	}
+}
+
+// Sixteen silent connections from the user's own address (one NAT, one
+// proxy, or an attacker beside its victims) do not keep the user out: each
+// new connection from that address makes room by closing the oldest silent
+// one, and the evictions are counted.
+func TestSilentConnectionsFromOneSourceKeepNobodyOut(t *testing.T) {
+	t.Parallel()
+	metrics := "127.0.0.1:" + strconv.Itoa(harness.FreePort(t))
+	w := defenceWorld(t, "limits:\n  max_unauthenticated_per_source: 16\nmetrics:\n  listen: "+metrics+"\n")
+	var held []net.Conn
+	for i := 0; i < 16; i++ {
+		c, err := net.Dial("tcp", w.gate.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	// Wait until the gate holds all sixteen (each gets the server version).
+	for _, c := range held {
+		c.SetReadDeadline(time.Now().Add(short))
+		if _, err := io.ReadFull(c, make([]byte, 8)); err != nil {
+			t.Fatalf("held connection: %v", err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if r := harness.Run(w.alice.SSHTo("web-1", nil, "echo", "in"), nil, short); r.Code != 0 || r.Stdout != "in\n" {
+			t.Fatalf("login %d from the flooded address: exit %d stderr %q", i, r.Code, r.Stderr)
+		}
+	}
+	_, scrape := httpGet(t, "http://"+metrics+"/metrics")
+	// The first login made room (one eviction); once in, it no longer
+	// counted, so the next two needed none.
+	if v, ok := metricValue(scrape, `sshgate_sshd_connections_evicted_total{reason="per_source_limit"}`); !ok || v != 1 {
+		t.Fatalf("evictions counted %v (%v), want 1", v, ok)
 	}
 }

@@ -22,13 +22,14 @@ const (
 	RejectDraining      = "draining"
 	RejectUnauthLimit   = "unauthenticated_limit"
 	RejectPerSourceLimt = "per_source_limit"
+	RejectBanned        = "banned"
 )
 
 var (
 	authMethods  = []string{"publickey", "password", "keyboard-interactive", "none", "other"}
 	authResults  = []string{"ok", "partial", "failed"}
 	backends     = []string{"upstream", "docker", "other"}
-	rejectReason = []string{RejectDraining, RejectUnauthLimit, RejectPerSourceLimt}
+	rejectReason = []string{RejectDraining, RejectUnauthLimit, RejectBanned, RejectPerSourceLimt}
 )
 
 // Metrics are the gate's metrics. Methods are safe for concurrent use; a
@@ -38,6 +39,7 @@ type Metrics struct {
 
 	connAccepted    prometheus.Counter
 	connRejected    *prometheus.CounterVec
+	connEvicted     *prometheus.CounterVec
 	handshakes      *prometheus.CounterVec
 	auth            *prometheus.CounterVec
 	sessionsActive  prometheus.Gauge
@@ -64,6 +66,10 @@ func NewMetrics(auditDropped func() float64) *Metrics {
 		connRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sshgate_sshd_connections_rejected_total",
 			Help: "TCP connections closed at once, by reason.",
+		}, []string{"reason"}),
+		connEvicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sshgate_sshd_connections_evicted_total",
+			Help: "Connections still authenticating closed to make room for a new one, by the limit that was full.",
 		}, []string{"reason"}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sshgate_sshd_handshakes_total",
@@ -113,7 +119,7 @@ func NewMetrics(auditDropped func() float64) *Metrics {
 	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.connAccepted, m.connRejected, m.handshakes, m.auth, m.sessionsActive, m.sessions, m.bytes,
+		m.connAccepted, m.connRejected, m.connEvicted, m.handshakes, m.auth, m.sessionsActive, m.sessions, m.bytes,
 		m.targetOpen, m.containerStarts, m.containerFails, m.recordingErrors, m.sessionsKilled,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sshgate_audit_dropped_total",
@@ -123,6 +129,9 @@ func NewMetrics(auditDropped func() float64) *Metrics {
 	// Every series exists from the start, at zero.
 	for _, r := range rejectReason {
 		m.connRejected.WithLabelValues(r)
+	}
+	for _, r := range []string{RejectUnauthLimit, RejectPerSourceLimt} {
+		m.connEvicted.WithLabelValues(r)
 	}
 	for _, r := range []string{"ok", "failed"} {
 		m.handshakes.WithLabelValues(r)
@@ -163,6 +172,14 @@ func (m *Metrics) ConnAccepted() {
 func (m *Metrics) ConnRejected(reason string) {
 	if m != nil {
 		m.connRejected.WithLabelValues(oneOf(reason, rejectReason)).Inc()
+	}
+}
+
+// ConnEvicted counts a connection still authenticating that was closed to
+// make room (reason: RejectUnauthLimit or RejectPerSourceLimt).
+func (m *Metrics) ConnEvicted(reason string) {
+	if m != nil {
+		m.connEvicted.WithLabelValues(oneOf(reason, []string{RejectUnauthLimit, RejectPerSourceLimt})).Inc()
 	}
 }
 

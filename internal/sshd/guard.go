@@ -106,13 +106,45 @@ func (s *Server) evictLocked() {
 			victim = tc
 		}
 	}
-	if victim == nil {
-		return
+	if victim != nil {
+		s.evictOneLocked(victim, "unauthenticated_limit")
 	}
+}
+
+// evictSourceLocked makes room for a new connection from src when src has
+// its whole share of connections still authenticating: the oldest of them
+// that has sent nothing goes, else the oldest of them. A real user's
+// connection finishes its handshake in well under a second and is then no
+// longer counted, so idle or stalled connections from the same address (one
+// NAT, one proxy, an attacker beside its victims) keep nobody out for more
+// than one retry.
+func (s *Server) evictSourceLocked(src netip.Prefix) {
+	var silent, any *trackedConn
+	for tc := range s.pending {
+		if tc.released || tc.src != src {
+			continue
+		}
+		if any == nil || tc.start.Before(any.start) {
+			any = tc
+		}
+		if !tc.progress.Load() && (silent == nil || tc.start.Before(silent.start)) {
+			silent = tc
+		}
+	}
+	victim := silent
+	if victim == nil {
+		victim = any
+	}
+	if victim != nil {
+		s.evictOneLocked(victim, "per_source_limit")
+	}
+}
+
+func (s *Server) evictOneLocked(victim *trackedConn, reason string) {
 	victim.evicted = true
 	s.releaseLocked(victim)
 	_ = victim.raw.Close() // not the coalescer's Close, which may wait to flush
-
+	s.observeEvicted(reason)
 }
 
 // observe tells the guard how tc's pre-authentication phase ended (err from

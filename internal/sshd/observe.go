@@ -4,7 +4,8 @@ package sshd
 // methods must not block.
 type Observer interface {
 	ConnAccepted()
-	ConnRejected(reason string) // "draining", "unauthenticated_limit", "per_source_limit"
+	ConnRejected(reason string) // "draining", "unauthenticated_limit", "per_source_limit", "banned"
+	ConnEvicted(reason string)  // "unauthenticated_limit" or "per_source_limit": closed to make room
 	Handshake(ok bool)          // key exchange and authentication finished (or failed)
 }
 
@@ -25,6 +26,18 @@ func (s *Server) observeRejected(draining, unauthFull bool) {
 		s.obs.ConnRejected("unauthenticated_limit")
 	default:
 		s.obs.ConnRejected("per_source_limit")
+	}
+}
+
+func (s *Server) observeEvicted(reason string) {
+	if s.obs != nil {
+		s.obs.ConnEvicted(reason)
+	}
+}
+
+func (s *Server) observeBanned() {
+	if s.obs != nil {
+		s.obs.ConnRejected("banned")
 	}
 }
 

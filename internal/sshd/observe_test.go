@@ -27,6 +27,7 @@ func (o *countObserver) add(k string) {
 }
 func (o *countObserver) ConnAccepted()         { o.add("accepted") }
 func (o *countObserver) ConnRejected(r string) { o.add("rejected " + r) }
+func (o *countObserver) ConnEvicted(r string)  { o.add("evicted " + r) }
 func (o *countObserver) Handshake(ok bool) {
 	if ok {
 		o.add("handshake ok")
@@ -81,7 +82,8 @@ func TestObserver(t *testing.T) {
 	})
 	addr := ln.Addr().String()
 
-	// A silent client holds the only unauthenticated slot: the next is rejected.
+	// A silent client holds its source's only slot: the next from the same
+	// source evicts it.
 	a, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -91,17 +93,33 @@ func TestObserver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitClosed(t, b, 10*time.Second)
+	defer b.Close()
+	waitClosed(t, a, 10*time.Second)
+	waitCount(t, o, "evicted per_source_limit", 1)
+	waitCount(t, o, "accepted", 2)
+	// b talks, so it holds the only slot overall: another source is rejected.
+	b.Write([]byte("SSH-2.0-b\r\n"))
+	buf := make([]byte, 8)
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(b, buf); err != nil {
+		t.Fatal(err)
+	}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, c, 10*time.Second)
 	waitCount(t, o, "rejected unauthenticated_limit", 1)
-	a.Close()
-	waitCount(t, o, "handshake failed", 1)
+	b.Close()
+	waitCount(t, o, "handshake failed", 2) // a (evicted) and b
 	if err := login(addr, "wrong"); err == nil {
 		t.Fatal("wrong password logged in")
 	}
-	waitCount(t, o, "handshake failed", 2)
+	waitCount(t, o, "handshake failed", 3)
 	if err := login(addr, "right"); err != nil {
 		t.Fatal(err)
 	}
 	waitCount(t, o, "handshake ok", 1)
-	waitCount(t, o, "accepted", 3)
+	waitCount(t, o, "accepted", 4)
 }

@@ -10,7 +10,7 @@ import (
 func TestPeekVersion(t *testing.T) {
 	for _, tt := range []struct {
 		name, send, want string
-		close           bool
+		close            bool
 	}{
 		{"line then kexinit", "SSH-2.0-OpenSSH_9.2p1\r\n\x00\x00\x01\x14kexinit...", "SSH-2.0-OpenSSH_9.2p1", false},
 		{"bare LF", "SSH-2.0-dropbear\n", "SSH-2.0-dropbear", false},

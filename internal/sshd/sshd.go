@@ -149,10 +149,14 @@ func (s *Server) handle(nc net.Conn) {
 	addr := remoteIP(nc.RemoteAddr())
 	if g := s.limits.Guard; g != nil && !g.Allowed(addr) {
 		_ = nc.Close() // banned: not one SSH byte
+		s.observeBanned()
 		return
 	}
 	src := sourcePrefix(nc.RemoteAddr())
 	s.mu.Lock()
+	if !s.draining && s.perSource[src] >= s.limits.MaxUnauthPerSource && s.limits.MaxUnauthPerSource > 0 {
+		s.evictSourceLocked(src)
+	}
 	if !s.draining && s.unauth >= s.limits.MaxUnauthenticated && s.perSource[src] < s.limits.MaxUnauthPerSource {
 		s.evictLocked()
 	}

@@ -89,8 +89,19 @@ func TestLoginGraceClosesSilentClients(t *testing.T) {
 	}
 }
 
+// A source with its whole share of connections still authenticating gets
+// room for a new one: the oldest silent one of its own goes (else its
+// oldest), so idle connections from one address keep no user at that
+// address out. Other sources are not touched.
 func TestPerSourceCap(t *testing.T) {
 	_, addr := testServer(t, Limits{LoginGrace: 20 * time.Second, MaxUnauthenticated: 50, MaxUnauthPerSource: 3})
+	// Another source's silent connection, which must survive all of it.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	other, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
 	var held []net.Conn
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("tcp", addr)
@@ -100,8 +111,9 @@ func TestPerSourceCap(t *testing.T) {
 		defer c.Close()
 		held = append(held, c)
 	}
-	// Make sure the server counted the three before the fourth arrives.
-	for _, c := range held {
+	// The first two talk (a version line each, and the server answers), so
+	// the server has counted all three; the third stays silent.
+	for _, c := range held[:2] {
 		c.Write([]byte("SSH-2.0-held\r\n"))
 		buf := make([]byte, 8)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -109,39 +121,32 @@ func TestPerSourceCap(t *testing.T) {
 			t.Fatalf("held connection got no server version: %v", err)
 		}
 	}
-	c, err := net.Dial("tcp", addr)
+	// A real user from the same address gets in at the first try: the silent
+	// one makes room.
+	if err := login(addr, "right"); err != nil {
+		t.Fatalf("user locked out by idle connections from its address: %v", err)
+	}
+	waitClosed(t, held[2], 5*time.Second)
+	// With only talking ones left, the oldest of them makes room.
+	third, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	waitClosed(t, c, 5*time.Second)
-	// Another source is not affected.
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-	c2, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	defer third.Close()
+	third.Write([]byte("SSH-2.0-held\r\n"))
+	third.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(third, make([]byte, 8)); err != nil {
+		t.Fatalf("third held connection got no server version: %v", err)
 	}
-	defer c2.Close()
-	c2.Write([]byte("SSH-2.0-other\r\n"))
+	if err := login(addr, "right"); err != nil {
+		t.Fatalf("user locked out by stalled connections from its address: %v", err)
+	}
+	waitClosed(t, held[0], 5*time.Second)
+	other.Write([]byte("SSH-2.0-other\r\n"))
 	buf := make([]byte, 8)
-	c2.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(c2, buf); err != nil || string(buf) != "SSH-2.0-" {
-		t.Fatalf("second source was refused: %q %v", buf, err)
-	}
-	// Once the held connections go, the source may connect again.
-	for _, h := range held {
-		h.Close()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := login(addr, "right")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("source still refused after its connections closed: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	other.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(other, buf); err != nil || string(buf) != "SSH-2.0-" {
+		t.Fatalf("another source's connection was touched: %q %v", buf, err)
 	}
 }
 
