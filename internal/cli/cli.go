@@ -220,8 +220,8 @@ func (e *env) rootCmd() *cobra.Command {
 		e.gateKeyCmd(),
 		e.caCmd(),
 		e.versionCmd(),
-		e.bansCmd(),     // issue 6 part A
-		e.mfaCmd(),      // issue 6 part A
+		e.bansCmd(),     // bans.go
+		e.mfaCmd(),      // totp.go
 		e.replayCmd(),   // replay.go
 		e.sessionsCmd(), // sessions.go
 	)

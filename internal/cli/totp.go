@@ -11,12 +11,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sshgate/sshgate/internal/auth/totp"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/auth/totp"
 )
 
-// Issue 6 part A: `user totp enroll|disable|status` and `mfa`.
+// The TOTP commands: `user totp enroll|disable|status` and `mfa`.
 
 func (e *env) userTOTPCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "totp", Short: "Manage users' TOTP second factor", Args: cobra.ArbitraryArgs, RunE: group}

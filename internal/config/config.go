@@ -48,11 +48,11 @@ type Config struct {
 	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
 
-	// issue 6 part A (defence.go): second factor, brute-force and flood defence.
+	// Second factor, brute-force and flood defence (defence.go).
 	MFA       MFA       `yaml:"mfa"`
 	Penalties Penalties `yaml:"penalties"`
 	Auth      Auth      `yaml:"auth"`
-	// Webhooks (issue 6, part B): types and validation in webhook.go.
+	// Webhooks: types and validation in webhook.go.
 	ConfigWebhook ConfigWebhook `yaml:"config_webhook"`
 	Recordings    Recordings    `yaml:"recordings"` // PTY session recordings (obs.go)
 	Metrics       Metrics       `yaml:"metrics"`    // metrics and health listener (obs.go)
