@@ -12,6 +12,8 @@
 // gates in front of it, and stops every process and removes every container
 // it started when it ends, on error or on Ctrl-C. Progress goes to stderr,
 // the table to stdout.
+//
+// Must not import: app broker sshd/... relay target/... store/... auth/... agent cli
 package main
 
 import (

@@ -6,6 +6,8 @@
 // sleeps. The binaries are built once per `go test` process: call Main from
 // the test package's TestMain so that the build directory is removed at the
 // end.
+//
+// Must not import: any project package
 package harness
 
 import (

@@ -9,6 +9,8 @@
 //
 // Changes go straight to the store; a running gate reads them at its next
 // connection, so nothing here signals the gate.
+//
+// Must not import: agent store/storetest
 package cli
 
 import (

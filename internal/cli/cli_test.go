@@ -17,9 +17,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/app"
+	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"

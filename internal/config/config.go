@@ -1,6 +1,7 @@
 // Package config is the gate's YAML configuration: its schema, its defaults
-// and Validate, which reports every problem with its path. It imports no
-// other package of the project.
+// and Validate, which reports every problem with its path.
+//
+// Must not import: any project package
 package config
 
 import (

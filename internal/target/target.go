@@ -1,7 +1,9 @@
 // Package target defines how the broker reaches a target: a Backend makes it
 // reachable (starting a container if needed) and returns a connection to an
 // SSH server plus how to log in to it. Implementations live in subpackages
-// (upstream, docker). This package imports no store, policy or relay.
+// (upstream, docker).
+//
+// Must not import: sshd/... relay broker store/... auth/... policy app target/docker target/upstream
 package target
 
 import (

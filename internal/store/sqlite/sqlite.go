@@ -6,6 +6,8 @@
 // kind-specific spec in a JSON column, so new spec fields need no migration.
 //
 // It imports store only: no ssh, policy or target package.
+//
+// Must not import: store/storetest broker sshd/... relay target/... auth/... policy app
 package sqlite
 
 import (

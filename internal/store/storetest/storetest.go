@@ -2,6 +2,8 @@
 // (sqlite now, postgres later). An implementation's test calls Run with a
 // function that opens a fresh, empty store, and TwoHandles with one that opens
 // two handles on one database, as the running gate and the admin CLI do.
+//
+// Must not import: store/sqlite broker sshd/... relay target/... auth/... policy app
 package storetest
 
 import (

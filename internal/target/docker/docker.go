@@ -12,7 +12,7 @@
 // through the archive API and each connection is `sshgate-agent --stdio` over
 // a hijacked exec stream.
 //
-// It imports no store implementation, policy or relay.
+// Must not import: sshd/... relay broker store/... auth/... policy app target/upstream
 package docker
 
 import (

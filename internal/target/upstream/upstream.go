@@ -3,6 +3,8 @@
 // the target's host key must match the one pinned when it was added. With
 // the gate's CA (cert.go) it logs in with a certificate signed for that one
 // connection, and verifies unpinned targets' host certificates.
+//
+// Must not import: sshd/... relay broker store/... auth/... policy app target/docker
 package upstream
 
 import (
