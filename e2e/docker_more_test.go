@@ -305,8 +305,7 @@ func TestDockerConcurrentPerConnection(t *testing.T) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=sshgate.target="+name).Output()
-			peak = max(peak, len(strings.Fields(string(out))))
+			peak = max(peak, runningWith("sshgate.target="+name))
 		}
 	}()
 	start := time.Now()
