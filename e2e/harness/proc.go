@@ -239,13 +239,16 @@ func FindProcesses(pattern string) []int {
 		if err != nil || p == self {
 			continue
 		}
-		cl, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(cl) == 0 {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(cl), "\x00", " "), pattern) && processAlive(p) {
+		if cl := cmdline(p); cl != "" && strings.Contains(cl, pattern) && processAlive(p) {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// cmdline is the process's command line, its arguments joined by spaces (""
+// when it is gone or a kernel thread).
+func cmdline(pid int) string {
+	cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(string(cl), "\x00", " ")
 }

@@ -187,17 +187,8 @@ func (s *SSHD) Stop() {
 // taken from this one).
 func (s *SSHD) RestartWith(t testing.TB, opts SSHDOptions) *SSHD {
 	t.Helper()
-	s.Stop()
-	opts.Port, opts.HostKey = s.Port, s.HostKey
-	n := StartSSHD(t, opts)
-	keys, err := os.ReadFile(s.AuthorizedKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(n.AuthorizedKeys, keys, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	opts.HostKey = s.HostKey
+	return s.restart(t, opts)
 }
 
 // Restart stops this sshd and starts a new one on the same port, with a new
@@ -205,11 +196,19 @@ func (s *SSHD) RestartWith(t testing.TB, opts SSHDOptions) *SSHD {
 // carried over.
 func (s *SSHD) Restart(t testing.TB, newHostKey bool, extra ...string) *SSHD {
 	t.Helper()
-	s.Stop()
-	opts := SSHDOptions{Port: s.Port, Extra: extra}
+	opts := SSHDOptions{Extra: extra}
 	if !newHostKey {
 		opts.HostKey = s.HostKey
 	}
+	return s.restart(t, opts)
+}
+
+// restart stops this sshd and starts one with opts on its port, carrying
+// its authorized_keys file over.
+func (s *SSHD) restart(t testing.TB, opts SSHDOptions) *SSHD {
+	t.Helper()
+	s.Stop()
+	opts.Port = s.Port
 	n := StartSSHD(t, opts)
 	keys, err := os.ReadFile(s.AuthorizedKeys)
 	if err != nil {
@@ -226,11 +225,7 @@ func (s *SSHD) Restart(t testing.TB, newHostKey bool, extra ...string) *SSHD {
 func (s *SSHD) Processes(pattern string) []int {
 	var out []int
 	for _, pid := range Descendants(s.PID()) {
-		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(cl), "\x00", " "), pattern) && processAlive(pid) {
+		if strings.Contains(cmdline(pid), pattern) && processAlive(pid) {
 			out = append(out, pid)
 		}
 	}
