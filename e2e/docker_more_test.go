@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
 
 	"github.com/sshgate/sshgate/e2e/harness"
 )
@@ -136,15 +133,7 @@ func TestDockerPTY(t *testing.T) {
 	if !strings.Contains(out, "TERM=xterm-256color") {
 		t.Errorf("TERM not passed: %q", out)
 	}
-	if err := pty.Setsize(s.ptmx, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Process.Signal(syscall.SIGWINCH)
-	ok := false
-	for i := 0; i < 20 && !ok; i++ {
-		ok = strings.Contains(s.do(t, "stty size"), "40 100")
-	}
-	if !ok {
+	if !s.resize(t, 40, 100) {
 		t.Errorf("window change did not reach the container's pty")
 	}
 	fmt.Fprintf(s.ptmx, "exit 5\r")
@@ -228,19 +217,7 @@ func TestDockerForward(t *testing.T) {
 		lport, _ := dockerForward(t, w.alice, name, port)
 		payload := make([]byte, 1<<20)
 		rand.NewChaCha8([32]byte{11}).Read(payload)
-		for i := 0; i < 3; i++ { // several connections through one forward
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(lport), 10*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.SetDeadline(time.Now().Add(short))
-			go func() { c.Write(payload); c.(*net.TCPConn).CloseWrite() }()
-			got, err := io.ReadAll(c)
-			c.Close()
-			if err != nil || !bytes.Equal(got, payload) {
-				t.Fatalf("connection %d: echoed %d of %d bytes (%v)", i, len(got), len(payload), err)
-			}
-		}
+		echoThrough(t, lport, payload, 3) // several connections through one forward
 	})
 
 	t.Run("refused", func(t *testing.T) {
@@ -305,8 +282,7 @@ func TestDockerConcurrentPerConnection(t *testing.T) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=sshgate.target="+name).Output()
-			peak = max(peak, len(strings.Fields(string(out))))
+			peak = max(peak, runningWith("sshgate.target="+name))
 		}
 	}()
 	start := time.Now()

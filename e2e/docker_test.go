@@ -1,7 +1,7 @@
 package e2e_test
 
 import (
-	"os/exec"
+	"context"
 	"regexp"
 	"strings"
 	"syscall"
@@ -60,13 +60,30 @@ func (w *dockerWorld) ssh(t *testing.T, target string, stdin []byte, cmd string)
 	return r
 }
 
+// containersOf lists the ids of target's containers, in every state.
 func containersOf(t *testing.T, target string) []string {
 	t.Helper()
-	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=sshgate.target="+target).Output()
+	list, err := harness.DockerPS(context.Background(), "sshgate.target="+target)
 	if err != nil {
-		t.Fatalf("docker ps: %v", err)
+		t.Fatal(err)
 	}
-	return strings.Fields(string(out))
+	ids := make([]string, 0, len(list))
+	for _, c := range list {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+// runningWith counts the running containers carrying all the labels.
+func runningWith(labels ...string) int {
+	list, _ := harness.DockerPS(context.Background(), labels...)
+	n := 0
+	for _, c := range list {
+		if c.Running {
+			n++
+		}
+	}
+	return n
 }
 
 func waitNoContainers(t *testing.T, target string, d time.Duration) {
@@ -183,8 +200,7 @@ func TestDockerPool(t *testing.T) {
 		t.Fatalf("first (cold) connection: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 	}
 	pooled := func() bool {
-		out, _ := exec.Command("docker", "ps", "-q", "--filter", "label=sshgate.target="+name, "--filter", "label=sshgate.pool=1").Output()
-		return len(strings.Fields(string(out))) == 1
+		return runningWith("sshgate.target="+name, "sshgate.pool=1") == 1
 	}
 	if !harness.Eventually(short, pooled) {
 		t.Fatal("the pool did not fill")

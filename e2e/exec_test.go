@@ -132,6 +132,24 @@ func (s *ptySession) do(t *testing.T, line string) string {
 	return all[before : before+i]
 }
 
+// resize sets the terminal to rows x cols, signals ssh as the kernel does,
+// and asks the remote side (up to 20 times) until stty shows the new size;
+// it reports whether it did.
+func (s *ptySession) resize(t *testing.T, rows, cols uint16) bool {
+	t.Helper()
+	if err := pty.Setsize(s.ptmx, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Process.Signal(syscall.SIGWINCH)
+	want := fmt.Sprintf("%d %d", rows, cols)
+	for i := 0; i < 20; i++ {
+		if strings.Contains(s.do(t, "stty size"), want) {
+			return true
+		}
+	}
+	return false
+}
+
 func TestPTY(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, worldOptions{})
@@ -153,15 +171,7 @@ func TestPTY(t *testing.T) {
 
 	// Window change: resize the terminal (the kernel signals ssh, and we do
 	// too), then ask again until the new size shows.
-	if err := pty.Setsize(s.ptmx, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Process.Signal(syscall.SIGWINCH)
-	ok := false
-	for i := 0; i < 20 && !ok; i++ {
-		ok = strings.Contains(s.do(t, "stty size"), "40 100")
-	}
-	if !ok {
+	if !s.resize(t, 40, 100) {
 		t.Errorf("window change did not reach the remote pty")
 	}
 

@@ -92,7 +92,15 @@ func TestForwardAllowed(t *testing.T) {
 
 	payload := make([]byte, 4<<20)
 	rand.NewChaCha8([32]byte{5}).Read(payload)
-	for i := 0; i < 3; i++ { // several connections through one forward
+	echoThrough(t, lport, payload, 3) // several connections through one forward
+}
+
+// echoThrough sends payload through n connections, one after the other, to
+// the forwarded local port lport of an echo server, and fails the test
+// unless each echoes it back whole.
+func echoThrough(t *testing.T, lport int, payload []byte, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
 		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(lport), 10*time.Second)
 		if err != nil {
 			t.Fatal(err)

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/sshgate/sshgate/e2e/harness"
 	"github.com/sshgate/sshgate/internal/audit/recording"
 )
@@ -81,15 +79,7 @@ func TestRecordingAndReplay(t *testing.T) {
 	s.do(t, `i=0; while [ $i -lt 4000 ]; do printf '€€€€€'; i=$((i+1)); done; echo`)
 	// An OSC 52 clipboard write and a device status query.
 	s.do(t, `printf 'X\033]52;c;cHduZWQ=\007Y\033[6nZ\n'`)
-	if err := pty.Setsize(s.ptmx, &pty.Winsize{Rows: 40, Cols: 100}); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Process.Signal(syscall.SIGWINCH)
-	ok := false
-	for i := 0; i < 20 && !ok; i++ {
-		ok = strings.Contains(s.do(t, "stty size"), "40 100")
-	}
-	if !ok {
+	if !s.resize(t, 40, 100) {
 		t.Fatal("window change did not reach the remote pty")
 	}
 	fmt.Fprintf(s.ptmx, "exit 3\r")

@@ -21,6 +21,9 @@
 // As PID 1 (or with --reap) the agent becomes the reaper of orphans: it
 // waits for every child and hands exit statuses of its own sessions to
 // them.
+//
+// Must not import: store/... target/... obs broker app auth/... sshd/... relay policy route/... webhook config cli audit/... live ca datadir
+// Must not import: github.com/docker/... github.com/moby/... github.com/prometheus/... k8s.io/... modernc.org/... github.com/jackc/...
 package main
 
 import (

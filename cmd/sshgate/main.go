@@ -1,5 +1,7 @@
 // Command sshgate is the SSH gateway: `sshgate serve` runs it, the other
 // commands administer its store. See internal/cli.
+//
+// Must not import: agent store/storetest
 package main
 
 import (

@@ -15,8 +15,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
 )
 
 // --- docker targets -----------------------------------------------------
@@ -26,108 +27,13 @@ import (
 // and compares what a user gets through it with the same engine driven by
 // the docker CLI in the same run.
 const (
-	dockerImage = "sshgate-test/busybox:latest" // built by scripts/test-setup.sh
-	warmPool    = 4                             // --pool of the warm first-byte rows
+	warmPool = 4 // --pool of the warm first-byte rows
 
 	targetCold   = "box"    // --per connection, no pool
 	targetPool   = "pool"   // --pool warmPool
 	targetUser   = "mine"   // --per user
 	targetShells = "shells" // --pool -shells-pool, for the burst of shells
 )
-
-// buildAgent builds ./cmd/sshgate-agent static, without -race, to out (the
-// gate finds it beside its own executable).
-func buildAgent(ctx context.Context, root, out string) error {
-	cmd := exec.CommandContext(ctx, goTool(), "build", "-o", out, "./cmd/sshgate-agent")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/sshgate-agent: %v\n%s", err, b)
-	}
-	return nil
-}
-
-// dockerCheck says why the docker section cannot run here, or "".
-func dockerCheck(ctx context.Context) (engine string, why string) {
-	if _, err := exec.LookPath("docker"); err != nil {
-		return "", "the docker CLI is not installed"
-	}
-	v, err := run(ctx, nil, "docker", "version", "--format", "{{.Server.Version}}")
-	if err != nil {
-		return "", "no docker engine answers (scripts/test-setup.sh starts one)"
-	}
-	if _, err := run(ctx, nil, "docker", "image", "inspect", "--format", "{{.Id}}", dockerImage); err != nil {
-		return "", "image " + dockerImage + " is missing (scripts/test-setup.sh builds it)"
-	}
-	return strings.TrimSpace(v), ""
-}
-
-// psEntry is one container of `docker ps -a`.
-type psEntry struct {
-	id      string
-	running bool
-	labels  map[string]string
-}
-
-// dockerPS lists containers (every state) matching all the label filters.
-func dockerPS(ctx context.Context, labels ...string) ([]psEntry, error) {
-	args := []string{"docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}}\t{{.State}}\t{{.Labels}}"}
-	for _, l := range labels {
-		args = append(args, "--filter", "label="+l)
-	}
-	out, err := run(ctx, nil, args...)
-	if err != nil {
-		return nil, err
-	}
-	var list []psEntry
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.SplitN(line, "\t", 3)
-		if len(f) < 2 || f[0] == "" {
-			continue
-		}
-		e := psEntry{id: f[0], running: f[1] == "running", labels: map[string]string{}}
-		if len(f) == 3 {
-			for _, kv := range strings.Split(f[2], ",") {
-				if k, v, ok := strings.Cut(kv, "="); ok {
-					e.labels[k] = v
-				}
-			}
-		}
-		list = append(list, e)
-	}
-	return list, nil
-}
-
-// removeLabelled force-removes every container carrying label (k=v).
-func removeLabelled(label string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	list, err := dockerPS(ctx, label)
-	if err != nil || len(list) == 0 {
-		return 0
-	}
-	args := []string{"docker", "rm", "-f", "-v"}
-	for _, c := range list {
-		args = append(args, c.id)
-	}
-	run(ctx, nil, args...)
-	return len(list)
-}
-
-// stop SIGTERMs the server's process group and waits up to timeout for it
-// to exit by itself (a gate removes its containers on the way out).
-func (s *server) stop(timeout time.Duration) bool {
-	if !s.alive() {
-		return true
-	}
-	syscall.Kill(-s.pid(), syscall.SIGTERM)
-	select {
-	case <-s.done:
-		return true
-	case <-time.After(timeout):
-		return false
-	}
-}
 
 // timeCmd runs cmd and returns the time to the first byte on its stdout and
 // to its exit.
@@ -183,7 +89,7 @@ func (d *dockerBench) dockerRun(ctx context.Context, detach bool, args ...string
 	if detach {
 		a = append(a, "-d")
 	}
-	a = append(a, dockerImage)
+	a = append(a, harness.TestImage)
 	return exec.CommandContext(ctx, "docker", append(a, args...)...)
 }
 
@@ -193,21 +99,21 @@ func (d *dockerBench) dockerRun(ctx context.Context, detach bool, args ...string
 func (d *dockerBench) settle(ctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		list, err := dockerPS(ctx, "sshgate.gate="+d.gateID)
+		list, err := harness.DockerPS(ctx, "sshgate.gate="+d.gateID)
 		if err != nil {
 			return err
 		}
 		cold, pool, running, kept := 0, 0, 0, 0
 		for _, c := range list {
-			switch c.labels["sshgate.target"] {
+			switch c.Labels["sshgate.target"] {
 			case targetCold:
 				cold++
 			case targetPool:
 				pool++
-				if c.running {
+				if c.Running {
 					running++
 				}
-				if d.pendingTake[c.id] {
+				if d.pendingTake[c.ID] {
 					kept++
 				}
 			}
@@ -230,10 +136,10 @@ func (d *dockerBench) settle(ctx context.Context) error {
 
 // poolIDs are the containers of the warm pool now.
 func (d *dockerBench) poolIDs(ctx context.Context) map[string]bool {
-	list, _ := dockerPS(ctx, "sshgate.gate="+d.gateID, "sshgate.target="+targetPool)
+	list, _ := harness.DockerPS(ctx, "sshgate.gate="+d.gateID, "sshgate.target="+targetPool)
 	m := map[string]bool{}
 	for _, c := range list {
-		m[c.id] = true
+		m[c.ID] = true
 	}
 	return m
 }
@@ -244,16 +150,16 @@ func (d *dockerBench) poolIDs(ctx context.Context) map[string]bool {
 func (d *dockerBench) waitShellsPool(ctx context.Context, timeout time.Duration) (took time.Duration, pool, other int, err error) {
 	start := time.Now()
 	for {
-		list, err := dockerPS(ctx, "sshgate.gate="+d.gateID, "sshgate.target="+targetShells)
+		list, err := harness.DockerPS(ctx, "sshgate.gate="+d.gateID, "sshgate.target="+targetShells)
 		if err != nil {
 			return 0, 0, 0, err
 		}
 		pool, other = 0, 0
 		running := 0
 		for _, c := range list {
-			if c.labels["sshgate.pool"] == "1" {
+			if c.Labels["sshgate.pool"] == "1" {
 				pool++
-				if c.running {
+				if c.Running {
 					running++
 				}
 			} else {
@@ -412,9 +318,9 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 				}
 				time.Sleep(time.Second)
 			}
-			removeLabelled("sshgate.gate=" + d.benchID)
+			harness.RemoveLabelled("sshgate.gate=" + d.benchID)
 			if d.gateID != "" {
-				removeLabelled("sshgate.gate=" + d.gateID)
+				harness.RemoveLabelled("sshgate.gate=" + d.gateID)
 			}
 		}
 	})
@@ -435,7 +341,7 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 		{targetUser, "--per", "user"},
 		{targetShells, "--pool", strconv.Itoa(o.shellsPool)},
 	} {
-		args := append([]string{"target", "add", ta[0], "--env", "bench", "--docker", dockerImage}, ta[1:]...)
+		args := append([]string{"target", "add", ta[0], "--env", "bench", "--docker", harness.TestImage}, ta[1:]...)
 		if _, err := g.admin(ctx, args...); err != nil {
 			return fmt.Errorf("set up gate docker: %w", err)
 		}
@@ -459,7 +365,7 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 	if d.gateID == "" {
 		return fmt.Errorf("gate docker: its docker backend is not ready:\n%s", tail(g.log, 15))
 	}
-	logf("gate docker on %s (pid %d, containers labelled sshgate.gate=%s)", g.addr, g.pid(), d.gateID)
+	logf("gate docker on %s (pid %d, containers labelled sshgate.gate=%s)", g.addr, g.PID(), d.gateID)
 
 	// The pools are filled when the gate starts: wait for both, so that
 	// their starts do not land in the first measures.
@@ -535,12 +441,12 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 			if w.target == targetPool {
 				d.pendingTake = d.poolIDs(ctx)
 			}
-			cpu0 := cpuSeconds(g.pid())
+			cpu0 := harness.CPUSeconds(g.PID())
 			first, exit, err := timeSSH(ctx, d.ep(w.target), "echo", "hi")
 			if err != nil {
 				return fmt.Errorf("%w\ngate log:\n%s", err, tail(g.log, 15))
 			}
-			w.s.cpu += cpuSeconds(g.pid()) - cpu0
+			w.s.cpu += harness.CPUSeconds(g.PID()) - cpu0
 			w.s.first, w.s.exit = append(w.s.first, first), append(w.s.exit, exit)
 		}
 	}
@@ -552,7 +458,7 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 	perConn := func(s *dsamples) string {
 		return fmt.Sprintf("%.1f ms/conn", s.cpu*1000/float64(len(s.first)))
 	}
-	t.section(fmt.Sprintf("docker targets (%s), %d runs each (ms, median / p90; direct: the same engine through the docker CLI; gate CPU per connection)", dockerImage, o.runs))
+	t.section(fmt.Sprintf("docker targets (%s), %d runs each (ms, median / p90; direct: the same engine through the docker CLI; gate CPU per connection)", harness.TestImage, o.runs))
 	t.row("docker run --rm echo hi (to exit)", medP90(dRun.exit), "", "", "")
 	for _, r := range []struct {
 		label  string
@@ -598,8 +504,8 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 	gib := float64(o.size) / (1 << 30)
 	var mbDirect, mbGate, cpuGate []float64
 	userBox := ""
-	if list, err := dockerPS(ctx, "sshgate.gate="+d.gateID, "sshgate.target="+targetUser); err == nil && len(list) == 1 {
-		userBox = list[0].id
+	if list, err := harness.DockerPS(ctx, "sshgate.gate="+d.gateID, "sshgate.target="+targetUser); err == nil && len(list) == 1 {
+		userBox = list[0].ID
 	}
 	// CPU seconds per GiB on each path: the client, the engine (dockerd,
 	// containerd, shims), the container's cgroup (agent + cat, or cat).
@@ -629,11 +535,11 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 			if viaGate {
 				box, split = userBox, &cpuG
 			}
-			cpu0, eng0, box0 := cpuSeconds(g.pid()), engineCPU(), containerCPU(box)
+			cpu0, eng0, box0 := harness.CPUSeconds(g.PID()), engineCPU(), containerCPU(box)
 			start := time.Now()
 			err = cmd.Run()
 			el := time.Since(start)
-			cpu := cpuSeconds(g.pid()) - cpu0
+			cpu := harness.CPUSeconds(g.PID()) - cpu0
 			// A shim that exits meanwhile takes its CPU time along: never below 0.
 			split.engine += max(engineCPU()-eng0, 0) / gib / float64(o.repeat)
 			split.box += (containerCPU(box) - box0) / gib / float64(o.repeat)
@@ -678,11 +584,11 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 		return err
 	}
 	logf("docker: %d PTY shells at once through the gate (pool of %d)", o.shells, o.shellsPool)
-	cpu0 := cpuSeconds(g.pid())
+	cpu0 := harness.CPUSeconds(g.PID())
 	gb := burst(ctx, o.shells, func(i int) *exec.Cmd {
 		return d.ep(targetShells).ssh(ctx, []string{"-tt", "-o", fmt.Sprintf("BindAddress=127.0.0.%d", 2+i/10)})
 	}, "echo rea\"\"dy\nexit\n")
-	burstCPU := cpuSeconds(g.pid()) - cpu0
+	burstCPU := harness.CPUSeconds(g.PID()) - cpu0
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -732,10 +638,10 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 	// its pools and per-user container), and nothing may be left.
 	run(ctx, nil, "docker", "rm", "-f", d.base)
 	t0 := time.Now()
-	stopped := g.stop(time.Minute)
+	stopped := g.Terminate(time.Minute)
 	stopTook := time.Since(t0)
-	gl, err1 := dockerPS(ctx, "sshgate.gate="+d.gateID)
-	bl, err2 := dockerPS(ctx, "sshgate.gate="+d.benchID)
+	gl, err1 := harness.DockerPS(ctx, "sshgate.gate="+d.gateID)
+	bl, err2 := harness.DockerPS(ctx, "sshgate.gate="+d.benchID)
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
@@ -814,8 +720,8 @@ func engineCPU() float64 {
 		if err != nil {
 			continue
 		}
-		if c := comm(p); c == "dockerd" || c == "containerd" || strings.HasPrefix(c, "containerd-shim") {
-			total += cpuSeconds(p)
+		if c := harness.Comm(p); c == "dockerd" || c == "containerd" || strings.HasPrefix(c, "containerd-shim") {
+			total += harness.CPUSeconds(p)
 		}
 	}
 	return total

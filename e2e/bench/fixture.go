@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -13,44 +12,6 @@ import (
 
 	"github.com/sshgate/sshgate/e2e/harness"
 )
-
-// repoRoot is the directory holding go.mod, searched upwards from the
-// working directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above %s", dir)
-		}
-		dir = parent
-	}
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "/usr/local/go/bin/go"
-}
-
-// buildGate builds ./cmd/sshgate without -race and without cgo, as released.
-func buildGate(ctx context.Context, root, out string) error {
-	env := append(os.Environ(), "CGO_ENABLED=0")
-	cmd := exec.CommandContext(ctx, goTool(), "build", "-o", out, "./cmd/sshgate")
-	cmd.Dir = root
-	cmd.Env = env
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/sshgate: %v\n%s", err, b)
-	}
-	return nil
-}
 
 // sshd is the upstream OpenSSH server both paths end at.
 type sshd struct {
@@ -63,7 +24,7 @@ type sshd struct {
 
 func startSSHD(ctx context.Context, dir, logLevel string, authorized []string) (*sshd, error) {
 	os.MkdirAll("/run/sshd", 0o755)
-	hk, err := keygen(ctx, dir, "ssh_host_ed25519_key")
+	hk, _, err := harness.KeygenFile(dir, "ssh_host_ed25519_key")
 	if err != nil {
 		return nil, err
 	}
@@ -73,35 +34,12 @@ func startSSHD(ctx context.Context, dir, logLevel string, authorized []string) (
 	}
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = harness.PickPort(); err != nil {
 			return nil, err
 		}
 		s.addr = net.JoinHostPort(s.host, strconv.Itoa(s.port))
 		cfg := filepath.Join(dir, "sshd_config")
-		lines := []string{
-			"Port " + strconv.Itoa(s.port),
-			"ListenAddress " + s.host,
-			"HostKey " + hk,
-			"AuthorizedKeysFile " + s.authKeys,
-			"StrictModes no",
-			"PermitRootLogin prohibit-password",
-			"PubkeyAuthentication yes",
-			"PasswordAuthentication no",
-			"KbdInteractiveAuthentication no",
-			"UsePAM no",
-			"Subsystem sftp /usr/lib/openssh/sftp-server",
-			"PidFile none",
-			"LogLevel " + logLevel,
-			"MaxStartups 100:30:200",
-			"MaxSessions 200",
-			"UseDNS no",
-			// Debian's bash sources ~/.bashrc for `bash -c` under sshd unless
-			// SHLVL says it is nested; root's rc file on a dev machine can
-			// do anything (pyenv init takes a lock and sleeps), which would
-			// be timed on both paths. Commands and sftp-server run bare.
-			"SetEnv SHLVL=1",
-		}
-		if err := os.WriteFile(cfg, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(harness.SSHDConfig(s.host, s.port, hk, s.authKeys, logLevel)), 0o600); err != nil {
 			return nil, err
 		}
 		srv, err := startServer("sshd", filepath.Join(dir, "sshd.log"), os.Environ(), "/usr/sbin/sshd", "-D", "-e", "-f", cfg)
@@ -112,7 +50,7 @@ func startSSHD(ctx context.Context, dir, logLevel string, authorized []string) (
 			s.server = srv
 			return s, nil
 		}
-		srv.kill()
+		srv.Stop(0)
 	}
 	return nil, last
 }
@@ -120,9 +58,9 @@ func startSSHD(ctx context.Context, dir, logLevel string, authorized []string) (
 // sessionPSS sums the proportional set size of the sshd processes serving
 // connections (not the listener, not the commands they run).
 func (s *sshd) sessionPSS() (kib int64, procs int) {
-	for _, p := range harness.Descendants(s.pid()) {
-		if c := comm(p); c == "sshd" || c == "sshd-session" {
-			kib += pssKiB(p)
+	for _, p := range harness.Descendants(s.PID()) {
+		if c := harness.Comm(p); c == "sshd" || c == "sshd-session" {
+			kib += harness.PSSKiB(p)
 			procs++
 		}
 	}
@@ -187,7 +125,7 @@ func probeGateLeg(ctx context.Context, g *gate, dir, key string) (neg, error) {
 	if err != nil {
 		return neg{}, err
 	}
-	defer p.kill()
+	defer p.Stop(0)
 	if err := g.addTarget(ctx, "probe", p, false); err != nil {
 		return neg{}, err
 	}
@@ -212,11 +150,11 @@ func (g *gate) admin(ctx context.Context, args ...string) (string, error) {
 func (g *gate) serve(ctx context.Context, dir, cfg string) error {
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := harness.PickPort()
 		if err != nil {
 			return err
 		}
-		pp, err := freePort()
+		pp, err := harness.PickPort()
 		if err != nil {
 			return err
 		}
@@ -236,90 +174,68 @@ func (g *gate) serve(ctx context.Context, dir, cfg string) error {
 			g.server = srv
 			break
 		}
-		srv.kill()
+		srv.Stop(killGrace)
 	}
 	if last != nil {
 		return last
 	}
-	pub, err := os.ReadFile(filepath.Join(g.data, "host_keys", "ssh_host_ed25519_key.pub"))
-	if err != nil {
-		return fmt.Errorf("gate host key: %w", err)
-	}
-	f := strings.Fields(string(pub))
-	if len(f) < 2 {
-		return fmt.Errorf("gate host key: %q", pub)
-	}
 	g.knownHosts = filepath.Join(dir, "known_hosts")
-	return os.WriteFile(g.knownHosts, []byte(fmt.Sprintf("[%s]:%d %s %s\n", g.host, g.port, f[0], f[1])), 0o600)
+	_, err := harness.WriteKnownHosts(g.knownHosts, g.host, g.port, g.hostKeyPub())
+	return err
+}
+
+// hostKeyPub is the gate's public ed25519 host key file.
+func (g *gate) hostKeyPub() string {
+	return filepath.Join(g.data, "host_keys", "ssh_host_ed25519_key.pub")
 }
 
 // endpoint is one way to reach the sshd: directly or through a gate.
 type endpoint struct {
-	label      string // "direct" or "gate"
-	host       string
-	port       int
-	login      string // root, or alice+up
-	knownHosts string
-	key        string // client private key
-	g          *gate  // nil when direct
-	extra      []string
+	label  string // "direct" or "gate"
+	login  string // root, or alice+up
+	g      *gate  // nil when direct
+	client harness.Client
 }
+
+// benchOpts are the -o options of every client the bench runs, before the
+// harness's defaults.
+var benchOpts = []string{"ConnectTimeout=30"}
 
 // withKex returns a copy of e whose clients offer only kex.
 func (e *endpoint) withKex(kex string) *endpoint {
 	n := *e
-	n.extra = append(append([]string{}, e.extra...), "-o", "KexAlgorithms="+kex)
+	n.client.Opts = append(append([]string{}, e.client.Opts...), "KexAlgorithms="+kex)
 	return &n
 }
 
 func directEndpoint(s *sshd, key, dir string) (*endpoint, error) {
-	pub, err := os.ReadFile(s.hostKeyPub)
-	if err != nil {
-		return nil, err
-	}
-	f := strings.Fields(string(pub))
 	kh := filepath.Join(dir, "known_hosts_direct")
-	if err := os.WriteFile(kh, []byte(fmt.Sprintf("[%s]:%d %s %s\n", s.host, s.port, f[0], f[1])), 0o600); err != nil {
+	if _, err := harness.WriteKnownHosts(kh, s.host, s.port, s.hostKeyPub); err != nil {
 		return nil, err
 	}
-	return &endpoint{label: "direct", host: s.host, port: s.port, login: "root", knownHosts: kh, key: key}, nil
+	return &endpoint{label: "direct", login: "root",
+		client: harness.Client{Host: s.host, Port: s.port, Key: key, KnownHosts: kh, Opts: benchOpts}}, nil
 }
 
 func gateEndpoint(g *gate, key string) *endpoint {
-	return &endpoint{label: "gate", host: g.host, port: g.port, login: "alice+up", knownHosts: g.knownHosts, key: key, g: g}
+	return &endpoint{label: "gate", login: "alice+up", g: g,
+		client: harness.Client{Host: g.host, Port: g.port, Key: key, KnownHosts: g.knownHosts, Opts: benchOpts}}
 }
 
-func (e *endpoint) dest() string { return e.login + "@" + e.host }
-
-// opts are the options every OpenSSH client program gets.
-func (e *endpoint) opts() []string {
-	return append([]string{
-		"-F", "none",
-		"-o", "BatchMode=yes",
-		"-o", "StrictHostKeyChecking=yes",
-		"-o", "UserKnownHostsFile=" + e.knownHosts,
-		"-o", "GlobalKnownHostsFile=/dev/null",
-		"-o", "UpdateHostKeys=no",
-		"-o", "IdentitiesOnly=yes",
-		"-o", "ControlMaster=no",
-		"-o", "ControlPath=none",
-		"-o", "ConnectTimeout=30",
-		"-i", e.key,
-	}, e.extra...)
+// clientFor is the endpoint's client, logging in as e.login, its commands
+// bound to ctx.
+func (e *endpoint) clientFor(ctx context.Context) *harness.Client {
+	c := e.client
+	c.FixedLogin, c.Context = e.login, ctx
+	return &c
 }
 
-// clientEnv keeps any agent of the caller out of the bench.
-func clientEnv() []string { return append(os.Environ(), "SSH_AUTH_SOCK=") }
+func (e *endpoint) dest() string { return e.login + "@" + e.client.Host }
 
 // ssh prepares `ssh OPTS -p PORT [extra...] DEST remote...`.
 func (e *endpoint) ssh(ctx context.Context, extra []string, remote ...string) *exec.Cmd {
-	a := append(e.opts(), "-p", strconv.Itoa(e.port))
-	a = append(a, extra...)
-	a = append(a, e.dest())
-	a = append(a, remote...)
-	cmd := exec.CommandContext(ctx, "ssh", a...)
-	cmd.Env = clientEnv()
-	return cmd
+	a := append(append(append([]string{}, extra...), e.dest()), remote...)
+	return e.clientFor(ctx).SSH(a...)
 }
 
 // cipherArgs is -c CIPHER, or nothing for the client's default offer.
@@ -330,24 +246,15 @@ func cipherArgs(cipher string) []string {
 	return []string{"-c", cipher}
 }
 
-// scp prepares `scp OPTS -P PORT [-c C] SRC DEST:DST` (SFTP mode, the default).
+// scp prepares `scp OPTS -q -P PORT [-c C] SRC DEST:DST` (SFTP mode, the default).
 func (e *endpoint) scp(ctx context.Context, cipher, src, dst string) *exec.Cmd {
-	a := append(e.opts(), "-q", "-P", strconv.Itoa(e.port))
-	a = append(a, cipherArgs(cipher)...)
-	a = append(a, src, e.dest()+":"+dst)
-	cmd := exec.CommandContext(ctx, "scp", a...)
-	cmd.Env = clientEnv()
-	return cmd
+	return e.clientFor(ctx).SCP(append(cipherArgs(cipher), src, e.dest()+":"+dst)...)
 }
 
-// sftp prepares `sftp OPTS -P PORT [-c C] -b BATCH DEST`.
+// sftp prepares `sftp OPTS -P PORT -q [-c C] -b BATCH DEST`.
 func (e *endpoint) sftp(ctx context.Context, cipher, batch string) *exec.Cmd {
-	a := append(e.opts(), "-q", "-P", strconv.Itoa(e.port))
-	a = append(a, cipherArgs(cipher)...)
-	a = append(a, "-b", batch, e.dest())
-	cmd := exec.CommandContext(ctx, "sftp", a...)
-	cmd.Env = clientEnv()
-	return cmd
+	a := append(append([]string{"-q"}, cipherArgs(cipher)...), "-b", batch, e.dest())
+	return e.clientFor(ctx).SFTP(a...)
 }
 
 // neg is what two SSH peers agreed on.

@@ -104,8 +104,8 @@ func openIdle(ctx context.Context, addr, login, keyFile, hostKeyFile string, n i
 // sleepers lists the `sleep` processes below the sshd.
 func (s *sshd) sleepers() []int {
 	var out []int
-	for _, p := range harness.Descendants(s.pid()) {
-		if comm(p) == "sleep" {
+	for _, p := range harness.Descendants(s.PID()) {
+		if harness.Comm(p) == "sleep" {
 			out = append(out, p)
 		}
 	}
@@ -193,9 +193,9 @@ func runIdle(ctx context.Context, o *opts, s *sshd, g *gate, key string) (idleRe
 
 	// Through the gate: what the gate adds per session.
 	time.Sleep(settle)
-	r.gateBefore = statusKiB(g.pid(), "VmRSS")
+	r.gateBefore = harness.StatusKiB(g.PID(), "VmRSS")
 	r.gorBefore = g.goroutines()
-	ic, err = openIdle(ctx, g.addr, "alice+up", key, g.knownHostsKeyFile(), o.sessions)
+	ic, err = openIdle(ctx, g.addr, "alice+up", key, g.hostKeyPub(), o.sessions)
 	if err != nil {
 		return r, fmt.Errorf("sessions through the gate: %w", err)
 	}
@@ -205,13 +205,8 @@ func runIdle(ctx context.Context, o *opts, s *sshd, g *gate, key string) (idleRe
 		return r, err
 	}
 	time.Sleep(settle)
-	r.gateWith = statusKiB(g.pid(), "VmRSS")
+	r.gateWith = harness.StatusKiB(g.PID(), "VmRSS")
 	r.gorWith = g.goroutines()
 	r.gateKiB = float64(r.gateWith-r.gateBefore) / float64(o.sessions)
 	return r, nil
-}
-
-// knownHostsKeyFile is the gate's public host key file.
-func (g *gate) knownHostsKeyFile() string {
-	return g.data + "/host_keys/ssh_host_ed25519_key.pub"
 }

@@ -11,7 +11,11 @@
 // starts /usr/sbin/sshd with its own config on a free 127.0.0.1 port and the
 // gates in front of it, and stops every process and removes every container
 // it started when it ends, on error or on Ctrl-C. Progress goes to stderr,
-// the table to stdout.
+// the table to stdout. Its fixtures (builds, processes, sshd config, keys,
+// clients, Docker and /proc helpers) are e2e/harness's, shared with the
+// end-to-end tests.
+//
+// Must not import: app broker sshd/... relay target/... store/... auth/... agent cli
 package main
 
 import (
@@ -28,6 +32,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
 )
 
 type opts struct {
@@ -182,11 +188,6 @@ const ciphersConfig = `ssh:
 `
 
 func bench(ctx context.Context, o *opts) error {
-	if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
-		if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && v > 0 {
-			clkTck = v
-		}
-	}
 	// Every section but docker runs against an upstream sshd.
 	needSSHD := o.only["throughput"] || o.only["firstbyte"] || o.only["logins"] || o.only["idle"]
 	tools := []string{"ssh", "ssh-keygen"}
@@ -202,7 +203,7 @@ func bench(ctx context.Context, o *opts) error {
 	var engine string
 	if o.only["docker"] {
 		var why string
-		if engine, why = dockerCheck(ctx); why != "" {
+		if engine, why = harness.DockerReady(ctx); why != "" {
 			if !needSSHD {
 				return fmt.Errorf("docker section: %s", why)
 			}
@@ -211,7 +212,7 @@ func bench(ctx context.Context, o *opts) error {
 			delete(o.only, "docker")
 		}
 	}
-	root, err := repoRoot()
+	root, err := harness.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -231,17 +232,17 @@ func bench(ctx context.Context, o *opts) error {
 	facts := machineFacts(root)
 	logf("building ./cmd/sshgate (no -race)")
 	bin := filepath.Join(tmp, "sshgate")
-	if err := buildGate(ctx, root, bin); err != nil {
+	if err := harness.Build(ctx, bin, "./cmd/sshgate", false); err != nil {
 		return err
 	}
 	if o.only["docker"] {
 		// Beside the gate, where it looks for the agent of Docker targets.
 		logf("building ./cmd/sshgate-agent (static, no -race)")
-		if err := buildAgent(ctx, root, filepath.Join(tmp, "sshgate-agent")); err != nil {
+		if err := harness.Build(ctx, filepath.Join(tmp, "sshgate-agent"), "./cmd/sshgate-agent", false); err != nil {
 			return err
 		}
 	}
-	key, err := keygen(ctx, tmp, "id_bench")
+	key, _, err := harness.KeygenFile(tmp, "id_bench")
 	if err != nil {
 		return err
 	}
@@ -310,7 +311,7 @@ func bench(ctx context.Context, o *opts) error {
 			if err := g.serve(ctx, dir, cfg); err != nil {
 				return fmt.Errorf("gate %s: %w", sp.name, err)
 			}
-			logf("gate %s on %s (pid %d, pprof %s)", sp.name, g.addr, g.pid(), g.pprof)
+			logf("gate %s on %s (pid %d, pprof %s)", sp.name, g.addr, g.PID(), g.pprof)
 		}
 		direct, err = directEndpoint(s, key, tmp)
 		if err != nil {
@@ -496,7 +497,7 @@ func bench(ctx context.Context, o *opts) error {
 	}
 
 	if o.only["docker"] {
-		logf("docker: a gate with Docker targets on image %s", dockerImage)
+		logf("docker: a gate with Docker targets on image %s", harness.TestImage)
 		if err := runDocker(ctx, o, bin, tmp, work, key, engine, &t, &notes); err != nil {
 			return fmt.Errorf("docker section: %w", err)
 		}
@@ -533,7 +534,7 @@ func machineFacts(root string) []string {
 	f = append(f, fmt.Sprintf("machine: %d CPUs (nproc), %s, Linux %s", runtime.NumCPU(), cpu, strings.TrimSpace(string(kernel))))
 	sshV, _ := exec.Command("ssh", "-V").CombinedOutput()
 	f = append(f, "openssh: "+strings.TrimSpace(string(sshV))+" (client and /usr/sbin/sshd)")
-	goV, err := exec.Command(goTool(), "version").Output()
+	goV, err := exec.Command(harness.GoTool(), "version").Output()
 	if err != nil {
 		goV = []byte(runtime.Version())
 	}

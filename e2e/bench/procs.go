@@ -1,33 +1,23 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/sshgate/sshgate/e2e/harness"
 )
 
-// server is a long-lived process the bench started (sshd or a gate). It runs
-// in its own process group; stop kills the group and every descendant (sshd
-// sessions call setsid and leave the group).
+// server is a long-lived process the bench started (sshd or a gate), with
+// its output in a log file.
 type server struct {
-	name string
-	cmd  *exec.Cmd
-	log  string // file holding its stdout and stderr
-	done chan struct{}
-	err  error
+	*harness.Process
+	log string // file holding its stdout and stderr
 }
 
 // registry holds every server and temp dir so that cleanup, from a normal
@@ -48,7 +38,7 @@ func (r *registry) addServer(s *server) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		s.kill()
+		s.Stop(killGrace)
 		return errors.New("interrupted")
 	}
 	r.servers = append(r.servers, s)
@@ -85,7 +75,7 @@ func (r *registry) cleanup() {
 	servers, hooks, dirs := r.servers, r.hooks, r.dirs
 	r.mu.Unlock()
 	for i := len(servers) - 1; i >= 0; i-- {
-		servers[i].kill()
+		servers[i].Stop(killGrace)
 	}
 	for _, f := range hooks {
 		f()
@@ -101,36 +91,9 @@ func (r *registry) cleanup() {
 	}
 }
 
-func (s *server) alive() bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// kill SIGTERMs a gate (so it can exit cleanly), SIGKILLs whatever is left
-// after a grace, including descendants, and waits for the process.
-func (s *server) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	pid := s.cmd.Process.Pid
-	kids := harness.Descendants(pid)
-	if s.alive() {
-		syscall.Kill(-pid, syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(3 * time.Second):
-		}
-	}
-	syscall.Kill(-pid, syscall.SIGKILL)
-	for _, k := range append(kids, harness.Descendants(pid)...) {
-		syscall.Kill(k, syscall.SIGKILL)
-	}
-	<-s.done
-}
+// killGrace is how long a stopped server has after SIGTERM (a gate exits
+// cleanly) before it and its descendants are killed.
+const killGrace = 3 * time.Second
 
 // startServer runs argv in its own process group with output to logFile.
 func startServer(name, logFile string, env []string, argv ...string) (*server, error) {
@@ -138,20 +101,16 @@ func startServer(name, logFile string, env []string, argv ...string) (*server, e
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	p, err := harness.StartProcess(name, f, env, argv...)
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return nil, err
 	}
-	s := &server{name: name, cmd: cmd, log: logFile, done: make(chan struct{})}
 	go func() {
-		s.err = cmd.Wait()
+		<-p.Done()
 		f.Close()
-		close(s.done)
 	}()
+	s := &server{Process: p, log: logFile}
 	if err := reg.addServer(s); err != nil {
 		return nil, err
 	}
@@ -160,29 +119,14 @@ func startServer(name, logFile string, env []string, argv ...string) (*server, e
 
 // waitBanner waits until addr answers with an SSH banner, or the server exits.
 func (s *server) waitBanner(addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		if !s.alive() {
-			return fmt.Errorf("%s exited (%v):\n%s", s.name, s.err, tail(s.log, 20))
+	if err := harness.WaitBanner(addr, timeout, s.Alive); err != nil {
+		if !s.Alive() {
+			return fmt.Errorf("%s exited (%v):\n%s", s.Name, s.Err(), tail(s.log, 20))
 		}
-		c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
-		if err == nil {
-			c.SetDeadline(time.Now().Add(3 * time.Second))
-			line, rerr := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if rerr == nil && strings.HasPrefix(line, "SSH-2.0-") {
-				return nil
-			}
-			err = fmt.Errorf("banner %q: %v", line, rerr)
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("%s: %v\n%s", s.Name, err, tail(s.log, 20))
 	}
-	return fmt.Errorf("%s not ready on %s after %s: %v\n%s", s.name, addr, timeout, last, tail(s.log, 20))
+	return nil
 }
-
-func (s *server) pid() int { return s.cmd.Process.Pid }
 
 // tail returns the last n lines of a file.
 func tail(file string, n int) string {
@@ -194,98 +138,13 @@ func tail(file string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// freePort asks the kernel for a free 127.0.0.1 port. It can be taken again
-// before the caller listens on it; callers retry.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // run runs a short command and returns its stdout, failing with its output.
 func run(ctx context.Context, env []string, argv ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	if env != nil {
-		cmd.Env = env
+	cmd.Env = env
+	r := harness.Run(cmd, nil, 2*time.Minute)
+	if r.Err != nil || r.Code != 0 {
+		return r.Stdout, fmt.Errorf("%s: exit %d %v\n%s%s", strings.Join(argv, " "), r.Code, r.Err, r.Stdout, r.Stderr)
 	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s: %v\n%s%s", strings.Join(argv, " "), err, out.String(), errb.String())
-	}
-	return out.String(), nil
-}
-
-// keygen makes an unencrypted ed25519 key pair at dir/name(.pub).
-func keygen(ctx context.Context, dir, name string) (string, error) {
-	p := filepath.Join(dir, name)
-	if _, err := run(ctx, nil, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", p); err != nil {
-		return "", err
-	}
-	return p, nil
-}
-
-// /proc readers.
-
-// clkTck is USER_HZ: 100 on every Linux architecture Go supports for amd64
-// and arm64 (checked against getconf CLK_TCK when the bench starts).
-var clkTck = 100.0
-
-// cpuSeconds is utime+stime of pid.
-func cpuSeconds(pid int) float64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is state (field 3); utime is field 14
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / clkTck
-}
-
-// statusKiB reads a "Key:   N kB" line of /proc/PID/status (e.g. VmRSS).
-func statusKiB(pid int, key string) int64 {
-	return kbField(fmt.Sprintf("/proc/%d/status", pid), key)
-}
-
-// pssKiB is the proportional set size of pid (shared pages split between
-// the processes sharing them), from smaps_rollup.
-func pssKiB(pid int) int64 {
-	return kbField(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss")
-}
-
-func kbField(file, key string) int64 {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, key+":"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				n, _ := strconv.ParseInt(f[0], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
-}
-
-// comm is the process's command name.
-func comm(pid int) string {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return strings.TrimSpace(string(data))
+	return r.Stdout, nil
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
 )
 
 // --- throughput ---------------------------------------------------------
@@ -133,7 +135,7 @@ func runThroughput(ctx context.Context, o *opts, direct *endpoint, cases []xferC
 				os.Remove(dst)
 				var cpu0 float64
 				if ep.g != nil {
-					cpu0 = cpuSeconds(ep.g.pid())
+					cpu0 = harness.CPUSeconds(ep.g.PID())
 				}
 				d, err := transfer(ctx, ep, c.tool, c.cipher, src, dst, work)
 				if err != nil {
@@ -141,7 +143,7 @@ func runThroughput(ctx context.Context, o *opts, direct *endpoint, cases []xferC
 				}
 				mbs := float64(o.size) / 1e6 / d.Seconds()
 				if ep.g != nil {
-					cpu := cpuSeconds(ep.g.pid()) - cpu0
+					cpu := harness.CPUSeconds(ep.g.PID()) - cpu0
 					r.gate = append(r.gate, mbs)
 					r.cpuPerGiB = append(r.cpuPerGiB, cpu/gib)
 					logf("  %-26s %-6s %7.1f MB/s  gate cpu %.2f s/GiB", c.label(), ep.label, mbs, cpu/gib)
@@ -257,7 +259,7 @@ func runFirstByte(ctx context.Context, o *opts, direct, gate *endpoint, remote [
 			}
 			var cpu0 float64
 			if ep.g != nil {
-				cpu0 = cpuSeconds(ep.g.pid())
+				cpu0 = harness.CPUSeconds(ep.g.PID())
 			}
 			first, exit, err := timeSSH(ctx, ep, remote...)
 			if err != nil {
@@ -268,7 +270,7 @@ func runFirstByte(ctx context.Context, o *opts, direct, gate *endpoint, remote [
 				d = exit
 			}
 			if ep.g != nil {
-				l.gateCPU += cpuSeconds(ep.g.pid()) - cpu0
+				l.gateCPU += harness.CPUSeconds(ep.g.PID()) - cpu0
 				l.gate = append(l.gate, d)
 			} else {
 				l.direct = append(l.direct, d)
@@ -319,7 +321,7 @@ func runLogins(ctx context.Context, o *opts, ep *endpoint, d time.Duration) logi
 	var errOnce sync.Once
 	var cpu0 float64
 	if ep.g != nil {
-		cpu0 = cpuSeconds(ep.g.pid())
+		cpu0 = harness.CPUSeconds(ep.g.PID())
 	}
 	start := time.Now()
 	deadline := start.Add(d)
@@ -346,7 +348,7 @@ func runLogins(ctx context.Context, o *opts, ep *endpoint, d time.Duration) logi
 	r.elapsed = time.Since(start)
 	r.ok, r.failed = ok.Load(), failed.Load()
 	if ep.g != nil {
-		r.gateCPU = cpuSeconds(ep.g.pid()) - cpu0
+		r.gateCPU = harness.CPUSeconds(ep.g.PID()) - cpu0
 	}
 	return r
 }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strconv"
@@ -24,6 +25,9 @@ type Client struct {
 	// Opts are -o options that take precedence over the defaults (ssh
 	// keeps the first value it is given), e.g. "UpdateHostKeys=yes".
 	Opts []string
+	// Context, when set, kills the commands the client prepares once it is
+	// done (exec.CommandContext).
+	Context context.Context
 }
 
 // Login is the SSH user name that routes to target ("alice+web-1"), or the
@@ -82,7 +86,11 @@ func (c *Client) command(name string, args []string) *exec.Cmd {
 		args = append([]string{"-p", c.Password, name}, args...)
 		name = "sshpass"
 	}
-	cmd := exec.Command(name, args...)
+	ctx := c.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(append(os.Environ(), "SSH_AUTH_SOCK="), c.Env...)
 	return cmd
 }
@@ -183,13 +191,7 @@ func (c *Client) WithUser(user string) *Client {
 func Direct(t testing.TB, s *SSHD, login, key string) *Client {
 	t.Helper()
 	kh := t.TempDir() + "/known_hosts"
-	pub, err := os.ReadFile(s.HostKeyPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(pub))
-	line := "[" + s.Host + "]:" + strconv.Itoa(s.Port) + " " + f[0] + " " + f[1] + "\n"
-	if err := os.WriteFile(kh, []byte(line), 0o600); err != nil {
+	if _, err := WriteKnownHosts(kh, s.Host, s.Port, s.HostKeyPub); err != nil {
 		t.Fatal(err)
 	}
 	return &Client{Host: s.Host, Port: s.Port, User: login, Key: key, KnownHosts: kh, FixedLogin: login}

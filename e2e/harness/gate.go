@@ -35,9 +35,7 @@ type Gate struct {
 	Stderr     *Buffer
 
 	env  []string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // from Wait, valid once done is closed
+	proc *Process
 }
 
 // StartGate runs `sshgate serve` on a free 127.0.0.1 port with a fresh data
@@ -73,93 +71,53 @@ func StartGate(t testing.TB, opts GateOptions) *Gate {
 	}
 	t.Cleanup(func() { g.cleanup(t) })
 
-	pub := filepath.Join(g.DataDir, "host_keys", "ssh_host_ed25519_key.pub")
-	data, err := os.ReadFile(pub)
-	if err != nil {
-		t.Fatalf("gate host key: %v", err)
-	}
-	g.HostKey = strings.TrimSpace(string(data))
-	if f := strings.Fields(g.HostKey); len(f) >= 2 {
-		g.HostKey = f[0] + " " + f[1]
-	}
 	g.KnownHosts = filepath.Join(t.TempDir(), "known_hosts")
-	line := fmt.Sprintf("[%s]:%d %s\n", g.Host, g.Port, g.HostKey)
-	if err := os.WriteFile(g.KnownHosts, []byte(line), 0o600); err != nil {
-		t.Fatal(err)
+	hk, err := WriteKnownHosts(g.KnownHosts, g.Host, g.Port, filepath.Join(g.DataDir, "host_keys", "ssh_host_ed25519_key.pub"))
+	if err != nil {
+		t.Fatalf("gate known_hosts: %v", err)
 	}
+	g.HostKey = hk
 	return g
 }
 
 func (g *Gate) start(extra []string) error {
-	args := append([]string{"serve", "--data", g.DataDir, "--listen", g.Addr}, extra...)
-	cmd := exec.Command(g.Bin, args...)
-	cmd.Env = g.env
-	cmd.Stdout = g.Stderr
-	cmd.Stderr = g.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	args := append([]string{g.Bin, "serve", "--data", g.DataDir, "--listen", g.Addr}, extra...)
+	p, err := StartProcess("gate", g.Stderr, g.env, args...)
+	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		g.err = cmd.Wait()
-		close(done)
-	}()
-	alive := func() bool {
-		select {
-		case <-done:
-			return false
-		default:
-			return true
-		}
+	if err := WaitListening(g.Addr, 60*time.Second, p.Alive); err != nil {
+		p.Stop(0)
+		return fmt.Errorf("%v (exit: %v)", err, p.Err())
 	}
-	if err := WaitListening(g.Addr, 60*time.Second, alive); err != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		return fmt.Errorf("%v (exit: %v)", err, g.err)
-	}
-	g.cmd, g.done = cmd, done
+	g.proc = p
 	return nil
 }
 
 // PID is the gate process's id.
-func (g *Gate) PID() int { return g.cmd.Process.Pid }
+func (g *Gate) PID() int { return g.proc.PID() }
 
 // Exited reports whether the gate process has exited.
-func (g *Gate) Exited() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
-}
+func (g *Gate) Exited() bool { return !g.proc.Alive() }
 
 // Stop ends the gate with SIGTERM (SIGKILL after 10 s) and returns how it
 // exited. Calling it again returns the same.
 func (g *Gate) Stop() error {
-	if g.cmd == nil {
+	if g.proc == nil {
 		return nil
 	}
-	if !g.Exited() {
-		g.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-g.done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-g.cmd.Process.Pid, syscall.SIGKILL)
-			<-g.done
-			return errors.New("did not exit within 10s of SIGTERM; killed")
-		}
+	if !g.proc.Stop(10 * time.Second) {
+		return errors.New("did not exit within 10s of SIGTERM; killed")
 	}
-	return g.err
+	return g.proc.Err()
 }
 
 func (g *Gate) cleanup(t testing.TB) {
 	if t.Failed() && !g.Exited() {
 		// A goroutine dump shows where a hung session waits.
-		g.cmd.Process.Signal(syscall.SIGQUIT)
+		g.proc.Cmd.Process.Signal(syscall.SIGQUIT)
 		select {
-		case <-g.done:
+		case <-g.proc.Done():
 			stderr := g.Stderr.String()
 			if p := saveLog(t, "gate", stderr); p != "" {
 				t.Logf("gate goroutine dump (SIGQUIT on failure) and log: %s", p)

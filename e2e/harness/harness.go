@@ -1,15 +1,23 @@
 // Package harness runs the built sshgate binaries against real OpenSSH
-// programs (ssh, scp, sftp, rsync, git, sshd) for the end-to-end tests.
+// programs (ssh, scp, sftp, rsync, git, sshd): the one fixture package of the
+// end-to-end tests and of the benchmark (e2e/bench).
 //
-// Everything it starts listens on 127.0.0.1 on a free port, lives in
-// t.TempDir and is stopped in t.Cleanup. Waits are bounded polls, never
+// For tests (a testing.TB) everything it starts listens on 127.0.0.1 on a
+// free port, lives in t.TempDir and is stopped in t.Cleanup. Under those sit
+// the parts the benchmark uses by themselves, returning errors instead of
+// failing a test: Build, StartProcess (a process group, stopped with its
+// descendants), SSHDConfig, WaitBanner, PickPort, KeygenFile,
+// WriteKnownHosts, Client, DockerReady, DockerPS and the /proc readers. Waits are bounded polls, never
 // sleeps. The binaries are built once per `go test` process: call Main from
 // the test package's TestMain so that the build directory is removed at the
 // end.
+//
+// Must not import: any project package
 package harness
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -69,7 +77,9 @@ func ensureBinDir() (string, error) {
 	return binDir, binDirErr
 }
 
-func goBuild(out, pkg string, race bool) error {
+// Build runs `go build -o out pkg` in the module root: with -race (and cgo)
+// when race, else static (CGO_ENABLED=0), as released.
+func Build(ctx context.Context, out, pkg string, race bool) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -83,15 +93,7 @@ func goBuild(out, pkg string, race bool) error {
 		env = append(env, "CGO_ENABLED=0")
 	}
 	args = append(args, pkg)
-	goCmd := "go"
-	if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" {
-		if _, err := os.Stat(p); err == nil {
-			goCmd = p
-		}
-	} else if _, err := exec.LookPath("go"); err != nil {
-		goCmd = "/usr/local/go/bin/go"
-	}
-	cmd := exec.Command(goCmd, args...)
+	cmd := exec.CommandContext(ctx, GoTool(), args...)
 	cmd.Dir = root
 	cmd.Env = env
 	var buf bytes.Buffer
@@ -106,6 +108,26 @@ func goBuild(out, pkg string, race bool) error {
 	return nil
 }
 
+// GoTool is the go command: $GOROOT/bin/go when GOROOT is set, else go from
+// PATH, else /usr/local/go/bin/go.
+func GoTool() string {
+	if root := os.Getenv("GOROOT"); root != "" {
+		if p := filepath.Join(root, "bin", "go"); fileExists(p) {
+			return p
+		}
+		return "go"
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		return "/usr/local/go/bin/go"
+	}
+	return "go"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 // GateBinary builds ./cmd/sshgate with -race (the tests run with -race) once
 // per process and returns its path. The test fails if it does not build.
 func GateBinary(t testing.TB) string {
@@ -117,7 +139,7 @@ func GateBinary(t testing.TB) string {
 			return
 		}
 		p := filepath.Join(dir, "sshgate")
-		if gateErr = goBuild(p, "./cmd/sshgate", true); gateErr == nil {
+		if gateErr = Build(context.Background(), p, "./cmd/sshgate", true); gateErr == nil {
 			gateBin = p
 		}
 	})
@@ -138,7 +160,7 @@ func AgentBinary(t testing.TB) string {
 			return
 		}
 		p := filepath.Join(dir, "sshgate-agent")
-		if agentErr = goBuild(p, "./cmd/sshgate-agent", false); agentErr == nil {
+		if agentErr = Build(context.Background(), p, "./cmd/sshgate-agent", false); agentErr == nil {
 			agentBin = p
 		}
 	})

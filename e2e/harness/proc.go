@@ -3,8 +3,10 @@ package harness
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,17 +121,7 @@ func Descendants(pid int) []int {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
+		f := statFields(p)
 		if len(f) < 2 {
 			continue
 		}
@@ -153,15 +145,82 @@ func processAlive(pid int) bool {
 		return false
 	}
 	// A zombie is as good as gone.
+	if f := statFields(pid); len(f) > 0 {
+		return f[0] != "Z"
+	}
+	return false
+}
+
+// statFields are the fields of /proc/PID/stat after the command name (which
+// may hold spaces and parentheses): state, ppid, ..., utime at 11, stime at
+// 12. Nil when the process is gone.
+func statFields(pid int) []string {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return nil
 	}
 	s := string(stat)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && len(s) > i+2 {
-		return s[i+2] != 'Z'
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
 	}
-	return true
+	return strings.Fields(s[i+1:])
+}
+
+var (
+	clkTckOnce sync.Once
+	clkTck     = 100.0 // USER_HZ on every Linux architecture Go supports; getconf confirms it
+)
+
+// CPUSeconds is the user+system CPU time of pid so far (0 when it is gone).
+func CPUSeconds(pid int) float64 {
+	clkTckOnce.Do(func() {
+		if out, err := exec.Command("getconf", "CLK_TCK").Output(); err == nil {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64); err == nil && v > 0 {
+				clkTck = v
+			}
+		}
+	})
+	f := statFields(pid)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clkTck
+}
+
+// StatusKiB reads a "Key:   N kB" line of /proc/PID/status (e.g. VmRSS).
+func StatusKiB(pid int, key string) int64 {
+	return kbField(fmt.Sprintf("/proc/%d/status", pid), key)
+}
+
+// PSSKiB is the proportional set size of pid (shared pages split between
+// the processes sharing them), from smaps_rollup.
+func PSSKiB(pid int) int64 {
+	return kbField(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss")
+}
+
+func kbField(file, key string) int64 {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// Comm is the process's command name ("" when it is gone).
+func Comm(pid int) string {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(data))
 }
 
 // WaitNoProcess polls until no process's command line contains pattern
@@ -180,13 +239,16 @@ func FindProcesses(pattern string) []int {
 		if err != nil || p == self {
 			continue
 		}
-		cl, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || len(cl) == 0 {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(cl), "\x00", " "), pattern) && processAlive(p) {
+		if cl := cmdline(p); cl != "" && strings.Contains(cl, pattern) && processAlive(p) {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// cmdline is the process's command line, its arguments joined by spaces (""
+// when it is gone or a kernel thread).
+func cmdline(pid int) string {
+	cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return strings.ReplaceAll(string(cl), "\x00", " ")
 }

@@ -1,11 +1,9 @@
 package harness
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,8 +35,7 @@ type SSHD struct {
 	AuthorizedKeys string
 	Stderr         *Buffer
 
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *Process
 }
 
 // StartSSHD runs /usr/sbin/sshd -D -e on a free 127.0.0.1 port with a fresh
@@ -89,13 +86,16 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	return s
 }
 
-func (s *SSHD) start(t testing.TB, extra []string) error {
-	s.Config = filepath.Join(s.Dir, "sshd_config")
+// SSHDConfig is the sshd_config of a test or bench sshd: host key, an
+// authorized_keys file, root by key only, sftp-server, no PAM, no pid file,
+// generous session limits, and no ~/.bashrc for sessions' commands. extra
+// lines are appended.
+func SSHDConfig(host string, port int, hostKey, authorizedKeys, logLevel string, extra ...string) string {
 	cfg := []string{
-		"Port " + strconv.Itoa(s.Port),
-		"ListenAddress " + s.Host,
-		"HostKey " + s.HostKey,
-		"AuthorizedKeysFile " + s.AuthorizedKeys,
+		"Port " + strconv.Itoa(port),
+		"ListenAddress " + host,
+		"HostKey " + hostKey,
+		"AuthorizedKeysFile " + authorizedKeys,
 		"StrictModes no",
 		"PermitRootLogin prohibit-password",
 		"PubkeyAuthentication yes",
@@ -105,71 +105,35 @@ func (s *SSHD) start(t testing.TB, extra []string) error {
 		"Subsystem sftp /usr/lib/openssh/sftp-server",
 		"AllowTcpForwarding yes",
 		"PidFile none",
-		"LogLevel VERBOSE",
+		"LogLevel " + logLevel,
 		"AcceptEnv LANG LC_*",
+		"UseDNS no",
+		"MaxStartups 100:30:200",
+		"MaxSessions 200",
 		// Debian's bash sources ~/.bashrc for commands run by sshd unless
 		// SHLVL says it is nested; root's rc file on these machines runs
-		// `pyenv init`, which takes a lock and can stall a login for 60 s.
-		"SetEnv SHLVL=1",
-		"MaxStartups 100:30:200",
-		"MaxSessions 50",
-		// Keep root's ~/.bashrc out of non-interactive sessions: Debian's
-		// bash sources it for commands run by sshd only while SHLVL < 2,
-		// and on these machines it runs `pyenv init`, whose rehash lock
-		// stalls concurrent shells for up to 60 s.
+		// `pyenv init`, whose rehash lock stalls concurrent shells for up
+		// to 60 s (and would be timed by the bench).
 		"SetEnv SHLVL=1",
 	}
-	cfg = append(cfg, extra...)
-	if err := os.WriteFile(s.Config, []byte(strings.Join(cfg, "\n")+"\n"), 0o600); err != nil {
+	return strings.Join(append(cfg, extra...), "\n") + "\n"
+}
+
+func (s *SSHD) start(t testing.TB, extra []string) error {
+	s.Config = filepath.Join(s.Dir, "sshd_config")
+	cfg := SSHDConfig(s.Host, s.Port, s.HostKey, s.AuthorizedKeys, "VERBOSE", extra...)
+	if err := os.WriteFile(s.Config, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", s.Config)
-	cmd.Stdout, cmd.Stderr = s.Stderr, s.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	p, err := StartProcess("sshd", s.Stderr, nil, "/usr/sbin/sshd", "-D", "-e", "-f", s.Config)
+	if err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	alive := func() bool {
-		select {
-		case <-done:
-			return false
-		default:
-			return true
-		}
+	if err := WaitBanner(s.Addr, 20*time.Second, p.Alive); err != nil {
+		p.Stop(0)
+		return fmt.Errorf("sshd: %w (exit: %v)", err, p.Err())
 	}
-	// Ready when it answers with its SSH banner.
-	var lastErr error
-	ok := Eventually(20*time.Second, func() bool {
-		if !alive() {
-			lastErr = fmt.Errorf("sshd exited: %v", cmd.ProcessState)
-			return true
-		}
-		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
-		if err != nil {
-			lastErr = err
-			return false
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
-			lastErr = fmt.Errorf("banner %q: %v", line, err)
-			return false
-		}
-		lastErr = nil
-		return true
-	})
-	if !ok || lastErr != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		if lastErr == nil {
-			lastErr = fmt.Errorf("not ready in time")
-		}
-		return lastErr
-	}
-	s.cmd, s.done = cmd, done
+	s.proc = p
 	return nil
 }
 
@@ -187,7 +151,7 @@ func (s *SSHD) Authorize(t testing.TB, line string) {
 }
 
 // PID is the listening sshd's process id.
-func (s *SSHD) PID() int { return s.cmd.Process.Pid }
+func (s *SSHD) PID() int { return s.proc.PID() }
 
 // KillSessions SIGKILLs every process the sshd started (its per-connection
 // children and their commands), leaving the listener running, and waits
@@ -213,23 +177,9 @@ func (s *SSHD) KillSessions(t testing.TB) int {
 
 // Stop kills the sshd and every session it started, and waits for them.
 func (s *SSHD) Stop() {
-	if s.cmd == nil {
-		return
+	if s.proc != nil {
+		s.proc.Stop(0)
 	}
-	kids := Descendants(s.PID())
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-	for _, pid := range kids {
-		syscall.Kill(pid, syscall.SIGKILL)
-	}
-	<-s.done
-	Eventually(10*time.Second, func() bool {
-		for _, pid := range kids {
-			if processAlive(pid) {
-				return false
-			}
-		}
-		return true
-	})
 }
 
 // RestartWith stops this sshd and starts a new one on the same port with
@@ -237,17 +187,8 @@ func (s *SSHD) Stop() {
 // taken from this one).
 func (s *SSHD) RestartWith(t testing.TB, opts SSHDOptions) *SSHD {
 	t.Helper()
-	s.Stop()
-	opts.Port, opts.HostKey = s.Port, s.HostKey
-	n := StartSSHD(t, opts)
-	keys, err := os.ReadFile(s.AuthorizedKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(n.AuthorizedKeys, keys, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	opts.HostKey = s.HostKey
+	return s.restart(t, opts)
 }
 
 // Restart stops this sshd and starts a new one on the same port, with a new
@@ -255,11 +196,19 @@ func (s *SSHD) RestartWith(t testing.TB, opts SSHDOptions) *SSHD {
 // carried over.
 func (s *SSHD) Restart(t testing.TB, newHostKey bool, extra ...string) *SSHD {
 	t.Helper()
-	s.Stop()
-	opts := SSHDOptions{Port: s.Port, Extra: extra}
+	opts := SSHDOptions{Extra: extra}
 	if !newHostKey {
 		opts.HostKey = s.HostKey
 	}
+	return s.restart(t, opts)
+}
+
+// restart stops this sshd and starts one with opts on its port, carrying
+// its authorized_keys file over.
+func (s *SSHD) restart(t testing.TB, opts SSHDOptions) *SSHD {
+	t.Helper()
+	s.Stop()
+	opts.Port = s.Port
 	n := StartSSHD(t, opts)
 	keys, err := os.ReadFile(s.AuthorizedKeys)
 	if err != nil {
@@ -276,11 +225,7 @@ func (s *SSHD) Restart(t testing.TB, newHostKey bool, extra ...string) *SSHD {
 func (s *SSHD) Processes(pattern string) []int {
 	var out []int
 	for _, pid := range Descendants(s.PID()) {
-		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		if strings.Contains(strings.ReplaceAll(string(cl), "\x00", " "), pattern) && processAlive(pid) {
+		if strings.Contains(cmdline(pid), pattern) && processAlive(pid) {
 			out = append(out, pid)
 		}
 	}

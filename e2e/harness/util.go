@@ -17,12 +17,22 @@ import (
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := PickPort()
 	if err != nil {
 		t.Fatalf("free port: %v", err)
 	}
+	return port
+}
+
+// PickPort asks the kernel for a free 127.0.0.1 port. It can be taken again
+// before the caller listens on it: callers retry.
+func PickPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // WaitListening polls until addr accepts a TCP connection, alive says the
@@ -53,16 +63,44 @@ func WaitListening(addr string, timeout time.Duration, alive func() bool) error 
 // private key's path and the public key's authorized_keys line.
 func Keygen(t testing.TB, dir, name string) (privPath, pubLine string) {
 	t.Helper()
+	privPath, pubLine, err := KeygenFile(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return privPath, pubLine
+}
+
+// KeygenFile is Keygen returning an error.
+func KeygenFile(dir, name string) (privPath, pubLine string, err error) {
 	privPath = filepath.Join(dir, name)
 	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", privPath).CombinedOutput()
 	if err != nil {
-		t.Fatalf("ssh-keygen %s: %v\n%s", name, err, out)
+		return "", "", fmt.Errorf("ssh-keygen %s: %v\n%s", name, err, out)
 	}
 	pub, err := os.ReadFile(privPath + ".pub")
 	if err != nil {
-		t.Fatalf("read public key: %v", err)
+		return "", "", fmt.Errorf("read public key: %w", err)
 	}
-	return privPath, strings.TrimSpace(string(pub))
+	return privPath, strings.TrimSpace(string(pub)), nil
+}
+
+// WriteKnownHosts writes a known_hosts file trusting the public key in
+// pubKeyFile for [host]:port, and returns the key as "TYPE BASE64".
+func WriteKnownHosts(file, host string, port int, pubKeyFile string) (hostKey string, err error) {
+	pub, err := os.ReadFile(pubKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("host key: %w", err)
+	}
+	f := strings.Fields(string(pub))
+	if len(f) < 2 {
+		return "", fmt.Errorf("host key %s: %q is no public key", pubKeyFile, pub)
+	}
+	hostKey = f[0] + " " + f[1]
+	line := fmt.Sprintf("[%s]:%d %s\n", host, port, hostKey)
+	if err := os.WriteFile(file, []byte(line), 0o600); err != nil {
+		return "", err
+	}
+	return hostKey, nil
 }
 
 // Result is what a finished command left.

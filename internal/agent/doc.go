@@ -12,7 +12,10 @@
 // to) is the gate's decision; the agent only checks that the connection comes
 // from a key or certificate authority it was given.
 //
-// The agent is built into a small static binary. It must not import docker,
-// kubernetes, the store, prometheus, or any sshgate package other than
-// internal/gate and internal/sshkeys.
+// The agent is built into a small static binary: of the project it may use
+// only the vocabulary (gate) and sshkeys, and none of the gate's server-side
+// libraries (Docker, Kubernetes, Prometheus, the SQL drivers).
+//
+// Must not import: store/... target/... obs broker app auth/... sshd/... relay policy route/... webhook config cli audit/... live ca datadir
+// Must not import: github.com/docker/... github.com/moby/... github.com/prometheus/... k8s.io/... modernc.org/... github.com/jackc/...
 package agent

@@ -3,7 +3,7 @@
 // ssh.ServerConfig, the SSH server), runs the gate and shuts it down in
 // order.
 //
-// Must not import: cli
+// Must not import: cli agent store/storetest
 package app
 
 import (

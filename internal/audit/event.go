@@ -4,8 +4,9 @@
 // stdout, an HTTP webhook). Emit never blocks the SSH path: each sink has a
 // bounded queue, and what does not fit is dropped and counted. The package
 // also tracks whether its sinks are healthy, so that fail-closed targets can
-// refuse or end sessions when the record cannot be kept. It imports nothing
-// of the project but gate-free standard library code.
+// refuse or end sessions when the record cannot be kept.
+//
+// Must not import: any project package
 package audit
 
 import (

@@ -6,7 +6,7 @@
 // PublicKeyCallback only answers "may this key be tried", and what it
 // returns is never read as an identity on its own (CVE-2024-45337).
 //
-// Must not import: broker account relay target/... sshd
+// Must not import: broker account relay target/... sshd app live audit/recording store/sqlite
 package auth
 
 import (

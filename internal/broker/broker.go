@@ -4,7 +4,7 @@
 // answer), opens the target through its backend and relays every channel;
 // connections without a target go to the account side.
 //
-// Must not import: auth store/sqlite app cli
+// Must not import: auth app cli sshd/penalty store/sqlite target/docker target/upstream target/container
 package broker
 
 import (

@@ -13,6 +13,8 @@
 // The CA keys sit behind ssh.Signer: Load reads ed25519 keys from files in
 // the data directory, but New takes any crypto.Signer, so a KMS or an HSM can
 // stand in for the files. It imports sshkeys only: no store, auth or broker.
+//
+// Must not import: broker sshd/... relay target/... auth/... policy app store/sqlite
 package ca
 
 import (

@@ -10,7 +10,7 @@ import (
 	"github.com/sshgate/sshgate/internal/sshd/penalty"
 )
 
-// Issue 6 part A: `bans` and `bans lift ADDR`.
+// The ban commands: `bans` and `bans lift ADDR`.
 
 func (e *env) bansCmd() *cobra.Command {
 	var all bool

@@ -9,6 +9,8 @@
 //
 // Changes go straight to the store; a running gate reads them at its next
 // connection, so nothing here signals the gate.
+//
+// Must not import: agent store/storetest
 package cli
 
 import (
@@ -220,8 +222,8 @@ func (e *env) rootCmd() *cobra.Command {
 		e.gateKeyCmd(),
 		e.caCmd(),
 		e.versionCmd(),
-		e.bansCmd(),     // issue 6 part A
-		e.mfaCmd(),      // issue 6 part A
+		e.bansCmd(),     // bans.go
+		e.mfaCmd(),      // totp.go
 		e.replayCmd(),   // replay.go
 		e.sessionsCmd(), // sessions.go
 	)

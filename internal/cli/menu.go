@@ -24,7 +24,7 @@ func checkNotPlatform(what, name string) error {
 	return nil
 }
 
-// addMenuCommands adds the account menu's admin commands (issue 4) to the
+// addMenuCommands adds the account menu's admin commands to the
 // target, user and env commands of root.
 func (e *env) addMenuCommands(root *cobra.Command) {
 	for _, c := range root.Commands() {

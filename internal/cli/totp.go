@@ -16,7 +16,7 @@ import (
 	"github.com/sshgate/sshgate/internal/store"
 )
 
-// Issue 6 part A: `user totp enroll|disable|status` and `mfa`.
+// The TOTP commands: `user totp enroll|disable|status` and `mfa`.
 
 func (e *env) userTOTPCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "totp", Short: "Manage users' TOTP second factor", Args: cobra.ArbitraryArgs, RunE: group}

@@ -4,7 +4,8 @@
 // the writer (and so the relay) for each. Conn queues writes and a flusher
 // sends whatever has accumulated in one syscall, so packets produced while a
 // write is in flight leave together, and encryption overlaps the syscall.
-// It imports nothing of the project.
+//
+// Must not import: any project package
 package coalesce
 
 import (

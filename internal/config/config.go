@@ -1,6 +1,7 @@
 // Package config is the gate's YAML configuration: its schema, its defaults
-// and Validate, which reports every problem with its path. It imports no
-// other package of the project.
+// and Validate, which reports every problem with its path.
+//
+// Must not import: any project package
 package config
 
 import (
@@ -48,11 +49,11 @@ type Config struct {
 	Docker    Docker   `yaml:"docker"`
 	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
 
-	// issue 6 part A (defence.go): second factor, brute-force and flood defence.
+	// Second factor, brute-force and flood defence (defence.go).
 	MFA       MFA       `yaml:"mfa"`
 	Penalties Penalties `yaml:"penalties"`
 	Auth      Auth      `yaml:"auth"`
-	// Webhooks (issue 6, part B): types and validation in webhook.go.
+	// Webhooks: types and validation in webhook.go.
 	ConfigWebhook ConfigWebhook `yaml:"config_webhook"`
 	Recordings    Recordings    `yaml:"recordings"` // PTY session recordings (obs.go)
 	Metrics       Metrics       `yaml:"metrics"`    // metrics and health listener (obs.go)

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Issue 6 part A: the TOTP second factor and the brute-force and flood
+// The TOTP second factor and the brute-force and flood
 // defences (mfa.totp.*, penalties.*, limits.handshake).
 
 // MFA is the second factor.

@@ -7,6 +7,8 @@
 //	DIR/audit/, DIR/recordings/    audit events and session recordings
 //	DIR/containers/                per-container sockets (docker backend)
 //	DIR/ca/                        the gate's CA keys, trusted user CAs, revocations
+//
+// Must not import: store/... broker sshd/... relay target/... auth/... app config
 package datadir
 
 import (

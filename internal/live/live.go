@@ -3,6 +3,8 @@
 // process, maybe against a store several gates share): it registers each
 // session, writes its byte counts now and then, polls for kill requests and
 // removes the row when the session ends. It imports store and relay only.
+//
+// Must not import: store/... broker sshd/... target/... auth/... policy app
 package live
 
 import (

@@ -1,8 +1,9 @@
 // Package obs is the gate's observability: the Prometheus metrics (on an
 // own registry, never the global one) and the HTTP handler that serves them
 // with the health checks (/metrics, /healthz, /readyz). Labels are bounded:
-// never a user, an address or a target name. It imports no other package of
-// the project.
+// never a user, an address or a target name.
+//
+// Must not import: any project package
 package obs
 
 import (

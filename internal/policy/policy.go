@@ -2,7 +2,7 @@
 // access decision of a connection (or of a menu choice), over a Snapshot of
 // the store and what authentication proved. It is pure: no I/O, no ssh.
 //
-// Must not import: store/... target/... relay sshd auth/... broker account webhook
+// Must not import: store/... target/... relay sshd/... auth/... broker account webhook app live obs audit/...
 package policy
 
 import (

@@ -3,6 +3,8 @@
 // requests pass through in order; exit-status and exit-signal are delivered
 // after the last byte of output and before the close, as sshd does. It
 // imports only x/crypto/ssh: no store, policy or target.
+//
+// Must not import: store/... policy target/... auth/... sshd/... broker audit/... live app
 package relay
 
 import (

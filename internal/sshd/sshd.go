@@ -4,7 +4,7 @@
 // the connection id, minted at accept and shown to every authentication
 // callback. What happens after authentication belongs to the Handler.
 //
-// Must not import: auth/... target/... relay store/... policy broker account
+// Must not import: auth/... target/... relay store/... policy broker account route/... webhook app live
 package sshd
 
 import (

@@ -1,7 +1,8 @@
 // Package sshkeys loads, generates and describes SSH keys: the gate's host
 // keys, the gate's own key for logging in to targets, and pinned target host
-// keys. It also holds the algorithm lists the gate offers. It imports nothing
-// of the project but gate.
+// keys. It also holds the algorithm lists the gate offers.
+//
+// Must not import: store/... broker sshd/... relay target/... auth/... policy app ca config
 package sshkeys
 
 import (

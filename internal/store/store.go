@@ -2,8 +2,10 @@
 // (users, keys, environments, targets, grants, TOTP, bans, live sessions)
 // and its errors.
 // The embedded default is SQLite (modernc.org/sqlite, no cgo); every
-// implementation passes the conformance suite in storetest. It imports no
-// ssh, policy or target package: it stores what it is given.
+// implementation passes the conformance suite in storetest. It stores what
+// it is given: it knows no SSH, policy or target code.
+//
+// Must not import: store/sqlite store/storetest broker sshd/... relay target/... auth/... policy app
 package store
 
 import (
@@ -72,7 +74,7 @@ type Store interface {
 	RemoveBan(ctx context.Context, source string) error           // ErrNotFound when there is none
 	PruneBans(ctx context.Context, before time.Time) (int, error) // drops bans that ended before
 
-	// Live sessions (issue 7: `sshgate sessions`): each gate registers the
+	// Live sessions (for `sshgate sessions`): each gate registers the
 	// sessions it relays, updates their byte counts now and then, polls
 	// for kill requests and removes them when they end.
 	AddLiveSession(ctx context.Context, s gate.LiveSession) error
@@ -83,11 +85,12 @@ type Store interface {
 	KillRequests(ctx context.Context, gateID string) ([]string, error)
 	ClearLiveSessions(ctx context.Context, gateID string) error // a gate's stale rows, at its start
 
-	MenuStore // account menu and username grammar (issue 4)
+	MenuStore // account menu and username grammar
 }
 
-// MenuStore is the part of Store added for the account menu and the
-// username grammar (issue 4).
+// MenuStore is the part of Store for the account menu and the username
+// grammar: target ids, aliases, descriptions, user uids, default targets and
+// environment groups.
 type MenuStore interface {
 	ListTargetInfo(ctx context.Context) ([]gate.TargetInfo, error) // every target, ordered by ID
 	GetTargetInfo(ctx context.Context, target string) (gate.TargetInfo, error)

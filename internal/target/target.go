@@ -4,7 +4,7 @@
 // upstream (an existing SSH server), container (the container lifecycle,
 // written once) with its engines (docker).
 //
-// Must not import: sshd/... relay/... broker/... store/... policy/...
+// Must not import: sshd/... relay broker store/... auth/... policy app target/container target/docker target/upstream
 package target
 
 import (

@@ -6,6 +6,8 @@
 // client certificates, and a bound on concurrent calls. It imports store
 // (for the docker spec it bounds) and route (Printable, for the client-chosen
 // strings its errors quote), nothing else of the project.
+//
+// Must not import: store/... broker sshd/... relay target/... auth/... policy app
 package webhook
 
 import (

@@ -10,6 +10,8 @@
 // decides whether the session may go on (fail-open) or not (fail-closed).
 //
 // It imports relay (for the stream names) and nothing else of the project.
+//
+// Must not import: broker sshd/... store/... target/... auth/... policy app audit/xfer
 package recording
 
 import (

@@ -4,6 +4,8 @@
 // command line). Every parser reads untrusted bytes: memory is bounded,
 // nothing panics, and a stream it cannot follow makes it stop quietly (the
 // session is still audited as a session). It imports only audit.
+//
+// Must not import: broker relay sshd/... store/... target/... auth/... policy app audit/recording
 package xfer
 
 import (

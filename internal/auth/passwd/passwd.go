@@ -7,7 +7,7 @@
 // users, and Verify burns the same time on an empty or unusable stored hash.
 // Stored hashes with absurd parameters are refused, never computed.
 //
-// It imports nothing of the project.
+// Must not import: any project package
 package passwd
 
 import (

@@ -3,7 +3,9 @@
 // against the current and the previous time step, sealing secrets at rest
 // with a key kept in the data directory, and drawing the URI as a QR code in
 // a terminal. Replay protection (a step accepted once per user) is the
-// store's UseTOTPStep; throttling is package penalty's. It imports no store.
+// store's UseTOTPStep; throttling is package penalty's.
+//
+// Must not import: any project package
 package totp
 
 import (

@@ -3,6 +3,8 @@
 // containers) to choose a target. It is pure: it reads no store, dials
 // nothing and owns no terminal; the broker feeds it items and window sizes,
 // drives it over the SSH channel and connects to what it chose.
+//
+// Must not import: store/... broker sshd/... relay target/... auth/... policy app
 package menu
 
 import (

@@ -13,6 +13,8 @@
 // a while (its keys keep working), and wrong TOTP codes lock the second factor.
 //
 // Allowlisted prefixes are never penalised. It imports store only.
+//
+// Must not import: sshd store/... auth/... target/... relay broker policy app
 package penalty
 
 import (

@@ -10,7 +10,7 @@ import (
 	"github.com/sshgate/sshgate/internal/store"
 )
 
-// ---- live sessions (issue 7) ----
+// ---- live sessions ----
 
 func (s *Store) AddLiveSession(ctx context.Context, l gate.LiveSession) error {
 	if l.ID == "" || l.GateID == "" {

@@ -6,6 +6,8 @@
 // kind-specific spec in a JSON column, so new spec fields need no migration.
 //
 // It imports store only: no ssh, policy or target package.
+//
+// Must not import: store/storetest broker sshd/... relay target/... auth/... policy app
 package sqlite
 
 import (
@@ -81,7 +83,7 @@ CREATE INDEX grants_user ON grants(user);
 CREATE INDEX grants_env ON grants(env);
 CREATE INDEX grants_target ON grants(target);
 `,
-	// issue 6 part A: TOTP enrolments, per env/target TOTP modes, bans.
+	// TOTP enrolments, per env/target TOTP modes, bans.
 	`
 CREATE TABLE totp (
 	user       TEXT PRIMARY KEY NOT NULL REFERENCES users(name) ON DELETE CASCADE,
@@ -105,7 +107,7 @@ CREATE TABLE bans (
 	created_at INTEGER NOT NULL
 );
 `,
-	// live sessions (issue 7: `sshgate sessions`).
+	// live sessions (`sshgate sessions`).
 	`
 CREATE TABLE live_sessions (
 	id             TEXT PRIMARY KEY NOT NULL,
@@ -121,7 +123,7 @@ CREATE TABLE live_sessions (
 );
 CREATE INDEX live_sessions_gate ON live_sessions(gate_id, kill_requested);
 `,
-	// account menu and username grammar (issue 4): target ids, aliases and
+	// account menu and username grammar: target ids, aliases and
 	// primary marker, user uids and default targets, env groups.
 	menuMigration,
 }

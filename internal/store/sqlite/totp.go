@@ -11,7 +11,7 @@ import (
 	"github.com/sshgate/sshgate/internal/store"
 )
 
-// ---- TOTP enrolments (issue 6 part A) ----
+// ---- TOTP enrolments and modes ----
 
 func (s *Store) PutTOTP(ctx context.Context, t gate.TOTP) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
@@ -156,7 +156,7 @@ func (s *Store) GetTOTPMode(ctx context.Context, env, target string) (string, er
 	return mode, nil
 }
 
-// ---- bans (issue 6 part A) ----
+// ---- bans ----
 
 func (s *Store) PutBan(ctx context.Context, b gate.Ban) error {
 	if b.Source == "" {

@@ -10,7 +10,7 @@ import (
 	"github.com/sshgate/sshgate/internal/store"
 )
 
-// testLiveSessions covers the live session registry (issue 7).
+// testLiveSessions covers the live session registry.
 func testLiveSessions(t *testing.T, open func(t *testing.T) store.Store) {
 	ctx := context.Background()
 	s := open(t)

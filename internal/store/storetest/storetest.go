@@ -2,6 +2,8 @@
 // (sqlite now, postgres later). An implementation's test calls Run with a
 // function that opens a fresh, empty store, and TwoHandles with one that opens
 // two handles on one database, as the running gate and the admin CLI do.
+//
+// Must not import: store/sqlite broker sshd/... relay target/... auth/... policy app
 package storetest
 
 import (
@@ -35,7 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("GrantErrors", func(t *testing.T) { testGrantErrors(t, open) })
 	runTOTPAndBans(t, open)
 	t.Run("LiveSessions", func(t *testing.T) { testLiveSessions(t, open) })
-	t.Run("Menu", func(t *testing.T) { testMenu(t, open) }) // issue 4, menu.go
+	t.Run("Menu", func(t *testing.T) { testMenu(t, open) }) // menu.go
 }
 
 // TwoHandles checks that a write through one handle is seen at once by

@@ -11,7 +11,7 @@ import (
 )
 
 // runTOTPAndBans is the part of the suite for TOTP enrolments, TOTP modes and
-// bans (issue 6 part A).
+// bans.
 func runTOTPAndBans(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("TOTP", func(t *testing.T) { testTOTP(t, open) })
 	t.Run("TOTPModes", func(t *testing.T) { testTOTPModes(t, open) })

@@ -18,7 +18,7 @@
 // container before it starts, and each connection is `sshgate-agent
 // --stdio` over an exec stream.
 //
-// Must not import: sshd/... relay/... broker/... store/... policy/... target/docker/... target/upstream/...
+// Must not import: sshd/... relay broker store/... auth/... policy app target/docker target/upstream
 package container
 
 import (

@@ -4,7 +4,7 @@
 // and Docker's error classification. New puts the engine and the lifecycle
 // together as the docker target backend.
 //
-// Must not import: sshd/... relay/... broker/... store/... policy/... target/upstream/...
+// Must not import: sshd/... relay broker store/... auth/... policy app target/upstream
 package docker
 
 import (

@@ -4,7 +4,7 @@
 // the gate's CA (cert.go) it logs in with a certificate signed for that one
 // connection, and verifies unpinned targets' host certificates.
 //
-// Must not import: sshd/... relay/... broker/... store/... policy/... target/container/... target/docker/...
+// Must not import: sshd/... relay broker store/... auth/... policy app target/container target/docker
 package upstream
 
 import (
