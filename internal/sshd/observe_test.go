@@ -98,12 +98,7 @@ func TestObserver(t *testing.T) {
 	waitCount(t, o, "evicted per_source_limit", 1)
 	waitCount(t, o, "accepted", 2)
 	// b talks, so it holds the only slot overall: another source is rejected.
-	b.Write([]byte("SSH-2.0-b\r\n"))
-	buf := make([]byte, 8)
-	b.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(b, buf); err != nil {
-		t.Fatal(err)
-	}
+	talk(t, b)
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {

@@ -1,6 +1,7 @@
 package sshd
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -111,13 +112,15 @@ func TestPerSourceCap(t *testing.T) {
 		defer c.Close()
 		held = append(held, c)
 	}
-	// The first two talk (a version line each, and the server answers), so
-	// the server has counted all three; the third stays silent.
-	for _, c := range held[:2] {
-		c.Write([]byte("SSH-2.0-held\r\n"))
-		buf := make([]byte, 8)
+	// The first two talk (a version line each); the third stays silent. The
+	// server's version line on each says the server counts it.
+	for i, c := range held {
+		if i < 2 {
+			talk(t, c)
+			continue
+		}
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(c, buf); err != nil {
+		if _, err := io.ReadFull(c, make([]byte, 8)); err != nil {
 			t.Fatalf("held connection got no server version: %v", err)
 		}
 	}
@@ -133,11 +136,7 @@ func TestPerSourceCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer third.Close()
-	third.Write([]byte("SSH-2.0-held\r\n"))
-	third.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(third, make([]byte, 8)); err != nil {
-		t.Fatalf("third held connection got no server version: %v", err)
-	}
+	talk(t, third)
 	if err := login(addr, "right"); err != nil {
 		t.Fatalf("user locked out by stalled connections from its address: %v", err)
 	}
@@ -261,5 +260,22 @@ func TestConnIDReachesCallbacks(t *testing.T) {
 		if v := <-seen; v != id {
 			t.Fatalf("callback %d saw conn id %q, want %q", i, v, id)
 		}
+	}
+}
+
+// talk sends a client version line on c and returns once the server has read
+// it: x/crypto sends its KEXINIT only after reading the client's version, so
+// a few bytes past the server's version line prove it.
+func talk(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.Write([]byte("SSH-2.0-talker\r\n"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatalf("no server version: %v", err)
+	}
+	if _, err := io.ReadFull(r, make([]byte, 5)); err != nil {
+		t.Fatalf("no server KEXINIT: %v", err)
 	}
 }
