@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/account"
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/coalesce"
 	"github.com/sshgate/sshgate/internal/config"
@@ -36,11 +37,7 @@ type Store interface {
 	ListGrants(ctx context.Context, user string) ([]gate.Grant, error)
 	ListTargetInfo(ctx context.Context) ([]gate.TargetInfo, error)
 	GetUserInfo(ctx context.Context, user string) (gate.UserInfo, error)
-	EnvGroups(ctx context.Context) (map[string]string, error)
-	GetUser(ctx context.Context, name string) (gate.User, error)
-	ListKeys(ctx context.Context, user string) ([]gate.Key, error)
-	AddKey(ctx context.Context, k gate.Key) error
-	RemoveKey(ctx context.Context, user, fingerprint string) error
+	account.Store // the account side's keys and groups
 }
 
 // SecondFactor is the TOTP second factor as the broker uses it: a target's
