@@ -5,13 +5,19 @@ DATA      ?= ./sshgate-data
 LISTEN    ?= 127.0.0.1:2222
 FUZZTIME  ?= 30s
 TESTFLAGS ?=
+# What `sshgate version` says: stamped from git (a tree without git says "unknown").
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+BUILDDATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+CLIPKG    := github.com/sshgate/sshgate/internal/cli
+LDFLAGS   := -X $(CLIPKG).Version=$(VERSION) -X $(CLIPKG).Commit=$(COMMIT) -X $(CLIPKG).BuildDate=$(BUILDDATE)
 
 .PHONY: all build run test test-setup e2e bench fuzz clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/sshgate ./cmd/sshgate
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/sshgate ./cmd/sshgate
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/sshgate-agent ./cmd/sshgate-agent
 
 run: build

@@ -18,8 +18,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -30,9 +28,6 @@ import (
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
 )
-
-// Version is set at build time with -ldflags "-X github.com/sshgate/sshgate/internal/cli.Version=v1.2.3".
-var Version = ""
 
 // Exit codes.
 const (
@@ -202,6 +197,7 @@ func (e *env) rootCmd() *cobra.Command {
 		RunE: group,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	setVersionFlag(root)
 	root.PersistentFlags().StringVar(&e.data, "data", "", "data directory (default $"+datadir.EnvVar+" or "+datadir.Default+")")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		if !cmd.HasParent() {
@@ -278,28 +274,6 @@ func (e *env) gateKeyCmd() *cobra.Command {
 			}
 			line := strings.TrimSpace(string(marshalAuthorizedKey(s.PublicKey())))
 			fmt.Fprintf(e.stdout, "%s sshgate-gate-key\n", line)
-			return nil
-		}),
-	}
-}
-
-func version() string {
-	if Version != "" {
-		return Version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
-
-func (e *env) versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  argsOf(nil, 0),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintf(e.stdout, "sshgate %s (%s %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
 		}),
 	}
