@@ -47,17 +47,15 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 
 // LoadConfig reads and validates the configuration for o.
 func LoadConfig(o Options) (config.Config, error) {
-	cfg, err := config.Load(o.ConfigFile)
+	cfg, err := config.Check(o.ConfigFile, func(c *config.Config) {
+		if o.Listen != "" {
+			c.Listen = o.Listen
+		}
+		if o.MetricsListen != "" {
+			c.Metrics.Listen = o.MetricsListen
+		}
+	})
 	if err != nil {
-		return cfg, &ConfigError{err}
-	}
-	if o.Listen != "" {
-		cfg.Listen = o.Listen
-	}
-	if o.MetricsListen != "" {
-		cfg.Metrics.Listen = o.MetricsListen
-	}
-	if err := cfg.Validate(); err != nil {
 		return cfg, &ConfigError{fmt.Errorf("invalid configuration:\n%w", err)}
 	}
 	return cfg, nil

@@ -207,6 +207,7 @@ func (e *env) rootCmd() *cobra.Command {
 	})
 	root.AddCommand(
 		e.serveCmd(),
+		e.checkConfigCmd(),
 		e.userCmd(),
 		e.keyCmd(),
 		e.envCmd(),
