@@ -84,7 +84,7 @@ func Serve(ctx context.Context, o Options) error {
 	log := newLogger(o.Log, cfg.Log)
 	startPprof(log)
 	tuneGC()
-	dir, err := datadir.Open(o.DataDir)
+	dir, _, err := datadir.Create(o.DataDir)
 	if err != nil {
 		return err
 	}

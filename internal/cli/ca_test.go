@@ -11,6 +11,9 @@ import (
 func TestCACommands(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	key, _ := newKey(t, "k")
 	keyFile := writeFile(t, dir, "id.pub", key+"\n")
 	caKey, caFP := newKey(t, "ext-ca")

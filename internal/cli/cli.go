@@ -208,6 +208,7 @@ func (e *env) rootCmd() *cobra.Command {
 	root.AddCommand(
 		e.serveCmd(),
 		e.checkConfigCmd(),
+		e.initCmd(),
 		e.userCmd(),
 		e.keyCmd(),
 		e.envCmd(),
