@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"strings"
@@ -52,6 +53,23 @@ func usagef(format string, args ...any) error {
 // failf is a failure: exit 1.
 func failf(format string, args ...any) error {
 	return &exitError{code: ExitFail, msg: fmt.Sprintf(format, args...)}
+}
+
+// fileErr is a file named on the command line that cannot be read: a
+// condition of the machine (exit 1, no usage hint), not a bad argument.
+func fileErr(what string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return failf("%s: %v", what, err)
+}
+
+// isFileErr reports an error reading a file (missing, unreadable), as
+// opposed to one about its content.
+func isFileErr(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
 }
 
 // storeErr turns a store error into its one-line message, exit 1:

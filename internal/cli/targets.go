@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/ca"
+	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
@@ -162,8 +163,9 @@ func (e *env) targetCmd() *cobra.Command {
 	remove := e.removeCommand("target", "Remove a target and the grants naming it",
 		func(ctx context.Context, st store.Store, name string) error { return st.RemoveTarget(ctx, name) })
 
+	var showConfig string
 	show := &cobra.Command{
-		Use:   "show NAME",
+		Use:   "show NAME [--config FILE]",
 		Short: "Show a target",
 		Args:  argsOf([]string{"NAME"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
@@ -182,9 +184,14 @@ func (e *env) targetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return showTarget(e.stdout, t, infoRows(ti)...)
+			cfg, err := config.Check(showConfig, nil)
+			if err != nil {
+				return usagef("target show: %v", err)
+			}
+			return showTarget(e.stdout, t, cfg.Docker, infoRows(ti)...)
 		}),
 	}
+	show.Flags().StringVar(&showConfig, "config", "", "YAML configuration file, for the docker.* defaults a target without its own limits gets")
 	var pinFile, pinPrincipal string
 	var pinScan, pinCA bool
 	pin := &cobra.Command{
@@ -481,7 +488,7 @@ func readHostKeyFile(path string) (ssh.PublicKey, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, usagef("--host-key %q: %v", path, err)
+		return nil, fileErr(fmt.Sprintf("--host-key %q", path), err)
 	}
 	var keys []ssh.PublicKey
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -544,7 +551,7 @@ func parseHostKeyLine(line string) (ssh.PublicKey, error) {
 	return k, nil
 }
 
-func showTarget(w io.Writer, t gate.Target, extra ...[2]string) error {
+func showTarget(w io.Writer, t gate.Target, defaults config.Docker, extra ...[2]string) error {
 	tw := newTable(w, "FIELD", "VALUE")
 	tw.row("name", t.Name)
 	tw.row("env", t.Env)
@@ -571,7 +578,13 @@ func showTarget(w io.Writer, t gate.Target, extra ...[2]string) error {
 		tw.row("cmd", orDash(strings.Join(d.Cmd, " ")))
 		tw.row("mounts", orDash(strings.Join(d.Mounts, " ")))
 		tw.row("env vars", orDash(strings.Join(d.Env, " ")))
-		mem, cpus, pids := "-", "-", "-"
+		// Without limits of its own, a container gets the docker.* defaults.
+		mem := "no limit (default, docker.default_memory)"
+		if defaults.DefaultMemory > 0 {
+			mem = formatSize(int64(defaults.DefaultMemory)) + " (default, docker.default_memory)"
+		}
+		cpus := "no limit"
+		pids := strconv.FormatInt(defaults.DefaultPids, 10) + " (default, docker.default_pids)"
 		if d.Memory > 0 {
 			mem = formatSize(d.Memory)
 		}

@@ -198,7 +198,7 @@ func (e *env) keyCmd() *cobra.Command {
 					if errors.As(err, &pe) {
 						err = pe.Err
 					}
-					return usagef("key file %q: %v", file, err)
+					return fileErr(fmt.Sprintf("key file %q", file), err)
 				}
 				defer f.Close()
 				r = f
