@@ -17,9 +17,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/app"
+	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
@@ -134,7 +134,7 @@ func TestUsersAndKeys(t *testing.T) {
 	runSteps(t, data, []step{
 		{args: []string{"user", "list"}, out: "NAME  PASSWORD  KEYS\n"},
 		{args: []string{"user", "add", "alice"}, out: "added user alice\n"},
-		{args: []string{"user", "add", "bob", "--password-stdin"}, stdin: "hunter2\n", out: "added user bob\n"},
+		{args: []string{"user", "add", "bob", "--password-stdin"}, stdin: "hunter22\n", out: "added user bob\n"},
 		{args: []string{"user", "add", "carol.x_y-z", "--password-stdin"}, stdin: "no newline", out: "added user carol.x_y-z\n"},
 		{args: []string{"user", "add", "alice"}, code: 1, errHas: []string{`sshgate: user "alice" already exists`}},
 		{args: []string{"user", "list"}, out: "" +
@@ -167,10 +167,10 @@ func TestUsersAndKeys(t *testing.T) {
 		// Not found.
 		{args: []string{"user", "remove", "nobody"}, code: 1, errHas: []string{`sshgate: user "nobody" not found`}},
 		{args: []string{"user", "passwd", "nobody", "--clear"}, code: 1, errHas: []string{`user "nobody" not found`}},
-		{args: []string{"user", "passwd", "nobody", "--password-stdin"}, stdin: "pw\n", code: 1, errHas: []string{`user "nobody" not found`}},
+		{args: []string{"user", "passwd", "nobody", "--password-stdin"}, stdin: "password\n", code: 1, errHas: []string{`user "nobody" not found`}},
 
 		// Passwords.
-		{args: []string{"user", "passwd", "alice", "--password-stdin"}, stdin: "s3cret\r\n", out: "set the password of alice\n"},
+		{args: []string{"user", "passwd", "alice", "--password-stdin"}, stdin: "s3cret-pw\r\n", out: "set the password of alice\n"},
 		{args: []string{"user", "passwd", "bob", "--clear"}, out: "removed the password of bob\n"},
 
 		// Keys.
@@ -213,7 +213,7 @@ func TestUsersAndKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	for name, pw := range map[string]string{"alice": "s3cret", "carol.x_y-z": "no newline"} {
+	for name, pw := range map[string]string{"alice": "s3cret-pw", "carol.x_y-z": "no newline"} {
 		u, err := st.GetUser(context.Background(), name)
 		if err != nil {
 			t.Fatal(err)
@@ -499,18 +499,18 @@ func TestRunningGateSeesChanges(t *testing.T) {
 	}
 	key, fp := newKey(t, "")
 	runSteps(t, data, []step{
-		{args: []string{"user", "add", "alice", "--password-stdin"}, stdin: "pw1\n", out: "added user alice\n"},
+		{args: []string{"user", "add", "alice", "--password-stdin"}, stdin: "password1\n", out: "added user alice\n"},
 		{args: []string{"key", "add", "alice", "-"}, stdin: key, outHas: []string{fp}},
 	})
 	u, err := gate.GetUser(ctx, "alice")
-	if err != nil || !passwd.Verify(u.PasswordHash, []byte("pw1")) {
+	if err != nil || !passwd.Verify(u.PasswordHash, []byte("password1")) {
 		t.Fatalf("gate sees %+v, %v", u, err)
 	}
 	if ks, err := gate.ListKeys(ctx, "alice"); err != nil || len(ks) != 1 || ks[0].Fingerprint != fp {
 		t.Fatalf("gate sees keys %+v, %v", ks, err)
 	}
-	runSteps(t, data, []step{{args: []string{"user", "passwd", "alice", "--password-stdin"}, stdin: "pw2\n", out: "set the password of alice\n"}})
-	if u, err := gate.GetUser(ctx, "alice"); err != nil || !passwd.Verify(u.PasswordHash, []byte("pw2")) {
+	runSteps(t, data, []step{{args: []string{"user", "passwd", "alice", "--password-stdin"}, stdin: "password2\n", out: "set the password of alice\n"}})
+	if u, err := gate.GetUser(ctx, "alice"); err != nil || !passwd.Verify(u.PasswordHash, []byte("password2")) {
 		t.Fatalf("gate does not see the new password: %+v, %v", u, err)
 	}
 	runSteps(t, data, []step{{args: []string{"user", "remove", "alice"}, out: "removed user alice\n"}})

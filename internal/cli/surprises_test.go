@@ -40,3 +40,16 @@ func TestSessionIDs(t *testing.T) {
 	conf := writeFile(t, t.TempDir(), "c.yaml", "recordings:\n  dir: "+other+"\n")
 	runSteps(t, data, []step{{args: []string{"replay", "fedcba9876543210", "--config", conf}, out: "elsewhere"}})
 }
+
+// Passwords shorter than --min-password-length (default 8) are refused,
+// saying the rule.
+func TestMinimumPasswordLength(t *testing.T) {
+	runSteps(t, t.TempDir(), []step{
+		{args: []string{"user", "add", "dan", "--password-stdin"}, stdin: "ab\n", code: 2,
+			errHas: []string{"password on stdin has 2 characters; at least 8 are required (--min-password-length)"}},
+		{args: []string{"user", "add", "dan", "--password-stdin"}, stdin: "ünïcødé\n", code: 2, errHas: []string{"has 7 characters"}},
+		{args: []string{"user", "add", "dan", "--password-stdin", "--min-password-length", "2"}, stdin: "ab\n", out: "added user dan\n"},
+		{args: []string{"user", "passwd", "dan", "--password-stdin"}, stdin: "short\n", code: 2, errHas: []string{"has 5 characters; at least 8"}},
+		{args: []string{"user", "passwd", "dan", "--password-stdin"}, stdin: "long enough\n", out: "set the password of dan\n"},
+	})
+}

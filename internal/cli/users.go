@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/auth/passwd"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -23,6 +23,7 @@ func (e *env) userCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "user", Short: "Manage gate users", Args: cobra.ArbitraryArgs, RunE: group,
 		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true}}
 	var pwStdin, clear bool
+	var minLen int
 
 	add := &cobra.Command{
 		Use:   "add NAME",
@@ -35,7 +36,7 @@ func (e *env) userCmd() *cobra.Command {
 			}
 			var hash string
 			if pwStdin {
-				pw, err := readPassword(e.stdin)
+				pw, err := readPassword(e.stdin, minLen)
 				if err != nil {
 					return err
 				}
@@ -55,6 +56,7 @@ func (e *env) userCmd() *cobra.Command {
 		}),
 	}
 	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of stdin")
+	add.Flags().IntVar(&minLen, "min-password-length", DefaultMinPasswordLength, "refuse shorter passwords (characters)")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -102,7 +104,7 @@ func (e *env) userCmd() *cobra.Command {
 			}
 			var hash string
 			if pwStdin {
-				p, err := readPassword(e.stdin)
+				p, err := readPassword(e.stdin, minLen)
 				if err != nil {
 					return err
 				}
@@ -126,6 +128,7 @@ func (e *env) userCmd() *cobra.Command {
 		}),
 	}
 	pw.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the new password from the first line of stdin")
+	pw.Flags().IntVar(&minLen, "min-password-length", DefaultMinPasswordLength, "refuse shorter passwords (characters)")
 	pw.Flags().BoolVar(&clear, "clear", false, "remove the password (key login only)")
 
 	cmd.AddCommand(add, list, remove, pw, e.userTOTPCmd())
