@@ -227,6 +227,8 @@ func (e *env) rootCmd() *cobra.Command {
 		e.serveCmd(),
 		e.checkConfigCmd(),
 		e.initCmd(),
+		e.backupCmd(),
+		e.restoreCmd(),
 		e.userCmd(),
 		e.keyCmd(),
 		e.envCmd(),
