@@ -1,11 +1,13 @@
 package e2e_test
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sshgate/sshgate/e2e/harness"
 )
@@ -104,5 +106,76 @@ func TestBackupRestoreWhileServing(t *testing.T) {
 	a2.Port, a2.KnownHosts = g2.Port, g2.KnownHosts
 	if r := harness.Run(a2.SSHTo("", nil, "whoami"), nil, short); r.Code != 0 || !strings.Contains(r.Stdout, "alice") {
 		t.Fatalf("alice on the restored gate: %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// Under systemd (Type=notify) the gate sends READY=1 once it accepts
+// connections and STOPPING=1 when it starts to drain: a unixgram socket
+// stands in for systemd's NOTIFY_SOCKET.
+func TestServeNotifiesSystemd(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "notify")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	g := harness.StartGate(t, harness.GateOptions{Env: []string{"NOTIFY_SOCKET=" + sock}})
+	read := func() string {
+		buf := make([]byte, 4096)
+		l.SetReadDeadline(time.Now().Add(short))
+		n, err := l.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v\ngate stderr:\n%s", err, g.Stderr.String())
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1\nSTATUS=listening on "+g.Addr {
+		t.Fatalf("first notification %q", got)
+	}
+	if err := g.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("after SIGTERM: %q", got)
+	}
+}
+
+// `make install` lays out the binaries, the unit (paths rewritten for
+// PREFIX) and an example config that check-config accepts, and the unit
+// passes `systemd-analyze verify`. (Booting it needs systemd as PID 1, which
+// the test machines do not run.)
+func TestMakeInstallSystemdUnit(t *testing.T) {
+	harness.RequireTools(t, "make", "systemd-analyze")
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mk := exec.Command("make", "-C", root, "install", "BIN="+filepath.Join(dir, "build"), "GO="+goTool(),
+		"PREFIX="+dir+"/usr", "SYSCONFDIR="+dir+"/etc", "UNITDIR="+dir+"/unit")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	unit := filepath.Join(dir, "unit", "sshgate.service")
+	body, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Type=notify", "ExecStart=" + dir + "/usr/bin/sshgate serve --config " + dir + "/etc/sshgate/sshgate.yaml",
+		"ExecStartPre=" + dir + "/usr/bin/sshgate check-config", "User=sshgate", "NoNewPrivileges=yes", "ProtectSystem=strict",
+		"ReadWritePaths=/var/lib/sshgate", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+	if out, err := exec.Command("systemd-analyze", "verify", unit).CombinedOutput(); err != nil || len(out) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.Command(dir+"/usr/bin/sshgate", "check-config", "--config", dir+"/etc/sshgate/sshgate.yaml").CombinedOutput()
+	if err != nil || !strings.HasSuffix(string(out), ": ok\n") {
+		t.Fatalf("check-config of the installed example: %v %q", err, out)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/sshgate/sshgate/internal/app"
 	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/sdnotify"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
 )
@@ -258,12 +260,18 @@ func (e *env) serveCmd() *cobra.Command {
 			defer stop()
 			// The first signal starts the graceful drain; a second one
 			// gets the default action and ends the process at once.
-			go func() { <-ctx.Done(); stop() }()
+			go func() {
+				<-ctx.Done()
+				stop()
+				notify(e.stderr, sdnotify.Stopping)
+			}()
 			err := serveFunc(ctx, app.Options{
 				DataDir:    datadir.Resolve(e.data),
 				Listen:     listen,
 				ConfigFile: config,
 				Log:        e.stderr,
+				// systemd (Type=notify) learns the gate is up once it accepts.
+				Ready: func(addr net.Addr) { notify(e.stderr, sdnotify.Ready+"\nSTATUS=listening on "+addr.String()) },
 
 				MetricsListen: metricsListen,
 			})
@@ -278,6 +286,14 @@ func (e *env) serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&config, "config", "", "YAML configuration file")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9100 (overrides metrics.listen)")
 	return cmd
+}
+
+// notify tells systemd the gate's state when it runs the gate; a socket
+// that cannot be reached is said once on stderr.
+func notify(stderr io.Writer, state string) {
+	if _, err := sdnotify.Notify(state); err != nil {
+		fmt.Fprintf(stderr, "sshgate: %v\n", err)
+	}
 }
 
 func (e *env) gateKeyCmd() *cobra.Command {
