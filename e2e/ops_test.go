@@ -179,3 +179,62 @@ func TestMakeInstallSystemdUnit(t *testing.T) {
 		t.Fatalf("check-config of the installed example: %v %q", err, out)
 	}
 }
+
+// user remove ends the user's live sessions (the client reads the gate's
+// one line and a non-zero status); --keep-sessions leaves them, saying so.
+func TestUserRemoveEndsLiveSessions(t *testing.T) {
+	t.Parallel()
+	w := newObsWorld(t)
+	start := func(c *harness.Client) (*exec.Cmd, *harness.Buffer, chan struct{}) {
+		cmd := c.SSHTo("web-1", nil, "echo started; exec sleep 300")
+		var stdout, stderr harness.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-done })
+		if !stdout.WaitFor("started", short) {
+			t.Fatalf("session did not start: %q", stderr.String())
+		}
+		return cmd, &stderr, done
+	}
+	bob := w.gate.AddUser(t, "bob")
+	w.gate.Admin(t, "grant", "bob", "--target", "web-1")
+	_, _, bobDone := start(bob)
+	if !harness.Eventually(short, func() bool { return len(liveSessions(t, w.gate)) == 1 }) {
+		t.Fatal("bob's session is not live")
+	}
+	if out := w.gate.Admin(t, "user", "remove", "bob", "--keep-sessions"); !strings.Contains(out, "1 live sessions of bob keep running (--keep-sessions)") {
+		t.Fatalf("remove --keep-sessions: %q", out)
+	}
+	select {
+	case <-bobDone:
+		t.Fatal("--keep-sessions ended the session")
+	default:
+	}
+
+	cmd, stderr, done := start(w.alice)
+	if !harness.Eventually(short, func() bool { return len(liveSessions(t, w.gate)) == 2 }) {
+		t.Fatal("alice's session is not live")
+	}
+	out := w.gate.Admin(t, "user", "remove", "alice")
+	if out != "removed user alice\nended 1 live sessions of alice\n" {
+		t.Fatalf("user remove: %q", out)
+	}
+	select {
+	case <-done:
+	case <-time.After(short):
+		t.Fatal("the removed user's client did not exit")
+	}
+	if code := cmd.ProcessState.ExitCode(); code == 0 || code == 255 {
+		t.Errorf("exit status %d, want the gate's non-zero status", code)
+	}
+	if msg := oneLine(t, "kill message", stderr.String()); msg != "sshgate: session ended by an administrator" {
+		t.Errorf("message %q", msg)
+	}
+	if !w.gate.LogContains("session killed") {
+		t.Errorf("the gate did not log the end")
+	}
+}

@@ -87,8 +87,7 @@ func (e *env) userCmd() *cobra.Command {
 		}),
 	}
 
-	remove := e.removeCommand("user", "Remove a user with their keys and grants",
-		func(ctx context.Context, st store.Store, name string) error { return st.RemoveUser(ctx, name) })
+	remove := e.userRemoveCmd()
 
 	pw := &cobra.Command{
 		Use:   "passwd NAME (--password-stdin | --clear)",
