@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -236,5 +237,38 @@ func TestUserRemoveEndsLiveSessions(t *testing.T) {
 	}
 	if !w.gate.LogContains("session killed") {
 		t.Errorf("the gate did not log the end")
+	}
+}
+
+// The first-start banner says how to make a key and lists the six commands
+// the README names; with log.format json, every line the gate writes is a
+// JSON object (the banner becomes one record).
+func TestFirstStartBanner(t *testing.T) {
+	t.Parallel()
+	g := harness.StartGate(t, harness.GateOptions{})
+	if !g.Stderr.WaitFor("gate-key", short) {
+		t.Fatalf("no banner:\n%s", g.Stderr.String())
+	}
+	text := g.Stderr.String()
+	if !strings.Contains(text, "ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519") {
+		t.Errorf("banner does not say how to make a key:\n%s", text)
+	}
+	if n := strings.Count(text, " --data "+g.DataDir+" "); n != 6 {
+		t.Errorf("banner lists %d commands, the README says six:\n%s", n, text)
+	}
+
+	conf := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(conf, []byte("log:\n  format: json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", conf}})
+	if !j.Stderr.WaitFor("no users yet", short) {
+		t.Fatalf("no first-start record:\n%s", j.Stderr.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(j.Stderr.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Errorf("not JSON in a JSON log: %q", line)
+		}
 	}
 }

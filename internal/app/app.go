@@ -173,7 +173,12 @@ func Serve(ctx context.Context, o Options) error {
 	log.Info("sshgate listening", "addr", ln.Addr().String(), "data", dir.Path,
 		"host_key", ssh.FingerprintSHA256(hostKeys[0].PublicKey()))
 	if users, err := st.ListUsers(ctx); err == nil && len(users) == 0 {
-		firstRunHint(o.Log, dir.Path, ln.Addr())
+		if cfg.Log.Format == "json" {
+			// No plain text inside a JSON log stream: one record instead.
+			log.Info("no users yet: see the README's Quick start, or run `sshgate serve` without log.format json once to see the commands", "data", dir.Path)
+		} else {
+			firstRunHint(o.Log, dir.Path, ln.Addr())
+		}
 	}
 	ob.ready()
 	if o.Ready != nil {
@@ -205,7 +210,8 @@ func firstRunHint(w io.Writer, data string, addr net.Addr) {
 		self = os.Args[0] // as invoked, e.g. bin/sshgate after `make run`
 	}
 	fmt.Fprintf(w, `
-sshgate is running, and has no users yet. In another terminal:
+sshgate is running, and has no users yet. In another terminal (no key yet?
+make one with: ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519):
 
   %[3]s --data %[1]s user add me
   %[3]s --data %[1]s key add me ~/.ssh/id_ed25519.pub
