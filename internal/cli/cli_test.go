@@ -247,7 +247,7 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		return mk(append([]string{name, "--env", "prod", "--upstream", "10.0.0.1:22", "--login", "root", "--host-key", hostPub}, extra...)...)
 	}
 	dk := func(name string, extra ...string) []string {
-		return mk(append([]string{name, "--env", "prod", "--docker", "alpine:3.20"}, extra...)...)
+		return mk(append([]string{name, "--env", "prod", "--docker", "alpine:3.20", "--skip-image-check"}, extra...)...)
 	}
 	runSteps(t, data, []step{
 		{args: []string{"env", "list"}, out: "NAME  TARGETS\n"},

@@ -45,6 +45,7 @@ type targetFlags struct {
 	cmd, mounts, setenv               []string
 	memory, cpus, network, per, ttl   string
 	pids, pool                        int
+	skipImageCheck                    bool
 	// certificates (ca.go): login method, host CA verification
 	auth, hostPrincipal string
 	hostCA              bool
@@ -98,6 +99,11 @@ func (e *env) targetCmd() *cobra.Command {
 				}
 				t.Upstream.HostKey = sshkeys.AuthorizedLine(k)
 			}
+			if t.Kind == gate.KindDocker && !f.skipImageCheck {
+				if err := checkImage(ctx, e.stdout, t.Docker.Image); err != nil {
+					return err
+				}
+			}
 			if err := st.AddTarget(ctx, t); err != nil {
 				return err
 			}
@@ -126,6 +132,7 @@ func (e *env) targetCmd() *cobra.Command {
 	fl.StringVar(&f.per, "per", "", "connection (default): a container per connection; user: one per user, kept for --idle-ttl")
 	fl.StringVar(&f.ttl, "idle-ttl", "", "how long an idle per-user container is kept, e.g. 10m (docker, --per user)")
 	fl.IntVar(&f.pool, "pool", 0, "warm containers kept ready (docker)")
+	fl.BoolVar(&f.skipImageCheck, "skip-image-check", false, "add a docker target whose image is not on the engine yet (the gate never pulls images)")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -289,7 +296,7 @@ func (f *targetFlags) target(cmd *cobra.Command, name string) (gate.Target, erro
 	if isUp == isDocker {
 		return gate.Target{}, usagef("target add %s: give exactly one of --upstream and --docker", name)
 	}
-	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool"}
+	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool", "skip-image-check"}
 	if isUp {
 		for _, fl := range dockerOnly {
 			if changed(fl) {
