@@ -35,6 +35,10 @@ func newCAWorld(t *testing.T) *caWorld {
 	harness.RequireTools(t, "/usr/sbin/sshd", "ssh", "ssh-keygen")
 	w := &caWorld{dir: t.TempDir()}
 	data := filepath.Join(w.dir, "data")
+	// Only serve and init create a data directory.
+	if r := runGateCLI(t, data, "init"); r.Code != 0 {
+		t.Fatalf("init: %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
 	if r := runGateCLI(t, data, "ca", "init"); r.Code != 0 {
 		t.Fatalf("ca init: %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
