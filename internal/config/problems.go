@@ -133,6 +133,7 @@ func Check(file string, apply func(*Config)) (Config, error) {
 			src.forgetChanged(before, c)
 		}
 		probs = append(probs, c.problems(src)...)
+		probs = append(probs, c.fileProblems(src)...)
 	}
 	if len(probs) == 0 {
 		return c, nil
@@ -408,4 +409,52 @@ func editDistance(a, b string) int {
 		}
 	}
 	return d[len(ra)][len(rb)]
+}
+
+// fileProblems are the files the configuration names that cannot be read
+// now: serve would stop on each of them.
+func (c Config) fileProblems(src *source) Problems {
+	var out Problems
+	check := func(path, name string) {
+		if name == "" {
+			return
+		}
+		f, err := os.Open(name)
+		if err == nil {
+			f.Close()
+			return
+		}
+		msg := err.Error()
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		p := Problem{Path: path, Line: src.lineOf(path), Msg: fmt.Sprintf("%s: cannot read: %s", name, msg)}
+		if src != nil {
+			p.File = src.file
+		}
+		out = append(out, p)
+	}
+	for _, f := range c.CA.TrustedUserCAKeys {
+		check("ca.trusted_user_ca_keys", f)
+	}
+	if c.Audit.Webhook.URL != "" {
+		check("audit.webhook.token_file", c.Audit.Webhook.TokenFile)
+	}
+	for _, w := range []struct {
+		key string
+		c   WebhookClient
+	}{{"auth.webhook.tls", c.Auth.Webhook.WebhookClient}, {"config_webhook.tls", c.ConfigWebhook.WebhookClient}} {
+		if w.c.URL == "" {
+			continue // off: its files are not read
+		}
+		w := struct {
+			key string
+			tls WebhookTLS
+		}{w.key, w.c.TLS}
+		check(w.key+".ca_file", w.tls.CAFile)
+		check(w.key+".cert_file", w.tls.CertFile)
+		check(w.key+".key_file", w.tls.KeyFile)
+	}
+	return out
 }

@@ -119,3 +119,19 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// Files the configuration names are checked too: serve would stop on them.
+func TestCheckNamedFiles(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ca.pub")
+	if err := os.WriteFile(ok, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := writeConfig(t, "ca:\n  trusted_user_ca_keys: ["+ok+", "+dir+"/missing.pub]\naudit:\n  webhook:\n    url: https://audit.example/x\n    token_file: "+dir+"/token\n")
+	_, err := Check(f, nil)
+	want := f + ":2: ca.trusted_user_ca_keys: " + dir + "/missing.pub: cannot read: no such file or directory\n" +
+		f + ":6: audit.webhook.token_file: " + dir + "/token: cannot read: no such file or directory"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+}
