@@ -1,6 +1,7 @@
 // Package sdnotify tells systemd about the service's state (sd_notify(3)):
-// one datagram to the unix socket named by $NOTIFY_SOCKET. It imports no
-// other package of the project.
+// one datagram to the unix socket named by $NOTIFY_SOCKET.
+//
+// Must not import: any project package
 package sdnotify
 
 import (
