@@ -5,14 +5,35 @@ DATA      ?= ./sshgate-data
 LISTEN    ?= 127.0.0.1:2222
 FUZZTIME  ?= 30s
 TESTFLAGS ?=
+# What `sshgate version` says: stamped from git (a tree without git says "unknown").
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+BUILDDATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+CLIPKG    := github.com/sshgate/sshgate/internal/cli
+LDFLAGS   := -X $(CLIPKG).Version=$(VERSION) -X $(CLIPKG).Commit=$(COMMIT) -X $(CLIPKG).BuildDate=$(BUILDDATE)
 
-.PHONY: all build run test test-setup e2e bench fuzz clean
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+SYSCONFDIR ?= /etc
+UNITDIR   ?= /etc/systemd/system
+
+.PHONY: all build install run test test-setup e2e bench fuzz clean
 
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/sshgate ./cmd/sshgate
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/sshgate ./cmd/sshgate
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/sshgate-agent ./cmd/sshgate-agent
+
+# The binaries, the systemd unit (paths rewritten for PREFIX), an example
+# $(SYSCONFDIR)/sshgate/sshgate.yaml (kept when one exists) and the README.
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/sshgate $(DESTDIR)$(PREFIX)/share/doc/sshgate
+	install -m 0755 $(BIN)/sshgate $(BIN)/sshgate-agent $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|/usr/local/|$(PREFIX)/|g' -e 's|/etc/sshgate/|$(SYSCONFDIR)/sshgate/|g' dist/systemd/sshgate.service > $(DESTDIR)$(UNITDIR)/sshgate.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/sshgate.service
+	test -e $(DESTDIR)$(SYSCONFDIR)/sshgate/sshgate.yaml || install -m 0644 dist/sshgate.yaml $(DESTDIR)$(SYSCONFDIR)/sshgate/sshgate.yaml
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/sshgate/README.md
 
 run: build
 	$(BIN)/sshgate serve --data $(DATA) --listen $(LISTEN)

@@ -132,7 +132,14 @@ func TestDockerTarget(t *testing.T) {
 
 func TestDockerTargetErrors(t *testing.T) {
 	w := newDockerWorld(t)
-	name := w.target(t, "nope", "--docker", "sshgate-test/missing:latest")
+	// target add refuses an image the engine lacks (the gate never pulls);
+	// one added anyway fails at connect time with the image named.
+	args := []string{"target", "add", "nope-" + w.tag, "--env", "dev", "--login", "user", "--docker", "sshgate-test/missing:latest"}
+	if _, se, code := w.gate.AdminResult(args...); code != 1 || !strings.Contains(se, `image "sshgate-test/missing:latest" is not on the Docker engine`) ||
+		!strings.Contains(se, "never pulls images") {
+		t.Errorf("target add with a missing image: exit %d %q", code, se)
+	}
+	name := w.target(t, "nope", "--docker", "sshgate-test/missing:latest", "--skip-image-check")
 	r := w.ssh(t, name, nil, "true")
 	want := `container for ` + name + ` could not start: image "sshgate-test/missing:latest" not found`
 	if r.Code == 0 || !strings.Contains(r.Stderr, want) {

@@ -17,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---- packages ---------------------------------------------------------------
-pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 tmux sshpass make prometheus asciinema python3-paramiko dropbear-bin)
+pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 tmux sshpass make prometheus asciinema python3-paramiko dropbear-bin systemd)
 missing=()
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -54,17 +54,15 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 
 // LoadConfig reads and validates the configuration for o.
 func LoadConfig(o Options) (config.Config, error) {
-	cfg, err := config.Load(o.ConfigFile)
+	cfg, err := config.Check(o.ConfigFile, func(c *config.Config) {
+		if o.Listen != "" {
+			c.Listen = o.Listen
+		}
+		if o.MetricsListen != "" {
+			c.Metrics.Listen = o.MetricsListen
+		}
+	})
 	if err != nil {
-		return cfg, &ConfigError{err}
-	}
-	if o.Listen != "" {
-		cfg.Listen = o.Listen
-	}
-	if o.MetricsListen != "" {
-		cfg.Metrics.Listen = o.MetricsListen
-	}
-	if err := cfg.Validate(); err != nil {
 		return cfg, &ConfigError{fmt.Errorf("invalid configuration:\n%w", err)}
 	}
 	return cfg, nil
@@ -93,7 +91,7 @@ func Serve(ctx context.Context, o Options) error {
 	log := newLogger(o.Log, cfg.Log)
 	startPprof(log)
 	tuneGC()
-	dir, err := datadir.Open(o.DataDir)
+	dir, _, err := datadir.Create(o.DataDir)
 	if err != nil {
 		return err
 	}
@@ -188,7 +186,12 @@ func Serve(ctx context.Context, o Options) error {
 	log.Info("sshgate listening", "addr", ln.Addr().String(), "data", dir.Path,
 		"host_key", ssh.FingerprintSHA256(hostKeys[0].PublicKey()))
 	if users, err := st.ListUsers(ctx); err == nil && len(users) == 0 {
-		firstRunHint(o.Log, dir.Path, ln.Addr())
+		if cfg.Log.Format == "json" {
+			// No plain text inside a JSON log stream: one record instead.
+			log.Info("no users yet: see the README's Quick start, or run `sshgate serve` without log.format json once to see the commands", "data", dir.Path)
+		} else {
+			firstRunHint(o.Log, dir.Path, ln.Addr())
+		}
 	}
 	ob.ready()
 	if o.Ready != nil {
@@ -273,7 +276,8 @@ func firstRunHint(w io.Writer, data string, addr net.Addr) {
 		self = os.Args[0] // as invoked, e.g. bin/sshgate after `make run`
 	}
 	fmt.Fprintf(w, `
-sshgate is running, and has no users yet. In another terminal:
+sshgate is running, and has no users yet. In another terminal (no key yet?
+make one with: ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519):
 
   %[3]s --data %[1]s user add me
   %[3]s --data %[1]s key add me ~/.ssh/id_ed25519.pub

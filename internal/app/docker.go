@@ -36,6 +36,17 @@ func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st stor
 		GateID:        gateID,
 		Logger:        log,
 		Started:       started,
+
+		AllowRoot:      cfg.Docker.AllowRoot,
+		ReadonlyRootfs: cfg.Docker.ReadonlyRootfs,
+		DenyMounts:     cfg.Docker.DenyMounts,
+		DefaultMemory:  dockerMemory(cfg.Docker.DefaultMemory),
+		DefaultPids:    cfg.Docker.DefaultPids,
+		DefaultIdleTTL: cfg.Docker.IdleTTL.D(),
+		PoolIdleTTL:    cfg.Docker.PoolIdleTTL.D(),
+		AgentTimeout:   cfg.Docker.AgentTimeout.D(),
+		RemoveTimeout:  cfg.Docker.RemoveTimeout.D(),
+		OpenTimeout:    cfg.Docker.OpenTimeout.D(),
 	}, api)
 	if err != nil {
 		log.Warn("docker targets disabled", "err", err)
@@ -73,4 +84,13 @@ func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st stor
 			log.Warn("closing docker backend", "err", err)
 		}
 	}, nil
+}
+
+// dockerMemory maps docker.default_memory (0: no limit) onto the backend's
+// DefaultMemory (negative: no limit).
+func dockerMemory(s config.Size) int64 {
+	if s == 0 {
+		return -1
+	}
+	return int64(s)
 }

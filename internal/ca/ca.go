@@ -316,7 +316,7 @@ func ReadPublicKeyFile(path string) (ssh.PublicKey, string, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, "", fmt.Errorf("%s: %v", path, err)
+		return nil, "", fmt.Errorf("%s: %w", path, err)
 	}
 	k, comment, err := ParsePublicKey(data)
 	if err != nil {

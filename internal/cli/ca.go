@@ -16,6 +16,7 @@ import (
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/sshkeys"
+	"github.com/sshgate/sshgate/internal/store"
 )
 
 // caCmd is `sshgate ca ...`: the gate's certificate authority (internal/ca).
@@ -144,6 +145,9 @@ func parseTTL(flag, s string) (time.Duration, error) {
 // file is a usage error naming the file and the problem.
 func readKeyArg(what, path string) (ssh.PublicKey, string, error) {
 	k, comment, err := ca.ReadPublicKeyFile(path)
+	if isFileErr(err) {
+		return nil, "", failf("%s: %v", what, err)
+	}
 	if err != nil {
 		return nil, "", usagef("%s: %v", what, err)
 	}
@@ -256,6 +260,15 @@ func (e *env) caSignUserCmd() *cobra.Command {
 			if c.Client == nil {
 				return failf("no client CA: run `sshgate ca init`")
 			}
+			st, err := e.store()
+			if err != nil {
+				return err
+			}
+			if _, err := st.GetUser(cmd.Context(), user); errors.Is(err, store.ErrNotFound) {
+				return failf("ca sign-user: user %q not found (add it with `sshgate user add %s`)", user, user)
+			} else if err != nil {
+				return err
+			}
 			if keyID == "" {
 				keyID = "sshgate user " + user
 			}
@@ -296,6 +309,9 @@ func (e *env) caTrustCmd() *cobra.Command {
 		Args:  argsOf([]string{"FILE"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			k, comment, err := ca.ReadPublicKeyFile(args[0])
+			if isFileErr(err) {
+				return failf("ca trust-user-ca: %v", err)
+			}
 			if err != nil {
 				return usagef("ca trust-user-ca: %v", err)
 			}

@@ -11,6 +11,9 @@ import (
 func TestCACommands(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	key, _ := newKey(t, "k")
 	keyFile := writeFile(t, dir, "id.pub", key+"\n")
 	caKey, caFP := newKey(t, "ext-ca")
@@ -34,6 +37,8 @@ func TestCACommands(t *testing.T) {
 		{args: []string{"ca", "show", "client"}, outHas: []string{"ssh-ed25519 ", "sshgate-ca-client"}},
 		{args: []string{"ca", "show", "both"}, code: 2, errHas: []string{`"both"`}},
 
+		{args: []string{"ca", "sign-user", "alice", keyFile, "--ttl", "8h"}, code: 1, errHas: []string{`ca sign-user: user "alice" not found (add it with `}},
+		{args: []string{"user", "add", "alice"}},
 		{args: []string{"ca", "sign-user", "alice", keyFile, "--ttl", "8h"}, outHas: []string{"id-cert.pub", "serial ", `"sshgate user alice"`}},
 		{args: []string{"ca", "sign-user", "alice", keyFile, "--ttl", "forever"}, code: 2, errHas: []string{`--ttl "forever"`}},
 		{args: []string{"ca", "sign-user", "Alice", keyFile}, code: 2, errHas: []string{`"Alice"`}},

@@ -18,10 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"os"
 	"os/signal"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -29,12 +29,10 @@ import (
 
 	"github.com/sshgate/sshgate/internal/app"
 	"github.com/sshgate/sshgate/internal/datadir"
+	"github.com/sshgate/sshgate/internal/sdnotify"
 	"github.com/sshgate/sshgate/internal/store"
 	"github.com/sshgate/sshgate/internal/store/sqlite"
 )
-
-// Version is set at build time with -ldflags "-X github.com/sshgate/sshgate/internal/cli.Version=v1.2.3".
-var Version = ""
 
 // Exit codes.
 const (
@@ -59,6 +57,23 @@ func usagef(format string, args ...any) error {
 // failf is a failure: exit 1.
 func failf(format string, args ...any) error {
 	return &exitError{code: ExitFail, msg: fmt.Sprintf(format, args...)}
+}
+
+// fileErr is a file named on the command line that cannot be read: a
+// condition of the machine (exit 1, no usage hint), not a bad argument.
+func fileErr(what string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return failf("%s: %v", what, err)
+}
+
+// isFileErr reports an error reading a file (missing, unreadable), as
+// opposed to one about its content.
+func isFileErr(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)
 }
 
 // storeErr turns a store error into its one-line message, exit 1:
@@ -204,6 +219,7 @@ func (e *env) rootCmd() *cobra.Command {
 		RunE: group,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	setVersionFlag(root)
 	root.PersistentFlags().StringVar(&e.data, "data", "", "data directory (default $"+datadir.EnvVar+" or "+datadir.Default+")")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		if !cmd.HasParent() {
@@ -213,6 +229,10 @@ func (e *env) rootCmd() *cobra.Command {
 	})
 	root.AddCommand(
 		e.serveCmd(),
+		e.checkConfigCmd(),
+		e.initCmd(),
+		e.backupCmd(),
+		e.restoreCmd(),
 		e.userCmd(),
 		e.keyCmd(),
 		e.envCmd(),
@@ -242,12 +262,18 @@ func (e *env) serveCmd() *cobra.Command {
 			defer stop()
 			// The first signal starts the graceful drain; a second one
 			// gets the default action and ends the process at once.
-			go func() { <-ctx.Done(); stop() }()
+			go func() {
+				<-ctx.Done()
+				stop()
+				notify(e.stderr, sdnotify.Stopping)
+			}()
 			err := serveFunc(ctx, app.Options{
 				DataDir:    datadir.Resolve(e.data),
 				Listen:     listen,
 				ConfigFile: config,
 				Log:        e.stderr,
+				// systemd (Type=notify) learns the gate is up once it accepts.
+				Ready: func(addr net.Addr) { notify(e.stderr, sdnotify.Ready+"\nSTATUS=listening on "+addr.String()) },
 
 				MetricsListen: metricsListen,
 			})
@@ -262,6 +288,14 @@ func (e *env) serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&config, "config", "", "YAML configuration file")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9100 (overrides metrics.listen)")
 	return cmd
+}
+
+// notify tells systemd the gate's state when it runs the gate; a socket
+// that cannot be reached is said once on stderr.
+func notify(stderr io.Writer, state string) {
+	if _, err := sdnotify.Notify(state); err != nil {
+		fmt.Fprintf(stderr, "sshgate: %v\n", err)
+	}
 }
 
 func (e *env) gateKeyCmd() *cobra.Command {
@@ -280,28 +314,6 @@ func (e *env) gateKeyCmd() *cobra.Command {
 			}
 			line := strings.TrimSpace(string(marshalAuthorizedKey(s.PublicKey())))
 			fmt.Fprintf(e.stdout, "%s sshgate-gate-key\n", line)
-			return nil
-		}),
-	}
-}
-
-func version() string {
-	if Version != "" {
-		return Version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
-
-func (e *env) versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  argsOf(nil, 0),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintf(e.stdout, "sshgate %s (%s %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
 		}),
 	}

@@ -134,7 +134,7 @@ func TestUsersAndKeys(t *testing.T) {
 	runSteps(t, data, []step{
 		{args: []string{"user", "list"}, out: "NAME  PASSWORD  KEYS\n"},
 		{args: []string{"user", "add", "alice"}, out: "added user alice\n"},
-		{args: []string{"user", "add", "bob", "--password-stdin"}, stdin: "hunter2\n", out: "added user bob\n"},
+		{args: []string{"user", "add", "bob", "--password-stdin"}, stdin: "hunter22\n", out: "added user bob\n"},
 		{args: []string{"user", "add", "carol.x_y-z", "--password-stdin"}, stdin: "no newline", out: "added user carol.x_y-z\n"},
 		{args: []string{"user", "add", "alice"}, code: 1, errHas: []string{`sshgate: user "alice" already exists`}},
 		{args: []string{"user", "list"}, out: "" +
@@ -167,10 +167,10 @@ func TestUsersAndKeys(t *testing.T) {
 		// Not found.
 		{args: []string{"user", "remove", "nobody"}, code: 1, errHas: []string{`sshgate: user "nobody" not found`}},
 		{args: []string{"user", "passwd", "nobody", "--clear"}, code: 1, errHas: []string{`user "nobody" not found`}},
-		{args: []string{"user", "passwd", "nobody", "--password-stdin"}, stdin: "pw\n", code: 1, errHas: []string{`user "nobody" not found`}},
+		{args: []string{"user", "passwd", "nobody", "--password-stdin"}, stdin: "password\n", code: 1, errHas: []string{`user "nobody" not found`}},
 
 		// Passwords.
-		{args: []string{"user", "passwd", "alice", "--password-stdin"}, stdin: "s3cret\r\n", out: "set the password of alice\n"},
+		{args: []string{"user", "passwd", "alice", "--password-stdin"}, stdin: "s3cret-pw\r\n", out: "set the password of alice\n"},
 		{args: []string{"user", "passwd", "bob", "--clear"}, out: "removed the password of bob\n"},
 
 		// Keys.
@@ -186,7 +186,7 @@ func TestUsersAndKeys(t *testing.T) {
 		{args: []string{"key", "add", "alice", "-"}, stdin: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n", code: 2, errHas: []string{"stdin line 1: this is a private key; give the public key (the .pub file)"}},
 		{args: []string{"key", "add", "alice", empty}, code: 2, errHas: []string{empty + ": no keys found"}},
 		{args: []string{"key", "add", "alice", "-"}, stdin: "garbage\n", code: 2, errHas: []string{"stdin line 1: not an SSH public key"}},
-		{args: []string{"key", "add", "alice", filepath.Join(files, "missing.pub")}, code: 2, errHas: []string{`key file "` + filepath.Join(files, "missing.pub") + `": no such file or directory`}},
+		{args: []string{"key", "add", "alice", filepath.Join(files, "missing.pub")}, code: 1, errHas: []string{`key file "` + filepath.Join(files, "missing.pub") + `": no such file or directory`}},
 		{args: []string{"key", "add", "alice"}, code: 2, errHas: []string{"key add: missing FILE"}},
 		{args: []string{"key", "add", "Alice", multi}, code: 2, errHas: []string{`invalid user name "Alice"`}},
 		{args: []string{"key", "add", "nobody", multi}, code: 1, errHas: []string{`user "nobody" not found`}},
@@ -213,7 +213,7 @@ func TestUsersAndKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	for name, pw := range map[string]string{"alice": "s3cret", "carol.x_y-z": "no newline"} {
+	for name, pw := range map[string]string{"alice": "s3cret-pw", "carol.x_y-z": "no newline"} {
 		u, err := st.GetUser(context.Background(), name)
 		if err != nil {
 			t.Fatal(err)
@@ -247,7 +247,7 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		return mk(append([]string{name, "--env", "prod", "--upstream", "10.0.0.1:22", "--login", "root", "--host-key", hostPub}, extra...)...)
 	}
 	dk := func(name string, extra ...string) []string {
-		return mk(append([]string{name, "--env", "prod", "--docker", "alpine:3.20"}, extra...)...)
+		return mk(append([]string{name, "--env", "prod", "--docker", "alpine:3.20", "--skip-image-check"}, extra...)...)
 	}
 	runSteps(t, data, []step{
 		{args: []string{"env", "list"}, out: "NAME  TARGETS\n"},
@@ -280,7 +280,9 @@ func TestEnvsTargetsGrants(t *testing.T) {
 			"image     alpine:3.20\n", "user      1000:1000\n", "cmd       sleep infinity\n", "mounts    /srv/data:/data:ro\n",
 			"memory    512m\n", "cpus      1.5\n", "pids      256\n", "network   backend\n", "per       user\n",
 			"idle ttl  10m\n", "pool      2\n", "env vars  LANG=C.UTF-8\n"}},
-		{args: []string{"target", "show", "tiny"}, outHas: []string{"network   none\n", "per       connection\n", "memory    -\n"}},
+		{args: []string{"target", "show", "tiny"}, outHas: []string{"network   none\n", "per       connection\n", "memory    1g (default, docker.default_memory)\n", "pids      256 (default, docker.default_pids)\n", "cpus      no limit\n"}},
+		{args: []string{"target", "show", "tiny", "--config", writeFile(t, t.TempDir(), "c.yaml", "docker:\n  default_memory: 512MiB\n  default_pids: 64\n")},
+			outHas: []string{"memory    512m (default, docker.default_memory)\n", "pids      64 (default, docker.default_pids)\n"}},
 		{args: []string{"target", "pin-host-key", "db-1", "--host-key", hostPub},
 			out: "pinned host key for db-1: ssh-ed25519 " + hkfp + " (was ssh-ed25519 " + kh2fp + ")\n"},
 		{args: []string{"target", "show", "db-1"}, outHas: []string{"host key  ssh-ed25519 " + hkfp + "\n", "login     postgres\n"}},
@@ -311,7 +313,7 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		{args: mk("x", "--env", "prod", "--upstream", "h:22", "--login", "root"), code: 2, errHas: []string{"exactly one of --host-key FILE and --scan-host-key"}},
 		{args: mk("x", "--env", "prod", "--upstream", "h:22", "--login", "root", "--host-key", hostPub, "--scan-host-key"), code: 2, errHas: []string{"exactly one of --host-key FILE and --scan-host-key"}},
 		{args: mk("x", "--env", "prod", "--upstream", "h:22", "--login", "root", "--host-key", badHost), code: 2, errHas: []string{`--host-key "` + badHost + `" line 1: not a public key nor a known_hosts line`}},
-		{args: mk("x", "--env", "prod", "--upstream", "h:22", "--login", "root", "--host-key", filepath.Join(files, "nope")), code: 2, errHas: []string{`--host-key "` + filepath.Join(files, "nope") + `": no such file or directory`}},
+		{args: mk("x", "--env", "prod", "--upstream", "h:22", "--login", "root", "--host-key", filepath.Join(files, "nope")), code: 1, errHas: []string{`--host-key "` + filepath.Join(files, "nope") + `": no such file or directory`}},
 		{args: mk("x", "--env", "prod"), code: 2, errHas: []string{"exactly one of --upstream and --docker"}},
 		{args: mk("x", "--env", "prod", "--upstream", "h:22", "--docker", "alpine"), code: 2, errHas: []string{"exactly one of --upstream and --docker"}},
 		{args: up("x", "--memory", "1g"), code: 2, errHas: []string{"--memory is for --docker targets"}},
@@ -497,18 +499,18 @@ func TestRunningGateSeesChanges(t *testing.T) {
 	}
 	key, fp := newKey(t, "")
 	runSteps(t, data, []step{
-		{args: []string{"user", "add", "alice", "--password-stdin"}, stdin: "pw1\n", out: "added user alice\n"},
+		{args: []string{"user", "add", "alice", "--password-stdin"}, stdin: "password1\n", out: "added user alice\n"},
 		{args: []string{"key", "add", "alice", "-"}, stdin: key, outHas: []string{fp}},
 	})
 	u, err := gate.GetUser(ctx, "alice")
-	if err != nil || !passwd.Verify(u.PasswordHash, []byte("pw1")) {
+	if err != nil || !passwd.Verify(u.PasswordHash, []byte("password1")) {
 		t.Fatalf("gate sees %+v, %v", u, err)
 	}
 	if ks, err := gate.ListKeys(ctx, "alice"); err != nil || len(ks) != 1 || ks[0].Fingerprint != fp {
 		t.Fatalf("gate sees keys %+v, %v", ks, err)
 	}
-	runSteps(t, data, []step{{args: []string{"user", "passwd", "alice", "--password-stdin"}, stdin: "pw2\n", out: "set the password of alice\n"}})
-	if u, err := gate.GetUser(ctx, "alice"); err != nil || !passwd.Verify(u.PasswordHash, []byte("pw2")) {
+	runSteps(t, data, []step{{args: []string{"user", "passwd", "alice", "--password-stdin"}, stdin: "password2\n", out: "set the password of alice\n"}})
+	if u, err := gate.GetUser(ctx, "alice"); err != nil || !passwd.Verify(u.PasswordHash, []byte("password2")) {
 		t.Fatalf("gate does not see the new password: %+v, %v", u, err)
 	}
 	runSteps(t, data, []step{{args: []string{"user", "remove", "alice"}, out: "removed user alice\n"}})

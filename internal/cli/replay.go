@@ -6,20 +6,23 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sshgate/sshgate/internal/audit/recording"
+	"github.com/sshgate/sshgate/internal/config"
 )
 
 func (e *env) replayCmd() *cobra.Command {
 	var speed float64
 	var maxIdle time.Duration
+	var config string
 	cmd := &cobra.Command{
-		Use:   "replay FILE",
-		Short: "Play a session recording (asciicast v2) in this terminal, with harmful escape sequences neutralised",
-		Args:  argsOf([]string{"FILE"}, 0),
+		Use:   "replay FILE|SESSION_ID",
+		Short: "Play a session recording (asciicast v2, a file or a session id) in this terminal, with harmful escape sequences neutralised",
+		Args:  argsOf([]string{"FILE|SESSION_ID"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			if speed <= 0 || speed > 1e6 {
 				return usagef("replay: --speed %g must be above 0 (and at most 1000000)", speed)
@@ -27,7 +30,10 @@ func (e *env) replayCmd() *cobra.Command {
 			if maxIdle < 0 {
 				return usagef("replay: --max-idle %s must not be negative", maxIdle)
 			}
-			file := args[0]
+			file, err := e.recordingFile(args[0], config)
+			if err != nil {
+				return err
+			}
 			// Check the whole file first: a malformed one plays nothing.
 			if err := readRecording(file, nil); err != nil {
 				return err
@@ -35,7 +41,7 @@ func (e *env) replayCmd() *cobra.Command {
 			out := bufio.NewWriter(e.stdout)
 			san := recording.NewSanitizer(out)
 			var last float64
-			err := readRecording(file, func(ev recording.Event) error {
+			err = readRecording(file, func(ev recording.Event) error {
 				if ev.Type != "o" {
 					return nil
 				}
@@ -69,6 +75,7 @@ func (e *env) replayCmd() *cobra.Command {
 		}),
 	}
 	cmd.Flags().Float64Var(&speed, "speed", 1, "playback speed factor (2 plays twice as fast)")
+	cmd.Flags().StringVar(&config, "config", "", "YAML configuration file, for recordings.dir when replaying by session id")
 	cmd.Flags().DurationVar(&maxIdle, "max-idle", 0, "cap pauses to this long, e.g. 2s (0: keep the recorded pauses)")
 	return cmd
 }
@@ -109,4 +116,33 @@ func readRecording(file string, f func(recording.Event) error) error {
 			}
 		}
 	}
+}
+
+// recordingFile is the recording to play: arg itself when it names a file,
+// else the recording of session arg in the recordings directory
+// (recordings.dir of the configuration, default DATA/recordings).
+func (e *env) recordingFile(arg, configFile string) (string, error) {
+	if _, err := os.Stat(arg); err == nil || !sessionID.MatchString(arg) {
+		return arg, nil
+	}
+	cfg, err := config.Check(configFile, nil)
+	if err != nil {
+		return "", usagef("replay: %v", err)
+	}
+	d, err := e.dataDir()
+	if err != nil {
+		return "", err
+	}
+	dir := cfg.Recordings.Dir
+	switch {
+	case dir == "":
+		dir = d.RecordingsDir()
+	case !filepath.IsAbs(dir):
+		dir = filepath.Join(d.Path, dir)
+	}
+	file := filepath.Join(dir, recording.FileName(arg))
+	if _, err := os.Stat(file); err != nil {
+		return "", failf("replay: no recording of session %s in %s", arg, dir)
+	}
+	return file, nil
 }

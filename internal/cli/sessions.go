@@ -28,7 +28,7 @@ type sessionView struct {
 	KillRequested bool      `json:"kill_requested"`
 }
 
-var sessionID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var sessionID = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
 func (e *env) sessionsCmd() *cobra.Command {
 	var asJSON bool
@@ -81,7 +81,7 @@ func (e *env) sessionsCmd() *cobra.Command {
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
 			if !sessionID.MatchString(id) {
-				return usagef("sessions kill: %q is not a session id", id)
+				return usagef("sessions kill: %q is not a session id (16 hex digits, as `sshgate sessions` lists them)", id)
 			}
 			st, err := e.store()
 			if err != nil {

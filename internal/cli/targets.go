@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/ca"
+	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
@@ -44,6 +45,7 @@ type targetFlags struct {
 	cmd, mounts, setenv               []string
 	memory, cpus, network, per, ttl   string
 	pids, pool                        int
+	skipImageCheck                    bool
 	// certificates (ca.go): login method, host CA verification
 	auth, hostPrincipal string
 	hostCA              bool
@@ -97,6 +99,11 @@ func (e *env) targetCmd() *cobra.Command {
 				}
 				t.Upstream.HostKey = sshkeys.AuthorizedLine(k)
 			}
+			if t.Kind == gate.KindDocker && !f.skipImageCheck {
+				if err := checkImage(ctx, e.stdout, t.Docker.Image); err != nil {
+					return err
+				}
+			}
 			if err := st.AddTarget(ctx, t); err != nil {
 				return err
 			}
@@ -125,6 +132,7 @@ func (e *env) targetCmd() *cobra.Command {
 	fl.StringVar(&f.per, "per", "", "connection (default): a container per connection; user: one per user, kept for --idle-ttl")
 	fl.StringVar(&f.ttl, "idle-ttl", "", "how long an idle per-user container is kept, e.g. 10m (docker, --per user)")
 	fl.IntVar(&f.pool, "pool", 0, "warm containers kept ready (docker)")
+	fl.BoolVar(&f.skipImageCheck, "skip-image-check", false, "add a docker target whose image is not on the engine yet (the gate never pulls images)")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -162,8 +170,9 @@ func (e *env) targetCmd() *cobra.Command {
 	remove := e.removeCommand("target", "Remove a target and the grants naming it",
 		func(ctx context.Context, st store.Store, name string) error { return st.RemoveTarget(ctx, name) })
 
+	var showConfig string
 	show := &cobra.Command{
-		Use:   "show NAME",
+		Use:   "show NAME [--config FILE]",
 		Short: "Show a target",
 		Args:  argsOf([]string{"NAME"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
@@ -182,9 +191,14 @@ func (e *env) targetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return showTarget(e.stdout, t, infoRows(ti)...)
+			cfg, err := config.Check(showConfig, nil)
+			if err != nil {
+				return usagef("target show: %v", err)
+			}
+			return showTarget(e.stdout, t, cfg.Docker, infoRows(ti)...)
 		}),
 	}
+	show.Flags().StringVar(&showConfig, "config", "", "YAML configuration file, for the docker.* defaults a target without its own limits gets")
 	var pinFile, pinPrincipal string
 	var pinScan, pinCA bool
 	pin := &cobra.Command{
@@ -282,7 +296,7 @@ func (f *targetFlags) target(cmd *cobra.Command, name string) (gate.Target, erro
 	if isUp == isDocker {
 		return gate.Target{}, usagef("target add %s: give exactly one of --upstream and --docker", name)
 	}
-	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool"}
+	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool", "skip-image-check"}
 	if isUp {
 		for _, fl := range dockerOnly {
 			if changed(fl) {
@@ -481,7 +495,7 @@ func readHostKeyFile(path string) (ssh.PublicKey, error) {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return nil, usagef("--host-key %q: %v", path, err)
+		return nil, fileErr(fmt.Sprintf("--host-key %q", path), err)
 	}
 	var keys []ssh.PublicKey
 	sc := bufio.NewScanner(bytes.NewReader(data))
@@ -544,7 +558,7 @@ func parseHostKeyLine(line string) (ssh.PublicKey, error) {
 	return k, nil
 }
 
-func showTarget(w io.Writer, t gate.Target, extra ...[2]string) error {
+func showTarget(w io.Writer, t gate.Target, defaults config.Docker, extra ...[2]string) error {
 	tw := newTable(w, "FIELD", "VALUE")
 	tw.row("name", t.Name)
 	tw.row("env", t.Env)
@@ -571,7 +585,13 @@ func showTarget(w io.Writer, t gate.Target, extra ...[2]string) error {
 		tw.row("cmd", orDash(strings.Join(d.Cmd, " ")))
 		tw.row("mounts", orDash(strings.Join(d.Mounts, " ")))
 		tw.row("env vars", orDash(strings.Join(d.Env, " ")))
-		mem, cpus, pids := "-", "-", "-"
+		// Without limits of its own, a container gets the docker.* defaults.
+		mem := "no limit (default, docker.default_memory)"
+		if defaults.DefaultMemory > 0 {
+			mem = formatSize(int64(defaults.DefaultMemory)) + " (default, docker.default_memory)"
+		}
+		cpus := "no limit"
+		pids := strconv.FormatInt(defaults.DefaultPids, 10) + " (default, docker.default_pids)"
 		if d.Memory > 0 {
 			mem = formatSize(d.Memory)
 		}

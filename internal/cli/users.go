@@ -23,6 +23,7 @@ func (e *env) userCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "user", Short: "Manage gate users", Args: cobra.ArbitraryArgs, RunE: group,
 		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true}}
 	var pwStdin, clear bool
+	var minLen int
 
 	add := &cobra.Command{
 		Use:   "add NAME",
@@ -35,7 +36,7 @@ func (e *env) userCmd() *cobra.Command {
 			}
 			var hash string
 			if pwStdin {
-				pw, err := readPassword(e.stdin)
+				pw, err := readPassword(e.stdin, minLen)
 				if err != nil {
 					return err
 				}
@@ -55,6 +56,7 @@ func (e *env) userCmd() *cobra.Command {
 		}),
 	}
 	add.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the password from the first line of stdin")
+	add.Flags().IntVar(&minLen, "min-password-length", DefaultMinPasswordLength, "refuse shorter passwords (characters)")
 
 	list := &cobra.Command{
 		Use:   "list",
@@ -85,8 +87,7 @@ func (e *env) userCmd() *cobra.Command {
 		}),
 	}
 
-	remove := e.removeCommand("user", "Remove a user with their keys and grants",
-		func(ctx context.Context, st store.Store, name string) error { return st.RemoveUser(ctx, name) })
+	remove := e.userRemoveCmd()
 
 	pw := &cobra.Command{
 		Use:   "passwd NAME (--password-stdin | --clear)",
@@ -102,7 +103,7 @@ func (e *env) userCmd() *cobra.Command {
 			}
 			var hash string
 			if pwStdin {
-				p, err := readPassword(e.stdin)
+				p, err := readPassword(e.stdin, minLen)
 				if err != nil {
 					return err
 				}
@@ -126,6 +127,7 @@ func (e *env) userCmd() *cobra.Command {
 		}),
 	}
 	pw.Flags().BoolVar(&pwStdin, "password-stdin", false, "read the new password from the first line of stdin")
+	pw.Flags().IntVar(&minLen, "min-password-length", DefaultMinPasswordLength, "refuse shorter passwords (characters)")
 	pw.Flags().BoolVar(&clear, "clear", false, "remove the password (key login only)")
 
 	cmd.AddCommand(add, list, remove, pw, e.userTOTPCmd())
@@ -198,7 +200,7 @@ func (e *env) keyCmd() *cobra.Command {
 					if errors.As(err, &pe) {
 						err = pe.Err
 					}
-					return usagef("key file %q: %v", file, err)
+					return fileErr(fmt.Sprintf("key file %q", file), err)
 				}
 				defer f.Close()
 				r = f

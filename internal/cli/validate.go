@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -149,7 +150,12 @@ func parseDuration(flag, s string) (time.Duration, error) {
 }
 
 // readPassword reads one line from r, without its line ending.
-func readPassword(r io.Reader) ([]byte, error) {
+// DefaultMinPasswordLength is --min-password-length when not given.
+const DefaultMinPasswordLength = 8
+
+// readPassword reads the first line of r as a password of at least min
+// characters.
+func readPassword(r io.Reader, min int) ([]byte, error) {
 	line, err := bufio.NewReader(r).ReadString('\n')
 	if err != nil && err != io.EOF {
 		return nil, failf("read password from stdin: %v", err)
@@ -158,6 +164,9 @@ func readPassword(r io.Reader) ([]byte, error) {
 	line = strings.TrimSuffix(line, "\r")
 	if line == "" {
 		return nil, usagef("empty password on stdin: refused")
+	}
+	if n := utf8.RuneCountInString(line); n < min {
+		return nil, usagef("password on stdin has %d characters; at least %d are required (--min-password-length)", n, min)
 	}
 	return []byte(line), nil
 }

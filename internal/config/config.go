@@ -5,12 +5,11 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,7 +97,24 @@ type Docker struct {
 	Host      string `yaml:"host"`       // default: $DOCKER_HOST or the local socket
 	AgentPath string `yaml:"agent_path"` // default: sshgate-agent beside the sshgate binary
 	Transport string `yaml:"transport"`  // "" (auto), "socket" or "exec"
+
+	AllowRoot      bool     `yaml:"allow_root"`      // containers may run as uid 0
+	ReadonlyRootfs bool     `yaml:"readonly_rootfs"` // read-only root filesystem (tmpfs /tmp); socket transport only
+	DenyMounts     []string `yaml:"deny_mounts"`     // host paths refused as mount sources, beside the built-in list
+	DefaultMemory  Size     `yaml:"default_memory"`  // for targets without --memory; 0: no limit
+	DefaultPids    int64    `yaml:"default_pids"`    // for targets without --pids
+	IdleTTL        Duration `yaml:"idle_ttl"`        // per-user containers without --idle-ttl
+	PoolIdleTTL    Duration `yaml:"pool_idle_ttl"`   // a pool not used this long is drained
+	AgentTimeout   Duration `yaml:"agent_timeout"`   // wait for the agent in a new container
+	RemoveTimeout  Duration `yaml:"remove_timeout"`  // one container removal
+	OpenTimeout    Duration `yaml:"open_timeout"`    // a whole container start, engine calls included
 }
+
+// Docker defaults (the docker backend's own).
+const (
+	DefaultDockerMemory = 1 << 30
+	DefaultDockerPids   = 256
+)
 
 // Defaults returns the configuration used when no file is given.
 func Defaults() Config {
@@ -129,6 +145,15 @@ func Defaults() Config {
 			UpstreamTimeout:         Duration(10 * time.Second),
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
+		Docker: Docker{
+			DefaultMemory: DefaultDockerMemory,
+			DefaultPids:   DefaultDockerPids,
+			IdleTTL:       Duration(15 * time.Minute),
+			PoolIdleTTL:   Duration(30 * time.Minute),
+			AgentTimeout:  Duration(15 * time.Second),
+			RemoveTimeout: Duration(15 * time.Second),
+			OpenTimeout:   Duration(60 * time.Second),
+		},
 		EnvAllow:      []string{"LANG", "LC_*"},
 		MFA:           defaultMFA(),
 		Penalties:     defaultPenalties(),
@@ -141,30 +166,17 @@ func Defaults() Config {
 	}
 }
 
-// Load reads a YAML file over the defaults. Unknown keys are errors. An empty
-// path returns the defaults.
+// Load reads a YAML file over the defaults. Every problem of the file
+// itself (syntax, unknown or repeated keys, values of the wrong type) is
+// returned at once as Problems. An empty path returns the defaults. Check
+// adds validation.
 func Load(file string) (Config, error) {
-	c := Defaults()
-	if file == "" {
-		return c, nil
-	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return c, fmt.Errorf("read config: %w", err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF) {
-		return c, fmt.Errorf("config %s: %w", file, err)
+	c, _, probs := load(file)
+	if len(probs) > 0 {
+		probs.sort()
+		return c, probs
 	}
 	return c, nil
-}
-
-var errEOF = errorsEOF()
-
-func errorsEOF() error {
-	var c Config
-	return yaml.NewDecoder(bytes.NewReader(nil)).Decode(&c)
 }
 
 // Validate returns every problem found, each naming its key.
@@ -173,11 +185,13 @@ func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", "%q is not HOST:PORT", c.Listen)
+	if msg := checkListen(c.Listen); msg != "" {
+		bad("listen", "%s", msg)
 	}
-	if _, _, ok := c.AdvertiseHostPort(); c.Advertise != "" && (!ok || strings.ContainsAny(c.Advertise, " \t\n/@")) {
+	if _, p, ok := c.AdvertiseHostPort(); c.Advertise != "" && (!ok || strings.ContainsAny(c.Advertise, " \t\n/@")) {
 		bad("advertise", "%q is not HOST or HOST:PORT", c.Advertise)
+	} else if n, err := strconv.Atoi(p); ok && (err != nil || n < 1 || n > 65535) {
+		bad("advertise", "port %q is not a number from 1 to 65535", p)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -234,11 +248,7 @@ func (c Config) Validate() error {
 		bad("limits.shutdown_grace", "%s must not be negative", l.ShutdownGrace.D())
 	}
 	errs = append(errs, c.Menu.validate()...)
-	switch c.Docker.Transport {
-	case "", "socket", "exec":
-	default:
-		bad("docker.transport", "%q is not socket or exec", c.Docker.Transport)
-	}
+	c.Docker.validate(bad)
 	for _, e := range c.EnvAllow {
 		if _, err := path.Match(e, "X"); err != nil || e == "" || strings.ContainsAny(e, "= ") {
 			bad("env_allow", "%q is not an environment variable name or NAME_* pattern", e)
@@ -250,6 +260,19 @@ func (c Config) Validate() error {
 	c.validateCA(bad)
 	c.Audit.validate(bad)
 	return errors.Join(errs...)
+}
+
+// checkListen says what is wrong with a listen address ("" when nothing):
+// HOST:PORT with a port from 0 (any free port) to 65535.
+func checkListen(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not HOST:PORT", addr)
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("port %q is not a number from 0 to 65535", p)
+	}
+	return ""
 }
 
 // AdvertiseHostPort splits advertise ("host" or "host:port", port 22 when

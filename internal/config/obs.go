@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"strings"
 )
 
@@ -44,8 +43,8 @@ func (c Config) validateObs() []error {
 		bad("recordings.dir", "%q is not a path", c.Recordings.Dir)
 	}
 	if c.Metrics.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			bad("metrics.listen", "%q is not HOST:PORT", c.Metrics.Listen)
+		if msg := checkListen(c.Metrics.Listen); msg != "" {
+			bad("metrics.listen", "%s", msg)
 		}
 	}
 	return errs

@@ -12,7 +12,9 @@
 package datadir
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -41,19 +43,99 @@ func Resolve(flag string) string {
 	return Default
 }
 
-// Open creates the directory (0700) if needed.
+// Open opens an existing data directory and checks its modes (Check). A
+// missing directory is an error naming it: only Create makes one, so a
+// mistyped --data never starts an empty store.
 func Open(path string) (*Dir, error) {
+	abs, err := absPath(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("data directory %s does not exist (`sshgate serve` or `sshgate init` creates it; or give --data or $%s)", abs, EnvVar)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", abs, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("data directory %s is not a directory", abs)
+	}
+	d := &Dir{Path: abs}
+	if err := d.Check(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Create opens the data directory, creating it (0700) if it is missing.
+// created reports whether it did.
+func Create(path string) (d *Dir, created bool, err error) {
+	abs, err := absPath(path)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(abs, 0o700); err != nil {
+			return nil, false, fmt.Errorf("create data directory %s: %w", abs, err)
+		}
+		created = true
+	}
+	d, err = Open(abs)
+	return d, created, err
+}
+
+func absPath(path string) (string, error) {
 	if path == "" {
 		path = Default
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("data directory %q: %w", path, err)
+		return "", fmt.Errorf("data directory %q: %w", path, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory %q: %w", abs, err)
+	return abs, nil
+}
+
+// privateFiles are the files of the data directory that hold secrets,
+// relative to it (globs).
+var privateFiles = []string{
+	"host_keys/ssh_host_*_key", "gate_key", "totp_key",
+	"ca/user_ca", "ca/client_ca", "ca/host_ca",
+}
+
+// dirs are the directories whose write permission guards those files.
+var dirs = []string{".", "host_keys", "ca"}
+
+// Check refuses, as OpenSSH's StrictModes does, a data directory (or its
+// host_keys/ and ca/) that others may write to, and a private key that
+// others may read; the message says the chmod that fixes it.
+func (d *Dir) Check() error {
+	for _, rel := range dirs {
+		p := filepath.Join(d.Path, rel)
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) && rel != "." {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		if m := fi.Mode().Perm(); m&0o022 != 0 {
+			return fmt.Errorf("%s has mode %04o: others may write to it, refusing (chmod go-w %s)", p, m, p)
+		}
 	}
-	return &Dir{Path: abs}, nil
+	for _, g := range privateFiles {
+		matches, _ := filepath.Glob(filepath.Join(d.Path, g))
+		for _, p := range matches {
+			fi, err := os.Stat(p)
+			if err != nil {
+				return fmt.Errorf("data directory: %w", err)
+			}
+			if m := fi.Mode().Perm(); m&0o077 != 0 {
+				return fmt.Errorf("private key %s has mode %04o: others may read it, refusing (chmod 600 %s)", p, m, p)
+			}
+		}
+	}
+	return nil
 }
 
 func (d *Dir) DBPath() string        { return filepath.Join(d.Path, "sshgate.db") }

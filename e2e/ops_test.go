@@ -1,0 +1,274 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
+)
+
+// `make build` stamps the binary with `git describe`, the commit and the
+// build date; `sshgate version` and `--version` print them.
+func TestMakeBuildStampsVersion(t *testing.T) {
+	harness.RequireTools(t, "make", "git")
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	describe, err := exec.Command("git", "-C", root, "describe", "--tags", "--always", "--dirty").Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	bin := t.TempDir()
+	mk := exec.Command("make", "-C", root, "build", "BIN="+bin, "GO="+goTool())
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	want := "sshgate " + strings.TrimSpace(string(describe)) + " (commit "
+	for _, arg := range []string{"version", "--version"} {
+		out, err := exec.Command(filepath.Join(bin, "sshgate"), arg).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), want) || !strings.Contains(string(out), ", built 20") {
+			t.Errorf("sshgate %s: %v, %q; want %q... with a build date", arg, err, out, want)
+		}
+	}
+}
+
+// goTool is the go command the test runs under.
+func goTool() string {
+	if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+// sshgate backup while a gate runs and writes, then sshgate restore into a
+// new directory: a gate started on it has the same host key, the users and
+// keys of the backup, and nothing written after it.
+func TestBackupRestoreWhileServing(t *testing.T) {
+	t.Parallel()
+	g := harness.StartGate(t, harness.GateOptions{})
+	alice := g.AddUser(t, "alice")
+	g.Admin(t, "env", "add", "prod")
+	// Writes the store keeps in its WAL until a checkpoint: a copy of
+	// sshgate.db alone would miss them.
+	for _, u := range []string{"u1", "u2", "u3"} {
+		g.Admin(t, "user", "add", u)
+	}
+	if r := harness.Run(alice.SSHTo("", nil, "whoami"), nil, short); r.Code != 0 || !strings.Contains(r.Stdout, "alice") {
+		t.Fatalf("whoami before the backup: %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	backup := filepath.Join(t.TempDir(), "gate.tar")
+	out := g.Admin(t, "backup", backup)
+	if !strings.Contains(out, "wrote "+backup) {
+		t.Fatalf("backup: %q", out)
+	}
+	g.Admin(t, "user", "add", "after-backup")
+	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file mode: %v %v", fi, err)
+	}
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	r := harness.Run(exec.Command(g.Bin, "--data", restored, "restore", backup), nil, short)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "restored ") {
+		t.Fatalf("restore: %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	// Restoring over a directory in use is refused.
+	if r := harness.Run(exec.Command(g.Bin, "--data", g.DataDir, "restore", backup), nil, short); r.Code != 1 || !strings.Contains(r.Stderr, "is not empty") {
+		t.Fatalf("restore over the live data directory: %d %q", r.Code, r.Stderr)
+	}
+	g2 := harness.StartGate(t, harness.GateOptions{DataDir: restored})
+	if g2.HostKey != g.HostKey {
+		t.Fatalf("restored gate host key %q, want %q", g2.HostKey, g.HostKey)
+	}
+	users := g2.Admin(t, "user", "list")
+	for _, u := range []string{"alice", "u1", "u2", "u3"} {
+		if !strings.Contains(users, u+" ") {
+			t.Errorf("restored store lacks user %s:\n%s", u, users)
+		}
+	}
+	if strings.Contains(users, "after-backup") {
+		t.Errorf("restored store has a user added after the backup:\n%s", users)
+	}
+	if g2.GateKey(t) != g.GateKey(t) {
+		t.Errorf("restored gate key differs")
+	}
+	a2 := *alice
+	a2.Port, a2.KnownHosts = g2.Port, g2.KnownHosts
+	if r := harness.Run(a2.SSHTo("", nil, "whoami"), nil, short); r.Code != 0 || !strings.Contains(r.Stdout, "alice") {
+		t.Fatalf("alice on the restored gate: %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// Under systemd (Type=notify) the gate sends READY=1 once it accepts
+// connections and STOPPING=1 when it starts to drain: a unixgram socket
+// stands in for systemd's NOTIFY_SOCKET.
+func TestServeNotifiesSystemd(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "notify")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	g := harness.StartGate(t, harness.GateOptions{Env: []string{"NOTIFY_SOCKET=" + sock}})
+	read := func() string {
+		buf := make([]byte, 4096)
+		l.SetReadDeadline(time.Now().Add(short))
+		n, err := l.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v\ngate stderr:\n%s", err, g.Stderr.String())
+		}
+		return string(buf[:n])
+	}
+	if got := read(); got != "READY=1\nSTATUS=listening on "+g.Addr {
+		t.Fatalf("first notification %q", got)
+	}
+	if err := g.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if got := read(); got != "STOPPING=1" {
+		t.Fatalf("after SIGTERM: %q", got)
+	}
+}
+
+// `make install` lays out the binaries, the unit (paths rewritten for
+// PREFIX) and an example config that check-config accepts, and the unit
+// passes `systemd-analyze verify`. (Booting it needs systemd as PID 1, which
+// the test machines do not run.)
+func TestMakeInstallSystemdUnit(t *testing.T) {
+	harness.RequireTools(t, "make", "systemd-analyze")
+	root, err := harness.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mk := exec.Command("make", "-C", root, "install", "BIN="+filepath.Join(dir, "build"), "GO="+goTool(),
+		"PREFIX="+dir+"/usr", "SYSCONFDIR="+dir+"/etc", "UNITDIR="+dir+"/unit")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	unit := filepath.Join(dir, "unit", "sshgate.service")
+	body, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Type=notify", "ExecStart=" + dir + "/usr/bin/sshgate serve --config " + dir + "/etc/sshgate/sshgate.yaml",
+		"ExecStartPre=" + dir + "/usr/bin/sshgate check-config", "User=sshgate", "NoNewPrivileges=yes", "ProtectSystem=strict",
+		"ReadWritePaths=/var/lib/sshgate", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("unit lacks %q", want)
+		}
+	}
+	if out, err := exec.Command("systemd-analyze", "verify", unit).CombinedOutput(); err != nil || len(out) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	out, err := exec.Command(dir+"/usr/bin/sshgate", "check-config", "--config", dir+"/etc/sshgate/sshgate.yaml").CombinedOutput()
+	if err != nil || !strings.HasSuffix(string(out), ": ok\n") {
+		t.Fatalf("check-config of the installed example: %v %q", err, out)
+	}
+}
+
+// user remove ends the user's live sessions (the client reads the gate's
+// one line and a non-zero status); --keep-sessions leaves them, saying so.
+func TestUserRemoveEndsLiveSessions(t *testing.T) {
+	t.Parallel()
+	w := newObsWorld(t)
+	start := func(c *harness.Client) (*exec.Cmd, *harness.Buffer, chan struct{}) {
+		cmd := c.SSHTo("web-1", nil, "echo started; exec sleep 300")
+		var stdout, stderr harness.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-done })
+		if !stdout.WaitFor("started", short) {
+			t.Fatalf("session did not start: %q", stderr.String())
+		}
+		return cmd, &stderr, done
+	}
+	bob := w.gate.AddUser(t, "bob")
+	w.gate.Admin(t, "grant", "bob", "--target", "web-1")
+	_, _, bobDone := start(bob)
+	if !harness.Eventually(short, func() bool { return len(liveSessions(t, w.gate)) == 1 }) {
+		t.Fatal("bob's session is not live")
+	}
+	if out := w.gate.Admin(t, "user", "remove", "bob", "--keep-sessions"); !strings.Contains(out, "1 live sessions of bob keep running (--keep-sessions)") {
+		t.Fatalf("remove --keep-sessions: %q", out)
+	}
+	select {
+	case <-bobDone:
+		t.Fatal("--keep-sessions ended the session")
+	default:
+	}
+
+	cmd, stderr, done := start(w.alice)
+	if !harness.Eventually(short, func() bool { return len(liveSessions(t, w.gate)) == 2 }) {
+		t.Fatal("alice's session is not live")
+	}
+	out := w.gate.Admin(t, "user", "remove", "alice")
+	if out != "removed user alice\nended 1 live sessions of alice\n" {
+		t.Fatalf("user remove: %q", out)
+	}
+	select {
+	case <-done:
+	case <-time.After(short):
+		t.Fatal("the removed user's client did not exit")
+	}
+	if code := cmd.ProcessState.ExitCode(); code == 0 || code == 255 {
+		t.Errorf("exit status %d, want the gate's non-zero status", code)
+	}
+	if msg := oneLine(t, "kill message", stderr.String()); msg != "sshgate: session ended by an administrator" {
+		t.Errorf("message %q", msg)
+	}
+	if !w.gate.LogContains("session killed") {
+		t.Errorf("the gate did not log the end")
+	}
+}
+
+// The first-start banner says how to make a key and lists the six commands
+// the README names; with log.format json, every line the gate writes is a
+// JSON object (the banner becomes one record).
+func TestFirstStartBanner(t *testing.T) {
+	t.Parallel()
+	g := harness.StartGate(t, harness.GateOptions{})
+	if !g.Stderr.WaitFor("gate-key", short) {
+		t.Fatalf("no banner:\n%s", g.Stderr.String())
+	}
+	text := g.Stderr.String()
+	if !strings.Contains(text, "ssh-keygen -t ed25519 -f ~/.ssh/id_ed25519") {
+		t.Errorf("banner does not say how to make a key:\n%s", text)
+	}
+	if n := strings.Count(text, " --data "+g.DataDir+" "); n != 6 {
+		t.Errorf("banner lists %d commands, the README says six:\n%s", n, text)
+	}
+
+	conf := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(conf, []byte("log:\n  format: json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	j := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", conf}})
+	if !j.Stderr.WaitFor("no users yet", short) {
+		t.Fatalf("no first-start record:\n%s", j.Stderr.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(j.Stderr.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Errorf("not JSON in a JSON log: %q", line)
+		}
+	}
+}
