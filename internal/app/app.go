@@ -22,7 +22,6 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/store/sqlite"
 	"github.com/sshgate/sshgate/internal/target"
 	"github.com/sshgate/sshgate/internal/target/upstream"
 )
@@ -98,7 +97,7 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(dir.DBPath())
+	st, err := openStore(ctx, cfg, dir, log)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -26,9 +27,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sshgate/sshgate/internal/app"
+	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/store/sqlite"
+	"github.com/sshgate/sshgate/internal/store/open"
 )
 
 // Version is set at build time with -ldflags "-X github.com/sshgate/sshgate/internal/cli.Version=v1.2.3".
@@ -114,6 +116,7 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	data           string
+	config         string // --config: the YAML file serve runs with and the admin commands read the store section of
 	st             store.Store
 }
 
@@ -125,7 +128,19 @@ func (e *env) dataDir() (*datadir.Dir, error) {
 	return d, nil
 }
 
-// store opens the store of the data directory once per run.
+// configFile is --config, else $SSHGATE_CONFIG.
+func (e *env) configFile() string {
+	if e.config != "" {
+		return e.config
+	}
+	return os.Getenv(ConfigEnvVar)
+}
+
+// ConfigEnvVar names the environment variable that sets the default --config.
+const ConfigEnvVar = "SSHGATE_CONFIG"
+
+// store opens the configured store (by default the SQLite file of the data
+// directory) once per run.
 func (e *env) store() (store.Store, error) {
 	if e.st != nil {
 		return e.st, nil
@@ -134,7 +149,15 @@ func (e *env) store() (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(d.DBPath())
+	cfg, err := config.Load(e.configFile())
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return nil, usagef("invalid configuration:\n%v", err)
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	st, err := open.Store(context.Background(), cfg.Store, d.DBPath(), log)
 	if err != nil {
 		return nil, failf("%v", err)
 	}
@@ -203,6 +226,7 @@ func (e *env) rootCmd() *cobra.Command {
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.PersistentFlags().StringVar(&e.data, "data", "", "data directory (default $"+datadir.EnvVar+" or "+datadir.Default+")")
+	root.PersistentFlags().StringVar(&e.config, "config", "", "YAML configuration file (default $"+ConfigEnvVar+"); the admin commands use its store section")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		if !cmd.HasParent() {
 			return usagef("%v", err)
@@ -230,7 +254,7 @@ func (e *env) rootCmd() *cobra.Command {
 }
 
 func (e *env) serveCmd() *cobra.Command {
-	var listen, config, metricsListen string
+	var listen, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gate",
@@ -244,7 +268,7 @@ func (e *env) serveCmd() *cobra.Command {
 			err := serveFunc(ctx, app.Options{
 				DataDir:    datadir.Resolve(e.data),
 				Listen:     listen,
-				ConfigFile: config,
+				ConfigFile: e.configFile(),
 				Log:        e.stderr,
 
 				MetricsListen: metricsListen,
@@ -257,7 +281,6 @@ func (e *env) serveCmd() *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address, e.g. :2222 (overrides the config file)")
-	cmd.Flags().StringVar(&config, "config", "", "YAML configuration file")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9100 (overrides metrics.listen)")
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,4 +110,25 @@ func WithSearchPath(t testing.TB, dsn, schema string) string {
 		return u.String()
 	}
 	return dsn + " search_path=" + schema
+}
+
+// Config returns what a gate's config file needs for the test schema dsn:
+// the DSN without its password, and a password file (in a test temp dir)
+// holding it, or "" when the DSN has none.
+func Config(t testing.TB, dsn string) (dsnNoPassword, passwordFile string) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil || !strings.HasPrefix(dsn, "postgres") {
+		t.Fatalf("test PostgreSQL DSN must be a postgres:// URL")
+	}
+	pw, ok := u.User.Password()
+	if !ok {
+		return dsn, ""
+	}
+	u.User = url.User(u.User.Username())
+	passwordFile = filepath.Join(t.TempDir(), "pg-password")
+	if err := os.WriteFile(passwordFile, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return u.String(), passwordFile
 }
