@@ -85,10 +85,11 @@ func Serve(ctx context.Context, o Options) error {
 	log := newLogger(o.Log, cfg.Log)
 	startPprof(log)
 	tuneGC()
-	dir, err := datadir.Open(o.DataDir)
+	dir, err := datadir.OpenForServe(o.DataDir)
 	if err != nil {
 		return err
 	}
+	defer dir.Close()
 	hostKeys, err := dir.HostKeys()
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@
 //	DIR/audit/, DIR/recordings/    audit events and session recordings
 //	DIR/containers/                per-container sockets (docker backend)
 //	DIR/ca/                        the gate's CA keys, trusted user CAs, revocations
+//	DIR/serve.pid                  the pid of the `sshgate serve` that holds its flock (lock.go)
 package datadir
 
 import (
@@ -26,7 +27,10 @@ const EnvVar = "SSHGATE_DATA"
 const Default = "./sshgate-data"
 
 // Dir is an opened data directory.
-type Dir struct{ Path string }
+type Dir struct {
+	Path string
+	lock *os.File // the serve lock (lock.go), when held
+}
 
 // Resolve picks the data directory: the flag, else $SSHGATE_DATA, else Default.
 func Resolve(flag string) string {
