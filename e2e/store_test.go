@@ -1,0 +1,48 @@
+package e2e_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sshgate/sshgate/e2e/harness"
+	"github.com/sshgate/sshgate/internal/store/postgres/pgtest"
+)
+
+// Two gates with their own data directories share one PostgreSQL store:
+// what the admin CLI adds through one is what the other serves.
+func TestTwoGatesOnePostgres(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	harness.RequireTools(t, "/usr/sbin/sshd", "ssh", "ssh-keygen")
+	dsn, pwFile := pgtest.Config(t, pgtest.Schema(t))
+	cfg := filepath.Join(t.TempDir(), "sshgate.yaml")
+	yaml := "store:\n  driver: postgres\n  dsn: '" + dsn + "'\n  password_file: '" + pwFile + "'\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"SSHGATE_CONFIG=" + cfg}
+	a := harness.StartGate(t, harness.GateOptions{Env: env})
+	b := harness.StartGate(t, harness.GateOptions{Env: env})
+	sshd := harness.StartSSHD(t, harness.SSHDOptions{})
+	sshd.Authorize(t, a.GateKey(t))
+	sshd.Authorize(t, b.GateKey(t))
+
+	a.Admin(t, "env", "add", "prod")
+	a.Admin(t, "target", "add", "web-1", "--env", "prod", "--upstream", sshd.Addr, "--login", "root", "--host-key", sshd.HostKeyPub)
+	alice := a.AddUser(t, "alice")
+	a.Admin(t, "grant", "alice", "--target", "web-1", "--login", "root")
+	if out := b.Admin(t, "user", "list"); !strings.Contains(out, "alice") {
+		t.Fatalf("gate B's CLI does not list alice: %q", out)
+	}
+	for _, g := range []*harness.Gate{a, b} {
+		r := harness.MustRun(t, g.Client("alice", alice.Key).SSHTo("web-1", nil, "echo", "via", g.Addr), nil, short)
+		if r.Stdout != "via "+g.Addr+"\n" {
+			t.Errorf("through %s: stdout %q", g.Addr, r.Stdout)
+		}
+		if _, err := os.Stat(filepath.Join(g.DataDir, "sshgate.db")); !os.IsNotExist(err) {
+			t.Errorf("%s has an SQLite file with store driver postgres: %v", g.DataDir, err)
+		}
+	}
+}
