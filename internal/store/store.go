@@ -85,6 +85,13 @@ type Store interface {
 	KillRequests(ctx context.Context, gateID string) ([]string, error)
 	ClearLiveSessions(ctx context.Context, gateID string) error // a gate's stale rows, at its start
 
+	// Gates sharing the store. RegisterGate creates or replaces g.ID's row
+	// (a restarted gate); a zero Heartbeat is Started.
+	RegisterGate(ctx context.Context, g gate.GateInfo) error
+	GateHeartbeat(ctx context.Context, id string, sessions int, at time.Time) error // ErrNotFound if not registered
+	ListGates(ctx context.Context) ([]gate.GateInfo, error)                         // by id
+	RemoveGate(ctx context.Context, id string) error                                // ErrNotFound if not registered
+
 	MenuStore // account menu and username grammar (issue 4)
 }
 

@@ -136,4 +136,15 @@ CREATE TABLE env_groups (
 	grp TEXT NOT NULL
 );
 `,
+	// 5: the gates sharing the store and their heartbeats.
+	`
+CREATE TABLE gates (
+	id         TEXT COLLATE "C" PRIMARY KEY,
+	address    TEXT NOT NULL DEFAULT '',
+	version    TEXT NOT NULL DEFAULT '',
+	started_at BIGINT NOT NULL,
+	heartbeat  BIGINT NOT NULL,
+	sessions   INTEGER NOT NULL DEFAULT 0
+);
+`,
 }

@@ -125,6 +125,17 @@ CREATE INDEX live_sessions_gate ON live_sessions(gate_id, kill_requested);
 	// account menu and username grammar (issue 4): target ids, aliases and
 	// primary marker, user uids and default targets, env groups.
 	menuMigration,
+	// the gates sharing the store and their heartbeats.
+	`
+CREATE TABLE gates (
+	id         TEXT PRIMARY KEY NOT NULL,
+	address    TEXT NOT NULL DEFAULT '',
+	version    TEXT NOT NULL DEFAULT '',
+	started_at INTEGER NOT NULL,
+	heartbeat  INTEGER NOT NULL,
+	sessions   INTEGER NOT NULL DEFAULT 0
+);
+`,
 }
 
 // SchemaVersion is the version Open brings a database to.
