@@ -36,6 +36,10 @@ func TestTwoGatesOnePostgres(t *testing.T) {
 	if out := b.Admin(t, "user", "list"); !strings.Contains(out, "alice") {
 		t.Fatalf("gate B's CLI does not list alice: %q", out)
 	}
+	out := a.Admin(t, "gates")
+	if !strings.Contains(out, a.Addr) || !strings.Contains(out, b.Addr) || strings.Count(out, " live\n") != 2 {
+		t.Fatalf("gates does not list both gates as live:\n%s", out)
+	}
 	for _, g := range []*harness.Gate{a, b} {
 		r := harness.MustRun(t, g.Client("alice", alice.Key).SSHTo("web-1", nil, "echo", "via", g.Addr), nil, short)
 		if r.Stdout != "via "+g.Addr+"\n" {
@@ -44,5 +48,12 @@ func TestTwoGatesOnePostgres(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(g.DataDir, "sshgate.db")); !os.IsNotExist(err) {
 			t.Errorf("%s has an SQLite file with store driver postgres: %v", g.DataDir, err)
 		}
+	}
+	// A gate that stops removes itself from the registry.
+	if err := b.Stop(); err != nil {
+		t.Fatalf("gate B: %v", err)
+	}
+	if out := a.Admin(t, "gates"); !strings.Contains(out, a.Addr) || strings.Contains(out, b.Addr) {
+		t.Fatalf("gates after B stopped:\n%s", out)
 	}
 }

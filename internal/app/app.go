@@ -177,6 +177,7 @@ func Serve(ctx context.Context, o Options) error {
 	if users, err := st.ListUsers(ctx); err == nil && len(users) == 0 {
 		firstRunHint(o.Log, dir.Path, ln.Addr())
 	}
+	defer startGateRegistry(cfg, st, ob.live, ln.Addr(), log)() // the gates table: registered now, removed after the drain
 	ob.ready()
 	if o.Ready != nil {
 		o.Ready(ln.Addr())

@@ -248,6 +248,7 @@ func (e *env) rootCmd() *cobra.Command {
 		e.mfaCmd(),      // issue 6 part A
 		e.replayCmd(),   // replay.go
 		e.sessionsCmd(), // sessions.go
+		e.gatesCmd(),    // gates.go
 	)
 	e.addMenuCommands(root) // menu.go: target alias|primary|describe, user default-target|show, env group
 	return root

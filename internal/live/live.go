@@ -2,7 +2,8 @@
 // sessions one gate relays, for `sshgate sessions` (which runs in another
 // process, maybe against a store several gates share): it registers each
 // session, writes its byte counts now and then, polls for kill requests and
-// removes the row when the session ends. It imports store and relay only.
+// removes the row when the session ends; and it keeps the gate's own row
+// in the gates table (heartbeat.go). It imports store and relay only.
 package live
 
 import (
@@ -65,6 +66,13 @@ func New(ctx context.Context, st Store, gateID string, log *slog.Logger, o Optio
 
 // GateID is the id the registry's rows carry.
 func (r *Registry) GateID() string { return r.gateID }
+
+// Count is the number of sessions registered now.
+func (r *Registry) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sessions)
+}
 
 // Start registers a session. A store that fails is logged: the session
 // runs on, unlisted.
