@@ -2,6 +2,8 @@ package open
 
 import (
 	"bytes"
+	"database/sql"
+	"fmt"
 	"context"
 	"log/slog"
 	"net/url"
@@ -106,4 +108,39 @@ func writeFile(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// An existing store of an older schema is migrated with one Info line.
+func TestMigrationLogged(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sshgate.db")
+	st, err := sqlite.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	// Make it a database of the schema before the last migration.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE gates`, fmt.Sprintf(`UPDATE schema_version SET version = %d`, sqlite.SchemaVersion-1)} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	var buf bytes.Buffer
+	st2, err := Store(ctx, config.Store{}, path, slog.New(slog.NewTextHandler(&buf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	want := fmt.Sprintf(`level=INFO msg="store schema migrated" driver=sqlite from=%d to=%d`, sqlite.SchemaVersion-1, sqlite.SchemaVersion)
+	if lines := strings.Split(strings.TrimSpace(buf.String()), "\n"); len(lines) != 1 || !strings.Contains(lines[0], want) {
+		t.Fatalf("log %q, want one line with %q", buf.String(), want)
+	}
+	if _, err := st2.ListGates(ctx); err != nil {
+		t.Fatalf("the migrated table: %v", err)
+	}
 }
