@@ -2,9 +2,9 @@ package open
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"fmt"
-	"context"
 	"log/slog"
 	"net/url"
 	"os"
