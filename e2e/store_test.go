@@ -1,13 +1,17 @@
 package e2e_test
 
 import (
+	"database/sql"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/sshgate/sshgate/e2e/harness"
 	"github.com/sshgate/sshgate/internal/store/postgres/pgtest"
+	"github.com/sshgate/sshgate/internal/store/sqlite"
 )
 
 // Two gates with their own data directories share one PostgreSQL store:
@@ -55,5 +59,32 @@ func TestTwoGatesOnePostgres(t *testing.T) {
 	}
 	if out := a.Admin(t, "gates"); !strings.Contains(out, a.Addr) || strings.Contains(out, b.Addr) {
 		t.Fatalf("gates after B stopped:\n%s", out)
+	}
+}
+
+// An older sshgate on a store a newer one has migrated refuses to serve, in
+// one line naming both schema versions.
+func TestNewerStoreRefused(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	g := harness.StartGate(t, harness.GateOptions{})
+	if err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(g.DataDir, "sshgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := sqlite.SchemaVersion + 1
+	if _, err := db.Exec(`UPDATE schema_version SET version = ?`, newer); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	cmd := exec.Command(g.Bin, "serve", "--data", g.DataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t)))
+	cmd.Env = append(os.Environ(), "SSHGATE_DATA="+g.DataDir)
+	r := harness.Run(cmd, nil, short)
+	want := fmt.Sprintf("database schema version %d is newer than this sshgate knows (%d): upgrade sshgate\n", newer, sqlite.SchemaVersion)
+	if r.Code != 1 || r.Stdout != "" || !strings.HasPrefix(r.Stderr, "sshgate: open store ") || !strings.HasSuffix(r.Stderr, want) || strings.Count(r.Stderr, "\n") != 1 {
+		t.Fatalf("serve on a newer store: exit %d, stdout %q, stderr %q; want exit 1 and one line ending %q", r.Code, r.Stdout, r.Stderr, want)
 	}
 }

@@ -100,7 +100,7 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	st, err := openStore(ctx, cfg, dir, log)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err // "open store ...: ..." already
 	}
 	defer st.Close()
 	ob, err := startObs(ctx, cfg, dir, st, log) // metrics, recordings, live sessions (obs.go)
