@@ -64,9 +64,29 @@ func open(ctx context.Context, o Options, migs []string) (*Store, error) {
 	s := &Store{pool: pool}
 	if err := s.migrate(ctx, migs); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open store %s: %w", describe(cfg), err)
+		return nil, fmt.Errorf("open store %s: %w", describe(cfg), oneLine{err})
 	}
 	return s, nil
+}
+
+// oneLine shows an error on one line: pgx lists each connection attempt
+// (several hosts, TLS then plain) on a line of its own. Repeated lines show
+// once. errors.Is and As see the error it wraps.
+type oneLine struct{ err error }
+
+func (e oneLine) Unwrap() error { return e.err }
+
+func (e oneLine) Error() string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(e.err.Error(), "\n") {
+		l = strings.TrimSpace(l)
+		if l != "" && !seen[l] {
+			seen[l] = true
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // parseConfig applies Options to the DSN. The error never repeats the DSN,
@@ -197,7 +217,7 @@ func newerError(have, know int) error {
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping store: %w", err)
+		return fmt.Errorf("ping store: %w", oneLine{err})
 	}
 	return nil
 }

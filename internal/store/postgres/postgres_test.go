@@ -210,3 +210,17 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("missing ca file: %v", err)
 	}
 }
+
+// A server that does not answer is one line, naming the database but not
+// the password.
+func TestUnreachableOneLine(t *testing.T) {
+	_, err := Open(context.Background(), Options{DSN: "postgres://gate:secret@127.0.0.1:1/gatedb", SSLMode: "prefer"})
+	if err == nil {
+		t.Fatal("Open of a closed port succeeded")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "\n") || strings.Contains(msg, "secret") || !strings.Contains(msg, "gate@127.0.0.1:1/gatedb") ||
+		strings.Count(msg, "connection refused") != 1 {
+		t.Fatalf("error %q: want one line naming the database once, no password", msg)
+	}
+}
