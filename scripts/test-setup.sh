@@ -18,8 +18,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---- packages ---------------------------------------------------------------
-pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 tmux sshpass make prometheus asciinema postgresql)
+pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 tmux sshpass make prometheus asciinema)
 missing=()
+pkgs+=(postgresql) # the store tests' server (see "postgresql" below)
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 		missing+=("$p")
