@@ -6,17 +6,34 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/sshgate/sshgate/internal/store/postgres/pgtest"
 )
+
+// The test PostgreSQL server of scripts/test-setup.sh, as the store tests
+// find it: $SSHGATE_TEST_POSTGRES, else the DSN file the script writes.
+const (
+	pgDSNEnv  = "SSHGATE_TEST_POSTGRES"
+	pgDSNFile = "/var/tmp/sshgate-pg/dsn"
+)
+
+func pgServerDSN() (string, error) {
+	if v := strings.TrimSpace(os.Getenv(pgDSNEnv)); v != "" {
+		return v, nil
+	}
+	b, err := os.ReadFile(pgDSNFile)
+	if err != nil {
+		return "", fmt.Errorf("no PostgreSQL: $%s is unset and %w (run scripts/test-setup.sh)", pgDSNEnv, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
 
 // pgStoreConfig makes a schema of its own on the test PostgreSQL server and
 // returns the config (a store: section) of a gate using it; cleanup drops it.
 func pgStoreConfig(ctx context.Context, dir string) (config string, cleanup func(), err error) {
-	dsn, err := pgtest.ServerDSN()
+	dsn, err := pgServerDSN()
 	if err != nil {
 		return "", nil, err
 	}

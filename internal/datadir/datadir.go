@@ -4,10 +4,12 @@
 //	DIR/sshgate.db                 the embedded SQLite store
 //	DIR/host_keys/ssh_host_*_key   the gate's host keys (generated, 0600)
 //	DIR/gate_key                   the gate's own key for logging in to targets
+//	DIR/serve.pid                  the pid of the `sshgate serve` that holds its flock (lock.go)
 //	DIR/audit/, DIR/recordings/    audit events and session recordings
 //	DIR/containers/                per-container sockets (docker backend)
 //	DIR/ca/                        the gate's CA keys, trusted user CAs, revocations
-//	DIR/serve.pid                  the pid of the `sshgate serve` that holds its flock (lock.go)
+//
+// Must not import: store/... broker sshd/... relay target/... auth/... app config
 package datadir
 
 import (

@@ -2,12 +2,10 @@ package live
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/sshgate/sshgate/internal/gate"
-	"github.com/sshgate/sshgate/internal/store"
 )
 
 // HeartbeatEvery is how often a running gate writes its heartbeat.
@@ -25,9 +23,10 @@ type GateStore interface {
 
 // Heartbeat keeps one gate's row in the store's gates table: registered at
 // start, its heartbeat and session count written every interval (one write
-// per interval, whatever the number of sessions), removed at Stop. A store
-// that fails is logged and retried on the next beat; a row removed by
-// someone else is registered again.
+// per interval, whatever the number of sessions), removed at Stop. A beat
+// that fails (the row was removed by someone else, or the store failed)
+// registers the gate again, which creates or replaces its row; what still
+// fails is logged and tried again on the next beat.
 type Heartbeat struct {
 	st    GateStore
 	info  gate.GateInfo
@@ -78,13 +77,9 @@ func (h *Heartbeat) register() {
 func (h *Heartbeat) beat(now time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := h.st.GateHeartbeat(ctx, h.info.ID, h.count(), now)
-	if errors.Is(err, store.ErrNotFound) {
+	if err := h.st.GateHeartbeat(ctx, h.info.ID, h.count(), now); err != nil {
+		h.log.Debug("gate heartbeat", "gate_id", h.info.ID, "err", err)
 		h.register()
-		return
-	}
-	if err != nil {
-		h.log.Warn("gate heartbeat", "gate_id", h.info.ID, "err", err)
 	}
 }
 
@@ -94,7 +89,7 @@ func (h *Heartbeat) Stop() {
 	<-h.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.st.RemoveGate(ctx, h.info.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		h.log.Warn("unregister gate", "gate_id", h.info.ID, "err", err)
+	if err := h.st.RemoveGate(ctx, h.info.ID); err != nil {
+		h.log.Debug("unregister gate", "gate_id", h.info.ID, "err", err) // not found: someone removed it
 	}
 }

@@ -2,8 +2,9 @@
 // sessions one gate relays, for `sshgate sessions` (which runs in another
 // process, maybe against a store several gates share): it registers each
 // session, writes its byte counts now and then, polls for kill requests and
-// removes the row when the session ends; and it keeps the gate's own row
-// in the gates table (heartbeat.go). It imports store and relay only.
+// removes the row when the session ends. It imports store and relay only.
+//
+// Must not import: store/... broker sshd/... target/... auth/... policy app
 package live
 
 import (

@@ -1,11 +1,11 @@
 // Package store is the persistence interface for the records of package gate
 // (users, keys, environments, targets, grants, TOTP, bans, live sessions)
 // and its errors.
-// The embedded default is SQLite (store/sqlite, modernc.org/sqlite, no cgo);
-// store/postgres (pgx) is for several gates sharing one database; store/open
-// opens the one the configuration names. Every implementation passes the
-// conformance suite in storetest. It imports no
-// ssh, policy or target package: it stores what it is given.
+// The embedded default is SQLite (modernc.org/sqlite, no cgo); every
+// implementation passes the conformance suite in storetest. It stores what
+// it is given: it knows no SSH, policy or target code.
+//
+// Must not import: store/sqlite store/storetest broker sshd/... relay target/... auth/... policy app
 package store
 
 import (

@@ -2,6 +2,8 @@
 // file of the data directory, or PostgreSQL), the one way `sshgate serve` and
 // the admin commands reach it. It reads the PostgreSQL password from its file
 // and logs a schema migration in one line; it never logs the DSN or password.
+//
+// Must not import: store/storetest broker sshd/... relay target/... auth/... policy app
 package open
 
 import (

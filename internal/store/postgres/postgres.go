@@ -7,6 +7,8 @@
 // listings sort by bytes as they do on SQLite, whatever the database's locale.
 //
 // It imports store and gate only: no ssh, policy or target package.
+//
+// Must not import: store/sqlite store/storetest broker sshd/... relay target/... auth/... policy app
 package postgres
 
 import (

@@ -3,6 +3,8 @@
 // scripts/test-setup.sh starts the server and writes its DSN to DSNFile;
 // $SSHGATE_TEST_POSTGRES overrides it. Without a server a test fails when
 // $CI is "true" and is skipped otherwise.
+//
+// Must not import: any project package
 package pgtest
 
 import (
