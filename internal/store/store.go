@@ -25,6 +25,8 @@ var (
 // concurrent use, and several processes (the gate and the CLI) may use the
 // same database at once: every read sees the latest committed write.
 type Store interface {
+	GateStore // the gates sharing the store (gates.go)
+
 	AddUser(ctx context.Context, u gate.User) error
 	GetUser(ctx context.Context, name string) (gate.User, error)
 	ListUsers(ctx context.Context) ([]gate.User, error)
@@ -84,13 +86,6 @@ type Store interface {
 	RequestKill(ctx context.Context, id string) error                 // ErrNotFound if no such live session
 	KillRequests(ctx context.Context, gateID string) ([]string, error)
 	ClearLiveSessions(ctx context.Context, gateID string) error // a gate's stale rows, at its start
-
-	// Gates sharing the store. RegisterGate creates or replaces g.ID's row
-	// (a restarted gate); a zero Heartbeat is Started.
-	RegisterGate(ctx context.Context, g gate.GateInfo) error
-	GateHeartbeat(ctx context.Context, id string, sessions int, at time.Time) error // ErrNotFound if not registered
-	ListGates(ctx context.Context) ([]gate.GateInfo, error)                         // by id
-	RemoveGate(ctx context.Context, id string) error                                // ErrNotFound if not registered
 
 	MenuStore // account menu and username grammar (issue 4)
 }
