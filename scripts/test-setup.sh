@@ -2,7 +2,8 @@
 # test-setup.sh: prepare a fresh Debian bookworm machine (as root) for the
 # sshgate test suite. Idempotent and non-interactive: installs only what is
 # missing, starts a Docker engine if none answers, builds the local test image
-# sshgate-test/busybox:latest (FROM scratch, no pull). Safe to run again.
+# sshgate-test/busybox:latest (FROM scratch, no pull), and starts a private
+# PostgreSQL cluster on 127.0.0.1 for the store tests. Safe to run again.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +20,7 @@ fi
 # ---- packages ---------------------------------------------------------------
 pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 tmux sshpass make prometheus asciinema python3-paramiko dropbear-bin systemd)
 missing=()
+pkgs+=(postgresql) # the store tests' server (see "postgresql" below)
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 		missing+=("$p")
@@ -105,6 +107,53 @@ if [ "$docker_ok" = 1 ]; then
 		note "image $image: FAILED to run: $out"
 		exit 1
 	fi
+fi
+
+# ---- postgresql -------------------------------------------------------------
+# A private cluster (not Debian's "main" one, which needs an init system):
+# its data directory under /var/tmp, run as the postgres user, listening on
+# 127.0.0.1 only, with a test role that may create schemas. The tests read
+# the DSN from $pg_dir/dsn (or $SSHGATE_TEST_POSTGRES).
+pg_dir=/var/tmp/sshgate-pg
+pg_port=55432
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+pg_ctl() { runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" "$@"; }
+if [ -z "$pg_bin" ]; then
+	note "postgresql: NOT INSTALLED; postgres tests will fail under CI=true"
+else
+	install -d -o postgres -g postgres -m 0700 "$pg_dir"
+	if [ ! -s "$pg_dir/data/PG_VERSION" ]; then
+		rm -rf "$pg_dir/data"
+		runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -U postgres --auth-local=peer \
+			--auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$pg_dir/initdb.log" 2>&1
+		note "postgresql: cluster created in $pg_dir/data"
+	fi
+	if pg_ctl status >/dev/null 2>&1; then
+		note "postgresql: already running on 127.0.0.1:$pg_port"
+	else
+		# setsid: like dockerd, the server outlives whatever ran this script.
+		setsid runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w -t 60 \
+			-o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg_dir -c max_connections=300 -c fsync=off" \
+			start >/dev/null </dev/null
+		note "postgresql: started on 127.0.0.1:$pg_port (log $pg_dir/server.log)"
+	fi
+	psql_admin() { runuser -u postgres -- "$pg_bin/psql" -h "$pg_dir" -p "$pg_port" -U postgres -qAtX -v ON_ERROR_STOP=1 "$@"; }
+	if [ ! -s "$pg_dir/password" ]; then
+		(umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$pg_dir/password")
+	fi
+	pw=$(cat "$pg_dir/password")
+	if [ "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = 'sshgate_test'")" != 1 ]; then
+		psql_admin -c "CREATE ROLE sshgate_test LOGIN CREATEDB PASSWORD '$pw'"
+	else
+		psql_admin -c "ALTER ROLE sshgate_test PASSWORD '$pw'"
+	fi
+	if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'sshgate_test'")" != 1 ]; then
+		psql_admin -c "CREATE DATABASE sshgate_test OWNER sshgate_test"
+	fi
+	(umask 022; echo "postgres://sshgate_test:$pw@127.0.0.1:$pg_port/sshgate_test?sslmode=disable" >"$pg_dir/dsn.tmp")
+	mv "$pg_dir/dsn.tmp" "$pg_dir/dsn"
+	chmod 0644 "$pg_dir/dsn"
+	note "postgresql: test DSN in $pg_dir/dsn"
 fi
 
 note "done in $(( $(date +%s) - start ))s"

@@ -330,7 +330,7 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	g, err := newGate(ctx, "docker", bin, dir, key+".pub")
+	g, err := newGate(ctx, "docker", bin, dir, key+".pub", "")
 	if err != nil {
 		return fmt.Errorf("set up gate docker: %w", err)
 	}

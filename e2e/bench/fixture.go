@@ -80,12 +80,13 @@ type gate struct {
 	pprof      string // host:port of net/http/pprof
 	knownHosts string
 	gateKey    string // authorized_keys line the gate logs in to targets with
+	config     string // --config of serve and the admin commands ("" for none)
 }
 
 // newGate prepares a data directory (user, key, env, target, grant) and
 // returns the gate's key, to be authorised at sshd before the gate serves.
-func newGate(ctx context.Context, name, bin, dir, clientPub string) (*gate, error) {
-	g := &gate{name: name, bin: bin, data: filepath.Join(dir, "data"), host: "127.0.0.1"}
+func newGate(ctx context.Context, name, bin, dir, clientPub, config string) (*gate, error) {
+	g := &gate{name: name, bin: bin, data: filepath.Join(dir, "data"), host: "127.0.0.1", config: config}
 	out, err := g.admin(ctx, "gate-key")
 	if err != nil {
 		return nil, err
@@ -142,7 +143,11 @@ func probeGateLeg(ctx context.Context, g *gate, dir, key string) (neg, error) {
 }
 
 func (g *gate) admin(ctx context.Context, args ...string) (string, error) {
-	return run(ctx, nil, append([]string{g.bin}, append(args, "--data", g.data)...)...)
+	args = append(args, "--data", g.data)
+	if g.config != "" {
+		args = append(args, "--config", g.config)
+	}
+	return run(ctx, nil, append([]string{g.bin}, args...)...)
 }
 
 // serve starts the gate, with config file cfg when not empty, and pprof on

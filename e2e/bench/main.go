@@ -259,10 +259,24 @@ func bench(ctx context.Context, o *opts) error {
 		name, config string
 		need         bool
 	}
+	// "postgres": the default gate on a PostgreSQL store (the test server of
+	// scripts/test-setup.sh), for the logins section.
+	pgConfig := ""
+	if o.only["logins"] {
+		cfg, cleanup, err := pgStoreConfig(ctx, tmp)
+		if err != nil {
+			logf("logins on a postgres store skipped: %v", err)
+			notes = append(notes, "logins on a postgres store skipped: "+err.Error())
+		} else {
+			defer cleanup()
+			pgConfig = cfg
+		}
+	}
 	specs := []gateSpec{
 		{"ciphers", ciphersConfig, o.only["throughput"]},
 		{"default", "", o.only["throughput"] || o.only["firstbyte"] || o.only["logins"]},
 		{"idle", "", o.only["idle"]},
+		{"postgres", pgConfig, pgConfig != ""},
 	}
 	gates := map[string]*gate{}
 	authorized := []string{strings.TrimSpace(string(pub))}
@@ -274,7 +288,14 @@ func bench(ctx context.Context, o *opts) error {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
-		g, err := newGate(ctx, sp.name, bin, dir, key+".pub")
+		cfg := ""
+		if sp.config != "" {
+			cfg = filepath.Join(dir, "sshgate.yaml")
+			if err := os.WriteFile(cfg, []byte(sp.config), 0o600); err != nil {
+				return err
+			}
+		}
+		g, err := newGate(ctx, sp.name, bin, dir, key+".pub", cfg)
 		if err != nil {
 			return fmt.Errorf("set up gate %s: %w", sp.name, err)
 		}
@@ -301,14 +322,7 @@ func bench(ctx context.Context, o *opts) error {
 			if err := g.addTarget(ctx, "up", s, true); err != nil {
 				return fmt.Errorf("set up gate %s: %w", sp.name, err)
 			}
-			cfg := ""
-			if sp.config != "" {
-				cfg = filepath.Join(dir, "sshgate.yaml")
-				if err := os.WriteFile(cfg, []byte(sp.config), 0o600); err != nil {
-					return err
-				}
-			}
-			if err := g.serve(ctx, dir, cfg); err != nil {
+			if err := g.serve(ctx, dir, g.config); err != nil {
 				return fmt.Errorf("gate %s: %w", sp.name, err)
 			}
 			logf("gate %s on %s (pid %d, pprof %s)", sp.name, g.addr, g.PID(), g.pprof)
@@ -450,7 +464,11 @@ func bench(ctx context.Context, o *opts) error {
 			}
 			// Two rounds of half the time each, direct and gate alternating,
 			// so that a burst of load elsewhere on the machine hits both.
-			var rd, rg loginResult
+			var rd, rg, rp loginResult
+			var gp *endpoint // the postgres-store gate, on the unforced row
+			if pg := gates["postgres"]; pg != nil && !forced {
+				gp = gateEndpoint(pg, key)
+			}
 			for round, first := range []bool{true, false} {
 				for _, directNow := range []bool{first, !first} {
 					ep, acc, path := g, &rg, "gate"
@@ -459,6 +477,10 @@ func bench(ctx context.Context, o *opts) error {
 					}
 					logf("logins: %s, %s, round %d", label, path, round+1)
 					acc.add(runLogins(ctx, o, ep, o.loginsFor/2))
+				}
+				if gp != nil {
+					logf("logins: %s, gate on postgres, round %d", label, round+1)
+					rp.add(runLogins(ctx, o, gp, o.loginsFor/2))
 				}
 			}
 			if ctx.Err() != nil {
@@ -470,10 +492,19 @@ func bench(ctx context.Context, o *opts) error {
 				cpu = fmt.Sprintf("%.1f ms/login", rg.gateCPU*1000/float64(rg.ok))
 			}
 			t.row(label, fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", gps), ratio(gps, dps), cpu)
+			if gp != nil {
+				pps := float64(rp.ok) / rp.elapsed.Seconds()
+				pcpu := "-"
+				if rp.ok > 0 {
+					pcpu = fmt.Sprintf("%.1f ms/login", rp.gateCPU*1000/float64(rp.ok))
+				}
+				t.row(label+", store: postgres", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", pps), ratio(pps, dps), pcpu)
+				notes = append(notes, fmt.Sprintf("logins: the gate on PostgreSQL (same machine, loopback) does %.1f/s, %s of the gate on SQLite", pps, ratio(pps, gps)))
+			}
 			for _, r := range []struct {
 				path string
 				res  loginResult
-			}{{"direct", rd}, {"gate", rg}} {
+			}{{"direct", rd}, {"gate", rg}, {"gate on postgres", rp}} {
 				if r.res.failed > 0 {
 					notes = append(notes, fmt.Sprintf("%s %s: %d of %d failed; first: %s", label, r.path, r.res.failed, r.res.failed+r.res.ok, r.res.firstErr))
 				}

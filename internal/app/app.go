@@ -29,7 +29,6 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshd"
 	"github.com/sshgate/sshgate/internal/sshkeys"
-	"github.com/sshgate/sshgate/internal/store/sqlite"
 	"github.com/sshgate/sshgate/internal/target"
 	"github.com/sshgate/sshgate/internal/target/upstream"
 )
@@ -91,10 +90,11 @@ func Serve(ctx context.Context, o Options) error {
 	log := newLogger(o.Log, cfg.Log)
 	startPprof(log)
 	tuneGC()
-	dir, _, err := datadir.Create(o.DataDir)
+	dir, err := datadir.OpenForServe(o.DataDir)
 	if err != nil {
 		return err
 	}
+	defer dir.Close()
 	hostKeys, err := dir.HostKeys()
 	if err != nil {
 		return err
@@ -103,9 +103,9 @@ func Serve(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(dir.DBPath())
+	st, err := openStore(ctx, cfg, dir, log)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return err // "open store ...: ..." already
 	}
 	defer st.Close()
 	id := gateID(cfg, dir.Path)
@@ -193,6 +193,7 @@ func Serve(ctx context.Context, o Options) error {
 			firstRunHint(o.Log, dir.Path, ln.Addr())
 		}
 	}
+	defer startGateRegistry(cfg, st, ob.live, ln.Addr(), log)() // the gates table: registered now, removed after the drain
 	ob.ready()
 	if o.Ready != nil {
 		o.Ready(ln.Addr())

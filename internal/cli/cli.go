@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -28,10 +29,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sshgate/sshgate/internal/app"
+	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/sdnotify"
 	"github.com/sshgate/sshgate/internal/store"
-	"github.com/sshgate/sshgate/internal/store/sqlite"
+	"github.com/sshgate/sshgate/internal/store/open"
 )
 
 // Exit codes.
@@ -131,6 +133,7 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	data           string
+	config         string // --config: the YAML file serve runs with and the admin commands read the store section of
 	st             store.Store
 }
 
@@ -142,7 +145,19 @@ func (e *env) dataDir() (*datadir.Dir, error) {
 	return d, nil
 }
 
-// store opens the store of the data directory once per run.
+// configFile is --config, else $SSHGATE_CONFIG.
+func (e *env) configFile() string {
+	if e.config != "" {
+		return e.config
+	}
+	return os.Getenv(ConfigEnvVar)
+}
+
+// ConfigEnvVar names the environment variable that sets the default --config.
+const ConfigEnvVar = "SSHGATE_CONFIG"
+
+// store opens the configured store (by default the SQLite file of the data
+// directory) once per run.
 func (e *env) store() (store.Store, error) {
 	if e.st != nil {
 		return e.st, nil
@@ -151,7 +166,15 @@ func (e *env) store() (store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(d.DBPath())
+	cfg, err := config.Load(e.configFile())
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return nil, usagef("invalid configuration:\n%v", err)
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	st, err := open.Store(context.Background(), cfg.Store, d.DBPath(), log)
 	if err != nil {
 		return nil, failf("%v", err)
 	}
@@ -221,6 +244,7 @@ func (e *env) rootCmd() *cobra.Command {
 	root.CompletionOptions.DisableDefaultCmd = true
 	setVersionFlag(root)
 	root.PersistentFlags().StringVar(&e.data, "data", "", "data directory (default $"+datadir.EnvVar+" or "+datadir.Default+")")
+	root.PersistentFlags().StringVar(&e.config, "config", "", "YAML configuration file (default $"+ConfigEnvVar+"); the admin commands use its store section")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		if !cmd.HasParent() {
 			return usagef("%v", err)
@@ -246,13 +270,14 @@ func (e *env) rootCmd() *cobra.Command {
 		e.mfaCmd(),      // totp.go
 		e.replayCmd(),   // replay.go
 		e.sessionsCmd(), // sessions.go
+		e.gatesCmd(),    // gates.go
 	)
 	e.addMenuCommands(root) // menu.go: target alias|primary|describe, user default-target|show, env group
 	return root
 }
 
 func (e *env) serveCmd() *cobra.Command {
-	var listen, config, metricsListen string
+	var listen, metricsListen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gate",
@@ -270,7 +295,7 @@ func (e *env) serveCmd() *cobra.Command {
 			err := serveFunc(ctx, app.Options{
 				DataDir:    datadir.Resolve(e.data),
 				Listen:     listen,
-				ConfigFile: config,
+				ConfigFile: e.configFile(),
 				Log:        e.stderr,
 				// systemd (Type=notify) learns the gate is up once it accepts.
 				Ready: func(addr net.Addr) { notify(e.stderr, sdnotify.Ready+"\nSTATUS=listening on "+addr.String()) },
@@ -285,7 +310,6 @@ func (e *env) serveCmd() *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "listen address, e.g. :2222 (overrides the config file)")
-	cmd.Flags().StringVar(&config, "config", "", "YAML configuration file")
 	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9100 (overrides metrics.listen)")
 	return cmd
 }

@@ -59,6 +59,7 @@ type Config struct {
 	CA            CA            `yaml:"ca"`         // the gate's certificate authority (ca.go)
 	Audit         Audit         `yaml:"audit"`      // audit events and their sinks (audit.go)
 	Menu          Menu          `yaml:"menu"`       // the account menu (menu.go)
+	Store         Store         `yaml:"store"`      // sqlite or postgres (store.go)
 }
 
 // Auth configures how users prove who they are.
@@ -259,6 +260,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateObs()...)
 	c.validateCA(bad)
 	c.Audit.validate(bad)
+	c.Store.validate(bad)
 	return errors.Join(errs...)
 }
 

@@ -4,6 +4,7 @@
 //	DIR/sshgate.db                 the embedded SQLite store
 //	DIR/host_keys/ssh_host_*_key   the gate's host keys (generated, 0600)
 //	DIR/gate_key                   the gate's own key for logging in to targets
+//	DIR/serve.pid                  the pid of the `sshgate serve` that holds its flock (lock.go)
 //	DIR/audit/, DIR/recordings/    audit events and session recordings
 //	DIR/containers/                per-container sockets (docker backend)
 //	DIR/ca/                        the gate's CA keys, trusted user CAs, revocations
@@ -30,7 +31,10 @@ const EnvVar = "SSHGATE_DATA"
 const Default = "./sshgate-data"
 
 // Dir is an opened data directory.
-type Dir struct{ Path string }
+type Dir struct {
+	Path string
+	lock *os.File // the serve lock (lock.go), when held
+}
 
 // Resolve picks the data directory: the flag, else $SSHGATE_DATA, else Default.
 func Resolve(flag string) string {

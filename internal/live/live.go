@@ -68,6 +68,13 @@ func New(ctx context.Context, st Store, gateID string, log *slog.Logger, o Optio
 // GateID is the id the registry's rows carry.
 func (r *Registry) GateID() string { return r.gateID }
 
+// Count is the number of sessions registered now.
+func (r *Registry) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sessions)
+}
+
 // Start registers a session. A store that fails is logged: the session
 // runs on, unlisted.
 func (r *Registry) Start(s gate.LiveSession, c *relay.Counters, kill func()) func() {

@@ -25,6 +25,8 @@ var (
 // concurrent use, and several processes (the gate and the CLI) may use the
 // same database at once: every read sees the latest committed write.
 type Store interface {
+	GateStore // the gates sharing the store (gates.go)
+
 	AddUser(ctx context.Context, u gate.User) error
 	GetUser(ctx context.Context, name string) (gate.User, error)
 	ListUsers(ctx context.Context) ([]gate.User, error)

@@ -33,7 +33,8 @@ const BusyTimeout = 5 * time.Second
 
 // Store is store.Store on one SQLite database file.
 type Store struct {
-	db *sql.DB
+	db       *sql.DB
+	from, to int // schema versions before and after Open
 }
 
 var _ store.Store = (*Store)(nil)
@@ -126,13 +127,32 @@ CREATE INDEX live_sessions_gate ON live_sessions(gate_id, kill_requested);
 	// account menu and username grammar: target ids, aliases and
 	// primary marker, user uids and default targets, env groups.
 	menuMigration,
+	// the gates sharing the store and their heartbeats.
+	`
+CREATE TABLE gates (
+	id         TEXT PRIMARY KEY NOT NULL,
+	address    TEXT NOT NULL DEFAULT '',
+	version    TEXT NOT NULL DEFAULT '',
+	started_at INTEGER NOT NULL,
+	heartbeat  INTEGER NOT NULL,
+	sessions   INTEGER NOT NULL DEFAULT 0
+);
+`,
 }
 
 // SchemaVersion is the version Open brings a database to.
 var SchemaVersion = len(migrations)
 
 // Open opens (creating if needed) the database at path and migrates it.
-func Open(path string) (*Store, error) {
+// Processes opening one file at once migrate it one after the other: the
+// migration runs in an immediate (write-locked) transaction.
+func Open(path string) (*Store, error) { return open(path, migrations) }
+
+// Migrated reports the schema versions before and after Open: from < to
+// when this Open migrated the database.
+func (s *Store) Migrated() (from, to int) { return s.from, s.to }
+
+func open(path string, migs []string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open store: empty database path")
 	}
@@ -159,17 +179,21 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{db: db}
-	if err := s.migrate(context.Background()); err != nil {
+	if err := s.migrate(context.Background(), migs); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
 }
 
-func (s *Store) migrate(ctx context.Context) error {
+func (s *Store) migrate(ctx context.Context, migs []string) error {
 	// The common case, an up-to-date database, needs no write lock.
-	var cur int
-	if err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&cur); err == nil && cur == len(migrations) {
+	var cur sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_version`).Scan(&cur); err == nil && cur.Valid && int(cur.Int64) >= len(migs) {
+		if int(cur.Int64) > len(migs) {
+			return newerError(int(cur.Int64), len(migs))
+		}
+		s.from, s.to = len(migs), len(migs)
 		return nil
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -184,23 +208,31 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this sshgate knows (%d)", v, len(migrations))
+	if v > len(migs) {
+		return newerError(v, len(migs))
 	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+	for i := v; i < len(migs); i++ {
+		if _, err := tx.ExecContext(ctx, migs[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
 	}
-	if v < len(migrations) {
+	if v < len(migs) {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM schema_version`); err != nil {
 			return fmt.Errorf("record schema version: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version(version) VALUES (?)`, len(migrations)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version(version) VALUES (?)`, len(migs)); err != nil {
 			return fmt.Errorf("record schema version: %w", err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit migration: %w", err)
+	}
+	s.from, s.to = v, len(migs)
+	return nil
+}
+
+func newerError(have, know int) error {
+	return fmt.Errorf("database schema version %d is newer than this sshgate knows (%d): upgrade sshgate", have, know)
 }
 
 // Ping checks the database answers.

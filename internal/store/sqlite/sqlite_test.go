@@ -3,8 +3,10 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -76,13 +78,68 @@ func TestReopenKeepsDataAndSchema(t *testing.T) {
 
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sshgate.db")
-	s := openTemp(t, path)
-	if _, err := s.db.Exec(`UPDATE schema_version SET version = ?`, SchemaVersion+1); err != nil {
+	openTemp(t, path)
+	_, err := open(path, migrations[:2])
+	want := fmt.Sprintf("database schema version %d is newer than this sshgate knows (2)", SchemaVersion)
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("old binary on a newer database: %v, want one line containing %q", err, want)
+	}
+}
+
+func TestMigratesForward(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sshgate.db")
+	old, err := open(path, migrations[:2])
+	if err != nil {
 		t.Fatal(err)
 	}
-	if s2, err := Open(path); err == nil {
-		s2.Close()
-		t.Fatal("Open of a database from a newer sshgate succeeded")
+	if from, to := old.Migrated(); from != 0 || to != 2 {
+		t.Fatalf("first open migrated %d -> %d, want 0 -> 2", from, to)
+	}
+	if err := old.AddUser(ctx, gate.User{Name: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	s := openTemp(t, path)
+	if from, to := s.Migrated(); from != 2 || to != SchemaVersion {
+		t.Fatalf("Migrated() = %d -> %d, want 2 -> %d", from, to, SchemaVersion)
+	}
+	if ui, err := s.GetUserInfo(ctx, "alice"); err != nil || ui.UID == 0 {
+		t.Fatalf("GetUserInfo after migration: %+v, %v", ui, err)
+	}
+	if again := openTemp(t, path); func() bool { f, to := again.Migrated(); return f != to }() {
+		t.Fatal("reopen of an up-to-date database reports a migration")
+	}
+}
+
+// Processes started at once on a new file: every one opens, one migrates.
+func TestConcurrentStarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sshgate.db")
+	const n = 6
+	var wg sync.WaitGroup
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = Open(path)
+		}()
+	}
+	wg.Wait()
+	migrated := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("start %d: %v", i, errs[i])
+			continue
+		}
+		if from, to := stores[i].Migrated(); from < to {
+			migrated++
+		}
+		stores[i].Close()
+	}
+	if migrated != 1 {
+		t.Fatalf("%d starts migrated, want 1", migrated)
 	}
 }
 

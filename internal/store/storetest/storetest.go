@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Grants", func(t *testing.T) { testGrants(t, open) })
 	t.Run("GrantErrors", func(t *testing.T) { testGrantErrors(t, open) })
 	runTOTPAndBans(t, open)
+	t.Run("Gates", func(t *testing.T) { testGates(t, open) })
 	t.Run("LiveSessions", func(t *testing.T) { testLiveSessions(t, open) })
 	t.Run("Menu", func(t *testing.T) { testMenu(t, open) }) // menu.go
 }
