@@ -186,10 +186,10 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	defer cancel()
 	c := &conn{b: b, sc: sc, sess: sc.Session, id: &sc.Session.Identity, log: sc.Log, ctx: ctx}
 	defer c.auditConn()()
-	c.hook = c.askHook()
-	c.dec = c.decide(c.sess.Route, c.sess.BadTarget)
 	stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
 	defer stop()
+	c.hook = c.askHook()
+	c.dec = c.decide(c.sess.Route, c.sess.BadTarget)
 	// One loop for the user's channels and global requests: both streams
 	// close when the connection ends.
 	chans, reqs := sc.Chans, sc.Reqs
