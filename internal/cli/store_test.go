@@ -13,7 +13,10 @@ import (
 func TestPostgresStore(t *testing.T) {
 	dsn, pwFile := pgtest.Config(t, pgtest.Schema(t))
 	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
+	data := filepath.Join(dir, "data") // the keys' directory: it must exist, as for SQLite
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "sshgate.yaml")
 	// The DSN is a YAML scalar: quote it.
 	if err := os.WriteFile(cfg, []byte("store:\n  driver: postgres\n  dsn: '"+dsn+"'\n  password_file: '"+pwFile+"'\n"), 0o600); err != nil {
