@@ -87,6 +87,9 @@ type gate struct {
 // returns the gate's key, to be authorised at sshd before the gate serves.
 func newGate(ctx context.Context, name, bin, dir, clientPub, config string) (*gate, error) {
 	g := &gate{name: name, bin: bin, data: filepath.Join(dir, "data"), host: "127.0.0.1", config: config}
+	if _, err := g.admin(ctx, "init"); err != nil { // only serve and init create a data directory
+		return nil, err
+	}
 	out, err := g.admin(ctx, "gate-key")
 	if err != nil {
 		return nil, err
