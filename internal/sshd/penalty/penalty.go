@@ -96,11 +96,16 @@ type Guard struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu       sync.Mutex
-	score    map[netip.Prefix]time.Time // penalty runs out at
-	known    map[netip.Prefix]gate.Ban  // bans as last read from (or written to) the store
-	accounts map[string]*counter        // password failures
-	codes    map[string]*counter        // wrong TOTP codes
+	mu    sync.Mutex
+	score map[netip.Prefix]time.Time // penalty runs out at
+	known map[netip.Prefix]gate.Ban  // bans as last read from (or written to) the store
+	// writes counts the bans this guard made; made is the count at which
+	// each source's was made. A refresh keeps a ban made after its read of
+	// the store began: the read may predate the ban's write.
+	writes   uint64
+	made     map[netip.Prefix]uint64
+	accounts map[string]*counter // password failures
+	codes    map[string]*counter // wrong TOTP codes
 }
 
 type counter struct {
@@ -112,7 +117,7 @@ type counter struct {
 // New returns a guard; bans may be nil (bans then live in memory only).
 func New(cfg Config, bans Bans, log *slog.Logger) *Guard {
 	return &Guard{cfg: cfg, bans: bans, log: log, now: time.Now,
-		score: map[netip.Prefix]time.Time{}, known: map[netip.Prefix]gate.Ban{},
+		score: map[netip.Prefix]time.Time{}, known: map[netip.Prefix]gate.Ban{}, made: map[netip.Prefix]uint64{},
 		accounts: map[string]*counter{}, codes: map[string]*counter{}}
 }
 
@@ -243,6 +248,8 @@ func (g *Guard) Observe(a netip.Addr, e Event) {
 	}
 	b := gate.Ban{Source: src.String(), Until: now.Add(g.banFor(count)), Reason: e.String(), Count: count, CreatedAt: now}
 	g.known[src] = b
+	g.writes++
+	g.made[src] = g.writes
 	g.mu.Unlock()
 	g.log.Warn("source banned", "source", b.Source, "reason", b.Reason, "for", b.Until.Sub(now).String(), "count", count)
 	if g.bans != nil {
@@ -279,6 +286,9 @@ func (g *Guard) Refresh(ctx context.Context) error {
 		return nil
 	}
 	now := g.now()
+	g.mu.Lock()
+	readFrom := g.writes
+	g.mu.Unlock()
 	list, err := g.bans.ListBans(ctx)
 	if err != nil {
 		return err
@@ -303,7 +313,12 @@ func (g *Guard) Refresh(ctx context.Context) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for p := range g.known {
+	for p, b := range g.known {
+		if g.made[p] > readFrom {
+			known[p] = b // made while the list was read: not in it yet, not lifted
+			continue
+		}
+		delete(g.made, p)
 		if _, ok := known[p]; !ok {
 			delete(g.score, p) // lifted
 		}

@@ -295,3 +295,50 @@ func FuzzParseSource(f *testing.F) {
 		}
 	})
 }
+
+// slowList is a store whose ListBans returns what it held when the read
+// began, after the caller has made a ban meanwhile.
+type slowList struct {
+	*fakeBans
+	during func()
+}
+
+func (s *slowList) ListBans(ctx context.Context) ([]gate.Ban, error) {
+	list, err := s.fakeBans.ListBans(ctx)
+	if s.during != nil {
+		s.during()
+		s.during = nil
+	}
+	return list, err
+}
+
+// A ban made while a refresh reads the store is not dropped by that refresh
+// (the read began before the ban was written).
+func TestRefreshKeepsABanMadeDuringTheRead(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	st := &slowList{fakeBans: &fakeBans{bans: map[string]gate.Ban{}}}
+	g := New(testConfig(), st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	g.SetClock(c.now)
+	st.during = func() {
+		for g.Allowed(attacker) {
+			g.Observe(attacker, AuthFail)
+		}
+	}
+	if err := g.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if g.Allowed(attacker) {
+		t.Fatal("the refresh dropped a ban made while it read the store")
+	}
+	// The next refresh reads it back from the store and keeps it.
+	if err := g.Refresh(context.Background()); err != nil || g.Allowed(attacker) {
+		t.Fatalf("ban lost on the next refresh: %v", err)
+	}
+	// And a lift still lifts it.
+	st.mu.Lock()
+	delete(st.bans, "192.0.2.7/32")
+	st.mu.Unlock()
+	if err := g.Refresh(context.Background()); err != nil || !g.Allowed(attacker) {
+		t.Fatalf("lifted ban still applied: %v", err)
+	}
+}
