@@ -33,10 +33,7 @@ func (c *Conn) totpEnroll(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 	user := c.Identity.User
 	enrolled, err := c.TOTP.Enrolled(ctx, user)
 	if err != nil {
-		ref := gate.NewRef()
-		c.Log.Error("totp enroll: read enrolment", "ref", ref, "err", err)
-		c.message(ch, s, fmt.Sprintf("cannot enrol now (ref %s)", ref))
-		c.exit(ch, 1)
+		c.cannotEnrol(ch, s, "read enrolment", err)
 		return
 	}
 	if enrolled {
@@ -46,9 +43,7 @@ func (c *Conn) totpEnroll(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 	}
 	secret, uri, err := totp.Generate(user)
 	if err != nil {
-		c.Log.Error("totp enroll: generate", "err", err)
-		c.message(ch, s, "cannot enrol now")
-		c.exit(ch, 1)
+		c.cannotEnrol(ch, s, "generate", err)
 		return
 	}
 	out := crlfWriter{ch}
@@ -67,10 +62,7 @@ func (c *Conn) totpEnroll(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 		}
 		ok, err := c.TOTP.Enrol(ctx, user, secret, line)
 		if err != nil {
-			ref := gate.NewRef()
-			c.Log.Error("totp enroll: store enrolment", "ref", ref, "err", err)
-			c.message(ch, s, fmt.Sprintf("cannot enrol now (ref %s)", ref))
-			c.exit(ch, 1)
+			c.cannotEnrol(ch, s, "store enrolment", err)
 			return
 		}
 		if ok {
@@ -82,6 +74,15 @@ func (c *Conn) totpEnroll(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 		fmt.Fprintf(out, "That code is not right (check the device's clock).\n")
 	}
 	c.message(ch, s, "not enrolled")
+	c.exit(ch, 1)
+}
+
+// cannotEnrol ends an enrolment the gate could not carry out: the cause in
+// the log, the user told only a reference to it.
+func (c *Conn) cannotEnrol(ch ssh.Channel, s *Setup, step string, err error) {
+	ref := gate.NewRef()
+	c.Log.Error("totp enroll: "+step, "ref", ref, "err", err)
+	c.message(ch, s, fmt.Sprintf("cannot enrol now (ref %s)", ref))
 	c.exit(ch, 1)
 }
 
