@@ -32,7 +32,7 @@ func (c *conn) account() *account.Conn {
 // openChosen decides and dials a target chosen in the menu: the same
 // decision as for a username naming it, from a fresh snapshot.
 func (c *conn) openChosen(name string, connecting func(target, login string)) (account.Target, error) {
-	d := c.decide(gate.Route{Target: name}, false)
+	d := c.decide(gate.Route{Target: name}, false, false)
 	if d.Err != nil {
 		return nil, d.Err
 	}

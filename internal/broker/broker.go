@@ -189,7 +189,7 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	stop := context.AfterFunc(ctx, func() { _ = sc.Close() })
 	defer stop()
 	c.hook = c.askHook()
-	c.dec = c.decide(c.sess.Route, c.sess.BadTarget)
+	c.dec = c.decide(c.sess.Route, c.sess.BadTarget, true)
 	// One loop for the user's channels and global requests: both streams
 	// close when the connection ends.
 	chans, reqs := sc.Chans, sc.Reqs

@@ -134,9 +134,25 @@ type fixture struct {
 	st   *memStore
 	tgt  *echoTarget
 	cert *gate.CertLogin // applied to every login
+	totp *gate.TOTPProof // applied to every login; with it the second factor is on
+	sf   *countModes
 }
 
+// countModes is a second factor that counts the TOTP mode reads.
+type countModes struct{ reads atomic.Int32 }
+
+func (m *countModes) TargetMode(context.Context, gate.Target) string {
+	m.reads.Add(1)
+	return gate.TOTPAlways
+}
+func (m *countModes) Enrolled(context.Context, string) (bool, error)              { return true, nil }
+func (m *countModes) Enrol(context.Context, string, string, string) (bool, error) { return false, nil }
+
 func startBroker(t *testing.T, cert *gate.CertLogin) *fixture {
+	return startBrokerTOTP(t, cert, nil)
+}
+
+func startBrokerTOTP(t *testing.T, cert *gate.CertLogin, totp *gate.TOTPProof) *fixture {
 	t.Helper()
 	f := &fixture{
 		st: &memStore{
@@ -150,12 +166,18 @@ func startBroker(t *testing.T, cert *gate.CertLogin) *fixture {
 		},
 		tgt:  &echoTarget{t: t, signer: newSigner(t)},
 		cert: cert,
+		totp: totp,
+		sf:   &countModes{},
 	}
 	var cfg config.Config
 	cfg.Limits.MaxSessions = 10
 	cfg.Limits.UpstreamTimeout = config.Duration(5 * time.Second)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	br, err := New(Deps{Config: cfg, Store: f.st, Backends: map[string]target.Backend{gate.KindUpstream: f.tgt}, Log: log})
+	deps := Deps{Config: cfg, Store: f.st, Backends: map[string]target.Backend{gate.KindUpstream: f.tgt}, Log: log}
+	if totp != nil {
+		deps.TOTP = f.sf
+	}
+	br, err := New(deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +188,9 @@ func startBroker(t *testing.T, cert *gate.CertLogin) *fixture {
 		}
 		s := &gate.Session{ConnID: gate.ConnIDOf(m), Identity: gate.Identity{User: r.User, Method: "password"},
 			Username: m.User(), Route: r, BadTarget: err != nil, Cert: f.cert}
+		if f.totp != nil {
+			s.TOTP = *f.totp
+		}
 		return &ssh.Permissions{ExtraData: map[any]any{gate.SessionKey{}: s}}, nil
 	}}
 	sc.AddHostKey(newSigner(t))
@@ -298,5 +323,26 @@ func TestGateCommands(t *testing.T) {
 	}
 	if f.tgt.opens.Load() != 0 {
 		t.Fatal("a gate session dialled a target")
+	}
+}
+
+// The connection's own target is checked against the TOTP mode auth read at
+// login for it, not read again; a login whose mode was decided for another
+// target (or none) reads the target's mode once.
+func TestTOTPModeReadOnce(t *testing.T) {
+	for _, tt := range []struct {
+		proof  gate.TOTPProof
+		reads  int32
+		status int
+	}{
+		{gate.TOTPProof{Recorded: true, Proof: "code", Mode: gate.TOTPAlways, Target: "web-1"}, 0, 0},
+		{gate.TOTPProof{Recorded: true, Proof: "code", Mode: gate.TOTPAlways, Target: ""}, 1, 0},
+		{gate.TOTPProof{Recorded: true, Proof: "none", Mode: gate.TOTPNever, Target: "db-1"}, 1, 1},
+	} {
+		f := startBrokerTOTP(t, nil, &tt.proof)
+		_, _, st := run(t, f.dial(t, "alice+web-1"), "id")
+		if st != tt.status || f.sf.reads.Load() != tt.reads {
+			t.Errorf("proof %+v: status %d (want %d), mode reads %d (want %d)", tt.proof, st, tt.status, f.sf.reads.Load(), tt.reads)
+		}
 	}
 }

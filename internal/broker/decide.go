@@ -41,8 +41,10 @@ func (b *Broker) Snapshot(ctx context.Context, user string) (policy.Snapshot, er
 }
 
 // decide computes the access decision for route r (the connection's own, or
-// a target chosen in the menu) from a fresh snapshot.
-func (c *conn) decide(r gate.Route, badTarget bool) policy.Decision {
+// a target chosen in the menu) from a fresh snapshot. For the connection's
+// own route, the TOTP mode auth read moments ago for the same target is
+// used rather than read again; a menu choice reads the mode now.
+func (c *conn) decide(r gate.Route, badTarget, ownRoute bool) policy.Decision {
 	snap, err := c.b.Snapshot(c.ctx, c.id.User)
 	if err != nil {
 		pe := gate.Errorf(err, policy.ErrPolicy)
@@ -50,7 +52,10 @@ func (c *conn) decide(r gate.Route, badTarget bool) policy.Decision {
 		return policy.Decision{Err: pe}
 	}
 	if snap.TOTP {
-		if name := policy.Candidate(snap, r, badTarget, c.hook); name != "" {
+		name := policy.Candidate(snap, r, badTarget, c.hook)
+		if p := c.sess.TOTP; ownRoute && name != "" && p.Recorded && p.Target == name && p.Mode != "" {
+			snap.Modes = map[string]string{name: p.Mode}
+		} else if name != "" {
 			for _, t := range snap.Targets {
 				if t.Name == name {
 					ctx, cancel := context.WithTimeout(c.ctx, storeTimeout)
