@@ -99,11 +99,13 @@ type Guard struct {
 	mu    sync.Mutex
 	score map[netip.Prefix]time.Time // penalty runs out at
 	known map[netip.Prefix]gate.Ban  // bans as last read from (or written to) the store
-	// writes counts the bans this guard made; made is the count at which
-	// each source's was made. A refresh keeps a ban made after its read of
-	// the store began: the read may predate the ban's write.
+	// A refresh keeps a ban this guard made whose write to the store may be
+	// missing from what the refresh read: one still being written
+	// (writing), or one whose write finished after the read began (made
+	// holds the value of the counter writes when it finished).
 	writes   uint64
 	made     map[netip.Prefix]uint64
+	writing  map[netip.Prefix]bool
 	accounts map[string]*counter // password failures
 	codes    map[string]*counter // wrong TOTP codes
 }
@@ -118,6 +120,7 @@ type counter struct {
 func New(cfg Config, bans Bans, log *slog.Logger) *Guard {
 	return &Guard{cfg: cfg, bans: bans, log: log, now: time.Now,
 		score: map[netip.Prefix]time.Time{}, known: map[netip.Prefix]gate.Ban{}, made: map[netip.Prefix]uint64{},
+		writing:  map[netip.Prefix]bool{},
 		accounts: map[string]*counter{}, codes: map[string]*counter{}}
 }
 
@@ -248,8 +251,7 @@ func (g *Guard) Observe(a netip.Addr, e Event) {
 	}
 	b := gate.Ban{Source: src.String(), Until: now.Add(g.banFor(count)), Reason: e.String(), Count: count, CreatedAt: now}
 	g.known[src] = b
-	g.writes++
-	g.made[src] = g.writes
+	g.writing[src] = true
 	g.mu.Unlock()
 	g.log.Warn("source banned", "source", b.Source, "reason", b.Reason, "for", b.Until.Sub(now).String(), "count", count)
 	if g.bans != nil {
@@ -259,6 +261,11 @@ func (g *Guard) Observe(a netip.Addr, e Event) {
 			g.log.Error("record ban", "source", b.Source, "err", err)
 		}
 	}
+	g.mu.Lock()
+	delete(g.writing, src)
+	g.writes++
+	g.made[src] = g.writes
+	g.mu.Unlock()
 }
 
 // banFor is the length of the count-th ban in a row.
@@ -314,8 +321,8 @@ func (g *Guard) Refresh(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for p, b := range g.known {
-		if g.made[p] > readFrom {
-			known[p] = b // made while the list was read: not in it yet, not lifted
+		if g.writing[p] || g.made[p] > readFrom {
+			known[p] = b // written during (or after) the read: maybe not in it yet, not lifted
 			continue
 		}
 		delete(g.made, p)

@@ -342,3 +342,37 @@ func TestRefreshKeepsABanMadeDuringTheRead(t *testing.T) {
 		t.Fatalf("lifted ban still applied: %v", err)
 	}
 }
+
+// slowPut is a store whose PutBan lets a refresh run before the ban is
+// stored, as a slow store does.
+type slowPut struct {
+	*fakeBans
+	g    *Guard
+	puts int
+}
+
+func (s *slowPut) PutBan(ctx context.Context, b gate.Ban) error {
+	s.puts++
+	if err := s.g.Refresh(ctx); err != nil {
+		return err
+	}
+	return s.fakeBans.PutBan(ctx, b)
+}
+
+// A refresh that runs while the ban is still being written keeps it.
+func TestRefreshKeepsABanStillBeingWritten(t *testing.T) {
+	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	st := &slowPut{fakeBans: &fakeBans{bans: map[string]gate.Ban{}}}
+	g := New(testConfig(), st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st.g = g
+	g.SetClock(c.now)
+	for st.puts == 0 { // up to the first ban
+		g.Observe(attacker, AuthFail)
+	}
+	if g.Allowed(attacker) {
+		t.Fatal("a refresh during the ban's write dropped it")
+	}
+	if err := g.Refresh(context.Background()); err != nil || g.Allowed(attacker) {
+		t.Fatalf("ban lost once written: %v", err)
+	}
+}
