@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	"github.com/sshgate/sshgate/e2e/harness"
 	"github.com/sshgate/sshgate/internal/webhook"
 )
@@ -240,6 +242,7 @@ config_webhook:
     max_memory: 134217728
     max_pids: 200
     mount_sources: [%[3]s]
+  containerssh_target: wh-box
 `, hooks.URL, harness.TestImage, shared))
 	harness.AgentBinary(t) // beside the gate binary, for the docker part
 	sshd := harness.StartSSHD(t, harness.SSHDOptions{Extra: []string{"AcceptEnv WEBHOOK_*"}})
@@ -318,6 +321,42 @@ config_webhook:
 			"host mount":        fmt.Sprintf(`{"target":%q,"docker":{"mounts":["/etc:/x:ro"]}}`, box),
 			"dotdot mount":      fmt.Sprintf(`{"target":%q,"docker":{"mounts":[%q]}}`, box, shared+"/../..:/x"),
 			"privileged":        fmt.Sprintf(`{"target":%q,"docker":{"privileged":true}}`, box),
+		} {
+			hooks.setConfig(rep)
+			r := harness.Run(dave.SSHTo("", nil, "echo hi"), nil, short)
+			if r.Code == 0 || r.Stdout != "" || !strings.Contains(r.Stderr, "the gate's configuration service did not allow this connection") {
+				t.Errorf("%s: exit %d stdout %q stderr %q", name, r.Code, r.Stdout, r.Stderr)
+			}
+			oneLine(t, name, r.Stderr)
+		}
+
+		// A ContainerSSH config server's reply, as one written in Go against
+		// Docker's own types marshals it: every field, most of them zero. It
+		// names no target: containerssh_target sends every connection to box,
+		// as ContainerSSH sends every connection to its one container.
+		csshReply := func(c container.Config, h container.HostConfig) string {
+			b, err := json.Marshal(map[string]any{
+				"environment": map[string]any{"CSSH_ENV": map[string]any{"value": "from-env", "sensitive": false}},
+				"config": map[string]any{"backend": "docker", "docker": map[string]any{
+					"execution": map[string]any{"container": c, "host": h, "imagePullPolicy": "Never"}}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+		h := container.HostConfig{Binds: []string{shared + ":/data:ro"}}
+		h.Memory = 100663296
+		hooks.setConfig(csshReply(container.Config{Image: harness.TestImage, Env: []string{"CFG_VAR=cssh"}}, h))
+		r = harness.Run(dave.SSHTo("", nil, "echo var=$CFG_VAR env=$CSSH_ENV; cat /data/hello.txt; "+memLimitCmd), nil, short)
+		if r.Code != 0 || r.Stdout != "var=cssh env=from-env\nshared-data\n100663296\n" {
+			t.Errorf("ContainerSSH reply: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		for name, rep := range map[string]string{
+			"ContainerSSH privileged":   csshReply(container.Config{Image: harness.TestImage}, container.HostConfig{Privileged: true}),
+			"ContainerSSH host network": csshReply(container.Config{Image: harness.TestImage}, container.HostConfig{NetworkMode: "host"}),
+			"ContainerSSH image":        csshReply(container.Config{Image: "alpine:3.20"}, container.HostConfig{}),
+			"ContainerSSH /etc bind":    csshReply(container.Config{Image: harness.TestImage}, container.HostConfig{Binds: []string{"/etc:/x:ro"}}),
 		} {
 			hooks.setConfig(rep)
 			r := harness.Run(dave.SSHTo("", nil, "echo hi"), nil, short)

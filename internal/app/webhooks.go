@@ -53,7 +53,7 @@ func newWebhooks(cfg config.Config, log *slog.Logger) (*webhooks, error) {
 		hs.config = &broker.ConfigHook{Client: webhook.ConfigClient{Client: c}, Allow: webhook.Allow{
 			Images: al.Images, MountSources: al.MountSources,
 			MaxMemory: al.MaxMemory, MaxCPUs: al.MaxCPUs, MaxPids: al.MaxPids, Forwarding: al.Forwarding,
-		}}
+		}, ContainerSSHTarget: w.ContainerSSHTarget}
 		log.Info("config webhook enabled", "url", w.URL, "timeout", w.Timeout.D(), "retries", w.Retries)
 	}
 	return hs, nil

@@ -21,6 +21,9 @@ type ConfigHookClient interface {
 type ConfigHook struct {
 	Client ConfigHookClient
 	Allow  webhook.Allow
+	// ContainerSSHTarget is where a reply in ContainerSSH's format sends the
+	// connection; empty: where the username asked.
+	ContainerSSHTarget string
 }
 
 // askHook asks the config webhook about this connection, once, before the
@@ -51,7 +54,10 @@ func (c *conn) askHook() *policy.Hook {
 		c.log.Warn("config webhook failed: connection refused", "err", err)
 		return &policy.Hook{Err: err}
 	}
-	attrs := []any{"target", reply.Target, "login", reply.Login, "override", reply.Docker != nil}
+	if reply.ContainerSSH && h.ContainerSSHTarget != "" {
+		reply.Target = h.ContainerSSHTarget
+	}
+	attrs := []any{"target", reply.Target, "login", reply.Login, "override", reply.Docker != nil, "containerssh_format", reply.ContainerSSH}
 	if d := reply.Docker; d != nil {
 		attrs = append(attrs, "image", d.Image, "env_entries", len(d.Env), "mounts", len(d.Mounts))
 	}

@@ -39,6 +39,10 @@ type AuthWebhook struct {
 type ConfigWebhook struct {
 	WebhookClient `yaml:",inline"`
 	Allow         WebhookAllow `yaml:"allow"`
+	// ContainerSSHTarget is where a reply in ContainerSSH's format sends a
+	// connection, since that format cannot name a target: every connection
+	// lands in it, as in ContainerSSH. Empty: the username's own target.
+	ContainerSSHTarget string `yaml:"containerssh_target"`
 }
 
 // WebhookAllow bounds what the config webhook may ask for. Nothing is

@@ -63,6 +63,9 @@ type ConfigReply struct {
 	Login      string          `json:"login"`      // the login on it (default: the target's)
 	Forwarding bool            `json:"forwarding"` // port forwarding, if config_webhook.allow.forwarding
 	Docker     *DockerOverride `json:"docker"`     // for a docker target, within config_webhook.allow
+	// ContainerSSH is set when the reply came in ContainerSSH's format
+	// ({"config": ...}), which never names a target.
+	ContainerSSH bool `json:"-"`
 }
 
 // DockerOverride changes a docker target's container for one connection.
@@ -193,6 +196,16 @@ func ParseConfigReply(data []byte) (ConfigReply, error) {
 	if !bytes.HasPrefix(bytes.TrimLeft(data, " \t\r\n"), []byte("{")) {
 		return ConfigReply{}, errors.New("config reply: not a JSON object")
 	}
+	if isContainerSSHReply(data) {
+		r, err := parseContainerSSHReply(data)
+		if err != nil {
+			return ConfigReply{}, err
+		}
+		if err := checkOverride(r.Docker); err != nil {
+			return ConfigReply{}, err
+		}
+		return r, nil
+	}
 	if err := exactKeys(data, "target", "login", "forwarding", "docker"); err != nil {
 		return ConfigReply{}, fmt.Errorf("config reply: %w", err)
 	}
@@ -202,29 +215,38 @@ func ParseConfigReply(data []byte) (ConfigReply, error) {
 	if len(r.Target) > 64 || len(r.Login) > 32 {
 		return ConfigReply{}, errors.New("config reply: target or login too long")
 	}
-	if d := r.Docker; d != nil {
+	if err := checkOverride(r.Docker); err != nil {
+		return ConfigReply{}, err
+	}
+	return r, nil
+}
+
+// checkOverride checks the shape of a container override, whichever reply
+// format carried it.
+func checkOverride(d *DockerOverride) error {
+	if d != nil {
 		if d.Image != "" && !imageRE.MatchString(d.Image) {
-			return ConfigReply{}, fmt.Errorf("config reply: image %q is invalid", route.Printable(d.Image))
+			return fmt.Errorf("config reply: image %q is invalid", route.Printable(d.Image))
 		}
 		if len(d.Env) > maxEntries || len(d.Mounts) > maxMounts {
-			return ConfigReply{}, errors.New("config reply: too many env entries or mounts")
+			return errors.New("config reply: too many env entries or mounts")
 		}
 		for k, v := range d.Env {
 			if !ValidEnvName(k) {
-				return ConfigReply{}, fmt.Errorf("config reply: env name %q is invalid", route.Printable(k))
+				return fmt.Errorf("config reply: env name %q is invalid", route.Printable(k))
 			}
 			if err := checkValue("config reply: env "+k, v); err != nil {
-				return ConfigReply{}, err
+				return err
 			}
 		}
 		for _, m := range d.Mounts {
 			if len(m) > 1024 || !utf8.ValidString(m) || strings.ContainsAny(m, "\x00\n,") {
-				return ConfigReply{}, fmt.Errorf("config reply: mount %q is invalid", route.Printable(m))
+				return fmt.Errorf("config reply: mount %q is invalid", route.Printable(m))
 			}
 		}
 		if d.Memory < 0 || d.CPUs < 0 || d.Pids < 0 || d.CPUs != d.CPUs {
-			return ConfigReply{}, errors.New("config reply: negative limit")
+			return errors.New("config reply: negative limit")
 		}
 	}
-	return r, nil
+	return nil
 }

@@ -198,6 +198,8 @@ func FuzzParseConfigReply(f *testing.F) {
 	f.Add([]byte(`{"target":"box","docker":{"image":"alpine:3","env":{"A":"1"},"mounts":["/srv/a:/a:ro"],"memory":1,"cpus":0.5,"pids":1}}`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"docker":{"privileged":true}}`))
+	f.Add([]byte(`{"config":{"backend":"docker","docker":{"execution":{"container":{"Image":"alpine:3","Env":["A=1"]},"host":{"Binds":["/srv/a:/a"],"Memory":1,"NanoCpus":5,"PidsLimit":3}}}},"environment":{"B":{"value":"2"}}}`))
+	f.Add([]byte(`{"config":{"kubernetes":{"pod":{"spec":{"containers":[{"image":"alpine:3","resources":{"limits":{"memory":"1Mi","cpu":"10m"}}}]}}}}}`))
 	a := Allow{Images: []string{"alpine:*"}, MountSources: []string{"/nonexistent-sshgate"}, MaxMemory: 1 << 30, MaxCPUs: 1, MaxPids: 100}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := ParseConfigReply(data)
