@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -223,7 +224,16 @@ func TestAccountMenuTUI(t *testing.T) {
 	m.keys(t, "Enter")
 	menuGolden(t, "2-envs", m.waitScreen(t, "ENVIRONMENT", "prod"))
 	m.keys(t, "Enter")
-	menuGolden(t, "3-containers", m.waitScreen(t, "web-1", "stopped", "running", "lftp fish://"))
+	containers := m.waitScreen(t, "web-1", "stopped", "running", "lftp -u alice+")
+	menuGolden(t, "3-containers", containers)
+	// The lftp string works as printed (lftp drops a user in a fish:// URL).
+	runPrintedLFTP(t, w, containers)
+	// A number that is no row refuses; it never opens the highlighted one.
+	m.keys(t, "9", "Enter")
+	m.waitScreen(t, "there is no row 9; type a number from 1 to 3")
+	if s := m.screen(t); strings.Contains(s, "Connecting to") {
+		t.Fatalf("row 9 of 3 connected:\n%s", s)
+	}
 	m.keys(t, "Down")
 	menuGolden(t, "4-second-row", m.waitScreen(t, "> 2  3"))
 	m.keys(t, "w", "w")
@@ -248,8 +258,12 @@ func TestAccountMenuTUI(t *testing.T) {
 	}
 	m.keys(t, "-l", "exit 3")
 	m.keys(t, "Enter")
-	// menu.after_session defaults to menu: back, on the same connection.
-	m.waitScreen(t, "ID", "NAME", "web-1", "Enter connect")
+	// menu.after_session defaults to menu: back, on the same connection,
+	// on a clean screen: nothing of the session shows above the menu.
+	back := m.waitScreen(t, "ID", "NAME", "web-1", "Enter connect")
+	if strings.Contains(back, "MARK-42") || strings.Contains(back, "Connecting to") {
+		t.Errorf("the session's screen shows under the menu:\n%s", back)
+	}
 	m.keys(t, "q")
 	if code := m.exited(t); code != 0 {
 		t.Errorf("q: ssh exited %d, want 0", code)
@@ -484,5 +498,42 @@ func TestAccountMenuDocker(t *testing.T) {
 	m.keys(t, "q")
 	if code := m.exited(t); code != 0 {
 		t.Errorf("q: ssh exited %d", code)
+	}
+}
+
+// runPrintedLFTP runs the menu's lftp line for web-1 as printed, with an
+// ssh configuration in HOME that gives the key and the gate's known host
+// (lftp's FISH runs plain ssh), and lists /etc/hostname through it.
+func runPrintedLFTP(t *testing.T, w *world, screen string) {
+	t.Helper()
+	harness.RequireTools(t, "lftp")
+	var line string
+	for _, l := range strings.Split(screen, "\n") {
+		if i := strings.Index(l, "lftp -u "); i >= 0 {
+			line = strings.TrimSpace(l[i:])
+		}
+	}
+	if !strings.HasPrefix(line, "lftp -u alice+web-1, -p ") {
+		t.Fatalf("menu lftp line %q", line)
+	}
+	// The user's own set-up, as ssh_config would hold it: ssh reads the
+	// passwd entry's home, not $HOME, so lftp's rc (which follows $HOME)
+	// names the file.
+	home := t.TempDir()
+	conf := filepath.Join(home, "ssh_config")
+	if err := errors.Join(
+		os.WriteFile(conf, []byte(fmt.Sprintf("Host *\n  IdentityFile %s\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  IdentitiesOnly yes\n",
+			w.alice.Key, w.alice.KnownHosts)), 0o600),
+		os.WriteFile(filepath.Join(home, ".lftprc"), []byte(fmt.Sprintf("set fish:connect-program \"ssh -a -x -F %s\"\n", conf)), 0o600),
+	); err != nil {
+		t.Fatal(err)
+	}
+	line = strings.ReplaceAll(line, "GATEPORT", strconv.Itoa(w.alice.Port)) // the screen was normalised for the golden file
+	args := strings.Fields(line)[1:] // as printed, after "lftp"
+	cmd := exec.Command("lftp", append([]string{"-e", "set net:max-retries 1; cls -1 /etc/hostname; exit"}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	r := harness.Run(cmd, nil, short)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "hostname") {
+		t.Errorf("printed lftp line %q: exit %d stdout %q stderr %q", line, r.Code, r.Stdout, r.Stderr)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
@@ -125,7 +126,10 @@ func (m *Model) setItems(items []Item) {
 // must know the width to erase what a shorter line leaves) the pty's size.
 func (m *Model) Init() tea.Cmd {
 	w, h := m.o.Width, m.o.Height
-	return func() tea.Msg { return tea.WindowSizeMsg{Width: w, Height: h} }
+	// Clear first: what the last session left on the terminal (a terminal
+	// without an alternate screen, or one that keeps it) must not show
+	// above the menu when it comes back.
+	return tea.Sequence(tea.ClearScreen, func() tea.Msg { return tea.WindowSizeMsg{Width: w, Height: h} })
 }
 
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -279,20 +283,57 @@ func (m *Model) clamp() {
 
 func (m *Model) enter() (tea.Model, tea.Cmd) {
 	rows := m.rows()
+	if m.number != "" {
+		// A typed number opens its own row or nothing: never the row
+		// that happens to be highlighted.
+		n, err := strconv.Atoi(m.number)
+		m.number = ""
+		if err != nil || n < 1 || n > len(rows) {
+			m.status = fmt.Sprintf("there is no row %s; type a number from 1 to %d", m.numberText(n, err), len(rows))
+			if len(rows) == 0 {
+				m.status = "there is no row to open"
+			}
+			return m, nil
+		}
+		m.cursor = n - 1
+	}
 	if len(rows) == 0 || m.cursor >= len(rows) {
 		return m, nil
 	}
 	r := rows[m.cursor]
-	m.filter, m.number = "", ""
+	m.number = ""
+	// A filter typed above the containers narrows the levels below too:
+	// it matched this row because of a container under it.
 	switch m.level {
 	case levelGroups:
 		m.level, m.group, m.cursor = levelEnvs, r.key, 0
+		m.skipSingle()
 	case levelEnvs:
 		m.level, m.env, m.cursor = levelTargets, r.key, 0
 	default:
+		m.filter = ""
 		return m.finish(r.key)
 	}
 	return m, nil
+}
+
+// numberText is a typed row number as the user typed it.
+func (m *Model) numberText(n int, err error) string {
+	if err != nil {
+		return "?"
+	}
+	return strconv.Itoa(n)
+}
+
+// skipSingle goes on to the containers when a filter carried into a group
+// leaves one environment in it.
+func (m *Model) skipSingle() {
+	if m.filter == "" {
+		return
+	}
+	if rows := m.rows(); len(rows) == 1 {
+		m.level, m.env, m.cursor = levelTargets, rows[0].key, 0
+	}
 }
 
 func (m *Model) back() {
@@ -477,12 +518,7 @@ func (m *Model) View() string {
 		return ""
 	}
 	w := m.o.Width
-	cut := func(s string) string {
-		if len(s) > w {
-			return s[:max(0, w)]
-		}
-		return s
-	}
+	cut := func(s string) string { return ellipsis(s, w) }
 	rows := m.rows()
 	head := m.header()
 	// column widths
@@ -515,12 +551,26 @@ func (m *Model) View() string {
 	if m.cursor >= page {
 		first = m.cursor - page + 1
 	}
+	// Rows that do not fit are announced, not silently left off: the last
+	// line of the page says how many more there are above and below.
+	above, below := first, max(0, len(rows)-first-page)
+	if (above > 0 || below > 0) && page > 1 {
+		page--
+		if m.cursor >= first+page {
+			first++
+			above = first
+		}
+		below = max(0, len(rows)-first-page)
+	}
 	for i := first; i < len(rows) && i < first+page; i++ {
 		l := cut(line(" ", strconv.Itoa(i+1), rows[i].cells))
 		if i == m.cursor {
 			l = m.sel.Render(cut(line(">", strconv.Itoa(i+1), rows[i].cells)))
 		}
 		out = append(out, l)
+	}
+	if above > 0 || below > 0 {
+		out = append(out, cut(fmt.Sprintf("  ... %d more above, %d more below (PgUp/PgDn, or type a number)", above, below)))
 	}
 	if len(rows) == 0 {
 		if m.filter != "" {
@@ -561,6 +611,19 @@ func (m *Model) View() string {
 	return strings.Join(out, "\n")
 }
 
+// ellipsis cuts s to w columns, ending in "…" when something was cut (names
+// and addresses are ASCII; other runes count one column each).
+func ellipsis(s string, w int) string {
+	if w <= 0 {
+		return ""
+	}
+	if utf8.RuneCountInString(s) <= w {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:w-1]) + "…"
+}
+
 // direct are the copyable strings that reach it without the menu.
 func (m *Model) direct(it *Item) []string {
 	u := m.o.User + "+" + it.Name
@@ -570,7 +633,8 @@ func (m *Model) direct(it *Item) []string {
 		fmt.Sprintf("ssh  -p %s %s@%s", p, u, h),
 		fmt.Sprintf("scp  -P %s FILE %s@%s:", p, u, h),
 		fmt.Sprintf("sftp -P %s %s@%s", p, u, h),
-		fmt.Sprintf("lftp fish://%s@%s:%s", u, h, p),
+		// lftp drops a user given in a fish:// URL: -u carries it.
+		fmt.Sprintf("lftp -u %s, -p %s fish://%s", u, p, h),
 	}
 	if m.o.UID != 0 && it.ID != 0 {
 		out = append(out, fmt.Sprintf("ssh  -p %s %d-%d@%s   (NODEID-UID)", p, it.ID, m.o.UID, h))

@@ -3,6 +3,7 @@ package menu
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
@@ -73,14 +74,19 @@ func TestNavigation(t *testing.T) {
 		{"filter esc clears", items(), []string{"enter", "2", "enter", "zz", "esc", "enter"}, "web-1", true, ""},
 		{"filter backspace", items(), []string{"enter", "2", "enter", "apz", "bs", "enter"}, "api-1", true, ""},
 		{"q inside a filter is text", items(), []string{"enter", "2", "enter", "aq"}, "", false, "filter: aq"},
-		{"filter on groups", items(), []string{"box", "enter"}, "", false, "ENVIRONMENT"},
-		{"number out of range", items(), []string{"9", "enter"}, "", false, "ENVIRONMENT"},
+		{"filter on groups skips a single env", items(), []string{"box", "enter"}, "", false, "filter: box"},
+		{"number out of range stays", items(), []string{"9", "enter"}, "", false, "there is no row 9; type a number from 1 to 2"},
+		{"number out of range never connects", items(), []string{"enter", "2", "enter", "9", "enter"}, "", false, "there is no row 9; type a number from 1 to 2"},
+		{"number out of range then a good one", items(), []string{"enter", "2", "enter", "9", "enter", "2", "enter"}, "api-1", true, ""},
+		{"typed number wins over the highlight", items(), []string{"enter", "2", "enter", "down", "1", "enter"}, "web-1", true, ""},
+		{"filter on groups carries down", items(), []string{"api", "enter", "enter"}, "api-1", true, ""},
+		{"filter on groups narrows envs", items(), []string{"dev", "enter"}, "", false, "shop-dev"},
 		{"one group skips to envs", items()[:3], nil, "", false, "ENVIRONMENT"},
 		{"one env skips to containers", items()[3:], nil, "", false, "> 1  5   box"},
 		{"single container connects", items()[3:], []string{"enter"}, "box", true, ""},
 		{"no items", nil, nil, "", false, "no targets are granted to alice"},
 		{"no items enter", nil, []string{"enter"}, "", false, "no targets"},
-		{"direct strings", items()[3:], nil, "", false, "lftp fish://alice+box@gate.example:2222"},
+		{"direct strings", items()[3:], nil, "", false, "lftp -u alice+box, -p 2222 fish://gate.example"},
 		{"platform string", items()[3:], nil, "", false, "ssh  -p 2222 5-7@gate.example"},
 		{"scp string", items()[3:], nil, "", false, "scp  -P 2222 FILE alice+box@gate.example:"},
 		{"primary marker", items()[:2], nil, "", false, "web-1  *  www"},
@@ -166,8 +172,8 @@ func TestViewFits(t *testing.T) {
 				t.Errorf("%v after %v: %d lines", size, keys, len(lines))
 			}
 			for _, l := range lines {
-				if len(l) > size[0] {
-					t.Errorf("%v after %v: line %q is %d wide", size, keys, l, len(l))
+				if utf8.RuneCountInString(l) > size[0] {
+					t.Errorf("%v after %v: line %q is %d wide", size, keys, l, utf8.RuneCountInString(l))
 				}
 			}
 			if size[1] >= 24 && len(keys) > 3 && !strings.Contains(m.View(), "> ") {
@@ -215,7 +221,7 @@ func FuzzKeys(f *testing.F) {
 			t.Fatalf("%d lines for height %d", len(lines), h)
 		}
 		for _, l := range lines {
-			if len(l) > int(w) {
+			if utf8.RuneCountInString(l) > int(w) {
 				t.Fatalf("line %q wider than %d", l, w)
 			}
 		}
