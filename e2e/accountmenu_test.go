@@ -528,8 +528,10 @@ func runPrintedLFTP(t *testing.T, w *world, screen string) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	line = strings.ReplaceAll(line, "GATEPORT", strconv.Itoa(w.alice.Port)) // the screen was normalised for the golden file
-	args := strings.Fields(line)[1:]                                        // as printed, after "lftp"
+	// The screen was normalised for the golden file; the arguments are
+	// as printed, after "lftp".
+	line = strings.ReplaceAll(line, "GATEPORT", strconv.Itoa(w.alice.Port))
+	args := strings.Fields(line)[1:]
 	cmd := exec.Command("lftp", append([]string{"-e", "set net:max-retries 1; cls -1 /etc/hostname; exit"}, args...)...)
 	cmd.Env = append(os.Environ(), "HOME="+home)
 	r := harness.Run(cmd, nil, short)
