@@ -272,3 +272,61 @@ func TestFirstStartBanner(t *testing.T) {
 		}
 	}
 }
+
+// Retention: with recordings.max_age/max_total and audit.file.max_age set,
+// the gate removes old recordings and rotated audit files itself (at start
+// and every minute), oldest first, and keeps recent ones.
+func TestRetention(t *testing.T) {
+	t.Parallel()
+	g := harness.StartGate(t, harness.GateOptions{})
+	if err := g.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	recs := filepath.Join(g.DataDir, "recordings")
+	auditFile := filepath.Join(g.DataDir, "audit", "audit.jsonl")
+	os.MkdirAll(recs, 0o700)
+	now := time.Now()
+	put := func(p string, size int, age time.Duration) {
+		t.Helper()
+		if err := os.WriteFile(p, make([]byte, size), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(filepath.Join(recs, "ancient.cast"), 1024, 40*24*time.Hour) // past max_age
+	put(filepath.Join(recs, "older.cast"), 600<<10, 3*24*time.Hour) // pushed out by max_total
+	put(filepath.Join(recs, "newer.cast"), 600<<10, 2*24*time.Hour) // kept
+	put(filepath.Join(recs, "newest.cast"), 100<<10, 1*time.Hour)   // kept
+	put(auditFile+".1", 100, 24*time.Hour)                          // kept
+	put(auditFile+".2", 100, 100*24*time.Hour)                      // past audit.file.max_age
+	cfg := writeConfig(t, "recordings:\n  max_age: 720h\n  max_total: 1MiB\naudit:\n  file:\n    max_age: 2160h\n")
+	g2 := harness.StartGate(t, harness.GateOptions{DataDir: g.DataDir, Args: []string{"--config", cfg}})
+	gone := []string{filepath.Join(recs, "ancient.cast"), filepath.Join(recs, "older.cast"), auditFile + ".2"}
+	kept := []string{filepath.Join(recs, "newer.cast"), filepath.Join(recs, "newest.cast"), auditFile + ".1"}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		left := 0
+		for _, p := range gone {
+			if _, err := os.Stat(p); err == nil {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d old files still there after 15s", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, p := range kept {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("retention removed %s: %v", filepath.Base(p), err)
+		}
+	}
+	if !g2.LogContains("recordings removed by retention") || !g2.LogContains("audit files removed by retention") {
+		t.Errorf("retention left no log line")
+	}
+}

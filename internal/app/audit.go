@@ -29,6 +29,7 @@ import (
 func startAudit(cfg config.Config, dataDir, gateID string, log *slog.Logger) (*audit.Logger, func(), error) {
 	a := cfg.Audit
 	var sinks []audit.Sink
+	stopPrune := func() {}
 	var openErrs []error
 	if a.File.Enabled {
 		p := a.File.Path
@@ -39,6 +40,16 @@ func startAudit(cfg config.Config, dataDir, gateID string, log *slog.Logger) (*a
 		if err != nil {
 			log.Error("audit file unavailable; retrying on every event", "path", p, "err", err)
 			openErrs = append(openErrs, err)
+		}
+		if age := a.File.MaxAge.D(); age > 0 {
+			fs.SetMaxAge(age)
+			stopPrune = every(retentionInterval, func() {
+				if n, err := fs.Prune(time.Now()); err != nil {
+					log.Warn("audit file retention", "err", err)
+				} else if n > 0 {
+					log.Info("audit files removed by retention", "files", n, "max_age", age)
+				}
+			})
 		}
 		sinks = append(sinks, fs)
 	}
@@ -64,6 +75,7 @@ func startAudit(cfg config.Config, dataDir, gateID string, log *slog.Logger) (*a
 		l.MarkFailing("file", errors.Join(openErrs...))
 	}
 	return l, func() {
+		stopPrune()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := l.Close(ctx); err != nil {

@@ -38,6 +38,7 @@ type observability struct {
 	pwlog   *recording.PasswordLog       // honeypot mode
 	audit   atomic.Pointer[audit.Logger] // for sshgate_audit_dropped_total
 
+	stopPrune func() // recordings retention
 	listening atomic.Bool
 	http      *http.Server
 	cancel    context.CancelFunc
@@ -70,6 +71,22 @@ func startObs(ctx context.Context, cfg config.Config, dir *datadir.Dir, st store
 		}
 		o.pwlog = pl
 		log.Warn("honeypot mode: failed password attempts are recorded, passwords included", "file", filepath.Join(o.rec.Path(), recording.PasswordsFile))
+	}
+	if o.rec != nil {
+		keep := recording.Retention{MaxAge: cfg.Recordings.MaxAge.D(), MaxTotal: int64(cfg.Recordings.MaxTotal)}
+		if keep.MaxAge > 0 || keep.MaxTotal > 0 {
+			rec := o.rec
+			o.stopPrune = every(retentionInterval, func() {
+				res, err := rec.Prune(time.Now(), keep)
+				if err != nil {
+					log.Warn("recordings retention", "err", err)
+				}
+				if res.Removed > 0 {
+					log.Info("recordings removed by retention", "files", res.Removed, "bytes", res.Freed,
+						"max_age", keep.MaxAge, "max_total", keep.MaxTotal)
+				}
+			})
+		}
 	}
 	reg, err := live.New(ctx, st, gateID, log, live.Options{})
 	if err != nil {
@@ -172,6 +189,9 @@ func (o *observability) close() {
 	o.wg.Wait()
 	if o.pwlog != nil {
 		_ = o.pwlog.Close()
+	}
+	if o.stopPrune != nil {
+		o.stopPrune()
 	}
 	if o.rec != nil {
 		_ = o.rec.Close()

@@ -305,3 +305,53 @@ func TestEmitDuringClose(t *testing.T) {
 		t.Errorf("written + dropped = %d, want 1000", got)
 	}
 }
+
+func TestFileSinkMaxAge(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	now := time.Now()
+	// Rotated files from before: .1 recent, .2 old.
+	os.WriteFile(path+".1", []byte("recent\n"), 0o600)
+	os.WriteFile(path+".2", []byte("old\n"), 0o600)
+	os.Chtimes(path+".1", now.Add(-2*time.Hour), now.Add(-2*time.Hour))
+	os.Chtimes(path+".2", now.Add(-50*time.Hour), now.Add(-50*time.Hour))
+	s, err := NewFileSink(path, 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.SetMaxAge(24 * time.Hour)
+	if err := s.Write(context.Background(), []byte("live\n")); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Prune(now)
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v; want the old rotated file", n, err)
+	}
+	if _, err := os.Stat(path + ".2"); !os.IsNotExist(err) {
+		t.Errorf(".2 kept: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "live\n" {
+		t.Errorf("live file %q", b)
+	}
+	// A day later the live file itself is past the bound: it is rotated,
+	// and what it held leaves a day after that.
+	s.mu.Lock()
+	s.since = now.Add(-25 * time.Hour)
+	s.mu.Unlock()
+	if _, err = s.Prune(now); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path + ".1"); string(b) != "live\n" {
+		t.Errorf("after the age rotation .1 holds %q", b)
+	}
+	if b, err := os.ReadFile(path); err != nil || len(b) != 0 {
+		t.Errorf("live file after rotation: %q %v", b, err)
+	}
+	if err := s.Write(context.Background(), []byte("next\n")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "next\n" {
+		t.Errorf("writes after rotation go to %q", b)
+	}
+}

@@ -22,10 +22,62 @@ type FileSink struct {
 	path     string
 	maxSize  int64
 	maxFiles int
+	maxAge   time.Duration // see SetMaxAge
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
+	mu    sync.Mutex
+	f     *os.File
+	size  int64
+	since time.Time // when the live file was opened or rotated
+}
+
+// SetMaxAge bounds how long events are kept: the live file is rotated once
+// it is older than d (by Write or Prune), and Prune removes rotated files
+// last written more than d ago, so an event is gone between d and 2d after
+// it was written. 0 keeps files until max_files pushes them out. Call it
+// before the sink is used.
+func (s *FileSink) SetMaxAge(d time.Duration) { s.maxAge = d }
+
+// Prune applies the age bound at now: it rotates a live file older than
+// the bound and removes rotated files older than it. It returns how many
+// files it removed.
+func (s *FileSink) Prune(now time.Time) (int, error) {
+	if s.maxAge <= 0 {
+		return 0, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f != nil && s.size > 0 && now.Sub(s.since) > s.maxAge {
+		if err := s.rotate(); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	var errs []error
+	for i := 1; s.maxFiles <= 0 || i <= s.maxFiles; i++ {
+		p := s.path + "." + strconv.Itoa(i)
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			if s.maxFiles <= 0 {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if now.Sub(st.ModTime()) > s.maxAge {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			n++
+		}
+	}
+	if len(errs) > 0 {
+		return n, fmt.Errorf("prune audit files: %w", errors.Join(errs...))
+	}
+	return n, nil
 }
 
 // NewFileSink returns a sink writing to path (its directory is created, mode
@@ -53,7 +105,7 @@ func (s *FileSink) open() error {
 		_ = f.Close()
 		return fmt.Errorf("open audit file: %w", err)
 	}
-	s.f, s.size = f, st.Size()
+	s.f, s.size, s.since = f, st.Size(), time.Now()
 	return nil
 }
 
@@ -62,7 +114,8 @@ func (s *FileSink) open() error {
 func (s *FileSink) Write(_ context.Context, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f != nil && s.maxSize > 0 && s.size > 0 && s.size+int64(len(line)) > s.maxSize {
+	tooOld := s.maxAge > 0 && time.Since(s.since) > s.maxAge
+	if s.f != nil && s.size > 0 && (tooOld || s.maxSize > 0 && s.size+int64(len(line)) > s.maxSize) {
 		if err := s.rotate(); err != nil {
 			return err
 		}

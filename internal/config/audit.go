@@ -30,6 +30,10 @@ type AuditFile struct {
 	Path     string `yaml:"path"`      // relative paths are under the data directory
 	MaxSize  Size   `yaml:"max_size"`  // rotate past this size; 0: never
 	MaxFiles int    `yaml:"max_files"` // rotated files kept
+	// MaxAge rotates the live file once it is this old and removes rotated
+	// files last written longer ago: an event is gone between MaxAge and
+	// twice MaxAge after it was written. 0: max_files alone decides.
+	MaxAge Duration `yaml:"max_age"`
 }
 
 type AuditWebhook struct {
@@ -76,6 +80,9 @@ func (a Audit) validate(bad func(key, format string, args ...any)) {
 	}
 	if a.File.MaxFiles < 0 || a.File.MaxFiles > 1000 {
 		bad("audit.file.max_files", "%d is out of range (0 to 1000)", a.File.MaxFiles)
+	}
+	if d := a.File.MaxAge.D(); d < 0 || d > 0 && d < time.Hour {
+		bad("audit.file.max_age", "%s is out of range (0, or at least 1h)", d)
 	}
 	if a.Webhook.URL != "" {
 		u, err := url.Parse(a.Webhook.URL)

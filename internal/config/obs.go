@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Recordings configures the asciicast recordings of PTY sessions.
@@ -18,6 +19,11 @@ type Recordings struct {
 	// address, client, the password itself) to DIR/honeypot-passwords.jsonl.
 	// Only for a gate deployed as a honeypot: a real user's typo is kept too.
 	HoneypotPasswords bool `yaml:"honeypot_passwords"`
+	// MaxAge and MaxTotal bound what the directory keeps: finished
+	// recordings last written longer ago than MaxAge are removed, then the
+	// oldest until all fit in MaxTotal bytes. 0: no bound.
+	MaxAge   Duration `yaml:"max_age"`
+	MaxTotal Size     `yaml:"max_total"`
 }
 
 // Metrics configures the metrics and health listener.
@@ -41,6 +47,12 @@ func (c Config) validateObs() []error {
 	}
 	if strings.ContainsRune(c.Recordings.Dir, 0) {
 		bad("recordings.dir", "%q is not a path", c.Recordings.Dir)
+	}
+	if d := c.Recordings.MaxAge.D(); d < 0 || d > 0 && d < time.Hour {
+		bad("recordings.max_age", "%s is out of range (0, or at least 1h)", d)
+	}
+	if c.Recordings.MaxTotal < 0 || c.Recordings.MaxTotal > 0 && c.Recordings.MaxTotal < 1<<20 {
+		bad("recordings.max_total", "%d is out of range (0, or at least 1MiB)", c.Recordings.MaxTotal)
 	}
 	if c.Metrics.Listen != "" {
 		if msg := checkListen(c.Metrics.Listen); msg != "" {

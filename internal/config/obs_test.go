@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestObsConfig(t *testing.T) {
@@ -15,8 +16,11 @@ func TestObsConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, errHas string
 	}{
-		{"ok", "recordings:\n  enabled: false\n  dir: /var/rec\n  input: true\n  on_error: fail-closed\nmetrics:\n  listen: 127.0.0.1:9100\n", ""},
+		{"ok", "recordings:\n  enabled: false\n  dir: /var/rec\n  input: true\n  on_error: fail-closed\n  max_age: 720h\n  max_total: 10GiB\naudit:\n  file:\n    max_age: 2160h\nmetrics:\n  listen: 127.0.0.1:9100\n", ""},
 		{"bad on_error", "recordings:\n  on_error: maybe\n", "recordings.on_error"},
+		{"recordings max_age too short", "recordings:\n  max_age: 10m\n", "recordings.max_age"},
+		{"recordings max_total too small", "recordings:\n  max_total: 1KiB\n", "recordings.max_total"},
+		{"audit max_age negative", "audit:\n  file:\n    max_age: -1h\n", "audit.file.max_age"},
 		{"bad listen", "metrics:\n  listen: nowhere\n", "metrics.listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -33,7 +37,8 @@ func TestObsConfig(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c.Recordings.Enabled || !c.Recordings.Input || c.Recordings.Dir != "/var/rec" || c.Recordings.OnError != FailClosed || c.Metrics.Listen != "127.0.0.1:9100" {
+				if c.Recordings.Enabled || !c.Recordings.Input || c.Recordings.Dir != "/var/rec" || c.Recordings.OnError != FailClosed || c.Metrics.Listen != "127.0.0.1:9100" ||
+					c.Recordings.MaxAge.D() != 720*time.Hour || c.Recordings.MaxTotal != 10<<30 || c.Audit.File.MaxAge.D() != 2160*time.Hour {
 					t.Errorf("loaded %+v %+v", c.Recordings, c.Metrics)
 				}
 				return

@@ -69,6 +69,9 @@ type Options struct {
 type Dir struct {
 	root *os.Root
 	path string
+
+	mu   sync.Mutex
+	live map[string]bool // recordings being written: Prune leaves them
 }
 
 // OpenDir creates (0700) and opens the recordings directory.
@@ -126,13 +129,16 @@ func (d *Dir) Create(id string, h Header, o Options) (*Recorder, error) {
 	if !validID.MatchString(id) {
 		return nil, fmt.Errorf("create recording: invalid session id %q", id)
 	}
+	d.setLive(id, true) // before the file exists: Prune never sees it unmarked
 	f, err := d.root.OpenFile(FileName(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
+		d.setLive(id, false)
 		return nil, fmt.Errorf("create recording: %w", err)
 	}
-	r, err := newRecorder(f, h, o)
+	r, err := newRecorder(&liveFile{File: f, done: func() { d.setLive(id, false) }}, h, o)
 	if err != nil {
 		_ = f.Close()
+		d.setLive(id, false)
 		return nil, err
 	}
 	return r, nil
@@ -317,4 +323,17 @@ func splitUTF8(b []byte) (whole, rest []byte) {
 		}
 	}
 	return b, nil
+}
+
+// liveFile marks its recording finished when closed.
+type liveFile struct {
+	*os.File
+	done func()
+	once sync.Once
+}
+
+func (f *liveFile) Close() error {
+	err := f.File.Close()
+	f.once.Do(f.done)
+	return err
 }
