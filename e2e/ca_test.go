@@ -65,8 +65,10 @@ func newCAWorld(t *testing.T) *caWorld {
 		t.Fatal(err)
 	}
 	w.gate.Admin(t, "env", "add", "prod")
+	// No pin: the mode chosen is said, and checked now against the target.
 	out := w.gate.Admin(t, "target", "add", "web", "--env", "prod", "--upstream", w.sshd.Addr, "--login", "root")
-	if !strings.Contains(out, "verified through the host CA") {
+	if !strings.Contains(out, "none pinned, so each connection verifies a host certificate from the gate's host CA") ||
+		!strings.Contains(out, `verified now: `+w.sshd.Addr+` presents a host certificate from the gate's host CA for "127.0.0.1"`) {
 		t.Fatalf("target add without a pin: %q", out)
 	}
 	return w
@@ -260,6 +262,30 @@ func TestCertificates(t *testing.T) {
 		}
 		if strings.Contains(evil.Stderr.String(), "Accepted") {
 			t.Error("the gate logged in to a target whose host certificate it refused")
+		}
+	})
+
+	t.Run("host-CA target without a host certificate", func(t *testing.T) {
+		// A plain sshd, no certificate: target add says so at once, and
+		// users get the host key line, not "unreachable".
+		plain := harness.StartSSHD(t, harness.SSHDOptions{TrustedUserCAKeys: filepath.Join(w.dir, "trusted_user_ca_keys")})
+		stdout, stderr, code := w.gate.AdminResult("target", "add", "nocert", "--env", "prod", "--upstream", plain.Addr, "--login", "root")
+		if code != 0 || !strings.Contains(stdout, "added target nocert") ||
+			!strings.Contains(stderr, "sshgate: warning: target nocert answers at "+plain.Addr+" but presents no host certificate") ||
+			!strings.Contains(stderr, "sshgate ca sign-host --principal 127.0.0.1") {
+			t.Fatalf("target add: exit %d stdout %q stderr %q", code, stdout, stderr)
+		}
+		w.gate.Admin(t, "grant", "alice", "--target", "nocert")
+		key, cert, _ := w.certKey(t, "alice")
+		r := harness.Run(withCert(base, key, cert).SSHTo("nocert", nil, "echo no"), nil, short)
+		if r.Code != 1 || !strings.Contains(r.Stderr, `target "nocert" presented an unexpected host key; refusing to connect (ref `) {
+			t.Fatalf("exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		oneLine(t, "no host certificate", r.Stderr)
+		// One that does not answer yet is added, and said to be unchecked.
+		stdout, _, code = w.gate.AdminResult("target", "add", "later", "--env", "prod", "--upstream", "127.0.0.1:1", "--login", "root")
+		if code != 0 || !strings.Contains(stdout, "host key of later: not checked now (127.0.0.1:1 does not answer") {
+			t.Fatalf("target add of a silent host: exit %d stdout %q", code, stdout)
 		}
 	})
 

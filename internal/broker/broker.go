@@ -308,6 +308,13 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 			pe := gate.Errorf(err, "target %q presented an unexpected host key; refusing to connect", name)
 			c.log.Error("target host key mismatch", "target", name, "ref", pe.Ref, "pinned", mm.Want, "presented", mm.Got)
 			return nil, pe
+		case p.Target.Upstream != nil && p.Target.Upstream.HostKey == "" && strings.Contains(err.Error(), "no common algorithm for host key"):
+			// A host-CA target offers only host certificates: one that has
+			// none fails the negotiation, which is the host key's fault,
+			// not the network's.
+			pe := gate.Errorf(err, "target %q presented an unexpected host key; refusing to connect", name)
+			c.log.Error("target host certificate refused", "target", name, "ref", pe.Ref, "reason", "the target presents no host certificate")
+			return nil, pe
 		case strings.Contains(err.Error(), "unable to authenticate"):
 			return nil, gate.Errorf(err, "target %q refused the gate's login as %q", name, p.Login)
 		default:

@@ -83,7 +83,12 @@ func (e *env) targetCmd() *cobra.Command {
 				return err
 			}
 			if t.Kind == gate.KindUpstream && !f.scan && f.hostKeyFile == "" {
-				fmt.Fprintf(e.stdout, "host key of %s: verified through the host CA (principal %q)\n", t.Name, ca.HostPrincipal(t.Upstream.HostPrincipal, t.Upstream.Addr))
+				principal := ca.HostPrincipal(t.Upstream.HostPrincipal, t.Upstream.Addr)
+				if !f.hostCA {
+					fmt.Fprintf(e.stdout, "host key of %s: none pinned, so each connection verifies a host certificate from the gate's host CA "+
+						"(the default once `ca init` has run; --host-key FILE or --scan-host-key pins a key instead)\n", t.Name)
+				}
+				e.checkHostCert(ctx, t.Name, t.Upstream.Addr, principal)
 			} else if t.Kind == gate.KindUpstream {
 				var k ssh.PublicKey
 				if f.scan {
@@ -614,4 +619,84 @@ func showTarget(w io.Writer, t gate.Target, defaults config.Docker, extra ...[2]
 	}
 	tw.row("created", t.CreatedAt.Format(time.RFC3339))
 	return tw.flush()
+}
+
+// checkHostCert tries, once, what each connection to a host-CA target will
+// check: that addr presents a host certificate from the gate's host CA
+// naming principal. It says what it found; the target is added either way
+// (it may be set up after the gate), but a target that answers wrongly is
+// named with what users will see and how to fix it.
+func (e *env) checkHostCert(ctx context.Context, name, addr, principal string) {
+	d, err := e.dataDir()
+	if err != nil {
+		return
+	}
+	own, err := ca.Load(d.CADir())
+	if err != nil {
+		return
+	}
+	cb, err := ca.NewTrust(d.CADir(), own, nil).HostKeyCallback(principal)
+	if err != nil {
+		return
+	}
+	fix := fmt.Sprintf("on the target: `sshgate ca sign-host --principal %s /etc/ssh/ssh_host_ed25519_key.pub`, then "+
+		"`HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub` in its sshd_config", principal)
+	err = probeHostKey(ctx, addr, ca.HostCertAlgorithms, cb)
+	var hc *ca.HostCertError
+	switch {
+	case errors.Is(err, errScanned):
+		fmt.Fprintf(e.stdout, "host key of %s: verified now: %s presents a host certificate from the gate's host CA for %q\n", name, addr, principal)
+	case errors.As(err, &hc):
+		fmt.Fprintf(e.stderr, "sshgate: warning: target %s presents %s (%s); users will be refused with \"presented an unexpected host key\" until it presents a host certificate for %q: %s\n",
+			name, hc.Presented, hc.Reason, principal, fix)
+	case err != nil && strings.Contains(err.Error(), "no common algorithm for host key"):
+		fmt.Fprintf(e.stderr, "sshgate: warning: target %s answers at %s but presents no host certificate; users will be refused with \"presented an unexpected host key\" until it does: %s\n",
+			name, addr, fix)
+	default:
+		fmt.Fprintf(e.stdout, "host key of %s: not checked now (%s does not answer: %v); each connection will check its host certificate for %q\n", name, addr, err, principal)
+	}
+}
+
+// probeHostKey runs a handshake with addr up to its host key, offering
+// algos, and returns what cb said of it (errScanned when cb accepted).
+func probeHostKey(ctx context.Context, addr string, algos []string, cb ssh.HostKeyCallback) error {
+	ctx, cancel := context.WithTimeout(ctx, ScanTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	var verdict error
+	cfg := &ssh.ClientConfig{
+		User:              "sshgate-scan",
+		HostKeyAlgorithms: algos,
+		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
+			if verdict = cb(host, remote, key); verdict == nil {
+				verdict = errScanned
+			}
+			return verdict
+		},
+		Timeout: ScanTimeout,
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
+	if err == nil { // cannot happen: the callback always refuses
+		go ssh.DiscardRequests(reqs)
+		go func() {
+			for ch := range chans {
+				ch.Reject(ssh.Prohibited, "")
+			}
+		}()
+		c.Close()
+	}
+	if verdict != nil {
+		return verdict
+	}
+	return err
 }
