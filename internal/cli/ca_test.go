@@ -59,8 +59,11 @@ func TestCACommands(t *testing.T) {
 		{args: []string{"ca", "revoked"}, outHas: []string{"serial", "42", "lost laptop", "key"}},
 
 		// With a CA: no pin needed.
-		{args: []string{"target", "add", "w", "--env", "prod", "--upstream", "h:22", "--login", "root"}, outHas: []string{`verified through the host CA (principal "h")`}},
-		{args: []string{"target", "add", "w2", "--env", "prod", "--upstream", "h:22", "--login", "root", "--host-principal", "web.internal", "--auth", "key"}, outHas: []string{`"web.internal"`}},
+		// The mode is said, and the target tried at once (here: nothing answers).
+		{args: []string{"target", "add", "w", "--env", "prod", "--upstream", "127.0.0.1:1", "--login", "root"}, outHas: []string{
+			"host key of w: none pinned, so each connection verifies a host certificate from the gate's host CA",
+			`host key of w: not checked now (127.0.0.1:1 does not answer`, `check its host certificate for "127.0.0.1"`}},
+		{args: []string{"target", "add", "w2", "--env", "prod", "--upstream", "127.0.0.1:1", "--login", "root", "--host-principal", "web.internal", "--auth", "key"}, outHas: []string{`"web.internal"`}},
 		{args: []string{"target", "show", "w2"}, outHas: []string{"principal web.internal", "auth", "key"}},
 		{args: []string{"target", "add", "pinned", "--env", "prod", "--upstream", "10.0.0.9:22", "--login", "root", "--host-key", hostFile}},
 		{args: []string{"target", "pin-host-key", "pinned", "--host-ca", "--host-key", hostFile}, code: 2, errHas: []string{"exactly one"}},
