@@ -95,7 +95,7 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	defer dir.Close()
-	hostKeys, err := dir.HostKeys()
+	hostKeys, err := dir.HostKeys(cfg.SSH.ECDSAHostKey)
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func (e *env) caInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			keys, err := d.HostKeys()
+			keys, err := d.HostKeys(false)
 			if err != nil {
 				return err
 			}

@@ -26,7 +26,7 @@ func (e *env) initCmd() *cobra.Command {
 				return failf("%v", err)
 			}
 			e.st = st
-			if _, err := d.HostKeys(); err != nil {
+			if _, err := d.HostKeys(false); err != nil {
 				return err
 			}
 			if _, err := d.GateKey(); err != nil {

@@ -81,6 +81,8 @@ type SSH struct {
 	// later (offer.go): paramiko, dropbear, PuTTY, ...
 	CompatCiphers []string `yaml:"compat_ciphers"`
 	CompatMACs    []string `yaml:"compat_macs"`
+	// ECDSAHostKey also offers (and makes) an ecdsa-sha2-nistp256 host key.
+	ECDSAHostKey bool `yaml:"ecdsa_host_key"`
 }
 
 type Limits struct {

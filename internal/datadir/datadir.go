@@ -153,10 +153,18 @@ func (d *Dir) HostKeyPath(kind string) string {
 	return filepath.Join(d.HostKeyDir(), "ssh_host_"+kind+"_key")
 }
 
-// HostKeys loads the gate's host keys, generating missing ones, ed25519 first.
-func (d *Dir) HostKeys() ([]ssh.Signer, error) {
+// HostKeys loads the gate's host keys, generating missing ones, ed25519
+// first, then RSA. An ECDSA (NIST P-256) key is loaded or made only with
+// ecdsa: hardened policies fail a NIST-curve host key, and every client
+// that has ECDSA has ed25519 too (OpenSSH since 6.5); a data directory
+// that has one from an older gate keeps the file, unoffered.
+func (d *Dir) HostKeys(ecdsa bool) ([]ssh.Signer, error) {
+	kinds := []string{sshkeys.Ed25519, sshkeys.RSA}
+	if ecdsa {
+		kinds = []string{sshkeys.Ed25519, sshkeys.ECDSA, sshkeys.RSA}
+	}
 	var out []ssh.Signer
-	for _, kind := range []string{sshkeys.Ed25519, sshkeys.ECDSA, sshkeys.RSA} {
+	for _, kind := range kinds {
 		s, err := sshkeys.LoadOrGenerate(d.HostKeyPath(kind), kind)
 		if err != nil {
 			return nil, fmt.Errorf("host key: %w", err)
