@@ -4,6 +4,8 @@ BIN       ?= bin
 DATA      ?= ./sshgate-data
 LISTEN    ?= 127.0.0.1:2222
 FUZZTIME  ?= 30s
+# What `make test` gives each fuzz target (their committed corpora also run in every go test).
+SMOKEFUZZ ?= 2s
 TESTFLAGS ?=
 # The Go toolchain every target builds and tests with: the newest the module
 # proxy serves here, at or above every fixed standard-library advisory (the
@@ -49,6 +51,7 @@ test-setup:
 
 test: test-setup
 	$(GO) test -race -timeout 40m $(TESTFLAGS) ./...
+	$(MAKE) fuzz FUZZTIME=$(SMOKEFUZZ)
 	$(MAKE) vulncheck
 
 # govulncheck against a database built offline from the golang.org/x/vulndb
