@@ -111,7 +111,7 @@ type Guard struct {
 	bans  Bans
 	accts Accounts // nil: counters in memory
 	log   *slog.Logger
-	now  func() time.Time
+	now   func() time.Time
 
 	mu    sync.Mutex
 	score map[netip.Prefix]time.Time // penalty runs out at
@@ -446,7 +446,9 @@ func (c *counter) lockedOrZero() time.Time {
 
 // PasswordLocked reports whether user's password authentication is locked;
 // an error (the store did not answer) comes with true.
-func (g *Guard) PasswordLocked(user string) (bool, error) { return g.locked(kindPassword, g.accounts, user) }
+func (g *Guard) PasswordLocked(user string) (bool, error) {
+	return g.locked(kindPassword, g.accounts, user)
+}
 
 // PasswordFailed counts a wrong password for user, from any source.
 func (g *Guard) PasswordFailed(user string) {
