@@ -49,6 +49,7 @@ func defenceWorld(t *testing.T, config string) *world {
 func enrolTOTP(t *testing.T, g *harness.Gate, user string) string {
 	t.Helper()
 	cmd := exec.Command(g.Bin, "--data", g.DataDir, "user", "totp", "enroll", user)
+	cmd.Env = g.Environ() // the gate's store (postgres, when configured)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	var stderr harness.Buffer

@@ -229,3 +229,6 @@ func (g *Gate) Client(user, key string) *Client {
 func (g *Gate) LogContains(s string) bool {
 	return bytes.Contains([]byte(g.Stderr.String()), []byte(s))
 }
+
+// Environ is the environment the gate and its admin commands run with.
+func (g *Gate) Environ() []string { return g.env }

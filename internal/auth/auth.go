@@ -168,13 +168,21 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	u, err := a.users.GetUser(ctx, r.User)
-	if err == nil && a.passwordLocked(u.Name) {
-		err = errPasswordLocked // spraying: same answer, same time as a wrong password
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.log.Warn("get user failed", "user", r.User, "err", err)
+		passwd.VerifyDummy(password)
+		return nil, store.Unavailable("get user", err) // fail closed, told apart from a wrong password
+	}
+	if err == nil {
+		if locked, lerr := a.passwordLocked(u.Name); lerr != nil {
+			a.log.Warn("read password lock failed", "user", r.User, "err", lerr)
+			passwd.VerifyDummy(password)
+			return nil, lerr
+		} else if locked {
+			err = errPasswordLocked // spraying: same answer, same time as a wrong password
+		}
 	}
 	if err != nil || u.PasswordHash == "" {
-		if err != nil && !errors.Is(err, store.ErrNotFound) && err != errPasswordLocked {
-			a.log.Warn("get user failed", "user", r.User, "err", err)
-		}
 		passwd.VerifyDummy(password)
 		return nil, ErrDenied
 	}

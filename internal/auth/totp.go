@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -25,6 +24,9 @@ type TOTPStore interface {
 	GetTarget(ctx context.Context, name string) (gate.Target, error)
 	GetTOTPMode(ctx context.Context, env, target string) (string, error)
 	PutTOTP(ctx context.Context, t gate.TOTP) error
+	// Grace windows live in the store, so every gate honours one.
+	PutTOTPGrace(ctx context.Context, user, cred, addr string, until time.Time) error
+	TOTPGraceUntil(ctx context.Context, user, cred, addr string) (time.Time, error)
 	// The username's target by alias, NODEID-UID or default target, as the
 	// broker resolves it.
 	ListTargetInfo(ctx context.Context) ([]gate.TargetInfo, error)
@@ -40,11 +42,13 @@ const (
 	ExtTOTPTarget = "sshgate-totp-target" // the target it was decided for ("" for none)
 )
 
-// Throttle is per-account throttling (package penalty).
+// Throttle is per-account throttling (package penalty). A lock check that
+// fails (the store did not answer) returns an error, and the login is
+// refused.
 type Throttle interface {
-	PasswordLocked(user string) bool
+	PasswordLocked(user string) (bool, error)
 	PasswordFailed(user string)
-	CodeLocked(user string) bool
+	CodeLocked(user string) (bool, error)
 	CodeFailed(user string)
 }
 
@@ -71,9 +75,6 @@ type SecondFactor struct {
 		Info(msg string, args ...any)
 	}
 	now func() time.Time
-
-	mu    sync.Mutex
-	grace map[graceKey]time.Time // until
 }
 
 // graceKey binds a grace window to the user, the key (or "password") and the
@@ -82,12 +83,32 @@ type graceKey struct{ user, cred, addr string }
 
 // NewSecondFactor returns the TOTP step; throttle may be nil.
 func NewSecondFactor(st TOTPStore, cfg TOTPConfig, throttle Throttle, log *slog.Logger) *SecondFactor {
-	return &SecondFactor{st: st, cfg: cfg, throttle: throttle, log: log, now: time.Now, grace: map[graceKey]time.Time{}}
+	return &SecondFactor{st: st, cfg: cfg, throttle: throttle, log: log, now: time.Now}
 }
 
-// passwordLocked reports whether password auth of user is locked (spraying).
-func (a *Authenticator) passwordLocked(user string) bool {
-	return a.throttle != nil && a.throttle.PasswordLocked(user)
+// passwordLocked reports whether password auth of user is locked (spraying);
+// an error wraps store.ErrUnavailable.
+func (a *Authenticator) passwordLocked(user string) (bool, error) {
+	if a.throttle == nil {
+		return false, nil
+	}
+	locked, err := a.throttle.PasswordLocked(user)
+	if err != nil {
+		return true, store.Unavailable("password lock", err)
+	}
+	return locked, nil
+}
+
+// codeLocked is passwordLocked for the second factor.
+func (f *SecondFactor) codeLocked(user string) (bool, error) {
+	if f.throttle == nil {
+		return false, nil
+	}
+	locked, err := f.throttle.CodeLocked(user)
+	if err != nil {
+		return true, store.Unavailable("code lock", err)
+	}
+	return locked, nil
 }
 
 func (a *Authenticator) passwordFailed(user string) {
@@ -249,7 +270,7 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 		if mode == gate.TOTPNever {
 			return withProof(perms, policy.TOTPProofNone, mode, tgt), nil
 		}
-		return nil, ErrDenied
+		return nil, store.Unavailable("get totp", err)
 	}
 	enrolled := err == nil && enrol.Active
 	if !enrolled && f.cfg.Required != "always" {
@@ -264,14 +285,19 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 	}
 	k := f.key(conn, id)
 	if mode == gate.TOTPGrace && f.cfg.Grace > 0 {
-		f.mu.Lock()
-		until, ok := f.grace[k]
-		f.mu.Unlock()
-		if ok && f.now().Before(until) {
+		until, err := f.st.TOTPGraceUntil(ctx, k.user, k.cred, k.addr)
+		if err != nil {
+			f.log.Warn("read totp grace failed", "user", id.User, "err", err)
+			return nil, store.Unavailable("read totp grace", err) // fail closed
+		}
+		if f.now().Before(until) {
 			return withProof(perms, policy.TOTPProofGrace, mode, tgt), nil
 		}
 	}
-	if f.throttle != nil && f.throttle.CodeLocked(id.User) {
+	if locked, err := f.codeLocked(id.User); err != nil {
+		f.log.Warn("read code lock failed", "user", id.User, "err", err)
+		return nil, err
+	} else if locked {
 		return nil, errLocked
 	}
 	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
@@ -282,7 +308,10 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 }
 
 func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge, perms *ssh.Permissions, id *gate.Identity, k graceKey, mode, tgt string) (*ssh.Permissions, error) {
-	if f.throttle != nil && f.throttle.CodeLocked(id.User) {
+	if locked, err := f.codeLocked(id.User); err != nil {
+		f.log.Warn("read code lock failed", "user", id.User, "err", err)
+		return nil, err
+	} else if locked {
 		return nil, errLocked
 	}
 	answers, err := client("", "", []string{CodePrompt}, []bool{false})
@@ -295,6 +324,10 @@ func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInter
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	enrol, err := f.st.GetTOTP(ctx, id.User)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		f.log.Warn("get totp failed", "user", id.User, "err", err)
+		return nil, store.Unavailable("get totp", err)
+	}
 	if err != nil || !enrol.Active {
 		return nil, ErrDenied
 	}
@@ -308,7 +341,7 @@ func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInter
 	if ok {
 		if ok, err = f.st.UseTOTPStep(ctx, id.User, step); err != nil {
 			f.log.Warn("record totp step failed", "user", id.User, "err", err)
-			return nil, ErrDenied
+			return nil, store.Unavailable("record totp step", err)
 		}
 		if !ok {
 			f.log.Warn("verification code replayed", "user", id.User)
@@ -322,16 +355,11 @@ func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInter
 		return nil, ErrDenied
 	}
 	if f.cfg.Grace > 0 {
-		f.mu.Lock()
-		if len(f.grace) > 10_000 {
-			for gk, until := range f.grace {
-				if !now.Before(until) {
-					delete(f.grace, gk)
-				}
-			}
+		// The code was right: a grace window that could not be written only
+		// means a code next time.
+		if err := f.st.PutTOTPGrace(ctx, k.user, k.cred, k.addr, now.Add(f.cfg.Grace)); err != nil {
+			f.log.Warn("record totp grace failed", "user", id.User, "err", err)
 		}
-		f.grace[k] = now.Add(f.cfg.Grace)
-		f.mu.Unlock()
 	}
 	out := &gate.Identity{User: id.User, Method: id.Method + "+totp", Fingerprint: id.Fingerprint}
 	ext := out.Extensions()
@@ -365,8 +393,8 @@ func (f *SecondFactor) Enrolled(ctx context.Context, user string) (bool, error) 
 // enrolment); the code's step counts as used. Wrong codes are throttled like
 // wrong codes at login.
 func (f *SecondFactor) Enrol(ctx context.Context, user, secret, code string) (bool, error) {
-	if f.throttle != nil && f.throttle.CodeLocked(user) {
-		return false, nil
+	if locked, err := f.codeLocked(user); err != nil || locked {
+		return false, err
 	}
 	step, ok := totp.Check(secret, code, f.now())
 	if !ok {

@@ -26,6 +26,27 @@ type fakeTOTP struct {
 	infos   []gate.TargetInfo
 	users   map[string]gate.UserInfo
 	infoErr error
+	grace   map[[3]string]time.Time
+	downErr error // every grace read fails (the store is down)
+}
+
+func (f *fakeTOTP) PutTOTPGrace(_ context.Context, user, cred, addr string, until time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.grace == nil {
+		f.grace = map[[3]string]time.Time{}
+	}
+	f.grace[[3]string{user, cred, addr}] = until
+	return nil
+}
+
+func (f *fakeTOTP) TOTPGraceUntil(_ context.Context, user, cred, addr string) (time.Time, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.downErr != nil {
+		return time.Time{}, f.downErr
+	}
+	return f.grace[[3]string{user, cred, addr}], nil
 }
 
 func (f *fakeTOTP) ListTargetInfo(context.Context) ([]gate.TargetInfo, error) {
@@ -87,12 +108,17 @@ func (f *fakeTOTP) GetTOTPMode(_ context.Context, env, target string) (string, e
 	return f.modes["env:"+env], nil
 }
 
-type fakeThrottle struct{ codeFails map[string]int }
+type fakeThrottle struct {
+	codeFails map[string]int
+	down      error
+}
 
-func (f *fakeThrottle) PasswordLocked(string) bool  { return false }
-func (f *fakeThrottle) PasswordFailed(string)       {}
-func (f *fakeThrottle) CodeLocked(user string) bool { return f.codeFails[user] >= 3 }
-func (f *fakeThrottle) CodeFailed(user string)      { f.codeFails[user]++ }
+func (f *fakeThrottle) PasswordLocked(string) (bool, error) { return false, nil }
+func (f *fakeThrottle) PasswordFailed(string)               {}
+func (f *fakeThrottle) CodeLocked(user string) (bool, error) {
+	return f.codeFails[user] >= 3 || f.down != nil, f.down
+}
+func (f *fakeThrottle) CodeFailed(user string) { f.codeFails[user]++ }
 
 type addrMeta struct {
 	meta
@@ -341,5 +367,22 @@ func TestSecondFactorProof(t *testing.T) {
 	hook := &ssh.Permissions{Extensions: map[string]string{ExtWebhook: "1"}}
 	if pr, _, _, ok := totpProof(hook); !ok || pr != policy.TOTPProofExempt {
 		t.Fatalf("webhook login: %q %v", pr, ok)
+	}
+}
+
+// A store that does not answer during the second factor fails closed with
+// an error wrapping store.ErrUnavailable (never a grace login, never a
+// plain "wrong code").
+func TestSecondFactorStoreDown(t *testing.T) {
+	f, st, th, _ := secondFactorSetup(t, TOTPConfig{Required: "enrolled", Grace: 10 * time.Minute})
+	conn := addrMeta{meta{"alice+web"}, "192.0.2.1"}
+	st.downErr = errors.New("connection refused")
+	if p, err := f.after(conn, firstFactor("SHA256:k1")); p != nil || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("grace read failing: %v, %v; want ErrUnavailable", p, err)
+	}
+	st.downErr = nil
+	th.down = errors.New("connection refused")
+	if p, err := f.after(conn, firstFactor("SHA256:k1")); p != nil || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("lock read failing: %v, %v; want ErrUnavailable", p, err)
 	}
 }

@@ -20,7 +20,7 @@ import (
 // Store is the part of the store the registry uses.
 type Store interface {
 	AddLiveSession(ctx context.Context, s gate.LiveSession) error
-	UpdateLiveSession(ctx context.Context, id string, bytesIn, bytesOut int64) error
+	UpdateLiveSessions(ctx context.Context, counts []gate.LiveCount) error // one statement for the batch
 	RemoveLiveSession(ctx context.Context, id string) error
 	KillRequests(ctx context.Context, gateID string) ([]string, error)
 	ClearLiveSessions(ctx context.Context, gateID string) error
@@ -29,7 +29,7 @@ type Store interface {
 // Options tune the registry.
 type Options struct {
 	Poll        time.Duration // kill request poll (default 1s)
-	UpdateEvery int           // byte counts are written every this many polls (default 5)
+	UpdateEvery int           // byte counts are written every this many polls (default 5), all in one statement
 }
 
 // Registry is one gate's live sessions.
@@ -145,23 +145,18 @@ func (r *Registry) poll(ctx context.Context, update bool) {
 	if !update {
 		return
 	}
-	type upd struct {
-		id      string
-		in, out int64
-	}
-	var ups []upd
+	// Every changed count in one write, whatever the number of sessions.
+	var ups []gate.LiveCount
 	r.mu.Lock()
 	for id, e := range r.sessions {
 		in, out := e.c.In.Load(), e.c.Out.Load()
 		if in != e.in || out != e.out {
 			e.in, e.out = in, out
-			ups = append(ups, upd{id, in, out})
+			ups = append(ups, gate.LiveCount{ID: id, BytesIn: in, BytesOut: out})
 		}
 	}
 	r.mu.Unlock()
-	for _, u := range ups {
-		if err := r.st.UpdateLiveSession(qctx, u.id, u.in, u.out); err != nil {
-			r.log.Debug("update live session", "session_id", u.id, "err", err)
-		}
+	if err := r.st.UpdateLiveSessions(qctx, ups); err != nil {
+		r.log.Warn("update live sessions", "sessions", len(ups), "err", err)
 	}
 }

@@ -25,7 +25,9 @@ var (
 // concurrent use, and several processes (the gate and the CLI) may use the
 // same database at once: every read sees the latest committed write.
 type Store interface {
-	GateStore // the gates sharing the store (gates.go)
+	GateStore      // the gates sharing the store (gates.go)
+	AuthStateStore // TOTP grace windows, per-account lockouts (shared.go)
+	ContainerStore // the registry of warm containers (shared.go)
 
 	AddUser(ctx context.Context, u gate.User) error
 	GetUser(ctx context.Context, name string) (gate.User, error)
@@ -81,6 +83,9 @@ type Store interface {
 	// for kill requests and removes them when they end.
 	AddLiveSession(ctx context.Context, s gate.LiveSession) error
 	UpdateLiveSession(ctx context.Context, id string, bytesIn, bytesOut int64) error
+	// UpdateLiveSessions writes many sessions' byte counts in one statement
+	// (a gate's batch per interval); unknown ids are skipped.
+	UpdateLiveSessions(ctx context.Context, counts []gate.LiveCount) error
 	RemoveLiveSession(ctx context.Context, id string) error
 	ListLiveSessions(ctx context.Context) ([]gate.LiveSession, error) // oldest first
 	RequestKill(ctx context.Context, id string) error                 // ErrNotFound if no such live session

@@ -11,6 +11,9 @@
 // It also throttles per account: password failures from any number of
 // sources (password spraying) lock that account's password authentication for
 // a while (its keys keep working), and wrong TOTP codes lock the second factor.
+// When the store keeps failure counters (Accounts), they live there, so every
+// gate sharing it counts together and a restart forgets nothing; a store
+// that cannot answer counts as locked (fail closed), with the error returned.
 //
 // Allowlisted prefixes are never penalised. It imports store only.
 //
@@ -86,15 +89,29 @@ type Bans interface {
 	PruneBans(ctx context.Context, before time.Time) (int, error)
 }
 
+// Accounts keeps per-account failure counters (the store's
+// CountFailure/FailureLockedUntil): one atomic statement per failure.
+type Accounts interface {
+	CountFailure(ctx context.Context, kind, user string, at time.Time, limit int, window, lock time.Duration) (lockedUntil time.Time, locked bool, err error)
+	FailureLockedUntil(ctx context.Context, kind, user string) (time.Time, error)
+}
+
+// Failure counter kinds, as the store names them.
+const (
+	kindPassword = "password"
+	kindCode     = "code"
+)
+
 // maxSources bounds the sources tracked with penalty time left.
 const maxSources = 100_000
 
 // Guard keeps the penalty state of one gate.
 type Guard struct {
-	cfg  Config
-	bans Bans
-	log  *slog.Logger
-	now  func() time.Time
+	cfg   Config
+	bans  Bans
+	accts Accounts // nil: counters in memory
+	log   *slog.Logger
+	now   func() time.Time
 
 	mu    sync.Mutex
 	score map[netip.Prefix]time.Time // penalty runs out at
@@ -117,8 +134,11 @@ type counter struct {
 }
 
 // New returns a guard; bans may be nil (bans then live in memory only).
+// When bans also implements Accounts (the store does), per-account failure
+// counters live there too.
 func New(cfg Config, bans Bans, log *slog.Logger) *Guard {
-	return &Guard{cfg: cfg, bans: bans, log: log, now: time.Now,
+	accts, _ := bans.(Accounts)
+	return &Guard{cfg: cfg, bans: bans, accts: accts, log: log, now: time.Now,
 		score: map[netip.Prefix]time.Time{}, known: map[netip.Prefix]gate.Ban{}, made: map[netip.Prefix]uint64{},
 		writing:  map[netip.Prefix]bool{},
 		accounts: map[string]*counter{}, codes: map[string]*counter{}}
@@ -360,22 +380,40 @@ func (g *Guard) Run(ctx context.Context) {
 // ---- per-account throttling ----
 
 // Account throttling works whether or not source penalties are enabled.
-func (g *Guard) locked(m map[string]*counter, user string) bool {
+func (g *Guard) locked(kind string, m map[string]*counter, user string) (bool, error) {
 	if g == nil {
-		return false
+		return false, nil
+	}
+	if g.accts != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		until, err := g.accts.FailureLockedUntil(ctx, kind, user)
+		if err != nil {
+			return true, fmt.Errorf("read %s lock: %w", kind, err) // fail closed
+		}
+		return g.now().Before(until), nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c, ok := m[user]
-	return ok && g.now().Before(c.locked)
+	return ok && g.now().Before(c.locked), nil
 }
 
 // fail counts a failure and reports whether it locked the account.
-func (g *Guard) fail(m map[string]*counter, user string, max int, window, lock time.Duration) bool {
+func (g *Guard) fail(kind string, m map[string]*counter, user string, max int, window, lock time.Duration) bool {
 	if g == nil || max <= 0 {
 		return false
 	}
 	now := g.now()
+	if g.accts != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, locked, err := g.accts.CountFailure(ctx, kind, user, now, max, window, lock)
+		if err != nil {
+			g.log.Error("count failure", "kind", kind, "user", user, "err", err)
+		}
+		return locked
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c, ok := m[user]
@@ -406,22 +444,26 @@ func (c *counter) lockedOrZero() time.Time {
 	return c.locked
 }
 
-// PasswordLocked reports whether user's password authentication is locked.
-func (g *Guard) PasswordLocked(user string) bool { return g.locked(g.accounts, user) }
+// PasswordLocked reports whether user's password authentication is locked;
+// an error (the store did not answer) comes with true.
+func (g *Guard) PasswordLocked(user string) (bool, error) {
+	return g.locked(kindPassword, g.accounts, user)
+}
 
 // PasswordFailed counts a wrong password for user, from any source.
 func (g *Guard) PasswordFailed(user string) {
-	if g.fail(g.accounts, user, g.cfg.PasswordFailures, g.cfg.PasswordWindow, g.cfg.PasswordLock) {
+	if g.fail(kindPassword, g.accounts, user, g.cfg.PasswordFailures, g.cfg.PasswordWindow, g.cfg.PasswordLock) {
 		g.log.Warn("password authentication locked", "user", user, "for", g.cfg.PasswordLock.String())
 	}
 }
 
-// CodeLocked reports whether user's second factor is locked after wrong codes.
-func (g *Guard) CodeLocked(user string) bool { return g.locked(g.codes, user) }
+// CodeLocked reports whether user's second factor is locked after wrong
+// codes; an error (the store did not answer) comes with true.
+func (g *Guard) CodeLocked(user string) (bool, error) { return g.locked(kindCode, g.codes, user) }
 
 // CodeFailed counts a wrong TOTP code for user.
 func (g *Guard) CodeFailed(user string) {
-	if g.fail(g.codes, user, g.cfg.CodeFailures, g.cfg.CodeWindow, g.cfg.CodeLock) {
+	if g.fail(kindCode, g.codes, user, g.cfg.CodeFailures, g.cfg.CodeWindow, g.cfg.CodeLock) {
 		g.log.Warn("second factor locked after wrong codes", "user", user, "for", g.cfg.CodeLock.String())
 	}
 }

@@ -2,14 +2,17 @@ package penalty
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/store/sqlite"
 )
 
 type fakeBans struct {
@@ -213,23 +216,26 @@ func TestRefreshSeesOtherGatesAndLifts(t *testing.T) {
 	}
 }
 
+// locked drops the error of a memory-only guard (always nil).
+func locked(b bool, _ error) bool { return b }
+
 func TestPasswordSpraying(t *testing.T) {
 	g, c, _ := newGuard(testConfig())
 	// Failures from many sources count against the one account.
 	for i := 0; i < 3; i++ {
-		if g.PasswordLocked("alice") {
+		if locked(g.PasswordLocked("alice")) {
 			t.Fatalf("locked after %d", i)
 		}
 		g.PasswordFailed("alice")
 	}
-	if !g.PasswordLocked("alice") {
+	if !locked(g.PasswordLocked("alice")) {
 		t.Fatal("not locked after 3 failures")
 	}
-	if g.PasswordLocked("bob") {
+	if locked(g.PasswordLocked("bob")) {
 		t.Fatal("another account locked")
 	}
 	c.advance(10 * time.Minute)
-	if g.PasswordLocked("alice") {
+	if locked(g.PasswordLocked("alice")) {
 		t.Fatal("lock did not end")
 	}
 	// Failures spread wider than the window never lock.
@@ -237,7 +243,7 @@ func TestPasswordSpraying(t *testing.T) {
 		g.PasswordFailed("carol")
 		c.advance(31 * time.Second)
 	}
-	if g.PasswordLocked("carol") {
+	if locked(g.PasswordLocked("carol")) {
 		t.Fatal("locked by failures spread over time")
 	}
 }
@@ -245,15 +251,15 @@ func TestPasswordSpraying(t *testing.T) {
 func TestCodeThrottle(t *testing.T) {
 	g, c, _ := newGuard(testConfig())
 	g.CodeFailed("alice")
-	if g.CodeLocked("alice") {
+	if locked(g.CodeLocked("alice")) {
 		t.Fatal("locked after one wrong code")
 	}
 	g.CodeFailed("alice")
-	if !g.CodeLocked("alice") {
+	if !locked(g.CodeLocked("alice")) {
 		t.Fatal("not locked after two wrong codes")
 	}
 	c.advance(5 * time.Minute)
-	if g.CodeLocked("alice") {
+	if locked(g.CodeLocked("alice")) {
 		t.Fatal("lock did not end")
 	}
 }
@@ -374,5 +380,62 @@ func TestRefreshKeepsABanStillBeingWritten(t *testing.T) {
 	}
 	if err := g.Refresh(context.Background()); err != nil || g.Allowed(attacker) {
 		t.Fatalf("ban lost once written: %v", err)
+	}
+}
+
+// storeBans is a store (SQLite, real) seen through the guard's interfaces.
+type storeBans struct {
+	*sqlite.Store
+	fail bool
+}
+
+func (s *storeBans) FailureLockedUntil(ctx context.Context, kind, user string) (time.Time, error) {
+	if s.fail {
+		return time.Time{}, errors.New("database is down")
+	}
+	return s.Store.FailureLockedUntil(ctx, kind, user)
+}
+
+// Two gates on one store count one account's failures together, a new
+// guard (a restarted gate) remembers the lock, and a store that does not
+// answer counts as locked, with the error.
+func TestAccountCountersShared(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sshgate.db")
+	openGuard := func(c *clock) (*Guard, *storeBans) {
+		st, err := sqlite.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		sb := &storeBans{Store: st}
+		g := New(testConfig(), sb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		g.SetClock(c.now)
+		return g, sb
+	}
+	c := &clock{t: time.Now()}
+	a, _ := openGuard(c)
+	b, sb := openGuard(c)
+	a.PasswordFailed("alice")
+	b.PasswordFailed("alice")
+	if locked(a.PasswordLocked("alice")) || locked(b.PasswordLocked("alice")) {
+		t.Fatal("locked after 2 of 3 failures")
+	}
+	a.PasswordFailed("alice")
+	if !locked(b.PasswordLocked("alice")) {
+		t.Fatal("gate B does not see the lock failures through A and B reached")
+	}
+	a.CodeFailed("bob")
+	b.CodeFailed("bob")
+	restarted, _ := openGuard(c)
+	if !locked(restarted.CodeLocked("bob")) || !locked(restarted.PasswordLocked("alice")) {
+		t.Fatal("a restarted gate forgot the locks")
+	}
+	c.advance(10 * time.Minute)
+	if locked(restarted.PasswordLocked("alice")) {
+		t.Fatal("lock did not end")
+	}
+	sb.fail = true
+	if l, err := b.CodeLocked("carol"); !l || err == nil {
+		t.Fatalf("store down: locked %v, err %v; want locked with an error", l, err)
 	}
 }

@@ -35,6 +35,14 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestRaces(t *testing.T) {
+	t.Parallel()
+	storetest.Races(t, func(t *testing.T) (store.Store, store.Store) {
+		dsn := pgtest.Schema(t)
+		return openDSN(t, dsn), openDSN(t, dsn)
+	})
+}
+
 func TestTwoHandles(t *testing.T) {
 	t.Parallel()
 	storetest.TwoHandles(t, func(t *testing.T) (store.Store, store.Store) {

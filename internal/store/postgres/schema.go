@@ -147,4 +147,7 @@ CREATE TABLE gates (
 	sessions   INTEGER NOT NULL DEFAULT 0
 );
 `,
+	// login state shared by the gates (TOTP grace windows, per-account
+	// failure counters) and the registry of warm containers.
+	sharedStateMigration,
 }

@@ -35,6 +35,13 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestRaces(t *testing.T) {
+	storetest.Races(t, func(t *testing.T) (store.Store, store.Store) {
+		path := filepath.Join(t.TempDir(), "sshgate.db")
+		return openTemp(t, path), openTemp(t, path)
+	})
+}
+
 func TestTwoHandles(t *testing.T) {
 	storetest.TwoHandles(t, func(t *testing.T) (store.Store, store.Store) {
 		path := filepath.Join(t.TempDir(), "sshgate.db")
