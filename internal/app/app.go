@@ -174,6 +174,8 @@ func Serve(ctx context.Context, o Options) error {
 		Handshake:          cfg.Limits.Handshake.D(),
 		Guard:              guard,
 		Offer:              cfg.SSH.Offer,
+		Proxy: sshd.Proxy{Trusted: cfg.SSH.ProxyProtocol.Prefixes(), Required: cfg.SSH.ProxyProtocol.HeaderRequired(),
+			Timeout: cfg.SSH.ProxyProtocol.Timeout()},
 	}, ob.metrics, br.Handle, log)
 	if err := ob.listen(srv); err != nil {
 		return err

@@ -81,6 +81,8 @@ type SSH struct {
 	// later (offer.go): paramiko, dropbear, PuTTY, ...
 	CompatCiphers []string `yaml:"compat_ciphers"`
 	CompatMACs    []string `yaml:"compat_macs"`
+	// PROXY protocol from trusted load balancers (proxy.go).
+	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
 }
 
 type Limits struct {
@@ -226,6 +228,7 @@ func (c Config) Validate() error {
 			checkAlgos(key, l[0], l[1])
 		}
 	}
+	c.SSH.ProxyProtocol.validate(c.Limits.LoginGrace.D(), bad)
 	l := c.Limits
 	if l.LoginGrace.D() <= 0 || l.LoginGrace.D() > 10*time.Minute {
 		bad("limits.login_grace", "%s is out of range (1s to 10m)", l.LoginGrace.D())

@@ -45,6 +45,7 @@ type Limits struct {
 	Handshake          time.Duration // deadline for version exchange and kex (0: LoginGrace)
 	Guard              Guard         // penalties and bans (guard.go); nil: none
 	Offer              Offer         // the ciphers and MACs per client (offer.go); nil: the config's for all
+	Proxy              Proxy         // PROXY protocol from trusted balancers (proxy.go)
 }
 
 // Server accepts SSH connections.
@@ -62,6 +63,8 @@ type Server struct {
 	pending   map[*trackedConn]struct{} // still authenticating
 	byRemote  map[string]*trackedConn   // pending, by remote address, for AuthLogCallback
 	listeners map[net.Listener]struct{}
+	headers   map[net.Conn]struct{} // PROXY headers being read (proxy.go)
+	headerWG  sync.WaitGroup
 	draining  bool
 	wg        sync.WaitGroup
 	ctx       context.Context
@@ -90,7 +93,7 @@ func New(cfg *ssh.ServerConfig, limits Limits, obs Observer, h Handler, log *slo
 	s := &Server{limits: limits, handler: h, log: log, obs: obs,
 		perSource: map[netip.Prefix]int{}, conns: map[*trackedConn]struct{}{},
 		pending: map[*trackedConn]struct{}{}, byRemote: map[string]*trackedConn{},
-		listeners: map[net.Listener]struct{}{}, ctx: ctx, cancel: cancel}
+		listeners: map[net.Listener]struct{}{}, headers: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel}
 	s.cfg = s.watchAuth(cfg)
 	return s
 }
@@ -127,7 +130,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.handle(nc)
+		s.accept(nc) // proxy.go: a PROXY header first, or straight to handle
 	}
 }
 
@@ -208,6 +211,10 @@ func (s *Server) handle(nc net.Conn) {
 		}
 		sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
 		s.observeHandshake(err)
+		if u, ok := nc.(*untrustedConn); ok && err != nil && u.refused() {
+			log.Warn("refusing connection: PROXY protocol header from an untrusted source")
+			s.observeReason(RejectProxyUntrusted)
+		}
 		if err != nil {
 			log.Debug("handshake failed", "err", err)
 			s.observe(tc, addr, err)
@@ -275,7 +282,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = c.Close()
 		}
 	}
+	for c := range s.headers {
+		_ = c.Close()
+	}
 	s.mu.Unlock()
+	s.headerWG.Wait() // each ends in handle, which refuses while draining
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
