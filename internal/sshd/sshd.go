@@ -269,9 +269,11 @@ func safeVersion(b []byte) string {
 	return string(out)
 }
 
-// Shutdown stops accepting, closes connections still authenticating, and
-// waits for live sessions to end until ctx is done; then it closes them.
-func (s *Server) Shutdown(ctx context.Context) error {
+// StopAccepting begins the drain: Draining reports true from now on (so
+// /readyz fails), the listeners close, connections still authenticating or
+// still sending their PROXY header are closed; authenticated ones go on.
+// Shutdown calls it too; calling both is fine.
+func (s *Server) StopAccepting() {
 	s.mu.Lock()
 	s.draining = true
 	for ln := range s.listeners {
@@ -287,6 +289,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.headerWG.Wait() // each ends in handle, which refuses while draining
+}
+
+// Shutdown stops accepting (StopAccepting), and waits for live sessions to
+// end until ctx is done; then it closes them, and returns once their
+// handlers have returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.StopAccepting()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
