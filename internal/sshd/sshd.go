@@ -78,10 +78,11 @@ type trackedConn struct {
 	src    netip.Prefix
 	start  time.Time
 	// under Server.mu:
-	released  bool // no longer counted as unauthenticated
-	evicted   bool // closed to make room under a flood
-	kexDone   bool // the client reached authentication
-	attempted bool // the client tried a real authentication method
+	released    bool // no longer counted as unauthenticated
+	evicted     bool // closed to make room under a flood
+	kexDone     bool // the client reached authentication
+	attempted   bool // the client tried a real authentication method
+	unavailable bool // a login failed on gate.ErrUnavailable (told once)
 	// set by the reader:
 	progress atomic.Bool // the client has sent at least one byte
 }
