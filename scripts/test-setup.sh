@@ -21,6 +21,7 @@ fi
 pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 tmux sshpass make prometheus asciinema python3-paramiko dropbear-bin systemd)
 missing=()
 pkgs+=(postgresql) # the store tests' server (see "postgresql" below)
+pkgs+=(haproxy)    # the e2e tests start their own haproxy processes (install only: the package service is not started)
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 		missing+=("$p")
