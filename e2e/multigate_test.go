@@ -178,7 +178,9 @@ func TestHAProxyTwoGates(t *testing.T) {
 		if !out.WaitFor("up", short) {
 			t.Fatal("session did not start")
 		}
-		if harness.Eventually(2*time.Second, func() bool { return strings.Count(c.a.Stderr.String(), "session started") > strings.Count(c.a.Stderr.String(), "session ended") }) {
+		if harness.Eventually(2*time.Second, func() bool {
+			return strings.Count(c.a.Stderr.String(), "session started") > strings.Count(c.a.Stderr.String(), "session ended")
+		}) {
 			onA = cmd
 			break
 		}
