@@ -88,3 +88,10 @@ func TestNewerStoreRefused(t *testing.T) {
 		t.Fatalf("serve on a newer store: exit %d, stdout %q, stderr %q; want exit 1 and one line ending %q", r.Code, r.Stdout, r.Stderr, want)
 	}
 }
+
+// pgConfig is a fresh schema on the shared test PostgreSQL, as a gate's
+// store.dsn and store.password_file.
+func pgConfig(t *testing.T) (dsn, passwordFile string) {
+	t.Helper()
+	return pgtest.Config(t, pgtest.Schema(t))
+}

@@ -22,6 +22,7 @@ pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static soca
 missing=()
 pkgs+=(postgresql) # the store tests' server (see "postgresql" below)
 pkgs+=(ssh-audit) # the algorithm audit (e2e TestSSHAudit)
+pkgs+=(haproxy)    # the e2e tests start their own haproxy processes (install only: the package service is not started)
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 		missing+=("$p")

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -136,10 +138,11 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	backends := map[string]target.Backend{gate.KindUpstream: up}
-	closeBackends, err := addDocker(ctx, cfg, dir, st, id, log, backends, ob.containerStarted)
+	closeBackendsNow, err := addDocker(ctx, cfg, dir, st, id, log, backends, ob.containerStarted)
 	if err != nil {
 		return err
 	}
+	closeBackends := sync.OnceFunc(closeBackendsNow) // by drain, after the sessions; else on the way out
 	defer closeBackends()
 
 	guard, throttle, second, err := setupDefence(ctx, cfg, dir, st, log)
@@ -174,6 +177,8 @@ func Serve(ctx context.Context, o Options) error {
 		Handshake:          cfg.Limits.Handshake.D(),
 		Guard:              guard,
 		Offer:              cfg.SSH.Offer,
+		Proxy: sshd.Proxy{Trusted: cfg.SSH.ProxyProtocol.Prefixes(), Required: cfg.SSH.ProxyProtocol.HeaderRequired(),
+			Timeout: cfg.SSH.ProxyProtocol.Timeout()},
 	}, ob.metrics, br.Handle, log)
 	if err := ob.listen(srv); err != nil {
 		return err
@@ -205,12 +210,30 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "grace", cfg.Limits.ShutdownGrace.D())
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Limits.ShutdownGrace.D())
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	log.Info("stopped")
+	drain(srv, br, cfg.Limits.ShutdownGrace.D(), closeBackends, log)
 	return nil
+}
+
+// drain is the graceful stop (SIGTERM, or the first Ctrl-C): the listener
+// closes and /readyz fails at once (so a load balancer sends new users to
+// another gate), every user in a PTY session is told the session ends
+// within grace (limits.shutdown_grace), sessions run on until they end or
+// the grace is over (then they are closed), and only then does the
+// container lifecycle shut down, once: per-connection containers have gone
+// with their sessions, and the per-user and pooled ones are the
+// lifecycle's to remove or hand over to the other gates (its Close).
+func drain(srv *sshd.Server, br *broker.Broker, grace time.Duration, closeBackends func(), log *slog.Logger) {
+	start := time.Now()
+	srv.StopAccepting()
+	told := br.Drain(grace)
+	log.Info("draining", "grace", grace, "pty_sessions_told", told)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("drain deadline reached: remaining sessions closed", "grace", grace)
+	}
+	closeBackends()
+	log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond))
 }
 
 // serverConfig is the one ssh.ServerConfig of the gate, built whole before

@@ -12,6 +12,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"time"
@@ -106,8 +107,10 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	keys, err := a.users.ListKeys(ctx, r.User)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, a.unavailable("list keys", r.User, err)
+	}
 	if err != nil {
-		a.log.Warn("list keys failed", "user", r.User, "err", err)
 		return nil, ErrDenied
 	}
 	want := key.Marshal()
@@ -143,6 +146,9 @@ func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicK
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
 	if _, err := a.users.GetUser(ctx, perms.Extensions[gate.ExtUser]); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, a.unavailable("get user", perms.Extensions[gate.ExtUser], err)
+		}
 		return nil, ErrDenied
 	}
 	return a.afterFirstFactor(conn, perms)
@@ -182,6 +188,9 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 			err = errPasswordLocked // spraying: same answer, same time as a wrong password
 		}
 	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) && err != errPasswordLocked {
+		return nil, a.unavailable("get user", r.User, err)
+	}
 	if err != nil || u.PasswordHash == "" {
 		passwd.VerifyDummy(password)
 		return nil, ErrDenied
@@ -192,4 +201,16 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 	}
 	id := &gate.Identity{User: u.Name, Method: "password"}
 	return a.afterFirstFactor(conn, &ssh.Permissions{Extensions: id.Extensions()})
+}
+
+// unavailable is a login that cannot be decided because the store did not
+// answer (down, restarting, slower than the auth timeout): the user gets
+// one line to try again, with a reference; the cause is logged under it.
+// It is not a wrong credential: penalties count it as a failed attempt
+// no more than any other failure, and the connection's later attempts are
+// refused without asking the store again (sshd).
+func (a *Authenticator) unavailable(op, user string, err error) error {
+	ref := gate.NewRef()
+	a.log.Warn("login failed: store unavailable", "op", op, "user", user, "ref", ref, "err", err)
+	return &ssh.BannerError{Err: fmt.Errorf("%w: %s: %v", gate.ErrUnavailable, op, err), Message: gate.UnavailableMessage(ref) + "\r\n"}
 }

@@ -70,6 +70,7 @@ type Deps struct {
 // Broker serves authenticated connections.
 type Broker struct {
 	Deps
+	drain drainer // PTY sessions to tell when the gate drains (drain.go)
 }
 
 // New returns a broker ready to serve.

@@ -160,6 +160,9 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 		return
 	}
 	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.Start.Type, "pty", s.PTY != nil)
+	if s.PTY != nil {
+		defer c.b.drain.addPTY(ch)() // told if the gate drains (drain.go)
+	}
 	// One session id for the recording, the live registry and the audit
 	// events; one set of counters whose taps feed the recorder and the
 	// audit parsers.

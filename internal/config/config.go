@@ -83,6 +83,8 @@ type SSH struct {
 	CompatMACs    []string `yaml:"compat_macs"`
 	// ECDSAHostKey also offers (and makes) an ecdsa-sha2-nistp256 host key.
 	ECDSAHostKey bool `yaml:"ecdsa_host_key"`
+	// PROXY protocol from trusted load balancers (proxy.go).
+	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
 }
 
 type Limits struct {
@@ -228,6 +230,7 @@ func (c Config) Validate() error {
 			checkAlgos(key, l[0], l[1])
 		}
 	}
+	c.SSH.ProxyProtocol.validate(c.Limits.LoginGrace.D(), bad)
 	l := c.Limits
 	if l.LoginGrace.D() <= 0 || l.LoginGrace.D() > 10*time.Minute {
 		bad("limits.login_grace", "%s is out of range (1s to 10m)", l.LoginGrace.D())

@@ -75,6 +75,16 @@ func Errorf(cause error, format string, args ...any) *PublicError {
 	return &PublicError{Public: fmt.Sprintf(format, args...), Ref: NewRef(), Cause: cause}
 }
 
+// ErrUnavailable marks a login that failed because a service the gate
+// needs (its store) did not answer: the user is told to try again, not
+// that they were denied, once per connection.
+var ErrUnavailable = errors.New("service temporarily unavailable")
+
+// UnavailableMessage is the line a user sees for ErrUnavailable.
+func UnavailableMessage(ref string) string {
+	return "sshgate: service temporarily unavailable, try again (ref " + ref + ")"
+}
+
 // NewRef returns a short random reference such as "4f9k2x".
 func NewRef() string {
 	const alphabet = "23456789abcdefghjkmnpqrstuvwxyz"

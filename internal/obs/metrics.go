@@ -24,13 +24,19 @@ const (
 	RejectUnauthLimit   = "unauthenticated_limit"
 	RejectPerSourceLimt = "per_source_limit"
 	RejectBanned        = "banned"
+	// PROXY protocol (sshd/proxy.go): a header from a source not in
+	// ssh.proxy_protocol.trusted, none from a trusted one that must send
+	// one, or a malformed or late one.
+	RejectProxyUntrusted = "proxy_untrusted"
+	RejectProxyMissing   = "proxy_missing"
+	RejectProxyInvalid   = "proxy_invalid"
 )
 
 var (
 	authMethods  = []string{"publickey", "password", "keyboard-interactive", "none", "other"}
 	authResults  = []string{"ok", "partial", "failed"}
 	backends     = []string{"upstream", "docker", "other"}
-	rejectReason = []string{RejectDraining, RejectUnauthLimit, RejectBanned, RejectPerSourceLimt}
+	rejectReason = []string{RejectDraining, RejectUnauthLimit, RejectBanned, RejectProxyUntrusted, RejectProxyMissing, RejectProxyInvalid, RejectPerSourceLimt} // unknown: the last
 )
 
 // Metrics are the gate's metrics. Methods are safe for concurrent use; a

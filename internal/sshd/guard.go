@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 // Outcome is how a connection's pre-authentication phase ended, for the Guard.
@@ -82,6 +84,9 @@ func (s *Server) watchAuth(cfg *ssh.ServerConfig) *ssh.ServerConfig {
 		}
 		first := !tc.kexDone
 		tc.kexDone = true
+		if errors.Is(err, gate.ErrUnavailable) {
+			tc.unavailable = true // told once; later attempts refused quietly (quietWhenUnavailable)
+		}
 		if method != "none" {
 			tc.attempted = true
 		}
@@ -90,7 +95,55 @@ func (s *Server) watchAuth(cfg *ssh.ServerConfig) *ssh.ServerConfig {
 			_ = tc.SetDeadline(tc.start.Add(s.limits.LoginGrace))
 		}
 	}
+	s.quietWhenUnavailable(&c)
 	return &c
+}
+
+var errStillUnavailable = errors.New("refused: the store was unavailable earlier on this connection")
+
+// quietWhenUnavailable wraps the first-factor callbacks: once a login on a
+// connection failed with gate.ErrUnavailable (whose banner told the user to
+// try again), its later attempts are refused without a second banner and
+// without asking the store again.
+func (s *Server) quietWhenUnavailable(c *ssh.ServerConfig) {
+	told := func(conn ssh.ConnMetadata) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		tc := s.byRemote[conn.RemoteAddr().String()]
+		return tc != nil && tc.unavailable
+	}
+	if f := c.PublicKeyCallback; f != nil {
+		c.PublicKeyCallback = func(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if told(conn) {
+				return nil, errStillUnavailable
+			}
+			return f(conn, key)
+		}
+	}
+	if f := c.VerifiedPublicKeyCallback; f != nil {
+		c.VerifiedPublicKeyCallback = func(conn ssh.ConnMetadata, key ssh.PublicKey, p *ssh.Permissions, alg string) (*ssh.Permissions, error) {
+			if told(conn) {
+				return nil, errStillUnavailable
+			}
+			return f(conn, key, p, alg)
+		}
+	}
+	if f := c.PasswordCallback; f != nil {
+		c.PasswordCallback = func(conn ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+			if told(conn) {
+				return nil, errStillUnavailable
+			}
+			return f(conn, pw)
+		}
+	}
+	if f := c.KeyboardInteractiveCallback; f != nil {
+		c.KeyboardInteractiveCallback = func(conn ssh.ConnMetadata, ch ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			if told(conn) {
+				return nil, errStillUnavailable
+			}
+			return f(conn, ch)
+		}
+	}
 }
 
 // evictLocked makes room under a flood: the oldest connection still
@@ -155,12 +208,12 @@ func (s *Server) observe(tc *trackedConn, addr netip.Addr, err error) {
 		return
 	}
 	s.mu.Lock()
-	draining, evicted, attempted := s.draining, tc.evicted, tc.attempted
+	draining, evicted, attempted, unavailable := s.draining, tc.evicted, tc.attempted, tc.unavailable
 	s.mu.Unlock()
 	switch {
 	case err == nil:
 		g.Observe(addr, Authenticated)
-	case draining:
+	case draining, unavailable: // not the client's doing
 	case evicted:
 		g.Observe(addr, NoAuth)
 	case errors.Is(err, os.ErrDeadlineExceeded):

@@ -4,7 +4,7 @@ package sshd
 // methods must not block.
 type Observer interface {
 	ConnAccepted()
-	ConnRejected(reason string) // "draining", "unauthenticated_limit", "per_source_limit", "banned"
+	ConnRejected(reason string) // "draining", "unauthenticated_limit", "per_source_limit", "banned", "proxy_*" (proxy.go)
 	ConnEvicted(reason string)  // "unauthenticated_limit" or "per_source_limit": closed to make room
 	Handshake(ok bool)          // key exchange and authentication finished (or failed)
 }
@@ -32,6 +32,12 @@ func (s *Server) observeRejected(draining, unauthFull bool) {
 func (s *Server) observeEvicted(reason string) {
 	if s.obs != nil {
 		s.obs.ConnEvicted(reason)
+	}
+}
+
+func (s *Server) observeReason(reason string) {
+	if s.obs != nil {
+		s.obs.ConnRejected(reason)
 	}
 }
 

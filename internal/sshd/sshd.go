@@ -45,6 +45,7 @@ type Limits struct {
 	Handshake          time.Duration // deadline for version exchange and kex (0: LoginGrace)
 	Guard              Guard         // penalties and bans (guard.go); nil: none
 	Offer              Offer         // the ciphers and MACs per client (offer.go); nil: the config's for all
+	Proxy              Proxy         // PROXY protocol from trusted balancers (proxy.go)
 }
 
 // Server accepts SSH connections.
@@ -62,6 +63,8 @@ type Server struct {
 	pending   map[*trackedConn]struct{} // still authenticating
 	byRemote  map[string]*trackedConn   // pending, by remote address, for AuthLogCallback
 	listeners map[net.Listener]struct{}
+	headers   map[net.Conn]struct{} // PROXY headers being read (proxy.go)
+	headerWG  sync.WaitGroup
 	draining  bool
 	wg        sync.WaitGroup
 	ctx       context.Context
@@ -75,10 +78,11 @@ type trackedConn struct {
 	src    netip.Prefix
 	start  time.Time
 	// under Server.mu:
-	released  bool // no longer counted as unauthenticated
-	evicted   bool // closed to make room under a flood
-	kexDone   bool // the client reached authentication
-	attempted bool // the client tried a real authentication method
+	released    bool // no longer counted as unauthenticated
+	evicted     bool // closed to make room under a flood
+	kexDone     bool // the client reached authentication
+	attempted   bool // the client tried a real authentication method
+	unavailable bool // a login failed on gate.ErrUnavailable (told once)
 	// set by the reader:
 	progress atomic.Bool // the client has sent at least one byte
 }
@@ -90,7 +94,7 @@ func New(cfg *ssh.ServerConfig, limits Limits, obs Observer, h Handler, log *slo
 	s := &Server{limits: limits, handler: h, log: log, obs: obs,
 		perSource: map[netip.Prefix]int{}, conns: map[*trackedConn]struct{}{},
 		pending: map[*trackedConn]struct{}{}, byRemote: map[string]*trackedConn{},
-		listeners: map[net.Listener]struct{}{}, ctx: ctx, cancel: cancel}
+		listeners: map[net.Listener]struct{}{}, headers: map[net.Conn]struct{}{}, ctx: ctx, cancel: cancel}
 	s.cfg = s.watchAuth(cfg)
 	return s
 }
@@ -127,7 +131,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.handle(nc)
+		s.accept(nc) // proxy.go: a PROXY header first, or straight to handle
 	}
 }
 
@@ -208,6 +212,10 @@ func (s *Server) handle(nc net.Conn) {
 		}
 		sc, chans, reqs, err := ssh.NewServerConn(conn, cfg)
 		s.observeHandshake(err)
+		if u, ok := nc.(*untrustedConn); ok && err != nil && u.refused() {
+			log.Warn("refusing connection: PROXY protocol header from an untrusted source")
+			s.observeReason(RejectProxyUntrusted)
+		}
 		if err != nil {
 			log.Debug("handshake failed", "err", err)
 			s.observe(tc, addr, err)
@@ -262,9 +270,11 @@ func safeVersion(b []byte) string {
 	return string(out)
 }
 
-// Shutdown stops accepting, closes connections still authenticating, and
-// waits for live sessions to end until ctx is done; then it closes them.
-func (s *Server) Shutdown(ctx context.Context) error {
+// StopAccepting begins the drain: Draining reports true from now on (so
+// /readyz fails), the listeners close, connections still authenticating or
+// still sending their PROXY header are closed; authenticated ones go on.
+// Shutdown calls it too; calling both is fine.
+func (s *Server) StopAccepting() {
 	s.mu.Lock()
 	s.draining = true
 	for ln := range s.listeners {
@@ -275,7 +285,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			_ = c.Close()
 		}
 	}
+	for c := range s.headers {
+		_ = c.Close()
+	}
 	s.mu.Unlock()
+	s.headerWG.Wait() // each ends in handle, which refuses while draining
+}
+
+// Shutdown stops accepting (StopAccepting), and waits for live sessions to
+// end until ctx is done; then it closes them, and returns once their
+// handlers have returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.StopAccepting()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
