@@ -55,6 +55,7 @@ kubectl() { "$BIN/kubectl" --kubeconfig "$S/admin.kubeconfig" --request-timeout=
 
 if [[ -s $S/admin.kubeconfig ]] && kubectl get --raw /readyz >/dev/null 2>&1 &&
 	kubectl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; then
+	echo "$BIN" >"$S/bin"
 	say "already up ($S)"
 	echo "$S"
 	exit 0
@@ -267,5 +268,6 @@ run kubelet "$BIN/kubelet" --config "$S/kubelet/config.yaml" --kubeconfig "$S/ku
 	--pod-infra-container-image sshgate-k8s/pause:1
 waitfor "node $NODE" 120 bash -c "'$BIN/kubectl' --kubeconfig '$S/admin.kubeconfig' get node $NODE -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 waitfor "default service account" 60 kubectl -n default get serviceaccount default
+echo "$BIN" >"$S/bin"
 say "up in $(( $(date +%s) - start ))s ($S; kubeconfig $S/admin.kubeconfig)"
 echo "$S"
