@@ -11,7 +11,11 @@ stop() { # name: TERM, then KILL after 10 s
 	local f=$S/run/$1.pid p
 	[[ -f $f ]] || return 0
 	p=$(cat "$f")
-	if kill -0 "$p" 2>/dev/null; then
+	# Only a process of ours: its command line names the state directory or
+	# the binary cache (a stale pid file may name someone else's process now).
+	local cl
+	cl=$(tr '\0' ' ' </proc/"$p"/cmdline 2>/dev/null) || cl=
+	if [[ $cl == *"$S"* || $cl == *sshgate-k8s* ]] && kill -0 "$p" 2>/dev/null; then
 		kill "$p" 2>/dev/null
 		for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
 		kill -9 "$p" 2>/dev/null || true
