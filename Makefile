@@ -17,7 +17,7 @@ DESTDIR   ?=
 SYSCONFDIR ?= /etc
 UNITDIR   ?= /etc/systemd/system
 
-.PHONY: all build install run test test-setup e2e bench fuzz clean
+.PHONY: all build install run test test-setup e2e bench fuzz clean k8s-up k8s-down
 
 all: build
 
@@ -43,6 +43,13 @@ test-setup:
 
 test: test-setup
 	$(GO) test -race -timeout 40m $(TESTFLAGS) ./...
+
+# The private Kubernetes test cluster (scripts/k8s; test-setup starts it too).
+k8s-up:
+	bash scripts/k8s/up.sh
+
+k8s-down:
+	bash scripts/k8s/down.sh
 
 # Only the end-to-end suite (real OpenSSH clients, sshd and Docker).
 e2e: test-setup
