@@ -25,7 +25,7 @@ DESTDIR   ?=
 SYSCONFDIR ?= /etc
 UNITDIR   ?= /etc/systemd/system
 
-.PHONY: all build install run test test-setup e2e bench fuzz clean vulncheck
+.PHONY: all build install run test test-setup e2e bench fuzz clean vulncheck k8s-up k8s-down
 
 all: build
 
@@ -59,6 +59,13 @@ test: test-setup
 # affects the gate and has a fix (scripts/vulncheck/main.go says the rules).
 vulncheck:
 	cd scripts/vulncheck && $(GO) test . && $(GO) run . -C ../..
+
+# The private Kubernetes test cluster (scripts/k8s; test-setup starts it too).
+k8s-up:
+	bash scripts/k8s/up.sh
+
+k8s-down:
+	bash scripts/k8s/down.sh
 
 # Only the end-to-end suite (real OpenSSH clients, sshd and Docker).
 e2e: test-setup
