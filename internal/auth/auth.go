@@ -177,13 +177,13 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		a.log.Warn("get user failed", "user", r.User, "err", err)
 		passwd.VerifyDummy(password)
-		return nil, store.Unavailable("get user", err) // fail closed, told apart from a wrong password
+		return nil, a.unavailable("get user", r.User, err) // fail closed, told apart from a wrong password
 	}
 	if err == nil {
 		if locked, lerr := a.passwordLocked(u.Name); lerr != nil {
 			a.log.Warn("read password lock failed", "user", r.User, "err", lerr)
 			passwd.VerifyDummy(password)
-			return nil, lerr
+			return nil, a.unavailable("read password lock", r.User, lerr)
 		} else if locked {
 			err = errPasswordLocked // spraying: same answer, same time as a wrong password
 		}
@@ -210,7 +210,24 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 // no more than any other failure, and the connection's later attempts are
 // refused without asking the store again (sshd).
 func (a *Authenticator) unavailable(op, user string, err error) error {
+	return unavailableBanner(a.log, op, user, err)
+}
+
+// warner is the part of a logger the banner needs.
+type warner interface{ Warn(msg string, args ...any) }
+
+func unavailableBanner(log warner, op, user string, err error) error {
 	ref := gate.NewRef()
-	a.log.Warn("login failed: store unavailable", "op", op, "user", user, "ref", ref, "err", err)
+	log.Warn("login failed: store unavailable", "op", op, "user", user, "ref", ref, "err", err)
 	return &ssh.BannerError{Err: fmt.Errorf("%w: %s: %v", gate.ErrUnavailable, op, err), Message: gate.UnavailableMessage(ref) + "\r\n"}
+}
+
+// asBanner turns a store failure met deep in a login (the second factor's
+// reads and writes) into the one "try again" banner; other errors pass.
+func asBanner(log warner, conn ssh.ConnMetadata, err error) error {
+	var be *ssh.BannerError
+	if err == nil || !errors.Is(err, gate.ErrUnavailable) || errors.As(err, &be) {
+		return err
+	}
+	return unavailableBanner(log, "second factor", conn.User(), err)
 }

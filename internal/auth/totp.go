@@ -254,6 +254,11 @@ var errEnrolRequired = &ssh.BannerError{Err: ErrDenied,
 	Message: "sshgate: a verification code is required and this account has none; ask an administrator to enrol it\r\n"}
 
 func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ssh.Permissions, error) {
+	p, err := f.afterFirst(conn, perms)
+	return p, asBanner(f.log, conn, err)
+}
+
+func (f *SecondFactor) afterFirst(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ssh.Permissions, error) {
 	if f.cfg.Required == "never" {
 		return withProof(perms, policy.TOTPProofExempt, "", ""), nil
 	}
@@ -302,7 +307,8 @@ func (f *SecondFactor) after(conn ssh.ConnMetadata, perms *ssh.Permissions) (*ss
 	}
 	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
 		KeyboardInteractiveCallback: func(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			return f.challenge(conn, client, perms, id, k, mode, tgt)
+			p, err := f.challenge(conn, client, perms, id, k, mode, tgt)
+			return p, asBanner(f.log, conn, err)
 		},
 	}}
 }

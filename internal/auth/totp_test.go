@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -379,6 +380,8 @@ func TestSecondFactorStoreDown(t *testing.T) {
 	st.downErr = errors.New("connection refused")
 	if p, err := f.after(conn, firstFactor("SHA256:k1")); p != nil || !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("grace read failing: %v, %v; want ErrUnavailable", p, err)
+	} else if be := (*ssh.BannerError)(nil); !errors.As(err, &be) || !strings.HasPrefix(be.Message, "sshgate: service temporarily unavailable, try again (ref ") {
+		t.Fatalf("grace read failing: %#v, want the one try-again banner", err)
 	}
 	st.downErr = nil
 	th.down = errors.New("connection refused")

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,7 +11,8 @@ import (
 // ErrUnavailable marks a store failure met while deciding a login: the
 // caller fails closed (the login is refused) and tells the user the service
 // is temporarily unavailable, never that the credential was wrong.
-var ErrUnavailable = errors.New("store unavailable")
+// It is gate.ErrUnavailable, so that every layer tells it apart the same way.
+var ErrUnavailable = gate.ErrUnavailable
 
 // Unavailable wraps err (a store error during op) in ErrUnavailable.
 func Unavailable(op string, err error) error {
