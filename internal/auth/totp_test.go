@@ -6,8 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
