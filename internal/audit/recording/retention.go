@@ -103,4 +103,3 @@ func (d *Dir) setLive(id string, on bool) {
 		delete(d.live, id)
 	}
 }
-
