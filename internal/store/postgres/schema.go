@@ -147,4 +147,6 @@ CREATE TABLE gates (
 	sessions   INTEGER NOT NULL DEFAULT 0
 );
 `,
+	// 6: per-grant controls (gate.Controls as JSON).
+	`ALTER TABLE grants ADD COLUMN controls TEXT NOT NULL DEFAULT '{}';`,
 }
