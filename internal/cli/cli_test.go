@@ -387,12 +387,12 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		// Removing a target removes the grants naming it.
 		{args: []string{"grant", "alice", "--target", "web-1"}, out: "added grant 6: alice -> target web-1\n"},
 		{args: []string{"target", "remove", "web-1"}, out: "removed target web-1\n"},
-		{args: []string{"grant", "bob", "--target", "box", "--no-shell", "--no-exec", "--no-sftp", "--no-scp", "--command", "uptime",
+		{args: []string{"grant", "bob", "--target", "box", "--no-shell", "--no-exec", "--no-sftp", "--no-scp", "--no-rsync", "--command", "uptime",
 			"--max-session", "1h", "--idle-timeout", "90s"}, out: "added grant 7: bob -> target box\n"},
 		{args: []string{"grant", "list"}, out: "" +
 			"ID  USER  SCOPE       LOGIN  FORWARDING  CONTROLS\n" +
 			"3   bob   target:box  root   no          -\n" +
-			"7   bob   target:box  -      no          no-shell,no-exec,no-sftp,no-scp,command,max-session=1h0m0s,idle-timeout=1m30s\n"},
+			"7   bob   target:box  -      no          no-shell,no-exec,no-sftp,no-scp,no-rsync,command,max-session=1h0m0s,idle-timeout=1m30s\n"},
 		// Removing a user removes their grants.
 		{args: []string{"user", "remove", "bob"}, out: "removed user bob\n"},
 		{args: []string{"grant", "list"}, out: "ID  USER  SCOPE  LOGIN  FORWARDING  CONTROLS\n"},

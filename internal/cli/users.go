@@ -374,7 +374,7 @@ func (e *env) grantCmd() *cobra.Command {
 	var forwarding bool
 	var c gate.Controls
 	cmd := &cobra.Command{
-		Use: "grant USER (--env ENV | --target NAME) [--login USER] [--forwarding] [--no-shell] [--no-exec] [--no-sftp] [--no-scp]\n" +
+		Use: "grant USER (--env ENV | --target NAME) [--login USER] [--forwarding] [--no-shell] [--no-exec] [--no-sftp] [--no-scp] [--no-rsync]\n" +
 			"  [--command CMD] [--max-session D] [--idle-timeout D]",
 		Short: "Let a user reach a target or every target of an environment",
 		Args:  argsOf([]string{"USER"}, 0),
@@ -428,9 +428,10 @@ func (e *env) grantCmd() *cobra.Command {
 	cmd.Flags().StringVar(&login, "login", "", "log in as this user on the target (default: the target's login)")
 	cmd.Flags().BoolVar(&forwarding, "forwarding", false, "allow port forwarding")
 	cmd.Flags().BoolVar(&c.NoShell, "no-shell", false, "refuse shells (ssh without a command)")
-	cmd.Flags().BoolVar(&c.NoExec, "no-exec", false, "refuse commands other than scp, rsync and FISH transfers")
+	cmd.Flags().BoolVar(&c.NoExec, "no-exec", false, "refuse commands other than legacy scp and rsync (each has its own flag)")
 	cmd.Flags().BoolVar(&c.NoSFTP, "no-sftp", false, "refuse the sftp subsystem (sftp, and scp of OpenSSH 9 without -O)")
 	cmd.Flags().BoolVar(&c.NoSCP, "no-scp", false, "refuse legacy scp (scp -O)")
+	cmd.Flags().BoolVar(&c.NoRsync, "no-rsync", false, "refuse rsync")
 	cmd.Flags().StringVar(&c.Command, "command", "", "run this command instead of whatever the session asks for")
 	cmd.Flags().DurationVar(&c.MaxSession, "max-session", 0, "end sessions after this long (default: sessions.max_session)")
 	cmd.Flags().DurationVar(&c.IdleTimeout, "idle-timeout", 0, "end sessions after this long without input (default: sessions.idle_timeout)")
@@ -565,7 +566,7 @@ func controlsText(c gate.Controls) string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{c.NoShell, "no-shell"}, {c.NoExec, "no-exec"}, {c.NoSFTP, "no-sftp"}, {c.NoSCP, "no-scp"}, {c.Command != "", "command"}} {
+	}{{c.NoShell, "no-shell"}, {c.NoExec, "no-exec"}, {c.NoSFTP, "no-sftp"}, {c.NoSCP, "no-scp"}, {c.NoRsync, "no-rsync"}, {c.Command != "", "command"}} {
 		if f.on {
 			out = append(out, f.name)
 		}

@@ -92,9 +92,10 @@ type Grant struct {
 // restricts nothing (and leaves the time limits to the gate's defaults).
 type Controls struct {
 	NoShell     bool          `json:",omitempty"` // refuse "shell" requests
-	NoExec      bool          `json:",omitempty"` // refuse "exec" requests other than scp/rsync/FISH
+	NoExec      bool          `json:",omitempty"` // refuse "exec" requests other than legacy scp and rsync
 	NoSFTP      bool          `json:",omitempty"` // refuse the sftp subsystem
 	NoSCP       bool          `json:",omitempty"` // refuse "exec scp ..." (legacy scp)
+	NoRsync     bool          `json:",omitempty"` // refuse "exec rsync --server ..."
 	Command     string        `json:",omitempty"` // forced command: replaces what sessions ask for
 	MaxSession  time.Duration `json:",omitempty"` // 0: the gate's default
 	IdleTimeout time.Duration `json:",omitempty"` // 0: the gate's default

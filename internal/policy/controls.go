@@ -47,13 +47,14 @@ func GrantControls(grants []gate.Grant, t gate.Target, login string, def Session
 	if len(set) == 0 {
 		return gate.Controls{MaxSession: def.MaxSession, IdleTimeout: def.IdleTimeout}
 	}
-	out := gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true, Command: set[0].Controls.Command}
+	out := gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true, NoRsync: true, Command: set[0].Controls.Command}
 	for i, g := range set {
 		c := g.Controls
 		out.NoShell = out.NoShell && c.NoShell
 		out.NoExec = out.NoExec && c.NoExec
 		out.NoSFTP = out.NoSFTP && c.NoSFTP
 		out.NoSCP = out.NoSCP && c.NoSCP
+		out.NoRsync = out.NoRsync && c.NoRsync
 		ms, it := orDefault(c.MaxSession, def.MaxSession), orDefault(c.IdleTimeout, def.IdleTimeout)
 		if i == 0 {
 			out.MaxSession, out.IdleTimeout = ms, it

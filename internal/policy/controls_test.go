@@ -12,7 +12,7 @@ func TestGrantControls(t *testing.T) {
 	def := Sessions{MaxSession: 8 * time.Hour, IdleTimeout: 15 * time.Minute}
 	g := func(c gate.Controls) gate.Grant { return gate.Grant{User: "alice", Target: "web-1", Controls: c} }
 	env := func(c gate.Controls) gate.Grant { return gate.Grant{User: "alice", Env: "prod", Controls: c} }
-	all := gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true}
+	all := gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true, NoRsync: true}
 	tests := []struct {
 		name   string
 		grants []gate.Grant
@@ -26,7 +26,8 @@ func TestGrantControls(t *testing.T) {
 		{"no-exec", []gate.Grant{g(gate.Controls{NoExec: true})}, "www", Sessions{}, gate.Controls{NoExec: true}},
 		{"no-sftp", []gate.Grant{g(gate.Controls{NoSFTP: true})}, "www", Sessions{}, gate.Controls{NoSFTP: true}},
 		{"no-scp", []gate.Grant{g(gate.Controls{NoSCP: true})}, "www", Sessions{}, gate.Controls{NoSCP: true}},
-		{"all four flags", []gate.Grant{g(all)}, "www", Sessions{}, all},
+		{"no-rsync", []gate.Grant{g(gate.Controls{NoRsync: true})}, "www", Sessions{}, gate.Controls{NoRsync: true}},
+		{"all five flags", []gate.Grant{g(all)}, "www", Sessions{}, all},
 		{"a grant's limits beat the defaults", []gate.Grant{g(gate.Controls{MaxSession: time.Hour, IdleTimeout: time.Minute})}, "www", def,
 			gate.Controls{MaxSession: time.Hour, IdleTimeout: time.Minute}},
 		{"two grants: a flag holds only if both set it", []gate.Grant{g(gate.Controls{NoShell: true, NoSFTP: true}), env(gate.Controls{NoSFTP: true, NoSCP: true})}, "www", Sessions{},

@@ -490,7 +490,7 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 		{User: "alice", Target: "web-1", Login: "deploy", Forwarding: true},
 		{User: "alice", Env: "prod", Login: "root"},
 		{User: "alice", Target: "web-1"}, // duplicates are allowed; each has its ID
-		{User: "bob", Target: "web-1", Controls: gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true,
+		{User: "bob", Target: "web-1", Controls: gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true, NoRsync: true,
 			Command: "uptime -p 'x'", MaxSession: 90 * time.Minute, IdleTimeout: 150 * time.Second}},
 	}
 	var added []gate.Grant
