@@ -9,6 +9,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/account"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
 )
@@ -124,6 +125,10 @@ func (c *conn) forceCommand(s *account.Setup) {
 // relaySession opens a session on the target, replays what the user asked
 // for before the start request, starts it and relays.
 func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account.Setup, up *upConn, p policy.Permit) {
+	if msg := c.applyControls(s, p); msg != "" {
+		c.fail(ch, s, &gate.PublicError{Public: msg}, 1)
+		return
+	}
 	if err := c.auditAdmit(p, "session"); err != nil {
 		c.fail(ch, s, err, 1)
 		return
