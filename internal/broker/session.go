@@ -169,8 +169,19 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	// events; one set of counters whose taps feed the recorder and the
 	// audit parsers.
 	sa := c.auditSession(ob.id, s, p, ob.counters, func() { _ = up.client.Close() })
+	lim := startLimits(p.Controls.MaxSession, p.Controls.IdleTimeout, func(msg string) { c.message(ch, s, msg) },
+		func() { _ = up.client.Close() })
+	if lim != nil {
+		addTap(ob.counters, lim)
+	}
 	res := relay.Session(ch, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
 		if sa.lastWords(ch, s) {
+			return
+		}
+		if reason, msg := lim.ended(); reason != "" {
+			c.log.Info("session ended by the grant's limit", "target", p.Target.Name, "reason", reason)
+			c.message(ch, s, msg)
+			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 			return
 		}
 		if res.ExitStatus == nil && res.ExitSignal == "" && !ob.killed.Load() {
@@ -186,7 +197,9 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
 		}
 	})
-	sa.end(res)
+	lim.close()
+	reason, _ := lim.ended()
+	sa.end(res, reason)
 	status := "none"
 	if res.ExitStatus != nil {
 		status = strconv.Itoa(int(*res.ExitStatus))
