@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sshgate/sshgate/e2e/harness"
 )
@@ -142,4 +143,54 @@ func auditHas(t *testing.T, g *harness.Gate, typ, reason string) bool {
 		}
 	}
 	return false
+}
+
+// The grant's time limits end a real PTY session (ssh -tt) with their line.
+func TestGrantSessionLimits(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOptions{})
+	if w.gate == nil {
+		t.Skip("direct mode: no gate")
+	}
+	user := func(name string, flags ...string) *harness.Client {
+		c := w.gate.AddUser(t, name)
+		w.gate.Admin(t, append([]string{"grant", name, "--target", "web-1", "--login", "root"}, flags...)...)
+		return c
+	}
+	maxed := user("maxed", "--max-session", "3s")
+	idle := user("idle", "--idle-timeout", "4s")
+	t.Run("sessions", func(t *testing.T) {
+		t.Run("max-session", func(t *testing.T) {
+			t.Parallel()
+			r := harness.Run(maxed.SSHTo("web-1", []string{"-tt"}, "sleep", "120"), nil, short)
+			if r.Code == 0 || r.Err != nil {
+				t.Errorf("exit %d %v, want non-zero", r.Code, r.Err)
+			}
+			if got := oneLine(t, "max-session", clientNoise(r.Stderr)); got != "sshgate: session ended: this grant allows sessions of at most 3s" {
+				t.Errorf("stderr %q", got)
+			}
+		})
+		t.Run("idle-timeout", func(t *testing.T) {
+			t.Parallel()
+			r := harness.Run(idle.SSHTo("web-1", []string{"-tt"}, "sleep", "120"), nil, short)
+			if r.Code == 0 || r.Err != nil {
+				t.Errorf("exit %d %v, want non-zero", r.Code, r.Err)
+			}
+			lines := strings.Split(strings.TrimSpace(clientNoise(r.Stderr)), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], "sshgate: no input for 2s: this session ends in 2s without input") ||
+				lines[1] != "sshgate: session ended: no input for 4s" {
+				t.Errorf("stderr %q, want the warning then the end", r.Stderr)
+			}
+		})
+	})
+	limitsAudited(t, w)
+}
+
+func limitsAudited(t *testing.T, w *world) {
+	for _, reason := range []string{"max_session", "idle_timeout"} {
+		if !harness.Eventually(10*time.Second, func() bool { return auditHas(t, w.gate, "session.end", reason) }) {
+			b, _ := os.ReadFile(filepath.Join(w.gate.DataDir, "audit", "audit.jsonl"))
+			t.Errorf("no session.end audit event with reason %s in\n%s", reason, b)
+		}
+	}
 }
