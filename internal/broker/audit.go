@@ -128,14 +128,7 @@ func (c *conn) auditSession(id string, s *account.Setup, p policy.Permit, cnt *r
 	}); fp != nil {
 		sa.parser = xfer.NewSession(fp)
 	}
-	switch t := cnt.Tap.(type) {
-	case nil:
-		cnt.Tap = relay.Taps{sa}
-	case relay.Taps:
-		cnt.Tap = append(t, sa)
-	default:
-		cnt.Tap = relay.Taps{t, sa}
-	}
+	addTap(cnt, sa)
 
 	if c.b.AuditFailClosed(p.Target.Name) {
 		_, failed := c.b.Audit.Health()
@@ -152,6 +145,18 @@ func (c *conn) auditSession(id string, s *account.Setup, p policy.Permit, cnt *r
 		}()
 	}
 	return sa
+}
+
+// addTap adds tap to the taps of cnt (before the relay starts).
+func addTap(cnt *relay.Counters, tap relay.Tap) {
+	switch t := cnt.Tap.(type) {
+	case nil:
+		cnt.Tap = relay.Taps{tap}
+	case relay.Taps:
+		cnt.Tap = append(t, tap)
+	default:
+		cnt.Tap = relay.Taps{t, tap}
+	}
 }
 
 // Data feeds the file-protocol parser (relay.Tap).
@@ -180,8 +185,9 @@ func (sa *sessionAudit) lastWords(ch ssh.Channel, s *account.Setup) bool {
 	return true
 }
 
-// end records the session's end.
-func (sa *sessionAudit) end(res relay.Result) {
+// end records the session's end; reason says why the gate ended it ("" for
+// none): a grant's limit (idle_timeout, max_session).
+func (sa *sessionAudit) end(res relay.Result, reason string) {
 	if sa == nil {
 		return
 	}
@@ -193,6 +199,7 @@ func (sa *sessionAudit) end(res relay.Result) {
 	e := audit.Event{Type: audit.TypeSessionEnd, SessionID: sa.id, Target: sa.p.Target.Name, Login: sa.p.Login,
 		SessionType: sa.typ, ExitStatus: res.ExitStatus, ExitSignal: res.ExitSignal,
 		BytesIn: audit.Int64(sa.cnt.In.Load()), BytesOut: audit.Int64(sa.cnt.Out.Load()), DurationMS: audit.Millis(time.Since(sa.start))}
+	e.Reason = reason
 	if sa.killed.Load() {
 		e.Reason = "audit_unavailable"
 	}

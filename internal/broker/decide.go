@@ -37,6 +37,7 @@ func (b *Broker) Snapshot(ctx context.Context, user string) (policy.Snapshot, er
 	}
 	snap.User.User = user
 	snap.TOTP = b.TOTP != nil
+	snap.Sessions = policy.Sessions{MaxSession: b.Config.Sessions.MaxSession.D(), IdleTimeout: b.Config.Sessions.IdleTimeout.D()}
 	return snap, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/account"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
 )
@@ -124,6 +125,10 @@ func (c *conn) forceCommand(s *account.Setup) {
 // relaySession opens a session on the target, replays what the user asked
 // for before the start request, starts it and relays.
 func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account.Setup, up *upConn, p policy.Permit) {
+	if msg := c.applyControls(s, p); msg != "" {
+		c.fail(ch, s, &gate.PublicError{Public: msg}, 1)
+		return
+	}
 	if err := c.auditAdmit(p, "session"); err != nil {
 		c.fail(ch, s, err, 1)
 		return
@@ -167,8 +172,19 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	// events; one set of counters whose taps feed the recorder and the
 	// audit parsers.
 	sa := c.auditSession(ob.id, s, p, ob.counters, func() { _ = up.client.Close() })
+	lim := startLimits(p.Controls.MaxSession, p.Controls.IdleTimeout, func(msg string) { c.message(ch, s, msg) },
+		func() { _ = up.client.Close() })
+	if lim != nil {
+		addTap(ob.counters, lim)
+	}
 	res := relay.Session(ch, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
 		if sa.lastWords(ch, s) {
+			return
+		}
+		if reason, msg := lim.ended(); reason != "" {
+			c.log.Info("session ended by the grant's limit", "target", p.Target.Name, "reason", reason)
+			c.message(ch, s, msg)
+			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 			return
 		}
 		if res.ExitStatus == nil && res.ExitSignal == "" && !ob.killed.Load() {
@@ -184,7 +200,9 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
 		}
 	})
-	sa.end(res)
+	lim.close()
+	reason, _ := lim.ended()
+	sa.end(res, reason)
 	status := "none"
 	if res.ExitStatus != nil {
 		status = strconv.Itoa(int(*res.ExitStatus))

@@ -347,13 +347,16 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		{args: []string{"grant", "alice", "--env", "prod"}, out: "added grant 2: alice -> env prod\n"},
 		{args: []string{"grant", "bob", "--target", "box", "--login", "root"}, out: "added grant 3: bob -> target box\n"},
 		{args: []string{"grant", "list"}, out: "" +
-			"ID  USER   SCOPE         LOGIN   FORWARDING\n" +
-			"1   alice  target:web-1  deploy  yes\n" +
-			"2   alice  env:prod      -       no\n" +
-			"3   bob    target:box    root    no\n"},
+			"ID  USER   SCOPE         LOGIN   FORWARDING  CONTROLS\n" +
+			"1   alice  target:web-1  deploy  yes         -\n" +
+			"2   alice  env:prod      -       no          -\n" +
+			"3   bob    target:box    root    no          -\n"},
 		{args: []string{"grant", "list", "bob"}, out: "" +
-			"ID  USER  SCOPE       LOGIN  FORWARDING\n" +
-			"3   bob   target:box  root   no\n"},
+			"ID  USER  SCOPE       LOGIN  FORWARDING  CONTROLS\n" +
+			"3   bob   target:box  root   no          -\n"},
+		{args: []string{"grant", "bob", "--target", "box", "--max-session", "soon"}, code: 2, errHas: []string{`"soon"`}},
+		{args: []string{"grant", "bob", "--target", "box", "--idle-timeout", "10ms"}, code: 2, errHas: []string{`invalid --idle-timeout 10ms`}},
+		{args: []string{"grant", "bob", "--target", "box", "--command", ""}, code: 2, errHas: []string{`invalid --command ""`}},
 		{args: []string{"grant", "list", "nobody"}, code: 1, errHas: []string{`user "nobody" not found`}},
 		{args: []string{"grant", "nobody", "--env", "prod"}, code: 1, errHas: []string{`user "nobody" not found`}},
 		{args: []string{"grant", "alice", "--env", "qa"}, code: 1, errHas: []string{`env "qa" not found`}},
@@ -384,12 +387,15 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		// Removing a target removes the grants naming it.
 		{args: []string{"grant", "alice", "--target", "web-1"}, out: "added grant 6: alice -> target web-1\n"},
 		{args: []string{"target", "remove", "web-1"}, out: "removed target web-1\n"},
+		{args: []string{"grant", "bob", "--target", "box", "--no-shell", "--no-exec", "--no-sftp", "--no-scp", "--no-rsync", "--command", "uptime",
+			"--max-session", "1h", "--idle-timeout", "90s"}, out: "added grant 7: bob -> target box\n"},
 		{args: []string{"grant", "list"}, out: "" +
-			"ID  USER  SCOPE       LOGIN  FORWARDING\n" +
-			"3   bob   target:box  root   no\n"},
+			"ID  USER  SCOPE       LOGIN  FORWARDING  CONTROLS\n" +
+			"3   bob   target:box  root   no          -\n" +
+			"7   bob   target:box  -      no          no-shell,no-exec,no-sftp,no-scp,no-rsync,command,max-session=1h0m0s,idle-timeout=1m30s\n"},
 		// Removing a user removes their grants.
 		{args: []string{"user", "remove", "bob"}, out: "removed user bob\n"},
-		{args: []string{"grant", "list"}, out: "ID  USER  SCOPE  LOGIN  FORWARDING\n"},
+		{args: []string{"grant", "list"}, out: "ID  USER  SCOPE  LOGIN  FORWARDING  CONTROLS\n"},
 	})
 
 	st, err := sqlite.Open(filepath.Join(data, "sshgate.db"))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -371,8 +372,10 @@ func targetsIn(ctx context.Context, st store.Store, env string) []string {
 func (e *env) grantCmd() *cobra.Command {
 	var envName, target, login string
 	var forwarding bool
+	var c gate.Controls
 	cmd := &cobra.Command{
-		Use:   "grant USER (--env ENV | --target NAME) [--login USER] [--forwarding]",
+		Use: "grant USER (--env ENV | --target NAME) [--login USER] [--forwarding] [--no-shell] [--no-exec] [--no-sftp] [--no-scp] [--no-rsync]\n" +
+			"  [--command CMD] [--max-session D] [--idle-timeout D]",
 		Short: "Let a user reach a target or every target of an environment",
 		Args:  argsOf([]string{"USER"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
@@ -383,7 +386,15 @@ func (e *env) grantCmd() *cobra.Command {
 			if (envName == "") == (target == "") {
 				return usagef("grant %s: give exactly one of --env and --target", user)
 			}
-			g := gate.Grant{User: user, Env: envName, Target: target, Login: login, Forwarding: forwarding}
+			if cmd.Flags().Changed("command") && (c.Command == "" || strings.ContainsAny(c.Command, "\x00\n\r")) {
+				return usagef("invalid --command %q: want one command line", c.Command)
+			}
+			for flag, d := range map[string]time.Duration{"--max-session": c.MaxSession, "--idle-timeout": c.IdleTimeout} {
+				if d < 0 || (d > 0 && d < time.Second) {
+					return usagef("invalid %s %s: want a duration of at least 1s (0 for the gate's default)", flag, d)
+				}
+			}
+			g := gate.Grant{User: user, Env: envName, Target: target, Login: login, Forwarding: forwarding, Controls: c}
 			scope := "env " + envName
 			if envName != "" {
 				if err := checkName("env", envName); err != nil {
@@ -416,6 +427,14 @@ func (e *env) grantCmd() *cobra.Command {
 	cmd.Flags().StringVar(&target, "target", "", "grant this target")
 	cmd.Flags().StringVar(&login, "login", "", "log in as this user on the target (default: the target's login)")
 	cmd.Flags().BoolVar(&forwarding, "forwarding", false, "allow port forwarding")
+	cmd.Flags().BoolVar(&c.NoShell, "no-shell", false, "refuse shells (ssh without a command)")
+	cmd.Flags().BoolVar(&c.NoExec, "no-exec", false, "refuse commands other than legacy scp and rsync (each has its own flag)")
+	cmd.Flags().BoolVar(&c.NoSFTP, "no-sftp", false, "refuse the sftp subsystem (sftp, and scp of OpenSSH 9 without -O)")
+	cmd.Flags().BoolVar(&c.NoSCP, "no-scp", false, "refuse legacy scp (scp -O)")
+	cmd.Flags().BoolVar(&c.NoRsync, "no-rsync", false, "refuse rsync")
+	cmd.Flags().StringVar(&c.Command, "command", "", "run this command instead of whatever the session asks for")
+	cmd.Flags().DurationVar(&c.MaxSession, "max-session", 0, "end sessions after this long (default: sessions.max_session)")
+	cmd.Flags().DurationVar(&c.IdleTimeout, "idle-timeout", 0, "end sessions after this long without input (default: sessions.idle_timeout)")
 
 	list := &cobra.Command{
 		Use:   "list [USER]",
@@ -440,7 +459,7 @@ func (e *env) grantCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t := newTable(e.stdout, "ID", "USER", "SCOPE", "LOGIN", "FORWARDING")
+			t := newTable(e.stdout, "ID", "USER", "SCOPE", "LOGIN", "FORWARDING", "CONTROLS")
 			for _, g := range gs {
 				scope := "target:" + g.Target
 				if g.Env != "" {
@@ -450,7 +469,7 @@ func (e *env) grantCmd() *cobra.Command {
 				if g.Forwarding {
 					fw = "yes"
 				}
-				t.row(strconv.FormatInt(g.ID, 10), g.User, scope, orDash(g.Login), fw)
+				t.row(strconv.FormatInt(g.ID, 10), g.User, scope, orDash(g.Login), fw, orDash(controlsText(g.Controls)))
 			}
 			return t.flush()
 		}),
@@ -538,4 +557,25 @@ func (e *env) revokeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&envName, "env", "", "revoke the grants on this environment")
 	cmd.Flags().StringVar(&target, "target", "", "revoke the grants on this target")
 	return cmd
+}
+
+// controlsText shows a grant's controls as its flags, "" for none; a
+// forced command is shown as "command" (it is audit material, not a column).
+func controlsText(c gate.Controls) string {
+	var out []string
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{c.NoShell, "no-shell"}, {c.NoExec, "no-exec"}, {c.NoSFTP, "no-sftp"}, {c.NoSCP, "no-scp"}, {c.NoRsync, "no-rsync"}, {c.Command != "", "command"}} {
+		if f.on {
+			out = append(out, f.name)
+		}
+	}
+	if c.MaxSession > 0 {
+		out = append(out, "max-session="+c.MaxSession.String())
+	}
+	if c.IdleTimeout > 0 {
+		out = append(out, "idle-timeout="+c.IdleTimeout.String())
+	}
+	return strings.Join(out, ",")
 }

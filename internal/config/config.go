@@ -59,6 +59,7 @@ type Config struct {
 	CA            CA            `yaml:"ca"`         // the gate's certificate authority (ca.go)
 	Audit         Audit         `yaml:"audit"`      // audit events and their sinks (audit.go)
 	Menu          Menu          `yaml:"menu"`       // the account menu (menu.go)
+	Sessions      Sessions      `yaml:"sessions"`   // default session limits of grants (sessions.go)
 	Store         Store         `yaml:"store"`      // sqlite or postgres (store.go)
 }
 
@@ -254,6 +255,7 @@ func (c Config) Validate() error {
 		bad("limits.shutdown_grace", "%s must not be negative", l.ShutdownGrace.D())
 	}
 	errs = append(errs, c.Menu.validate()...)
+	errs = append(errs, c.Sessions.validate()...)
 	c.Docker.validate(bad)
 	for _, e := range c.EnvAllow {
 		if _, err := path.Match(e, "X"); err != nil || e == "" || strings.ContainsAny(e, "= ") {

@@ -84,7 +84,21 @@ type Grant struct {
 	Target     string
 	Login      string // empty: the target's default login
 	Forwarding bool
+	Controls   Controls // what sessions through this grant may do
 	CreatedAt  time.Time
+}
+
+// Controls restrict what a grant's sessions may do. The zero value
+// restricts nothing (and leaves the time limits to the gate's defaults).
+type Controls struct {
+	NoShell     bool          `json:",omitempty"` // refuse "shell" requests
+	NoExec      bool          `json:",omitempty"` // refuse "exec" requests other than legacy scp and rsync
+	NoSFTP      bool          `json:",omitempty"` // refuse the sftp subsystem
+	NoSCP       bool          `json:",omitempty"` // refuse "exec scp ..." (legacy scp)
+	NoRsync     bool          `json:",omitempty"` // refuse "exec rsync --server ..."
+	Command     string        `json:",omitempty"` // forced command: replaces what sessions ask for
+	MaxSession  time.Duration `json:",omitempty"` // 0: the gate's default
+	IdleTimeout time.Duration `json:",omitempty"` // 0: the gate's default
 }
 
 // TOTP is a user's TOTP enrolment. Secret is stored as given (the gate

@@ -24,6 +24,8 @@ type Snapshot struct {
 	// Modes holds the effective TOTP mode of the candidate target (see
 	// Candidate) by name; a target missing here counts as "always".
 	Modes map[string]string
+	// Sessions are the gate's default time limits for grants that set none.
+	Sessions Sessions
 }
 
 // Reachable is what the user may reach: the one answer behind `ls`,
@@ -72,7 +74,8 @@ func NotPermitted(name string) *gate.PublicError {
 // Decide is the one access decision of a connection: where route r leads
 // (a target by name, alias or NODEID, the user's default target, or the gate
 // itself), whether the user's grants (or the config webhook) allow it, as
-// which login and with what forwarding, narrowed by the login's certificate,
+// which login, with what forwarding and session controls (GrantControls;
+// a config webhook's target gets the gate's defaults only), narrowed by the login's certificate,
 // checked against the target's TOTP mode and the way the login met it, and
 // the target's container spec as the webhooks set it. It is pure.
 //
@@ -128,6 +131,10 @@ func decidePermit(snap Snapshot, s *gate.Session, r gate.Route, badTarget bool, 
 			}
 			return nil, NotPermitted(shown)
 		}
+		p.Controls = GrantControls(snap.Grants, p.Target, p.Login, snap.Sessions)
+	}
+	if s.Cert != nil && s.Cert.HasForce {
+		p.Controls.Command = "" // the certificate's force-command wins (Decision.ForceCommand)
 	}
 	if s.Cert != nil && !s.Cert.Forwarding {
 		p.Forwarding = false
@@ -188,7 +195,8 @@ func hookPermit(snap Snapshot, hook *Hook) (Permit, *gate.PublicError) {
 	if login == "" {
 		login = t.Login
 	}
-	return Permit{Target: t, Login: login, Forwarding: hook.Forwarding && hook.AllowForwarding}, nil
+	return Permit{Target: t, Login: login, Forwarding: hook.Forwarding && hook.AllowForwarding,
+		Controls: gate.Controls{MaxSession: snap.Sessions.MaxSession, IdleTimeout: snap.Sessions.IdleTimeout}}, nil
 }
 
 // secondFactor refuses a target whose TOTP mode the way this login was

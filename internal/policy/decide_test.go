@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sshgate/sshgate/internal/gate"
 )
@@ -51,6 +52,14 @@ func TestDecide(t *testing.T) {
 	totpOff.TOTP = false
 	totpOn := decideFixture()
 	totpOn.TOTP = true
+	controlled := decideFixture()
+	controlled.Sessions = Sessions{MaxSession: 8 * time.Hour, IdleTimeout: 5 * time.Minute}
+	controlled.Grants = []gate.Grant{
+		{User: "alice", Env: "prod", Controls: gate.Controls{NoShell: true, NoExec: true}},
+		{User: "alice", Target: "web-1", Controls: gate.Controls{NoExec: true, NoSFTP: true}},
+		{User: "alice", Target: "db-1", Forwarding: true, Controls: gate.Controls{NoSFTP: true, NoSCP: true, MaxSession: time.Hour}},
+		{User: "alice", Env: "lab", Controls: gate.Controls{Command: "report"}},
+	}
 	overrideOK := func(s gate.DockerSpec) (gate.DockerSpec, error) { s.Image = "other"; return s, nil }
 	overrideBad := func(s gate.DockerSpec) (gate.DockerSpec, error) { return s, errors.New("image not allowed") }
 
@@ -146,6 +155,43 @@ func TestDecide(t *testing.T) {
 					t.Errorf("the snapshot's spec was changed: %v", orig.Env)
 				}
 			}},
+		{name: "grant controls reach the permit, limits resolved", snap: controlled, s: key, r: gate.Route{User: "alice", Target: "db-1", Raw: "db-1"},
+			want: want{target: "db-1", login: "postgres", forwarding: true, pty: true},
+			check: func(t *testing.T, d Decision) {
+				want := gate.Controls{NoSFTP: true, NoSCP: true, MaxSession: time.Hour, IdleTimeout: 5 * time.Minute}
+				if d.Permit.Controls != want {
+					t.Errorf("controls %+v, want %+v", d.Permit.Controls, want)
+				}
+			}},
+		{name: "grant controls: two grants, the most permissive", snap: controlled, s: key, r: gate.Route{User: "alice", Target: "web-1", Raw: "web-1"},
+			want: want{target: "web-1", login: "www", pty: true},
+			check: func(t *testing.T, d Decision) {
+				want := gate.Controls{NoExec: true, MaxSession: 8 * time.Hour, IdleTimeout: 5 * time.Minute}
+				if d.Permit.Controls != want {
+					t.Errorf("controls %+v, want %+v", d.Permit.Controls, want)
+				}
+			}},
+		{name: "grant forced command", snap: controlled, s: key, r: gate.Route{User: "alice", Target: "lab", Raw: "lab"},
+			want: want{target: "lab", pty: true},
+			check: func(t *testing.T, d Decision) {
+				if d.Permit.Controls.Command != "report" || d.HasForce {
+					t.Errorf("controls %+v, cert force %v", d.Permit.Controls, d.HasForce)
+				}
+			}},
+		{name: "the certificate's force-command beats the grant's", snap: controlled, s: noFwdCert, r: gate.Route{User: "alice", Target: "lab", Raw: "lab"},
+			want: want{target: "lab", pty: false},
+			check: func(t *testing.T, d Decision) {
+				if d.Permit.Controls.Command != "" || d.ForceCommand != "uptime" {
+					t.Errorf("controls %+v, cert force %q", d.Permit.Controls, d.ForceCommand)
+				}
+			}},
+		{name: "webhook target: the gate's defaults only", snap: controlled, s: key, r: gate.Route{User: "alice"}, hook: &Hook{Target: "db-1"},
+			want: want{target: "db-1", login: "postgres", pty: true},
+			check: func(t *testing.T, d Decision) {
+				if want := (gate.Controls{MaxSession: 8 * time.Hour, IdleTimeout: 5 * time.Minute}); d.Permit.Controls != want {
+					t.Errorf("controls %+v, want %+v", d.Permit.Controls, want)
+				}
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,12 +257,20 @@ func TestCandidate(t *testing.T) {
 // the webhook) name, as a login granted there; a certificate without
 // forwarding never gets it.
 func FuzzDecide(f *testing.F) {
-	f.Add("web-1", "root", "", int64(0), false, false, false, "")
-	f.Add("www", "", "", int64(0), true, false, true, "")
-	f.Add("", "", "", int64(2), false, true, false, "secret")
-	f.Fuzz(func(t *testing.T, tgt, login, raw string, node int64, isGate, bad, noFwd bool, hookTarget string) {
+	f.Add("web-1", "root", "", int64(0), false, false, false, "", uint16(0))
+	f.Add("www", "", "", int64(0), true, false, true, "", uint16(0x5a5))
+	f.Add("", "", "", int64(2), false, true, false, "secret", uint16(0xfff))
+	f.Fuzz(func(t *testing.T, tgt, login, raw string, node int64, isGate, bad, noFwd bool, hookTarget string, ctl uint16) {
 		snap := decideFixture()
 		snap.TOTP = true
+		// Controls on each grant from three bits each of ctl.
+		for i := range snap.Grants {
+			b := ctl >> (3 * i)
+			snap.Grants[i].Controls = gate.Controls{NoShell: b&1 != 0, NoSFTP: b&2 != 0, MaxSession: time.Duration(b&4) * time.Minute}
+			if b&6 == 6 {
+				snap.Grants[i].Controls.Command = "forced"
+			}
+		}
 		s := &gate.Session{Identity: gate.Identity{User: "alice"}, TOTP: gate.TOTPProof{Recorded: true, Proof: TOTPProofCode}}
 		if noFwd {
 			s.Cert = &gate.CertLogin{PTY: true}
@@ -257,6 +311,24 @@ func FuzzDecide(f *testing.F) {
 		}
 		if _, ok := Permitted(snap.Reachable(), p.Target.Name, p.Login); !ok {
 			t.Fatalf("permit outside the grants: %+v", p)
+		}
+		// The controls are those of a grant that opens this target as this
+		// login: a flag only if every grant without a command sets it, a
+		// command only if no such grant exists.
+		freeMatch := false
+		for _, g := range snap.Grants {
+			if (g.Target != p.Target.Name && g.Env != p.Target.Env) || (g.Login != p.Login && (g.Login != "" || p.Target.Login != p.Login)) {
+				continue
+			}
+			if g.Controls.Command == "" {
+				freeMatch = true
+				if p.Controls.NoShell && !g.Controls.NoShell || p.Controls.NoSFTP && !g.Controls.NoSFTP {
+					t.Fatalf("a flag %+v that grant %+v does not set", p.Controls, g)
+				}
+			}
+		}
+		if freeMatch == (p.Controls.Command != "") {
+			t.Fatalf("command %q with a free grant %v", p.Controls.Command, freeMatch)
 		}
 		if p.Target.Name == "secret" {
 			t.Fatal("ungranted target permitted")

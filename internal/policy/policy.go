@@ -29,6 +29,7 @@ type Permit struct {
 	Target     gate.Target
 	Login      string
 	Forwarding bool
+	Controls   gate.Controls // what its sessions may do (GrantControls), the time limits resolved
 }
 
 // Accessible lists the targets the grants open, sorted by target name. A

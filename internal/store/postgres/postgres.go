@@ -647,6 +647,11 @@ func (s *Store) RemoveTarget(ctx context.Context, name string) error {
 // ---- grants ----
 
 // nullable maps "" to NULL.
+func controlsJSON(c gate.Controls) string {
+	b, _ := json.Marshal(c) // cannot fail: bools, a string and durations
+	return string(b)
+}
+
 func nullable(s string) *string {
 	if s == "" {
 		return nil
@@ -673,8 +678,8 @@ func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) 
 		} else if err := requireTarget(ctx, tx, g.Target); err != nil {
 			return err
 		}
-		err := tx.QueryRow(ctx, `INSERT INTO grants(username, env, target, login, forwarding, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, toDB(g.CreatedAt)).Scan(&g.ID)
+		err := tx.QueryRow(ctx, `INSERT INTO grants(username, env, target, login, forwarding, controls, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, controlsJSON(g.Controls), toDB(g.CreatedAt)).Scan(&g.ID)
 		if isFKViolation(err) {
 			return fmt.Errorf("grant for %q: %w", g.User, store.ErrNotFound)
 		}
@@ -690,7 +695,7 @@ func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) 
 }
 
 func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, error) {
-	q := `SELECT id, username, env, target, login, forwarding, created_at FROM grants`
+	q := `SELECT id, username, env, target, login, forwarding, controls, created_at FROM grants`
 	var args []any
 	if user != "" {
 		q += ` WHERE username = $1`
@@ -701,7 +706,13 @@ func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, erro
 		var g gate.Grant
 		var env, target *string
 		var created int64
-		err := r.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &created)
+		var controls string
+		err := r.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &controls, &created)
+		if err == nil {
+			if err = json.Unmarshal([]byte(controls), &g.Controls); err != nil {
+				err = fmt.Errorf("grant %d controls: %w", g.ID, err)
+			}
+		}
 		if env != nil {
 			g.Env = *env
 		}

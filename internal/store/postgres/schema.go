@@ -150,4 +150,6 @@ CREATE TABLE gates (
 	// login state shared by the gates (TOTP grace windows, per-account
 	// failure counters) and the registry of warm containers.
 	sharedStateMigration,
+	// 7: per-grant controls (gate.Controls as JSON).
+	`ALTER TABLE grants ADD COLUMN controls TEXT NOT NULL DEFAULT '{}';`,
 }

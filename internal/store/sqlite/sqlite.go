@@ -141,6 +141,8 @@ CREATE TABLE gates (
 	// login state shared by the gates (TOTP grace windows, per-account
 	// failure counters) and the registry of warm containers.
 	sharedStateMigration,
+	// per-grant controls (gate.Controls as JSON).
+	`ALTER TABLE grants ADD COLUMN controls TEXT NOT NULL DEFAULT '{}';`,
 }
 
 // SchemaVersion is the version Open brings a database to.
@@ -691,6 +693,11 @@ func (s *Store) RemoveTarget(ctx context.Context, name string) error {
 
 // ---- grants ----
 
+func controlsJSON(c gate.Controls) string {
+	b, _ := json.Marshal(c) // cannot fail: bools, a string and durations
+	return string(b)
+}
+
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) {
@@ -712,8 +719,8 @@ func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) 
 		} else if err := requireTarget(ctx, tx, g.Target); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO grants(user, env, target, login, forwarding, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, toDB(g.CreatedAt))
+		res, err := tx.ExecContext(ctx, `INSERT INTO grants(user, env, target, login, forwarding, controls, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, controlsJSON(g.Controls), toDB(g.CreatedAt))
 		if isFKViolation(err) {
 			return fmt.Errorf("grant for %q: %w", g.User, store.ErrNotFound)
 		}
@@ -733,7 +740,7 @@ func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) 
 }
 
 func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, error) {
-	q := `SELECT id, user, env, target, login, forwarding, created_at FROM grants`
+	q := `SELECT id, user, env, target, login, forwarding, controls, created_at FROM grants`
 	var args []any
 	if user != "" {
 		q += ` WHERE user = ?`
@@ -750,8 +757,12 @@ func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, erro
 		var g gate.Grant
 		var env, target sql.NullString
 		var created int64
-		if err := rows.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &created); err != nil {
+		var controls string
+		if err := rows.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &controls, &created); err != nil {
 			return nil, fmt.Errorf("list grants: %w", err)
+		}
+		if err := json.Unmarshal([]byte(controls), &g.Controls); err != nil {
+			return nil, fmt.Errorf("list grants: grant %d controls: %w", g.ID, err)
 		}
 		g.Env, g.Target = env.String, target.String
 		g.CreatedAt = fromDB(created)

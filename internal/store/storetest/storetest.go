@@ -491,6 +491,8 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 		{User: "alice", Target: "web-1", Login: "deploy", Forwarding: true},
 		{User: "alice", Env: "prod", Login: "root"},
 		{User: "alice", Target: "web-1"}, // duplicates are allowed; each has its ID
+		{User: "bob", Target: "web-1", Controls: gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true, NoRsync: true,
+			Command: "uptime -p 'x'", MaxSession: 90 * time.Minute, IdleTimeout: 150 * time.Second}},
 	}
 	var added []gate.Grant
 	for i, g := range in {
@@ -526,7 +528,7 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	check("", added...)
 	check("alice", added[1], added[2], added[3])
-	check("bob", added[0])
+	check("bob", added[0], added[4])
 	check("nobody")
 	mustOK(t, s.RemoveGrant(ctx, added[2].ID))
 	check("alice", added[1], added[3])
