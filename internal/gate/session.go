@@ -53,6 +53,7 @@ type Session struct {
 	Cert    *CertLogin    // nil unless the login was a user certificate
 	TOTP    TOTPProof     // how the login met the second factor
 	Webhook *WebhookLogin // nil unless the auth webhook authenticated it
+	SSO     *SSOLogin     // nil unless the login was a single sign-on (sso.go)
 }
 
 // CertLogin is what a user certificate allows beyond the grants: a session

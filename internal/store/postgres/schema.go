@@ -147,4 +147,6 @@ CREATE TABLE gates (
 	sessions   INTEGER NOT NULL DEFAULT 0
 );
 `,
+	// 6: single sign-on: managed grants and reuse windows (sso.go).
+	ssoMigration,
 }

@@ -138,6 +138,8 @@ CREATE TABLE gates (
 	sessions   INTEGER NOT NULL DEFAULT 0
 );
 `,
+	// single sign-on: managed grants and reuse windows (sso.go).
+	ssoMigration,
 }
 
 // SchemaVersion is the version Open brings a database to.

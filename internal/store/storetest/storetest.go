@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Gates", func(t *testing.T) { testGates(t, open) })
 	t.Run("LiveSessions", func(t *testing.T) { testLiveSessions(t, open) })
 	t.Run("Menu", func(t *testing.T) { testMenu(t, open) }) // menu.go
+	runSSO(t, open)                                         // sso.go
 }
 
 // TwoHandles checks that a write through one handle is seen at once by
