@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -152,8 +153,12 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer hooks.close()
 
+	ssoCfg, err := ssoConfig(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
 	au := auth.New(auth.Deps{Users: st, Log: log, SecondFactor: second, Throttle: throttle, Certs: cas.trust,
-		Webhook: hooks.auth, WebhookMode: cfg.Auth.Webhook.Mode})
+		Webhook: hooks.auth, WebhookMode: cfg.Auth.Webhook.Mode, SSO: ssoCfg})
 	bd := broker.Deps{Config: cfg, Store: st, Backends: backends, Log: log, Hook: hooks.config,
 		Observers: ob.brokerObservers(), Audit: aud, AuditFailClosed: cfg.Audit.FailClosed}
 	if second != nil {
@@ -172,6 +177,7 @@ func Serve(ctx context.Context, o Options) error {
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,
 		MaxUnauthPerSource: cfg.Limits.MaxUnauthenticatedPerIP,
 		Handshake:          cfg.Limits.Handshake.D(),
+		InteractiveLogin:   interactiveLogin(cfg),
 		Guard:              guard,
 		Offer:              cfg.SSH.Offer,
 	}, ob.metrics, br.Handle, log)
@@ -246,6 +252,15 @@ func serverConfig(cfg config.Config, hostKeys []ssh.Signer, hostCerts []ssh.Sign
 		}
 	}
 	return sc, nil
+}
+
+// interactiveLogin is how long a login that waits on a browser sign-in
+// may take (0: single sign-on is off).
+func interactiveLogin(cfg config.Config) time.Duration {
+	if !cfg.Auth.OIDC.Enabled() {
+		return 0
+	}
+	return cfg.Auth.OIDC.LoginTimeout.D()
 }
 
 // gateID names this gate, the same everywhere: container labels, live

@@ -289,6 +289,9 @@ func (a *Authenticator) ssoFailure(conn ssh.ConnMetadata, user, public, reason s
 // binds to (nil: none).
 func (a *Authenticator) deviceLogin(conn ssh.ConnMetadata, challenge ssh.KeyboardInteractiveChallenge, user string, key ssh.PublicKey) (*ssh.Permissions, error) {
 	s := a.sso
+	if s.hasFailed(conn) {
+		return nil, ErrDenied
+	}
 	start := s.now()
 	deadline := gate.ExtendLogin(conn, start.Add(s.cfg.LoginTimeout))
 	if deadline.IsZero() {
