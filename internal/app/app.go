@@ -164,6 +164,9 @@ func Serve(ctx context.Context, o Options) error {
 	if second != nil {
 		bd.TOTP = second
 	}
+	if cas.ca != nil && cas.ca.Client != nil && cfg.Auth.OIDC.Enabled() {
+		bd.SignClient, bd.CertTTL = clientSigner(cas.ca), cfg.Auth.OIDC.CertTTL.D()
+	}
 	br, err := broker.New(bd)
 	if err != nil {
 		return err

@@ -8,8 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/account"
 	"github.com/sshgate/sshgate/internal/auth"
 	"github.com/sshgate/sshgate/internal/auth/oidc"
+	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -70,5 +74,13 @@ func pruneSSO(ctx context.Context, st store.Store, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// clientSigner signs `cert` certificates from the gate's client CA.
+func clientSigner(c *ca.CA) account.CertSigner {
+	return func(key ssh.PublicKey, principal, keyID string, ttl time.Duration, ext, opts map[string]string) (*ssh.Certificate, error) {
+		return c.SignClient(ca.UserCert{Key: key, Principals: []string{principal}, KeyID: keyID, TTL: ttl,
+			Backdate: 30 * time.Second, Extensions: ext, CriticalOptions: opts})
 	}
 }

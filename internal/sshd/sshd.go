@@ -48,8 +48,8 @@ type Limits struct {
 	// deadline (0: never past LoginGrace). OpenSSH's LoginGraceTime is 120 s;
 	// a browser sign-in can take longer.
 	InteractiveLogin time.Duration
-	Guard              Guard         // penalties and bans (guard.go); nil: none
-	Offer              Offer         // the ciphers and MACs per client (offer.go); nil: the config's for all
+	Guard            Guard // penalties and bans (guard.go); nil: none
+	Offer            Offer // the ciphers and MACs per client (offer.go); nil: the config's for all
 }
 
 // Server accepts SSH connections.
