@@ -329,3 +329,45 @@ func TestSSOFigures(t *testing.T) {
 		t.Logf("logins/s (ssh USER@gate whoami, sequential): reused sso %.1f, plain key %.1f", rate(reused), rate(plain))
 	}
 }
+
+// Ansible (Debian's ansible-core) through the gate after one device login:
+// -m ping and -m copy ride on the reuse window, no prompt.
+func TestSSOAnsible(t *testing.T) {
+	t.Parallel()
+	harness.RequireTools(t, "ansible")
+	w := newSSOWorld(t, 1, "10m", "")
+	g := w.gates[0]
+	a := w.client(t, 0, "alice")
+	if out, ok, _ := ssoLogin(t, a, "web-1", func(code string) error { return w.p.Approve(code, "alice") }); !ok {
+		t.Fatalf("device login: %q", out)
+	}
+	dir := t.TempDir()
+	inv := filepath.Join(dir, "hosts")
+	args := strings.Join([]string{"-F", "none", "-o", "UserKnownHostsFile=" + g.KnownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none"}, " ")
+	line := fmt.Sprintf("web-1 ansible_host=%s ansible_port=%d ansible_user=alice+web-1 ansible_ssh_private_key_file=%s ansible_python_interpreter=/usr/bin/python3 ansible_ssh_common_args='%s'\n",
+		g.Host, g.Port, a.Key, args)
+	if err := os.WriteFile(inv, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "payload.txt")
+	if err := os.WriteFile(src, []byte("copied through the gate by ansible\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "payload.txt")
+	ansible := func(args ...string) harness.Result {
+		cmd := exec.Command("ansible", append([]string{"-i", inv, "web-1"}, args...)...)
+		cmd.Env = append(os.Environ(), "ANSIBLE_HOME="+filepath.Join(dir, "ansible"), "ANSIBLE_SSH_ARGS=", "ANSIBLE_HOST_KEY_CHECKING=True",
+			"ANSIBLE_LOCAL_TEMP="+filepath.Join(dir, "tmp"), "ANSIBLE_NOCOLOR=1", "SSH_AUTH_SOCK=", "PATH=/usr/bin:/bin:/usr/sbin:/sbin")
+		return harness.Run(cmd, nil, 2*short)
+	}
+	if r := ansible("-m", "ping"); r.Code != 0 || !strings.Contains(r.Stdout, `"ping": "pong"`) {
+		t.Fatalf("ansible -m ping: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := ansible("-m", "copy", "-a", "src="+src+" dest="+dest); r.Code != 0 || !strings.Contains(r.Stdout, "CHANGED") {
+		t.Fatalf("ansible -m copy: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if b, err := os.ReadFile(dest); err != nil || string(b) != "copied through the gate by ansible\n" {
+		t.Fatalf("copied file: %q, %v", b, err)
+	}
+}
