@@ -77,6 +77,9 @@ type Conn struct {
 	TOTP         Enroller // nil: `totp enroll` is off
 	AfterSession string   // menu.after_session: "menu" or "disconnect"
 	ProbeTimeout time.Duration
+	SSO          *gate.SSOLogin // the login's single sign-on (nil: none), for `cert`
+	SignClient   CertSigner     // nil: `cert` is off (no client CA)
+	CertTTL      time.Duration  // auth.oidc.cert_ttl
 }
 
 // Setup is what a session asked for before it started.

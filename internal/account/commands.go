@@ -26,6 +26,7 @@ const accountUsage = `usage: ssh USER@GATE COMMAND (USER+gate@GATE when you have
   keys add          add the public key read from stdin
   keys rm SHA256:.. remove one of your keys
   totp enroll       set up a TOTP second factor (needs a terminal: ssh -t)
+  cert              after a single sign-on: a short-lived certificate for this session's key
   help              this text
 connect to a target as USER+TARGET[+LOGIN]@GATE or NODEID-UID@GATE`
 
@@ -61,6 +62,8 @@ func (c *Conn) accountCommand(stdin io.Reader, out, errOut io.Writer, args []str
 			fmt.Fprintf(out, "key     %s\n", c.Identity.Fingerprint)
 		}
 		return 0, true
+	case args[0] == "cert" && len(args) == 1:
+		return c.certCommand(ctx, out, errOut), true
 	case args[0] == "keys":
 		return c.keysCommand(ctx, c.Store, stdin, out, errOut, args[1:]), true
 	}

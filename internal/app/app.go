@@ -155,12 +155,19 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	defer hooks.close()
 
+	ssoCfg, err := ssoConfig(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
 	au := auth.New(auth.Deps{Users: st, Log: log, SecondFactor: second, Throttle: throttle, Certs: cas.trust,
-		Webhook: hooks.auth, WebhookMode: cfg.Auth.Webhook.Mode})
+		Webhook: hooks.auth, WebhookMode: cfg.Auth.Webhook.Mode, SSO: ssoCfg})
 	bd := broker.Deps{Config: cfg, Store: st, Backends: backends, Log: log, Hook: hooks.config,
 		Observers: ob.brokerObservers(), Audit: aud, AuditFailClosed: cfg.Audit.FailClosed}
 	if second != nil {
 		bd.TOTP = second
+	}
+	if cas.ca != nil && cas.ca.Client != nil && cfg.Auth.OIDC.Enabled() {
+		bd.SignClient, bd.CertTTL = clientSigner(cas.ca), cfg.Auth.OIDC.CertTTL.D()
 	}
 	br, err := broker.New(bd)
 	if err != nil {
@@ -175,6 +182,7 @@ func Serve(ctx context.Context, o Options) error {
 		MaxUnauthenticated: cfg.Limits.MaxUnauthenticated,
 		MaxUnauthPerSource: cfg.Limits.MaxUnauthenticatedPerIP,
 		Handshake:          cfg.Limits.Handshake.D(),
+		InteractiveLogin:   interactiveLogin(cfg),
 		Guard:              guard,
 		Offer:              cfg.SSH.Offer,
 		Proxy: sshd.Proxy{Trusted: cfg.SSH.ProxyProtocol.Prefixes(), Required: cfg.SSH.ProxyProtocol.HeaderRequired(),
@@ -269,6 +277,15 @@ func serverConfig(cfg config.Config, hostKeys []ssh.Signer, hostCerts []ssh.Sign
 		}
 	}
 	return sc, nil
+}
+
+// interactiveLogin is how long a login that waits on a browser sign-in
+// may take (0: single sign-on is off).
+func interactiveLogin(cfg config.Config) time.Duration {
+	if !cfg.Auth.OIDC.Enabled() {
+		return 0
+	}
+	return cfg.Auth.OIDC.LoginTimeout.D()
 }
 
 // gateID names this gate, the same everywhere: container labels, live

@@ -41,6 +41,7 @@ func loadCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, log *slo
 type cas struct {
 	trust     *ca.Trust
 	own       bool
+	ca        *ca.CA // the gate's own CAs (nil: none)
 	hostCerts []ssh.Signer
 	stop      func()
 }
@@ -68,6 +69,7 @@ func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, log *slog
 		return out, nil
 	}
 	out.own = true
+	out.ca = own
 	if own.Host == nil {
 		return out, nil
 	}

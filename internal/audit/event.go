@@ -47,6 +47,11 @@ type Event struct {
 	User       string `json:"user,omitempty"`
 	AuthMethod string `json:"auth_method,omitempty"`
 	KeyFP      string `json:"key_fingerprint,omitempty"`
+	// A single sign-on (auth_method oidc): the provider's subject, the
+	// ID token's amr, and whether a reuse window stood in for the sign-in.
+	SSOSubject string   `json:"sso_subject,omitempty"`
+	AMR        []string `json:"amr,omitempty"`
+	SSOReused  bool     `json:"sso_reused,omitempty"`
 	Reason     string `json:"reason,omitempty"`
 
 	Target string `json:"target,omitempty"`
@@ -93,7 +98,14 @@ func Millis(d time.Duration) *int64 { return Int64(d.Milliseconds()) }
 // reaches a terminal that shows the log.
 func Encode(e *Event) ([]byte, error) {
 	c := *e
-	for _, p := range []*string{&c.Type, &c.GateID, &c.ConnID, &c.SessionID, &c.ClientAddr, &c.User, &c.AuthMethod,
+	if c.AMR != nil {
+		amr := make([]string, len(c.AMR))
+		for i, a := range c.AMR {
+			amr[i] = validUTF8(a)
+		}
+		c.AMR = amr
+	}
+	for _, p := range []*string{&c.Type, &c.GateID, &c.ConnID, &c.SessionID, &c.ClientAddr, &c.User, &c.AuthMethod, &c.SSOSubject,
 		&c.KeyFP, &c.Reason, &c.Target, &c.Login, &c.SessionType, &c.Subsystem, &c.Command, &c.Term, &c.ExitSignal,
 		&c.Channel, &c.Destination, &c.Op, &c.Protocol, &c.Path, &c.NewPath, &c.Direction, &c.SHA256, &c.Result, &c.Message} {
 		*p = validUTF8(*p)

@@ -47,6 +47,7 @@ type Authenticator struct {
 	throttle Throttle      // per-account password throttling; nil: none
 	hook     *authHook     // the auth webhook (webhook.go); nil: none
 	certs    *ca.Trust     // user certificates (cert.go); nil refuses them
+	sso      *sso          // single sign-on (sso.go); nil: none
 }
 
 // Deps is what an Authenticator works with; only Users and Log are required.
@@ -60,6 +61,7 @@ type Deps struct {
 	// WebhookMode "only": the webhook decides every login; "fallback":
 	// logins of names the local store does not know.
 	WebhookMode string
+	SSO         *SSOConfig // single sign-on through an OIDC provider; nil: none
 }
 
 // New returns an Authenticator ready to install.
@@ -69,6 +71,9 @@ func New(d Deps) *Authenticator {
 		second:  d.SecondFactor, throttle: d.Throttle, certs: d.Certs}
 	if d.Webhook != nil {
 		a.hook = &authHook{client: d.Webhook, only: d.WebhookMode == "only"}
+	}
+	if d.SSO != nil {
+		a.sso = newSSO(*d.SSO)
 	}
 	return a
 }
@@ -83,6 +88,12 @@ func (a *Authenticator) Install(cfg *ssh.ServerConfig) {
 	cfg.PasswordCallback = func(m ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
 		perms, err := a.Password(m, pw)
 		return a.done(m, perms, err)
+	}
+	if a.sso != nil {
+		cfg.KeyboardInteractiveCallback = func(m ssh.ConnMetadata, c ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			perms, err := a.ssoKeyboardInteractive(m, c)
+			return a.done(m, perms, err)
+		}
 	}
 	cfg.PublicKeyAuthAlgorithms = sshkeys.PublicKeyAuthAlgorithms
 }
@@ -124,6 +135,9 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 			return &ssh.Permissions{Extensions: id.Extensions()}, nil
 		}
 	}
+	if a.ssoOffered(ctx, r.User, len(keys)) {
+		return ssoCandidate(key, r.User)
+	}
 	return a.noLocalMatch(key, r.User, len(keys))
 }
 
@@ -132,6 +146,9 @@ func (a *Authenticator) PublicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 func (a *Authenticator) VerifiedPublicKey(conn ssh.ConnMetadata, key ssh.PublicKey, perms *ssh.Permissions, _ string) (*ssh.Permissions, error) {
 	if perms != nil && perms.Extensions[extWebhookPending] != "" {
 		return a.verifiedWebhook(conn, key, perms)
+	}
+	if perms != nil && perms.Extensions[extSSOPending] != "" {
+		return a.verifiedSSO(conn, key, perms)
 	}
 	if perms == nil || perms.Extensions[gate.ExtFingerprint] != sshkeys.Fingerprint(key) {
 		return nil, ErrDenied

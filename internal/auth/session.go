@@ -85,6 +85,7 @@ func (a *Authenticator) session(meta ssh.ConnMetadata, perms *ssh.Permissions) (
 	if proof, mode, target, ok := totpProof(perms); ok {
 		s.TOTP = gate.TOTPProof{Recorded: true, Proof: proof, Mode: mode, Target: target}
 	}
+	s.SSO = ssoLogin(perms)
 	if perms.Extensions[ExtWebhook] == "1" {
 		env, md := webhookAttrs(perms)
 		s.Webhook = &gate.WebhookLogin{Env: env, Meta: md}

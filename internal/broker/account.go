@@ -22,6 +22,9 @@ func (c *conn) account() *account.Conn {
 		Host:     host, Port: port,
 		AfterSession: c.b.Config.Menu.AfterSession,
 		ProbeTimeout: c.b.Config.Menu.ProbeTimeout.D(),
+		SSO:          c.sess.SSO,
+		SignClient:   c.b.SignClient,
+		CertTTL:      c.b.CertTTL,
 	}
 	if c.b.TOTP != nil {
 		a.TOTP = c.b.TOTP

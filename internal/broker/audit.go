@@ -39,8 +39,15 @@ func (c *conn) emit(e audit.Event) {
 // auditConn records the connection's opening and returns what records its close.
 func (c *conn) auditConn() func() {
 	start := time.Now()
-	c.emit(audit.Event{Type: audit.TypeConnOpen, ClientAddr: c.sc.RemoteAddr().String(),
-		AuthMethod: c.id.Method, KeyFP: c.id.Fingerprint})
+	open := audit.Event{Type: audit.TypeConnOpen, ClientAddr: c.sc.RemoteAddr().String(),
+		AuthMethod: c.id.Method, KeyFP: c.id.Fingerprint}
+	if sso := c.sess.SSO; sso != nil {
+		open.SSOSubject, open.AMR, open.SSOReused = sso.Subject, sso.AMR, sso.Reused
+		if open.AMR == nil {
+			open.AMR = []string{}
+		}
+	}
+	c.emit(open)
 	return func() {
 		c.emit(audit.Event{Type: audit.TypeConnClose, ClientAddr: c.sc.RemoteAddr().String(), DurationMS: audit.Millis(time.Since(start))})
 	}

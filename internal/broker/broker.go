@@ -65,6 +65,10 @@ type Deps struct {
 	// AuditFailClosed says which targets must not be used while the audit
 	// record cannot be kept; nil: none.
 	AuditFailClosed func(target string) bool
+	// SignClient signs `cert` certificates from the client CA (nil: off);
+	// CertTTL is their longest lifetime.
+	SignClient account.CertSigner
+	CertTTL    time.Duration
 }
 
 // Broker serves authenticated connections.

@@ -271,6 +271,7 @@ func (e *env) rootCmd() *cobra.Command {
 		e.replayCmd(),   // replay.go
 		e.sessionsCmd(), // sessions.go
 		e.gatesCmd(),    // gates.go
+		e.ssoCmd(),      // sso.go
 	)
 	e.addMenuCommands(root) // menu.go: target alias|primary|describe, user default-target|show, env group
 	return root

@@ -66,6 +66,7 @@ type Config struct {
 // Auth configures how users prove who they are.
 type Auth struct {
 	Webhook AuthWebhook `yaml:"webhook"` // webhook.go
+	OIDC    OIDC        `yaml:"oidc"`    // single sign-on (oidc.go)
 }
 
 type Log struct {
@@ -163,7 +164,7 @@ func Defaults() Config {
 		EnvAllow:      []string{"LANG", "LC_*"},
 		MFA:           defaultMFA(),
 		Penalties:     defaultPenalties(),
-		Auth:          Auth{Webhook: AuthWebhook{Mode: "fallback", WebhookClient: defaultWebhookClient()}},
+		Auth:          Auth{Webhook: AuthWebhook{Mode: "fallback", WebhookClient: defaultWebhookClient()}, OIDC: defaultOIDC()},
 		ConfigWebhook: ConfigWebhook{WebhookClient: defaultWebhookClient()},
 		Recordings:    defaultRecordings(),
 		CA:            CA{InwardTTL: Duration(DefaultInwardTTL)},
@@ -266,6 +267,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateWebhooks()...)
 	errs = append(errs, c.validateObs()...)
 	c.validateCA(bad)
+	c.validateOIDC(bad)
 	c.Audit.validate(bad)
 	c.Store.validate(bad)
 	return errors.Join(errs...)

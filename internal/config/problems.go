@@ -441,6 +441,10 @@ func (c Config) fileProblems(src *source) Problems {
 	if c.Audit.Webhook.URL != "" {
 		check("audit.webhook.token_file", c.Audit.Webhook.TokenFile)
 	}
+	if c.Auth.OIDC.Enabled() {
+		check("auth.oidc.client_secret_file", c.Auth.OIDC.ClientSecretFile)
+		check("auth.oidc.ca_file", c.Auth.OIDC.CAFile)
+	}
 	for _, w := range []struct {
 		key string
 		c   WebhookClient

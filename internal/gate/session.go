@@ -1,6 +1,9 @@
 package gate
 
-import "strconv"
+import (
+	"strconv"
+	"time"
+)
 
 // Route is a parsed SSH username (package route parses it, once per
 // connection): USER, USER+TARGET, USER+TARGET+LOGIN, USER+gate, or the
@@ -53,6 +56,7 @@ type Session struct {
 	Cert    *CertLogin    // nil unless the login was a user certificate
 	TOTP    TOTPProof     // how the login met the second factor
 	Webhook *WebhookLogin // nil unless the auth webhook authenticated it
+	SSO     *SSOLogin     // nil unless the login was a single sign-on (sso.go)
 }
 
 // CertLogin is what a user certificate allows beyond the grants: a session
@@ -100,4 +104,22 @@ func ConnIDOf(m any) string {
 		return c.ConnID()
 	}
 	return ""
+}
+
+// LoginExtender is implemented by the ssh.ConnMetadata the accept loop
+// hands to the authentication callbacks: a step that waits on a person
+// (a device sign-in in a browser) moves the connection's login deadline
+// to until, at most as far as the accept loop allows. It reports the
+// deadline in force.
+type LoginExtender interface {
+	ExtendLogin(until time.Time) time.Time
+}
+
+// ExtendLogin moves m's login deadline when m allows it; the zero time
+// when it does not.
+func ExtendLogin(m any, until time.Time) time.Time {
+	if e, ok := m.(LoginExtender); ok {
+		return e.ExtendLogin(until)
+	}
+	return time.Time{}
 }

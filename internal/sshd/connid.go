@@ -1,6 +1,8 @@
 package sshd
 
 import (
+	"time"
+
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
@@ -12,18 +14,27 @@ import (
 // one id of the connection.
 type connMeta struct {
 	ssh.ConnMetadata
-	id string
+	id     string
+	extend func(time.Time) time.Time // nil: the deadline stays
 }
 
 func (m connMeta) ConnID() string { return m.id }
+
+// ExtendLogin implements gate.LoginExtender.
+func (m connMeta) ExtendLogin(until time.Time) time.Time {
+	if m.extend == nil {
+		return time.Time{}
+	}
+	return m.extend(until)
+}
 
 // forConn returns the server configuration of one connection: a shallow copy
 // of the one built by the composition root (x/crypto copies it per connection
 // too) whose callbacks see a connMeta. Callbacks handed back inside a
 // PartialSuccessError are wrapped the same way.
-func forConn(base *ssh.ServerConfig, id string) *ssh.ServerConfig {
+func forConn(base *ssh.ServerConfig, id string, extend func(time.Time) time.Time) *ssh.ServerConfig {
 	c := *base
-	wrap := func(m ssh.ConnMetadata) ssh.ConnMetadata { return connMeta{m, id} }
+	wrap := func(m ssh.ConnMetadata) ssh.ConnMetadata { return connMeta{m, id, extend} }
 	c.PublicKeyCallback = wrapPublicKey(base.PublicKeyCallback, wrap)
 	if f := base.VerifiedPublicKeyCallback; f != nil {
 		c.VerifiedPublicKeyCallback = func(m ssh.ConnMetadata, k ssh.PublicKey, p *ssh.Permissions, alg string) (*ssh.Permissions, error) {

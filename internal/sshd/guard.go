@@ -92,7 +92,12 @@ func (s *Server) watchAuth(cfg *ssh.ServerConfig) *ssh.ServerConfig {
 		}
 		s.mu.Unlock()
 		if first && s.handshakeDeadline() < s.limits.LoginGrace {
-			_ = tc.SetDeadline(tc.start.Add(s.limits.LoginGrace))
+			s.mu.Lock()
+			if grace := tc.start.Add(s.limits.LoginGrace); grace.After(tc.loginDeadline) {
+				tc.loginDeadline = grace
+				_ = tc.SetDeadline(grace)
+			}
+			s.mu.Unlock()
 		}
 	}
 	s.quietWhenUnavailable(&c)
@@ -143,6 +148,29 @@ func (s *Server) quietWhenUnavailable(c *ssh.ServerConfig) {
 			}
 			return f(conn, ch)
 		}
+	}
+}
+
+// extender moves tc's login deadline for an authentication step that waits
+// on a person, never past start + limits.InteractiveLogin, never earlier
+// than it is. The connection stays counted as unauthenticated meanwhile.
+func (s *Server) extender(tc *trackedConn) func(time.Time) time.Time {
+	return func(until time.Time) time.Time {
+		limit := tc.start.Add(max(s.limits.InteractiveLogin, s.limits.LoginGrace))
+		if until.After(limit) {
+			until = limit
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if tc.authed {
+			return time.Time{}
+		}
+		tc.kexDone = true // the deadline is no longer the handshake's
+		if until.After(tc.loginDeadline) {
+			tc.loginDeadline = until
+			_ = tc.SetDeadline(until)
+		}
+		return tc.loginDeadline
 	}
 }
 

@@ -43,9 +43,14 @@ type Limits struct {
 	MaxUnauthenticated int           // connections still authenticating, all sources
 	MaxUnauthPerSource int           // the same, per source address (IPv4 /32, IPv6 /64)
 	Handshake          time.Duration // deadline for version exchange and kex (0: LoginGrace)
-	Guard              Guard         // penalties and bans (guard.go); nil: none
-	Offer              Offer         // the ciphers and MACs per client (offer.go); nil: the config's for all
-	Proxy              Proxy         // PROXY protocol from trusted balancers (proxy.go)
+	// InteractiveLogin: how far past its start an authentication step that
+	// waits on a person (a device sign-in) may move a connection's login
+	// deadline (0: never past LoginGrace). OpenSSH's LoginGraceTime is 120 s;
+	// a browser sign-in can take longer.
+	InteractiveLogin time.Duration
+	Guard            Guard // penalties and bans (guard.go); nil: none
+	Offer            Offer // the ciphers and MACs per client (offer.go); nil: the config's for all
+	Proxy            Proxy // PROXY protocol from trusted balancers (proxy.go)
 }
 
 // Server accepts SSH connections.
@@ -83,6 +88,9 @@ type trackedConn struct {
 	kexDone     bool // the client reached authentication
 	attempted   bool // the client tried a real authentication method
 	unavailable bool // a login failed on gate.ErrUnavailable (told once)
+	// the deadline in force while authenticating (handshake, login
+	// grace, or an interactive step's)
+	loginDeadline time.Time
 	// set by the reader:
 	progress atomic.Bool // the client has sent at least one byte
 }
@@ -202,8 +210,11 @@ func (s *Server) handle(nc net.Conn) {
 		id := gate.NewID()[:16]
 		log := s.log.With("conn_id", id, "remote", nc.RemoteAddr().String())
 		deadline := tc.start.Add(s.handshakeDeadline())
+		s.mu.Lock()
+		tc.loginDeadline = deadline
+		s.mu.Unlock()
 		_ = nc.SetDeadline(deadline)
-		cfg := forConn(s.cfg, id)
+		cfg := forConn(s.cfg, id, s.extender(tc))
 		var conn net.Conn = pc
 		if s.limits.Offer != nil {
 			var version string

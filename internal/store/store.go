@@ -93,6 +93,7 @@ type Store interface {
 	ClearLiveSessions(ctx context.Context, gateID string) error // a gate's stale rows, at its start
 
 	MenuStore // account menu and username grammar
+	SSOStore  // single sign-on grants and reuse windows (sso.go)
 }
 
 // MenuStore is the part of Store for the account menu and the username

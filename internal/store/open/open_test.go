@@ -124,7 +124,7 @@ func TestMigrationLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`ALTER TABLE grants DROP COLUMN controls`, fmt.Sprintf(`UPDATE schema_version SET version = %d`, sqlite.SchemaVersion-1)} {
+	for _, q := range []string{`DROP TABLE sso_sessions`, `DROP TABLE sso_grants`, fmt.Sprintf(`UPDATE schema_version SET version = %d`, sqlite.SchemaVersion-1)} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatal(err)
 		}

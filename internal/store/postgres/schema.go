@@ -152,4 +152,6 @@ CREATE TABLE gates (
 	sharedStateMigration,
 	// 7: per-grant controls (gate.Controls as JSON).
 	`ALTER TABLE grants ADD COLUMN controls TEXT NOT NULL DEFAULT '{}';`,
+	// 8: single sign-on: managed grants and reuse windows (sso.go).
+	ssoMigration,
 }

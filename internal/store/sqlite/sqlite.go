@@ -143,6 +143,8 @@ CREATE TABLE gates (
 	sharedStateMigration,
 	// per-grant controls (gate.Controls as JSON).
 	`ALTER TABLE grants ADD COLUMN controls TEXT NOT NULL DEFAULT '{}';`,
+	// single sign-on: managed grants and reuse windows (sso.go).
+	ssoMigration,
 }
 
 // SchemaVersion is the version Open brings a database to.

@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("LiveSessions", func(t *testing.T) { testLiveSessions(t, open) })
 	t.Run("Menu", func(t *testing.T) { testMenu(t, open) }) // menu.go
 	runShared(t, open)                                      // shared.go
+	runSSO(t, open)                                         // sso.go
 }
 
 // TwoHandles checks that a write through one handle is seen at once by
