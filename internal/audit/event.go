@@ -52,7 +52,7 @@ type Event struct {
 	SSOSubject string   `json:"sso_subject,omitempty"`
 	AMR        []string `json:"amr,omitempty"`
 	SSOReused  bool     `json:"sso_reused,omitempty"`
-	Reason     string `json:"reason,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
 
 	Target string `json:"target,omitempty"`
 	Login  string `json:"login,omitempty"`
