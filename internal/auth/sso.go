@@ -341,28 +341,9 @@ func (a *Authenticator) deviceLogin(conn ssh.ConnMetadata, challenge ssh.Keyboar
 // a proven key, and completes the login.
 func (a *Authenticator) signedIn(ctx context.Context, conn ssh.ConnMetadata, user string, key ssh.PublicKey, id *oidc.Identity) (*ssh.Permissions, error) {
 	s := a.sso
-	name, _ := id.Claims[s.cfg.UserClaim].(string)
-	if name == "" {
-		return nil, a.ssoFailure(conn, user, "the identity provider did not say who you are", "no_user_claim",
-			fmt.Errorf("claim %q missing or not a string (sub %s)", s.cfg.UserClaim, logSafe(id.Subject, 128)))
-	}
-	if name != user {
-		return nil, a.ssoFailure(conn, user, fmt.Sprintf("you signed in as %q, not %q", route.Printable(name), user), "user_mismatch",
-			fmt.Errorf("claim %s = %q", s.cfg.UserClaim, logSafe(name, 128)))
-	}
-	groups := oidc.StringList(id.Claims[s.cfg.GroupsClaim])
-	if len(s.cfg.AllowedGroups) > 0 && !slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(s.cfg.AllowedGroups, g) }) {
-		return nil, a.ssoFailure(conn, user, "your account is not in a group allowed on this gate", "group_not_allowed",
-			fmt.Errorf("groups %q", logSafe(strings.Join(groups, ","), 300)))
-	}
-	if len(s.cfg.AllowedDomains) > 0 {
-		email, _ := id.Claims["email"].(string)
-		verified, _ := id.Claims["email_verified"].(bool)
-		at := strings.LastIndexByte(email, '@')
-		if !verified || at < 0 || !slices.Contains(s.cfg.AllowedDomains, strings.ToLower(email[at+1:])) {
-			return nil, a.ssoFailure(conn, user, "your email domain is not allowed on this gate", "domain_not_allowed",
-				fmt.Errorf("email %q verified %v", logSafe(email, 128), verified))
-		}
+	groups, refusal := s.checkClaims(user, id.Claims)
+	if refusal != nil {
+		return nil, a.ssoFailure(conn, user, refusal.public, refusal.reason, fmt.Errorf("%s (sub %s)", refusal.detail, logSafe(id.Subject, 128)))
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	defer cancel()
@@ -413,6 +394,41 @@ func (a *Authenticator) signedIn(ctx context.Context, conn ssh.ConnMetadata, use
 	a.log.Info("sso sign-in succeeded", "user", user, "sub", logSafe(id.Subject, 128), "amr", logSafe(strings.Join(id.AMR, ","), 100),
 		"key", fp, "reuse_until", ext[ExtSSOExpires])
 	return a.afterSSO(conn, &ssh.Permissions{Extensions: ext})
+}
+
+// claimRefusal is why the claims of a verified ID token do not let the
+// user in: what the user reads, the reason class and a detail for the log.
+type claimRefusal struct{ public, reason, detail string }
+
+// checkClaims maps the claims of a verified ID token (the provider's
+// JSON, untrusted in shape) to the gate user of the SSH username: the user
+// claim must name exactly user, and the allowed groups and email domains
+// apply. It returns the user's groups.
+func (s *sso) checkClaims(user string, claims map[string]any) ([]string, *claimRefusal) {
+	name, _ := claims[s.cfg.UserClaim].(string)
+	if name == "" {
+		return nil, &claimRefusal{"the identity provider did not say who you are", "no_user_claim",
+			fmt.Sprintf("claim %q missing or not a string", s.cfg.UserClaim)}
+	}
+	if name != user {
+		return nil, &claimRefusal{fmt.Sprintf("you signed in as %q, not %q", route.Printable(name), user), "user_mismatch",
+			fmt.Sprintf("claim %s = %q", s.cfg.UserClaim, logSafe(name, 128))}
+	}
+	groups := oidc.StringList(claims[s.cfg.GroupsClaim])
+	if len(s.cfg.AllowedGroups) > 0 && !slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(s.cfg.AllowedGroups, g) }) {
+		return nil, &claimRefusal{"your account is not in a group allowed on this gate", "group_not_allowed",
+			fmt.Sprintf("groups %q", logSafe(strings.Join(groups, ","), 300))}
+	}
+	if len(s.cfg.AllowedDomains) > 0 {
+		email, _ := claims["email"].(string)
+		verified, _ := claims["email_verified"].(bool)
+		at := strings.LastIndexByte(email, '@')
+		if !verified || at < 0 || !slices.Contains(s.cfg.AllowedDomains, strings.ToLower(email[at+1:])) {
+			return nil, &claimRefusal{"your email domain is not allowed on this gate", "domain_not_allowed",
+				fmt.Sprintf("email %q verified %v", logSafe(email, 128), verified)}
+		}
+	}
+	return groups, nil
 }
 
 // wantGrants are the grants the groups give user.
