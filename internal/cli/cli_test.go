@@ -356,6 +356,7 @@ func TestEnvsTargetsGrants(t *testing.T) {
 			"3   bob   target:box  root   no          -\n"},
 		{args: []string{"grant", "bob", "--target", "box", "--max-session", "soon"}, code: 2, errHas: []string{`"soon"`}},
 		{args: []string{"grant", "bob", "--target", "box", "--idle-timeout", "10ms"}, code: 2, errHas: []string{`invalid --idle-timeout 10ms`}},
+		{args: []string{"grant", "bob", "--target", "box", "--upload-only", "--download-only"}, code: 2, errHas: []string{`--upload-only and --download-only exclude each other`}},
 		{args: []string{"grant", "bob", "--target", "box", "--command", ""}, code: 2, errHas: []string{`invalid --command ""`}},
 		{args: []string{"grant", "list", "nobody"}, code: 1, errHas: []string{`user "nobody" not found`}},
 		{args: []string{"grant", "nobody", "--env", "prod"}, code: 1, errHas: []string{`user "nobody" not found`}},
@@ -388,11 +389,11 @@ func TestEnvsTargetsGrants(t *testing.T) {
 		{args: []string{"grant", "alice", "--target", "web-1"}, out: "added grant 6: alice -> target web-1\n"},
 		{args: []string{"target", "remove", "web-1"}, out: "removed target web-1\n"},
 		{args: []string{"grant", "bob", "--target", "box", "--no-shell", "--no-exec", "--no-sftp", "--no-scp", "--no-rsync", "--command", "uptime",
-			"--max-session", "1h", "--idle-timeout", "90s"}, out: "added grant 7: bob -> target box\n"},
+			"--max-session", "1h", "--idle-timeout", "90s", "--upload-only", "--agent-forwarding", "--watch"}, out: "added grant 7: bob -> target box\n"},
 		{args: []string{"grant", "list"}, out: "" +
 			"ID  USER  SCOPE       LOGIN  FORWARDING  CONTROLS\n" +
 			"3   bob   target:box  root   no          -\n" +
-			"7   bob   target:box  -      no          no-shell,no-exec,no-sftp,no-scp,no-rsync,command,max-session=1h0m0s,idle-timeout=1m30s\n"},
+			"7   bob   target:box  -      no          no-shell,no-exec,no-sftp,no-scp,no-rsync,upload-only,agent-forwarding,watch,command,max-session=1h0m0s,idle-timeout=1m30s\n"},
 		// Removing a user removes their grants.
 		{args: []string{"user", "remove", "bob"}, out: "removed user bob\n"},
 		{args: []string{"grant", "list"}, out: "ID  USER  SCOPE  LOGIN  FORWARDING  CONTROLS\n"},

@@ -375,7 +375,7 @@ func (e *env) grantCmd() *cobra.Command {
 	var c gate.Controls
 	cmd := &cobra.Command{
 		Use: "grant USER (--env ENV | --target NAME) [--login USER] [--forwarding] [--no-shell] [--no-exec] [--no-sftp] [--no-scp] [--no-rsync]\n" +
-			"  [--command CMD] [--max-session D] [--idle-timeout D]",
+			"  [--upload-only|--download-only] [--agent-forwarding] [--watch] [--command CMD] [--max-session D] [--idle-timeout D]",
 		Short: "Let a user reach a target or every target of an environment",
 		Args:  argsOf([]string{"USER"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
@@ -388,6 +388,9 @@ func (e *env) grantCmd() *cobra.Command {
 			}
 			if cmd.Flags().Changed("command") && (c.Command == "" || strings.ContainsAny(c.Command, "\x00\n\r")) {
 				return usagef("invalid --command %q: want one command line", c.Command)
+			}
+			if c.UploadOnly && c.DownloadOnly {
+				return usagef("grant %s: --upload-only and --download-only exclude each other", user)
 			}
 			for flag, d := range map[string]time.Duration{"--max-session": c.MaxSession, "--idle-timeout": c.IdleTimeout} {
 				if d < 0 || (d > 0 && d < time.Second) {
@@ -432,6 +435,10 @@ func (e *env) grantCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&c.NoSFTP, "no-sftp", false, "refuse the sftp subsystem (sftp, and scp of OpenSSH 9 without -O)")
 	cmd.Flags().BoolVar(&c.NoSCP, "no-scp", false, "refuse legacy scp (scp -O)")
 	cmd.Flags().BoolVar(&c.NoRsync, "no-rsync", false, "refuse rsync")
+	cmd.Flags().BoolVar(&c.UploadOnly, "upload-only", false, "file transfers only toward the target (SFTP, scp, FISH, rsync)")
+	cmd.Flags().BoolVar(&c.DownloadOnly, "download-only", false, "file transfers only from the target (SFTP, scp, FISH, rsync)")
+	cmd.Flags().BoolVar(&c.AgentForwarding, "agent-forwarding", false, "allow agent forwarding (ssh -A) to the target")
+	cmd.Flags().BoolVar(&c.Watch, "watch", false, "allow watching other users' live PTY sessions on the target (ssh USER@GATE watch ID)")
 	cmd.Flags().StringVar(&c.Command, "command", "", "run this command instead of whatever the session asks for")
 	cmd.Flags().DurationVar(&c.MaxSession, "max-session", 0, "end sessions after this long (default: sessions.max_session)")
 	cmd.Flags().DurationVar(&c.IdleTimeout, "idle-timeout", 0, "end sessions after this long without input (default: sessions.idle_timeout)")
@@ -566,7 +573,9 @@ func controlsText(c gate.Controls) string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{c.NoShell, "no-shell"}, {c.NoExec, "no-exec"}, {c.NoSFTP, "no-sftp"}, {c.NoSCP, "no-scp"}, {c.NoRsync, "no-rsync"}, {c.Command != "", "command"}} {
+	}{{c.NoShell, "no-shell"}, {c.NoExec, "no-exec"}, {c.NoSFTP, "no-sftp"}, {c.NoSCP, "no-scp"}, {c.NoRsync, "no-rsync"},
+		{c.UploadOnly, "upload-only"}, {c.DownloadOnly, "download-only"}, {c.AgentForwarding, "agent-forwarding"}, {c.Watch, "watch"},
+		{c.Command != "", "command"}} {
 		if f.on {
 			out = append(out, f.name)
 		}

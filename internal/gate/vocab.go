@@ -99,6 +99,16 @@ type Controls struct {
 	Command     string        `json:",omitempty"` // forced command: replaces what sessions ask for
 	MaxSession  time.Duration `json:",omitempty"` // 0: the gate's default
 	IdleTimeout time.Duration `json:",omitempty"` // 0: the gate's default
+	// UploadOnly / DownloadOnly restrict file transfers (SFTP, scp, FISH,
+	// rsync) to one direction; at most one of them is set.
+	UploadOnly   bool `json:",omitempty"`
+	DownloadOnly bool `json:",omitempty"`
+	// AgentForwarding lets sessions forward the user's SSH agent (ssh -A)
+	// to the target.
+	AgentForwarding bool `json:",omitempty"`
+	// Watch lets the user watch other users' live PTY sessions on the
+	// target (`ssh USER@GATE watch ID`), read only.
+	Watch bool `json:",omitempty"`
 }
 
 // TOTP is a user's TOTP enrolment. Secret is stored as given (the gate

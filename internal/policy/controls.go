@@ -20,7 +20,10 @@ type Sessions struct {
 //   - a forced command applies only when every matching grant forces one:
 //     a grant without --command lets the user choose; among grants that all
 //     force one, the first (lowest id) grant's command is used;
-//   - each --no-* flag holds only if every grant that counts sets it;
+//   - each --no-* flag, --upload-only and --download-only hold only if every
+//     grant that counts sets it (an upload-only and a download-only grant
+//     together allow both directions);
+//   - --agent-forwarding and --watch hold if any grant that counts sets it;
 //   - each time limit is the longest of the grants' (a grant's unset limit
 //     is the gate's default; a zero default means no limit, which wins).
 //
@@ -47,7 +50,7 @@ func GrantControls(grants []gate.Grant, t gate.Target, login string, def Session
 	if len(set) == 0 {
 		return gate.Controls{MaxSession: def.MaxSession, IdleTimeout: def.IdleTimeout}
 	}
-	out := gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true, NoRsync: true, Command: set[0].Controls.Command}
+	out := gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true, NoRsync: true, UploadOnly: true, DownloadOnly: true, Command: set[0].Controls.Command}
 	for i, g := range set {
 		c := g.Controls
 		out.NoShell = out.NoShell && c.NoShell
@@ -55,6 +58,10 @@ func GrantControls(grants []gate.Grant, t gate.Target, login string, def Session
 		out.NoSFTP = out.NoSFTP && c.NoSFTP
 		out.NoSCP = out.NoSCP && c.NoSCP
 		out.NoRsync = out.NoRsync && c.NoRsync
+		out.UploadOnly = out.UploadOnly && c.UploadOnly
+		out.DownloadOnly = out.DownloadOnly && c.DownloadOnly
+		out.AgentForwarding = out.AgentForwarding || c.AgentForwarding
+		out.Watch = out.Watch || c.Watch
 		ms, it := orDefault(c.MaxSession, def.MaxSession), orDefault(c.IdleTimeout, def.IdleTimeout)
 		if i == 0 {
 			out.MaxSession, out.IdleTimeout = ms, it

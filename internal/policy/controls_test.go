@@ -47,6 +47,13 @@ func TestGrantControls(t *testing.T) {
 			gate.Controls{NoShell: true}},
 		{"grants on other targets do not count", []gate.Grant{g(gate.Controls{NoShell: true}), {User: "alice", Target: "db-1"}, {User: "alice", Env: "data"}}, "www", Sessions{},
 			gate.Controls{NoShell: true}},
+		{"upload-only", []gate.Grant{g(gate.Controls{UploadOnly: true})}, "www", Sessions{}, gate.Controls{UploadOnly: true}},
+		{"download-only", []gate.Grant{g(gate.Controls{DownloadOnly: true})}, "www", Sessions{}, gate.Controls{DownloadOnly: true}},
+		{"upload-only and download-only grants: both directions", []gate.Grant{g(gate.Controls{UploadOnly: true}), env(gate.Controls{DownloadOnly: true})}, "www", Sessions{}, gate.Controls{}},
+		{"upload-only beside a free grant: both directions", []gate.Grant{g(gate.Controls{UploadOnly: true}), env(gate.Controls{})}, "www", Sessions{}, gate.Controls{}},
+		{"agent forwarding and watch: any grant", []gate.Grant{g(gate.Controls{AgentForwarding: true}), env(gate.Controls{Watch: true})}, "www", Sessions{},
+			gate.Controls{AgentForwarding: true, Watch: true}},
+		{"agent forwarding of a grant for another login does not count", []gate.Grant{g(gate.Controls{}), {User: "alice", Target: "web-1", Login: "root", Controls: gate.Controls{AgentForwarding: true}}}, "www", Sessions{}, gate.Controls{}},
 		{"no grant: the defaults", nil, "www", def, gate.Controls{MaxSession: 8 * time.Hour, IdleTimeout: 15 * time.Minute}},
 	}
 	for _, tt := range tests {
