@@ -83,6 +83,7 @@ type Conn struct {
 	// JumpKnownHosts returns the known_hosts lines that trust the gate as
 	// each of names for ssh -J (nil: ssh -J is off).
 	JumpKnownHosts func(names []string) []string
+	MOTDFile       string // menu.motd: shown at the top of the menu ("": none)
 }
 
 // Setup is what a session asked for before it started.

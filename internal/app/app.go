@@ -275,6 +275,17 @@ func serverConfig(cfg config.Config, hostKeys []ssh.Signer, hostCerts []ssh.Sign
 		sc.AddHostKey(c)
 	}
 	au.Install(sc)
+	if cfg.SSH.Banner != "" {
+		b, err := os.ReadFile(cfg.SSH.Banner)
+		if err != nil {
+			return nil, &ConfigError{fmt.Errorf("ssh.banner: %w", err)}
+		}
+		banner := string(b)
+		if banner != "" && !strings.HasSuffix(banner, "\n") {
+			banner += "\n"
+		}
+		sc.BannerCallback = func(ssh.ConnMetadata) string { return banner }
+	}
 	sc.PasswordCallback = ob.honeypot(sc.PasswordCallback)
 	observers := []func(ssh.ConnMetadata, string, error){
 		func(_ ssh.ConnMetadata, method string, err error) { ob.metrics.AuthLog(method, err) },

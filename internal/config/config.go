@@ -90,6 +90,9 @@ type SSH struct {
 	// Jump: ssh -J USER@GATE LOGIN@TARGET, the gate ending the inner
 	// connection as the target (default true).
 	Jump bool `yaml:"jump"`
+	// Banner is a text file sent before authentication, as OpenSSH's
+	// Banner ("": none).
+	Banner string `yaml:"banner"`
 }
 
 type Limits struct {
@@ -198,6 +201,9 @@ func (c Config) Validate() error {
 	}
 	if msg := checkListen(c.Listen); msg != "" {
 		bad("listen", "%s", msg)
+	}
+	if err := textFile(c.SSH.Banner); err != nil {
+		bad("ssh.banner", "%v", err)
 	}
 	if _, p, ok := c.AdvertiseHostPort(); c.Advertise != "" && (!ok || strings.ContainsAny(c.Advertise, " \t\n/@")) {
 		bad("advertise", "%q is not HOST or HOST:PORT", c.Advertise)
