@@ -323,7 +323,7 @@ func (c crlfWriter) Write(p []byte) (int, error) {
 // loginLabel shows the empty login (a container's own user) readably.
 func loginLabel(l string) string {
 	if l == "" {
-		return "default"
+		return policy.DefaultLogin
 	}
 	return l
 }
