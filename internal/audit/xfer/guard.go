@@ -124,6 +124,9 @@ func (g *SFTPGuard) Client(b []byte, fwd []byte) (out []byte, denied []Denied, e
 		}
 		p = p[4+n:]
 	}
+	if len(p) == len(g.buf) {
+		return fwd, denied, nil // a packet in progress: nothing to move
+	}
 	rest := copy(g.buf, p)
 	g.buf = g.buf[:rest]
 	if rest == 0 && cap(g.buf) > 64<<10 {
