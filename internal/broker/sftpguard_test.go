@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/audit"
+	"github.com/sshgate/sshgate/internal/gate"
 )
 
 // fakeChannel is the user's side of a channel: Read gives the client's
@@ -106,5 +107,32 @@ func TestGuardedChannelMalformed(t *testing.T) {
 	g = newGuardedChannel(fc, false, true, func(audit.Event) {}, slog.New(slog.DiscardHandler))
 	if _, err := g.Write([]byte{0, 0, 0, 5, 2, 0, 0, 0, 6}); err == nil || !fc.closed {
 		t.Fatalf("version 6 passed: %v, closed %v", err, fc.closed)
+	}
+}
+
+func TestDirectionRefusal(t *testing.T) {
+	up, down := gate.Controls{UploadOnly: true}, gate.Controls{DownloadOnly: true}
+	for _, c := range []struct {
+		ctl          gate.Controls
+		cmd          string
+		line, reason string
+	}{
+		{up, "scp -t /tmp/x", "", ""},
+		{up, "scp -f /etc/hosts", "this grant allows only uploads to web-1", "upload_only"},
+		{down, "scp -f /etc/hosts", "", ""},
+		{down, "scp -t /tmp/x", "this grant allows only downloads from web-1", "download_only"},
+		{up, "rsync --server -logDtpre.iLsfxCIvu . /tmp/", "", ""},
+		{up, "rsync --server --sender -logDtpre.iLsfxCIvu . /tmp/", "this grant allows only uploads to web-1", "upload_only"},
+		{down, "rsync --server --sender -logDtpre.iLsfxCIvu . /tmp/", "", ""},
+		{down, "rsync --server -logDtpre.iLsfxCIvu . /tmp/", "this grant allows only downloads from web-1", "download_only"},
+		{down, "rsync --server --log-format --sender . /tmp/", "this grant allows only downloads from web-1", "download_only"},
+		{up, "echo FISH:;/bin/sh", "this grant allows only uploads to web-1, which a FISH session cannot be held to", "upload_only"},
+		{down, "uname -a", "", ""},
+		{gate.Controls{}, "scp -f /etc/hosts", "", ""},
+	} {
+		line, reason := directionRefusal(c.ctl, c.cmd, "web-1")
+		if line != c.line || reason != c.reason {
+			t.Errorf("%+v %q: %q %q, want %q %q", c.ctl, c.cmd, line, reason, c.line, c.reason)
+		}
 	}
 }
