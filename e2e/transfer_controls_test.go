@@ -193,3 +193,48 @@ func auditHasDenied(t *testing.T, g *harness.Gate, reason string) bool {
 	}
 	return false
 }
+
+// The same controls on a docker target, whose SFTP is the agent's
+// (pkg/sftp), not OpenSSH's sftp-server.
+func TestDockerTransferDirection(t *testing.T) {
+	w := newDockerWorld(t)
+	name := w.target(t, "xfer", "--docker", harness.TestImage, "--user", "1000:1000")
+	want := w.ssh(t, name, nil, "cat /etc/passwd")
+	if want.Code != 0 || want.Stdout == "" {
+		t.Fatalf("cat: exit %d %q", want.Code, want.Stderr)
+	}
+	local := t.TempDir()
+	src := filepath.Join(local, "src.txt")
+	os.WriteFile(src, []byte(want.Stdout), 0o600)
+	for _, tc := range []struct {
+		flag, batch string
+		upload      bool
+	}{
+		{"--upload-only", "put " + src + " /tmp/up\nls -l /tmp/up\nget /tmp/up " + local + "/up.back\n", true},
+		{"--download-only", "get /etc/passwd " + local + "/passwd\nls -l /etc/passwd\nput " + src + " /tmp/up\n", false},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			user := strings.TrimPrefix(tc.flag, "--")
+			c := w.gate.AddUser(t, user)
+			w.gate.Admin(t, "grant", user, "--target", name, tc.flag)
+			// sftp -b stops at the first failing command: the allowed one
+			// and the listing run first.
+			r := harness.Run(c.SFTP("-b", "-", c.Dest(name)), []byte(tc.batch), short)
+			if r.Code == 0 || !strings.Contains(r.Stderr, "Permission denied") {
+				t.Errorf("exit %d stderr %q, want the last command refused", r.Code, r.Stderr)
+			}
+			if tc.upload {
+				if !strings.Contains(r.Stdout, "/tmp/up") {
+					t.Errorf("upload or listing failed: stdout %q stderr %q", r.Stdout, r.Stderr)
+				}
+				if _, err := os.Stat(filepath.Join(local, "up.back")); err == nil {
+					t.Error("a refused download wrote its file")
+				}
+				return
+			}
+			if b, err := os.ReadFile(filepath.Join(local, "passwd")); err != nil || string(b) != want.Stdout {
+				t.Errorf("download: %q %v, want %q", b, err, want.Stdout)
+			}
+		})
+	}
+}
