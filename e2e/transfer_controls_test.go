@@ -170,6 +170,24 @@ func TestGrantTransferDirection(t *testing.T) {
 		})
 	}
 
+	// Through ssh -J the inner connection is served as USER+TARGET: the
+	// same controls.
+	t.Run("jump", func(t *testing.T) {
+		kh, _ := jumpKnownHosts(t, w.gate, downOnly)
+		cfg := jumpConfig(t, downOnly, kh)
+		sftpJ := func(cmd string) harness.Result {
+			return harness.Run(jumpCmd("sftp", "-F", cfg, "-J", "gate", "-b", "-", "root@web-1"), []byte(cmd+"\n"), short)
+		}
+		dst := filepath.Join(local, "jump-get.bin")
+		ok(t, "sftp -J get", sftpJ("get "+seed+" "+dst))
+		same(t, "sftp -J get", dst)
+		put := filepath.Join(remote, "jump-put.bin")
+		refused(t, "sftp -J put", sftpJ("put "+src+" "+put), "Permission denied")
+		absent(t, "sftp -J put", put)
+		r := harness.Run(jumpCmd("scp", "-O", "-F", cfg, "-J", "gate", src, "root@web-1:"+put), nil, short)
+		refused(t, "scp -O -J upload", r, downLine)
+	})
+
 	for _, reason := range []string{"upload_only", "download_only"} {
 		if !harness.Eventually(short, func() bool { return auditHas(t, w.gate, "session.denied", reason) }) {
 			t.Errorf("no session.denied audit event with reason %s", reason)
