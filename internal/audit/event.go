@@ -80,7 +80,7 @@ type Event struct {
 	Direction string `json:"direction,omitempty"` // upload (user -> target), download (target -> user)
 	Size      *int64 `json:"size,omitempty"`
 	SHA256    string `json:"sha256,omitempty"`
-	Result    string `json:"result,omitempty"` // ok, failed
+	Result    string `json:"result,omitempty"` // ok, failed; denied: refused by the grant (with a reason)
 	Message   string `json:"message,omitempty"`
 }
 

@@ -177,7 +177,8 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	if lim != nil {
 		addTap(ob.counters, lim)
 	}
-	res := relay.Session(ch, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
+	down := c.sftpGuard(ch, s, p, ob.id)
+	res := relay.Session(down, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
 		if sa.lastWords(ch, s) {
 			return
 		}
