@@ -312,3 +312,32 @@ func mustReadFile(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// Certificates both ways: the gate's login certificate to an sshd that
+// trusts only the gate's user CA carries permit-agent-forwarding where the
+// grant allows it (sshd honours it), and a user certificate without
+// permit-agent-forwarding narrows the grant.
+func TestAgentForwardingCertificates(t *testing.T) {
+	t.Parallel()
+	w := newCAWorld(t)
+	ua := startUserAgent(t)
+	erin := w.user(t, "erin")
+	w.gate.Admin(t, "grant", "erin", "--target", "web", "--agent-forwarding")
+	frank := w.user(t, "frank", "web")
+
+	key, cert, _ := w.certKey(t, "erin")
+	r := harness.Run(ua.forwarding(withCert(erin, key, cert)).SSHTo("web", nil, "ssh-add -l"), nil, short)
+	if r.Code != 0 || !strings.Contains(r.Stdout, ua.fp) {
+		t.Errorf("ssh -A with the grant, login certificate to sshd: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	key, cert, _ = w.certKey(t, "erin", "--no-agent-forwarding")
+	r = harness.Run(ua.forwarding(withCert(erin, key, cert)).SSHTo("web", nil, "ssh-add -l"), nil, short)
+	if r.Code != 2 || !strings.Contains(r.Stderr, noAgentLine) {
+		t.Errorf("ssh -A with a --no-agent-forwarding certificate: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+	key, cert, _ = w.certKey(t, "frank")
+	r = harness.Run(ua.forwarding(withCert(frank, key, cert)).SSHTo("web", nil, "ssh-add -l"), nil, short)
+	if r.Code != 2 || !strings.Contains(r.Stderr, noAgentLine) {
+		t.Errorf("ssh -A without the grant: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
