@@ -114,6 +114,10 @@ func TestAgentForwardingUpstream(t *testing.T) {
 		t.Errorf("grant list does not show agent-forwarding: %q", out)
 	}
 
+	// A first connection, so that the baseline holds what the gate keeps.
+	harness.MustRun(t, bob.SSHTo("web-1", nil, "true"), nil, short)
+	base := w.gate.WaitBaseline(t, w.gate.Stats(t), 0, time.Second)
+
 	r := harness.Run(ua.forwarding(bob).SSHTo("web-1", nil, "ssh-add -l && "+hop), nil, short)
 	if r.Code != 0 || !strings.Contains(r.Stdout, ua.fp) || !strings.Contains(r.Stdout, "second-hop-ok") {
 		t.Fatalf("ssh -A with the grant: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
@@ -141,6 +145,8 @@ func TestAgentForwardingUpstream(t *testing.T) {
 	if n := countAgentEvents(t, w.gate, "web-1", "ok"); n != 2 {
 		t.Errorf("%d relayed agent channels, want 2: %v", n, agentEvents(t, w.gate))
 	}
+	// Nothing of the agent channels stays open in the gate.
+	w.gate.WaitBaseline(t, base, 2, 30*time.Second)
 }
 
 // agentBundle is a directory holding ssh-add and ssh-keygen with the

@@ -147,13 +147,17 @@ func (a *agentSocket) close() {
 	}
 	a.closed = true
 	_ = a.l.Close() // unlinks the socket
+	open := make(map[net.Conn]ssh.Channel, len(a.conns))
 	for conn, ch := range a.conns {
+		open[conn] = ch
+	}
+	a.mu.Unlock()
+	for conn, ch := range open { // Close of a channel writes: not under the lock
 		_ = conn.Close()
 		if ch != nil {
 			_ = ch.Close()
 		}
 	}
-	a.mu.Unlock()
 	a.wg.Wait()
 	if err := os.RemoveAll(a.dir); err != nil {
 		a.log.Info("remove agent socket directory", "err", err)
