@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,6 +148,33 @@ func TestAgentForwardingUpstream(t *testing.T) {
 	}
 	// Nothing of the agent channels stays open in the gate.
 	w.gate.WaitBaseline(t, base, 2, 30*time.Second)
+
+	// A figure, not an assertion: ssh -A ... ssh-add -l through the gate
+	// (race-built) and straight to the same sshd, alternated, medians.
+	key, pub := harness.Keygen(t, t.TempDir(), "id_direct")
+	w.sshd.Authorize(t, pub)
+	direct := ua.forwarding(harness.Direct(t, w.sshd, "root", key))
+	var viaGate, straight []time.Duration
+	for i := 0; i < 5; i++ {
+		for _, c := range []struct {
+			cl  *harness.Client
+			out *[]time.Duration
+		}{{ua.forwarding(bob), &viaGate}, {direct, &straight}} {
+			start := time.Now()
+			if r := harness.Run(c.cl.SSHTo("web-1", nil, "ssh-add -l"), nil, short); r.Code != 0 {
+				t.Fatalf("ssh -A ssh-add -l: exit %d %q", r.Code, r.Stderr)
+			}
+			*c.out = append(*c.out, time.Since(start))
+		}
+	}
+	t.Logf("ssh -A HOST ssh-add -l, median of 5: through the gate %s, straight to sshd %s",
+		median(viaGate).Round(time.Millisecond), median(straight).Round(time.Millisecond))
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
 }
 
 // agentBundle is a directory holding ssh-add and ssh-keygen with the
