@@ -21,6 +21,7 @@ import (
 const accountUsage = `usage: ssh USER@GATE COMMAND (USER+gate@GATE when you have a default target)
   ls [--json]       the targets you may reach, with the strings to connect
   config            an ssh_config block for them (use with ssh -F)
+  config known-hosts the known_hosts line for ssh -J USER@GATE LOGIN@TARGET
   whoami            who the gate thinks you are
   keys ls           your public keys
   keys add          add the public key read from stdin

@@ -26,6 +26,7 @@ import (
 	"github.com/sshgate/sshgate/internal/audit"
 	"github.com/sshgate/sshgate/internal/auth"
 	"github.com/sshgate/sshgate/internal/broker"
+	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/gate"
@@ -169,6 +170,14 @@ func Serve(ctx context.Context, o Options) error {
 	if cas.ca != nil && cas.ca.Client != nil && cfg.Auth.OIDC.Enabled() {
 		bd.SignClient, bd.CertTTL = clientSigner(cas.ca), cfg.Auth.OIDC.CertTTL.D()
 	}
+	if cfg.SSH.Jump {
+		js, err := jumpSigners(hostKeys)
+		if err != nil {
+			return err
+		}
+		bd.Jump = broker.Jump{Hosts: ca.NewJumpHosts(cas.ca, js), ServerVersion: cfg.SSH.ServerVersion,
+			Config: ssh.Config{KeyExchanges: cfg.SSH.KeyExchanges, Ciphers: cfg.SSH.Ciphers, MACs: cfg.SSH.MACs}}
+	}
 	br, err := broker.New(bd)
 	if err != nil {
 		return err
@@ -277,6 +286,20 @@ func serverConfig(cfg config.Config, hostKeys []ssh.Signer, hostCerts []ssh.Sign
 		}
 	}
 	return sc, nil
+}
+
+// jumpSigners are the gate's host keys as the ssh -J inner connection
+// presents them (certified per target when there is a host CA).
+func jumpSigners(hostKeys []ssh.Signer) ([]ssh.Signer, error) {
+	var out []ssh.Signer
+	for _, k := range hostKeys {
+		hs, err := sshkeys.HostSigner(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hs)
+	}
+	return out, nil
 }
 
 // interactiveLogin is how long a login that waits on a browser sign-in

@@ -56,6 +56,7 @@ type Event struct {
 	SSOSubject string   `json:"sso_subject,omitempty"`
 	AMR        []string `json:"amr,omitempty"`
 	SSOReused  bool     `json:"sso_reused,omitempty"`
+	Via        string   `json:"via,omitempty"` // ssh -J: the outer connection's id
 	Reason     string   `json:"reason,omitempty"`
 
 	Target string `json:"target,omitempty"`

@@ -29,6 +29,9 @@ func (c *conn) account() *account.Conn {
 	if c.b.TOTP != nil {
 		a.TOTP = c.b.TOTP
 	}
+	if c.b.Jump.Hosts != nil {
+		a.JumpKnownHosts = c.b.Jump.Hosts.KnownHosts
+	}
 	return a
 }
 

@@ -69,6 +69,8 @@ type Deps struct {
 	// CertTTL is their longest lifetime.
 	SignClient account.CertSigner
 	CertTTL    time.Duration
+	// Jump turns on ssh -J through the gate (jump.go); zero: off.
+	Jump Jump
 }
 
 // Broker serves authenticated connections.
@@ -423,6 +425,10 @@ func (c *conn) globalRequest(r *ssh.Request) {
 
 // directTCPIP relays local port forwarding (ssh -L) when the grant allows it.
 func (c *conn) directTCPIP(nc ssh.NewChannel) {
+	if name, ok := c.jumpTarget(nc); ok {
+		c.jump(nc, name)
+		return
+	}
 	if c.dec.Gate {
 		_ = nc.Reject(ssh.Prohibited, errNeedsTarget.Public)
 		return

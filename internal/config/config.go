@@ -87,6 +87,9 @@ type SSH struct {
 	ECDSAHostKey bool `yaml:"ecdsa_host_key"`
 	// PROXY protocol from trusted load balancers (proxy.go).
 	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
+	// Jump: ssh -J USER@GATE LOGIN@TARGET, the gate ending the inner
+	// connection as the target (default true).
+	Jump bool `yaml:"jump"`
 }
 
 type Limits struct {
@@ -141,6 +144,7 @@ func Defaults() Config {
 			// dropbear 2022.83: aes-ctr or chacha20, HMAC-SHA2 without ETM).
 			CompatCiphers: []string{ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES256CTR},
 			CompatMACs:    []string{ssh.HMACSHA256, ssh.HMACSHA512},
+			Jump:          true,
 		},
 		Limits: Limits{
 			LoginGrace:              Duration(30 * time.Second),
