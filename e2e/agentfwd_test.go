@@ -374,4 +374,22 @@ func TestAgentForwardingCertificates(t *testing.T) {
 	if r.Code != 2 || !strings.Contains(r.Stderr, noAgentLine) {
 		t.Errorf("ssh -A without the grant: exit %d %q %q", r.Code, r.Stdout, r.Stderr)
 	}
+
+	// ssh -A -J: the inner connection, ended by the gate, forwards the agent
+	// under the same grant.
+	for _, tc := range []struct {
+		user  string
+		flags []string
+		ok    bool
+	}{{"gina", []string{"--agent-forwarding"}, true}, {"hank", nil, false}} {
+		c := w.gate.AddUser(t, tc.user)
+		w.gate.Admin(t, append([]string{"grant", tc.user, "--target", "web"}, tc.flags...)...)
+		kh, _ := jumpKnownHosts(t, w.gate, c)
+		cmd := exec.Command("ssh", sshJ(jumpConfig(t, c, kh), "-A", "root@web", "ssh-add -l")...)
+		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK="+ua.sock)
+		r := harness.Run(cmd, nil, short)
+		if tc.ok && (r.Code != 0 || !strings.Contains(r.Stdout, ua.fp)) || !tc.ok && (r.Code != 2 || !strings.Contains(r.Stderr, noAgentLine)) {
+			t.Errorf("ssh -A -J as %s (agent forwarding %v): exit %d %q %q", tc.user, tc.ok, r.Code, r.Stdout, r.Stderr)
+		}
+	}
 }
