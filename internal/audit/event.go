@@ -30,6 +30,10 @@ const (
 	TypePTY          = "pty"
 	TypeForward      = "forward"
 	TypeFile         = "file"
+	// TypeAgentChannel is one auth-agent@openssh.com channel the target
+	// opened: relayed to the user's agent (result ok, with bytes and
+	// duration) or refused (result refused, with the reason).
+	TypeAgentChannel = "agent.channel"
 )
 
 // Event is one audit record. One flat schema for every type: a field is
@@ -70,7 +74,7 @@ type Event struct {
 	BytesOut    *int64  `json:"bytes_out,omitempty"` // target -> user
 	DurationMS  *int64  `json:"duration_ms,omitempty"`
 
-	Channel     string `json:"channel,omitempty"` // direct-tcpip, tcpip-forward, forwarded-tcpip
+	Channel     string `json:"channel,omitempty"` // direct-tcpip, tcpip-forward, forwarded-tcpip, auth-agent@openssh.com
 	Destination string `json:"destination,omitempty"`
 
 	Op        string `json:"op,omitempty"`       // read, write, remove, rename, mkdir, rmdir, setstat, list, ...

@@ -63,7 +63,7 @@ type chosen struct {
 }
 
 func (t *chosen) Shell(ch ssh.Channel, reqs <-chan *ssh.Request, pty account.PtyReq, env [][]byte) {
-	t.c.relaySession(ch, reqs, &account.Setup{PTY: &pty, Env: env, Start: &ssh.Request{Type: "shell"}}, t.up, t.p)
+	t.c.relaySession(ch, reqs, &account.Setup{PTY: &pty, Env: env, Start: &ssh.Request{Type: "shell"}}, t.up, t.p, false)
 }
 
 func (t *chosen) Close() { t.up.close() }

@@ -166,6 +166,12 @@ type upConn struct {
 	done    chan struct{}                // closed when the target connection ends
 	wg      sync.WaitGroup               // channels the target opened toward the user
 	once    sync.Once
+
+	// Agent forwarding (agentfwd.go), under conn.mu: the sessions on this
+	// connection whose agent request the target accepted, still running,
+	// and the agent channels relayed now.
+	agentSessions int
+	agentChannels int
 }
 
 // close ends the target connection, waits for what it carried and releases
@@ -282,7 +288,8 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 	ctx, cancel := context.WithTimeout(c.ctx, timeout+60*time.Second) // container starts may take longer than a dial
 	defer cancel()
 	start := time.Now()
-	u, err := be.Open(ctx, target.Request{Target: p.Target, Login: p.Login, ID: c.id, ConnID: c.sc.ID, Forwarding: p.Forwarding})
+	u, err := be.Open(ctx, target.Request{Target: p.Target, Login: p.Login, ID: c.id, ConnID: c.sc.ID,
+		Forwarding: p.Forwarding, AgentForwarding: p.Controls.AgentForwarding})
 	if err != nil {
 		var pe *gate.PublicError
 		if !errors.As(err, &pe) {
@@ -342,7 +349,7 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 // target connection ends: global requests (hostkeys-00 and the like stay at
 // the gate, answered no) and channels, of which only forwarded-tcpip (remote
 // forwarding) goes back to the user, and only when the grant allows
-// forwarding.
+// forwarding, and auth-agent@openssh.com, under the rules of agentfwd.go.
 func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	defer close(up.done)
 	for chans != nil || reqs != nil {
@@ -356,6 +363,14 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 		case nc, ok := <-chans:
 			if !ok {
 				chans = nil
+				continue
+			}
+			if nc.ChannelType() == agentChannel {
+				up.wg.Add(1)
+				go func() {
+					defer up.wg.Done()
+					c.agentChannel(up, nc)
+				}()
 				continue
 			}
 			if nc.ChannelType() != "forwarded-tcpip" || !up.permit.Forwarding {

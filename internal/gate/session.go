@@ -67,6 +67,7 @@ type Session struct {
 type CertLogin struct {
 	PTY          bool   // permit-pty
 	Forwarding   bool   // permit-port-forwarding
+	Agent        bool   // permit-agent-forwarding
 	ForceCommand string // force-command critical option ("" with !HasForce)
 	HasForce     bool
 }
