@@ -30,6 +30,8 @@ const (
 	TypePTY          = "pty"
 	TypeForward      = "forward"
 	TypeFile         = "file"
+	TypeWatchStart   = "watch.start" // someone started watching a live PTY session
+	TypeWatchEnd     = "watch.end"
 )
 
 // Event is one audit record. One flat schema for every type: a field is
@@ -56,6 +58,8 @@ type Event struct {
 
 	Target string `json:"target,omitempty"`
 	Login  string `json:"login,omitempty"`
+	// WatchedUser is the user whose session a watch.* event's user watched.
+	WatchedUser string `json:"watched_user,omitempty"`
 
 	SessionType string  `json:"session_type,omitempty"` // shell, exec, subsystem
 	Subsystem   string  `json:"subsystem,omitempty"`
@@ -106,7 +110,7 @@ func Encode(e *Event) ([]byte, error) {
 		c.AMR = amr
 	}
 	for _, p := range []*string{&c.Type, &c.GateID, &c.ConnID, &c.SessionID, &c.ClientAddr, &c.User, &c.AuthMethod, &c.SSOSubject,
-		&c.KeyFP, &c.Reason, &c.Target, &c.Login, &c.SessionType, &c.Subsystem, &c.Command, &c.Term, &c.ExitSignal,
+		&c.KeyFP, &c.Reason, &c.Target, &c.Login, &c.WatchedUser, &c.SessionType, &c.Subsystem, &c.Command, &c.Term, &c.ExitSignal,
 		&c.Channel, &c.Destination, &c.Op, &c.Protocol, &c.Path, &c.NewPath, &c.Direction, &c.SHA256, &c.Result, &c.Message} {
 		*p = validUTF8(*p)
 	}
