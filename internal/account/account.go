@@ -80,6 +80,9 @@ type Conn struct {
 	SSO          *gate.SSOLogin // the login's single sign-on (nil: none), for `cert`
 	SignClient   CertSigner     // nil: `cert` is off (no client CA)
 	CertTTL      time.Duration  // auth.oidc.cert_ttl
+	// Watch starts watching live session id for `watch ID` (nil: off); its
+	// error's public text is the one line the watcher reads.
+	Watch func(id string) (Watch, error)
 }
 
 // Setup is what a session asked for before it started.
@@ -120,7 +123,7 @@ func (c *Conn) fail(ch ssh.Channel, s *Setup, msg string, status uint32) {
 	c.exit(ch, status)
 }
 
-const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | totp enroll | help; connect to a target as USER+TARGET@GATE"
+const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | totp enroll | watch ID | help; connect to a target as USER+TARGET@GATE"
 
 // Serve serves a session with no target: the gate's own commands, or
 // with a PTY and no command, the list of targets to choose from.
@@ -144,6 +147,10 @@ func (c *Conn) Serve(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 	}
 	if c.isTOTPEnroll(cmd.Command) {
 		c.totpEnroll(ch, reqs, s)
+		return
+	}
+	if isWatch(cmd.Command) {
+		c.watch(ch, reqs, s, cmd.Command) // watch.go
 		return
 	}
 	if s.Start.WantReply {

@@ -25,6 +25,7 @@ func (c *conn) account() *account.Conn {
 		SSO:          c.sess.SSO,
 		SignClient:   c.b.SignClient,
 		CertTTL:      c.b.CertTTL,
+		Watch:        c.watchSession,
 	}
 	if c.b.TOTP != nil {
 		a.TOTP = c.b.TOTP

@@ -69,6 +69,8 @@ type Deps struct {
 	// CertTTL is their longest lifetime.
 	SignClient account.CertSigner
 	CertTTL    time.Duration
+	// LiveSessions tells a watcher which other gate holds a session (nil: not told).
+	LiveSessions LiveSessions
 }
 
 // Broker serves authenticated connections.

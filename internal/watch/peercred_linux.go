@@ -18,7 +18,9 @@ func peerUID(c net.Conn) (int, error) {
 	}
 	var cred *syscall.Ucred
 	var serr error
-	if err := raw.Control(func(fd uintptr) { cred, serr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED) }); err != nil {
+	if err := raw.Control(func(fd uintptr) {
+		cred, serr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil {
 		return -1, err
 	}
 	if serr != nil {

@@ -8,4 +8,6 @@ import (
 )
 
 // peerUID is not implemented here: every admin watcher is refused.
-func peerUID(net.Conn) (int, error) { return -1, errors.New("peer credentials are not supported on this system") }
+func peerUID(net.Conn) (int, error) {
+	return -1, errors.New("peer credentials are not supported on this system")
+}

@@ -17,11 +17,6 @@ import (
 	"time"
 )
 
-// SocketName is the admin socket's name in the data directory. The gate
-// serves it (0600, only to its own uid and root, checked again with
-// SO_PEERCRED on every connection); `sshgate sessions watch` connects.
-const SocketName = "watch.sock"
-
 // maxSocketPath is what a unix socket address holds (sun_path, with its NUL).
 const maxSocketPath = 107
 
@@ -48,6 +43,11 @@ func ParseRequest(line string) (id string, err error) {
 	}
 	return arg, nil
 }
+
+// The admin socket (DATA/watch.sock) is served by the gate to its own uid
+// and root only: mode 0600 in the 0700 data directory, and the peer's uid
+// checked again with SO_PEERCRED on every connection. `sshgate sessions
+// watch` connects to it.
 
 // Listen creates the admin socket at path, replacing a stale one (the
 // caller holds the data directory's serve lock), mode 0600.

@@ -214,7 +214,7 @@ func TestSocket(t *testing.T) {
 	h := NewHub(Options{Emit: ev.emit})
 	s := h.Add(info(), func(string) {})
 	s.Data(relay.ToUser, []byte("before\r\n"))
-	path := filepath.Join(t.TempDir(), SocketName)
+	path := filepath.Join(t.TempDir(), "watch.sock")
 	ln, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
