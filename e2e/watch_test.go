@@ -1,0 +1,170 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sshgate/sshgate/e2e/harness"
+)
+
+// startTmuxCmd runs args (ssh, or the admin CLI) in a detached tmux pane of
+// cols x rows: a real terminal whose screen the test reads back.
+func startTmuxCmd(t *testing.T, args []string, cols, rows int) *tmuxSSH {
+	t.Helper()
+	m := &tmuxSSH{sock: filepath.Join(t.TempDir(), "tmux"), norm: strings.NewReplacer()}
+	var line []string
+	for _, a := range args {
+		line = append(line, harness.ShellQuote(a))
+	}
+	m.tmux(t, "-f", "/dev/null", "new-session", "-d", "-x", strconv.Itoa(cols), "-y", strconv.Itoa(rows), "-s", "m",
+		"env SSH_AUTH_SOCK= "+strings.Join(line, " ")+`; echo "ssh-exit-status=$?"`)
+	m.tmux(t, "set-option", "-t", "m", "remain-on-exit", "on")
+	t.Cleanup(func() { exec.Command("tmux", "-S", m.sock, "kill-server").Run() })
+	return m
+}
+
+// liveSessionOf waits until user has a live session and returns its id.
+func liveSessionOf(t *testing.T, g *harness.Gate, user string) string {
+	t.Helper()
+	var id string
+	if !harness.Eventually(short, func() bool {
+		var ls []struct{ ID, User string }
+		if err := json.Unmarshal([]byte(g.Admin(t, "sessions", "--json")), &ls); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			if l.User == user {
+				id = l.ID
+			}
+		}
+		return id != ""
+	}) {
+		t.Fatalf("no live session of %s", user)
+	}
+	return id
+}
+
+// Watching a live session with two real terminals: alice works in a PTY
+// session; bob, whose grant for the target has --watch, watches it with
+// `ssh -t bob@gate watch ID` and reads what alice typed, starting with what
+// was on her screen before; alice reads that bob watches, and when he
+// leaves; bob's keys never reach her shell. Without --watch (and for an
+// unknown id) the same one line and exit status 1. The admin CLI watches
+// too, until the session ends. Every watch is audited.
+func TestWatchSession(t *testing.T) {
+	gateOnly(t)
+	harness.RequireTools(t, "tmux")
+	w := newWorld(t, worldOptions{})
+	g := w.gate
+	bob := g.AddUser(t, "bob")
+	g.Admin(t, "grant", "bob", "--target", "web-1", "--login", "root") // no --watch yet
+
+	alice := startTmuxCmd(t, w.alice.SSHTo("web-1", []string{"-tt"}).Args, 100, 30)
+	alice.keys(t, "-l", "echo before-$((40+2))")
+	alice.keys(t, "Enter")
+	alice.waitScreen(t, "before-42")
+	id := liveSessionOf(t, g, "alice")
+
+	// Not allowed, unknown, malformed: one line, exit 1, nothing told to alice.
+	refusal := func(c *harness.Client, id string) harness.Result {
+		t.Helper()
+		r := harness.Run(c.SSHTo("", nil, "watch", id), nil, short)
+		if r.Code != 1 || r.Stdout != "" || strings.Count(r.Stderr, "\n") != 1 {
+			t.Fatalf("watch %s as %s: exit %d, stdout %q, stderr %q; want one line and exit 1", id, c.User, r.Code, r.Stdout, r.Stderr)
+		}
+		return r
+	}
+	denied := refusal(bob, id)
+	unknown := refusal(bob, "0123456789abcdef")
+	if want := "sshgate: session " + id + " not found or you may not watch it\n"; denied.Stderr != want {
+		t.Errorf("refusal %q, want %q", denied.Stderr, want)
+	}
+	if strings.ReplaceAll(unknown.Stderr, "0123456789abcdef", id) != denied.Stderr {
+		t.Errorf("an unknown id (%q) and a not-permitted one (%q) are told apart", unknown.Stderr, denied.Stderr)
+	}
+	refusal(bob, "nope")
+
+	// An env grant with --watch covers web-1 (in prod).
+	g.Admin(t, "grant", "bob", "--env", "prod", "--watch")
+	watcher := startTmuxCmd(t, bob.SSHTo("", []string{"-tt"}, "watch", id).Args, 100, 30)
+	watcher.waitScreen(t, "sshgate: watching session "+id+" (alice on web-1 as root, 100x30), read only", "before-42")
+	alice.waitScreen(t, "sshgate: bob is watching this session")
+
+	alice.keys(t, "-l", "echo typed-$((6*7))")
+	alice.keys(t, "Enter")
+	alice.waitScreen(t, "typed-42")
+	watcher.waitScreen(t, "echo typed-$((6*7))", "typed-42")
+
+	// Bob's keys go nowhere; q leaves (exit 0) and alice is told.
+	watcher.keys(t, "-l", "echo bob-$((1+1))")
+	watcher.keys(t, "Enter")
+	alice.keys(t, "-l", "echo after-$((5*5))")
+	alice.keys(t, "Enter")
+	alice.waitScreen(t, "after-25")
+	watcher.waitScreen(t, "after-25")
+	if s := alice.screen(t); strings.Contains(s, "bob-") {
+		t.Fatalf("the watcher's keys reached the session:\n%s", s)
+	}
+	watcher.keys(t, "q")
+	if code := watcher.exited(t); code != 0 {
+		t.Errorf("q: watcher's ssh exited %d, want 0:\n%s", code, watcher.screen(t))
+	}
+	alice.waitScreen(t, "sshgate: bob stopped watching this session")
+
+	// The admin CLI, on the gate's host, over DATA/watch.sock.
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := startTmuxCmd(t, []string{g.Bin, "sessions", "watch", id, "--data", g.DataDir}, 100, 30)
+	admin.waitScreen(t, "sshgate: watching session "+id, "after-25")
+	alice.waitScreen(t, "sshgate: admin "+me.Username+" is watching this session")
+	alice.keys(t, "-l", "echo admin-sees-$((9*9))")
+	alice.keys(t, "Enter")
+	admin.waitScreen(t, "admin-sees-81")
+	alice.keys(t, "-l", "exit")
+	alice.keys(t, "Enter")
+	admin.waitScreen(t, "sshgate: the watched session ended")
+	if code := admin.exited(t); code != 0 {
+		t.Errorf("admin watch exited %d at the session's end, want 0:\n%s", code, admin.screen(t))
+	}
+	if code := alice.exited(t); code != 0 {
+		t.Errorf("alice's ssh exited %d, want 0", code)
+	}
+
+	// Audit: both watches, start and end, naming the watcher, the session
+	// and the target; the refusals started none.
+	log := &auditLog{path: filepath.Join(g.DataDir, "audit", "audit.jsonl")}
+	var watches []map[string]any
+	if !harness.Eventually(short, func() bool {
+		evs, _ := log.read(t)
+		watches = nil
+		for _, e := range evs {
+			if typ, _ := e["type"].(string); strings.HasPrefix(typ, "watch.") {
+				watches = append(watches, e)
+			}
+		}
+		return len(watches) >= 4
+	}) {
+		t.Fatalf("audit has %d watch events, want 4: %v", len(watches), watches)
+	}
+	want := []struct{ typ, user, reason string }{
+		{"watch.start", "bob", ""}, {"watch.end", "bob", "left"},
+		{"watch.start", "admin " + me.Username, ""}, {"watch.end", "admin " + me.Username, "session_ended"},
+	}
+	for i, wnt := range want {
+		e := watches[i]
+		if e["type"] != wnt.typ || e["user"] != wnt.user || e["session_id"] != id || e["target"] != "web-1" ||
+			e["watched_user"] != "alice" || e["login"] != "root" || (wnt.reason != "" && e["reason"] != wnt.reason) {
+			t.Errorf("watch event %d: %v, want %+v", i, e, wnt)
+		}
+	}
+	if len(watches) != 4 {
+		t.Errorf("%d watch events, want 4: %v", len(watches), watches)
+	}
+}
