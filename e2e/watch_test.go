@@ -1,7 +1,9 @@
 package e2e_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
@@ -124,12 +126,32 @@ func TestWatchSession(t *testing.T) {
 	admin := startTmuxCmd(t, []string{g.Bin, "sessions", "watch", id, "--data", g.DataDir}, 100, 30)
 	admin.waitScreen(t, "sshgate: watching session "+id, "after-25")
 	alice.waitScreen(t, "sshgate: admin "+me.Username+" is watching this session")
+	// And bob without a PTY (stdin at EOF): the output on stdout until the
+	// session ends.
+	var plain bytes.Buffer
+	plainCmd := bob.SSHTo("", nil, "watch", id)
+	plainCmd.Stdout = &plain
+	plainErr := &bytes.Buffer{}
+	plainCmd.Stderr = plainErr
+	if err := plainCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitScreen(t, "sshgate: bob is watching this session", "sshgate: admin "+me.Username+" is watching")
+	if !harness.Eventually(short, func() bool { return strings.Count(alice.screen(t), "bob is watching this session") == 2 }) {
+		t.Fatalf("alice was not told of bob's second watch:\n%s", alice.screen(t))
+	}
 	alice.keys(t, "-l", "echo admin-sees-$((9*9))")
 	alice.keys(t, "Enter")
 	admin.waitScreen(t, "admin-sees-81")
 	alice.keys(t, "-l", "exit")
 	alice.keys(t, "Enter")
 	admin.waitScreen(t, "sshgate: the watched session ended")
+	if err := plainCmd.Wait(); err != nil {
+		t.Errorf("bob's watch without a PTY: %v (stderr %q)", err, plainErr)
+	}
+	if !strings.Contains(plain.String(), "admin-sees-81") || !strings.HasSuffix(plainErr.String(), "sshgate: the watched session ended\n") {
+		t.Errorf("bob's watch without a PTY: stdout %q, stderr %q", plain.String(), plainErr.String())
+	}
 	if code := admin.exited(t); code != 0 {
 		t.Errorf("admin watch exited %d at the session's end, want 0:\n%s", code, admin.screen(t))
 	}
@@ -149,13 +171,19 @@ func TestWatchSession(t *testing.T) {
 				watches = append(watches, e)
 			}
 		}
-		return len(watches) >= 4
+		return len(watches) >= 6
 	}) {
-		t.Fatalf("audit has %d watch events, want 4: %v", len(watches), watches)
+		t.Fatalf("audit has %d watch events, want 6: %v", len(watches), watches)
 	}
+	// The two watches that end with the session end in either order.
+	if len(watches) == 6 && watches[4]["user"] == "bob" {
+		watches[4], watches[5] = watches[5], watches[4]
+	}
+	adm := "admin " + me.Username
 	want := []struct{ typ, user, reason string }{
 		{"watch.start", "bob", ""}, {"watch.end", "bob", "left"},
-		{"watch.start", "admin " + me.Username, ""}, {"watch.end", "admin " + me.Username, "session_ended"},
+		{"watch.start", adm, ""}, {"watch.start", "bob", ""},
+		{"watch.end", adm, "session_ended"}, {"watch.end", "bob", "session_ended"},
 	}
 	for i, wnt := range want {
 		e := watches[i]
@@ -164,7 +192,70 @@ func TestWatchSession(t *testing.T) {
 			t.Errorf("watch event %d: %v, want %+v", i, e, wnt)
 		}
 	}
-	if len(watches) != 4 {
-		t.Errorf("%d watch events, want 4: %v", len(watches), watches)
+	if len(watches) != 6 {
+		t.Errorf("%d watch events, want 6: %v", len(watches), watches)
+	}
+}
+
+// Two gates on one PostgreSQL: alice's PTY session is on gate A; asked on
+// gate B, bob (allowed) is told which gate holds it, carol (not allowed)
+// gets the one refusal, and the admin CLI on B's host says where it is.
+func TestWatchOtherGate(t *testing.T) {
+	gateOnly(t)
+	harness.RequireTools(t, "/usr/sbin/sshd", "ssh", "ssh-keygen")
+	dsn, pwFile := pgtestConfig(t)
+	cfg := filepath.Join(t.TempDir(), "sshgate.yaml")
+	yaml := "store:\n  driver: postgres\n  dsn: '" + dsn + "'\n"
+	if pwFile != "" {
+		yaml += "  password_file: '" + pwFile + "'\n"
+	}
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"SSHGATE_CONFIG=" + cfg}
+	a := harness.StartGate(t, harness.GateOptions{Env: env})
+	b := harness.StartGate(t, harness.GateOptions{Env: env, DataDir: filepath.Join(t.TempDir(), "data-b")})
+	sshd := harness.StartSSHD(t, harness.SSHDOptions{})
+	sshd.Authorize(t, a.GateKey(t))
+	a.Admin(t, "env", "add", "prod")
+	a.Admin(t, "target", "add", "web-1", "--env", "prod", "--upstream", sshd.Addr, "--login", "root", "--host-key", sshd.HostKeyPub)
+	alice := a.AddUser(t, "alice")
+	a.Admin(t, "grant", "alice", "--target", "web-1", "--login", "root")
+	bob := a.AddUser(t, "bob")
+	a.Admin(t, "grant", "bob", "--target", "web-1", "--watch")
+	carol := a.AddUser(t, "carol")
+	a.Admin(t, "grant", "carol", "--target", "web-1")
+
+	sess := alice.SSHTo("web-1", []string{"-tt"}, "sleep", "120")
+	sess.Stdin = strings.NewReader("")
+	if err := sess.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Process.Kill(); sess.Wait() })
+	id := liveSessionOf(t, a, "alice")
+	var ls []struct{ ID, Gate string }
+	json.Unmarshal([]byte(a.Admin(t, "sessions", "--json")), &ls)
+	gateA := ls[0].Gate
+
+	onB := func(c *harness.Client) harness.Result {
+		return harness.Run(b.Client(c.User, c.Key).SSHTo("", nil, "watch", id), nil, short)
+	}
+	r := onB(bob)
+	want := "sshgate: session " + id + " is on gate " + gateA + " (" + a.Addr + "), which this gate cannot reach; connect to that gate to watch it\n"
+	if r.Code != 1 || r.Stderr != want {
+		t.Errorf("bob on gate B: exit %d stderr %q, want 1 and %q", r.Code, r.Stderr, want)
+	}
+	if r := onB(carol); r.Code != 1 || r.Stderr != "sshgate: session "+id+" not found or you may not watch it\n" {
+		t.Errorf("carol on gate B: exit %d stderr %q", r.Code, r.Stderr)
+	}
+	so, se, code := b.AdminResult("sessions", "watch", id)
+	if code != 1 || so != "" || !strings.Contains(se, "the store lists it on gate "+gateA+" ("+a.Addr+")") {
+		t.Errorf("admin watch on B's host: exit %d stdout %q stderr %q", code, so, se)
+	}
+	if _, se, code := b.AdminResult("sessions", "watch", "0123456789abcdef"); code != 1 || !strings.Contains(se, "session 0123456789abcdef not found") {
+		t.Errorf("admin watch of an unknown id: exit %d stderr %q", code, se)
+	}
+	if _, se, code := b.AdminResult("sessions", "watch", "nope"); code != 2 || !strings.Contains(se, `"nope" is not a session id`) {
+		t.Errorf("admin watch of a malformed id: exit %d stderr %q", code, se)
 	}
 }
