@@ -266,6 +266,7 @@ type Watcher struct {
 
 	// under s.mu:
 	buf    []byte
+	spare  []byte // the buffer Next returned last, reused by the one after
 	reason string // set when the watch ended
 }
 
@@ -325,7 +326,7 @@ func (w *Watcher) finish(reason string) {
 	}
 	w.reason = reason
 	if reason != ReasonSessionEnded { // the session's last output still goes out
-		w.buf = nil
+		w.buf, w.spare = nil, nil
 	}
 	delete(s.watchers, w)
 	if reason != ReasonSessionEnded {
@@ -344,14 +345,15 @@ func (w *Watcher) Stop() { w.finish(ReasonLeft) }
 
 // Next waits for output and returns it, or returns the reason the watch
 // ended (then with no data). done is closed when the watcher leaves: Next
-// then stops the watch and returns ReasonLeft. The returned slice is the
-// caller's.
+// then stops the watch and returns ReasonLeft. The returned slice is valid
+// until the next call of Next.
 func (w *Watcher) Next(done <-chan struct{}) (data []byte, ended string) {
 	for {
 		s := w.s
 		s.mu.Lock()
 		data, ended = w.buf, w.reason
-		w.buf = nil
+		// Two buffers in turn: the one handed out last time is free again.
+		w.buf, w.spare = w.spare[:0], data
 		s.mu.Unlock()
 		if len(data) > 0 || ended != "" {
 			return data, ended

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -254,5 +255,42 @@ func TestSocket(t *testing.T) {
 	}
 	if ev.ev[0].User == "" || !strings.HasPrefix(ev.ev[0].User, "admin ") {
 		t.Fatalf("admin watcher named %q", ev.ev[0].User)
+	}
+}
+
+// BenchmarkData is the relay tap's cost per chunk of PTY output, with 0 to
+// 4 watchers reading as fast as they can.
+func BenchmarkData(b *testing.B) {
+	for _, n := range []int{0, 1, 4} {
+		for _, size := range []int{2 << 10, 32 << 10} {
+			b.Run(strconv.Itoa(n)+"watchers/"+strconv.Itoa(size>>10)+"KiB", func(b *testing.B) {
+				h := NewHub(Options{Queue: 64 << 20})
+				s := h.Add(info(), func(string) {})
+				done := make(chan struct{})
+				var wg sync.WaitGroup
+				for i := 0; i < n; i++ {
+					w, _ := h.Watch(info().ID, Who{Name: "w"})
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for {
+							if _, ended := w.Next(done); ended != "" {
+								return
+							}
+						}
+					}()
+				}
+				p := bytes.Repeat([]byte("x"), size)
+				b.SetBytes(int64(size))
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					s.Data(relay.ToUser, p)
+				}
+				b.StopTimer()
+				close(done)
+				s.Close()
+				wg.Wait()
+			})
+		}
 	}
 }
