@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sshgate/sshgate/internal/account"
@@ -56,6 +57,9 @@ func (c *conn) watchSession(id string) (account.Watch, error) {
 		return nil, errNoWatch(id)
 	}
 	w, err := hub.Watch(id, watch.Who{Name: c.id.User, ConnID: c.sc.ID})
+	if errors.Is(err, watch.ErrBusy) {
+		return nil, &gate.PublicError{Public: fmt.Sprintf("session %s has as many watchers as it may have (%d); try again later", id, watch.MaxWatchers)}
+	}
 	if err != nil { // ended meanwhile
 		return nil, errNoWatch(id)
 	}

@@ -27,6 +27,10 @@ func (e *env) watchSession(ctx context.Context, id string) error {
 	}
 	sock := d.WatchSocket()
 	c, header, err := watch.Dial(sock, id)
+	var refused *watch.Refused
+	if errors.As(err, &refused) && refused.Busy {
+		return failf("%s", refused.Msg)
+	}
 	if err != nil {
 		return e.watchRefused(ctx, id, sock, err)
 	}
@@ -77,11 +81,10 @@ func (e *env) watchRefused(ctx context.Context, id, sock string, cause error) er
 			}
 		}
 	}
-	var refused *watch.Refused
 	switch {
 	case where == "":
 		return failf("session %s not found (no live PTY session with that id)", id)
-	case errors.As(cause, &refused):
+	case errors.As(cause, new(*watch.Refused)):
 		return failf("session %s is not a PTY session of this data directory's gate; the store lists it on %s: run `sshgate sessions watch` on that gate's host", id, where)
 	}
 	var oe *net.OpError

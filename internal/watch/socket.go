@@ -22,7 +22,8 @@ const maxSocketPath = 107
 
 // The protocol: the client writes one line "watch ID\n"; the gate answers
 // one line, "ok HEADER\n" (then the session's output, raw, until the watch
-// ends, with the end's line last) or "no MESSAGE\n" (then closes). The
+// ends, with the end's line last), or "no MESSAGE\n" (not a live PTY
+// session here) or "busy MESSAGE\n" (then closes). The
 // client leaves by closing its side.
 const (
 	maxRequest     = 64
@@ -160,6 +161,10 @@ func (s *Server) serve(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	w, err := s.hub.Watch(id, who)
+	if errors.Is(err, ErrBusy) {
+		_, _ = fmt.Fprintf(c, "busy session %s has as many watchers as it may have (%d)\n", id, MaxWatchers)
+		return
+	}
 	if err != nil {
 		_, _ = fmt.Fprintf(c, "no session %s is not a live PTY session on this gate\n", id)
 		return
@@ -209,7 +214,10 @@ func userName(uid int) string {
 }
 
 // Refused is the gate's answer to a watch it does not serve.
-type Refused struct{ Msg string }
+type Refused struct {
+	Msg  string
+	Busy bool // the session is here, with as many watchers as it may have
+}
 
 func (r *Refused) Error() string { return r.Msg }
 
@@ -245,9 +253,9 @@ func Dial(path, id string) (net.Conn, string, error) {
 	switch verb {
 	case "ok":
 		return c, rest, nil
-	case "no":
+	case "no", "busy":
 		_ = c.Close()
-		return nil, "", &Refused{Msg: rest}
+		return nil, "", &Refused{Msg: rest, Busy: verb == "busy"}
 	}
 	_ = c.Close()
 	return nil, "", errors.New("the gate's answer is not understood")

@@ -25,10 +25,16 @@ import (
 const (
 	DefaultBacklog = 16 << 10 // recent output a new watcher starts with
 	DefaultQueue   = 1 << 20  // output queued for one watcher before it is dropped
+	// MaxWatchers bounds the watches of one session (each may queue
+	// Options.Queue bytes).
+	MaxWatchers = 16
 )
 
 // ErrNotFound is a session that is not live on this gate (or not a PTY session).
 var ErrNotFound = errors.New("no such live PTY session on this gate")
+
+// ErrBusy is a session already watched MaxWatchers times.
+var ErrBusy = errors.New("this session has as many watchers as it may have")
 
 // Info describes a watchable session.
 type Info struct {
@@ -283,6 +289,10 @@ func (h *Hub) Watch(id string, who Who) (*Watcher, error) {
 	if s.closed {
 		s.mu.Unlock()
 		return nil, ErrNotFound
+	}
+	if len(s.watchers) >= MaxWatchers {
+		s.mu.Unlock()
+		return nil, ErrBusy
 	}
 	w := &Watcher{s: s, who: who, info: s.info, started: time.Now(), wake: make(chan struct{}, 1), buf: s.backlog()}
 	s.watchers[w] = struct{}{}

@@ -159,6 +159,26 @@ func TestSlowWatcherDropped(t *testing.T) {
 	}
 }
 
+func TestMaxWatchers(t *testing.T) {
+	h := NewHub(Options{})
+	h.Add(info(), func(string) {})
+	var ws []*Watcher
+	for i := 0; i < MaxWatchers; i++ {
+		w, err := h.Watch(info().ID, Who{Name: "w"})
+		if err != nil {
+			t.Fatalf("watch %d: %v", i, err)
+		}
+		ws = append(ws, w)
+	}
+	if _, err := h.Watch(info().ID, Who{Name: "one too many"}); err != ErrBusy {
+		t.Fatalf("watch %d: %v, want ErrBusy", MaxWatchers+1, err)
+	}
+	ws[0].Stop()
+	if _, err := h.Watch(info().ID, Who{Name: "w"}); err != nil {
+		t.Fatalf("after one left: %v", err)
+	}
+}
+
 func TestBacklog(t *testing.T) {
 	tests := []struct {
 		name   string
