@@ -3,6 +3,8 @@ package e2e_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -10,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sshgate/sshgate/e2e/harness"
 )
@@ -257,5 +260,113 @@ func TestWatchOtherGate(t *testing.T) {
 	}
 	if _, se, code := b.AdminResult("sessions", "watch", "nope"); code != 2 || !strings.Contains(se, `"nope" is not a session id`) {
 		t.Errorf("admin watch of a malformed id: exit %d stderr %q", code, se)
+	}
+}
+
+// ptyFlood runs a PTY session of alice's that writes size bytes once
+// started() returns and "go" is sent, and returns how long the output took
+// to arrive whole, with her stderr.
+func ptyFlood(t *testing.T, w *world, size int, started func()) (time.Duration, *harness.Buffer) {
+	t.Helper()
+	sess := w.alice.SSHTo("web-1", []string{"-tt"}, "read go; head -c "+strconv.Itoa(size)+" /dev/zero | tr '\\0' x; echo; echo DONE-MARK")
+	in, err := sess.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sess.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceErr := &harness.Buffer{}
+	sess.Stderr = aliceErr
+	if err := sess.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Process.Kill(); sess.Wait() })
+	started()
+	start := time.Now()
+	io.WriteString(in, "go\n")
+	got := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(out, int64(size)+1<<20))
+		got <- string(b)
+	}()
+	var aliceOut string
+	select {
+	case aliceOut = <-got:
+	case <-time.After(long):
+		t.Fatalf("alice's output did not arrive; her stderr %q", aliceErr.String())
+	}
+	took := time.Since(start)
+	if n := strings.Count(aliceOut, "x"); n != size || !strings.Contains(aliceOut, "DONE-MARK") {
+		t.Fatalf("alice got %d x's (want %d), DONE-MARK %v", n, size, strings.Contains(aliceOut, "DONE-MARK"))
+	}
+	in.Close()
+	return took, aliceErr
+}
+
+// A watcher that stops reading never slows the session: alice's 32 MiB of
+// PTY output all arrive while bob's ssh reads nothing (timed against the
+// same output unwatched); bob is dropped with one line and exit status 1
+// once his queue is full, alice reads that he stopped watching, and the end
+// is audited as too_slow.
+func TestWatchSlowWatcherDropped(t *testing.T) {
+	gateOnly(t)
+	w := newWorld(t, worldOptions{})
+	g := w.gate
+	bob := g.AddUser(t, "bob")
+	g.Admin(t, "grant", "bob", "--target", "web-1", "--watch")
+	const size = 32 << 20
+
+	unwatched, _ := ptyFlood(t, w, size, func() { liveSessionOf(t, g, "alice") })
+	if !harness.Eventually(short, func() bool { return strings.TrimSpace(g.Admin(t, "sessions", "--json")) == "[]" }) {
+		t.Fatal("the first session did not end")
+	}
+	var watcher *exec.Cmd
+	var wout io.Reader
+	var bobErr harness.Buffer
+	watched, aliceErr := ptyFlood(t, w, size, func() {
+		id := liveSessionOf(t, g, "alice")
+		watcher = bob.SSHTo("", []string{"-tt"}, "watch", id)
+		watcher.Stdin = strings.NewReader("")
+		var err error
+		if wout, err = watcher.StdoutPipe(); err != nil { // not read until alice is done
+			t.Fatal(err)
+		}
+		watcher.Stderr = &bobErr
+		if err := watcher.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { watcher.Process.Kill(); watcher.Wait() })
+		if !harness.Eventually(short, func() bool { return strings.Contains(bobErr.String(), "sshgate: watching session") }) {
+			t.Fatalf("the watch did not start: %q", bobErr.String())
+		}
+	})
+	t.Logf("alice's %d MiB of PTY output: %s unwatched, %s with a watcher that reads nothing",
+		size>>20, unwatched.Round(time.Millisecond), watched.Round(time.Millisecond))
+	if !strings.Contains(aliceErr.String(), "bob is watching this session") {
+		t.Errorf("alice was not told of the watch; stderr %q", aliceErr.String())
+	}
+	if !harness.Eventually(short, func() bool { return strings.Contains(aliceErr.String(), "bob stopped watching this session") }) {
+		t.Errorf("alice was not told the watch ended; stderr %q", aliceErr.String())
+	}
+	// Bob reads what had reached him, then the line, and ssh exits 1.
+	io.Copy(io.Discard, wout)
+	err := watcher.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(bobErr.String(), "sshgate: watch ended: this terminal did not keep up with the session's output") {
+		t.Errorf("dropped watcher: %v, stderr %q", err, bobErr.String())
+	}
+	log := &auditLog{path: filepath.Join(g.DataDir, "audit", "audit.jsonl")}
+	if !harness.Eventually(short, func() bool {
+		evs, _ := log.read(t)
+		for _, e := range evs {
+			if e["type"] == "watch.end" && e["user"] == "bob" && e["reason"] == "too_slow" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Errorf("no watch.end with reason too_slow in the audit")
 	}
 }

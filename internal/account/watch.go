@@ -35,8 +35,8 @@ func isWatch(command string) bool {
 
 // watch streams a live session's output to the watcher, read only: on a
 // PTY the watcher's keys are ignored except q and Ctrl-C (and Ctrl-D),
-// which leave; without a PTY the watch runs until the session ends or the
-// connection closes.
+// which leave; otherwise the watch runs until the session ends or the
+// watcher's connection closes (an EOF on stdin does not end it).
 func (c *Conn) watch(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup, command string) {
 	args := strings.Fields(command)[1:]
 	if len(args) != 1 {
@@ -78,10 +78,7 @@ func (c *Conn) watch(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup, command
 				leave()
 				return
 			}
-			if err != nil { // EOF without a PTY: stdin is closed, the watch goes on
-				if s.PTY != nil {
-					leave()
-				}
+			if err != nil { // EOF: no more keys (stdin closed); the watch goes on
 				return
 			}
 		}
