@@ -84,6 +84,9 @@ type Conn struct {
 	// each of names for ssh -J (nil: ssh -J is off).
 	JumpKnownHosts func(names []string) []string
 	MOTDFile       string // menu.motd: shown at the top of the menu ("": none)
+	// Watch starts watching live session id for `watch ID` (nil: off); its
+	// error's public text is the one line the watcher reads.
+	Watch func(id string) (Watch, error)
 }
 
 // Setup is what a session asked for before it started.
@@ -124,7 +127,7 @@ func (c *Conn) fail(ch ssh.Channel, s *Setup, msg string, status uint32) {
 	c.exit(ch, status)
 }
 
-const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | totp enroll | help; connect to a target as USER+TARGET@GATE"
+const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | totp enroll | watch ID | help; connect to a target as USER+TARGET@GATE"
 
 // Serve serves a session with no target: the gate's own commands, or
 // with a PTY and no command, the list of targets to choose from.
@@ -148,6 +151,10 @@ func (c *Conn) Serve(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 	}
 	if c.isTOTPEnroll(cmd.Command) {
 		c.totpEnroll(ch, reqs, s)
+		return
+	}
+	if isWatch(cmd.Command) {
+		c.watch(ch, reqs, s, cmd.Command) // watch.go
 		return
 	}
 	if s.Start.WantReply {

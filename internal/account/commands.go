@@ -28,6 +28,7 @@ const accountUsage = `usage: ssh USER@GATE COMMAND (USER+gate@GATE when you have
   keys rm SHA256:.. remove one of your keys
   totp enroll       set up a TOTP second factor (needs a terminal: ssh -t)
   cert              after a single sign-on: a short-lived certificate for this session's key
+  watch ID          watch a live session, read only (ssh -t; q or Ctrl-C leaves; needs a grant with --watch)
   help              this text
 connect to a target as USER+TARGET[+LOGIN]@GATE or NODEID-UID@GATE`
 

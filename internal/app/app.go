@@ -162,8 +162,11 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	au := auth.New(auth.Deps{Users: st, Log: log, SecondFactor: second, Throttle: throttle, Certs: cas.trust,
 		Webhook: hooks.auth, WebhookMode: cfg.Auth.Webhook.Mode, SSO: ssoCfg})
+	hub := newWatchHub(cfg, aud) // watch.go
+	defer serveWatchSocket(dir.WatchSocket(), hub, log)()
 	bd := broker.Deps{Config: cfg, Store: st, Backends: backends, Log: log, Hook: hooks.config,
-		Observers: ob.brokerObservers(), Audit: aud, AuditFailClosed: cfg.Audit.FailClosed}
+		Observers: ob.brokerObservers(), Audit: aud, AuditFailClosed: cfg.Audit.FailClosed, LiveSessions: st}
+	bd.Observers.Watch = hub
 	if second != nil {
 		bd.TOTP = second
 	}

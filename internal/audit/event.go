@@ -34,6 +34,8 @@ const (
 	// opened: relayed to the user's agent (result ok, with bytes and
 	// duration) or refused (result refused, with the reason).
 	TypeAgentChannel = "agent.channel"
+	TypeWatchStart   = "watch.start" // someone started watching a live PTY session
+	TypeWatchEnd     = "watch.end"
 )
 
 // Event is one audit record. One flat schema for every type: a field is
@@ -61,6 +63,8 @@ type Event struct {
 
 	Target string `json:"target,omitempty"`
 	Login  string `json:"login,omitempty"`
+	// WatchedUser is the user whose session a watch.* event's user watched.
+	WatchedUser string `json:"watched_user,omitempty"`
 
 	SessionType string  `json:"session_type,omitempty"` // shell, exec, subsystem
 	Subsystem   string  `json:"subsystem,omitempty"`
@@ -111,7 +115,7 @@ func Encode(e *Event) ([]byte, error) {
 		c.AMR = amr
 	}
 	for _, p := range []*string{&c.Type, &c.GateID, &c.ConnID, &c.SessionID, &c.ClientAddr, &c.User, &c.AuthMethod, &c.SSOSubject,
-		&c.KeyFP, &c.Reason, &c.Target, &c.Login, &c.SessionType, &c.Subsystem, &c.Command, &c.Term, &c.ExitSignal,
+		&c.KeyFP, &c.Reason, &c.Target, &c.Login, &c.WatchedUser, &c.SessionType, &c.Subsystem, &c.Command, &c.Term, &c.ExitSignal,
 		&c.Channel, &c.Destination, &c.Op, &c.Protocol, &c.Path, &c.NewPath, &c.Direction, &c.SHA256, &c.Result, &c.Message} {
 		*p = validUTF8(*p)
 	}

@@ -26,6 +26,7 @@ func (c *conn) account() *account.Conn {
 		SignClient:   c.b.SignClient,
 		CertTTL:      c.b.CertTTL,
 		MOTDFile:     c.b.Config.Menu.MOTD,
+		Watch:        c.watchSession,
 	}
 	if c.b.TOTP != nil {
 		a.TOTP = c.b.TOTP

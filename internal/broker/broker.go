@@ -71,6 +71,8 @@ type Deps struct {
 	CertTTL    time.Duration
 	// Jump turns on ssh -J through the gate (jump.go); zero: off.
 	Jump Jump
+	// LiveSessions tells a watcher which other gate holds a session (nil: not told).
+	LiveSessions LiveSessions
 }
 
 // Broker serves authenticated connections.

@@ -61,6 +61,7 @@ type Config struct {
 	Menu          Menu          `yaml:"menu"`       // the account menu (menu.go)
 	Sessions      Sessions      `yaml:"sessions"`   // default session limits of grants (sessions.go)
 	Store         Store         `yaml:"store"`      // sqlite or postgres (store.go)
+	Watch         Watch         `yaml:"watch"`      // watching live PTY sessions (watch.go)
 }
 
 // Auth configures how users prove who they are.
@@ -177,6 +178,7 @@ func Defaults() Config {
 		CA:            CA{InwardTTL: Duration(DefaultInwardTTL)},
 		Audit:         auditDefaults(),
 		Menu:          Menu{AfterSession: "menu", ProbeTimeout: Duration(300 * time.Millisecond)},
+		Watch:         defaultWatch(),
 	}
 }
 
@@ -266,6 +268,7 @@ func (c Config) Validate() error {
 		bad("limits.shutdown_grace", "%s must not be negative", l.ShutdownGrace.D())
 	}
 	errs = append(errs, c.Menu.validate()...)
+	errs = append(errs, c.Watch.validate()...)
 	errs = append(errs, c.Sessions.validate()...)
 	c.Docker.validate(bad)
 	for _, e := range c.EnvAllow {
