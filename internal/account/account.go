@@ -105,11 +105,11 @@ func Message(ch ssh.Channel, pty bool, msg string) {
 	_, _ = io.WriteString(ch.Stderr(), "sshgate: "+msg+eol)
 }
 
-// Exit ends a session channel: exit status before close (EOF first loses
-// exit statuses of multiplexed clients).
+// Exit ends a session channel: exit status before EOF and close (EOF first
+// loses exit statuses of multiplexed clients).
 func Exit(ch ssh.Channel, status uint32) {
-	_ = ch.CloseWrite()
 	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{status}))
+	_ = ch.CloseWrite()
 	_ = ch.Close()
 }
 

@@ -171,3 +171,26 @@ func TestMOTDLines(t *testing.T) {
 		}
 	}
 }
+
+// orderChannel records the order of a channel's end calls.
+type orderChannel struct {
+	ssh.Channel
+	calls []string
+}
+
+func (c *orderChannel) CloseWrite() error { c.calls = append(c.calls, "eof"); return nil }
+func (c *orderChannel) Close() error      { c.calls = append(c.calls, "close"); return nil }
+func (c *orderChannel) SendRequest(name string, _ bool, _ []byte) (bool, error) {
+	c.calls = append(c.calls, name)
+	return true, nil
+}
+
+// The exit status goes before EOF: a multiplexed OpenSSH client ends the
+// session at EOF and would lose it.
+func TestExitStatusBeforeEOF(t *testing.T) {
+	ch := &orderChannel{}
+	Exit(ch, 3)
+	if got := strings.Join(ch.calls, ","); got != "exit-status,eof,close" {
+		t.Fatalf("Exit: %s, want exit-status,eof,close", got)
+	}
+}
