@@ -194,3 +194,36 @@ func limitsAudited(t *testing.T, w *world) {
 		}
 	}
 }
+
+// The idle timeout in a real terminal (tmux): typing keeps the session,
+// the warning comes first, and after it a keystroke still counts as input;
+// silence then ends the session with its line and a non-zero exit.
+func TestIdleTimeoutTmux(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	harness.RequireTools(t, "tmux")
+	w := newWorld(t, worldOptions{})
+	w.gate.Admin(t, "revoke", "alice", "--target", "web-1")
+	w.gate.Admin(t, "grant", "alice", "--target", "web-1", "--login", "root", "--idle-timeout", "6s")
+	m := startTmuxSSH(t, w, "alice+web-1", 100, 30)
+	m.keys(t, "-l", "echo typed-$((20+22))")
+	m.keys(t, "Enter")
+	m.waitScreen(t, "typed-42")
+	m.waitScreen(t, "sshgate: no input for ")
+	m.keys(t, "-l", "echo still-$((40+2))")
+	m.keys(t, "Enter")
+	s := m.waitScreen(t, "still-42")
+	if strings.Contains(s, "session ended") {
+		t.Fatalf("the session ended although the user typed after the warning:\n%s", s)
+	}
+	if code := m.exited(t); code == 0 {
+		t.Errorf("idle session: ssh exited 0")
+	}
+	s = m.screen(t)
+	if !strings.Contains(s, "sshgate: session ended: no input for 6s") {
+		t.Errorf("no end line on the terminal:\n%s", s)
+	}
+	if !harness.Eventually(10*time.Second, func() bool { return auditHas(t, w.gate, "session.end", "idle_timeout") }) {
+		t.Error("no session.end audit event with reason idle_timeout")
+	}
+}
