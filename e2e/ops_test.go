@@ -240,6 +240,73 @@ func TestUserRemoveEndsLiveSessions(t *testing.T) {
 	}
 }
 
+// key remove ends the live sessions that logged in with that key, and only
+// those; --keep-sessions leaves them, saying so.
+func TestKeyRemoveEndsItsSessions(t *testing.T) {
+	t.Parallel()
+	w := newObsWorld(t)
+	start := func(c *harness.Client) (*exec.Cmd, *harness.Buffer, chan struct{}) {
+		cmd := c.SSHTo("web-1", nil, "echo started; exec sleep 300")
+		var stdout, stderr harness.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		t.Cleanup(func() { cmd.Process.Kill(); <-done })
+		if !stdout.WaitFor("started", short) {
+			t.Fatalf("session did not start: %q", stderr.String())
+		}
+		return cmd, &stderr, done
+	}
+	second, _ := harness.Keygen(t, t.TempDir(), "id_second")
+	w.gate.Admin(t, "key", "add", "alice", second+".pub")
+	third, _ := harness.Keygen(t, t.TempDir(), "id_third")
+	w.gate.Admin(t, "key", "add", "alice", third+".pub")
+	fp := func(key string) string {
+		out, err := exec.Command("ssh-keygen", "-l", "-E", "sha256", "-f", key+".pub").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Fields(string(out))[1]
+	}
+	cmdA, stderrA, doneA := start(w.alice)
+	_, _, doneB := start(w.alice.WithKey(second))
+	_, _, doneC := start(w.alice.WithKey(third))
+	if !harness.Eventually(short, func() bool { return len(liveSessions(t, w.gate)) == 3 }) {
+		t.Fatal("the three sessions are not live")
+	}
+	if out := w.gate.Admin(t, "key", "remove", "alice", fp(third), "--keep-sessions"); !strings.Contains(out, "1 live sessions that logged in with it keep running (--keep-sessions)") {
+		t.Fatalf("key remove --keep-sessions: %q", out)
+	}
+	out := w.gate.Admin(t, "key", "remove", "alice", fp(w.alice.Key))
+	if out != "removed key "+fp(w.alice.Key)+" of alice\nended 1 live sessions that logged in with it\n" {
+		t.Fatalf("key remove: %q", out)
+	}
+	select {
+	case <-doneA:
+	case <-time.After(short):
+		t.Fatal("the session of the removed key did not end")
+	}
+	if code := cmdA.ProcessState.ExitCode(); code == 0 || code == 255 {
+		t.Errorf("exit status %d, want the gate's non-zero status", code)
+	}
+	if msg := oneLine(t, "kill message", stderrA.String()); msg != "sshgate: session ended by an administrator" {
+		t.Errorf("message %q", msg)
+	}
+	for name, done := range map[string]chan struct{}{"the second key's": doneB, "the kept": doneC} {
+		select {
+		case <-done:
+			t.Errorf("%s session ended", name)
+		default:
+		}
+	}
+	if r := harness.Run(w.alice.SSHTo("web-1", nil, "true"), nil, short); r.Code != 255 {
+		t.Errorf("the removed key still logs in: exit %d", r.Code)
+	}
+}
+
 // The first-start banner says how to make a key and lists the six commands
 // the README names; with log.format json, every line the gate writes is a
 // JSON object (the banner becomes one record).

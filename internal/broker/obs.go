@@ -141,7 +141,7 @@ func (c *conn) observe(ch, upCh ssh.Channel, s *account.Setup, p policy.Permit) 
 		o.counters.Tap = taps
 	}
 	if obs.Live != nil {
-		o.endLive = obs.Live.Start(gate.LiveSession{ID: o.id, User: c.id.User, Target: p.Target.Name, Login: p.Login, Started: time.Now()},
+		o.endLive = obs.Live.Start(gate.LiveSession{ID: o.id, User: c.id.User, Target: p.Target.Name, Login: p.Login, KeyFP: c.id.Fingerprint, Started: time.Now()},
 			o.counters, func() { o.kill("session ended by an administrator", 1) })
 	}
 	if obs.Metrics != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -50,25 +51,33 @@ func (e *env) userRemoveCmd() *cobra.Command {
 				fmt.Fprintf(e.stdout, "%d live sessions of %s keep running (--keep-sessions); `sshgate sessions kill ID` ends one\n", len(ids), name)
 				return nil
 			}
-			for _, id := range ids {
-				if err := st.RequestKill(cmd.Context(), id); err != nil && !errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-			}
-			ended := 0
-			for _, id := range ids {
-				if waitGone(cmd.Context(), st, id, 5*time.Second) {
-					ended++
-				}
-			}
-			if ended == len(ids) {
-				fmt.Fprintf(e.stdout, "ended %d live sessions of %s\n", ended, name)
-			} else {
-				fmt.Fprintf(e.stdout, "ended %d of %d live sessions of %s; their gates end the rest at their next poll\n", ended, len(ids), name)
-			}
-			return nil
+			return e.endSessions(cmd.Context(), st, ids, "of "+name)
 		}),
 	}
 	cmd.Flags().BoolVar(&keep, "keep-sessions", false, "leave the user's live sessions running")
 	return cmd
+}
+
+// endSessions asks the gates to end live sessions ids (the kill request
+// `sessions kill` makes; each gate logs and audits the end with its
+// reason), waits a little for them to go, and says how many did. what
+// names them for the operator ("of alice").
+func (e *env) endSessions(ctx context.Context, st store.Store, ids []string, what string) error {
+	for _, id := range ids {
+		if err := st.RequestKill(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	ended := 0
+	for _, id := range ids {
+		if waitGone(ctx, st, id, 5*time.Second) {
+			ended++
+		}
+	}
+	if ended == len(ids) {
+		fmt.Fprintf(e.stdout, "ended %d live sessions %s\n", ended, what)
+	} else {
+		fmt.Fprintf(e.stdout, "ended %d of %d live sessions %s; their gates end the rest at their next poll\n", ended, len(ids), what)
+	}
+	return nil
 }

@@ -267,28 +267,48 @@ func (e *env) keyCmd() *cobra.Command {
 		}),
 	}
 
+	var keep bool
 	remove := &cobra.Command{
-		Use:   "remove USER FINGERPRINT",
-		Short: "Remove a user's key",
+		Use:   "remove USER FINGERPRINT [--keep-sessions]",
+		Short: "Remove a user's key, and end the live sessions that logged in with it",
 		Args:  argsOf([]string{"USER", "FINGERPRINT"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if err := checkName("user", args[0]); err != nil {
+			user, fp := args[0], args[1]
+			if err := checkName("user", user); err != nil {
 				return err
 			}
-			if err := checkFingerprint(args[1]); err != nil {
+			if err := checkFingerprint(fp); err != nil {
 				return err
 			}
 			st, err := e.store()
 			if err != nil {
 				return err
 			}
-			if err := st.RemoveKey(cmd.Context(), args[0], args[1]); err != nil {
+			live, err := st.ListLiveSessions(cmd.Context())
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "removed key %s of %s\n", args[1], args[0])
-			return nil
+			var ids []string
+			for _, l := range live {
+				if l.User == user && l.KeyFP == fp {
+					ids = append(ids, l.ID)
+				}
+			}
+			if err := st.RemoveKey(cmd.Context(), user, fp); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "removed key %s of %s\n", fp, user)
+			switch {
+			case len(ids) == 0:
+				return nil
+			case keep:
+				fmt.Fprintf(e.stdout, "%d live sessions that logged in with it keep running (--keep-sessions); `sshgate sessions kill ID` ends one\n", len(ids))
+				return nil
+			}
+			return e.endSessions(cmd.Context(), st, ids, "that logged in with it")
 		}),
 	}
+	remove.Flags().BoolVar(&keep, "keep-sessions", false, "leave the live sessions that logged in with the key running")
 	cmd.AddCommand(add, list, remove)
 	return cmd
 }

@@ -146,6 +146,7 @@ type LiveSession struct {
 	User          string
 	Target        string
 	Login         string
+	KeyFP         string // fingerprint of the key the connection logged in with ("" for none)
 	Started       time.Time
 	BytesIn       int64 // user -> target
 	BytesOut      int64 // target -> user

@@ -18,8 +18,8 @@ func (s *Store) AddLiveSession(ctx context.Context, l gate.LiveSession) error {
 	if l.ID == "" || l.GateID == "" {
 		return errors.New("add live session: empty id or gate id")
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO live_sessions(id, gate_id, username, target, login, started_at, bytes_in, bytes_out, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, l.ID, l.GateID, l.User, l.Target, l.Login, toDB(l.Started), l.BytesIn, l.BytesOut, toDB(l.Updated))
+	_, err := s.pool.Exec(ctx, `INSERT INTO live_sessions(id, gate_id, username, target, login, key_fp, started_at, bytes_in, bytes_out, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, l.ID, l.GateID, l.User, l.Target, l.Login, l.KeyFP, toDB(l.Started), l.BytesIn, l.BytesOut, toDB(l.Updated))
 	if isUniqueViolation(err) {
 		return fmt.Errorf("live session %q: %w", l.ID, store.ErrExists)
 	}
@@ -41,12 +41,12 @@ func (s *Store) RemoveLiveSession(ctx context.Context, id string) error {
 }
 
 func (s *Store) ListLiveSessions(ctx context.Context) ([]gate.LiveSession, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, gate_id, username, target, login, started_at, bytes_in, bytes_out, updated_at, kill_requested
+	rows, err := s.pool.Query(ctx, `SELECT id, gate_id, username, target, login, key_fp, started_at, bytes_in, bytes_out, updated_at, kill_requested
 		FROM live_sessions ORDER BY started_at, id`)
 	out, err := collect(rows, err, func(r pgx.Rows) (gate.LiveSession, error) {
 		var l gate.LiveSession
 		var started, updated int64
-		err := r.Scan(&l.ID, &l.GateID, &l.User, &l.Target, &l.Login, &started, &l.BytesIn, &l.BytesOut, &updated, &l.KillRequested)
+		err := r.Scan(&l.ID, &l.GateID, &l.User, &l.Target, &l.Login, &l.KeyFP, &started, &l.BytesIn, &l.BytesOut, &updated, &l.KillRequested)
 		l.Started, l.Updated = fromDB(started), fromDB(updated)
 		return l, err
 	})

@@ -154,4 +154,6 @@ CREATE TABLE gates (
 	`ALTER TABLE grants ADD COLUMN controls TEXT NOT NULL DEFAULT '{}';`,
 	// 8: single sign-on: managed grants and reuse windows (sso.go).
 	ssoMigration,
+	// 9: the key each live session logged in with (`key remove` ends them).
+	`ALTER TABLE live_sessions ADD COLUMN key_fp TEXT NOT NULL DEFAULT '';`,
 }

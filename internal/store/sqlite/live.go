@@ -17,8 +17,8 @@ func (s *Store) AddLiveSession(ctx context.Context, l gate.LiveSession) error {
 		return errors.New("add live session: empty id or gate id")
 	}
 	now := toDB(l.Updated)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO live_sessions(id, gate_id, user, target, login, started_at, bytes_in, bytes_out, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, l.ID, l.GateID, l.User, l.Target, l.Login, toDB(l.Started), l.BytesIn, l.BytesOut, now)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO live_sessions(id, gate_id, user, target, login, key_fp, started_at, bytes_in, bytes_out, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, l.ID, l.GateID, l.User, l.Target, l.Login, l.KeyFP, toDB(l.Started), l.BytesIn, l.BytesOut, now)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("live session %q: %w", l.ID, store.ErrExists)
 	}
@@ -52,7 +52,7 @@ func (s *Store) RemoveLiveSession(ctx context.Context, id string) error {
 }
 
 func (s *Store) ListLiveSessions(ctx context.Context) ([]gate.LiveSession, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, gate_id, user, target, login, started_at, bytes_in, bytes_out, updated_at, kill_requested
+	rows, err := s.db.QueryContext(ctx, `SELECT id, gate_id, user, target, login, key_fp, started_at, bytes_in, bytes_out, updated_at, kill_requested
 		FROM live_sessions ORDER BY started_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list live sessions: %w", err)
@@ -62,7 +62,7 @@ func (s *Store) ListLiveSessions(ctx context.Context) ([]gate.LiveSession, error
 	for rows.Next() {
 		var l gate.LiveSession
 		var started, updated int64
-		if err := rows.Scan(&l.ID, &l.GateID, &l.User, &l.Target, &l.Login, &started, &l.BytesIn, &l.BytesOut, &updated, &l.KillRequested); err != nil {
+		if err := rows.Scan(&l.ID, &l.GateID, &l.User, &l.Target, &l.Login, &l.KeyFP, &started, &l.BytesIn, &l.BytesOut, &updated, &l.KillRequested); err != nil {
 			return nil, fmt.Errorf("list live sessions: %w", err)
 		}
 		l.Started, l.Updated = fromDB(started), fromDB(updated)

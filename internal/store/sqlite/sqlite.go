@@ -145,6 +145,8 @@ CREATE TABLE gates (
 	`ALTER TABLE grants ADD COLUMN controls TEXT NOT NULL DEFAULT '{}';`,
 	// single sign-on: managed grants and reuse windows (sso.go).
 	ssoMigration,
+	// the key each live session logged in with (`key remove` ends them).
+	`ALTER TABLE live_sessions ADD COLUMN key_fp TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the version Open brings a database to.

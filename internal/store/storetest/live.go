@@ -18,7 +18,7 @@ func testLiveSessions(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("empty store: %+v, %v", ls, err)
 	}
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	a := gate.LiveSession{ID: "s1", GateID: "g1", User: "alice", Target: "web-1", Login: "root", Started: t0}
+	a := gate.LiveSession{ID: "s1", GateID: "g1", User: "alice", Target: "web-1", Login: "root", KeyFP: "SHA256:abc", Started: t0}
 	b := gate.LiveSession{ID: "s2", GateID: "g2", User: "bob", Target: "db-1", Started: t0.Add(time.Second)}
 	mustOK(t, s.AddLiveSession(ctx, a))
 	mustOK(t, s.AddLiveSession(ctx, b))
@@ -34,7 +34,7 @@ func testLiveSessions(t *testing.T, open func(t *testing.T) store.Store) {
 	if len(ls) != 2 || ls[0].ID != "s1" || ls[1].ID != "s2" {
 		t.Fatalf("list: %+v", ls)
 	}
-	if l := ls[0]; l.GateID != "g1" || l.User != "alice" || l.Target != "web-1" || l.Login != "root" ||
+	if l := ls[0]; l.GateID != "g1" || l.User != "alice" || l.Target != "web-1" || l.Login != "root" || l.KeyFP != "SHA256:abc" || ls[1].KeyFP != "" ||
 		!l.Started.Equal(t0) || l.BytesIn != 10 || l.BytesOut != 2000 || l.KillRequested || l.Updated.IsZero() {
 		t.Errorf("s1: %+v", l)
 	}
