@@ -130,6 +130,23 @@ func batchLogin(c *harness.Client, target string) harness.Result {
 	return harness.Run(c.SSHTo(target, nil, "echo", "logged-in"), nil, short)
 }
 
+// The code has its own budget (mfa.totp.code_timeout), not what is left of
+// limits.login_grace: a user who takes longer than the login grace to type
+// it still gets in.
+func TestTOTPCodeBudget(t *testing.T) {
+	t.Parallel()
+	w := defenceWorld(t, "limits:\n  login_grace: 3s\n  handshake: 2s\nmfa:\n  totp:\n    code_timeout: 30s\n")
+	secret := enrolTOTP(t, w.gate, "alice")
+	asked, ok, out := codeLogin(t, w.alice, "web-1", func() string {
+		<-time.After(5 * time.Second) // a person reading their phone, past login_grace
+		c, _ := totp.Code(secret, time.Now())
+		return c
+	})
+	if !asked || !ok {
+		t.Fatalf("a code typed after login_grace: asked %v ok %v: %q", asked, ok, out)
+	}
+}
+
 func TestTOTPSecondFactor(t *testing.T) {
 	t.Parallel()
 	w := defenceWorld(t, "mfa:\n  totp:\n    grace: 10m\n")
@@ -158,7 +175,7 @@ func TestTOTPSecondFactor(t *testing.T) {
 		t.Fatalf("right code: asked %v ok %v: %q", asked, ok, out)
 	}
 	// The same code again (from another address, where no grace applies) is refused.
-	if asked, ok, out := codeLogin(t, from2, "web-1", func() string { return used }); !asked || ok {
+	if asked, ok, out := codeLogin(t, from2, "web-1", func() string { return used }); !asked || ok || !strings.Contains(out, "sshgate: that code was already used; wait for the next one") {
 		t.Fatalf("replayed code: asked %v ok %v: %q", asked, ok, out)
 	}
 	// Grace: the same user, key and address need no code for a while ...

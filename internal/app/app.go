@@ -316,13 +316,18 @@ func jumpSigners(hostKeys []ssh.Signer) ([]ssh.Signer, error) {
 	return out, nil
 }
 
-// interactiveLogin is how long a login that waits on a browser sign-in
-// may take (0: single sign-on is off).
+// interactiveLogin is how long a login that waits on a person (a browser
+// sign-in, a TOTP code) may take in all (0: neither is on).
 func interactiveLogin(cfg config.Config) time.Duration {
-	if !cfg.Auth.OIDC.Enabled() {
-		return 0
+	var d time.Duration
+	if cfg.Auth.OIDC.Enabled() {
+		d = cfg.Auth.OIDC.LoginTimeout.D()
 	}
-	return cfg.Auth.OIDC.LoginTimeout.D()
+	if cfg.MFA.TOTP.Required != "never" {
+		// a code prompt may come at the end of login_grace
+		d = max(d, cfg.Limits.LoginGrace.D()+cfg.MFA.TOTP.CodeTimeout.D())
+	}
+	return d
 }
 
 // gateID names this gate, the same everywhere: container labels, live

@@ -34,7 +34,7 @@ func setupDefence(ctx context.Context, cfg config.Config, dir *datadir.Dir, st s
 			return nil, nil, nil, err
 		}
 		second = auth.NewSecondFactor(st, auth.TOTPConfig{
-			Required: cfg.MFA.TOTP.Required, Grace: cfg.MFA.TOTP.Grace.D(), Key: key}, g, log)
+			Required: cfg.MFA.TOTP.Required, Grace: cfg.MFA.TOTP.Grace.D(), CodeTimeout: cfg.MFA.TOTP.CodeTimeout.D(), Key: key}, g, log)
 	}
 	return guardAdapter{g}, g, second, nil
 }

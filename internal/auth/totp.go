@@ -56,7 +56,10 @@ type Throttle interface {
 type TOTPConfig struct {
 	Required string        // "enrolled", "always" or "never"
 	Grace    time.Duration // 0: a code on every connection
-	Key      []byte        // seals the secrets at rest
+	// CodeTimeout: once asked, the user has this long to type the code,
+	// past the connection's login deadline if need be (0: no more time).
+	CodeTimeout time.Duration
+	Key         []byte // seals the secrets at rest
 }
 
 // CodePrompt is what keyboard-interactive asks; OpenSSH prints it as is.
@@ -247,6 +250,9 @@ func hostOf(a net.Addr) string {
 	return a.String()
 }
 
+var errReplayed = &ssh.BannerError{Err: ErrDenied,
+	Message: "sshgate: that code was already used; wait for the next one\r\n"}
+
 var errLocked = &ssh.BannerError{Err: ErrDenied,
 	Message: "sshgate: too many wrong verification codes for this account; try again later\r\n"}
 
@@ -320,6 +326,11 @@ func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInter
 	} else if locked {
 		return nil, errLocked
 	}
+	if f.cfg.CodeTimeout > 0 {
+		// A person types the code: give them their own budget rather than
+		// what is left of limits.login_grace (bounded by the accept loop).
+		gate.ExtendLogin(conn, f.now().Add(f.cfg.CodeTimeout))
+	}
 	answers, err := client("", "", []string{CodePrompt}, []bool{false})
 	if err != nil {
 		return nil, err
@@ -344,18 +355,25 @@ func (f *SecondFactor) challenge(conn ssh.ConnMetadata, client ssh.KeyboardInter
 	}
 	now := f.now()
 	step, ok := totp.Check(secret, answers[0], now)
+	replayed := false
 	if ok {
 		if ok, err = f.st.UseTOTPStep(ctx, id.User, step); err != nil {
 			f.log.Warn("record totp step failed", "user", id.User, "err", err)
 			return nil, store.Unavailable("record totp step", err)
 		}
 		if !ok {
+			replayed = true
 			f.log.Warn("verification code replayed", "user", id.User)
 		}
 	}
 	if !ok {
 		if f.throttle != nil {
 			f.throttle.CodeFailed(id.User)
+		}
+		if replayed {
+			// A right code used before (often the one that just finished
+			// an enrolment): say so. It still counts as a failure.
+			return nil, errReplayed
 		}
 		f.log.Info("wrong verification code", "user", id.User)
 		return nil, ErrDenied

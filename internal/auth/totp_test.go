@@ -204,8 +204,12 @@ func TestSecondFactorFlow(t *testing.T) {
 		fp   string
 	}{{conn, "SHA256:k2"}, {other, "SHA256:k1"}} {
 		_, err := f.after(c.conn, firstFactor(c.fp))
-		if p, err := answer(t, c.conn, err, code(now.Add(-totp.Period))); p != nil || err == nil {
+		p, err := answer(t, c.conn, err, code(now.Add(-totp.Period)))
+		if p != nil || err == nil {
 			t.Fatalf("replayed code accepted for %v", c)
+		}
+		if be := (*ssh.BannerError)(nil); !errors.As(err, &be) || be.Message != "sshgate: that code was already used; wait for the next one\r\n" {
+			t.Errorf("replayed code: %v, want the already-used banner", err)
 		}
 	}
 	if th.codeFails["alice"] != 3 {

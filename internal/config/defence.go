@@ -22,7 +22,10 @@ type TOTP struct {
 	// Grace: after a good code, new connections of the same user with the same
 	// key from the same address need none for this long (0: a code every
 	// connection). Envs and targets may say always, never or grace.
-	Grace         Duration `yaml:"grace"`
+	Grace Duration `yaml:"grace"`
+	// CodeTimeout is how long the user has to type a code once asked,
+	// beyond limits.login_grace (OpenSSH's LoginGraceTime is 120 s).
+	CodeTimeout   Duration `yaml:"code_timeout"`
 	MaxFailures   int      `yaml:"max_failures"`   // wrong codes per account within failure_window ...
 	FailureWindow Duration `yaml:"failure_window"` //
 	Lockout       Duration `yaml:"lockout"`        // ... lock the account's second factor this long
@@ -53,7 +56,7 @@ type Account struct {
 }
 
 func defaultMFA() MFA {
-	return MFA{TOTP: TOTP{Required: "enrolled", MaxFailures: 5,
+	return MFA{TOTP: TOTP{Required: "enrolled", CodeTimeout: Duration(2 * time.Minute), MaxFailures: 5,
 		FailureWindow: Duration(15 * time.Minute), Lockout: Duration(15 * time.Minute)}}
 }
 
@@ -100,6 +103,9 @@ func (c Config) validateDefence(bad func(key, format string, args ...any)) {
 	}
 	if t.Grace.D() < 0 || t.Grace.D() > 24*time.Hour {
 		bad("mfa.totp.grace", "%s is out of range (0 to 24h)", t.Grace.D())
+	}
+	if t.CodeTimeout.D() < 0 || t.CodeTimeout.D() > 10*time.Minute {
+		bad("mfa.totp.code_timeout", "%s is out of range (0 to 10m)", t.CodeTimeout.D())
 	}
 	if t.MaxFailures < 0 {
 		bad("mfa.totp.max_failures", "%d must not be negative", t.MaxFailures)

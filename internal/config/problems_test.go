@@ -49,7 +49,7 @@ mfa:
 		f + ":9: docker.transport: \"tcp\" is not socket or exec",
 		f + ":12: metrics.listen: port \"http\" is not a number from 0 to 65535",
 		f + ":13: log: given twice (first at line 2)",
-		f + ":16: mfa.totp: want a mapping of keys (required, grace, max_failures, failure_window, lockout), got a list",
+		f + ":16: mfa.totp: want a mapping of keys (required, grace, code_timeout, max_failures, failure_window, lockout), got a list",
 	}
 	var got []string
 	for _, p := range ps {
