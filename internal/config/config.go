@@ -170,6 +170,7 @@ func Defaults() Config {
 		CA:            CA{InwardTTL: Duration(DefaultInwardTTL)},
 		Audit:         auditDefaults(),
 		Menu:          Menu{AfterSession: "menu", ProbeTimeout: Duration(300 * time.Millisecond)},
+		Store:         Store{Heartbeat: Duration(DefaultHeartbeat), HeartbeatExpiry: Duration(DefaultHeartbeatExpiry)},
 	}
 }
 

@@ -134,7 +134,13 @@ func (b *Backend) askRemoval(key string, e *warmEntry, now time.Time) bool {
 		e.foreign = true
 		delete(b.boxes, bx.id)
 	default:
-		e.lastUsed = now // used through another gate since: look again after a TTL
+		// Used since (through another gate, or a touch after the last
+		// release here): look again a TTL after that use.
+		if c.LastUsed.After(e.lastUsed) {
+			e.lastUsed = c.LastUsed
+		} else {
+			e.lastUsed = now
+		}
 	}
 	return false
 }
