@@ -1,0 +1,183 @@
+package e2e_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sshgate/sshgate/e2e/harness"
+	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/store/postgres/pgtest"
+)
+
+// The shared container registry end to end: two gates on one PostgreSQL
+// and one Docker engine (each with its own data directory), users going
+// straight to either gate.
+
+type registryWorld struct {
+	a, b *harness.Gate
+	env  []string
+	tag  string
+}
+
+// heartbeat and expiry of the gates in these tests: a dead gate counts as
+// dead after 2 s.
+const registryYAML = "  heartbeat: 250ms\n  heartbeat_expiry: 2s\n"
+
+func newRegistryWorld(t *testing.T) *registryWorld {
+	t.Helper()
+	gateOnly(t)
+	harness.RequireDocker(t)
+	harness.RequireTools(t, "ssh", "ssh-keygen")
+	harness.AgentBinary(t)
+	dsn, pwFile := pgtest.Config(t, pgtest.Schema(t))
+	cfg := filepath.Join(t.TempDir(), "sshgate.yaml")
+	yaml := "store:\n  driver: postgres\n  dsn: '" + dsn + "'\n  password_file: '" + pwFile + "'\n" + registryYAML
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"SSHGATE_CONFIG=" + cfg}
+	w := &registryWorld{env: env, tag: gate.NewRef()}
+	w.a = harness.StartGate(t, harness.GateOptions{Env: env})
+	w.b = harness.StartGate(t, harness.GateOptions{Env: env})
+	w.a.Admin(t, "env", "add", "dev")
+	return w
+}
+
+// target adds a docker target NAME-TAG (through gate A: the store is one).
+func (w *registryWorld) target(t *testing.T, name string, flags ...string) string {
+	t.Helper()
+	name = name + "-" + w.tag
+	w.a.Admin(t, append([]string{"target", "add", name, "--env", "dev", "--login", "user", "--docker", harness.TestImage, "--user", "1000"}, flags...)...)
+	return name
+}
+
+// user adds a user granted the targets and returns its clients for A and B.
+func (w *registryWorld) user(t *testing.T, name string, targets ...string) (viaA, viaB *harness.Client) {
+	t.Helper()
+	viaA = w.a.AddUser(t, name)
+	for _, tg := range targets {
+		w.a.Admin(t, "grant", name, "--target", tg)
+	}
+	return viaA, w.b.Client(name, viaA.Key)
+}
+
+func mustSSH(t *testing.T, c *harness.Client, target, cmd string) string {
+	t.Helper()
+	r := harness.Run(c.SSHTo(target, nil, cmd), nil, short)
+	if r.Code != 0 {
+		t.Fatalf("%s on %s: exit %d stdout %q stderr %q", cmd, target, r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// A per-user container started through gate A is reused through gate B
+// (same hostname, and the file written through A); A does not reap it
+// while B serves it past its idle TTL; when A drains (SIGTERM) it hands
+// the container over instead of removing it, B adopts it for the next
+// connection, and B's reaper removes it after its idle TTL.
+func TestRegistryPerUserSharedAndHandedOver(t *testing.T) {
+	w := newRegistryWorld(t)
+	name := w.target(t, "shared", "--per", "user", "--idle-ttl", "4s")
+	viaA, viaB := w.user(t, "alice", name)
+
+	host := mustSSH(t, viaA, name, "echo kept > /tmp/marker; hostname")
+	if got := mustSSH(t, viaB, name, "cat /tmp/marker; hostname"); got != "kept\n"+host {
+		t.Fatalf("through B: %q, want the container A started (%q)", got, "kept\n"+host)
+	}
+	if ids := containersOf(t, name); len(ids) != 1 {
+		t.Fatalf("containers after A then B: %v, want one", ids)
+	}
+	// Through B for longer than the idle TTL: A, the owner, keeps it.
+	if got := mustSSH(t, viaB, name, "sleep 6; cat /tmp/marker"); got != "kept\n" {
+		t.Fatalf("a session through B past the TTL: %q", got)
+	}
+	if !strings.Contains(w.b.Stderr.String(), "per-user container found in the registry") {
+		t.Errorf("gate B did not log the registry's container")
+	}
+
+	// A drains: the container stays, free, for B.
+	if err := w.a.Stop(); err != nil {
+		t.Fatalf("gate A: %v", err)
+	}
+	if !w.a.LogContains("per-user containers handed over to the other gates") {
+		t.Errorf("gate A did not log the hand-over")
+	}
+	if ids := containersOf(t, name); len(ids) != 1 {
+		t.Fatalf("containers after A drained: %v, want the one handed over", ids)
+	}
+	if got := mustSSH(t, viaB, name, "cat /tmp/marker; hostname"); got != "kept\n"+host {
+		t.Fatalf("through B after A drained: %q, want the handed-over container", got)
+	}
+	waitNoContainers(t, name, 30*time.Second) // B's reaper, after the idle TTL
+}
+
+// First connections of one user through both gates at once get one
+// container: both sessions run in it, and the loser's is gone.
+func TestRegistryConcurrentFirstConnections(t *testing.T) {
+	w := newRegistryWorld(t)
+	name := w.target(t, "race", "--per", "user", "--idle-ttl", "30s")
+	for i, u := range []string{"bob", "carol", "dave"} {
+		viaA, viaB := w.user(t, u, name)
+		ch := make(chan harness.Result, 2)
+		for _, c := range []*harness.Client{viaA, viaB} {
+			cmd := c.SSHTo(name, nil, "hostname; sleep 1")
+			go func() { ch <- harness.Run(cmd, nil, short) }()
+		}
+		r1, r2 := <-ch, <-ch
+		if r1.Code != 0 || r2.Code != 0 {
+			t.Fatalf("round %d: exit %d %q / exit %d %q", i, r1.Code, r1.Stderr, r2.Code, r2.Stderr)
+		}
+		if r1.Stdout != r2.Stdout {
+			t.Fatalf("round %d (%s): the two gates served %q and %q, want one container", i, u, r1.Stdout, r2.Stdout)
+		}
+		mine := func() int { return runningWith("sshgate.target="+name, "sshgate.user="+u) }
+		if !harness.Eventually(short, func() bool { return mine() == 1 }) {
+			t.Fatalf("round %d (%s): %d containers, want one", i, u, mine())
+		}
+	}
+	lost := strings.Count(w.a.Stderr.String()+w.b.Stderr.String(), "another gate started this user's container first")
+	t.Logf("races lost (a second container started, then removed): %d of 3", lost)
+}
+
+// kill -9 of gate A: B reaps A's containers once A's heartbeat has
+// expired, the per-connection one of a session that was running and the
+// idle per-user one after its TTL; nothing is left.
+func TestRegistryDeadGateReaped(t *testing.T) {
+	w := newRegistryWorld(t)
+	perUser := w.target(t, "dead-user", "--per", "user", "--idle-ttl", "3s")
+	perConn := w.target(t, "dead-conn")
+	viaA, _ := w.user(t, "erin", perUser, perConn)
+
+	mustSSH(t, viaA, perUser, "true")
+	sess := viaA.SSHTo(perConn, nil, "echo up; sleep 600")
+	out := &harness.Buffer{}
+	sess.Stdout = out
+	if err := sess.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sess.Process.Kill()
+		sess.Wait()
+	}()
+	if !out.WaitFor("up", short) {
+		t.Fatalf("per-connection session did not start; gate A:\n%s", w.a.Stderr.String())
+	}
+	if n := len(containersOf(t, perUser)) + len(containersOf(t, perConn)); n != 2 {
+		t.Fatalf("%d containers before the kill, want 2", n)
+	}
+	if err := syscall.Kill(w.a.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(10*time.Second, w.a.Exited)
+	killed := time.Now()
+	waitNoContainers(t, perConn, 30*time.Second)
+	waitNoContainers(t, perUser, 30*time.Second)
+	t.Logf("gate B reaped the dead gate's containers %s after the kill (expiry 2s, TTL 3s)", time.Since(killed).Round(100*time.Millisecond))
+	if !w.b.LogContains("its gate is gone") {
+		t.Errorf("gate B did not log why it removed them")
+	}
+}
