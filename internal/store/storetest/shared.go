@@ -301,6 +301,38 @@ func Races(t *testing.T, open2 func(t *testing.T) (store.Store, store.Store)) {
 			t.Fatalf("round %d: both gates took pool container %s", i, out[0].pool)
 		}
 	}
+	// Two gates recording a per-user container for one key and user at
+	// once (both started one): exactly one row, the other told ErrExists.
+	for i := 0; i < rounds; i++ {
+		id := itoa(i)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j, s := range []store.Store{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				gid := []string{"ga", "gb"}[j]
+				errs[j] = s.PutContainer(ctx, warm("n"+id+gid, "k2", "user"+id, gate.ContainerPerUser, gid, now))
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, store.ErrExists):
+				t.Fatalf("round %d: put: %v", i, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d of two racing gates recorded a per-user container, want 1: %v", i, won, errs)
+		}
+		c, adopted, err := b.ClaimContainer(ctx, "k2", "user"+id, "gb", now.Add(-time.Minute))
+		if err != nil || adopted || (c.Gate != "ga" && c.Gate != "gb") {
+			t.Fatalf("round %d: the winner's container: %+v %v %v", i, c, adopted, err)
+		}
+	}
 	// Every failure counted: 2 per round, the limit is far away, so the
 	// next one on a limit of 2*rounds+1 locks.
 	if _, locked, err := a.CountFailure(ctx, store.FailCode, "alice", now, 2*rounds+1, time.Hour, time.Hour); err != nil || !locked {
