@@ -62,7 +62,8 @@ type ContainerStore interface {
 	// a dead gate's: it becomes a per-connection container of gateID.
 	// Exactly one of two racing gates gets each. ErrNotFound when none.
 	TakePooled(ctx context.Context, key, gateID string, alive time.Time, at time.Time) (gate.WarmContainer, error)
-	// TouchContainers sets the last use of the containers ids (one statement).
+	// TouchContainers sets the last use of the containers ids (one
+	// statement) to at, unless it is later already (another gate's use).
 	TouchContainers(ctx context.Context, ids []string, at time.Time) error
 	ListContainers(ctx context.Context) ([]gate.WarmContainer, error) // by created
 	// ReleaseContainers hands over gateID's per-user and pool containers

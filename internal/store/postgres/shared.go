@@ -181,7 +181,7 @@ func (s *Store) TouchContainers(ctx context.Context, ids []string, at time.Time)
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE containers SET last_used = $1 WHERE id = ANY($2)`, toDB(at), ids); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE containers SET last_used = $1 WHERE id = ANY($2) AND last_used < $1`, toDB(at), ids); err != nil {
 		return fmt.Errorf("touch containers: %w", err)
 	}
 	return nil

@@ -187,7 +187,8 @@ func (s *Store) TouchContainers(ctx context.Context, ids []string, at time.Time)
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	q := `UPDATE containers SET last_used = ? WHERE id IN (` + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + `)`
+	q := `UPDATE containers SET last_used = ?1 WHERE last_used < ?1 AND id IN (` + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + `)`
+	q = numbered(q)
 	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
 		return fmt.Errorf("touch containers: %w", err)
 	}

@@ -164,6 +164,7 @@ func testContainers(t *testing.T, open func(t *testing.T) store.Store) {
 	// Touch keeps it; hand-over frees per-user and pool containers only.
 	later := now.Add(time.Minute)
 	mustOK(t, s.TouchContainers(ctx, []string{"c1", "p1", "nope"}, later))
+	mustOK(t, s.TouchContainers(ctx, []string{"c1"}, now)) // an earlier use: last use stays later
 	mustOK(t, s.PutContainer(ctx, warm("c4", "k", "", gate.ContainerConn, "ga", now)))
 	n, err := s.ReleaseContainers(ctx, "ga")
 	if err != nil || n != 2 {

@@ -208,26 +208,47 @@ func (b *Backend) dropForeign(bx *box) {
 	}
 }
 
-// touch writes the last use of every per-user container this gate serves
-// or served since the last call (one statement).
+// touch writes the last use of the per-user containers this gate serves
+// (now) and of those whose last connection here ended since the last call
+// (the latest of those ends): at most two statements per call.
 func (b *Backend) touch(now time.Time) {
 	b.mu.Lock()
-	var ids []string
+	var inUse, ended []string
+	var endedAt time.Time
 	for _, e := range b.warm {
-		if e.bx != nil && (e.conns > 0 || e.dirty) {
-			ids = append(ids, e.bx.id)
-			e.dirty = false
+		switch {
+		case e.bx == nil:
+		case e.conns > 0:
+			inUse = append(inUse, e.bx.id)
+		case e.dirty:
+			ended = append(ended, e.bx.id)
+			endedAt = later(endedAt, e.lastUsed)
+		default:
+			continue
 		}
+		e.dirty = false
 	}
 	b.mu.Unlock()
-	if len(ids) == 0 {
-		return
-	}
 	ctx, cancel := context.WithTimeout(b.bg, registryTimeout)
 	defer cancel()
-	if err := b.cfg.Registry.TouchContainers(ctx, ids, now); err != nil {
-		b.log.Warn("touch containers in the registry", "n", len(ids), "err", err)
+	for _, t := range []struct {
+		ids []string
+		at  time.Time
+	}{{inUse, now}, {ended, endedAt}} {
+		if len(t.ids) == 0 {
+			continue
+		}
+		if err := b.cfg.Registry.TouchContainers(ctx, t.ids, t.at); err != nil {
+			b.log.Warn("touch containers in the registry", "n", len(t.ids), "err", err)
+		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // sweep removes the registry's containers that no live gate serves: a dead
