@@ -147,16 +147,10 @@ func (b *Backend) fromRegistry(c gate.WarmContainer, s *Spec) (*box, error) {
 		return nil, err
 	}
 	k.hostPEM, k.hostPub = nil, hostPub
+	// The directory is 0500 (chowned: the gates run as root, which writes
+	// anyway) or 0755 owned by the gates' user.
 	authFile := "k-" + randomID(12) + ".keys"
-	// The directory is read-only to its owner (0500/0555): open it for the
-	// file, then back.
-	mode := st.Mode().Perm()
-	if err := os.Chmod(c.Dir, mode|0o700); err != nil {
-		return nil, fmt.Errorf("container %s: %w", short(c.ID), err)
-	}
-	err = d.writeFile(authFile, k.authLines, 0o444)
-	os.Chmod(c.Dir, mode)
-	if err != nil {
+	if err := d.writeFile(authFile, k.authLines, 0o444); err != nil {
 		return nil, fmt.Errorf("container %s: %w", short(c.ID), err)
 	}
 	target := c.Target
@@ -199,13 +193,7 @@ func (b *Backend) dropForeign(bx *box) {
 	if bx == nil || bx.authFile == "" || bx.dir == nil {
 		return
 	}
-	p := filepath.Join(bx.dir.path, bx.authFile)
-	if st, err := os.Stat(bx.dir.path); err == nil {
-		mode := st.Mode().Perm()
-		os.Chmod(bx.dir.path, mode|0o700)
-		os.Remove(p)
-		os.Chmod(bx.dir.path, mode)
-	}
+	os.Remove(filepath.Join(bx.dir.path, bx.authFile))
 }
 
 // touch writes the last use of the per-user containers this gate serves
