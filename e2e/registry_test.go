@@ -84,10 +84,18 @@ func TestRegistryPerUserSharedAndHandedOver(t *testing.T) {
 	name := w.target(t, "shared", "--per", "user", "--idle-ttl", "4s")
 	viaA, viaB := w.user(t, "alice", name)
 
+	t0 := time.Now()
 	host := mustSSH(t, viaA, name, "echo kept > /tmp/marker; hostname")
+	cold := time.Since(t0)
+	t0 = time.Now()
 	if got := mustSSH(t, viaB, name, "cat /tmp/marker; hostname"); got != "kept\n"+host {
 		t.Fatalf("through B: %q, want the container A started (%q)", got, "kept\n"+host)
 	}
+	shared := time.Since(t0)
+	t0 = time.Now()
+	mustSSH(t, viaA, name, "true")
+	t.Logf("ssh exit: cold through A %s, A's container through B %s, warm through A %s",
+		cold.Round(time.Millisecond), shared.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 	if ids := containersOf(t, name); len(ids) != 1 {
 		t.Fatalf("containers after A then B: %v, want one", ids)
 	}
