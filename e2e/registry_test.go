@@ -151,16 +151,18 @@ func TestRegistryConcurrentFirstConnections(t *testing.T) {
 	t.Logf("races lost (a second container started, then removed): %d of 3", lost)
 }
 
-// kill -9 of gate A: B reaps A's containers once A's heartbeat has
-// expired, the per-connection one of a session that was running and the
-// idle per-user one after its TTL; nothing is left.
+// kill -9 of gate A: once A's heartbeat has expired B reaps the
+// per-connection container of the session that was running on A, but not
+// A's per-user container before its idle TTL: the user's next connection,
+// through B, adopts it (the file written through A is there); B's reaper
+// removes it after its TTL; nothing is left.
 func TestRegistryDeadGateReaped(t *testing.T) {
 	w := newRegistryWorld(t)
-	perUser := w.target(t, "dead-user", "--per", "user", "--idle-ttl", "3s")
+	perUser := w.target(t, "dead-user", "--per", "user", "--idle-ttl", "12s")
 	perConn := w.target(t, "dead-conn")
-	viaA, _ := w.user(t, "erin", perUser, perConn)
+	viaA, viaB := w.user(t, "erin", perUser, perConn)
 
-	mustSSH(t, viaA, perUser, "true")
+	host := mustSSH(t, viaA, perUser, "echo kept > /tmp/marker; hostname")
 	sess := viaA.SSHTo(perConn, nil, "echo up; sleep 600")
 	out := &harness.Buffer{}
 	sess.Stdout = out
@@ -183,9 +185,15 @@ func TestRegistryDeadGateReaped(t *testing.T) {
 	harness.Eventually(10*time.Second, w.a.Exited)
 	killed := time.Now()
 	waitNoContainers(t, perConn, 30*time.Second)
-	waitNoContainers(t, perUser, 30*time.Second)
-	t.Logf("gate B reaped the dead gate's containers %s after the kill (expiry 2s, TTL 3s)", time.Since(killed).Round(100*time.Millisecond))
+	t.Logf("gate B reaped the dead gate's per-connection container %s after the kill (heartbeat expiry 2s)", time.Since(killed).Round(100*time.Millisecond))
 	if !w.b.LogContains("its gate is gone") {
-		t.Errorf("gate B did not log why it removed them")
+		t.Errorf("gate B did not log why it removed it")
 	}
+	if ids := containersOf(t, perUser); len(ids) != 1 {
+		t.Fatalf("the dead gate's per-user container was reaped before its idle TTL: %v", ids)
+	}
+	if got := mustSSH(t, viaB, perUser, "cat /tmp/marker; hostname"); got != "kept\n"+host {
+		t.Fatalf("through B after A died: %q, want A's container (%q)", got, "kept\n"+host)
+	}
+	waitNoContainers(t, perUser, 40*time.Second) // B's now: reaped after its TTL
 }
