@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,7 +76,7 @@ func mustSSH(t *testing.T, c *harness.Client, target, cmd string) string {
 }
 
 // A per-user container started through gate A is reused through gate B
-// (same hostname, and the file written through A); A does not reap it
+// (the files written through A are there); A does not reap it
 // while B serves it past its idle TTL; when A drains (SIGTERM) it hands
 // the container over instead of removing it, B adopts it for the next
 // connection, and B's reaper removes it after its idle TTL.
@@ -85,10 +86,10 @@ func TestRegistryPerUserSharedAndHandedOver(t *testing.T) {
 	viaA, viaB := w.user(t, "alice", name)
 
 	t0 := time.Now()
-	host := mustSSH(t, viaA, name, "echo kept > /tmp/marker; hostname")
+	host := mustSSH(t, viaA, name, "echo kept > /tmp/marker; cat /proc/sys/kernel/random/uuid | tee /tmp/id")
 	cold := time.Since(t0)
 	t0 = time.Now()
-	if got := mustSSH(t, viaB, name, "cat /tmp/marker; hostname"); got != "kept\n"+host {
+	if got := mustSSH(t, viaB, name, "cat /tmp/marker /tmp/id"); got != "kept\n"+host {
 		t.Fatalf("through B: %q, want the container A started (%q)", got, "kept\n"+host)
 	}
 	shared := time.Since(t0)
@@ -117,34 +118,36 @@ func TestRegistryPerUserSharedAndHandedOver(t *testing.T) {
 	if ids := containersOf(t, name); len(ids) != 1 {
 		t.Fatalf("containers after A drained: %v, want the one handed over", ids)
 	}
-	if got := mustSSH(t, viaB, name, "cat /tmp/marker; hostname"); got != "kept\n"+host {
+	if got := mustSSH(t, viaB, name, "cat /tmp/marker /tmp/id"); got != "kept\n"+host {
 		t.Fatalf("through B after A drained: %q, want the handed-over container", got)
 	}
 	waitNoContainers(t, name, 30*time.Second) // B's reaper, after the idle TTL
 }
 
 // First connections of one user through both gates at once get one
-// container: both sessions run in it, and the loser's is gone.
+// container: both sessions run in it (the id the first one wrote, with
+// noclobber, is what both read), and the loser's own is gone by the time
+// its session runs.
 func TestRegistryConcurrentFirstConnections(t *testing.T) {
 	w := newRegistryWorld(t)
 	name := w.target(t, "race", "--per", "user", "--idle-ttl", "30s")
+	const cmd = "(set -C; cat /proc/sys/kernel/random/uuid > /tmp/id) 2>/dev/null; sleep 1; cat /tmp/id"
 	for i, u := range []string{"bob", "carol", "dave"} {
 		viaA, viaB := w.user(t, u, name)
 		ch := make(chan harness.Result, 2)
 		for _, c := range []*harness.Client{viaA, viaB} {
-			cmd := c.SSHTo(name, nil, "hostname; sleep 1")
+			cmd := c.SSHTo(name, nil, cmd)
 			go func() { ch <- harness.Run(cmd, nil, short) }()
 		}
 		r1, r2 := <-ch, <-ch
-		if r1.Code != 0 || r2.Code != 0 {
-			t.Fatalf("round %d: exit %d %q / exit %d %q", i, r1.Code, r1.Stderr, r2.Code, r2.Stderr)
+		if r1.Code != 0 || r2.Code != 0 || len(r1.Stdout) < 30 {
+			t.Fatalf("round %d: exit %d %q %q / exit %d %q %q", i, r1.Code, r1.Stdout, r1.Stderr, r2.Code, r2.Stdout, r2.Stderr)
 		}
 		if r1.Stdout != r2.Stdout {
-			t.Fatalf("round %d (%s): the two gates served %q and %q, want one container", i, u, r1.Stdout, r2.Stdout)
+			t.Fatalf("round %d (%s): the two sessions ran in two containers (%q, %q), want one", i, u, r1.Stdout, r2.Stdout)
 		}
-		mine := func() int { return runningWith("sshgate.target="+name, "sshgate.user="+u) }
-		if !harness.Eventually(short, func() bool { return mine() == 1 }) {
-			t.Fatalf("round %d (%s): %d containers, want one", i, u, mine())
+		if list, _ := harness.DockerPS(context.Background(), "sshgate.target="+name, "sshgate.user="+u); len(list) != 1 {
+			t.Fatalf("round %d (%s): %d containers, want one", i, u, len(list))
 		}
 	}
 	lost := strings.Count(w.a.Stderr.String()+w.b.Stderr.String(), "another gate started this user's container first")
@@ -162,7 +165,7 @@ func TestRegistryDeadGateReaped(t *testing.T) {
 	perConn := w.target(t, "dead-conn")
 	viaA, viaB := w.user(t, "erin", perUser, perConn)
 
-	host := mustSSH(t, viaA, perUser, "echo kept > /tmp/marker; hostname")
+	host := mustSSH(t, viaA, perUser, "echo kept > /tmp/marker; cat /proc/sys/kernel/random/uuid | tee /tmp/id")
 	sess := viaA.SSHTo(perConn, nil, "echo up; sleep 600")
 	out := &harness.Buffer{}
 	sess.Stdout = out
@@ -192,7 +195,7 @@ func TestRegistryDeadGateReaped(t *testing.T) {
 	if ids := containersOf(t, perUser); len(ids) != 1 {
 		t.Fatalf("the dead gate's per-user container was reaped before its idle TTL: %v", ids)
 	}
-	if got := mustSSH(t, viaB, perUser, "cat /tmp/marker; hostname"); got != "kept\n"+host {
+	if got := mustSSH(t, viaB, perUser, "cat /tmp/marker /tmp/id"); got != "kept\n"+host {
 		t.Fatalf("through B after A died: %q, want A's container (%q)", got, "kept\n"+host)
 	}
 	waitNoContainers(t, perUser, 40*time.Second) // B's now: reaped after its TTL
