@@ -52,6 +52,12 @@ type ContainerStore interface {
 	// PutContainer records c. For a per-user container another row for
 	// the same Key and User is ErrExists (another gate won the race).
 	PutContainer(ctx context.Context, c gate.WarmContainer) error
+	// ReplaceContainer turns row oldID, if it is still c.Gate's, into c
+	// (one statement): a gate records a placeholder for a per-user
+	// container before starting it (so that another gate waits for it
+	// rather than starting a second), then the container. ErrNotFound
+	// when the row is gone or another gate's; ErrExists when c.ID is taken.
+	ReplaceContainer(ctx context.Context, oldID string, c gate.WarmContainer) error
 	// ClaimContainer returns the per-user container for key and user. One
 	// owned by a live gate is shared as it is; a free one, or one whose
 	// owner is dead, becomes gateID's (one of two racing gates adopts it,

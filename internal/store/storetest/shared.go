@@ -200,6 +200,30 @@ func testContainers(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	mustOK(t, s.RemoveContainer(ctx, "p2"))
 	mustOK(t, s.RemoveContainer(ctx, "p2"))
+
+	// A placeholder replaced by its container, by its gate only.
+	ph := warm("pending-1", "k", "frank", gate.ContainerPerUser, "ga", now)
+	ph.Dir, ph.HostKey = "", ""
+	mustOK(t, s.PutContainer(ctx, ph))
+	if err := s.PutContainer(ctx, warm("f2", "k", "frank", gate.ContainerPerUser, "gb", now)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("a second per-user container beside a placeholder: %v", err)
+	}
+	real := warm("f1", "k", "frank", gate.ContainerPerUser, "gb", later)
+	if err := s.ReplaceContainer(ctx, "pending-1", real); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another gate replaced the placeholder: %v", err)
+	}
+	real.Gate = "ga"
+	if err := s.ReplaceContainer(ctx, "pending-1", warm("c4", "k", "frank", gate.ContainerPerUser, "ga", later)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("replaced with a taken id: %v", err)
+	}
+	mustOK(t, s.ReplaceContainer(ctx, "pending-1", real))
+	c, _, err = s.ClaimContainer(ctx, "k", "frank", "ga", alive)
+	if err != nil || c != real {
+		t.Fatalf("after replace: %+v %v, want %+v", c, err, real)
+	}
+	if err := s.ReplaceContainer(ctx, "pending-1", real); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("replaced a placeholder twice: %v", err)
+	}
 }
 
 func testLiveBatch(t *testing.T, open func(t *testing.T) store.Store) {
