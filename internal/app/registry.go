@@ -25,6 +25,14 @@ func (r containerRegistry) PutContainer(ctx context.Context, c gate.WarmContaine
 	return err == nil, err
 }
 
+func (r containerRegistry) ReplaceContainer(ctx context.Context, oldID string, c gate.WarmContainer) (bool, error) {
+	err := r.st.ReplaceContainer(ctx, oldID, c)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 func (r containerRegistry) ClaimContainer(ctx context.Context, key, user, gateID string, alive time.Time) (gate.WarmContainer, bool, bool, error) {
 	c, adopted, err := r.st.ClaimContainer(ctx, key, user, gateID, alive)
 	if errors.Is(err, store.ErrNotFound) {

@@ -116,9 +116,28 @@ func (b *Backend) openWarm(ctx context.Context, s *Spec, user, login, connID str
 // startWarm finds (in the registry) or starts the per-user container of
 // s and user. foreign: another live gate owns it.
 func (b *Backend) startWarm(ctx context.Context, s *Spec, user, connID string, ttl time.Duration, log *slog.Logger) (_ *box, foreign bool, _ error) {
-	for try := 0; ; try++ {
+	waited, losses := false, 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, false, engineFailed(s.Target, "start container", err)
+		}
+		placeholder := ""
 		if b.shares() {
 			bx, owned, err := b.claim(ctx, s, user)
+			if errors.Is(err, errPending) {
+				if !waited {
+					log.Info("another gate is starting this user's container; waiting for it")
+					waited = true
+				}
+				t := time.NewTimer(pendingPoll)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil, false, engineFailed(s.Target, "wait for another gate's container", ctx.Err())
+				case <-t.C:
+				}
+				continue
+			}
 			if err != nil {
 				log.Warn("per-user container from the registry", "err", err)
 			} else if bx != nil {
@@ -135,24 +154,37 @@ func (b *Backend) startWarm(ctx context.Context, s *Spec, user, connID string, t
 				if owned {
 					b.cleanup(bx)
 				}
+				continue
+			}
+			if err == nil {
+				var lost bool
+				if placeholder, lost = b.placeholder(ctx, s, user, ttl); lost {
+					continue // another gate has just recorded one: claim that
+				}
 			}
 		}
 		labels := map[string]string{LabelUser: user, LabelConn: connID, LabelPer: "user"}
 		bx, err := b.create(ctx, s, true, labels, "")
-		if err != nil {
-			return nil, false, err
+		if err == nil {
+			if _, err = b.start(ctx, bx); err != nil {
+				b.cleanup(bx)
+			}
 		}
-		if _, err = b.start(ctx, bx); err != nil {
-			b.cleanup(bx)
+		if err != nil {
+			if placeholder != "" {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)
+				_ = b.cfg.Registry.RemoveContainer(rctx, placeholder)
+				cancel()
+			}
 			return nil, false, err
 		}
 		kind := gate.ContainerPerUser
 		if !b.shares() {
 			kind = gate.ContainerConn // reachable by this gate alone: reaped when it dies
 		}
-		if !b.record(ctx, bx, s, kind, user, ttl) {
+		if !b.record(ctx, bx, s, kind, user, ttl, placeholder) {
 			b.cleanup(bx)
-			if try < 2 {
+			if losses++; losses < 3 {
 				log.Info("another gate started this user's container first; using that one", "container", bx.name)
 				continue
 			}

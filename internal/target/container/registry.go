@@ -25,8 +25,11 @@ import (
 //     gate.ContainerConn, so that their gate's death is noticed);
 //   - asks it for a user's per-user container before starting one: a live
 //     gate's is shared as it is (this gate connects to its agent), a free or
-//     dead gate's is adopted; two gates starting one at once both start, the
-//     loser of PutContainer removes its own and uses the winner's;
+//     dead gate's is adopted. Before starting one it records a placeholder
+//     (pendingPrefix), which the container's row replaces once it runs: a
+//     gate that finds a live gate's placeholder waits for the container
+//     rather than starting a second (if two gates still start one, the
+//     loser removes its own and uses the winner's);
 //   - writes the last use of the containers it serves every ReapInterval
 //     (one statement), so that the owner does not reap a container that
 //     another gate is serving;
@@ -44,6 +47,9 @@ type Registry interface {
 	// PutContainer records c; false when another per-user row for the
 	// same Key and User exists (another gate won the race).
 	PutContainer(ctx context.Context, c gate.WarmContainer) (bool, error)
+	// ReplaceContainer turns row oldID (a placeholder this gate put) into
+	// c; false when that row is gone or no longer c.Gate's.
+	ReplaceContainer(ctx context.Context, oldID string, c gate.WarmContainer) (bool, error)
 	// ClaimContainer is the per-user container of key and user: shared as
 	// it is when a live gate owns it, else adopted by gateID (adopted
 	// true). found false when there is none.
@@ -56,6 +62,13 @@ type Registry interface {
 	ListGates(ctx context.Context) ([]gate.GateInfo, error)
 }
 
+// errPending: a live gate is starting the per-user container asked for.
+var errPending = errors.New("another gate is starting it")
+
+// pendingPoll is how often a gate looks again for a container another gate
+// is starting.
+const pendingPoll = 100 * time.Millisecond
+
 // registryTimeout bounds one registry call made outside a connection.
 const registryTimeout = 5 * time.Second
 
@@ -66,9 +79,32 @@ func (b *Backend) alive() time.Time { return time.Now().Add(-b.cfg.HeartbeatExpi
 // registry (a registry and the socket transport).
 func (b *Backend) shares() bool { return b.cfg.Registry != nil && b.cfg.Transport == TransportSocket }
 
+// pendingPrefix starts the ID of a placeholder row: a per-user container
+// being started by its gate.
+const pendingPrefix = "pending-"
+
+// placeholder records that this gate is starting the per-user container
+// of s and user; "" when another gate recorded one first (or the registry
+// failed: then the container is started without one).
+func (b *Backend) placeholder(ctx context.Context, s *Spec, user string, ttl time.Duration) (id string, lost bool) {
+	now := b.cfg.Now()
+	id = pendingPrefix + randomID(16)
+	won, err := b.cfg.Registry.PutContainer(ctx, gate.WarmContainer{ID: id, Target: s.Target, Key: s.Key, User: user,
+		Kind: gate.ContainerPerUser, Gate: b.cfg.GateID, Transport: b.cfg.Transport, IdleTTL: ttl, LastUsed: now, Created: now})
+	if err != nil {
+		b.log.Warn("record a per-user container being started", "target", s.Target, "err", err)
+		return "", false
+	}
+	if !won {
+		return "", true
+	}
+	return id, false
+}
+
 // record puts bx in the registry (when there is one) as kind; for a
-// per-user container false means another gate recorded one first.
-func (b *Backend) record(ctx context.Context, bx *box, s *Spec, kind, user string, ttl time.Duration) bool {
+// per-user container false means another gate recorded one first. With a
+// placeholder, bx's row replaces it.
+func (b *Backend) record(ctx context.Context, bx *box, s *Spec, kind, user string, ttl time.Duration, placeholder ...string) bool {
 	if b.cfg.Registry == nil {
 		return true
 	}
@@ -83,7 +119,16 @@ func (b *Backend) record(ctx context.Context, bx *box, s *Spec, kind, user strin
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)
 	defer cancel()
-	won, err := b.cfg.Registry.PutContainer(rctx, c)
+	var won bool
+	var err error
+	if len(placeholder) > 0 && placeholder[0] != "" {
+		won, err = b.cfg.Registry.ReplaceContainer(rctx, placeholder[0], c)
+		if err == nil && !won {
+			won, err = b.cfg.Registry.PutContainer(rctx, c) // the placeholder was taken from us: try plainly
+		}
+	} else {
+		won, err = b.cfg.Registry.PutContainer(rctx, c)
+	}
 	if err != nil {
 		// The container still serves this gate; only other gates miss it.
 		b.log.Warn("record container in the registry", "container", bx.name, "err", err)
@@ -169,6 +214,15 @@ func (b *Backend) claim(ctx context.Context, s *Spec, user string) (bx *box, own
 		return nil, false, err
 	}
 	owned = c.Gate == b.cfg.GateID
+	if strings.HasPrefix(c.ID, pendingPrefix) {
+		if owned {
+			// Its gate died while starting it (or this gate, in an
+			// earlier life): nothing runs; forget it and start one.
+			_ = b.cfg.Registry.RemoveContainer(ctx, c.ID)
+			return nil, false, nil
+		}
+		return nil, false, errPending
+	}
 	bx, err = b.fromRegistry(c, s)
 	if err != nil {
 		if owned {
@@ -279,6 +333,9 @@ func (b *Backend) sweep(now time.Time) {
 	for _, r := range rows {
 		if local[r.ID] || (r.Gate != "" && r.Gate != b.cfg.GateID && live[r.Gate]) {
 			continue
+		}
+		if r.Gate == b.cfg.GateID && strings.HasPrefix(r.ID, pendingPrefix) && r.Created.After(now.Add(-b.cfg.OpenTimeout)) {
+			continue // this gate is starting it now
 		}
 		idleBefore := now.Add(-r.IdleTTL)
 		if r.Kind != gate.ContainerConn && r.LastUsed.After(idleBefore) {

@@ -63,6 +63,18 @@ func (r *memRegistry) PutContainer(_ context.Context, c gate.WarmContainer) (boo
 	return true, nil
 }
 
+func (r *memRegistry) ReplaceContainer(_ context.Context, oldID string, c gate.WarmContainer) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o, ok := r.rows[oldID]
+	if !ok || o.Gate != c.Gate {
+		return false, nil
+	}
+	delete(r.rows, oldID)
+	r.rows[c.ID] = c
+	return true, nil
+}
+
 func (r *memRegistry) ClaimContainer(_ context.Context, key, user, gateID string, alive time.Time) (gate.WarmContainer, bool, bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -342,5 +354,37 @@ func TestReapOrphansKeepsRegistryPerUser(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(row.Dir, hostKeyFile)); err != nil {
 		t.Fatalf("the per-user container's directory went: %v", err)
+	}
+}
+
+// A live gate's placeholder (it is starting the user's container) makes
+// another gate wait rather than start a second; a dead gate's is dropped
+// and the container started.
+func TestRegistryWaitsForAnotherGatesStart(t *testing.T) {
+	w := newTwoGates(t)
+	tg := spec("dev", gate.DockerSpec{Per: "user", IdleTTL: "1m"})
+	s, err := w.eng.Prepare(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.reg.PutContainer(context.Background(), gate.WarmContainer{ID: pendingPrefix + "x", Key: s.Key, User: "alice",
+		Kind: gate.ContainerPerUser, Gate: "gate-a", Created: w.clock.Now(), LastUsed: w.clock.Now()})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := w.b.Open(ctx, target.Request{Target: tg, ID: &gate.Identity{User: "alice"}, ConnID: gate.NewID()}); err == nil {
+		t.Fatal("B opened while A is starting the container")
+	}
+	if ids := w.ids(t); len(ids) != 0 {
+		t.Fatalf("B started a second container: %v", ids)
+	}
+	w.reg.beat("gate-a", time.Now().Add(-time.Hour))
+	up := w.open(t, w.b, tg, "alice")
+	defer up.Release(context.Background())
+	ids := w.ids(t)
+	if len(ids) != 1 || w.reg.len() != 1 {
+		t.Fatalf("after A died: containers %v, rows %d", ids, w.reg.len())
+	}
+	if row, _ := w.reg.row(ids[0]); row.Gate != "gate-b" || row.Dir == "" {
+		t.Fatalf("row: %+v", row)
 	}
 }
