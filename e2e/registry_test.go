@@ -126,8 +126,8 @@ func TestRegistryPerUserSharedAndHandedOver(t *testing.T) {
 
 // First connections of one user through both gates at once get one
 // container: both sessions run in it (the id the first one wrote, with
-// noclobber, is what both read), and the loser's own is gone by the time
-// its session runs.
+// noclobber, is what both read), and no second one was started (the gate
+// that finds the other's placeholder waits for its container).
 func TestRegistryConcurrentFirstConnections(t *testing.T) {
 	w := newRegistryWorld(t)
 	name := w.target(t, "race", "--per", "user", "--idle-ttl", "30s")
@@ -150,8 +150,11 @@ func TestRegistryConcurrentFirstConnections(t *testing.T) {
 			t.Fatalf("round %d (%s): %d containers, want one", i, u, len(list))
 		}
 	}
-	lost := strings.Count(w.a.Stderr.String()+w.b.Stderr.String(), "another gate started this user's container first")
-	t.Logf("races lost (a second container started, then removed): %d of 3", lost)
+	logs := w.a.Stderr.String() + w.b.Stderr.String()
+	if lost := strings.Count(logs, "another gate started this user's container first"); lost != 0 {
+		t.Errorf("%d second containers started (then removed): the placeholder should have made the gate wait", lost)
+	}
+	t.Logf("rounds where one gate waited for the other's container: %d of 3", strings.Count(logs, "another gate is starting this user's container"))
 }
 
 // kill -9 of gate A: once A's heartbeat has expired B reaps the
