@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -380,4 +381,53 @@ func TestDockerContainerRemovedMidSession(t *testing.T) {
 	noGoError(t, "container removed", line)
 	waitNoContainers(t, name, 30*time.Second)
 	w.gate.WaitBaseline(t, base, 2, 30*time.Second)
+}
+
+// A docker target added without --login shows the user its containers run
+// as in `ls` and the menu when that is a name (--user nobody), and that
+// login works; one whose user is root (allowed or not by the gate) or only a
+// uid shows "default", and that works too (surprise 4: a shown login that
+// was refused).
+func TestDockerLoginShown(t *testing.T) {
+	t.Parallel()
+	w := newDockerWorld(t)
+	add := func(name string, flags ...string) (string, string) {
+		name = name + "-" + w.tag
+		out := w.gate.Admin(t, append([]string{"target", "add", name, "--env", "dev", "--docker", harness.TestImage}, flags...)...)
+		w.gate.Admin(t, "grant", "alice", "--target", name)
+		return name, out
+	}
+	named, out := add("named", "--user", "nobody")
+	if !strings.Contains(out, "default login nobody: the user the container runs as") {
+		t.Errorf("target add --user nobody: %q", out)
+	}
+	plain, out := add("plain")
+	uid, out2 := add("uid", "--user", "1000")
+	if strings.Contains(out+out2, "default login") {
+		t.Errorf("target add of a root or uid container named a login: %q %q", out, out2)
+	}
+	r := harness.MustRun(t, w.alice.SSHTo("", nil, "ls", "--json"), nil, short)
+	var got []struct {
+		Name   string   `json:"name"`
+		Logins []string `json:"logins"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil {
+		t.Fatalf("ls --json: %v in %q", err, r.Stdout)
+	}
+	shown := map[string]string{}
+	for _, v := range got {
+		shown[v.Name] = strings.Join(v.Logins, ",")
+	}
+	if shown[named] != "nobody" || shown[plain] != "default" || shown[uid] != "default" {
+		t.Fatalf("ls shows logins %v, want %s: nobody, %s and %s: default", shown, named, plain, uid)
+	}
+	for _, tc := range []struct{ target, want string }{{named + "+nobody", "65534\n"}, {plain + "+default", "65534\n"}, {uid + "+default", "1000\n"}} {
+		r := w.ssh(t, tc.target, nil, "id -u")
+		if r.Code != 0 || r.Stdout != tc.want {
+			t.Errorf("alice+%s id -u: exit %d stdout %q stderr %q, want %q", tc.target, r.Code, r.Stdout, r.Stderr, tc.want)
+		}
+	}
+	if r := w.ssh(t, named+"+default", nil, "true"); r.Code != 1 || !strings.Contains(r.Stderr, "not found or not permitted") {
+		t.Errorf("alice+%s+default (a named login): exit %d stderr %q", named, r.Code, r.Stderr)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -203,6 +204,9 @@ type endpoint struct {
 	login  string // root, or alice+up
 	g      *gate  // nil when direct
 	client harness.Client
+	// jumpConfig: an ssh_config for ssh -J gate LOGIN@up (jumpEndpoint);
+	// only ssh is run this way.
+	jumpConfig string
 }
 
 // benchOpts are the -o options of every client the bench runs, before the
@@ -230,6 +234,33 @@ func gateEndpoint(g *gate, key string) *endpoint {
 		client: harness.Client{Host: g.host, Port: g.port, Key: key, KnownHosts: g.knownHosts, Opts: benchOpts}}
 }
 
+// jumpEndpoint reaches target up through g with ssh -J (ssh.jump): its
+// known_hosts is the gate's own plus the line `config known-hosts` prints.
+func jumpEndpoint(ctx context.Context, g *gate, key, dir string) (*endpoint, error) {
+	gd := gateEndpoint(g, key)
+	gd.login = "alice"
+	line, err := gd.ssh(ctx, nil, "config", "known-hosts").Output()
+	if err != nil {
+		return nil, fmt.Errorf("config known-hosts: %w", err)
+	}
+	own, err := os.ReadFile(g.knownHosts)
+	if err != nil {
+		return nil, err
+	}
+	kh := filepath.Join(dir, "known_hosts_jump")
+	if err := os.WriteFile(kh, append(own, line...), 0o600); err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf("Host gate\n    HostName %s\n    Port %d\n    User alice\nHost *\n    IdentityFile %s\n    IdentitiesOnly yes\n"+
+		"    UserKnownHostsFile %s\n    GlobalKnownHostsFile /dev/null\n    StrictHostKeyChecking yes\n    BatchMode yes\n"+
+		"    ControlMaster no\n    ControlPath none\n    ConnectTimeout 30\n", g.host, g.port, key, kh)
+	path := filepath.Join(dir, "ssh_config_jump")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	return &endpoint{label: "gate -J", login: "root", g: g, jumpConfig: path}, nil
+}
+
 // clientFor is the endpoint's client, logging in as e.login, its commands
 // bound to ctx.
 func (e *endpoint) clientFor(ctx context.Context) *harness.Client {
@@ -242,6 +273,12 @@ func (e *endpoint) dest() string { return e.login + "@" + e.client.Host }
 
 // ssh prepares `ssh OPTS -p PORT [extra...] DEST remote...`.
 func (e *endpoint) ssh(ctx context.Context, extra []string, remote ...string) *exec.Cmd {
+	if e.jumpConfig != "" {
+		a := append(append([]string{"-F", e.jumpConfig, "-J", "gate"}, extra...), e.login+"@up")
+		cmd := exec.CommandContext(ctx, "ssh", append(a, remote...)...)
+		cmd.Env = append(os.Environ(), "SSH_AUTH_SOCK=")
+		return cmd
+	}
 	a := append(append(append([]string{}, extra...), e.dest()), remote...)
 	return e.clientFor(ctx).SSH(a...)
 }

@@ -452,6 +452,24 @@ func bench(ctx context.Context, o *opts) error {
 				ratio(gm.Seconds(), dm.Seconds()),
 				fmt.Sprintf("%.1f ms/conn", l.gateCPU*1000/float64(len(l.gate))))
 		}
+		// ssh -J through the gate against alice+up through the same gate:
+		// the inner handshake is the extra cost.
+		logf("first byte: ssh -J")
+		jd, err := jumpEndpoint(ctx, gates["default"], key, tmp)
+		if err != nil {
+			return err
+		}
+		l, err := runFirstByte(ctx, o, gd, jd, []string{"echo", "hi"}, false)
+		if err != nil {
+			return err
+		}
+		am, jm := percentile(l.direct, 0.5), percentile(l.gate, 0.5)
+		t.row("ssh -J gate root@up echo hi; \"direct\" column: alice+up through the same gate",
+			fmt.Sprintf("%s / %s", ms(am), ms(percentile(l.direct, 0.9))),
+			fmt.Sprintf("%s / %s", ms(jm), ms(percentile(l.gate, 0.9))),
+			ratio(jm.Seconds(), am.Seconds()),
+			fmt.Sprintf("%.1f ms/conn", l.gateCPU*1000/float64(len(l.gate))))
+		notes = append(notes, "first byte: aim for ssh -J, within 1.3x of alice+up (the inner handshake is the extra cost)")
 	}
 
 	if o.only["logins"] {

@@ -258,7 +258,7 @@ func runFirstByte(ctx context.Context, o *opts, direct, gate *endpoint, remote [
 				return l, err
 			}
 			var cpu0 float64
-			if ep.g != nil {
+			if ep == gate {
 				cpu0 = harness.CPUSeconds(ep.g.PID())
 			}
 			first, exit, err := timeSSH(ctx, ep, remote...)
@@ -269,7 +269,7 @@ func runFirstByte(ctx context.Context, o *opts, direct, gate *endpoint, remote [
 			if toExit {
 				d = exit
 			}
-			if ep.g != nil {
+			if ep == gate {
 				l.gateCPU += harness.CPUSeconds(ep.g.PID()) - cpu0
 				l.gate = append(l.gate, d)
 			} else {

@@ -80,6 +80,13 @@ type Conn struct {
 	SSO          *gate.SSOLogin // the login's single sign-on (nil: none), for `cert`
 	SignClient   CertSigner     // nil: `cert` is off (no client CA)
 	CertTTL      time.Duration  // auth.oidc.cert_ttl
+	// JumpKnownHosts returns the known_hosts lines that trust the gate as
+	// each of names for ssh -J (nil: ssh -J is off).
+	JumpKnownHosts func(names []string) []string
+	MOTDFile       string // menu.motd: shown at the top of the menu ("": none)
+	// Watch starts watching live session id for `watch ID` (nil: off); its
+	// error's public text is the one line the watcher reads.
+	Watch func(id string) (Watch, error)
 }
 
 // Setup is what a session asked for before it started.
@@ -120,7 +127,7 @@ func (c *Conn) fail(ch ssh.Channel, s *Setup, msg string, status uint32) {
 	c.exit(ch, status)
 }
 
-const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | totp enroll | help; connect to a target as USER+TARGET@GATE"
+const gateUsage = "usage: ssh USER@GATE ls [--json] | config | whoami | keys ls|add|rm | totp enroll | watch ID | help; connect to a target as USER+TARGET@GATE"
 
 // Serve serves a session with no target: the gate's own commands, or
 // with a PTY and no command, the list of targets to choose from.
@@ -144,6 +151,10 @@ func (c *Conn) Serve(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 	}
 	if c.isTOTPEnroll(cmd.Command) {
 		c.totpEnroll(ch, reqs, s)
+		return
+	}
+	if isWatch(cmd.Command) {
+		c.watch(ch, reqs, s, cmd.Command) // watch.go
 		return
 	}
 	if s.Start.WantReply {
@@ -240,6 +251,18 @@ func (c *Conn) command(out io.Writer, args []string) int {
 		}
 		_ = tw.Flush()
 		return 0
+	case args[0] == "config" && len(args) == 2 && args[1] == "known-hosts":
+		snap, err := c.snapshot()
+		if err != nil {
+			return 3
+		}
+		if c.JumpKnownHosts == nil {
+			return 2
+		}
+		for _, l := range c.JumpKnownHosts(jumpNames(snap)) {
+			fmt.Fprintln(out, l)
+		}
+		return 0
 	case args[0] == "config" && len(args) == 1:
 		snap, err := c.snapshot()
 		if err != nil {
@@ -247,6 +270,15 @@ func (c *Conn) command(out io.Writer, args []string) int {
 		}
 		access := snap.Reachable()
 		host, port := c.Host, c.Port
+		if lines := c.jumpKnownHosts(snap); len(lines) > 0 {
+			fmt.Fprintf(out, "# ssh -J %s@%s:%s LOGIN@TARGET reaches these targets through the gate, which presents\n", c.Identity.User, host, port)
+			fmt.Fprintf(out, "# itself as each of them. Trust it with this known_hosts line\n")
+			fmt.Fprintf(out, "# (ssh -p %s %s@%s config known-hosts >> ~/.ssh/known_hosts):\n", port, c.Identity.User, host)
+			for _, l := range lines {
+				fmt.Fprintf(out, "#   %s\n", l)
+			}
+			fmt.Fprintln(out)
+		}
 		for i, a := range access {
 			for j, l := range a.Logins {
 				alias, user := a.Target.Name, c.Identity.User+"+"+a.Target.Name
@@ -265,6 +297,28 @@ func (c *Conn) command(out io.Writer, args []string) int {
 	return 2
 }
 
+func (c *Conn) jumpKnownHosts(snap policy.Snapshot) []string {
+	if c.JumpKnownHosts == nil {
+		return nil
+	}
+	return c.JumpKnownHosts(jumpNames(snap))
+}
+
+// jumpNames are the hostnames ssh -J may name for the user's targets: each
+// target's name and aliases.
+func jumpNames(snap policy.Snapshot) []string {
+	aliases := map[string][]string{}
+	for _, ti := range snap.Infos {
+		aliases[ti.Target] = ti.Aliases
+	}
+	var names []string
+	for _, a := range snap.Reachable() {
+		names = append(names, a.Target.Name)
+		names = append(names, aliases[a.Target.Name]...)
+	}
+	return names
+}
+
 // crlfWriter turns \n into \r\n for output on a PTY channel.
 type crlfWriter struct{ w io.Writer }
 
@@ -276,7 +330,7 @@ func (c crlfWriter) Write(p []byte) (int, error) {
 // loginLabel shows the empty login (a container's own user) readably.
 func loginLabel(l string) string {
 	if l == "" {
-		return "default"
+		return policy.DefaultLogin
 	}
 	return l
 }

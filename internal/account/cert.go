@@ -17,6 +17,7 @@ type CertSigner func(key ssh.PublicKey, principal, keyID string, ttl time.Durati
 const (
 	extPermitPTY        = "permit-pty"
 	extPermitForwarding = "permit-port-forwarding"
+	extPermitAgent      = "permit-agent-forwarding"
 	optSourceAddress    = "source-address"
 )
 
@@ -24,7 +25,7 @@ const (
 // short-lived OpenSSH user certificate for that key, signed by the client
 // CA, for tools that cannot do keyboard-interactive: principal the user,
 // source-address the sign-on's source prefix, valid no longer than the
-// reuse window, port forwarding only where a grant allows it.
+// reuse window, port and agent forwarding only where a grant allows them.
 func (c *Conn) certCommand(_ context.Context, out, errOut io.Writer) int {
 	say := func(msg string) int { fmt.Fprintln(errOut, "sshgate: "+msg); return 1 }
 	if c.SignClient == nil || c.CertTTL <= 0 {
@@ -52,7 +53,9 @@ func (c *Conn) certCommand(_ context.Context, out, errOut io.Writer) int {
 		for _, g := range snap.Grants {
 			if g.Forwarding {
 				ext[extPermitForwarding] = ""
-				break
+			}
+			if g.Controls.AgentForwarding {
+				ext[extPermitAgent] = ""
 			}
 		}
 	} else {

@@ -21,12 +21,14 @@ import (
 const accountUsage = `usage: ssh USER@GATE COMMAND (USER+gate@GATE when you have a default target)
   ls [--json]       the targets you may reach, with the strings to connect
   config            an ssh_config block for them (use with ssh -F)
+  config known-hosts the known_hosts line for ssh -J USER@GATE LOGIN@TARGET
   whoami            who the gate thinks you are
   keys ls           your public keys
   keys add          add the public key read from stdin
   keys rm SHA256:.. remove one of your keys
   totp enroll       set up a TOTP second factor (needs a terminal: ssh -t)
   cert              after a single sign-on: a short-lived certificate for this session's key
+  watch ID          watch a live session, read only (ssh -t; q or Ctrl-C leaves; needs a grant with --watch)
   help              this text
 connect to a target as USER+TARGET[+LOGIN]@GATE or NODEID-UID@GATE`
 

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
@@ -338,6 +341,7 @@ func (c *Conn) accountMenu(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 	defer pump.stop()
 	rr := newReqRouter(reqs, *s.PTY)
 	status, note, last := uint32(0), "", ""
+	motd := readMOTD(c.MOTDFile, c.Log) // once per login, as sshd's PrintMotd
 	for {
 		items, err := c.menuItems()
 		if err != nil {
@@ -348,10 +352,11 @@ func (c *Conn) accountMenu(ch ssh.Channel, reqs <-chan *ssh.Request, s *Setup) {
 		var name string
 		var ok bool
 		if dumbTerm(rr.ptyNow().Term) {
-			name, ok = c.numberedMenu(ch, pump, items, note)
+			name, ok = c.numberedMenu(ch, pump, items, note, motd)
 		} else {
-			name, ok = c.tui(ch, pump, rr, items, note, last)
+			name, ok = c.tui(ch, pump, rr, items, note, last, motd)
 		}
+		motd = nil
 		if !ok || c.gone(pump, rr) {
 			status = 0 // the user quit the menu
 			break
@@ -458,7 +463,7 @@ func dumbTerm(t string) bool {
 }
 
 // tui runs the bubbletea menu on the channel until the user chooses or quits.
-func (c *Conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.Item, note, at string) (string, bool) {
+func (c *Conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.Item, note, at string, motd []string) (string, bool) {
 	in := pump.reader()
 	ctx, cancel := context.WithCancel(c.Ctx)
 	defer cancel()
@@ -480,7 +485,7 @@ func (c *Conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.It
 	}
 	m := menu.New(items, menu.Options{
 		User: c.Identity.User, UID: uid, Host: host, Port: port,
-		Width: int(pty.Cols), Height: int(pty.Rows), Note: note, At: at,
+		Width: int(pty.Cols), Height: int(pty.Rows), Note: note, At: at, MOTD: motd,
 		Refresh: c.menuItems, Chosen: in.Stop,
 	}, lr)
 	prog := tea.NewProgram(m, tea.WithInput(in), tea.WithOutput(ch), tea.WithContext(ctx),
@@ -497,13 +502,16 @@ func (c *Conn) tui(ch ssh.Channel, pump *keyPump, rr *reqRouter, items []menu.It
 
 // numberedMenu is the menu for a terminal that cannot do full-screen: a
 // numbered list and a prompt.
-func (c *Conn) numberedMenu(ch ssh.Channel, pump *keyPump, items []menu.Item, note string) (string, bool) {
+func (c *Conn) numberedMenu(ch ssh.Channel, pump *keyPump, items []menu.Item, note string, motd []string) (string, bool) {
 	in := pump.reader()
 	defer in.Wait()
 	t := term.NewTerminal(struct {
 		io.Reader
 		io.Writer
 	}{in, ch}, "")
+	for _, l := range motd {
+		fmt.Fprintf(t, "%s\n", l)
+	}
 	if note != "" {
 		fmt.Fprintf(t, "sshgate: %s\n", note)
 	}
@@ -568,4 +576,54 @@ func publicText(err error) string {
 		return pe.UserMessage()
 	}
 	return "internal error"
+}
+
+// maxMOTDLines bounds the message of the day shown above the menu.
+const maxMOTDLines = 20
+
+// readMOTD reads the message of the day: at most maxMOTDLines lines of
+// printable text (control characters dropped, tabs as spaces, lines cut at
+// 200 characters). A file that cannot be read shows nothing (and is logged).
+func readMOTD(path string, log *slog.Logger) []string {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		log.Warn("menu.motd", "err", err)
+		return nil
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 8<<10))
+	if err != nil {
+		log.Warn("menu.motd", "err", err)
+		return nil
+	}
+	return motdLines(string(b))
+}
+
+func motdLines(text string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if len(out) == maxMOTDLines {
+			break
+		}
+		l = strings.Map(func(r rune) rune {
+			switch {
+			case r == '\t':
+				return ' '
+			case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError:
+				return -1
+			}
+			return r
+		}, l)
+		if r := []rune(l); len(r) > 200 {
+			l = string(r[:200])
+		}
+		out = append(out, strings.TrimRight(l, " "))
+	}
+	if len(out) == 1 && out[0] == "" {
+		return nil
+	}
+	return out
 }

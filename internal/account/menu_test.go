@@ -2,6 +2,7 @@ package account
 
 import (
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,25 @@ func TestLineReader(t *testing.T) {
 		got, _ = io.ReadAll(stdinOf(strings.NewReader(in), &Setup{}))
 		if string(got) != in {
 			t.Errorf("plain stdin %q: %q", in, got)
+		}
+	}
+}
+
+func TestMOTDLines(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"\n", nil},
+		{"Welcome\n", []string{"Welcome"}},
+		{"a\tb\r\n\x1b[2Jc\x07\n", []string{"a b", "[2Jc"}},
+		{"caf\u00e9 \u2603\n\xff\x9b", []string{"caf\u00e9 \u2603", ""}},
+		{strings.Repeat("x\n", 30), strings.Split(strings.TrimSuffix(strings.Repeat("x\n", 20), "\n"), "\n")},
+		{strings.Repeat("y", 300), []string{strings.Repeat("y", 200)}},
+	} {
+		if got := motdLines(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("motdLines(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

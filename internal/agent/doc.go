@@ -5,7 +5,9 @@
 // channels (shell, exec, PTY, signals, exit status), SFTP served in-process by
 // github.com/pkg/sftp, the legacy scp protocol (scp -t / scp -f) served in Go
 // so that images need no scp or sftp-server binary, local and remote TCP port
-// forwarding, and reaping orphaned children when it is the container's init.
+// forwarding, agent forwarding (a private socket per session whose clients
+// become auth-agent@openssh.com channels to the gate), and reaping orphaned
+// children when it is the container's init.
 //
 // It runs the container's processes as the user the agent itself runs as.
 // Authorization (who may reach this container, which ports they may forward

@@ -54,9 +54,10 @@ type session struct {
 	ptmx     *os.File // PTY master, while the process runs
 	pgid     int      // process group (== pid), while it runs
 	exited   bool
-	pending  []func() // goroutines to start once the request is answered
-	stopInpr func()   // stops an in-process handler (sftp, scp)
-	closeOut func()   // closes the output pipes' read ends
+	pending  []func()     // goroutines to start once the request is answered
+	stopInpr func()       // stops an in-process handler (sftp, scp)
+	closeOut func()       // closes the output pipes' read ends
+	agent    *agentSocket // the forwarded agent's socket, when asked for (agentfwd.go)
 	done     chan struct{}
 }
 
@@ -80,12 +81,15 @@ func (c *connState) handleSession(nc ssh.NewChannel) {
 	// The channel is closed (by the peer, or by us after the exit status):
 	// stop whatever still runs, and wait for the session's goroutines.
 	s.mu.Lock()
-	started := s.started
+	started, agent := s.started, s.agent
 	s.mu.Unlock()
 	ch.Close()
 	if started {
 		s.kill()
 		<-s.done
+	}
+	if agent != nil {
+		agent.close()
 	}
 }
 
@@ -157,10 +161,33 @@ func (s *session) request(req *ssh.Request) bool {
 			return false
 		}
 		return s.signalGroup(sig)
+	case agentRequest:
+		return s.forwardAgent()
 	default:
-		// auth-agent-req@openssh.com, x11-req, break, ...: refused.
+		// x11-req, break, ...: refused.
 		return false
 	}
+}
+
+// forwardAgent answers auth-agent-req@openssh.com: once per session,
+// before it starts, and only when the connection's certificate (if any)
+// permits it.
+func (s *session) forwardAgent() bool {
+	if !permitted(s.c.sconn.Permissions, "permit-agent-forwarding") {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.agent != nil {
+		return false
+	}
+	a, err := listenAgent(s.c.sconn, s.c.log)
+	if err != nil {
+		s.c.log.Warn("agent forwarding", "err", err)
+		return false
+	}
+	s.agent = a
+	return true
 }
 
 // clientEnvAllowed is the AcceptEnv list: TERM, LANG and LC_*.
@@ -207,6 +234,9 @@ func (s *session) environ(ttyName string) []string {
 	}
 	for _, kv := range s.env {
 		set(kv)
+	}
+	if s.agent != nil {
+		set("SSH_AUTH_SOCK=" + s.agent.path)
 	}
 	if s.pty != nil {
 		set("TERM=" + s.pty.Term)

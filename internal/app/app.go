@@ -26,6 +26,7 @@ import (
 	"github.com/sshgate/sshgate/internal/audit"
 	"github.com/sshgate/sshgate/internal/auth"
 	"github.com/sshgate/sshgate/internal/broker"
+	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/gate"
@@ -161,13 +162,24 @@ func Serve(ctx context.Context, o Options) error {
 	}
 	au := auth.New(auth.Deps{Users: st, Log: log, SecondFactor: second, Throttle: throttle, Certs: cas.trust,
 		Webhook: hooks.auth, WebhookMode: cfg.Auth.Webhook.Mode, SSO: ssoCfg})
+	hub := newWatchHub(cfg, aud) // watch.go
+	defer serveWatchSocket(dir.WatchSocket(), hub, log)()
 	bd := broker.Deps{Config: cfg, Store: st, Backends: backends, Log: log, Hook: hooks.config,
-		Observers: ob.brokerObservers(), Audit: aud, AuditFailClosed: cfg.Audit.FailClosed}
+		Observers: ob.brokerObservers(), Audit: aud, AuditFailClosed: cfg.Audit.FailClosed, LiveSessions: st}
+	bd.Observers.Watch = hub
 	if second != nil {
 		bd.TOTP = second
 	}
 	if cas.ca != nil && cas.ca.Client != nil && cfg.Auth.OIDC.Enabled() {
 		bd.SignClient, bd.CertTTL = clientSigner(cas.ca), cfg.Auth.OIDC.CertTTL.D()
+	}
+	if cfg.SSH.Jump {
+		js, err := jumpSigners(hostKeys)
+		if err != nil {
+			return err
+		}
+		bd.Jump = broker.Jump{Hosts: ca.NewJumpHosts(cas.ca, js), ServerVersion: cfg.SSH.ServerVersion,
+			Config: ssh.Config{KeyExchanges: cfg.SSH.KeyExchanges, Ciphers: cfg.SSH.Ciphers, MACs: cfg.SSH.MACs}}
 	}
 	br, err := broker.New(bd)
 	if err != nil {
@@ -266,6 +278,17 @@ func serverConfig(cfg config.Config, hostKeys []ssh.Signer, hostCerts []ssh.Sign
 		sc.AddHostKey(c)
 	}
 	au.Install(sc)
+	if cfg.SSH.Banner != "" {
+		b, err := os.ReadFile(cfg.SSH.Banner)
+		if err != nil {
+			return nil, &ConfigError{fmt.Errorf("ssh.banner: %w", err)}
+		}
+		banner := string(b)
+		if banner != "" && !strings.HasSuffix(banner, "\n") {
+			banner += "\n"
+		}
+		sc.BannerCallback = func(ssh.ConnMetadata) string { return banner }
+	}
 	sc.PasswordCallback = ob.honeypot(sc.PasswordCallback)
 	observers := []func(ssh.ConnMetadata, string, error){
 		func(_ ssh.ConnMetadata, method string, err error) { ob.metrics.AuthLog(method, err) },
@@ -277,6 +300,20 @@ func serverConfig(cfg config.Config, hostKeys []ssh.Signer, hostCerts []ssh.Sign
 		}
 	}
 	return sc, nil
+}
+
+// jumpSigners are the gate's host keys as the ssh -J inner connection
+// presents them (certified per target when there is a host CA).
+func jumpSigners(hostKeys []ssh.Signer) ([]ssh.Signer, error) {
+	var out []ssh.Signer
+	for _, k := range hostKeys {
+		hs, err := sshkeys.HostSigner(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, hs)
+	}
+	return out, nil
 }
 
 // interactiveLogin is how long a login that waits on a browser sign-in

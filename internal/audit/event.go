@@ -30,6 +30,12 @@ const (
 	TypePTY          = "pty"
 	TypeForward      = "forward"
 	TypeFile         = "file"
+	// TypeAgentChannel is one auth-agent@openssh.com channel the target
+	// opened: relayed to the user's agent (result ok, with bytes and
+	// duration) or refused (result refused, with the reason).
+	TypeAgentChannel = "agent.channel"
+	TypeWatchStart   = "watch.start" // someone started watching a live PTY session
+	TypeWatchEnd     = "watch.end"
 )
 
 // Event is one audit record. One flat schema for every type: a field is
@@ -52,10 +58,13 @@ type Event struct {
 	SSOSubject string   `json:"sso_subject,omitempty"`
 	AMR        []string `json:"amr,omitempty"`
 	SSOReused  bool     `json:"sso_reused,omitempty"`
+	Via        string   `json:"via,omitempty"` // ssh -J: the outer connection's id
 	Reason     string   `json:"reason,omitempty"`
 
 	Target string `json:"target,omitempty"`
 	Login  string `json:"login,omitempty"`
+	// WatchedUser is the user whose session a watch.* event's user watched.
+	WatchedUser string `json:"watched_user,omitempty"`
 
 	SessionType string  `json:"session_type,omitempty"` // shell, exec, subsystem
 	Subsystem   string  `json:"subsystem,omitempty"`
@@ -69,7 +78,7 @@ type Event struct {
 	BytesOut    *int64  `json:"bytes_out,omitempty"` // target -> user
 	DurationMS  *int64  `json:"duration_ms,omitempty"`
 
-	Channel     string `json:"channel,omitempty"` // direct-tcpip, tcpip-forward, forwarded-tcpip
+	Channel     string `json:"channel,omitempty"` // direct-tcpip, tcpip-forward, forwarded-tcpip, auth-agent@openssh.com
 	Destination string `json:"destination,omitempty"`
 
 	Op        string `json:"op,omitempty"`       // read, write, remove, rename, mkdir, rmdir, setstat, list, ...
@@ -79,7 +88,7 @@ type Event struct {
 	Direction string `json:"direction,omitempty"` // upload (user -> target), download (target -> user)
 	Size      *int64 `json:"size,omitempty"`
 	SHA256    string `json:"sha256,omitempty"`
-	Result    string `json:"result,omitempty"` // ok, failed
+	Result    string `json:"result,omitempty"` // ok, failed; denied: refused by the grant (with a reason)
 	Message   string `json:"message,omitempty"`
 }
 
@@ -106,7 +115,7 @@ func Encode(e *Event) ([]byte, error) {
 		c.AMR = amr
 	}
 	for _, p := range []*string{&c.Type, &c.GateID, &c.ConnID, &c.SessionID, &c.ClientAddr, &c.User, &c.AuthMethod, &c.SSOSubject,
-		&c.KeyFP, &c.Reason, &c.Target, &c.Login, &c.SessionType, &c.Subsystem, &c.Command, &c.Term, &c.ExitSignal,
+		&c.KeyFP, &c.Reason, &c.Target, &c.Login, &c.WatchedUser, &c.SessionType, &c.Subsystem, &c.Command, &c.Term, &c.ExitSignal,
 		&c.Channel, &c.Destination, &c.Op, &c.Protocol, &c.Path, &c.NewPath, &c.Direction, &c.SHA256, &c.Result, &c.Message} {
 		*p = validUTF8(*p)
 	}

@@ -22,11 +22,13 @@ const (
 	ExtCertSerial = "sshgate-cert-serial"
 	ExtCertKeyID  = "sshgate-cert-key-id"
 	ExtCertCA     = "sshgate-cert-ca"
-	// Set ("no") when the certificate lacks permit-pty or
-	// permit-port-forwarding: the gate then refuses PTYs or forwarding, as
-	// sshd does for such certificates.
+	// Set ("no") when the certificate lacks permit-pty,
+	// permit-port-forwarding or permit-agent-forwarding: the gate then
+	// refuses PTYs, forwarding or agent forwarding, as sshd does for such
+	// certificates.
 	ExtCertPTY        = "sshgate-cert-pty"
 	ExtCertForwarding = "sshgate-cert-forwarding"
+	ExtCertAgent      = "sshgate-cert-agent"
 )
 
 // certPublicKey answers whether a certificate may be tried for user: the
@@ -52,6 +54,9 @@ func (a *Authenticator) certPublicKey(conn ssh.ConnMetadata, user string, cert *
 	}
 	if _, ok := cert.Extensions[ca.ExtPermitPortForwarding]; !ok {
 		ext[ExtCertForwarding] = "no"
+	}
+	if _, ok := cert.Extensions[ca.ExtPermitAgentForwarding]; !ok {
+		ext[ExtCertAgent] = "no"
 	}
 	// source-address and force-command travel as critical options: x/crypto
 	// enforces source-address again, the broker applies force-command.
@@ -107,6 +112,12 @@ func certAllows(p *ssh.Permissions) (pty, forwarding bool) {
 		return true, true
 	}
 	return p.Extensions[ExtCertPTY] != "no", p.Extensions[ExtCertForwarding] != "no"
+}
+
+// certAllowsAgent reports whether the certificate of a login (if any)
+// permits agent forwarding.
+func certAllowsAgent(p *ssh.Permissions) bool {
+	return !certLogin(p) || p.Extensions[ExtCertAgent] != "no"
 }
 
 // logSafe makes a client-chosen string (a certificate's key id, a reason

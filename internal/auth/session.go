@@ -80,7 +80,7 @@ func (a *Authenticator) session(meta ssh.ConnMetadata, perms *ssh.Permissions) (
 	if certLogin(perms) {
 		pty, fwd := certAllows(perms)
 		cmd, force := forceCommand(perms)
-		s.Cert = &gate.CertLogin{PTY: pty, Forwarding: fwd, ForceCommand: cmd, HasForce: force}
+		s.Cert = &gate.CertLogin{PTY: pty, Forwarding: fwd, Agent: certAllowsAgent(perms), ForceCommand: cmd, HasForce: force}
 	}
 	if proof, mode, target, ok := totpProof(perms); ok {
 		s.TOTP = gate.TOTPProof{Recorded: true, Proof: proof, Mode: mode, Target: target}

@@ -91,7 +91,7 @@ func TestSessionAfterSecondFactor(t *testing.T) {
 	if s == nil || s.ConnID != "abc" || s.Identity.Method != "cert+totp" {
 		t.Fatalf("session %+v", s)
 	}
-	if s.Cert == nil || s.Cert.PTY || s.Cert.Forwarding || !s.Cert.HasForce || s.Cert.ForceCommand != "uptime" {
+	if s.Cert == nil || s.Cert.PTY || s.Cert.Forwarding || s.Cert.Agent || !s.Cert.HasForce || s.Cert.ForceCommand != "uptime" {
 		t.Errorf("certificate restrictions lost: %+v", s.Cert)
 	}
 	if !s.TOTP.Recorded || s.TOTP.Proof != policy.TOTPProofCode || s.TOTP.Target != "web" {

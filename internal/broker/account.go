@@ -25,9 +25,14 @@ func (c *conn) account() *account.Conn {
 		SSO:          c.sess.SSO,
 		SignClient:   c.b.SignClient,
 		CertTTL:      c.b.CertTTL,
+		MOTDFile:     c.b.Config.Menu.MOTD,
+		Watch:        c.watchSession,
 	}
 	if c.b.TOTP != nil {
 		a.TOTP = c.b.TOTP
+	}
+	if c.b.Jump.Hosts != nil {
+		a.JumpKnownHosts = c.b.Jump.Hosts.KnownHosts
 	}
 	return a
 }
@@ -59,7 +64,7 @@ type chosen struct {
 }
 
 func (t *chosen) Shell(ch ssh.Channel, reqs <-chan *ssh.Request, pty account.PtyReq, env [][]byte) {
-	t.c.relaySession(ch, reqs, &account.Setup{PTY: &pty, Env: env, Start: &ssh.Request{Type: "shell"}}, t.up, t.p)
+	t.c.relaySession(ch, reqs, &account.Setup{PTY: &pty, Env: env, Start: &ssh.Request{Type: "shell"}}, t.up, t.p, false)
 }
 
 func (t *chosen) Close() { t.up.close() }

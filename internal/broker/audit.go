@@ -40,7 +40,7 @@ func (c *conn) emit(e audit.Event) {
 func (c *conn) auditConn() func() {
 	start := time.Now()
 	open := audit.Event{Type: audit.TypeConnOpen, ClientAddr: c.sc.RemoteAddr().String(),
-		AuthMethod: c.id.Method, KeyFP: c.id.Fingerprint}
+		AuthMethod: c.id.Method, KeyFP: c.id.Fingerprint, Via: c.sess.JumpVia}
 	if sso := c.sess.SSO; sso != nil {
 		open.SSOSubject, open.AMR, open.SSOReused = sso.Subject, sso.AMR, sso.Reused
 		if open.AMR == nil {

@@ -69,6 +69,10 @@ type Deps struct {
 	// CertTTL is their longest lifetime.
 	SignClient account.CertSigner
 	CertTTL    time.Duration
+	// Jump turns on ssh -J through the gate (jump.go); zero: off.
+	Jump Jump
+	// LiveSessions tells a watcher which other gate holds a session (nil: not told).
+	LiveSessions LiveSessions
 }
 
 // Broker serves authenticated connections.
@@ -164,6 +168,12 @@ type upConn struct {
 	done    chan struct{}                // closed when the target connection ends
 	wg      sync.WaitGroup               // channels the target opened toward the user
 	once    sync.Once
+
+	// Agent forwarding (agentfwd.go), under conn.mu: the sessions on this
+	// connection whose agent request the target accepted, still running,
+	// and the agent channels relayed now.
+	agentSessions int
+	agentChannels int
 }
 
 // close ends the target connection, waits for what it carried and releases
@@ -280,7 +290,8 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 	ctx, cancel := context.WithTimeout(c.ctx, timeout+60*time.Second) // container starts may take longer than a dial
 	defer cancel()
 	start := time.Now()
-	u, err := be.Open(ctx, target.Request{Target: p.Target, Login: p.Login, ID: c.id, ConnID: c.sc.ID, Forwarding: p.Forwarding})
+	u, err := be.Open(ctx, target.Request{Target: p.Target, Login: p.Login, ID: c.id, ConnID: c.sc.ID,
+		Forwarding: p.Forwarding, AgentForwarding: p.Controls.AgentForwarding})
 	if err != nil {
 		var pe *gate.PublicError
 		if !errors.As(err, &pe) {
@@ -340,7 +351,7 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 // target connection ends: global requests (hostkeys-00 and the like stay at
 // the gate, answered no) and channels, of which only forwarded-tcpip (remote
 // forwarding) goes back to the user, and only when the grant allows
-// forwarding.
+// forwarding, and auth-agent@openssh.com, under the rules of agentfwd.go.
 func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	defer close(up.done)
 	for chans != nil || reqs != nil {
@@ -354,6 +365,14 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 		case nc, ok := <-chans:
 			if !ok {
 				chans = nil
+				continue
+			}
+			if nc.ChannelType() == agentChannel {
+				up.wg.Add(1)
+				go func() {
+					defer up.wg.Done()
+					c.agentChannel(up, nc)
+				}()
 				continue
 			}
 			if nc.ChannelType() != "forwarded-tcpip" || !up.permit.Forwarding {
@@ -408,6 +427,10 @@ func (c *conn) globalRequest(r *ssh.Request) {
 
 // directTCPIP relays local port forwarding (ssh -L) when the grant allows it.
 func (c *conn) directTCPIP(nc ssh.NewChannel) {
+	if name, ok := c.jumpTarget(nc); ok {
+		c.jump(nc, name)
+		return
+	}
 	if c.dec.Gate {
 		_ = nc.Reject(ssh.Prohibited, errNeedsTarget.Public)
 		return

@@ -9,6 +9,7 @@ import (
 	"github.com/sshgate/sshgate/internal/account"
 	"github.com/sshgate/sshgate/internal/audit"
 	"github.com/sshgate/sshgate/internal/audit/xfer"
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 )
 
@@ -68,7 +69,13 @@ func (c *conn) applyControls(s *account.Setup, p policy.Permit) string {
 			}
 		}
 	}
-	if what == "" {
+	line := ""
+	if what != "" {
+		line = fmt.Sprintf("this grant does not allow %s on %s", what, p.Target.Name)
+	} else if s.Start.Type == "exec" {
+		line, reason = directionRefusal(ctl, arg, p.Target.Name)
+	}
+	if line == "" {
 		return ""
 	}
 	e := audit.Event{Type: audit.TypeSessionDeny, Target: p.Target.Name, Login: p.Login, Reason: reason, SessionType: s.Start.Type}
@@ -80,7 +87,38 @@ func (c *conn) applyControls(s *account.Setup, p policy.Permit) string {
 	}
 	c.emit(e)
 	c.log.Info("session refused by the grant's controls", "target", p.Target.Name, "type", s.Start.Type, "reason", reason)
-	return fmt.Sprintf("this grant does not allow %s on %s", what, p.Target.Name)
+	return line
+}
+
+// directionRefusal applies --upload-only and --download-only to an exec
+// the other controls let through: a legacy scp or an rsync server command
+// whose direction is forbidden, or cannot be told, and a FISH session
+// (lftp, Midnight Commander). FISH is a shell that its client drives with
+// scripts: the "#STOR" or "#RETR" line before each script is a comment the
+// shell ignores, so the gate cannot hold a FISH session to one direction
+// and refuses it whole. It returns the user's line and the audit reason, or
+// "" to let the exec go on (SFTP is filtered per request, sftpGuard).
+func directionRefusal(ctl gate.Controls, command, target string) (line, reason string) {
+	if !ctl.UploadOnly && !ctl.DownloadOnly {
+		return "", ""
+	}
+	only, reason, dir, allowed := "uploads to", "upload_only", "upload", true
+	if ctl.DownloadOnly {
+		only, reason, dir = "downloads from", "download_only", "download"
+	}
+	if ctl.UploadOnly && ctl.DownloadOnly {
+		return fmt.Sprintf("this grant allows no file transfers on %s", target), "no_transfer"
+	}
+	switch {
+	case xfer.Transfer("exec", command) != "":
+		allowed = xfer.Direction(command) == dir
+	case xfer.IsFISH(command):
+		return fmt.Sprintf("this grant allows only %s %s, which a FISH session cannot be held to", only, target), reason
+	}
+	if allowed {
+		return "", ""
+	}
+	return fmt.Sprintf("this grant allows only %s %s", only, target), reason
 }
 
 // shellQuote quotes s as one word for a POSIX shell.

@@ -11,6 +11,7 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
+	"github.com/sshgate/sshgate/internal/watch"
 )
 
 // Observers are what watches the broker's sessions: metrics, recordings of
@@ -19,6 +20,8 @@ type Observers struct {
 	Metrics  Metrics
 	Recorder Recorder
 	Live     Live
+	// Watch holds the live PTY sessions others may watch (nil: watching is off).
+	Watch *watch.Hub
 	// FailClosed reports whether a session to target must end (or not
 	// start) when its recording fails; false is fail-open: the session goes
 	// on unrecorded, with a log line and a metric.
@@ -89,6 +92,7 @@ type observed struct {
 	target   string
 	counters *relay.Counters
 	rec      Recording
+	watched  *watch.Session // nil: not watchable (no PTY, or watching is off)
 	endLive  func()
 	killOnce sync.Once
 	killed   atomic.Bool
@@ -122,10 +126,16 @@ func (c *conn) observe(ch, upCh ssh.Channel, s *account.Setup, p policy.Permit) 
 			o.rec = rec
 		}
 	}
-	// Every tap on the session's data (the recorder; audit parsers join here).
+	// Every tap on the session's data (the recorder, the watchers'
+	// broadcaster; audit parsers join here).
 	var taps relay.Taps
 	if o.rec != nil {
 		taps = append(taps, o.rec)
+	}
+	if obs.Watch != nil && s.PTY != nil {
+		o.watched = obs.Watch.Add(watch.Info{ID: o.id, User: c.id.User, Target: p.Target.Name, Login: p.Login,
+			Cols: s.PTY.Cols, Rows: s.PTY.Rows}, func(line string) { c.message(ch, s, line) })
+		taps = append(taps, o.watched)
 	}
 	if len(taps) > 0 {
 		o.counters.Tap = taps
@@ -182,7 +192,7 @@ func (o *observed) kill(msg string, status uint32) {
 
 // filter wraps the session's request filter to record window changes.
 func (o *observed) filter(next relay.Filter) relay.Filter {
-	if o.rec == nil {
+	if o.rec == nil && o.watched == nil {
 		return next
 	}
 	return func(req *ssh.Request) bool {
@@ -190,7 +200,12 @@ func (o *observed) filter(next relay.Filter) relay.Filter {
 		if ok && req.Type == "window-change" {
 			var w account.WinChange
 			if ssh.Unmarshal(req.Payload, &w) == nil {
-				o.rec.Resize(w.Cols, w.Rows)
+				if o.rec != nil {
+					o.rec.Resize(w.Cols, w.Rows)
+				}
+				if o.watched != nil {
+					o.watched.Resize(w.Cols, w.Rows)
+				}
 			}
 		}
 		return ok
@@ -200,6 +215,9 @@ func (o *observed) filter(next relay.Filter) relay.Filter {
 // end closes the watch when the relay is over.
 func (o *observed) end() {
 	obs := o.c.b.Observers
+	if o.watched != nil { // its watchers read that the session ended
+		o.watched.Close()
+	}
 	if o.rec != nil { // closed first: once the session is unlisted, its recording is complete
 		_ = o.rec.Close()
 	}

@@ -17,9 +17,10 @@ import (
 type envReq struct{ Name, Value string }
 
 // collect reads requests until the one that starts the session (shell,
-// exec, subsystem). It returns nil if the channel closed first.
-func (c *conn) collect(reqs <-chan *ssh.Request) *account.Setup {
-	s := &account.Setup{}
+// exec, subsystem). It returns nil if the channel closed first; agent says
+// the session asked for agent forwarding and the decision allows it.
+func (c *conn) collect(reqs <-chan *ssh.Request) (s *account.Setup, agent bool) {
+	s = &account.Setup{}
 	for req := range reqs {
 		switch req.Type {
 		case "pty-req":
@@ -40,16 +41,18 @@ func (c *conn) collect(reqs <-chan *ssh.Request) *account.Setup {
 			if req.WantReply {
 				_ = req.Reply(ok, nil)
 			}
+		case agentRequest:
+			agent = c.agentRequested(req, agent)
 		case "shell", "exec", "subsystem":
 			s.Start = req
-			return s
-		default: // auth-agent-req@openssh.com, x11-req, signal before start, ...
+			return s, agent
+		default: // x11-req, signal before start, ...
 			if req.WantReply {
 				_ = req.Reply(false, nil)
 			}
 		}
 	}
-	return nil
+	return nil, false
 }
 
 func resize(s *account.Setup, payload []byte) {
@@ -67,12 +70,13 @@ func (c *conn) envAllowed(payload []byte) bool {
 	return c.b.Config.EnvAllowed(e.Name)
 }
 
-// filter applies to the user's requests once the session runs.
+// filter applies to the user's requests once the session runs: agent
+// forwarding is asked for before the start request or not at all.
 func (c *conn) filter(req *ssh.Request) bool {
 	switch req.Type {
 	case "env":
 		return c.envAllowed(req.Payload)
-	case "auth-agent-req@openssh.com", "x11-req":
+	case agentRequest, "x11-req":
 		return false
 	}
 	return true
@@ -84,7 +88,7 @@ func (c *conn) session(nc ssh.NewChannel) {
 	if err != nil {
 		return
 	}
-	s := c.collect(reqs)
+	s, agent := c.collect(reqs)
 	if s == nil {
 		_ = ch.Close()
 		return
@@ -105,7 +109,7 @@ func (c *conn) session(nc ssh.NewChannel) {
 		c.fail(ch, s, err, 1)
 		return
 	}
-	c.relaySession(ch, reqs, s, up, p)
+	c.relaySession(ch, reqs, s, up, p, agent)
 }
 
 // forceCommand applies the force-command of the user's certificate: every
@@ -123,8 +127,9 @@ func (c *conn) forceCommand(s *account.Setup) {
 }
 
 // relaySession opens a session on the target, replays what the user asked
-// for before the start request, starts it and relays.
-func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account.Setup, up *upConn, p policy.Permit) {
+// for before the start request (agent: forward the user's agent, as the
+// decision allows), starts it and relays.
+func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account.Setup, up *upConn, p policy.Permit, agent bool) {
 	if msg := c.applyControls(s, p); msg != "" {
 		c.fail(ch, s, &gate.PublicError{Public: msg}, 1)
 		return
@@ -148,6 +153,9 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 		_, _ = upCh.SendRequest("env", false, e)
 	}
 	c.sendWebhookEnv(upCh)
+	if agent && p.Controls.AgentForwarding {
+		defer c.forwardAgent(up, upCh)() // until the user's session channel is done
+	}
 	ob, err := c.observe(ch, upCh, s, p)
 	if err != nil {
 		_ = upCh.Close()
@@ -177,7 +185,8 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	if lim != nil {
 		addTap(ob.counters, lim)
 	}
-	res := relay.Session(ch, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
+	down := c.sftpGuard(ch, s, p, ob.id)
+	res := relay.Session(down, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
 		if sa.lastWords(ch, s) {
 			return
 		}

@@ -55,8 +55,11 @@ var ErrNoCA = errors.New("no certificate authority: run `sshgate ca init`")
 const (
 	ExtPermitPTY            = "permit-pty"
 	ExtPermitPortForwarding = "permit-port-forwarding"
-	OptSourceAddress        = "source-address"
-	OptForceCommand         = "force-command"
+	// ExtPermitAgentForwarding is set on inward certificates only when the
+	// grant allows agent forwarding.
+	ExtPermitAgentForwarding = "permit-agent-forwarding"
+	OptSourceAddress         = "source-address"
+	OptForceCommand          = "force-command"
 )
 
 // CA holds the CA signers. Any may be nil when not in use.

@@ -107,7 +107,7 @@ func TestCheckUserCert(t *testing.T) {
 		}
 		return cert
 	}
-	inward, err := own.SignInward("alice", "k", time.Hour, false)
+	inward, err := own.SignInward("alice", "k", time.Hour, false, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +188,9 @@ func TestSignInward(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	c := newCA(t)
 	c.Now = func() time.Time { return now }
-	for _, fwd := range []bool{false, true} {
-		in, err := c.SignInward("deploy", "sshgate user=alice conn=1", 2*time.Minute, fwd)
+	for i, fwd := range []bool{false, true} {
+		agent := i == 0 // each alone
+		in, err := c.SignInward("deploy", "sshgate user=alice conn=1", 2*time.Minute, fwd, agent)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +210,10 @@ func TestSignInward(t *testing.T) {
 		if _, ok := cert.Extensions[ExtPermitPortForwarding]; ok != fwd {
 			t.Fatalf("permit-port-forwarding %v with forwarding %v", ok, fwd)
 		}
-		for _, e := range []string{"permit-agent-forwarding", "permit-X11-forwarding", "permit-user-rc"} {
+		if _, ok := cert.Extensions[ExtPermitAgentForwarding]; ok != agent {
+			t.Fatalf("permit-agent-forwarding %v with agent forwarding %v", ok, agent)
+		}
+		for _, e := range []string{"permit-X11-forwarding", "permit-user-rc"} {
 			if _, ok := cert.Extensions[e]; ok {
 				t.Fatalf("%s granted", e)
 			}
@@ -218,7 +222,7 @@ func TestSignInward(t *testing.T) {
 			t.Fatal("signer does not present the certificate")
 		}
 	}
-	if _, err := (&CA{}).SignInward("x", "", time.Minute, false); !errors.Is(err, ErrNoCA) {
+	if _, err := (&CA{}).SignInward("x", "", time.Minute, false, false); !errors.Is(err, ErrNoCA) {
 		t.Fatalf("no CA: %v", err)
 	}
 }

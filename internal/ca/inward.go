@@ -27,9 +27,9 @@ type Inward struct {
 
 // SignInward makes an ephemeral ed25519 key and a user certificate for it:
 // principal login, valid from InwardBackdate ago for ttl, permit-pty always,
-// permit-port-forwarding only when forwarding; never agent or X11
-// forwarding or user rc.
-func (c *CA) SignInward(login, keyID string, ttl time.Duration, forwarding bool) (*Inward, error) {
+// permit-port-forwarding only when forwarding, permit-agent-forwarding only
+// when agent; never X11 forwarding or user rc.
+func (c *CA) SignInward(login, keyID string, ttl time.Duration, forwarding, agent bool) (*Inward, error) {
 	if c == nil || c.User == nil {
 		return nil, ErrNoCA
 	}
@@ -47,6 +47,9 @@ func (c *CA) SignInward(login, keyID string, ttl time.Duration, forwarding bool)
 	ext := map[string]string{ExtPermitPTY: ""}
 	if forwarding {
 		ext[ExtPermitPortForwarding] = ""
+	}
+	if agent {
+		ext[ExtPermitAgentForwarding] = ""
 	}
 	cert, err := c.SignUser(UserCert{Key: key.PublicKey(), Principals: []string{login}, KeyID: keyID,
 		TTL: ttl, Backdate: InwardBackdate, Extensions: ext})

@@ -222,7 +222,7 @@ func splitPrincipals(flag, s string) ([]string, error) {
 
 func (e *env) caSignUserCmd() *cobra.Command {
 	var ttl, keyID, sourceAddr, forceCmd string
-	var noForwarding, noPTY bool
+	var noForwarding, noPTY, noAgent bool
 	cmd := &cobra.Command{
 		Use:   "sign-user USER KEY.pub [--ttl 8h] [--source-address CIDR,...] [--force-command CMD]",
 		Short: "Issue a certificate from the client CA for gate user USER (principal USER); writes KEY-cert.pub beside the key",
@@ -279,6 +279,9 @@ func (e *env) caSignUserCmd() *cobra.Command {
 			if !noForwarding {
 				ext[ca.ExtPermitPortForwarding] = ""
 			}
+			if !noAgent {
+				ext[ca.ExtPermitAgentForwarding] = ""
+			}
 			cert, err := c.SignClient(ca.UserCert{Key: k, Principals: []string{user}, KeyID: keyID, TTL: d,
 				Backdate: time.Minute, Extensions: ext, CriticalOptions: opts})
 			if err != nil {
@@ -298,6 +301,7 @@ func (e *env) caSignUserCmd() *cobra.Command {
 	cmd.Flags().StringVar(&sourceAddr, "source-address", "", "addresses/CIDR prefixes the certificate may be used from, comma-separated")
 	cmd.Flags().StringVar(&forceCmd, "force-command", "", "command every session of this certificate runs instead of what it asks")
 	cmd.Flags().BoolVar(&noForwarding, "no-port-forwarding", false, "leave out permit-port-forwarding: no forwarding, whatever the grants say")
+	cmd.Flags().BoolVar(&noAgent, "no-agent-forwarding", false, "leave out permit-agent-forwarding: no agent forwarding, whatever the grants say")
 	cmd.Flags().BoolVar(&noPTY, "no-pty", false, "leave out permit-pty: no PTY for sessions of this certificate")
 	return cmd
 }

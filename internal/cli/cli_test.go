@@ -601,3 +601,23 @@ func TestMenuCommands(t *testing.T) {
 		{args: []string{"user", "show", "bob"}, code: 1, errHas: []string{`not found`}},
 	})
 }
+
+func TestContainerLogin(t *testing.T) {
+	for _, tt := range []struct{ spec, image, want string }{
+		{"", "", ""},
+		{"", "root", ""},
+		{"", "app", "app"},
+		{"", "app:staff", "app"},
+		{"", "1000", ""},
+		{"", "1000:1000", ""},
+		{"deploy", "app", "deploy"},
+		{"deploy", "", "deploy"},
+		{"1000", "app", ""},
+		{"root", "app", ""},
+		{"Bad User", "", ""},
+	} {
+		if got := containerLogin(tt.spec, tt.image); got != tt.want {
+			t.Errorf("containerLogin(%q, %q) = %q, want %q", tt.spec, tt.image, got, tt.want)
+		}
+	}
+}

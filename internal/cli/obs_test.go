@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,18 @@ func TestSessions(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, data, "", "sessions", "kill", "a;b"); code != 2 || !strings.Contains(errOut, `"a;b" is not a session id`) {
 		t.Errorf("kill bad id: exit %d %q", code, errOut)
+	}
+	// No gate runs on this data directory: a watch says where the store
+	// lists the session, or that there is none.
+	if code, out, errOut := runCLI(t, data, "", "sessions", "watch", "0123456789abcdef"); code != 1 || out != "" ||
+		!strings.Contains(errOut, "cannot reach a running gate at "+filepath.Join(data, "watch.sock")) || !strings.Contains(errOut, "the store lists session 0123456789abcdef on gate g") {
+		t.Errorf("watch with no gate: exit %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := runCLI(t, data, "", "sessions", "watch", "ffffffffffffffff"); code != 1 || !strings.Contains(errOut, "session ffffffffffffffff not found") {
+		t.Errorf("watch unknown: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, data, "", "sessions", "watch", "a;b"); code != 2 || !strings.Contains(errOut, `"a;b" is not a session id`) {
+		t.Errorf("watch bad id: exit %d %q", code, errOut)
 	}
 	// No gate here to end it: the request is recorded and reported.
 	if code, out, _ := runCLI(t, data, "", "sessions", "kill", "0123456789abcdef"); code != 0 || !strings.Contains(out, "kill requested for session 0123456789abcdef") {

@@ -64,7 +64,7 @@ func (e *env) sessionsCmd() *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "sessions",
-		Short: "List live sessions (of every gate sharing the store); `sessions kill ID` ends one",
+		Short: "List live sessions (of every gate sharing the store); `sessions kill ID` ends one, `sessions watch ID` watches one",
 		Args:  argsOf(nil, 0),
 		RunE:  run(list),
 	}
@@ -74,6 +74,13 @@ func (e *env) sessionsCmd() *cobra.Command {
 		Short: "List live sessions",
 		Args:  argsOf(nil, 0),
 		RunE:  run(list),
+	}, &cobra.Command{
+		Use:   "watch ID",
+		Short: "Watch a live PTY session of this gate, read only (q or Ctrl-C leaves); its user is told",
+		Args:  argsOf([]string{"ID"}, 0),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			return e.watchSession(cmd.Context(), args[0]) // watch.go
+		}),
 	}, &cobra.Command{
 		Use:   "kill ID",
 		Short: "End a live session: its user sees a one-line message and a non-zero exit status",

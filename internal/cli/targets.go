@@ -104,9 +104,17 @@ func (e *env) targetCmd() *cobra.Command {
 				}
 				t.Upstream.HostKey = sshkeys.AuthorizedLine(k)
 			}
-			if t.Kind == gate.KindDocker && !f.skipImageCheck {
-				if err := checkImage(ctx, e.stdout, t.Docker.Image); err != nil {
-					return err
+			if t.Kind == gate.KindDocker {
+				imageUser := ""
+				if !f.skipImageCheck {
+					if imageUser, err = checkImage(ctx, e.stdout, t.Docker.Image); err != nil {
+						return err
+					}
+				}
+				if t.Login == "" {
+					if t.Login = containerLogin(t.Docker.User, imageUser); t.Login != "" {
+						fmt.Fprintf(e.stdout, "default login %s: the user the container runs as\n", t.Login)
+					}
 				}
 			}
 			if err := st.AddTarget(ctx, t); err != nil {

@@ -61,6 +61,7 @@ type Config struct {
 	Menu          Menu          `yaml:"menu"`       // the account menu (menu.go)
 	Sessions      Sessions      `yaml:"sessions"`   // default session limits of grants (sessions.go)
 	Store         Store         `yaml:"store"`      // sqlite or postgres (store.go)
+	Watch         Watch         `yaml:"watch"`      // watching live PTY sessions (watch.go)
 }
 
 // Auth configures how users prove who they are.
@@ -87,6 +88,12 @@ type SSH struct {
 	ECDSAHostKey bool `yaml:"ecdsa_host_key"`
 	// PROXY protocol from trusted load balancers (proxy.go).
 	ProxyProtocol ProxyProtocol `yaml:"proxy_protocol"`
+	// Jump: ssh -J USER@GATE LOGIN@TARGET, the gate ending the inner
+	// connection as the target (default true).
+	Jump bool `yaml:"jump"`
+	// Banner is a text file sent before authentication, as OpenSSH's
+	// Banner ("": none).
+	Banner string `yaml:"banner"`
 }
 
 type Limits struct {
@@ -141,6 +148,7 @@ func Defaults() Config {
 			// dropbear 2022.83: aes-ctr or chacha20, HMAC-SHA2 without ETM).
 			CompatCiphers: []string{ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES256CTR},
 			CompatMACs:    []string{ssh.HMACSHA256, ssh.HMACSHA512},
+			Jump:          true,
 		},
 		Limits: Limits{
 			LoginGrace:              Duration(30 * time.Second),
@@ -170,6 +178,7 @@ func Defaults() Config {
 		CA:            CA{InwardTTL: Duration(DefaultInwardTTL)},
 		Audit:         auditDefaults(),
 		Menu:          Menu{AfterSession: "menu", ProbeTimeout: Duration(300 * time.Millisecond)},
+		Watch:         defaultWatch(),
 		Store:         Store{Heartbeat: Duration(DefaultHeartbeat), HeartbeatExpiry: Duration(DefaultHeartbeatExpiry)},
 	}
 }
@@ -195,6 +204,9 @@ func (c Config) Validate() error {
 	}
 	if msg := checkListen(c.Listen); msg != "" {
 		bad("listen", "%s", msg)
+	}
+	if err := textFile(c.SSH.Banner); err != nil {
+		bad("ssh.banner", "%v", err)
 	}
 	if _, p, ok := c.AdvertiseHostPort(); c.Advertise != "" && (!ok || strings.ContainsAny(c.Advertise, " \t\n/@")) {
 		bad("advertise", "%q is not HOST or HOST:PORT", c.Advertise)
@@ -257,6 +269,7 @@ func (c Config) Validate() error {
 		bad("limits.shutdown_grace", "%s must not be negative", l.ShutdownGrace.D())
 	}
 	errs = append(errs, c.Menu.validate()...)
+	errs = append(errs, c.Watch.validate()...)
 	errs = append(errs, c.Sessions.validate()...)
 	c.Docker.validate(bad)
 	for _, e := range c.EnvAllow {

@@ -29,6 +29,8 @@ func TestLoadAndValidate(t *testing.T) {
 		{"docker knobs bad", "docker:\n  transport: exec\n  readonly_rootfs: true\n  deny_mounts: [srv]\n  default_memory: 1MiB\n  default_pids: 0\n  agent_timeout: 0s\n",
 			[]string{"docker.readonly_rootfs:", "docker.deny_mounts:", "docker.default_memory:", "docker.default_pids:", "docker.agent_timeout:"}},
 		{"ports", "listen: \"127.0.0.1:65536\"\nadvertise: gate:0\nmetrics:\n  listen: \":-1\"\n", []string{"listen: port \"65536\"", "advertise: port \"0\"", "metrics.listen: port \"-1\""}},
+		{"watch", "watch:\n  notice: \"an operator ({watcher}) is watching\"\n  notice_end: \"\"\n  backlog: 4KiB\n", nil},
+		{"watch bad", "watch:\n  notice: \"two\\nlines\"\n  notice_end: \"\\e[31mred\"\n  backlog: 2MiB\n", []string{"watch.notice:", "watch.notice_end:", "watch.backlog:"}},
 		{"bad duration", "limits:\n  login_grace: ten\n", []string{`"ten" is not a duration`}},
 		{"every problem", "listen: nope\nlog:\n  level: loud\nssh:\n  ciphers: [3des-cbc]\nlimits:\n  max_auth_tries: 0\nenv_allow: [\"A=B\"]\n",
 			[]string{"listen:", "log.level:", "ssh.ciphers:", `"3des-cbc"`, "limits.max_auth_tries:", "env_allow:"}},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -13,6 +14,9 @@ type Menu struct {
 	// ProbeTimeout bounds the TCP dial that shows whether an upstream target
 	// is reachable; 0 turns probing off (the state shows "upstream").
 	ProbeTimeout Duration `yaml:"probe_timeout"`
+	// MOTD is a text file shown at the top of the menu when a PTY session
+	// opens it ("": none); read each time, so edits show without a restart.
+	MOTD string `yaml:"motd"`
 }
 
 func (m Menu) validate() []error {
@@ -25,5 +29,29 @@ func (m Menu) validate() []error {
 	if m.ProbeTimeout.D() < 0 || m.ProbeTimeout.D() > 5*time.Second {
 		errs = append(errs, fmt.Errorf("menu.probe_timeout: %s is out of range (0 to 5s)", m.ProbeTimeout.D()))
 	}
+	if err := textFile(m.MOTD); err != nil {
+		errs = append(errs, fmt.Errorf("menu.motd: %w", err))
+	}
 	return errs
+}
+
+// MaxTextFile bounds the banner and the message of the day.
+const MaxTextFile = 8 << 10
+
+// textFile checks an optional text file setting: readable, a regular file,
+// at most MaxTextFile bytes.
+func textFile(path string) error {
+	if path == "" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", path)
+	case fi.Size() > MaxTextFile:
+		return fmt.Errorf("%s is %d bytes, more than %d", path, fi.Size(), MaxTextFile)
+	}
+	return nil
 }

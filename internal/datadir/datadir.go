@@ -8,6 +8,7 @@
 //	DIR/audit/, DIR/recordings/    audit events and session recordings
 //	DIR/containers/                per-container sockets (docker backend)
 //	DIR/ca/                        the gate's CA keys, trusted user CAs, revocations
+//	DIR/watch.sock                 `sshgate sessions watch` reaches the running gate here (0600)
 //
 // Must not import: store/... broker sshd/... relay target/... auth/... app config
 package datadir
@@ -149,6 +150,7 @@ func (d *Dir) AuditDir() string      { return filepath.Join(d.Path, "audit") }
 func (d *Dir) RecordingsDir() string { return filepath.Join(d.Path, "recordings") }
 func (d *Dir) ContainersDir() string { return filepath.Join(d.Path, "containers") }
 func (d *Dir) CADir() string         { return filepath.Join(d.Path, "ca") } // the gate's CA keys and lists (internal/ca)
+func (d *Dir) WatchSocket() string   { return filepath.Join(d.Path, "watch.sock") }
 func (d *Dir) HostKeyPath(kind string) string {
 	return filepath.Join(d.HostKeyDir(), "ssh_host_"+kind+"_key")
 }

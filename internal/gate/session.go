@@ -57,6 +57,9 @@ type Session struct {
 	TOTP    TOTPProof     // how the login met the second factor
 	Webhook *WebhookLogin // nil unless the auth webhook authenticated it
 	SSO     *SSOLogin     // nil unless the login was a single sign-on (sso.go)
+	// JumpVia is set on the inner connection of ssh -J: the id of the
+	// outer connection that carries it (and proved the user).
+	JumpVia string
 }
 
 // CertLogin is what a user certificate allows beyond the grants: a session
@@ -64,6 +67,7 @@ type Session struct {
 type CertLogin struct {
 	PTY          bool   // permit-pty
 	Forwarding   bool   // permit-port-forwarding
+	Agent        bool   // permit-agent-forwarding
 	ForceCommand string // force-command critical option ("" with !HasForce)
 	HasForce     bool
 }

@@ -86,3 +86,15 @@ func longest(a, b time.Duration) time.Duration {
 	}
 	return max(a, b)
 }
+
+// MayWatch reports whether grants let their user watch other users' live
+// PTY sessions on target t: one grant that opens t (by name, or by its
+// environment), for any login, sets --watch.
+func MayWatch(grants []gate.Grant, t gate.Target) bool {
+	for _, g := range grants {
+		if (g.Target == t.Name || g.Env != "" && g.Env == t.Env) && g.Controls.Watch {
+			return true
+		}
+	}
+	return false
+}

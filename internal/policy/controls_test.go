@@ -64,3 +64,26 @@ func TestGrantControls(t *testing.T) {
 		})
 	}
 }
+
+func TestMayWatch(t *testing.T) {
+	web := gate.Target{Name: "web-1", Env: "prod"}
+	w := gate.Controls{Watch: true}
+	tests := []struct {
+		name   string
+		grants []gate.Grant
+		want   bool
+	}{
+		{"no grants", nil, false},
+		{"grant without --watch", []gate.Grant{{Target: "web-1"}}, false},
+		{"target grant with --watch", []gate.Grant{{Target: "web-1", Controls: w}}, true},
+		{"env grant with --watch", []gate.Grant{{Env: "prod", Controls: w}}, true},
+		{"another login's grant counts", []gate.Grant{{Target: "web-1", Login: "www"}, {Target: "web-1", Login: "root", Controls: w}}, true},
+		{"--watch on another target", []gate.Grant{{Target: "web-2", Controls: w}, {Target: "web-1"}}, false},
+		{"--watch on another env", []gate.Grant{{Env: "staging", Controls: w}}, false},
+	}
+	for _, tt := range tests {
+		if got := MayWatch(tt.grants, web); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

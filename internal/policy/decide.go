@@ -139,6 +139,9 @@ func decidePermit(snap Snapshot, s *gate.Session, r gate.Route, badTarget bool, 
 	if s.Cert != nil && !s.Cert.Forwarding {
 		p.Forwarding = false
 	}
+	if s.Cert != nil && !s.Cert.Agent {
+		p.Controls.AgentForwarding = false
+	}
 	if err := secondFactor(snap, s, p.Target); err != nil {
 		return nil, err
 	}

@@ -59,7 +59,9 @@ func TestDecide(t *testing.T) {
 		{User: "alice", Target: "web-1", Controls: gate.Controls{NoExec: true, NoSFTP: true}},
 		{User: "alice", Target: "db-1", Forwarding: true, Controls: gate.Controls{NoSFTP: true, NoSCP: true, MaxSession: time.Hour}},
 		{User: "alice", Env: "lab", Controls: gate.Controls{Command: "report"}},
+		{User: "alice", Target: "secret", Controls: gate.Controls{AgentForwarding: true}},
 	}
+	agentCert := with(func(s *gate.Session) { s.Cert = &gate.CertLogin{PTY: true, Agent: true} })
 	overrideOK := func(s gate.DockerSpec) (gate.DockerSpec, error) { s.Image = "other"; return s, nil }
 	overrideBad := func(s gate.DockerSpec) (gate.DockerSpec, error) { return s, errors.New("image not allowed") }
 
@@ -183,6 +185,27 @@ func TestDecide(t *testing.T) {
 			check: func(t *testing.T, d Decision) {
 				if d.Permit.Controls.Command != "" || d.ForceCommand != "uptime" {
 					t.Errorf("controls %+v, cert force %q", d.Permit.Controls, d.ForceCommand)
+				}
+			}},
+		{name: "agent forwarding from the grant", snap: controlled, s: key, r: gate.Route{User: "alice", Target: "secret", Raw: "secret"},
+			want: want{target: "secret", login: "root", pty: true},
+			check: func(t *testing.T, d Decision) {
+				if !d.Permit.Controls.AgentForwarding {
+					t.Errorf("controls %+v, want agent forwarding", d.Permit.Controls)
+				}
+			}},
+		{name: "agent forwarding: a certificate with permit-agent-forwarding keeps it", snap: controlled, s: agentCert, r: gate.Route{User: "alice", Target: "secret", Raw: "secret"},
+			want: want{target: "secret", login: "root", pty: true},
+			check: func(t *testing.T, d Decision) {
+				if !d.Permit.Controls.AgentForwarding {
+					t.Errorf("controls %+v, want agent forwarding", d.Permit.Controls)
+				}
+			}},
+		{name: "agent forwarding: a certificate without permit-agent-forwarding narrows the grant", snap: controlled, s: noFwdCert, r: gate.Route{User: "alice", Target: "secret", Raw: "secret"},
+			want: want{target: "secret", login: "root"},
+			check: func(t *testing.T, d Decision) {
+				if d.Permit.Controls.AgentForwarding {
+					t.Errorf("controls %+v: agent forwarding despite the certificate", d.Permit.Controls)
 				}
 			}},
 		{name: "webhook target: the gate's defaults only", snap: controlled, s: key, r: gate.Route{User: "alice"}, hook: &Hook{Target: "db-1"},

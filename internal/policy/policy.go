@@ -70,6 +70,11 @@ func Accessible(targets []gate.Target, grants []gate.Grant) []Access {
 	return out
 }
 
+// DefaultLogin is how `ls` and the menu show a target's unnamed default
+// login (a container's own user, when it is only a uid), and what a user may
+// type for it: USER+TARGET+default.
+const DefaultLogin = "default"
+
 // Permitted returns the permit for target as login ("" for the default), or
 // false. Unknown and ungranted targets are indistinguishable to the caller.
 func Permitted(access []Access, target, login string) (Permit, bool) {
@@ -78,7 +83,7 @@ func Permitted(access []Access, target, login string) (Permit, bool) {
 			continue
 		}
 		for _, l := range a.Logins {
-			if login == "" || l.Name == login {
+			if login == "" || l.Name == login || (l.Name == "" && login == DefaultLogin) {
 				return Permit{Target: a.Target, Login: l.Name, Forwarding: l.Forwarding}, true
 			}
 		}

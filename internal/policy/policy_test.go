@@ -48,6 +48,20 @@ func TestPermitted(t *testing.T) {
 	}
 }
 
+// A target whose default login has no name (a container's own user) is
+// shown with the login "default", and that login reaches it; a named
+// default login is not reached as "default".
+func TestUnnamedDefaultLogin(t *testing.T) {
+	targets := []gate.Target{{Name: "box", Env: "lab"}, {Name: "web", Env: "lab", Login: "www"}}
+	access := Accessible(targets, []gate.Grant{{User: "u", Env: "lab"}})
+	if p, ok := Permitted(access, "box", DefaultLogin); !ok || p.Login != "" || p.Target.Name != "box" {
+		t.Errorf("box+default: %+v %v", p, ok)
+	}
+	if _, ok := Permitted(access, "web", DefaultLogin); ok {
+		t.Error("web+default reached a target whose default login is www")
+	}
+}
+
 func TestDefaultLoginFirst(t *testing.T) {
 	targets := []gate.Target{{Name: "t", Env: "e", Login: "zed"}}
 	grants := []gate.Grant{{User: "u", Target: "t", Login: "adm"}, {User: "u", Target: "t"}}

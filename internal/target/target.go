@@ -25,6 +25,9 @@ type Request struct {
 	// Forwarding says the grant allows port forwarding (a login certificate
 	// then permits it).
 	Forwarding bool
+	// AgentForwarding says the grant allows agent forwarding (a login
+	// certificate then permits it).
+	AgentForwarding bool
 }
 
 // Upstream is a connection to an SSH server (sshd or sshgate-agent) and the

@@ -37,8 +37,9 @@ type Options struct {
 	Host, Port string // where users reach the gate, for the copyable strings
 	Width      int
 	Height     int
-	Note       string // shown once in the status line (why the last connect failed)
-	At         string // open on this target's row (the one just left), if it is listed
+	Note       string   // shown once in the status line (why the last connect failed)
+	At         string   // open on this target's row (the one just left), if it is listed
+	MOTD       []string // the message of the day, shown under the title (at most a third of the height)
 	// Refresh re-reads the items (the r key). It runs in a tea.Cmd.
 	Refresh func() ([]Item, error)
 	// Chosen is called from Update the moment a target is chosen or the
@@ -510,7 +511,17 @@ func (m *Model) footerLines() int {
 }
 
 func (m *Model) pageRows() int {
-	return max(1, m.o.Height-3-m.footerLines())
+	n := len(m.motd())
+	if n > 0 {
+		n++ // the blank line under it
+	}
+	return max(1, m.o.Height-3-n-m.footerLines())
+}
+
+// motd is the part of the message of the day that fits: at most a third
+// of the terminal's height.
+func (m *Model) motd() []string {
+	return m.o.MOTD[:min(len(m.o.MOTD), m.o.Height/3)]
 }
 
 func (m *Model) View() string {
@@ -545,7 +556,14 @@ func (m *Model) View() string {
 		return strings.TrimRight(b.String(), " ")
 	}
 	var out []string
-	out = append(out, cut(m.title()), "", cut(line(" ", "#", head)))
+	out = append(out, cut(m.title()), "")
+	if motd := m.motd(); len(motd) > 0 {
+		for _, l := range motd {
+			out = append(out, cut(l))
+		}
+		out = append(out, "")
+	}
+	out = append(out, cut(line(" ", "#", head)))
 	page := m.pageRows()
 	first := 0
 	if m.cursor >= page {

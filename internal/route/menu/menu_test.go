@@ -183,6 +183,50 @@ func TestViewFits(t *testing.T) {
 	}
 }
 
+// The message of the day sits under the title, takes at most a third of
+// the height, and the view still fits with the highlighted row in it.
+func TestMOTD(t *testing.T) {
+	motd := []string{"Welcome to the lab.", "Maintenance Friday 18:00."}
+	m := newModel(items(), Options{MOTD: motd})
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	v := m.View()
+	lines := strings.Split(v, "\n")
+	if lines[2] != motd[0] || lines[3] != motd[1] || lines[4] != "" {
+		t.Fatalf("the motd is not under the title:\n%s", v)
+	}
+	long := make([]string, 40)
+	for i := range long {
+		long[i] = strings.Repeat("m", 100)
+	}
+	for _, size := range [][2]int{{80, 24}, {40, 10}, {20, 5}, {1, 1}} {
+		m := newModel(items(), Options{MOTD: long})
+		m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+		m.Update(key("enter"))
+		v := m.View()
+		lines := strings.Split(v, "\n")
+		if len(lines) > size[1] {
+			t.Errorf("%v: %d lines", size, len(lines))
+		}
+		n := 0
+		for _, l := range lines {
+			if strings.HasPrefix(l, "m") {
+				n++
+			}
+		}
+		if n > size[1]/3 {
+			t.Errorf("%v: %d motd lines, more than a third of the height", size, n)
+		}
+		for _, l := range lines {
+			if utf8.RuneCountInString(l) > size[0] {
+				t.Errorf("%v: line %q is %d wide", size, l, utf8.RuneCountInString(l))
+			}
+		}
+		if size[1] >= 10 && !strings.Contains(v, "> ") {
+			t.Errorf("%v: the highlighted row is not in view:\n%s", size, v)
+		}
+	}
+}
+
 // Any key sequence leaves the model consistent: no panic, the view fits.
 func FuzzKeys(f *testing.F) {
 	for _, s := range []string{"", "\r", "2\r\r", "q", "www\r", "\x1b0\x1b", "r", "99999\r", "a\x7f\x7f\r"} {

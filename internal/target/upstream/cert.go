@@ -42,14 +42,14 @@ func (b *Backend) authMethods(req target.Request) ([]ssh.AuthMethod, error) {
 		user = req.ID.User
 	}
 	keyID := fmt.Sprintf("sshgate user=%s target=%s conn=%s", user, t.Name, req.ConnID)
-	in, err := own.SignInward(req.Login, keyID, b.inwardTTL, req.Forwarding)
+	in, err := own.SignInward(req.Login, keyID, b.inwardTTL, req.Forwarding, req.AgentForwarding)
 	if err != nil {
 		return nil, gate.Errorf(fmt.Errorf("target %s: %w", t.Name, err), "target %q is unreachable", t.Name)
 	}
 	if b.log != nil {
 		b.log.Info("login certificate issued", "conn_id", req.ConnID, "target", t.Name, "login", req.Login,
 			"serial", in.Cert.Serial, "key_id", keyID, "valid_before", time.Unix(int64(in.Cert.ValidBefore), 0).UTC().Format(time.RFC3339),
-			"port_forwarding", req.Forwarding)
+			"port_forwarding", req.Forwarding, "agent_forwarding", req.AgentForwarding)
 	}
 	return []ssh.AuthMethod{ssh.PublicKeys(in.Signer, b.gateKey)}, nil
 }

@@ -138,7 +138,7 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 	for _, fwd := range []bool{false, true} {
 		req := target.Request{
 			Target: gate.Target{Name: "web", Kind: gate.KindUpstream, Upstream: &gate.UpstreamSpec{Addr: ft.addr}},
-			Login:  "deploy", ID: &gate.Identity{User: "alice"}, ConnID: "c0ffee", Forwarding: fwd,
+			Login:  "deploy", ID: &gate.Identity{User: "alice"}, ConnID: "c0ffee", Forwarding: fwd, AgentForwarding: !fwd,
 		}
 		if err := login(t, b, req); err != nil {
 			t.Fatalf("login with certificate (forwarding %v): %v", fwd, err)
@@ -158,6 +158,9 @@ func TestLoginCertificateAndHostCA(t *testing.T) {
 		}
 		if _, ok := cert.Extensions["permit-port-forwarding"]; ok != fwd {
 			t.Errorf("permit-port-forwarding %v with grant forwarding %v", ok, fwd)
+		}
+		if _, ok := cert.Extensions["permit-agent-forwarding"]; ok != !fwd {
+			t.Errorf("permit-agent-forwarding %v with grant agent forwarding %v", ok, !fwd)
 		}
 	}
 
