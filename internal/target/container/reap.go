@@ -100,7 +100,7 @@ func (b *Backend) askRemoval(key string, e *warmEntry, now time.Time) bool {
 	bx := e.bx
 	ok, err := b.cfg.Registry.ClaimRemoval(ctx, bx.id, b.cfg.GateID, b.alive(), now.Add(-e.ttl))
 	if err != nil {
-		b.log.Warn("claim removal of idle container", "container", bx.name, "err", err)
+		b.log.Debug("claim removal of idle container", "container", bx.name, "err", err) // tried again next time
 		return false
 	}
 	if ok {

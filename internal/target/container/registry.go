@@ -281,7 +281,7 @@ func (b *Backend) touch(now time.Time) {
 			continue
 		}
 		if err := b.cfg.Registry.TouchContainers(ctx, t.ids, t.at); err != nil {
-			b.log.Warn("touch containers in the registry", "n", len(t.ids), "err", err)
+			b.log.Debug("touch containers in the registry", "n", len(t.ids), "err", err) // a store outage: logged where logins fail
 		}
 	}
 }
