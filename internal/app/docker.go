@@ -47,6 +47,9 @@ func addDocker(ctx context.Context, cfg config.Config, dir *datadir.Dir, st stor
 		AgentTimeout:   cfg.Docker.AgentTimeout.D(),
 		RemoveTimeout:  cfg.Docker.RemoveTimeout.D(),
 		OpenTimeout:    cfg.Docker.OpenTimeout.D(),
+
+		Registry:        containerRegistry{st},
+		HeartbeatExpiry: cfg.Store.HeartbeatExpiry.D(),
 	}, api)
 	if err != nil {
 		log.Warn("docker targets disabled", "err", err)

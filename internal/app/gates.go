@@ -18,7 +18,7 @@ func startGateRegistry(cfg config.Config, st live.GateStore, reg *live.Registry,
 	if cfg.Advertise != "" {
 		a = cfg.Advertise
 	}
-	h := live.StartHeartbeat(st, gate.GateInfo{ID: reg.GateID(), Address: a, Version: buildVersion()}, live.HeartbeatEvery, reg.Count, log)
+	h := live.StartHeartbeat(st, gate.GateInfo{ID: reg.GateID(), Address: a, Version: buildVersion()}, cfg.Store.Heartbeat.D(), reg.Count, log)
 	return h.Stop
 }
 

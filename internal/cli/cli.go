@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -130,11 +131,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // env is one run of the command line.
 type env struct {
-	stdin          io.Reader
-	stdout, stderr io.Writer
-	data           string
-	config         string // --config: the YAML file serve runs with and the admin commands read the store section of
-	st             store.Store
+	stdin           io.Reader
+	stdout, stderr  io.Writer
+	data            string
+	config          string // --config: the YAML file serve runs with and the admin commands read the store section of
+	st              store.Store
+	heartbeatExpiry time.Duration // store.heartbeat_expiry of the configuration store() loaded
 }
 
 func (e *env) dataDir() (*datadir.Dir, error) {
@@ -173,6 +175,7 @@ func (e *env) store() (store.Store, error) {
 	if err != nil {
 		return nil, usagef("invalid configuration:\n%v", err)
 	}
+	e.heartbeatExpiry = cfg.Store.HeartbeatExpiry.D()
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	st, err := open.Store(context.Background(), cfg.Store, d.DBPath(), log)
 	if err != nil {

@@ -36,11 +36,14 @@ func (e *env) gatesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			now := time.Now()
+			now, expiry := time.Now(), e.heartbeatExpiry
+			if expiry <= 0 {
+				expiry = live.HeartbeatExpiry
+			}
 			views := []gateView{}
 			for _, g := range gs {
 				state := "live"
-				if now.Sub(g.Heartbeat) > live.HeartbeatExpiry {
+				if now.Sub(g.Heartbeat) > expiry {
 					state = "stale"
 				}
 				views = append(views, gateView{ID: g.ID, Address: g.Address, Version: g.Version,

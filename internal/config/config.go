@@ -179,6 +179,7 @@ func Defaults() Config {
 		Audit:         auditDefaults(),
 		Menu:          Menu{AfterSession: "menu", ProbeTimeout: Duration(300 * time.Millisecond)},
 		Watch:         defaultWatch(),
+		Store:         Store{Heartbeat: Duration(DefaultHeartbeat), HeartbeatExpiry: Duration(DefaultHeartbeatExpiry)},
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Store drivers.
@@ -23,7 +24,19 @@ type Store struct {
 	SSLMode      string `yaml:"sslmode"`       // disable, allow, prefer, require, verify-ca, verify-full; empty: as the DSN says
 	CAFile       string `yaml:"ca_file"`       // the CA that signs the server's certificate (sslrootcert)
 	MaxConns     int    `yaml:"max_conns"`     // connections per gate; 0: pgx's default (4, or the CPU count if larger)
+
+	// The gates sharing the store (both drivers): each writes a heartbeat
+	// every Heartbeat; one whose heartbeat is older than HeartbeatExpiry
+	// counts as dead, and its containers may be adopted or reaped.
+	Heartbeat       Duration `yaml:"heartbeat"`        // default 10s
+	HeartbeatExpiry Duration `yaml:"heartbeat_expiry"` // default 30s; at least twice the heartbeat
 }
+
+// Defaults of the gates' heartbeat.
+const (
+	DefaultHeartbeat       = 10 * time.Second
+	DefaultHeartbeatExpiry = 30 * time.Second
+)
 
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
@@ -31,6 +44,12 @@ var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "v
 var dsnPassword = regexp.MustCompile(`(^|\s)password\s*=`)
 
 func (s Store) validate(bad func(key, format string, args ...any)) {
+	if h := s.Heartbeat.D(); h < 100*time.Millisecond || h > 10*time.Minute {
+		bad("store.heartbeat", "%s is out of range (100ms to 10m)", h)
+	}
+	if e := s.HeartbeatExpiry.D(); e < 2*s.Heartbeat.D() || e > time.Hour {
+		bad("store.heartbeat_expiry", "%s is out of range (twice store.heartbeat, %s, to 1h)", e, 2*s.Heartbeat.D())
+	}
 	switch s.Driver {
 	case "", DriverSQLite:
 		for _, kv := range [][2]string{{"store.dsn", s.DSN}, {"store.password_file", s.PasswordFile}, {"store.sslmode", s.SSLMode}, {"store.ca_file", s.CAFile}} {

@@ -8,10 +8,12 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 )
 
-// HeartbeatEvery is how often a running gate writes its heartbeat.
+// HeartbeatEvery is how often a running gate writes its heartbeat by
+// default (store.heartbeat).
 const HeartbeatEvery = 10 * time.Second
 
-// HeartbeatExpiry is how old a heartbeat gets before its gate counts as dead.
+// HeartbeatExpiry is how old a heartbeat gets before its gate counts as
+// dead, by default (store.heartbeat_expiry).
 const HeartbeatExpiry = 3 * HeartbeatEvery
 
 // GateStore is the part of the store the heartbeat uses.

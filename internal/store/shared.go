@@ -52,6 +52,12 @@ type ContainerStore interface {
 	// PutContainer records c. For a per-user container another row for
 	// the same Key and User is ErrExists (another gate won the race).
 	PutContainer(ctx context.Context, c gate.WarmContainer) error
+	// ReplaceContainer turns row oldID, if it is still c.Gate's, into c
+	// (one statement): a gate records a placeholder for a per-user
+	// container before starting it (so that another gate waits for it
+	// rather than starting a second), then the container. ErrNotFound
+	// when the row is gone or another gate's; ErrExists when c.ID is taken.
+	ReplaceContainer(ctx context.Context, oldID string, c gate.WarmContainer) error
 	// ClaimContainer returns the per-user container for key and user. One
 	// owned by a live gate is shared as it is; a free one, or one whose
 	// owner is dead, becomes gateID's (one of two racing gates adopts it,
@@ -62,7 +68,8 @@ type ContainerStore interface {
 	// a dead gate's: it becomes a per-connection container of gateID.
 	// Exactly one of two racing gates gets each. ErrNotFound when none.
 	TakePooled(ctx context.Context, key, gateID string, alive time.Time, at time.Time) (gate.WarmContainer, error)
-	// TouchContainers sets the last use of the containers ids (one statement).
+	// TouchContainers sets the last use of the containers ids (one
+	// statement) to at, unless it is later already (another gate's use).
 	TouchContainers(ctx context.Context, ids []string, at time.Time) error
 	ListContainers(ctx context.Context) ([]gate.WarmContainer, error) // by created
 	// ReleaseContainers hands over gateID's per-user and pool containers

@@ -144,6 +144,26 @@ func (s *Store) PutContainer(ctx context.Context, c gate.WarmContainer) error {
 	return nil
 }
 
+func (s *Store) ReplaceContainer(ctx context.Context, oldID string, c gate.WarmContainer) error {
+	if c.ID == "" || c.Kind == "" {
+		return errors.New("replace container: empty id or kind")
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE containers SET id = $1, name = $2, target = $3, spec_key = $4, username = $5, kind = $6,
+		transport = $8, dir = $9, host_key = $10, run_as = $11, idle_ttl = $12, last_used = $13, created_at = $14
+		WHERE id = $15 AND gate_id = $7`,
+		c.ID, c.Name, c.Target, c.Key, c.User, c.Kind, c.Gate, c.Transport, c.Dir, c.HostKey, c.RunAs, int64(c.IdleTTL), toDB(c.LastUsed), toDB(c.Created), oldID)
+	if isUniqueViolation(err) {
+		return fmt.Errorf("container %s: %w", c.ID, store.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("replace container %s: %w", oldID, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("container %s of gate %q: %w", oldID, c.Gate, store.ErrNotFound)
+	}
+	return nil
+}
+
 func (s *Store) ClaimContainer(ctx context.Context, key, user, gateID string, alive time.Time) (gate.WarmContainer, bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE containers SET gate_id = $1 WHERE kind = 'user' AND spec_key = $2 AND username = $3 AND gate_id <> $1
 		AND (gate_id = '' OR gate_id NOT IN (SELECT id FROM gates WHERE heartbeat >= $4))`, gateID, key, user, alive.UnixNano())
@@ -181,7 +201,7 @@ func (s *Store) TouchContainers(ctx context.Context, ids []string, at time.Time)
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE containers SET last_used = $1 WHERE id = ANY($2)`, toDB(at), ids); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE containers SET last_used = $1 WHERE id = ANY($2) AND last_used < $1`, toDB(at), ids); err != nil {
 		return fmt.Errorf("touch containers: %w", err)
 	}
 	return nil

@@ -164,6 +164,7 @@ func testContainers(t *testing.T, open func(t *testing.T) store.Store) {
 	// Touch keeps it; hand-over frees per-user and pool containers only.
 	later := now.Add(time.Minute)
 	mustOK(t, s.TouchContainers(ctx, []string{"c1", "p1", "nope"}, later))
+	mustOK(t, s.TouchContainers(ctx, []string{"c1"}, now)) // an earlier use: last use stays later
 	mustOK(t, s.PutContainer(ctx, warm("c4", "k", "", gate.ContainerConn, "ga", now)))
 	n, err := s.ReleaseContainers(ctx, "ga")
 	if err != nil || n != 2 {
@@ -199,6 +200,30 @@ func testContainers(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	mustOK(t, s.RemoveContainer(ctx, "p2"))
 	mustOK(t, s.RemoveContainer(ctx, "p2"))
+
+	// A placeholder replaced by its container, by its gate only.
+	ph := warm("pending-1", "k", "frank", gate.ContainerPerUser, "ga", now)
+	ph.Dir, ph.HostKey = "", ""
+	mustOK(t, s.PutContainer(ctx, ph))
+	if err := s.PutContainer(ctx, warm("f2", "k", "frank", gate.ContainerPerUser, "gb", now)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("a second per-user container beside a placeholder: %v", err)
+	}
+	real := warm("f1", "k", "frank", gate.ContainerPerUser, "gb", later)
+	if err := s.ReplaceContainer(ctx, "pending-1", real); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another gate replaced the placeholder: %v", err)
+	}
+	real.Gate = "ga"
+	if err := s.ReplaceContainer(ctx, "pending-1", warm("c4", "k", "frank", gate.ContainerPerUser, "ga", later)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("replaced with a taken id: %v", err)
+	}
+	mustOK(t, s.ReplaceContainer(ctx, "pending-1", real))
+	c, _, err = s.ClaimContainer(ctx, "k", "frank", "ga", alive)
+	if err != nil || c != real {
+		t.Fatalf("after replace: %+v %v, want %+v", c, err, real)
+	}
+	if err := s.ReplaceContainer(ctx, "pending-1", real); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("replaced a placeholder twice: %v", err)
+	}
 }
 
 func testLiveBatch(t *testing.T, open func(t *testing.T) store.Store) {
@@ -299,6 +324,38 @@ func Races(t *testing.T, open2 func(t *testing.T) (store.Store, store.Store)) {
 		}
 		if out[0].pool != "" && out[0].pool == out[1].pool {
 			t.Fatalf("round %d: both gates took pool container %s", i, out[0].pool)
+		}
+	}
+	// Two gates recording a per-user container for one key and user at
+	// once (both started one): exactly one row, the other told ErrExists.
+	for i := 0; i < rounds; i++ {
+		id := itoa(i)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j, s := range []store.Store{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				gid := []string{"ga", "gb"}[j]
+				errs[j] = s.PutContainer(ctx, warm("n"+id+gid, "k2", "user"+id, gate.ContainerPerUser, gid, now))
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, store.ErrExists):
+				t.Fatalf("round %d: put: %v", i, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d of two racing gates recorded a per-user container, want 1: %v", i, won, errs)
+		}
+		c, adopted, err := b.ClaimContainer(ctx, "k2", "user"+id, "gb", now.Add(-time.Minute))
+		if err != nil || adopted || (c.Gate != "ga" && c.Gate != "gb") {
+			t.Fatalf("round %d: the winner's container: %+v %v %v", i, c, adopted, err)
 		}
 	}
 	// Every failure counted: 2 per round, the limit is far away, so the

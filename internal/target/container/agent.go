@@ -153,6 +153,9 @@ func (b *Backend) connect(ctx context.Context, bx *box) (net.Conn, error) {
 	defer func() {
 		b.log.Debug("agent exec", "container", bx.name, "took", time.Since(t0).Round(time.Millisecond))
 	}()
+	if bx.authFile != "" {
+		cmd = []string{AgentMount, "--host-key", DirMount + "/" + hostKeyFile, "--authorized-keys", DirMount + "/" + bx.authFile}
+	}
 	cmd = append(cmd, "--dial", "unix:"+DirMount+"/"+name)
 	p, err := b.eng.Exec(ctx, bx.ref(), ExecRequest{User: bx.user, Cmd: cmd, Env: containerEnv(bx.env)})
 	if err != nil {

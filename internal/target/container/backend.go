@@ -94,6 +94,13 @@ type Config struct {
 	HandshakeTimeout time.Duration // put in the returned ssh.ClientConfig (15s)
 	ReapInterval     time.Duration // how often idle containers and pools are checked (1s)
 	OpenTimeout      time.Duration // bounds a whole Open, engine calls included (60s)
+
+	// Registry, if set, is the registry of containers shared by the gates
+	// of one store (see Registry); nil: this gate's containers are its own.
+	Registry Registry
+	// HeartbeatExpiry is how old a gate's heartbeat gets before the gate
+	// counts as dead and its containers may be adopted or reaped (30s).
+	HeartbeatExpiry time.Duration
 }
 
 // Backend is the container target backend over one Engine.
@@ -175,6 +182,7 @@ func New(cfg Config, eng Engine) (*Backend, error) {
 	def(&cfg.HandshakeTimeout, 15*time.Second)
 	def(&cfg.ReapInterval, time.Second)
 	def(&cfg.OpenTimeout, 60*time.Second)
+	def(&cfg.HeartbeatExpiry, 30*time.Second)
 	b := &Backend{cfg: cfg, eng: eng, log: cfg.Logger, boxes: map[string]*box{}, dirs: map[string]bool{},
 		warm: map[string]*warmEntry{}, pools: map[string]*pool{}}
 	b.bg, b.cancel = context.WithCancel(context.Background())
@@ -210,7 +218,9 @@ func (b *Backend) AgentPath() string { return b.cfg.AgentPath }
 
 // Close removes the pool and per-user containers (and every other container
 // still tracked) and stops the background work. Connections still open on
-// them end.
+// them end. With a Registry and another live gate sharing it, the per-user
+// containers are handed over instead (see Registry): they stay, free for
+// the other gates.
 func (b *Backend) Close(ctx context.Context) error {
 	b.mu.Lock()
 	if b.closed {
@@ -227,15 +237,32 @@ func (b *Backend) Close(ctx context.Context) error {
 	for _, bx := range b.boxes {
 		all = append(all, bx)
 	}
+	var owned, foreign []*box
+	for _, e := range b.warm {
+		switch {
+		case e.bx == nil:
+		case e.foreign:
+			foreign = append(foreign, e.bx)
+		default:
+			owned = append(owned, e.bx)
+		}
+	}
 	b.pools = map[string]*pool{}
 	b.warm = map[string]*warmEntry{}
 	b.mu.Unlock()
+	for _, bx := range foreign {
+		b.dropForeign(bx)
+	}
+	keep := b.handOver(ctx, owned)
 	var (
 		wg   sync.WaitGroup
 		emu  sync.Mutex
 		errs []error
 	)
 	for _, bx := range all {
+		if keep[bx] {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

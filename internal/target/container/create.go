@@ -23,6 +23,8 @@ type box struct {
 	keeper   bool     // main process is the long-lived agent (exec-dial)
 	cmd      []string // the spec's command, started beside the agent
 	started  time.Time
+	recorded bool   // has a row in the registry (under Backend.mu)
+	authFile string // this gate's authorized keys file in dir, for another gate's container ("": authorized_keys)
 }
 
 func (bx *box) ref() Ref { return Ref{ID: bx.id, Name: bx.name, Target: bx.target} }
@@ -37,8 +39,10 @@ func agentArgs() []string {
 
 // create makes (but does not start) a container for s. keeper selects the
 // long-lived agent as main process; otherwise the agent dials gate.sock and
-// serves that one connection. labels are added to the gate's own.
-func (b *Backend) create(ctx context.Context, s *Spec, keeper bool, labels map[string]string) (_ *box, err error) {
+// serves that one connection. labels are added to the gate's own. kind,
+// if set, is recorded in the registry at once (per-user containers are
+// recorded by their caller, once started).
+func (b *Backend) create(ctx context.Context, s *Spec, keeper bool, labels map[string]string, kind string) (_ *box, err error) {
 	info, err := b.eng.User(ctx, s)
 	if err != nil {
 		return nil, err
@@ -102,6 +106,9 @@ func (b *Backend) create(ctx context.Context, s *Spec, keeper bool, labels map[s
 	b.mu.Unlock()
 	if closed { // Close already took its list: remove it here
 		return nil, Failed(s.Target, errors.New("gate is closed"), "the gate is shutting down")
+	}
+	if kind != "" {
+		b.record(ctx, bx, s, kind, labels[LabelUser], 0)
 	}
 	return bx, nil
 }
@@ -182,6 +189,7 @@ func (b *Backend) cleanup(bx *box) error {
 	}
 	delete(b.dirs, bx.dirID)
 	b.mu.Unlock()
+	b.unrecord(bx)
 	return errors.Join(errs...)
 }
 

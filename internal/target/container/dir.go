@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -74,6 +75,9 @@ type gateDir struct {
 	path string
 	uid  int // -1: not chowned
 	gid  int
+	// shared: the directory of a container in the shared registry (its
+	// path from the store): only the files a gate puts there are removed.
+	shared bool
 }
 
 func createGateDir(parent, id string, k *keys, uid, gid int) (*gateDir, error) {
@@ -185,5 +189,18 @@ func (d *gateDir) remove() error {
 	// The directory is 0500/0555: RemoveAll needs write permission on it,
 	// which root has anyway, but a non-root gate does not.
 	_ = os.Chmod(d.path, 0o700)
-	return os.RemoveAll(d.path)
+	if !d.shared {
+		return os.RemoveAll(d.path)
+	}
+	ents, err := os.ReadDir(d.path)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if n == hostKeyFile || n == authorizedKeysFile || strings.HasSuffix(n, ".sock") || strings.HasSuffix(n, ".keys") {
+			os.Remove(filepath.Join(d.path, n))
+		}
+	}
+	return os.Remove(d.path)
 }

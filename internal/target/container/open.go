@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/target"
 )
 
@@ -43,7 +44,7 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 	}
 	labels := map[string]string{LabelUser: user, LabelConn: req.ConnID, LabelPer: "connection"}
 	keeper := b.cfg.Transport == TransportExec
-	bx, err := b.create(ctx, s, keeper, labels)
+	bx, err := b.create(ctx, s, keeper, labels, gate.ContainerConn)
 	if err != nil {
 		return nil, err
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/target"
 )
 
@@ -14,7 +16,9 @@ import (
 // own loopback, reaping zombies as PID 1). Each connection starts one more
 // agent with an exec (--dial on a socket the gate listens on for that
 // connection alone, or --stdio over the exec stream). The container is
-// removed after its idle TTL with no connection.
+// removed after its idle TTL with no connection. With a Registry the
+// container may be another gate's (foreign): this gate then only connects
+// to it, and forgets it when its last connection here ends.
 type warmEntry struct {
 	ready    chan struct{} // closed when bx or err is set
 	bx       *box
@@ -22,6 +26,10 @@ type warmEntry struct {
 	conns    int
 	lastUsed time.Time
 	ttl      time.Duration
+	foreign  bool // another live gate owns the container
+	dirty    bool // used since the registry was last told
+	spec     *Spec
+	user     string
 }
 
 var errNotRunning = errors.New("not running")
@@ -41,20 +49,15 @@ func (b *Backend) openWarm(ctx context.Context, s *Spec, user, login, connID str
 		e := b.warm[key]
 		creator := e == nil
 		if creator {
-			e = &warmEntry{ready: make(chan struct{}), ttl: ttl}
+			e = &warmEntry{ready: make(chan struct{}), ttl: ttl, spec: s, user: user}
 			b.warm[key] = e
 		}
 		e.conns++ // the reaper leaves entries with connections alone
+		e.dirty = true
 		b.mu.Unlock()
 
 		if creator {
-			labels := map[string]string{LabelUser: user, LabelConn: connID, LabelPer: "user"}
-			bx, err := b.create(ctx, s, true, labels)
-			if err == nil {
-				if _, err = b.start(ctx, bx); err != nil {
-					b.cleanup(bx)
-				}
-			}
+			bx, foreign, err := b.startWarm(ctx, s, user, connID, ttl, log)
 			b.mu.Lock()
 			if err != nil {
 				e.err = err
@@ -62,8 +65,7 @@ func (b *Backend) openWarm(ctx context.Context, s *Spec, user, login, connID str
 					delete(b.warm, key)
 				}
 			} else {
-				e.bx = bx
-				log.Info("per-user container started", "container", bx.name, "id", short(bx.id), "took", time.Since(bx.started).Round(time.Millisecond))
+				e.bx, e.foreign, e.lastUsed = bx, foreign, b.cfg.Now()
 			}
 			close(e.ready)
 			b.mu.Unlock()
@@ -84,13 +86,7 @@ func (b *Backend) openWarm(ctx context.Context, s *Spec, user, login, connID str
 			st, err := b.eng.Inspect(ctx, e.bx.ref(), time.Time{})
 			if err != nil || !st.Running {
 				// Died or removed behind our back: start afresh, once.
-				b.mu.Lock()
-				if b.warm[key] == e {
-					delete(b.warm, key)
-				}
-				b.mu.Unlock()
-				b.releaseWarm(e)
-				b.cleanup(e.bx)
+				b.dropWarm(key, e)
 				if attempt == 0 {
 					log.Warn("per-user container is gone; starting a new one", "container", e.bx.name)
 					continue
@@ -101,6 +97,12 @@ func (b *Backend) openWarm(ctx context.Context, s *Spec, user, login, connID str
 		}
 		conn, err := b.connect(ctx, e.bx)
 		if err != nil {
+			if e.foreign && attempt == 0 {
+				// Its gate may have removed it just now: look again, once.
+				log.Warn("connect to another gate's per-user container; looking again", "container", e.bx.name, "err", err)
+				b.dropWarm(key, e)
+				continue
+			}
 			b.releaseWarm(e)
 			return nil, err
 		}
@@ -111,9 +113,120 @@ func (b *Backend) openWarm(ctx context.Context, s *Spec, user, login, connID str
 	}
 }
 
+// startWarm finds (in the registry) or starts the per-user container of
+// s and user. foreign: another live gate owns it.
+func (b *Backend) startWarm(ctx context.Context, s *Spec, user, connID string, ttl time.Duration, log *slog.Logger) (_ *box, foreign bool, _ error) {
+	waited, losses := false, 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, false, engineFailed(s.Target, "start container", err)
+		}
+		placeholder := ""
+		if b.shares() {
+			bx, owned, err := b.claim(ctx, s, user)
+			if errors.Is(err, errPending) {
+				if !waited {
+					log.Info("another gate is starting this user's container; waiting for it")
+					waited = true
+				}
+				t := time.NewTimer(pendingPoll)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil, false, engineFailed(s.Target, "wait for another gate's container", ctx.Err())
+				case <-t.C:
+				}
+				continue
+			}
+			if err != nil {
+				log.Warn("per-user container from the registry", "err", err)
+			} else if bx != nil {
+				if st, err := b.eng.Inspect(ctx, bx.ref(), time.Time{}); err == nil && st.Running {
+					if owned {
+						b.adopt(bx)
+					}
+					return bx, !owned, nil
+				}
+				// Not running: its row is stale, whoever owns it.
+				log.Warn("per-user container in the registry is not running; starting a new one", "container", bx.name, "owner_is_this_gate", owned)
+				b.dropForeign(bx)
+				_ = b.cfg.Registry.RemoveContainer(ctx, bx.id)
+				if owned {
+					b.cleanup(bx)
+				}
+				continue
+			}
+			if err == nil {
+				var lost bool
+				if placeholder, lost = b.placeholder(ctx, s, user, ttl); lost {
+					continue // another gate has just recorded one: claim that
+				}
+			}
+		}
+		labels := map[string]string{LabelUser: user, LabelConn: connID, LabelPer: "user"}
+		bx, err := b.create(ctx, s, true, labels, "")
+		if err == nil {
+			if _, err = b.start(ctx, bx); err != nil {
+				b.cleanup(bx)
+			}
+		}
+		if err != nil {
+			if placeholder != "" {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)
+				_ = b.cfg.Registry.RemoveContainer(rctx, placeholder)
+				cancel()
+			}
+			return nil, false, err
+		}
+		kind := gate.ContainerPerUser
+		if !b.shares() {
+			kind = gate.ContainerConn // reachable by this gate alone: reaped when it dies
+		}
+		if !b.record(ctx, bx, s, kind, user, ttl, placeholder) {
+			b.cleanup(bx)
+			if losses++; losses < 3 {
+				log.Info("another gate started this user's container first; using that one", "container", bx.name)
+				continue
+			}
+			return nil, false, Failed(s.Target, errors.New("lost the registry race three times"), "the gate could not prepare it")
+		}
+		log.Info("per-user container started", "container", bx.name, "id", short(bx.id), "took", time.Since(bx.started).Round(time.Millisecond))
+		return bx, false, nil
+	}
+}
+
+// adopt tracks a container from the registry that this gate now owns.
+func (b *Backend) adopt(bx *box) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.boxes[bx.id] = bx
+	bx.recorded = true
+	if b.cfg.ContainersDir != "" && filepath.Dir(bx.dir.path) == b.cfg.ContainersDir {
+		b.dirs[bx.dirID] = true // this gate's own directory (an earlier life)
+	}
+}
+
+// dropWarm forgets e (if still the entry of key) and its container: this
+// gate's own is removed, another gate's is left to it.
+func (b *Backend) dropWarm(key string, e *warmEntry) {
+	b.mu.Lock()
+	if b.warm[key] == e {
+		delete(b.warm, key)
+	}
+	foreign := e.foreign
+	b.mu.Unlock()
+	b.releaseWarm(e)
+	if foreign {
+		b.dropForeign(e.bx)
+	} else {
+		b.cleanup(e.bx)
+	}
+}
+
 func (b *Backend) releaseWarm(e *warmEntry) {
 	b.mu.Lock()
 	e.conns--
 	e.lastUsed = b.cfg.Now()
+	e.dirty = true
 	b.mu.Unlock()
 }

@@ -104,7 +104,7 @@ func (b *Backend) refill(s *Spec) {
 
 func (b *Backend) fillOne(p *pool) {
 	defer b.fills.Done()
-	bx, err := b.create(b.bg, p.s, true, map[string]string{LabelPool: "1", LabelPer: "connection"})
+	bx, err := b.create(b.bg, p.s, true, map[string]string{LabelPool: "1", LabelPer: "connection"}, gate.ContainerConn)
 	if err == nil {
 		if _, err = b.start(b.bg, bx); err != nil {
 			b.cleanup(bx)

@@ -84,6 +84,11 @@ type Config struct {
 	HandshakeTimeout time.Duration // put in the returned ssh.ClientConfig (15s)
 	ReapInterval     time.Duration // how often idle per-user containers and pools are checked (1s)
 	OpenTimeout      time.Duration // bounds a whole Open, engine calls included (60s)
+
+	// Registry and HeartbeatExpiry: the registry of containers shared by
+	// the gates of one store (see container.Registry); nil: none.
+	Registry        container.Registry
+	HeartbeatExpiry time.Duration
 }
 
 // Backend is the docker target backend: the container lifecycle over the
@@ -179,6 +184,8 @@ func New(cfg Config, api client.APIClient) (*Backend, error) {
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		ReapInterval:     cfg.ReapInterval,
 		OpenTimeout:      cfg.OpenTimeout,
+		Registry:         cfg.Registry,
+		HeartbeatExpiry:  cfg.HeartbeatExpiry,
 	}, eng)
 	if err != nil {
 		eng.Close()
