@@ -207,6 +207,7 @@ type endpoint struct {
 	// jumpConfig: an ssh_config for ssh -J gate LOGIN@up (jumpEndpoint);
 	// only ssh is run this way.
 	jumpConfig string
+	also       *gate // a second gate behind the same address (its CPU counts too)
 }
 
 // benchOpts are the -o options of every client the bench runs, before the

@@ -22,6 +22,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -272,11 +273,22 @@ func bench(ctx context.Context, o *opts) error {
 			pgConfig = cfg
 		}
 	}
+	// The postgres gate also stands behind HAProxy with a second gate on
+	// the same store (the "2 gates" row): PROXY protocol and /readyz on.
+	pgGateConfig, pgMetrics := pgConfig, ""
+	if pgConfig != "" {
+		mp, err := harness.PickPort()
+		if err != nil {
+			return err
+		}
+		pgMetrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(mp))
+		pgGateConfig = pgConfig + lbProxyConfig(pgMetrics)
+	}
 	specs := []gateSpec{
 		{"ciphers", ciphersConfig, o.only["throughput"]},
 		{"default", "", o.only["throughput"] || o.only["firstbyte"] || o.only["logins"]},
 		{"idle", "", o.only["idle"]},
-		{"postgres", pgConfig, pgConfig != ""},
+		{"postgres", pgGateConfig, pgConfig != ""},
 	}
 	gates := map[string]*gate{}
 	authorized := []string{strings.TrimSpace(string(pub))}
@@ -305,6 +317,7 @@ func bench(ctx context.Context, o *opts) error {
 	var t table
 	var s *sshd
 	var direct *endpoint
+	var lbPair *pair // two postgres gates behind HAProxy (nil: not measured)
 	if needSSHD {
 		sdir := filepath.Join(tmp, "sshd")
 		os.MkdirAll(sdir, 0o700)
@@ -346,6 +359,18 @@ func bench(ctx context.Context, o *opts) error {
 					err = fmt.Errorf("%w\ngate log:\n%s", err, tail(ep.g.log, 15))
 				}
 				return fmt.Errorf("first login (%s): %w", name, err)
+			}
+		}
+
+		if pg := gates["postgres"]; pg != nil && o.only["logins"] {
+			if pr, err := startPair(ctx, pg, pgMetrics, pgConfig, tmp); err != nil {
+				logf("two gates behind HAProxy skipped: %v", err)
+				notes = append(notes, "logins: two gates behind HAProxy skipped: "+err.Error())
+			} else if _, _, err := timeSSH(ctx, pr.endpoint(key), "true"); err != nil {
+				return fmt.Errorf("first login through HAProxy: %w", err)
+			} else {
+				lbPair = pr
+				logf("gate postgres-b on %s, haproxy on 127.0.0.1:%d", pr.b.addr, pr.port)
 			}
 		}
 
@@ -482,10 +507,13 @@ func bench(ctx context.Context, o *opts) error {
 			}
 			// Two rounds of half the time each, direct and gate alternating,
 			// so that a burst of load elsewhere on the machine hits both.
-			var rd, rg, rp loginResult
-			var gp *endpoint // the postgres-store gate, on the unforced row
+			var rd, rg, rp, r2 loginResult
+			var gp, g2 *endpoint // the postgres-store gate and the pair behind HAProxy, on the unforced row
 			if pg := gates["postgres"]; pg != nil && !forced {
 				gp = gateEndpoint(pg, key)
+			}
+			if lbPair != nil && !forced {
+				g2 = lbPair.endpoint(key)
 			}
 			for round, first := range []bool{true, false} {
 				for _, directNow := range []bool{first, !first} {
@@ -499,6 +527,10 @@ func bench(ctx context.Context, o *opts) error {
 				if gp != nil {
 					logf("logins: %s, gate on postgres, round %d", label, round+1)
 					rp.add(runLogins(ctx, o, gp, o.loginsFor/2))
+				}
+				if g2 != nil {
+					logf("logins: %s, 2 gates behind haproxy, round %d", label, round+1)
+					r2.add(runLogins(ctx, o, g2, o.loginsFor/2))
 				}
 			}
 			if ctx.Err() != nil {
@@ -518,11 +550,22 @@ func bench(ctx context.Context, o *opts) error {
 				}
 				t.row(label+", store: postgres", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", pps), ratio(pps, dps), pcpu)
 				notes = append(notes, fmt.Sprintf("logins: the gate on PostgreSQL (same machine, loopback) does %.1f/s, %s of the gate on SQLite", pps, ratio(pps, gps)))
+				if g2 != nil {
+					tps := float64(r2.ok) / r2.elapsed.Seconds()
+					tcpu := "-"
+					if r2.ok > 0 {
+						tcpu = fmt.Sprintf("%.1f ms/login (both)", r2.gateCPU*1000/float64(r2.ok))
+					}
+					t.row(label+", 2 gates behind haproxy, store: postgres", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", tps), ratio(tps, dps), tcpu)
+					notes = append(notes, fmt.Sprintf("logins: two gates behind HAProxy (PROXY v2) on one PostgreSQL do %.1f/s, %s of one gate on PostgreSQL; "+
+						"the %d clients, sshd, HAProxy, PostgreSQL and both gates share this machine's %d CPUs, so the machine is the limit (load average now %s)",
+						tps, ratio(tps, pps), o.clients, runtime.NumCPU(), loadavg()))
+				}
 			}
 			for _, r := range []struct {
 				path string
 				res  loginResult
-			}{{"direct", rd}, {"gate", rg}, {"gate on postgres", rp}} {
+			}{{"direct", rd}, {"gate", rg}, {"gate on postgres", rp}, {"2 gates behind haproxy", r2}} {
 				if r.res.failed > 0 {
 					notes = append(notes, fmt.Sprintf("%s %s: %d of %d failed; first: %s", label, r.path, r.res.failed, r.res.failed+r.res.ok, r.res.firstErr))
 				}

@@ -319,9 +319,12 @@ func (r *loginResult) add(o loginResult) {
 func runLogins(ctx context.Context, o *opts, ep *endpoint, d time.Duration) loginResult {
 	var r loginResult
 	var errOnce sync.Once
-	var cpu0 float64
+	var cpu0, cpuAlso0 float64
 	if ep.g != nil {
 		cpu0 = harness.CPUSeconds(ep.g.PID())
+	}
+	if ep.also != nil {
+		cpuAlso0 = harness.CPUSeconds(ep.also.PID())
 	}
 	start := time.Now()
 	deadline := start.Add(d)
@@ -349,6 +352,9 @@ func runLogins(ctx context.Context, o *opts, ep *endpoint, d time.Duration) logi
 	r.ok, r.failed = ok.Load(), failed.Load()
 	if ep.g != nil {
 		r.gateCPU = harness.CPUSeconds(ep.g.PID()) - cpu0
+	}
+	if ep.also != nil {
+		r.gateCPU += harness.CPUSeconds(ep.also.PID()) - cpuAlso0
 	}
 	return r
 }

@@ -16,6 +16,7 @@ import (
 type HAProxyBackend struct {
 	Addr   string // 127.0.0.1:SSHPORT
 	Health string // 127.0.0.1:METRICSPORT
+	Source string // the address HAProxy connects from ("": the kernel's choice)
 }
 
 // HAProxy is a running haproxy in TCP mode in front of gates, sending
@@ -52,7 +53,11 @@ backend gates
 `, port, inter.Milliseconds())
 	for i, be := range backends {
 		_, hp, _ := net.SplitHostPort(be.Health)
-		fmt.Fprintf(&b, "    server gate%d %s send-proxy-v2 check port %s\n", i, be.Addr, hp)
+		src := ""
+		if be.Source != "" {
+			src = " source " + be.Source
+		}
+		fmt.Fprintf(&b, "    server gate%d %s send-proxy-v2 check port %s%s\n", i, be.Addr, hp, src)
 	}
 	return b.String()
 }
