@@ -275,3 +275,15 @@ func TestKubeMissingImage(t *testing.T) {
 	t.Logf("refused after %s", took.Round(time.Millisecond))
 	w.waitNoPods(t, name)
 }
+
+// TestKubeNoRBAC: in a namespace where the shipped role is not bound, the
+// user reads one line saying the gate may not manage pods there.
+func TestKubeNoRBAC(t *testing.T) {
+	w := newKubeWorld(t)
+	name := w.target(t, "norbac", "--image", harness.TestImage, "--namespace", "default")
+	r := harness.Run(w.alice.SSHTo(name, nil, "true"), nil, short)
+	want := fmt.Sprintf(`container for %s could not start: the gate may not manage pods in namespace "default"`, name)
+	if r.Code == 0 || !strings.Contains(r.Stderr, want) || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
+		t.Errorf("exit %d stderr %q, want one line with %q", r.Code, r.Stderr, want)
+	}
+}

@@ -67,7 +67,12 @@ type EngineConfig struct {
 	RequestMemory int64 // 32 MiB (or the limit when smaller)
 	// StartTimeout bounds the wait for a pod to run (60s).
 	StartTimeout time.Duration
-	Logger       *slog.Logger
+	// FirstByteTimeout bounds the wait for an attached exec's first output
+	// (the agent's SSH version line), so that a stream the API server
+	// refuses (no pods/exec right, a pod gone) fails with a line rather
+	// than later as an SSH error (15s).
+	FirstByteTimeout time.Duration
+	Logger           *slog.Logger
 }
 
 // Engine is the Kubernetes engine of the container lifecycle.
@@ -117,6 +122,9 @@ func NewEngine(cfg EngineConfig, rc *rest.Config, cs kubernetes.Interface) (*Eng
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 60 * time.Second
+	}
+	if cfg.FirstByteTimeout <= 0 {
+		cfg.FirstByteTimeout = 15 * time.Second
 	}
 	e := &Engine{cfg: cfg, rest: rc, cs: cs, log: cfg.Logger, nss: map[string]bool{cfg.Namespace: true}}
 	for _, ns := range cfg.Namespaces {

@@ -21,11 +21,6 @@ import (
 	lifecycle "github.com/sshgate/sshgate/internal/target/container"
 )
 
-// firstByteTimeout bounds the wait for an attached exec's first output (the
-// agent's SSH version line): a stream the API server refuses (no pods/exec
-// right, a pod gone) fails here with a line, not later as an SSH error.
-const firstByteTimeout = 15 * time.Second
-
 // executor makes the exec stream of cmd in the pod's main container:
 // WebSocket (the API server's current protocol), SPDY when the upgrade
 // fails (older servers, some proxies).
@@ -93,7 +88,7 @@ func (e *Engine) Exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 	}()
 	c := &execConn{Conn: mine, cancel: cancel}
 	c.br = bufio.NewReaderSize(mine, 64<<10)
-	mine.SetReadDeadline(time.Now().Add(firstByteTimeout))
+	mine.SetReadDeadline(time.Now().Add(e.cfg.FirstByteTimeout))
 	_, perr := c.br.Peek(1)
 	mine.SetReadDeadline(time.Time{})
 	if perr != nil {

@@ -125,6 +125,9 @@ func New(cfg Config, rc *rest.Config) (*Backend, error) {
 	}
 	ec := cfg.EngineConfig
 	ec.Logger = log
+	if ec.FirstByteTimeout <= 0 {
+		ec.FirstByteTimeout = cfg.AgentTimeout
+	}
 	eng, err := NewEngine(ec, rc, cs)
 	if err != nil {
 		return nil, err
