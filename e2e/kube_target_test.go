@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,6 +95,7 @@ type kubeWorld struct {
 	gate  *harness.Gate
 	alice *harness.Client
 	tag   string
+	cfg   string // the gate's configuration file
 }
 
 // newKubeWorld starts a gate whose kubernetes backend uses the gate's
@@ -123,7 +125,7 @@ func newKubeWorld(t *testing.T) *kubeWorld {
 	}
 	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}})
 	g.Admin(t, "env", "add", "dev")
-	return &kubeWorld{k: k, gate: g, alice: g.AddUser(t, "alice"), tag: strings.ToLower(gate.NewRef())}
+	return &kubeWorld{k: k, gate: g, alice: g.AddUser(t, "alice"), tag: strings.ToLower(gate.NewRef()), cfg: cfg}
 }
 
 // target adds a kubernetes target NAME-TAG granted to alice.
@@ -286,4 +288,53 @@ func TestKubeNoRBAC(t *testing.T) {
 	if r.Code == 0 || !strings.Contains(r.Stderr, want) || strings.Count(strings.TrimSpace(r.Stderr), "\n") != 0 {
 		t.Errorf("exit %d stderr %q, want one line with %q", r.Code, r.Stderr, want)
 	}
+}
+
+// TestKubeOrphans: pods left by a gate killed with SIGKILL are deleted by
+// the next gate on the same data directory.
+func TestKubeOrphans(t *testing.T) {
+	w := newKubeWorld(t)
+	name := w.target(t, "orphan", "--image", harness.TestImage, "--per", "user", "--idle-ttl", "10m")
+	if r := harness.Run(w.alice.SSHTo(name, nil, "true"), nil, short); r.Code != 0 {
+		t.Fatalf("exit %d stderr %q", r.Code, r.Stderr)
+	}
+	if pods := w.pods(t, name); len(pods) != 1 {
+		t.Fatalf("pods: %v, want the per-user one", pods)
+	}
+	if err := syscall.Kill(w.gate.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(10*time.Second, w.gate.Exited)
+	if pods := w.pods(t, name); len(pods) != 1 {
+		t.Fatalf("pods after kill -9: %v, want the orphan", pods)
+	}
+	harness.StartGate(t, harness.GateOptions{DataDir: w.gate.DataDir, Args: []string{"--config", w.cfg}})
+	w.waitNoPods(t, name)
+}
+
+// TestKubePool: a pool pod is started beside the first connection and
+// taken by the next one; stopping the gate removes it.
+func TestKubePool(t *testing.T) {
+	w := newKubeWorld(t)
+	name := w.target(t, "pool", "--image", harness.TestImage, "--pool", "1")
+	if r := harness.Run(w.alice.SSHTo(name, nil, "true"), nil, short); r.Code != 0 {
+		t.Fatalf("first: exit %d stderr %q", r.Code, r.Stderr)
+	}
+	pooled := func() bool {
+		out, err := w.k.run(context.Background(), "admin", nil, "-n", kubeNS, "get", "pods", "-l", "sshgate.target="+name+",sshgate.pool=1",
+			"--field-selector", "status.phase=Running", "-o", "name")
+		return err == nil && len(strings.Fields(string(out))) == 1
+	}
+	if !harness.Eventually(short, pooled) {
+		t.Fatalf("the pool did not fill: %v", w.pods(t, name))
+	}
+	t0 := time.Now()
+	if r := harness.Run(w.alice.SSHTo(name, nil, "echo hi"), nil, short); r.Code != 0 || r.Stdout != "hi\n" {
+		t.Fatalf("pooled: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	t.Logf("command in a pool pod: %s", time.Since(t0).Round(time.Millisecond))
+	if err := w.gate.Stop(); err != nil {
+		t.Logf("stop gate: %v", err)
+	}
+	w.waitNoPods(t, name)
 }
