@@ -100,7 +100,8 @@ type kubeWorld struct {
 
 // newKubeWorld starts a gate whose kubernetes backend uses the gate's
 // kubeconfig (user sshgate, bound by the shipped role only) and user alice.
-func newKubeWorld(t *testing.T) *kubeWorld {
+// extra is appended to its configuration file.
+func newKubeWorld(t *testing.T, extra ...string) *kubeWorld {
 	t.Helper()
 	k := requireKube(t)
 	harness.RequireDocker(t) // the agent image is built with docker
@@ -120,7 +121,7 @@ func newKubeWorld(t *testing.T) *kubeWorld {
   agent_image: %s
   image_pull_policy: Never
   start_timeout: 30s
-`, filepath.Join(k.state, "gate.kubeconfig"), kubeNS, img)), 0o600); err != nil {
+%s`, filepath.Join(k.state, "gate.kubeconfig"), kubeNS, img, strings.Join(extra, ""))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}})
@@ -335,6 +336,33 @@ func TestKubePool(t *testing.T) {
 	t.Logf("command in a pool pod: %s", time.Since(t0).Round(time.Millisecond))
 	if err := w.gate.Stop(); err != nil {
 		t.Logf("stop gate: %v", err)
+	}
+	w.waitNoPods(t, name)
+}
+
+// TestKubeConcurrent: 20 sessions at once, each in its own pod, all
+// answered, and no pod left afterwards.
+func TestKubeConcurrent(t *testing.T) {
+	// 20 handshakes at once from one address: above the default per-source cap.
+	w := newKubeWorld(t, "limits:\n  max_unauthenticated_per_source: 64\n")
+	name := w.target(t, "many", "--image", harness.TestImage, "--memory", "32m")
+	const n = 20
+	results := make([]harness.Result, n)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = harness.Run(w.alice.SSHTo(name, nil, fmt.Sprintf("echo %d", i)), nil, 3*short)
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d sessions in their own pods: all answered in %s", n, time.Since(t0).Round(time.Millisecond))
+	for i, r := range results {
+		if r.Code != 0 || r.Stdout != fmt.Sprintf("%d\n", i) {
+			t.Errorf("session %d: exit %d stdout %q stderr %q", i, r.Code, r.Stdout, r.Stderr)
+		}
 	}
 	w.waitNoPods(t, name)
 }
