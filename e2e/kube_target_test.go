@@ -366,3 +366,39 @@ func TestKubeConcurrent(t *testing.T) {
 	}
 	w.waitNoPods(t, name)
 }
+
+// TestKubePodDeletedMidSession: the pod is deleted under a running command:
+// the client ends with a non-zero exit and one line, and no pod is left.
+func TestKubePodDeletedMidSession(t *testing.T) {
+	w := newKubeWorld(t)
+	name := w.target(t, "gone", "--image", harness.TestImage)
+	s := startSSH(t, w.alice.SSHTo(name, nil, "echo started; sleep 30; echo finished"))
+	if !s.stdout.WaitFor("started\n", short) {
+		t.Fatalf("the command did not start: stdout %q stderr %q", s.stdout.String(), s.stderr.String())
+	}
+	pods := w.pods(t, name)
+	if len(pods) != 1 {
+		t.Fatalf("pods of %s: %v, want one", name, pods)
+	}
+	w.k.must(t, "admin", nil, "-n", kubeNS, "delete", pods[0], "--wait=false")
+	removed := time.Now()
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the client still runs 20s after its pod was deleted: stdout %q stderr %q", s.stdout.String(), s.stderr.String())
+	}
+	t.Logf("the client ended %s after the deletion: exit %d, stderr %q",
+		time.Since(removed).Round(time.Millisecond), s.cmd.ProcessState.ExitCode(), s.stderr.String())
+	if code := s.cmd.ProcessState.ExitCode(); code == 0 {
+		t.Errorf("exit 0 after the pod was deleted")
+	}
+	if strings.Contains(s.stdout.String(), "finished") {
+		t.Errorf("stdout %q: the command ran to its end", s.stdout.String())
+	}
+	line := oneLine(t, "stderr", s.stderr.String())
+	if want := "sshgate: container for " + name + " was removed"; line != want {
+		t.Errorf("stderr %q: want %q", line, want)
+	}
+	noGoError(t, "pod deleted", line)
+	w.waitNoPods(t, name)
+}
