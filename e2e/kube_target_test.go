@@ -402,3 +402,16 @@ func TestKubePodDeletedMidSession(t *testing.T) {
 	noGoError(t, "pod deleted", line)
 	w.waitNoPods(t, name)
 }
+
+// TestKubeReadonlyRoot: with kubernetes.readonly_rootfs the pod's root is
+// read-only and /tmp writable; the agent still gets in (init container).
+func TestKubeReadonlyRoot(t *testing.T) {
+	w := newKubeWorld(t, "  readonly_rootfs: true\n")
+	name := w.target(t, "ro", "--image", harness.TestImage)
+	// uid 65534 could not write / anyway: ask the mount table.
+	r := harness.Run(w.alice.SSHTo(name, nil, "touch /tmp/ok && echo tmp-ok; awk '$2==\"/\"{split($4,o,\",\"); print o[1]}' /proc/mounts"), nil, short)
+	if r.Code != 0 || r.Stdout != "tmp-ok\nro\n" {
+		t.Errorf("exit %d stdout %q stderr %q, want tmp-ok and / ro", r.Code, r.Stdout, r.Stderr)
+	}
+	w.waitNoPods(t, name)
+}
