@@ -2,11 +2,15 @@ package kube
 
 import (
 	"context"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/sshgate/sshgate/internal/gate"
@@ -199,6 +203,28 @@ func TestPodName(t *testing.T) {
 		strings.Repeat("a", 80): "sshgate-" + strings.Repeat("a", 40) + "-x1"} {
 		if got := PodName(in, "X1"); got != want {
 			t.Errorf("PodName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestAPIError(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{apierrors.NewForbidden(gr, "p", errors.New("User \"sshgate\" cannot create resource")), `the gate may not manage pods in namespace "ns"`},
+		{apierrors.NewForbidden(gr, "p", errors.New("exceeded quota: q, requested: pods=1")), `the quota of namespace "ns" is exceeded`},
+		{apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "ns"), `namespace "ns" does not exist`},
+		{apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "p", nil), "the cluster refused the pod settings"},
+		{apierrors.NewUnauthorized("no"), "the cluster refused the gate's credentials"},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, "the cluster is unreachable"},
+		{context.DeadlineExceeded, "the container engine did not answer in time"},
+	} {
+		err := apiError("lab", "ns", "create pod", c.err)
+		var pe *gate.PublicError
+		if !errors.As(err, &pe) || pe.Public != "container for lab could not start: "+c.want {
+			t.Errorf("%v: %v, want %q", c.err, err, c.want)
 		}
 	}
 }

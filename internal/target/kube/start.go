@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -63,7 +64,13 @@ func (e *Engine) Start(ctx context.Context, r lifecycle.Ref) error {
 		if ctx.Err() != nil {
 			return e.startFailed(ctx, r, ns, why, ctx.Err())
 		}
-		// The watch ended early (a server timeout): look again.
+		// The watch ended early (a server timeout, an error event): look
+		// again, not at once.
+		select {
+		case <-ctx.Done():
+			return e.startFailed(ctx, r, ns, why, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
