@@ -14,11 +14,13 @@
 // container mounts it read-only (the binary at /run/sshgate-agent through a
 // subPath) and runs the agent as PID 1. Chosen over a copy over exec
 // because the copy needs a shell or tar in the user's image and a second
-// round trip through the API server before the first byte (an exec of a
-// ~10 MB binary at a few tens of MB/s: hundreds of milliseconds), while the
-// init container needs neither and runs on the node before the pod counts
-// as started: its cost is one local container start (the image is on the
-// node), inside the pod's own create-to-Running. The agent's host key so
+// round trip through the API server before the first byte (the 9 MB agent
+// over an exec stream, which carries about 36 MiB/s here: about 0.25 s on
+// top of the exec's own setup), while the init container needs neither and
+// runs on the node before the pod counts as started: its cost is one local
+// container start (the image is on the node) inside the pod's own
+// create-to-Running. Measured here: a cold `ssh ... CMD` 2.8 s end to end
+// against 1.8 s create-to-Ready of a one-container pod in the same run. The agent's host key so
 // travels in the pod spec (readable by whoever may get pods in the
 // namespace): it only authenticates the agent at the end of an exec stream
 // the API server already authenticates, and dies with the pod; the gate's
