@@ -25,13 +25,21 @@ DESTDIR   ?=
 SYSCONFDIR ?= /etc
 UNITDIR   ?= /etc/systemd/system
 
-.PHONY: all build install run test test-setup e2e bench fuzz clean vulncheck k8s-up k8s-down
+.PHONY: agent-image all build install run test test-setup e2e bench fuzz clean vulncheck k8s-up k8s-down
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/sshgate ./cmd/sshgate
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/sshgate-agent ./cmd/sshgate-agent
+
+# The agent image of kubernetes targets (kubernetes.agent_image), FROM
+# scratch with Debian's docker and no pull. Load it into a cluster's nodes,
+# e.g. `docker save sshgate/agent:latest | ctr -n k8s.io images import -`.
+AGENT_IMAGE ?= sshgate/agent:latest
+agent-image: build
+	d=$$(mktemp -d) && cp $(BIN)/sshgate-agent dist/kubernetes/Dockerfile.agent $$d/ && \
+	DOCKER_BUILDKIT=0 docker build -q --network none -f $$d/Dockerfile.agent -t $(AGENT_IMAGE) $$d; s=$$?; rm -rf $$d; exit $$s
 
 # The binaries, the systemd unit (paths rewritten for PREFIX), an example
 # $(SYSCONFDIR)/sshgate/sshgate.yaml (kept when one exists) and the README.

@@ -4,6 +4,11 @@
 //
 //	sshgate-agent (--stdio | --dial ADDR | --listen ADDR) --host-key FILE
 //	    --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
+//	sshgate-agent --install DIR
+//
+// --install copies the agent into DIR with the files its environment names
+// (SSHGATE_FILE_<name>=<octal mode>:<base64>): the init container of a
+// Kubernetes pod, whose image is the agent alone (FROM scratch).
 //
 // Exit status: 2 for bad flags or unusable files they name (one line on
 // stderr, naming the value); 1 when --listen cannot listen or --dial gives
@@ -55,6 +60,8 @@ const usage = `usage: sshgate-agent (--stdio | --dial ADDR | --listen ADDR) --ho
   --shell PATH         shell for sessions (default $SHELL, /bin/bash, /bin/sh, /bin/ash, /busybox/sh)
   --env KEY=VALUE      set in every session (repeatable)
   --reap               reap orphaned children (always on when running as PID 1)
+
+usage: sshgate-agent --install DIR   copy the agent and $SSHGATE_FILE_<name>=MODE:BASE64 files into DIR
 `
 
 // exitUsage is the status for bad flags and bad files they name.
@@ -179,6 +186,13 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) == 2 && (args[0] == "--install" || args[0] == "-install") {
+		if err := install(args[1], os.Environ()); err != nil {
+			fmt.Fprintf(os.Stderr, "sshgate-agent: %v\n", err)
+			return exitUsage
+		}
+		return 0
+	}
 	c, err := parseFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(os.Stdout, usage)

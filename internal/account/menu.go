@@ -415,6 +415,8 @@ func (c *Conn) menuItems() ([]menu.Item, error) {
 		switch {
 		case t.Kind == gate.KindDocker:
 			it.Addr, it.State = "docker", "starts on connect"
+		case t.Kind == gate.KindKubernetes:
+			it.Addr, it.State = "kubernetes", "starts on connect"
 		case t.Upstream != nil:
 			it.Addr, it.State = t.Upstream.Addr, "upstream"
 			items[i] = it

@@ -139,11 +139,12 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	backends := map[string]target.Backend{gate.KindUpstream: up}
-	closeBackendsNow, err := addDocker(ctx, cfg, dir, st, id, log, backends, ob.containerStarted)
+	closeDocker, err := addDocker(ctx, cfg, dir, st, id, log, backends, ob.containerStarted)
 	if err != nil {
 		return err
 	}
-	closeBackends := sync.OnceFunc(closeBackendsNow) // by drain, after the sessions; else on the way out
+	closeKube := addKubernetes(ctx, cfg, st, id, log, backends, ob.containerStarted)
+	closeBackends := sync.OnceFunc(func() { closeDocker(); closeKube() }) // by drain, after the sessions; else on the way out
 	defer closeBackends()
 
 	guard, throttle, second, err := setupDefence(ctx, cfg, dir, st, log)

@@ -42,6 +42,8 @@ type targetFlags struct {
 	env, upstream, login, hostKeyFile string
 	scan                              bool
 	image, user                       string
+	kubernetes                        bool   // --kubernetes (with --image)
+	kubeImage, namespace              string // --image, --namespace
 	cmd, mounts, setenv               []string
 	memory, cpus, network, per, ttl   string
 	pids, pool                        int
@@ -57,8 +59,8 @@ func (e *env) targetCmd() *cobra.Command {
 		FParseErrWhitelist: cobra.FParseErrWhitelist{UnknownFlags: true}}
 	var f targetFlags
 	add := &cobra.Command{
-		Use:   "add NAME --env ENV (--upstream HOST:PORT --login USER (--host-key FILE | --scan-host-key | --host-ca) [--auth cert|key] | --docker IMAGE ...)",
-		Short: "Add a target: an existing SSH server (--upstream) or a container started on demand (--docker)",
+		Use:   "add NAME --env ENV (--upstream HOST:PORT --login USER (--host-key FILE | --scan-host-key | --host-ca) [--auth cert|key] | --docker IMAGE ... | --kubernetes --image IMAGE [--namespace NS] ...)",
+		Short: "Add a target: an existing SSH server (--upstream), a container (--docker) or a pod (--kubernetes) started on demand",
 		Args:  argsOf([]string{"NAME"}, 0),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			if err := e.readCAState(&f); err != nil {
@@ -145,6 +147,9 @@ func (e *env) targetCmd() *cobra.Command {
 	fl.StringVar(&f.per, "per", "", "connection (default): a container per connection; user: one per user, kept for --idle-ttl")
 	fl.StringVar(&f.ttl, "idle-ttl", "", "how long an idle per-user container is kept, e.g. 10m (docker, --per user)")
 	fl.IntVar(&f.pool, "pool", 0, "warm containers kept ready (docker)")
+	fl.BoolVar(&f.kubernetes, "kubernetes", false, "a pod started per connection or per user on the gate's Kubernetes cluster (with --image)")
+	fl.StringVar(&f.kubeImage, "image", "", "image of the pod's container (kubernetes)")
+	fl.StringVar(&f.namespace, "namespace", "", "namespace of the pods (kubernetes; default: kubernetes.namespace)")
 	fl.BoolVar(&f.skipImageCheck, "skip-image-check", false, "add a docker target whose image is not on the engine yet (the gate never pulls images)")
 
 	list := &cobra.Command{
@@ -172,6 +177,8 @@ func (e *env) targetCmd() *cobra.Command {
 					addr = t.Upstream.Addr
 				case t.Docker != nil:
 					addr = t.Docker.Image
+				case t.Kubernetes != nil:
+					addr = t.Kubernetes.Image
 				}
 				ti := infos[t.Name]
 				tw.row(strconv.FormatInt(ti.ID, 10), t.Name, t.Env, t.Kind, orDash(t.Login), orDash(addr), orDash(strings.Join(ti.Aliases, ",")))
@@ -305,9 +312,16 @@ func (f *targetFlags) target(cmd *cobra.Command, name string) (gate.Target, erro
 		}
 	}
 	t := gate.Target{Name: name, Env: f.env, Login: f.login}
-	isUp, isDocker := changed("upstream"), changed("docker")
-	if isUp == isDocker {
-		return gate.Target{}, usagef("target add %s: give exactly one of --upstream and --docker", name)
+	isUp, isDocker, isKube := changed("upstream"), changed("docker"), f.kubernetes
+	if n := btoi(isUp) + btoi(isDocker) + btoi(isKube); n != 1 {
+		return gate.Target{}, usagef("target add %s: give exactly one of --upstream, --docker and --kubernetes", name)
+	}
+	if !isKube {
+		for _, fl := range []string{"image", "namespace"} {
+			if changed(fl) {
+				return gate.Target{}, usagef("target add %s: --%s is for --kubernetes targets", name, fl)
+			}
+		}
 	}
 	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool", "skip-image-check"}
 	if isUp {
@@ -360,6 +374,19 @@ func (f *targetFlags) target(cmd *cobra.Command, name string) (gate.Target, erro
 		if changed(fl) {
 			return gate.Target{}, usagef("target add %s: --%s is for --upstream targets", name, fl)
 		}
+	}
+	if isKube {
+		for _, fl := range []string{"mount", "network", "pids", "skip-image-check"} {
+			if changed(fl) {
+				return gate.Target{}, usagef("target add %s: --%s is for --docker targets", name, fl)
+			}
+		}
+		k, err := f.kubeSpec()
+		if err != nil {
+			return gate.Target{}, err
+		}
+		t.Kind, t.Kubernetes = gate.KindKubernetes, k
+		return t, nil
 	}
 	d, err := f.dockerSpec()
 	if err != nil {
@@ -445,6 +472,44 @@ func (f *targetFlags) dockerSpec() (*gate.DockerSpec, error) {
 	}
 	d.Pool = f.pool
 	return d, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var k8sNamespaceRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// kubeSpec checks the flags of a kubernetes target: those shared with
+// docker targets are checked by dockerSpec's rules.
+func (f *targetFlags) kubeSpec() (*gate.KubernetesSpec, error) {
+	if strings.TrimSpace(f.kubeImage) == "" || strings.ContainsAny(f.kubeImage, " \t\n") {
+		return nil, usagef("--image %q: want an image reference such as busybox:1.36", f.kubeImage)
+	}
+	if f.namespace != "" && !k8sNamespaceRE.MatchString(f.namespace) {
+		return nil, usagef("--namespace %q: want a namespace name (lower-case letters, digits and '-')", f.namespace)
+	}
+	if f.user != "" {
+		if _, err := strconv.Atoi(strings.SplitN(f.user, ":", 2)[0]); err != nil || strings.Count(f.user, ":") > 1 {
+			return nil, usagef("--user %q: want UID or UID:GID (a pod's user is numeric)", f.user)
+		}
+	}
+	saved := f.image
+	f.image = f.kubeImage
+	d, err := f.dockerSpec()
+	f.image = saved
+	if err != nil {
+		return nil, err
+	}
+	per := d.Per
+	if per == "connection" {
+		per = ""
+	}
+	return &gate.KubernetesSpec{Image: f.kubeImage, Namespace: f.namespace, User: d.User, Cmd: d.Cmd, Env: d.Env,
+		Memory: d.Memory, NanoCPUs: d.NanoCPUs, Per: per, IdleTTL: d.IdleTTL, Pool: d.Pool}, nil
 }
 
 // errScanned stops the handshake once the host key is known.
@@ -621,6 +686,25 @@ func showTarget(w io.Writer, t gate.Target, defaults config.Docker, extra ...[2]
 		tw.row("per", orDash(d.Per))
 		tw.row("idle ttl", orDash(d.IdleTTL))
 		tw.row("pool", strconv.Itoa(d.Pool))
+	}
+	if k := t.Kubernetes; k != nil {
+		tw.row("image", k.Image)
+		tw.row("namespace", orDash(k.Namespace))
+		tw.row("user", orDash(k.User))
+		tw.row("cmd", orDash(strings.Join(k.Cmd, " ")))
+		tw.row("env vars", orDash(strings.Join(k.Env, " ")))
+		mem, cpus := "default (kubernetes.default_memory)", "no limit"
+		if k.Memory > 0 {
+			mem = formatSize(k.Memory)
+		}
+		if k.NanoCPUs > 0 {
+			cpus = strconv.FormatFloat(float64(k.NanoCPUs)/1e9, 'f', -1, 64)
+		}
+		tw.row("memory", mem)
+		tw.row("cpus", cpus)
+		tw.row("per", orDash(k.Per))
+		tw.row("idle ttl", orDash(k.IdleTTL))
+		tw.row("pool", strconv.Itoa(k.Pool))
 	}
 	for _, r := range extra {
 		tw.row(r[0], r[1])

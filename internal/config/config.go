@@ -40,13 +40,15 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Config is the whole file. Zero values are replaced by Defaults.
 type Config struct {
-	Listen    string   `yaml:"listen"`    // host:port for SSH
-	Advertise string   `yaml:"advertise"` // host[:port] users connect to, for `config` output; default: the address they reached
-	Log       Log      `yaml:"log"`
-	SSH       SSH      `yaml:"ssh"`
-	Limits    Limits   `yaml:"limits"`
-	Docker    Docker   `yaml:"docker"`
-	EnvAllow  []string `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
+	Listen    string `yaml:"listen"`    // host:port for SSH
+	Advertise string `yaml:"advertise"` // host[:port] users connect to, for `config` output; default: the address they reached
+	Log       Log    `yaml:"log"`
+	SSH       SSH    `yaml:"ssh"`
+	Limits    Limits `yaml:"limits"`
+	Docker    Docker `yaml:"docker"`
+	// Kubernetes targets (kubernetes.go).
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+	EnvAllow   []string   `yaml:"env_allow"` // env names (or NAME_* prefixes) passed to targets
 
 	// Second factor, brute-force and flood defence (defence.go).
 	MFA       MFA       `yaml:"mfa"`
@@ -169,6 +171,7 @@ func Defaults() Config {
 			RemoveTimeout: Duration(15 * time.Second),
 			OpenTimeout:   Duration(60 * time.Second),
 		},
+		Kubernetes:    defaultKubernetes(),
 		EnvAllow:      []string{"LANG", "LC_*"},
 		MFA:           defaultMFA(),
 		Penalties:     defaultPenalties(),
@@ -272,6 +275,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.Watch.validate()...)
 	errs = append(errs, c.Sessions.validate()...)
 	c.Docker.validate(bad)
+	c.Kubernetes.validate(bad)
 	for _, e := range c.EnvAllow {
 		if _, err := path.Match(e, "X"); err != nil || e == "" || strings.ContainsAny(e, "= ") {
 			bad("env_allow", "%q is not an environment variable name or NAME_* pattern", e)

@@ -27,19 +27,22 @@ type Env struct {
 
 // Target kinds.
 const (
-	KindUpstream = "upstream" // an existing host or container running sshd or sshgate-agent
-	KindDocker   = "docker"   // a container launched on demand
+	KindUpstream   = "upstream"   // an existing host or container running sshd or sshgate-agent
+	KindDocker     = "docker"     // a container launched on demand
+	KindKubernetes = "kubernetes" // a pod launched on demand
 )
 
 // Target is a place users connect to.
 type Target struct {
-	Name      string
-	Env       string
-	Kind      string
-	Login     string        // default login on the target
-	Upstream  *UpstreamSpec `json:",omitempty"`
-	Docker    *DockerSpec   `json:",omitempty"`
-	CreatedAt time.Time
+	Name     string
+	Env      string
+	Kind     string
+	Login    string        // default login on the target
+	Upstream *UpstreamSpec `json:",omitempty"`
+	Docker   *DockerSpec   `json:",omitempty"`
+	// Kubernetes is the pod of a kubernetes target.
+	Kubernetes *KubernetesSpec `json:",omitempty"`
+	CreatedAt  time.Time
 }
 
 // UpstreamSpec says how to reach an existing SSH server.
@@ -73,6 +76,20 @@ type DockerSpec struct {
 	Per      string   `json:",omitempty"` // "connection" (default) or "user"
 	IdleTTL  string   `json:",omitempty"` // duration, for Per == "user"
 	Pool     int      `json:",omitempty"` // warm containers kept ready
+}
+
+// KubernetesSpec says how to launch a pod on demand.
+type KubernetesSpec struct {
+	Image     string
+	Namespace string   `json:",omitempty"` // "" = the gate's kubernetes.namespace
+	User      string   `json:",omitempty"` // UID or UID:GID (numeric: a pod's securityContext)
+	Cmd       []string `json:",omitempty"`
+	Env       []string `json:",omitempty"` // KEY=VALUE
+	Memory    int64    `json:",omitempty"` // bytes; 0 = the gate's default, negative = no limit
+	NanoCPUs  int64    `json:",omitempty"`
+	Per       string   `json:",omitempty"` // "connection" (default) or "user"
+	IdleTTL   string   `json:",omitempty"` // duration, for Per == "user"
+	Pool      int      `json:",omitempty"` // warm pods kept ready
 }
 
 // Grant lets a user reach one target or every target of an environment.

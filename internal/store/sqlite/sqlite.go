@@ -558,8 +558,9 @@ func (s *Store) RemoveEnv(ctx context.Context, name string) error {
 
 // spec is the JSON column: the kind-specific part of a target.
 type spec struct {
-	Upstream *gate.UpstreamSpec `json:",omitempty"`
-	Docker   *gate.DockerSpec   `json:",omitempty"`
+	Upstream *gate.UpstreamSpec   `json:",omitempty"`
+	Docker   *gate.DockerSpec     `json:",omitempty"`
+	Kube     *gate.KubernetesSpec `json:"Kubernetes,omitempty"`
 }
 
 func checkTarget(t gate.Target) error {
@@ -571,12 +572,16 @@ func checkTarget(t gate.Target) error {
 	}
 	switch t.Kind {
 	case gate.KindUpstream:
-		if t.Upstream == nil || t.Docker != nil {
+		if t.Upstream == nil || t.Docker != nil || t.Kubernetes != nil {
 			return fmt.Errorf("target %q: kind %s wants an upstream spec only", t.Name, t.Kind)
 		}
 	case gate.KindDocker:
-		if t.Docker == nil || t.Upstream != nil {
+		if t.Docker == nil || t.Upstream != nil || t.Kubernetes != nil {
 			return fmt.Errorf("target %q: kind %s wants a docker spec only", t.Name, t.Kind)
+		}
+	case gate.KindKubernetes:
+		if t.Kubernetes == nil || t.Upstream != nil || t.Docker != nil {
+			return fmt.Errorf("target %q: kind %s wants a kubernetes spec only", t.Name, t.Kind)
 		}
 	default:
 		return fmt.Errorf("target %q: unknown kind %q", t.Name, t.Kind)
@@ -588,7 +593,7 @@ func (s *Store) AddTarget(ctx context.Context, t gate.Target) error {
 	if err := checkTarget(t); err != nil {
 		return fmt.Errorf("add target: %w", err)
 	}
-	js, err := json.Marshal(spec{Upstream: t.Upstream, Docker: t.Docker})
+	js, err := json.Marshal(spec{Upstream: t.Upstream, Docker: t.Docker, Kube: t.Kubernetes})
 	if err != nil {
 		return fmt.Errorf("add target %q: %w", t.Name, err)
 	}
@@ -613,7 +618,7 @@ func (s *Store) UpdateTarget(ctx context.Context, t gate.Target) error {
 	if err := checkTarget(t); err != nil {
 		return fmt.Errorf("update target: %w", err)
 	}
-	js, err := json.Marshal(spec{Upstream: t.Upstream, Docker: t.Docker})
+	js, err := json.Marshal(spec{Upstream: t.Upstream, Docker: t.Docker, Kube: t.Kubernetes})
 	if err != nil {
 		return fmt.Errorf("update target %q: %w", t.Name, err)
 	}
@@ -645,7 +650,7 @@ func scanTarget(r scanner) (gate.Target, error) {
 	if err := json.Unmarshal([]byte(js), &sp); err != nil {
 		return gate.Target{}, fmt.Errorf("target %q: bad spec: %w", t.Name, err)
 	}
-	t.Upstream, t.Docker = sp.Upstream, sp.Docker
+	t.Upstream, t.Docker, t.Kubernetes = sp.Upstream, sp.Docker, sp.Kube
 	t.CreatedAt = fromDB(created)
 	return t, nil
 }

@@ -385,6 +385,23 @@ func testTargets(t *testing.T, open func(t *testing.T) store.Store) {
 		{"docker kind with upstream spec", func() error {
 			return s.AddTarget(ctx, gate.Target{Name: "x", Env: "prod", Kind: gate.KindDocker, Upstream: &gate.UpstreamSpec{Addr: "x:22"}})
 		}, errAny, nil},
+		{"kubernetes kind with docker spec", func() error {
+			return s.AddTarget(ctx, gate.Target{Name: "x", Env: "prod", Kind: gate.KindKubernetes, Docker: &gate.DockerSpec{Image: "x"}})
+		}, errAny, nil},
+		{"add and remove a kubernetes target", func() error {
+			kt := gate.Target{Name: "lab", Env: "prod", Kind: gate.KindKubernetes, Login: "dev", Kubernetes: &gate.KubernetesSpec{
+				Image: "busybox:1.36", Namespace: "labs", User: "1000:1000", Cmd: []string{"sleep"}, Env: []string{"A=1"},
+				Memory: 256 << 20, NanoCPUs: 500_000_000, Per: "user", IdleTTL: "10m", Pool: 1}}
+			if err := s.AddTarget(ctx, kt); err != nil {
+				return err
+			}
+			got, err := s.GetTarget(ctx, "lab")
+			if err != nil {
+				return err
+			}
+			sameTarget(t, got, kt)
+			return s.RemoveTarget(ctx, "lab")
+		}, nil, nil},
 	}
 	for _, st := range steps {
 		wantErr(t, st.name, st.do(), st.want, st.msg...)

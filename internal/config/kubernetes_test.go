@@ -1,0 +1,42 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKubernetesConfig(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "sshgate.yaml")
+	yml := "kubernetes:\n  kubeconfig: /etc/sshgate/kubeconfig\n  namespace: labs\n  agent_image: reg/agent:1\n  image_pull_policy: Never\n  start_timeout: 20s\n"
+	if err := os.WriteFile(f, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Kubernetes
+	if k.Kubeconfig != "/etc/sshgate/kubeconfig" || k.Namespace != "labs" || k.AgentImage != "reg/agent:1" || k.ImagePullPolicy != "Never" ||
+		k.StartTimeout.D() != 20*time.Second || k.IdleTTL.D() != 15*time.Minute || k.DefaultMemory != DefaultDockerMemory {
+		t.Errorf("loaded %+v", k)
+	}
+
+	var got []string
+	bad := func(key, format string, args ...any) { got = append(got, key) }
+	b := defaultKubernetes()
+	b.Namespace, b.Namespaces, b.AgentImage, b.ImagePullPolicy = "Bad_NS", []string{"ok", "-no"}, "", "Sometimes"
+	b.DefaultMemory, b.StartTimeout = 1024, Duration(0)
+	b.validate(bad)
+	want := "kubernetes.namespace kubernetes.namespaces kubernetes.agent_image kubernetes.image_pull_policy kubernetes.default_memory kubernetes.start_timeout"
+	if strings.Join(got, " ") != want {
+		t.Errorf("problems %v, want %s", got, want)
+	}
+	got = nil
+	defaultKubernetes().validate(bad)
+	if len(got) != 0 {
+		t.Errorf("defaults: %v", got)
+	}
+}
