@@ -406,12 +406,12 @@ func bench(ctx context.Context, o *opts) error {
 		if err != nil {
 			return err
 		}
-		t.section(fmt.Sprintf("throughput, %s put (MB/s, best of %d; gate CPU: s per GiB, mean)", humanSize(o.size), o.repeat))
+		t.section(fmt.Sprintf("throughput, %s put (MB/s, best of %d; gate CPU: s per GiB, mean and min)", humanSize(o.size), o.repeat))
 		var verified []string
 		for i, c := range cases {
 			r := res[i]
 			d, g := maxf(r.direct), maxf(r.gate)
-			t.row(c.label(), fmt.Sprintf("%.0f", d), fmt.Sprintf("%.0f", g), ratio(g, d), fmt.Sprintf("%.2f s/GiB", meanf(r.cpuPerGiB)))
+			t.row(c.label(), fmt.Sprintf("%.0f", d), fmt.Sprintf("%.0f", g), ratio(g, d), fmt.Sprintf("%.2f s/GiB (min %.2f)", meanf(r.cpuPerGiB), minf(r.cpuPerGiB)))
 			if c.cipher == "" {
 				notes = append(notes, fmt.Sprintf("%s: direct gets %s; client->default gate %s", c.label(), r.negDirect.cipher, r.negGate.cipher))
 			} else if r.negDirect.cipher != c.cipher || r.negGate.cipher != c.cipher {
@@ -651,6 +651,17 @@ func maxf(v []float64) float64 {
 		if x > m {
 			m = x
 		}
+	}
+	return m
+}
+
+func minf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	m := v[0]
+	for _, x := range v[1:] {
+		m = min(m, x)
 	}
 	return m
 }
