@@ -76,5 +76,5 @@ func BenchmarkSSHChannel(b *testing.B) {
 	ch.CloseWrite()
 	b.StopTimer()
 	gib := float64(b.N) / 1024
-	b.ReportMetric((cpuTime() - cpu0).Seconds()/gib, "cpu-s/GiB")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/gib, "cpu-s/GiB")
 }
