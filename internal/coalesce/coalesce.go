@@ -13,8 +13,15 @@
 // writes (at most copyMax bytes: bufio's flushes) are copied, queued, and
 // left to a flusher that drains whatever has accumulated, so a keystroke's
 // packet leaves at once (a goroutine hop) and the next packet's large write
-// usually joins the same writev (group commit). x/crypto serialises its
-// writes per connection; concurrent writers on one Conn batch the same way.
+// usually joins the same writev (group commit).
+//
+// The price: x/crypto holds its transport lock across the write to the
+// connection, so on one SSH connection writes never overlap and each large
+// packet costs one send of its own (about one writev per 32 KiB packet,
+// where a copying queue sent about two packets per write while the next was
+// being encrypted). Measured on a loaded 2-core machine with
+// BenchmarkSSHChannel: about 10-15% more process CPU per GiB than copying
+// (3.3-3.6 vs 2.9-3.1 s, medians of 8-12 alternating runs) on loopback.
 //
 // Must not import: any project package
 package coalesce
