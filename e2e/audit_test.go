@@ -431,3 +431,57 @@ func TestAuditDocker(t *testing.T) {
 	}
 	waitNoContainers(t, name, 2*time.Minute) // reaped after the idle TTL
 }
+
+// TestAuditNoFileHash: with audit.file_hash: none, file events keep their
+// size, path and result and carry no sha256; the default carries it (the
+// golden streams), and the files still arrive whole.
+func TestAuditNoFileHash(t *testing.T) {
+	gateOnly(t)
+	cfg := filepath.Join(t.TempDir(), "gate.yaml")
+	os.WriteFile(cfg, []byte("audit:\n  file_hash: none\n"), 0o600)
+	sshd := harness.StartSSHD(t, harness.SSHDOptions{})
+	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}})
+	sshd.Authorize(t, g.GateKey(t))
+	g.Admin(t, "env", "add", "prod")
+	g.Admin(t, "target", "add", "web-1", "--env", "prod", "--upstream", sshd.Addr, "--login", "root", "--host-key", sshd.HostKeyPub)
+	alice := g.AddUser(t, "alice")
+	g.Admin(t, "grant", "alice", "--target", "web-1", "--login", "root")
+	log := &auditLog{path: filepath.Join(g.DataDir, "audit", "audit.jsonl")}
+
+	remote, local := t.TempDir(), t.TempDir()
+	data := bytes.Repeat([]byte("no hash, all bytes\n"), 100000) // 1.9 MB: many SFTP packets
+	src := filepath.Join(local, "src.bin")
+	os.WriteFile(src, data, 0o644)
+	for _, mode := range []string{"", "-O"} {
+		dst, back := filepath.Join(remote, "dst"+mode), filepath.Join(local, "back"+mode)
+		args := func(a ...string) []string {
+			if mode != "" {
+				return append([]string{mode}, a...)
+			}
+			return a
+		}
+		harness.MustRun(t, alice.SCP(args(src, alice.Dest("web-1")+":"+dst)...), nil, long)
+		harness.MustRun(t, alice.SCP(args(alice.Dest("web-1")+":"+dst, back)...), nil, long)
+		if b, _ := os.ReadFile(back); !bytes.Equal(b, data) {
+			t.Fatalf("scp %s: the copy back differs (%d bytes, want %d)", mode, len(b), len(data))
+		}
+	}
+	var files []string
+	for _, e := range log.next(t) {
+		if e["type"] != "file" {
+			continue
+		}
+		if _, ok := e["sha256"]; ok {
+			t.Errorf("file event with a sha256: %v", e)
+		}
+		files = append(files, fmt.Sprintf("%v %v %v size=%v %v", e["protocol"], e["op"], filepath.Base(fmt.Sprint(e["path"])), e["size"], e["result"]))
+	}
+	sort.Strings(files)
+	want := []string{
+		"scp read dst-O size=1.9e+06 ok", "scp write dst-O size=1.9e+06 ok",
+		"sftp read dst size=1.9e+06 ok", "sftp write dst size=1.9e+06 ok",
+	}
+	if strings.Join(files, "\n") != strings.Join(want, "\n") {
+		t.Errorf("file events:\n%s\nwant:\n%s", strings.Join(files, "\n"), strings.Join(want, "\n"))
+	}
+}

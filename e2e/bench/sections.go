@@ -64,21 +64,23 @@ func sha256File(path string) (string, error) {
 }
 
 type xferCase struct {
-	tool   string // scp or sftp
-	cipher string // "" is the client's default offer
-	gate   *endpoint
+	tool    string // scp or sftp
+	cipher  string // "" is the client's default offer
+	gate    *endpoint
+	suffix  string // after the label: what is special about the gate
+	profile string // with -profile: the file of a CPU profile of this row's gate; "": none
 }
 
 func (c xferCase) label() string {
 	switch c.cipher {
 	case "":
-		return c.tool + " stock default"
+		return c.tool + " stock default" + c.suffix
 	case cipherAESGCM:
-		return c.tool + " aes128-gcm"
+		return c.tool + " aes128-gcm" + c.suffix
 	case cipherChaCha:
-		return c.tool + " chacha20-poly1305"
+		return c.tool + " chacha20-poly1305" + c.suffix
 	}
-	return c.tool + " " + c.cipher
+	return c.tool + " " + c.cipher + c.suffix
 }
 
 // transfer copies src to dst on the target with tool and returns the wall
@@ -166,7 +168,7 @@ func runThroughput(ctx context.Context, o *opts, direct *endpoint, cases []xferC
 				os.Remove(dst)
 			}
 		}
-		if o.profile != "" && c.tool == "scp" && c.cipher == cipherAESGCM {
+		if o.profile != "" && c.profile != "" {
 			if err := profileTransfer(ctx, o, c, src, dst, work); err != nil {
 				logf("profile: %v", err)
 			}
@@ -182,8 +184,8 @@ func profileTransfer(ctx context.Context, o *opts, c xferCase, src, dst, work st
 		return err
 	}
 	g := c.gate.g
-	out := filepath.Join(o.profile, "gate-cpu-scp-aes128gcm.pprof")
-	logf("  profiling the gate for 10 s during scp aes128-gcm transfers -> %s", out)
+	out := filepath.Join(o.profile, c.profile)
+	logf("  profiling the gate for 10 s during %s transfers -> %s", c.label(), out)
 	type res struct {
 		data []byte
 		err  error
@@ -224,6 +226,17 @@ func profileTransfer(ctx context.Context, o *opts, c xferCase, src, dst, work st
 			return err
 		}
 	}
+}
+
+// profileFiles are the CPU profiles -profile saves.
+func profileFiles(cases []xferCase) []string {
+	var f []string
+	for _, c := range cases {
+		if c.profile != "" {
+			f = append(f, c.profile)
+		}
+	}
+	return f
 }
 
 // --- time to first byte -------------------------------------------------

@@ -13,6 +13,7 @@ import (
 	"github.com/sshgate/sshgate/internal/account"
 	"github.com/sshgate/sshgate/internal/audit"
 	"github.com/sshgate/sshgate/internal/audit/xfer"
+	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
@@ -129,10 +130,11 @@ func (c *conn) auditSession(id string, s *account.Setup, p policy.Permit, cnt *r
 		e.Command = arg
 		c.emit(e)
 	}
+	opt := xfer.Options{NoHash: c.b.Config.Audit.FileHash == config.FileHashNone}
 	if fp := xfer.For(s.Start.Type, arg, func(f audit.Event) {
 		f.SessionID, f.Target, f.Login = sa.id, p.Target.Name, p.Login
 		c.emit(f)
-	}); fp != nil {
+	}, opt); fp != nil {
 		sa.parser = xfer.NewSession(fp)
 	}
 	addTap(cnt, sa)

@@ -23,6 +23,9 @@ type Audit struct {
 	// running ones). FailureByTarget overrides it per target name.
 	Failure         string            `yaml:"failure"`
 	FailureByTarget map[string]string `yaml:"failure_by_target"`
+	// FileHash is the digest of transferred files in file events: sha256
+	// (the default) or none (sizes, paths and results only).
+	FileHash string `yaml:"file_hash"`
 }
 
 type AuditFile struct {
@@ -44,6 +47,12 @@ type AuditWebhook struct {
 	Timeout   Duration `yaml:"timeout"` // per attempt
 }
 
+// File digests (audit.file_hash).
+const (
+	FileHashSHA256 = "sha256"
+	FileHashNone   = "none"
+)
+
 // Failure policies of the audit sinks and the recordings.
 const (
 	FailOpen   = "fail-open"
@@ -56,6 +65,7 @@ func auditDefaults() Audit {
 		File:      AuditFile{Enabled: true, Path: "audit/audit.jsonl", MaxSize: 100 << 20, MaxFiles: 10},
 		Webhook:   AuditWebhook{Retries: 3, Backoff: Duration(500 * time.Millisecond), Timeout: Duration(5 * time.Second)},
 		Failure:   FailOpen,
+		FileHash:  FileHashSHA256,
 	}
 }
 
@@ -103,6 +113,9 @@ func (a Audit) validate(bad func(key, format string, args ...any)) {
 		if v != FailOpen && v != FailClosed {
 			bad(key, "%q is not fail-open or fail-closed", v)
 		}
+	}
+	if a.FileHash != FileHashSHA256 && a.FileHash != FileHashNone {
+		bad("audit.file_hash", "%q is not sha256 or none", a.FileHash)
 	}
 	mode("audit.failure", a.Failure)
 	for t, v := range a.FailureByTarget {

@@ -15,7 +15,7 @@ func TestAuditConfig(t *testing.T) {
 	}{
 		{name: "defaults", check: func(t *testing.T, c Config) {
 			a := c.Audit
-			if !a.File.Enabled || a.File.Path != "audit/audit.jsonl" || a.File.MaxSize != 100<<20 || a.Failure != FailOpen || a.FailClosed("x") {
+			if !a.File.Enabled || a.File.Path != "audit/audit.jsonl" || a.File.MaxSize != 100<<20 || a.Failure != FailOpen || a.FailClosed("x") || a.FileHash != FileHashSHA256 {
 				t.Errorf("defaults: %+v", a)
 			}
 		}},
@@ -30,8 +30,13 @@ func TestAuditConfig(t *testing.T) {
 				t.Errorf("max_size %d", c.Audit.File.MaxSize)
 			}
 		}},
-		{name: "bad", yaml: "audit:\n  failure: closed\n  failure_by_target: {a: maybe}\n  webhook: {url: 'ftp://x'}\n  queue_size: -1\n",
-			errs: []string{"audit.failure:", "audit.failure_by_target.a:", "audit.webhook.url:", "audit.queue_size:"}},
+		{name: "no file hash", yaml: "audit:\n  file_hash: none\n", check: func(t *testing.T, c Config) {
+			if c.Audit.FileHash != FileHashNone {
+				t.Errorf("file_hash %q", c.Audit.FileHash)
+			}
+		}},
+		{name: "bad", yaml: "audit:\n  failure: closed\n  failure_by_target: {a: maybe}\n  webhook: {url: 'ftp://x'}\n  queue_size: -1\n  file_hash: md5\n",
+			errs: []string{"audit.failure:", "audit.failure_by_target.a:", "audit.webhook.url:", "audit.queue_size:", `audit.file_hash: "md5" is not sha256 or none`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

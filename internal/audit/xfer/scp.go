@@ -1,8 +1,6 @@
 package xfer
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"hash"
 	"path"
 	"strconv"
@@ -37,7 +35,8 @@ type SCP struct {
 	name   string   // file in flight
 	size   int64
 	left   int64
-	h      hash.Hash
+	h      hash.Hash // nil without hashes
+	noHash bool
 	broken bool
 }
 
@@ -129,14 +128,16 @@ func (p *SCP) feed(b []byte) {
 			if n > p.left {
 				n = p.left
 			}
-			p.h.Write(b[:n])
+			if p.h != nil {
+				p.h.Write(b[:n])
+			}
 			p.left -= n
 			b = b[n:]
 			if p.left == 0 {
 				p.inData = false
 				op, dir := p.direction()
 				p.emit(audit.Event{Type: audit.TypeFile, Protocol: "scp", Op: op, Direction: dir, Path: p.name,
-					Size: audit.Int64(p.size), SHA256: hex.EncodeToString(p.h.Sum(nil)), Result: "ok"})
+					Size: audit.Int64(p.size), SHA256: sum(p.h), Result: "ok"})
 			}
 			continue
 		}
@@ -183,11 +184,11 @@ func (p *SCP) header(line string) {
 			}
 			return
 		}
-		p.name, p.size, p.left, p.h = full, size, size, sha256.New()
+		p.name, p.size, p.left, p.h = full, size, size, newHash(p.noHash)
 		if size == 0 {
 			op, dir := p.direction()
 			p.emit(audit.Event{Type: audit.TypeFile, Protocol: "scp", Op: op, Direction: dir, Path: full,
-				Size: audit.Int64(0), SHA256: hex.EncodeToString(p.h.Sum(nil)), Result: "ok"})
+				Size: audit.Int64(0), SHA256: sum(p.h), Result: "ok"})
 			return
 		}
 		p.inData = true

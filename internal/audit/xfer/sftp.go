@@ -48,37 +48,105 @@ const (
 )
 
 // framer cuts a stream into SFTP packets (uint32 length, then that many
-// bytes). A length of 0 or above maxSFTPPacket breaks it for good.
+// bytes) without copying file data: a packet whose header says it carries
+// data (a WRITE request, a DATA answer) is handed over as its header, then
+// its data in the pieces the relay passed, in place. Every other packet (small:
+// names, handles, attributes) is handed over whole, assembled when it spans
+// pieces, as is a header. A length of 0 or above maxSFTPPacket breaks it for
+// good.
 type framer struct {
-	buf    []byte
+	h      framing
+	n      uint32 // length of the current packet; 0: reading a length
+	k      int    // header length of the current packet; 0: undecided; n: whole
+	left   uint32 // streamed bytes of the current packet still to come
+	buf    []byte // the length, header or packet assembled so far
 	broken bool
 }
 
-func (f *framer) feed(p []byte, fn func(pkt []byte)) {
-	if f.broken {
-		return
-	}
-	if len(f.buf) > 0 {
-		f.buf = append(f.buf, p...)
-		p = f.buf
-	}
-	for len(p) >= 4 {
-		n := binary.BigEndian.Uint32(p)
-		if n == 0 || n > maxSFTPPacket {
-			f.broken, f.buf = true, nil
-			return
+// framing is what a framer asks of its parser.
+type framing interface {
+	// headLen says, from the first bytes of a packet (at least one, at
+	// most the packet), how it is cut: 0: handed over whole; k > 0: a
+	// header of k bytes and the rest streamed (if k is less than the
+	// packet); -m: undecided until m bytes are there.
+	headLen(prefix []byte) int
+	whole(pkt []byte)
+	head(hdr []byte, rest uint32) // then body with rest bytes, then end
+	body(p []byte)
+	end()
+}
+
+func (f *framer) feed(p []byte) {
+	for len(p) > 0 && !f.broken {
+		switch {
+		case f.n == 0: // the length
+			var lb []byte
+			if len(f.buf) == 0 && len(p) >= 4 {
+				lb, p = p[:4], p[4:]
+			} else {
+				m := min(4-len(f.buf), len(p))
+				f.buf = append(f.buf, p[:m]...)
+				if p = p[m:]; len(f.buf) < 4 {
+					return
+				}
+				lb = f.buf
+			}
+			n := binary.BigEndian.Uint32(lb)
+			f.buf = f.buf[:0]
+			if n == 0 || n > maxSFTPPacket {
+				f.broken, f.buf = true, nil
+				return
+			}
+			f.n, f.k = n, 0
+		case f.k == 0: // undecided: how is it cut?
+			view := p[:min(uint32(len(p)), f.n)]
+			if len(f.buf) > 0 {
+				view = f.buf
+			}
+			k := f.h.headLen(view)
+			switch {
+			case k == 0 || k >= int(f.n) || -k > int(f.n):
+				f.k = int(f.n)
+			case k > 0:
+				f.k = k
+			default: // need -k bytes: they are part of the header
+				m := min(-k-len(f.buf), len(p))
+				f.buf = append(f.buf, p[:m]...)
+				p = p[m:]
+			}
+		case f.left == 0: // the header (or whole packet) of f.k bytes
+			var hdr []byte
+			if len(f.buf) == 0 && len(p) >= f.k {
+				hdr, p = p[:f.k], p[f.k:]
+			} else {
+				m := min(f.k-len(f.buf), len(p))
+				f.buf = append(f.buf, p[:m]...)
+				if p = p[m:]; len(f.buf) < f.k {
+					return
+				}
+				hdr = f.buf
+			}
+			if f.k == int(f.n) {
+				f.h.whole(hdr)
+				f.n = 0
+			} else {
+				f.left = f.n - uint32(f.k)
+				f.h.head(hdr, f.left)
+			}
+			if cap(f.buf) > 64<<10 {
+				f.buf = nil // a large packet is over: give its buffer back
+			}
+			f.buf = f.buf[:0]
+		default: // streamed bytes
+			m := min(f.left, uint32(len(p)))
+			f.h.body(p[:m])
+			p = p[m:]
+			if f.left -= m; f.left == 0 {
+				f.h.end()
+				f.n = 0
+			}
 		}
-		if uint32(len(p)-4) < n {
-			break
-		}
-		fn(p[4 : 4+n])
-		p = p[4+n:]
 	}
-	if len(p) == 0 && cap(f.buf) > 64<<10 {
-		f.buf = nil // a bulk transfer is over: give the large buffer back
-		return
-	}
-	f.buf = append(f.buf[:0], p...)
 }
 
 // reader decodes SFTP fields; any short read sets bad.
@@ -149,26 +217,55 @@ type sftpFile struct {
 // out of order).
 const maxAhead = 4 << 20
 
-// readData hashes data read at off, in file order.
-func (f *sftpFile) readData(off int64, data []byte) {
-	f.read += int64(len(data))
-	if !f.rseq {
-		return
+// readStart begins the data of a read answered at off, n bytes long: hashed
+// in place when it comes in file order, held when it comes ahead of a gap.
+func (f *sftpFile) readStart(off int64, n uint32) readSink {
+	if !f.rseq || f.rhash == nil {
+		return readSink{f: f}
 	}
 	if off != f.rnext {
-		if off < f.rnext || f.aheadBytes+len(data) > maxAhead || len(f.ahead) >= 1024 {
+		if off < f.rnext || f.aheadBytes+int(n) > maxAhead || len(f.ahead) >= 1024 {
 			f.rseq, f.ahead = false, nil
-			return
+			return readSink{f: f}
 		}
+		return readSink{f: f, ahead: true, off: off, held: make([]byte, 0, n)}
+	}
+	return readSink{f: f, inOrder: true}
+}
+
+// readSink takes one read answer's data.
+type readSink struct {
+	f       *sftpFile
+	inOrder bool   // hash it as it comes
+	ahead   bool   // hold it until the gap before off fills
+	off     int64  // where held data starts
+	held    []byte // out-of-order data (copied: the relay's buffer is not ours)
+}
+
+func (s *readSink) data(p []byte) {
+	s.f.read += int64(len(p))
+	switch {
+	case s.inOrder && s.f.rseq:
+		s.f.rhash.Write(p)
+		s.f.rnext += int64(len(p))
+	case s.ahead:
+		s.held = append(s.held, p...)
+	}
+}
+
+func (s *readSink) done() {
+	f := s.f
+	if s.ahead && f.rseq {
 		if f.ahead == nil {
 			f.ahead = map[int64][]byte{}
 		}
-		f.ahead[off] = append([]byte(nil), data...)
-		f.aheadBytes += len(data)
+		f.ahead[s.off] = s.held
+		f.aheadBytes += len(s.held)
 		return
 	}
-	f.rhash.Write(data)
-	f.rnext += int64(len(data))
+	if !s.inOrder || !f.rseq {
+		return
+	}
 	for {
 		b, ok := f.ahead[f.rnext]
 		if !ok {
@@ -194,21 +291,150 @@ type sftpReq struct {
 }
 
 // SFTP follows an SFTP session: client requests on ToTarget, server answers
-// on ToUser, paired by request id.
+// on ToUser, paired by request id. File data is counted and hashed where it
+// lies, never copied (but for reads answered out of order).
 type SFTP struct {
 	emit    Emit
+	noHash  bool
 	c, s    framer
 	pending map[uint32]sftpReq
 	handles map[string]*sftpFile
+
+	// the WRITE request being streamed
+	wf       *sftpFile // nil: not followed
+	wleft    uint32    // its data bytes still to come
+	whashing bool
+	// the DATA answer being streamed
+	rs    *readSink // nil: not followed
+	rleft uint32
 }
 
 // NewSFTP returns a parser for an "sftp" subsystem channel.
 func NewSFTP(emit Emit) *SFTP {
-	return &SFTP{emit: emit, pending: map[uint32]sftpReq{}, handles: map[string]*sftpFile{}}
+	p := &SFTP{emit: emit, pending: map[uint32]sftpReq{}, handles: map[string]*sftpFile{}}
+	p.c.h, p.s.h = requests{p}, answers{p}
+	return p
 }
 
-func (p *SFTP) ToTarget(b []byte) { p.c.feed(b, p.request) }
-func (p *SFTP) ToUser(b []byte)   { p.s.feed(b, p.answer) }
+func (p *SFTP) ToTarget(b []byte) { p.c.feed(b) }
+func (p *SFTP) ToUser(b []byte)   { p.s.feed(b) }
+
+// writeHeadLen is the header length of a WRITE request: type, id, handle,
+// offset, data length (-9 until the handle's length is known; 0 for a
+// handle longer than any the parser follows).
+func writeHeadLen(prefix []byte) int {
+	if len(prefix) < 9 {
+		return -9
+	}
+	h := binary.BigEndian.Uint32(prefix[5:9])
+	if h > maxHandleBytes {
+		return 0
+	}
+	return 9 + int(h) + 12
+}
+
+// requests cuts the client's stream: WRITE data is streamed.
+type requests struct{ p *SFTP }
+
+func (r requests) headLen(prefix []byte) int {
+	if prefix[0] != sftpWrite {
+		return 0
+	}
+	return writeHeadLen(prefix)
+}
+func (r requests) whole(pkt []byte)             { r.p.request(pkt) }
+func (r requests) head(hdr []byte, rest uint32) { r.p.writeHead(hdr, rest) }
+func (r requests) body(b []byte)                { r.p.writeBody(b) }
+func (r requests) end()                         { r.p.wf = nil }
+
+// answers cuts the server's stream: DATA is streamed.
+type answers struct{ p *SFTP }
+
+func (a answers) headLen(prefix []byte) int {
+	if prefix[0] != sftpData {
+		return 0
+	}
+	return 9 // type, id, data length
+}
+func (a answers) whole(pkt []byte)             { a.p.answer(pkt) }
+func (a answers) head(hdr []byte, rest uint32) { a.p.dataHead(hdr, rest) }
+func (a answers) body(b []byte)                { a.p.dataBody(b) }
+func (a answers) end()                         { a.p.dataEnd() }
+
+// writeHead starts a WRITE request whose data (rest bytes of the packet
+// after hdr) follows in writeBody.
+func (p *SFTP) writeHead(hdr []byte, rest uint32) {
+	p.wf = nil
+	r := &reader{b: hdr[5:]} // after type and id
+	h := r.str()
+	off := r.u64()
+	n := r.u32()
+	f := p.handles[h]
+	if f == nil || r.bad || n > rest {
+		return
+	}
+	p.wf, p.wleft = f, n
+	p.whashing = f.wseq && int64(off) == f.wnext
+	if !p.whashing {
+		f.wseq = false
+	}
+}
+
+func (p *SFTP) writeBody(b []byte) {
+	f := p.wf
+	if f == nil {
+		return
+	}
+	b = b[:min(uint32(len(b)), p.wleft)]
+	p.wleft -= uint32(len(b))
+	f.wrote += int64(len(b))
+	if p.whashing {
+		if f.whash != nil {
+			f.whash.Write(b)
+		}
+		f.wnext += int64(len(b))
+	}
+}
+
+// dataHead starts a DATA answer whose data follows in dataBody.
+func (p *SFTP) dataHead(hdr []byte, rest uint32) {
+	p.rs = nil
+	r := &reader{b: hdr[1:]}
+	id := r.u32()
+	n := r.u32()
+	req, ok := p.pending[id]
+	if !ok {
+		return
+	}
+	delete(p.pending, id)
+	f := p.handles[req.handle]
+	if req.typ != sftpRead || f == nil || r.bad || n > rest {
+		return
+	}
+	// A short read is how servers answer a read across the end of a
+	// regular file: the file ends there.
+	if end := req.offset + int64(n); n < req.length && (f.eofAt < 0 || end < f.eofAt) {
+		f.eofAt = end
+	}
+	s := f.readStart(req.offset, n)
+	p.rs, p.rleft = &s, n
+}
+
+func (p *SFTP) dataBody(b []byte) {
+	if p.rs == nil {
+		return
+	}
+	b = b[:min(uint32(len(b)), p.rleft)]
+	p.rleft -= uint32(len(b))
+	p.rs.data(b)
+}
+
+func (p *SFTP) dataEnd() {
+	if p.rs != nil {
+		p.rs.done()
+		p.rs = nil
+	}
+}
 
 func (p *SFTP) wait(id uint32, r sftpReq) {
 	if len(p.pending) < maxPending {
@@ -242,18 +468,11 @@ func (p *SFTP) request(pkt []byte) {
 		if !r.bad {
 			p.wait(id, sftpReq{typ: typ, handle: h, offset: int64(off), length: n})
 		}
-	case sftpWrite:
-		h := r.str()
-		off := r.u64()
-		data := r.bytes()
-		if f := p.handles[h]; f != nil && !r.bad {
-			f.wrote += int64(len(data))
-			if f.wseq && int64(off) == f.wnext {
-				f.whash.Write(data)
-				f.wnext += int64(len(data))
-			} else {
-				f.wseq = false
-			}
+	case sftpWrite: // a small one, whole
+		if k := writeHeadLen(pkt); k > 0 && k <= len(pkt) {
+			p.writeHead(pkt[:k], uint32(len(pkt)-k))
+			p.writeBody(pkt[k:])
+			p.wf = nil
 		}
 	case sftpFsetstat:
 		h := r.str()
@@ -322,22 +541,24 @@ func (p *SFTP) answer(pkt []byte) {
 			if len(p.handles) >= maxHandles {
 				return
 			}
-			p.handles[h] = &sftpFile{path: req.path, pflags: req.pflags, wseq: true, rseq: true,
-				whash: sha256.New(), rhash: sha256.New(), eofAt: -1, truncAt: -1}
+			f := &sftpFile{path: req.path, pflags: req.pflags, wseq: true, rseq: true, eofAt: -1, truncAt: -1}
+			if !p.noHash {
+				if f.pflags&pflagWrite != 0 {
+					f.whash = sha256.New()
+				} else {
+					f.rhash = sha256.New()
+				}
+			}
+			p.handles[h] = f
 		case sftpOpendir:
 			p.emit(audit.Event{Type: audit.TypeFile, Protocol: "sftp", Op: "list", Path: req.path, Result: "ok"})
 		}
-	case sftpData:
-		data := r.bytes()
-		f := p.handles[req.handle]
-		if req.typ != sftpRead || f == nil || r.bad {
-			return
-		}
-		f.readData(req.offset, data)
-		// A short read is how servers answer a read across the end of a
-		// regular file: the file ends there.
-		if end := req.offset + int64(len(data)); uint32(len(data)) < req.length && (f.eofAt < 0 || end < f.eofAt) {
-			f.eofAt = end
+	case sftpData: // a small one, whole
+		p.pending[id] = req // dataHead pairs it again
+		if len(pkt) >= 9 {
+			p.dataHead(pkt[:9], uint32(len(pkt)-9))
+			p.dataBody(pkt[9:])
+			p.dataEnd()
 		}
 	case sftpStatus:
 		code := r.u32()
@@ -394,13 +615,13 @@ func (p *SFTP) emitFile(f *sftpFile, res, msg string) {
 		e.Size = audit.Int64(f.wrote)
 		// The whole file: written from 0 to the end, into a file that was
 		// truncated or created, or cut to that length afterwards.
-		if whole && f.wseq && f.wnext == f.wrote && (f.pflags&(pflagTrunc|pflagExcl) != 0 || f.truncAt == f.wnext) {
+		if whole && f.whash != nil && f.wseq && f.wnext == f.wrote && (f.pflags&(pflagTrunc|pflagExcl) != 0 || f.truncAt == f.wnext) {
 			e.SHA256 = hex.EncodeToString(f.whash.Sum(nil))
 		}
 	} else {
 		e.Size = audit.Int64(f.read)
 		// The whole file: read from 0 to where a read hit the end.
-		if whole && f.rseq && f.eofAt == f.rnext && f.rnext == f.read && len(f.ahead) == 0 {
+		if whole && f.rhash != nil && f.rseq && f.eofAt == f.rnext && f.rnext == f.read && len(f.ahead) == 0 {
 			e.SHA256 = hex.EncodeToString(f.rhash.Sum(nil))
 		}
 	}

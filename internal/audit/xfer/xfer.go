@@ -9,6 +9,9 @@
 package xfer
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
 	"strings"
 	"sync"
 
@@ -29,28 +32,59 @@ type Parser interface {
 	End(ok bool)
 }
 
+// Options set what the parsers compute.
+type Options struct {
+	// NoHash leaves out the sha256 of files (audit.file_hash: none): events
+	// keep their sizes, paths and results, and file data is only counted.
+	NoHash bool
+}
+
 // For returns the parser for a session started with start ("exec" with its
 // command, or "subsystem" with its name), or nil when the session carries no
 // file protocol the gate understands.
-func For(start, arg string, emit Emit) Parser {
+func For(start, arg string, emit Emit, opt Options) Parser {
 	switch start {
 	case "subsystem":
 		if arg == "sftp" {
-			return NewSFTP(emit)
+			p := NewSFTP(emit)
+			p.noHash = opt.NoHash
+			return p
 		}
 	case "exec":
 		if p := NewSCP(arg, emit); p != nil {
+			p.noHash = opt.NoHash
 			return p
 		}
 		if p := NewRsync(arg, emit); p != nil {
 			return p
 		}
 		if IsFISH(arg) {
-			return NewFISH(emit)
+			p := NewFISH(emit)
+			p.noHash = opt.NoHash
+			return p
 		}
 	}
 	return nil
 }
+
+// newHash is a file's sha256, or nil without hashes.
+func newHash(off bool) hash.Hash {
+	if off {
+		return nil
+	}
+	return sha256.New()
+}
+
+// sum is h's hex digest, or "" for no hash.
+func sum(h hash.Hash) string {
+	if h == nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// emptySum is the digest of an empty file, or "" without hashes.
+func emptySum(off bool) string { return sum(newHash(off)) }
 
 // Session wraps a Parser for concurrent use from the relay's two copiers.
 type Session struct {

@@ -284,7 +284,7 @@ func TestRsync(t *testing.T) {
 	}
 	for _, tc := range tests {
 		c := &collect{}
-		p := For("exec", tc.cmd, c.emit)
+		p := For("exec", tc.cmd, c.emit, Options{})
 		if p == nil {
 			if tc.want != nil {
 				t.Errorf("%q not recognised", tc.cmd)
@@ -371,7 +371,7 @@ func FuzzCommand(f *testing.F) {
 	f.Add("rsync --server --sender . /a")
 	f.Add("scp -t -- '/a b'")
 	f.Fuzz(func(t *testing.T, cmd string) {
-		if p := For("exec", cmd, func(audit.Event) {}); p != nil {
+		if p := For("exec", cmd, func(audit.Event) {}, Options{}); p != nil {
 			p.End(true)
 		}
 	})
