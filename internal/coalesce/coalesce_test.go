@@ -139,6 +139,10 @@ func record(buf []byte, g, i int) []byte {
 // does: bufio refills its buffer, the cipher seals the next packet into its
 // own). Every record must arrive as it was when written: a queued slice kept
 // past Write's return would arrive overwritten.
+// copyMax is x/crypto's write buffer (bufio, 4 KiB): the sizes around it are
+// where a coalescer that kept slices by reference would go wrong.
+const copyMax = 4 << 10
+
 func TestReuseAfterWrite(t *testing.T) {
 	a, b := tcpPair(t)
 	w := New(a)
@@ -354,7 +358,7 @@ func TestCloseEndsBlockedWrite(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		w.mu.Lock()
-		busy := w.busy
+		busy := w.writing
 		w.mu.Unlock()
 		if busy || time.Now().After(deadline) {
 			break
