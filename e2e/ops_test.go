@@ -181,26 +181,32 @@ func TestMakeInstallSystemdUnit(t *testing.T) {
 	}
 }
 
+// startLongSession runs a session on web-1 that lasts until killed and
+// waits until it runs; done closes when the client exits.
+func startLongSession(t *testing.T, c *harness.Client) (cmd *exec.Cmd, stderr *harness.Buffer, done chan struct{}) {
+	t.Helper()
+	cmd = c.SSHTo("web-1", nil, "echo started; exec sleep 300")
+	var stdout harness.Buffer
+	stderr = &harness.Buffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done = make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	if !stdout.WaitFor("started", short) {
+		t.Fatalf("session did not start: %q", stderr.String())
+	}
+	return cmd, stderr, done
+}
+
 // user remove ends the user's live sessions (the client reads the gate's
 // one line and a non-zero status); --keep-sessions leaves them, saying so.
 func TestUserRemoveEndsLiveSessions(t *testing.T) {
 	t.Parallel()
 	w := newObsWorld(t)
-	start := func(c *harness.Client) (*exec.Cmd, *harness.Buffer, chan struct{}) {
-		cmd := c.SSHTo("web-1", nil, "echo started; exec sleep 300")
-		var stdout, stderr harness.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		t.Cleanup(func() { cmd.Process.Kill(); <-done })
-		if !stdout.WaitFor("started", short) {
-			t.Fatalf("session did not start: %q", stderr.String())
-		}
-		return cmd, &stderr, done
-	}
+	start := func(c *harness.Client) (*exec.Cmd, *harness.Buffer, chan struct{}) { return startLongSession(t, c) }
 	bob := w.gate.AddUser(t, "bob")
 	w.gate.Admin(t, "grant", "bob", "--target", "web-1")
 	_, _, bobDone := start(bob)
@@ -245,21 +251,7 @@ func TestUserRemoveEndsLiveSessions(t *testing.T) {
 func TestKeyRemoveEndsItsSessions(t *testing.T) {
 	t.Parallel()
 	w := newObsWorld(t)
-	start := func(c *harness.Client) (*exec.Cmd, *harness.Buffer, chan struct{}) {
-		cmd := c.SSHTo("web-1", nil, "echo started; exec sleep 300")
-		var stdout, stderr harness.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		t.Cleanup(func() { cmd.Process.Kill(); <-done })
-		if !stdout.WaitFor("started", short) {
-			t.Fatalf("session did not start: %q", stderr.String())
-		}
-		return cmd, &stderr, done
-	}
+	start := func(c *harness.Client) (*exec.Cmd, *harness.Buffer, chan struct{}) { return startLongSession(t, c) }
 	second, _ := harness.Keygen(t, t.TempDir(), "id_second")
 	w.gate.Admin(t, "key", "add", "alice", second+".pub")
 	third, _ := harness.Keygen(t, t.TempDir(), "id_third")
