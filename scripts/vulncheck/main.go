@@ -45,9 +45,17 @@ func run(root, cache string) error {
 	if err != nil {
 		return err
 	}
+	// `go list -m` names the module's directory only once it is in the
+	// module cache: on a fresh machine, download it first.
+	if err := runCmd("go", "mod", "download", "golang.org/x/vulndb"); err != nil {
+		return fmt.Errorf("download golang.org/x/vulndb: %w", err)
+	}
 	src, err := output("go", "list", "-m", "-f", "{{.Dir}}", "golang.org/x/vulndb")
 	if err != nil {
 		return err
+	}
+	if src == "" {
+		return fmt.Errorf("golang.org/x/vulndb %s: not in the module cache after go mod download", version)
 	}
 	db := filepath.Join(cache, version)
 	if _, err := os.Stat(filepath.Join(db, "index", "db.json")); err != nil {
