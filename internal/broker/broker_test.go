@@ -154,6 +154,12 @@ func startBroker(t *testing.T, cert *gate.CertLogin) *fixture {
 
 func startBrokerTOTP(t *testing.T, cert *gate.CertLogin, totp *gate.TOTPProof) *fixture {
 	t.Helper()
+	return startBrokerWith(t, cert, totp, nil)
+}
+
+// startBrokerWith starts the fixture's broker with deps changed by with (nil: none).
+func startBrokerWith(t *testing.T, cert *gate.CertLogin, totp *gate.TOTPProof, with func(*Deps)) *fixture {
+	t.Helper()
 	f := &fixture{
 		st: &memStore{
 			targets: []gate.Target{
@@ -176,6 +182,9 @@ func startBrokerTOTP(t *testing.T, cert *gate.CertLogin, totp *gate.TOTPProof) *
 	deps := Deps{Config: cfg, Store: f.st, Backends: map[string]target.Backend{gate.KindUpstream: f.tgt}, Log: log}
 	if totp != nil {
 		deps.TOTP = f.sf
+	}
+	if with != nil {
+		with(&deps)
 	}
 	br, err := New(deps)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/route"
 	"github.com/sshgate/sshgate/internal/sshd"
 )
@@ -61,6 +62,12 @@ func (c *conn) jumpTarget(nc ssh.NewChannel) (string, bool) {
 // jump serves one ssh -J inner connection to target name.
 func (c *conn) jump(nc ssh.NewChannel, name string) {
 	check := c.decide(gate.Route{User: c.id.User, Target: name, Raw: name}, false, false)
+	if check.Err == nil && !check.Gate && !c.names(name, check.Permit.Target.Name) {
+		// The decision went elsewhere (a config webhook naming the target):
+		// the gate presents itself only as the target the client asked for.
+		c.log.Info("jump refused: the decision names another target", "asked", name, "decided", check.Permit.Target.Name)
+		check.Err = policy.NotPermitted(name)
+	}
 	if check.Err != nil || check.Gate {
 		msg := errNeedsTarget.Public
 		if check.Err != nil {
@@ -128,6 +135,16 @@ func (c *conn) jump(nc ssh.NewChannel, name string) {
 	log := c.log.With("inner_conn_id", sess.ConnID, "jump", name)
 	log.Info("jump connected", "target", name, "route", sess.Route.String())
 	c.b.Handle(c.ctx, &sshd.Conn{ServerConn: inner, ID: sess.ConnID, Session: &sess, Chans: chans, Reqs: greqs, Log: log})
+}
+
+// names reports whether name (as a client typed it) is target's name or one
+// of its aliases: the only names the gate signs a host certificate for.
+func (c *conn) names(name, target string) bool {
+	if name == target {
+		return true
+	}
+	snap, err := c.b.Snapshot(c.ctx, c.id.User)
+	return err == nil && policy.ResolveName(snap.Infos, name, 0) == target
 }
 
 // reserveJump counts an inner connection as a session of the outer one
