@@ -68,7 +68,7 @@ func (b *Backend) create(ctx context.Context, s *Spec, keeper bool, labels map[s
 	req := CreateRequest{Spec: s, Suffix: suffix, User: user, Env: containerEnv(s.Env)}
 	if b.cfg.Transport == TransportSocket {
 		uid, gid := -1, -1
-		if u, g, ok := numericUser(user); ok && !info.Remapped {
+		if u, g, ok := NumericUser(user); ok && !info.Remapped {
 			uid, gid = u, g
 		}
 		d, err := createGateDir(b.cfg.ContainersDir, suffix, k, uid, gid)
@@ -119,7 +119,7 @@ func (b *Backend) create(ctx context.Context, s *Spec, keeper bool, labels map[s
 func (b *Backend) agentFiles(bx *box) []File {
 	uid, gid := 0, 0
 	keyMode := fs.FileMode(0o444)
-	if u, g, ok := numericUser(bx.user); ok {
+	if u, g, ok := NumericUser(bx.user); ok {
 		uid, gid, keyMode = u, g, 0o400
 	}
 	return []File{
@@ -135,7 +135,7 @@ func (b *Backend) resolveUser(s *Spec, info UserInfo) (string, error) {
 	if u == "" {
 		u = info.Default
 	}
-	if u == "" || isRootUser(u) {
+	if u == "" || IsRootUser(u) {
 		if b.cfg.AllowRoot || info.Remapped {
 			return u, nil
 		}
@@ -193,9 +193,9 @@ func (b *Backend) cleanup(bx *box) error {
 	return errors.Join(errs...)
 }
 
-// numericUser parses "UID" or "UID:GID" with numbers only. ok is false for
+// NumericUser parses "UID" or "UID:GID" with numbers only. ok is false for
 // names ("app", "app:staff") and for the empty string.
-func numericUser(u string) (uid, gid int, ok bool) {
+func NumericUser(u string) (uid, gid int, ok bool) {
 	if u == "" {
 		return 0, 0, false
 	}
@@ -213,13 +213,13 @@ func numericUser(u string) (uid, gid int, ok bool) {
 	return uid, gid, true
 }
 
-// isRootUser reports whether the user string names uid 0 (or root).
-func isRootUser(u string) bool {
+// IsRootUser reports whether the user string names uid 0 (or root).
+func IsRootUser(u string) bool {
 	name, _, _ := strings.Cut(u, ":")
 	if name == "root" {
 		return true
 	}
-	uid, _, ok := numericUser(u)
+	uid, _, ok := NumericUser(u)
 	return ok && uid == 0
 }
 
@@ -238,4 +238,22 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// Hostname makes a valid hostname label from a target name, or "".
+func Hostname(target string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(target) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	h := strings.Trim(b.String(), "-")
+	if len(h) > 63 {
+		h = strings.TrimRight(h[:63], "-")
+	}
+	return h
 }

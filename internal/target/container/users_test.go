@@ -18,12 +18,12 @@ func TestUsers(t *testing.T) {
 		{"1000:staff", 0, 0, false, false},
 		{"-1", 0, 0, false, false},
 	} {
-		uid, gid, ok := numericUser(tt.in)
+		uid, gid, ok := NumericUser(tt.in)
 		if ok != tt.ok || ok && (uid != tt.uid || gid != tt.gid) {
-			t.Errorf("numericUser(%q) = %d %d %v", tt.in, uid, gid, ok)
+			t.Errorf("NumericUser(%q) = %d %d %v", tt.in, uid, gid, ok)
 		}
-		if r := isRootUser(tt.in); r != tt.root {
-			t.Errorf("isRootUser(%q) = %v", tt.in, r)
+		if r := IsRootUser(tt.in); r != tt.root {
+			t.Errorf("IsRootUser(%q) = %v", tt.in, r)
 		}
 	}
 }

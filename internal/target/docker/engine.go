@@ -216,7 +216,7 @@ func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifec
 	}
 	mounts = append(mounts, st.mounts...)
 	cfg := &container.Config{
-		Hostname:        hostname(req.Spec.Target),
+		Hostname:        lifecycle.Hostname(req.Spec.Target),
 		User:            req.User,
 		Env:             req.Env,
 		Entrypoint:      req.Entrypoint,

@@ -124,24 +124,6 @@ func ContainerName(target, suffix string) string {
 	return "sshgate-" + name + "-" + suffix
 }
 
-// hostname makes a valid hostname label from a target name, or "".
-func hostname(target string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(target) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	h := strings.Trim(b.String(), "-")
-	if len(h) > 63 {
-		h = strings.TrimRight(h[:63], "-")
-	}
-	return h
-}
-
 // checkNetwork refuses network modes that would break isolation.
 func checkNetwork(n string) (string, error) {
 	switch {

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	lifecycle "github.com/sshgate/sshgate/internal/target/container"
 )
 
 func TestParseMount(t *testing.T) {
@@ -119,7 +121,7 @@ func TestNames(t *testing.T) {
 		t.Errorf("long name %q", got)
 	}
 	for in, want := range map[string]string{"Web_1": "web-1", "--a--": "a", "": ""} {
-		if got := hostname(in); got != want {
+		if got := lifecycle.Hostname(in); got != want {
 			t.Errorf("hostname(%q) = %q, want %q", in, got, want)
 		}
 	}

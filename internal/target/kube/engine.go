@@ -200,8 +200,8 @@ func (e *Engine) Prepare(t gate.Target) (*lifecycle.Spec, error) {
 	if err := checkNamespace(st.namespace); err != nil {
 		return nil, lifecycle.Failed(t.Name, err, "the namespace is invalid")
 	}
-	if s.User != "" && !isRoot(s.User) {
-		if _, _, ok := numericUser(s.User); !ok {
+	if s.User != "" && !lifecycle.IsRootUser(s.User) {
+		if _, _, ok := lifecycle.NumericUser(s.User); !ok {
 			return nil, lifecycle.Failed(t.Name, fmt.Errorf("user %q", s.User), "the user must be numeric (UID or UID:GID) on kubernetes")
 		}
 	}
@@ -266,9 +266,9 @@ func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifec
 func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*corev1.Pod, error) {
 	uid, gid, known := int64(-1), int64(-1), false
 	if req.User != "" {
-		if isRoot(req.User) {
+		if lifecycle.IsRootUser(req.User) {
 			uid, gid, known = 0, 0, true
-		} else if u, g, ok := numericUser(req.User); ok {
+		} else if u, g, ok := lifecycle.NumericUser(req.User); ok {
 			uid, gid, known = int64(u), int64(g), true
 		} else {
 			return nil, fmt.Errorf("user %q is not numeric", req.User)
@@ -351,7 +351,7 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 			AutomountServiceAccountToken:  ptr(false),
 			EnableServiceLinks:            ptr(false),
 			TerminationGracePeriodSeconds: ptr(int64(1)),
-			Hostname:                      hostname(req.Spec.Target),
+			Hostname:                      lifecycle.Hostname(req.Spec.Target),
 			SecurityContext:               psc,
 			Volumes:                       vols,
 			InitContainers: []corev1.Container{{
@@ -526,7 +526,7 @@ func labelValues(in map[string]string) map[string]string {
 
 // PodName is a DNS-1123 label from the target's name and a suffix.
 func PodName(target, suffix string) string {
-	h := hostname(target)
+	h := lifecycle.Hostname(target)
 	if h == "" {
 		h = "target"
 	}
@@ -534,49 +534,6 @@ func PodName(target, suffix string) string {
 		h = strings.TrimRight(h[:40], "-")
 	}
 	return "sshgate-" + h + "-" + strings.ToLower(suffix)
-}
-
-// hostname makes a valid hostname label from a target name, or "".
-func hostname(target string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(target) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	h := strings.Trim(b.String(), "-")
-	if len(h) > 63 {
-		h = strings.TrimRight(h[:63], "-")
-	}
-	return h
-}
-
-// numericUser parses "UID" or "UID:GID".
-func numericUser(u string) (uid, gid int, ok bool) {
-	us, gs, hasGID := strings.Cut(u, ":")
-	uid, err := strconv.Atoi(us)
-	if err != nil || uid < 0 {
-		return 0, 0, false
-	}
-	gid = uid
-	if hasGID {
-		if gid, err = strconv.Atoi(gs); err != nil || gid < 0 {
-			return 0, 0, false
-		}
-	}
-	return uid, gid, true
-}
-
-func isRoot(u string) bool {
-	name, _, _ := strings.Cut(u, ":")
-	if name == "root" {
-		return true
-	}
-	uid, _, ok := numericUser(u)
-	return ok && uid == 0
 }
 
 func ptr[T any](v T) *T { return &v }
