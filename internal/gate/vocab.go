@@ -101,8 +101,12 @@ type Grant struct {
 	Target     string
 	Login      string // empty: the target's default login
 	Forwarding bool
-	Controls   Controls // what sessions through this grant may do
-	CreatedAt  time.Time
+	// ForwardTo limits local forwards (ssh -L) of a Forwarding grant to
+	// these destinations (policy.ParseDest specs, canonical): HOST:PORT or
+	// a unix socket path. Empty: any host and port, no unix socket.
+	ForwardTo []string `json:",omitempty"`
+	Controls  Controls // what sessions through this grant may do
+	CreatedAt time.Time
 }
 
 // Controls restrict what a grant's sessions may do. The zero value

@@ -139,6 +139,9 @@ func decidePermit(snap Snapshot, s *gate.Session, r gate.Route, badTarget bool, 
 	if s.Cert != nil && !s.Cert.Forwarding {
 		p.Forwarding = false
 	}
+	if !p.Forwarding {
+		p.Reach = Reach{}
+	}
 	if s.Cert != nil && !s.Cert.Agent {
 		p.Controls.AgentForwarding = false
 	}
@@ -198,7 +201,8 @@ func hookPermit(snap Snapshot, hook *Hook) (Permit, *gate.PublicError) {
 	if login == "" {
 		login = t.Login
 	}
-	return Permit{Target: t, Login: login, Forwarding: hook.Forwarding && hook.AllowForwarding,
+	fwd := hook.Forwarding && hook.AllowForwarding
+	return Permit{Target: t, Login: login, Forwarding: fwd, Reach: Reach{AnyTCP: fwd},
 		Controls: gate.Controls{MaxSession: snap.Sessions.MaxSession, IdleTimeout: snap.Sessions.IdleTimeout}}, nil
 }
 

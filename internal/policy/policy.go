@@ -15,6 +15,7 @@ import (
 type Login struct {
 	Name       string
 	Forwarding bool
+	Reach      Reach // where its local forwards may go (when Forwarding)
 }
 
 // Access is a target a user may reach, with the logins granted on it. The
@@ -29,17 +30,19 @@ type Permit struct {
 	Target     gate.Target
 	Login      string
 	Forwarding bool
+	Reach      Reach         // where local forwards may go, when Forwarding
 	Controls   gate.Controls // what its sessions may do (GrantControls), the time limits resolved
 }
 
 // Accessible lists the targets the grants open, sorted by target name. A
 // grant on an environment covers every target in it; a grant without a login
 // means the target's default login. When several grants give the same login,
-// forwarding is allowed if any of them allows it.
+// forwarding is allowed if any of them allows it, to the destinations any of
+// them allows (a forwarding grant without --forward-to: any).
 func Accessible(targets []gate.Target, grants []gate.Grant) []Access {
 	var out []Access
 	for _, t := range targets {
-		logins := map[string]bool{}
+		logins := map[string]*Login{}
 		for _, g := range grants {
 			if g.Target != t.Name && (g.Env == "" || g.Env != t.Env) {
 				continue
@@ -48,14 +51,22 @@ func Accessible(targets []gate.Target, grants []gate.Grant) []Access {
 			if login == "" {
 				login = t.Login // may be empty: a container target's own user
 			}
-			logins[login] = logins[login] || g.Forwarding
+			l := logins[login]
+			if l == nil {
+				l = &Login{Name: login}
+				logins[login] = l
+			}
+			if g.Forwarding {
+				l.Forwarding = true
+				l.Reach.add(g.ForwardTo)
+			}
 		}
 		if len(logins) == 0 {
 			continue
 		}
 		a := Access{Target: t}
-		for name, fwd := range logins {
-			a.Logins = append(a.Logins, Login{Name: name, Forwarding: fwd})
+		for _, l := range logins {
+			a.Logins = append(a.Logins, *l)
 		}
 		sort.Slice(a.Logins, func(i, j int) bool {
 			li, lj := a.Logins[i].Name, a.Logins[j].Name
@@ -84,7 +95,7 @@ func Permitted(access []Access, target, login string) (Permit, bool) {
 		}
 		for _, l := range a.Logins {
 			if login == "" || l.Name == login || (l.Name == "" && login == DefaultLogin) {
-				return Permit{Target: a.Target, Login: l.Name, Forwarding: l.Forwarding}, true
+				return Permit{Target: a.Target, Login: l.Name, Forwarding: l.Forwarding, Reach: l.Reach}, true
 			}
 		}
 		return Permit{}, false

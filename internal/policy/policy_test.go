@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/sshgate/sshgate/internal/gate"
@@ -33,16 +34,16 @@ func TestPermitted(t *testing.T) {
 	}{
 		{"web-1", "", true, Permit{Target: targets[0], Login: "www"}},
 		{"web-1", "www", true, Permit{Target: targets[0], Login: "www"}},
-		{"web-1", "root", true, Permit{Target: targets[0], Login: "root", Forwarding: true}},
+		{"web-1", "root", true, Permit{Target: targets[0], Login: "root", Forwarding: true, Reach: Reach{AnyTCP: true}}},
 		{"web-2", "root", false, Permit{}},
 		{"web-2", "", true, Permit{Target: targets[1], Login: "www"}},
-		{"db-1", "", true, Permit{Target: targets[2], Login: "postgres", Forwarding: true}},
+		{"db-1", "", true, Permit{Target: targets[2], Login: "postgres", Forwarding: true, Reach: Reach{AnyTCP: true}}},
 		{"lab", "", false, Permit{}},
 		{"nope", "", false, Permit{}},
 	}
 	for _, tt := range tests {
 		got, ok := Permitted(access, tt.target, tt.login)
-		if ok != tt.ok || got != tt.want {
+		if ok != tt.ok || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("Permitted(%q, %q) = %+v, %v; want %+v, %v", tt.target, tt.login, got, ok, tt.want, tt.ok)
 		}
 	}
