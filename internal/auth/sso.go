@@ -437,7 +437,9 @@ func (s *sso) wantGrants(user string, groups []string) []gate.Grant {
 	for _, g := range s.cfg.Grants {
 		if slices.Contains(groups, g.Group) {
 			gr := gate.Grant{User: user, Env: g.Env, Target: g.Target, Login: g.Login, Forwarding: g.Forwarding}
-			if !slices.ContainsFunc(out, func(o gate.Grant) bool { return o.Env == gr.Env && o.Target == gr.Target && o.Login == gr.Login && o.Forwarding == gr.Forwarding }) {
+			if !slices.ContainsFunc(out, func(o gate.Grant) bool {
+				return o.Env == gr.Env && o.Target == gr.Target && o.Login == gr.Login && o.Forwarding == gr.Forwarding
+			}) {
 				out = append(out, gr)
 			}
 		}

@@ -657,6 +657,26 @@ func controlsJSON(c gate.Controls) string {
 	return string(b)
 }
 
+// forwardToJSON is gate.Grant.ForwardTo as stored: "" for none.
+func forwardToJSON(to []string) string {
+	if len(to) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(to) // cannot fail: strings
+	return string(b)
+}
+
+func forwardToFromDB(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var to []string
+	if err := json.Unmarshal([]byte(s), &to); err != nil || len(to) == 0 {
+		return nil, fmt.Errorf("forward_to %q is not a list of destinations", s)
+	}
+	return to, nil
+}
+
 func nullable(s string) *string {
 	if s == "" {
 		return nil
@@ -683,8 +703,8 @@ func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) 
 		} else if err := requireTarget(ctx, tx, g.Target); err != nil {
 			return err
 		}
-		err := tx.QueryRow(ctx, `INSERT INTO grants(username, env, target, login, forwarding, controls, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, controlsJSON(g.Controls), toDB(g.CreatedAt)).Scan(&g.ID)
+		err := tx.QueryRow(ctx, `INSERT INTO grants(username, env, target, login, forwarding, controls, forward_to, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, controlsJSON(g.Controls), forwardToJSON(g.ForwardTo), toDB(g.CreatedAt)).Scan(&g.ID)
 		if isFKViolation(err) {
 			return fmt.Errorf("grant for %q: %w", g.User, store.ErrNotFound)
 		}
@@ -700,7 +720,7 @@ func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) 
 }
 
 func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, error) {
-	q := `SELECT id, username, env, target, login, forwarding, controls, created_at FROM grants`
+	q := `SELECT id, username, env, target, login, forwarding, controls, forward_to, created_at FROM grants`
 	var args []any
 	if user != "" {
 		q += ` WHERE username = $1`
@@ -711,11 +731,16 @@ func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, erro
 		var g gate.Grant
 		var env, target *string
 		var created int64
-		var controls string
-		err := r.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &controls, &created)
+		var controls, forwardTo string
+		err := r.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &controls, &forwardTo, &created)
 		if err == nil {
 			if err = json.Unmarshal([]byte(controls), &g.Controls); err != nil {
 				err = fmt.Errorf("grant %d controls: %w", g.ID, err)
+			}
+		}
+		if err == nil {
+			if g.ForwardTo, err = forwardToFromDB(forwardTo); err != nil {
+				err = fmt.Errorf("grant %d: %w", g.ID, err)
 			}
 		}
 		if env != nil {

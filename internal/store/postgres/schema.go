@@ -156,4 +156,8 @@ CREATE TABLE gates (
 	ssoMigration,
 	// 9: the key each live session logged in with (`key remove` ends them).
 	`ALTER TABLE live_sessions ADD COLUMN key_fp TEXT NOT NULL DEFAULT '';`,
+	// 10: where a grant's local forwards may go (gate.Grant.ForwardTo as a
+	// JSON array; '' for anywhere). A gate older than this migration refuses
+	// the store rather than ignore the column and forward anywhere.
+	`ALTER TABLE grants ADD COLUMN forward_to TEXT NOT NULL DEFAULT '';`,
 }

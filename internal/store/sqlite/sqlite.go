@@ -147,6 +147,10 @@ CREATE TABLE gates (
 	ssoMigration,
 	// the key each live session logged in with (`key remove` ends them).
 	`ALTER TABLE live_sessions ADD COLUMN key_fp TEXT NOT NULL DEFAULT '';`,
+	// where a grant's local forwards may go (gate.Grant.ForwardTo as a
+	// JSON array; '' for anywhere). A gate older than this migration refuses
+	// the store rather than ignore the column and forward anywhere.
+	`ALTER TABLE grants ADD COLUMN forward_to TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the version Open brings a database to.
@@ -707,6 +711,26 @@ func controlsJSON(c gate.Controls) string {
 	return string(b)
 }
 
+// forwardToJSON is gate.Grant.ForwardTo as stored: "" for none.
+func forwardToJSON(to []string) string {
+	if len(to) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(to) // cannot fail: strings
+	return string(b)
+}
+
+func forwardToFromDB(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var to []string
+	if err := json.Unmarshal([]byte(s), &to); err != nil || len(to) == 0 {
+		return nil, fmt.Errorf("forward_to %q is not a list of destinations", s)
+	}
+	return to, nil
+}
+
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) {
@@ -728,8 +752,8 @@ func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) 
 		} else if err := requireTarget(ctx, tx, g.Target); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO grants(user, env, target, login, forwarding, controls, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, controlsJSON(g.Controls), toDB(g.CreatedAt))
+		res, err := tx.ExecContext(ctx, `INSERT INTO grants(user, env, target, login, forwarding, controls, forward_to, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			g.User, nullable(g.Env), nullable(g.Target), g.Login, g.Forwarding, controlsJSON(g.Controls), forwardToJSON(g.ForwardTo), toDB(g.CreatedAt))
 		if isFKViolation(err) {
 			return fmt.Errorf("grant for %q: %w", g.User, store.ErrNotFound)
 		}
@@ -749,7 +773,7 @@ func (s *Store) AddGrant(ctx context.Context, g gate.Grant) (gate.Grant, error) 
 }
 
 func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, error) {
-	q := `SELECT id, user, env, target, login, forwarding, controls, created_at FROM grants`
+	q := `SELECT id, user, env, target, login, forwarding, controls, forward_to, created_at FROM grants`
 	var args []any
 	if user != "" {
 		q += ` WHERE user = ?`
@@ -766,12 +790,16 @@ func (s *Store) ListGrants(ctx context.Context, user string) ([]gate.Grant, erro
 		var g gate.Grant
 		var env, target sql.NullString
 		var created int64
-		var controls string
-		if err := rows.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &controls, &created); err != nil {
+		var controls, forwardTo string
+		if err := rows.Scan(&g.ID, &g.User, &env, &target, &g.Login, &g.Forwarding, &controls, &forwardTo, &created); err != nil {
 			return nil, fmt.Errorf("list grants: %w", err)
 		}
 		if err := json.Unmarshal([]byte(controls), &g.Controls); err != nil {
 			return nil, fmt.Errorf("list grants: grant %d controls: %w", g.ID, err)
+		}
+		var err error
+		if g.ForwardTo, err = forwardToFromDB(forwardTo); err != nil {
+			return nil, fmt.Errorf("list grants: grant %d: %w", g.ID, err)
 		}
 		g.Env, g.Target = env.String, target.String
 		g.CreatedAt = fromDB(created)

@@ -507,7 +507,7 @@ func testGrants(t *testing.T, open func(t *testing.T) store.Store) {
 	in := []gate.Grant{
 		{User: "bob", Env: "prod"},
 		{User: "alice", Target: "web-1", Login: "deploy", Forwarding: true},
-		{User: "alice", Env: "prod", Login: "root"},
+		{User: "alice", Env: "prod", Login: "root", Forwarding: true, ForwardTo: []string{"db.internal:5432", "10.0.0.0/8:8000-8099", "/run/app.sock"}},
 		{User: "alice", Target: "web-1"}, // duplicates are allowed; each has its ID
 		{User: "bob", Target: "web-1", Controls: gate.Controls{NoShell: true, NoExec: true, NoSFTP: true, NoSCP: true, NoRsync: true,
 			Command: "uptime -p 'x'", MaxSession: 90 * time.Minute, IdleTimeout: 150 * time.Second}},
