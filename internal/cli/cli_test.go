@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -620,4 +621,41 @@ func TestContainerLogin(t *testing.T) {
 			t.Errorf("containerLogin(%q, %q) = %q, want %q", tt.spec, tt.image, got, tt.want)
 		}
 	}
+}
+
+// TestGrantForwardTo: --forward-to entries are stored in their canonical
+// spelling, once each, and shown in grant list; bad values name themselves
+// and exit 2.
+func TestGrantForwardTo(t *testing.T) {
+	data := t.TempDir()
+	bad := func(spec string, has ...string) step {
+		return step{args: []string{"grant", "bob", "--env", "prod", "--forwarding", "--forward-to", "db:5432", "--forward-to", spec}, code: 2,
+			errHas: append([]string{fmt.Sprintf("invalid --forward-to %q", spec)}, has...)}
+	}
+	runSteps(t, data, []step{
+		{args: []string{"env", "add", "prod"}, out: "added env prod\n"},
+		{args: []string{"user", "add", "bob"}, out: "added user bob\n"},
+		{args: []string{"grant", "bob", "--env", "prod", "--forwarding"}, out: "added grant 1: bob -> env prod\n"},
+		{args: []string{"grant", "bob", "--env", "prod", "--forwarding", "--forward-to", "DB.internal:5432", "--forward-to", "10.0.0.0/8:8000-8099",
+			"--forward-to", "/run/app.sock", "--forward-to", "db.internal:5432", "--forward-to", "[FD00::/8]:*"}, out: "added grant 2: bob -> env prod\n"},
+		{args: []string{"grant", "bob", "--env", "prod"}, out: "added grant 3: bob -> env prod\n"},
+		{args: []string{"grant", "list"}, out: "" +
+			"ID  USER  SCOPE     LOGIN  FORWARDING                                                        CONTROLS\n" +
+			"1   bob   env:prod  -      yes                                                               -\n" +
+			"2   bob   env:prod  -      db.internal:5432,10.0.0.0/8:8000-8099,/run/app.sock,[fd00::/8]:*  -\n" +
+			"3   bob   env:prod  -      no                                                                -\n"},
+		{args: []string{"grant", "bob", "--env", "prod", "--forward-to", "db:5432"}, code: 2, errHas: []string{`--forward-to "db:5432" needs --forwarding`}},
+		bad("db:99999", `"99999" is not a port`),
+		bad("db:90-80", "port range 90-80 is empty"),
+		bad("10.0.0.1/8:22", "did you mean 10.0.0.0/8"),
+		bad("2852039166:80", "not an IP address, a CIDR prefix or a host name"),
+		bad("db", "want HOST:PORT"),
+		bad("", "empty"),
+		bad("/run/../x.sock", `did you mean "/x.sock"`),
+		{args: []string{"grant", "list"}, out: "" +
+			"ID  USER  SCOPE     LOGIN  FORWARDING                                                        CONTROLS\n" +
+			"1   bob   env:prod  -      yes                                                               -\n" +
+			"2   bob   env:prod  -      db.internal:5432,10.0.0.0/8:8000-8099,/run/app.sock,[fd00::/8]:*  -\n" +
+			"3   bob   env:prod  -      no                                                                -\n"},
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sshgate/sshgate/internal/auth/passwd"
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
 )
@@ -392,9 +394,10 @@ func targetsIn(ctx context.Context, st store.Store, env string) []string {
 func (e *env) grantCmd() *cobra.Command {
 	var envName, target, login string
 	var forwarding bool
+	var forwardTo []string
 	var c gate.Controls
 	cmd := &cobra.Command{
-		Use: "grant USER (--env ENV | --target NAME) [--login USER] [--forwarding] [--no-shell] [--no-exec] [--no-sftp] [--no-scp] [--no-rsync]\n" +
+		Use: "grant USER (--env ENV | --target NAME) [--login USER] [--forwarding [--forward-to HOST:PORT|/SOCKET]...] [--no-shell] [--no-exec] [--no-sftp] [--no-scp] [--no-rsync]\n" +
 			"  [--upload-only|--download-only] [--agent-forwarding] [--watch] [--command CMD] [--max-session D] [--idle-timeout D]",
 		Short: "Let a user reach a target or every target of an environment",
 		Args:  argsOf([]string{"USER"}, 0),
@@ -417,7 +420,11 @@ func (e *env) grantCmd() *cobra.Command {
 					return usagef("invalid %s %s: want a duration of at least 1s (0 for the gate's default)", flag, d)
 				}
 			}
-			g := gate.Grant{User: user, Env: envName, Target: target, Login: login, Forwarding: forwarding, Controls: c}
+			to, err := forwardToFlags(forwardTo, forwarding)
+			if err != nil {
+				return err
+			}
+			g := gate.Grant{User: user, Env: envName, Target: target, Login: login, Forwarding: forwarding, ForwardTo: to, Controls: c}
 			scope := "env " + envName
 			if envName != "" {
 				if err := checkName("env", envName); err != nil {
@@ -450,6 +457,7 @@ func (e *env) grantCmd() *cobra.Command {
 	cmd.Flags().StringVar(&target, "target", "", "grant this target")
 	cmd.Flags().StringVar(&login, "login", "", "log in as this user on the target (default: the target's login)")
 	cmd.Flags().BoolVar(&forwarding, "forwarding", false, "allow port forwarding")
+	cmd.Flags().StringArrayVar(&forwardTo, "forward-to", nil, "with --forwarding: let local forwards (ssh -L) reach only HOST:PORT (HOST a name, an IP or a CIDR prefix; PORT a number, LO-HI or *) or a unix socket /PATH; repeatable (default: any host and port, no socket)")
 	cmd.Flags().BoolVar(&c.NoShell, "no-shell", false, "refuse shells (ssh without a command)")
 	cmd.Flags().BoolVar(&c.NoExec, "no-exec", false, "refuse commands other than legacy scp and rsync (each has its own flag)")
 	cmd.Flags().BoolVar(&c.NoSFTP, "no-sftp", false, "refuse the sftp subsystem (sftp, and scp of OpenSSH 9 without -O)")
@@ -493,7 +501,10 @@ func (e *env) grantCmd() *cobra.Command {
 					scope = "env:" + g.Env
 				}
 				fw := "no"
-				if g.Forwarding {
+				switch {
+				case g.Forwarding && len(g.ForwardTo) > 0:
+					fw = strings.Join(g.ForwardTo, ",")
+				case g.Forwarding:
 					fw = "yes"
 				}
 				t.row(strconv.FormatInt(g.ID, 10), g.User, scope, orDash(g.Login), fw, orDash(controlsText(g.Controls)))
@@ -524,6 +535,25 @@ func (e *env) grantCmd() *cobra.Command {
 	}
 	cmd.AddCommand(list, revoke)
 	return cmd
+}
+
+// forwardToFlags checks the --forward-to values and returns them in their
+// canonical spelling, without duplicates.
+func forwardToFlags(specs []string, forwarding bool) ([]string, error) {
+	if len(specs) > 0 && !forwarding {
+		return nil, usagef("--forward-to %q needs --forwarding", specs[0])
+	}
+	var out []string
+	for _, s := range specs {
+		d, err := policy.ParseDest(s)
+		if err != nil {
+			return nil, usagef("invalid --forward-to %q: %v", s, err)
+		}
+		if c := d.String(); !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // revokeCmd is `sshgate revoke USER (--env ENV | --target NAME)`: the
