@@ -34,7 +34,7 @@ func (c *conn) collect(reqs <-chan *ssh.Request) (s *account.Setup, agent bool) 
 		case "window-change":
 			resize(s, req.Payload)
 		case "env":
-			ok := c.envAllowed(req.Payload)
+			ok := len(s.Env) < maxEnv && c.envAllowed(req.Payload)
 			if ok {
 				s.Env = append(s.Env, req.Payload)
 			}
