@@ -108,7 +108,9 @@ func privateDockerd(t *testing.T) string {
 		log.Close()
 		os.RemoveAll(dir)
 	})
-	dockerH := func(args ...string) *exec.Cmd { return exec.Command("docker", append([]string{"-H", host}, args...)...) }
+	dockerH := func(args ...string) *exec.Cmd {
+		return exec.Command("docker", append([]string{"-H", host}, args...)...)
+	}
 	if !harness.Eventually(60*time.Second, func() bool { return dockerH("info").Run() == nil }) {
 		b, _ := os.ReadFile(filepath.Join(dir, "log"))
 		t.Fatalf("private dockerd did not answer: %s", b)
