@@ -334,7 +334,7 @@ func FuzzPodTemplate(f *testing.F) {
 		if err != nil {
 			return // a user that is not numeric, etc.
 		}
-		p, err := e.pod(settingsOf(s), "p", lifecycle.CreateRequest{Spec: s, User: "1000", Labels: map[string]string{lifecycle.LabelGate: "g"}})
+		p, err := e.pod(settingsOf(s), "p", lifecycle.CreateRequest{Spec: s, User: "1000", Entrypoint: []string{lifecycle.AgentMount}, Labels: map[string]string{lifecycle.LabelGate: "g"}})
 		if err != nil {
 			t.Fatal(err)
 		}
