@@ -54,7 +54,7 @@ spec:
 		t.Errorf("the dry run left pods: %v", pods)
 	}
 	w.gate.Admin(t, "grant", "alice", "--target", name)
-	r := harness.Run(w.alice.SSHTo(name, nil, "echo $FROM_TEMPLATE; pwd; touch /data/x && echo data-ok; touch /x 2>/dev/null || echo ro-root; id -u; grep CapEff /proc/self/status"), nil, short)
+	r := harness.Run(w.alice.SSHTo(name, nil, "echo $FROM_TEMPLATE; readlink /proc/1/cwd; touch /data/x && echo data-ok; touch /x 2>/dev/null || echo ro-root; id -u; grep CapEff /proc/self/status"), nil, short)
 	if r.Code != 0 {
 		t.Fatalf("exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 	}
