@@ -740,7 +740,9 @@ func showTarget(w io.Writer, t gate.Target, defaults config.Docker, extra ...[2]
 		tw.row("per", orDash(d.Per))
 		tw.row("idle ttl", orDash(d.IdleTTL))
 		tw.row("pool", strconv.Itoa(d.Pool))
-		tw.row("root inside", yesNo(d.RootInside))
+		if d.RootInside {
+			tw.row("root inside", "yes")
+		}
 	}
 	if k := t.Kubernetes; k != nil {
 		tw.row("image", k.Image)
@@ -760,9 +762,16 @@ func showTarget(w io.Writer, t gate.Target, defaults config.Docker, extra ...[2]
 		tw.row("per", orDash(k.Per))
 		tw.row("idle ttl", orDash(k.IdleTTL))
 		tw.row("pool", strconv.Itoa(k.Pool))
-		tw.row("pod template", yesNo(k.PodTemplate != ""))
-		tw.row("host access", yesNo(k.AllowHost))
-		tw.row("root inside", yesNo(k.RootInside))
+		// Shown when set (the rows of older targets stay as they were).
+		if k.PodTemplate != "" {
+			tw.row("pod template", "yes")
+		}
+		if k.AllowHost {
+			tw.row("host access", "yes")
+		}
+		if k.RootInside {
+			tw.row("root inside", "yes")
+		}
 	}
 	for _, r := range extra {
 		tw.row(r[0], r[1])
@@ -849,11 +858,4 @@ func probeHostKey(ctx context.Context, addr string, algos []string, cb ssh.HostK
 		return verdict
 	}
 	return err
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }
