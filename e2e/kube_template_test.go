@@ -68,7 +68,10 @@ spec:
 	if got != `lab ops {"kubernetes.io/hostname":"localhost"} sshgate-agent false` {
 		t.Errorf("pod: %q", got)
 	}
-	w.gate.Admin(t, "target", "remove", name)
+	if err := w.gate.Stop(); err != nil {
+		t.Logf("stop gate: %v", err)
+	}
+	w.waitNoPods(t, name)
 }
 
 func TestKubePodTemplateRefused(t *testing.T) {

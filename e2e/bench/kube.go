@@ -214,7 +214,7 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 		return err
 	}
 	cfg := filepath.Join(dir, "sshgate.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: debug\nkubernetes:\n  kubeconfig: %s\n  namespace: %s\n  agent_image: %s\n  image_pull_policy: Never\n",
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: debug\nkubernetes:\n  kubeconfig: %s\n  namespace: %s\n  agent_image: %s\n  image_pull_policy: Never\n  start_timeout: 2m\n",
 		filepath.Join(state, "admin.kubeconfig"), k.ns, img)), 0o600); err != nil {
 		return err
 	}
