@@ -155,7 +155,7 @@ func (k *kubeBench) createToRunning(ctx context.Context, name string) (time.Dura
 }
 
 func (k *kubeBench) deletePod(ctx context.Context, name string) {
-	k.cs.CoreV1().Pods(k.ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptrTo(int64(0))})
+	k.cs.CoreV1().Pods(k.ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptrTo(int64(1))})
 }
 
 // settle waits until no per-connection pod of kbox is left and kpool's
