@@ -126,7 +126,7 @@ func (p *FISH) clientLine(line string) {
 	name, args, _ := strings.Cut(line[1:], " ")
 	a := fishWords(args)
 	arg := func(i int) string {
-		if i < len(a) {
+		if i >= 0 && i < len(a) {
 			return a[i]
 		}
 		return ""
