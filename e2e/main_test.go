@@ -149,6 +149,7 @@ func gateOnly(t *testing.T) {
 
 type worldOptions struct {
 	forwarding bool                // grant alice web-1 with --forwarding
+	forwardTo  []string            // and these --forward-to
 	gate       harness.GateOptions // how to start the gate
 }
 
@@ -171,6 +172,9 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	grant := []string{"grant", "alice", "--target", "web-1", "--login", "root"}
 	if o.forwarding {
 		grant = append(grant, "--forwarding")
+	}
+	for _, d := range o.forwardTo {
+		grant = append(grant, "--forward-to", d)
 	}
 	g.Admin(t, grant...)
 	return &world{gate: g, sshd: sshd, alice: alice}

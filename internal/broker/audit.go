@@ -218,9 +218,10 @@ func (sa *sessionAudit) end(res relay.Result, reason string) {
 	sa.c.emit(e)
 }
 
-// auditForward relays a forwarded channel (kind direct-tcpip or
-// forwarded-tcpip, with its open payload) through run and records it.
-func (c *conn) auditForward(kind string, extra []byte, p policy.Permit, run func(*relay.Counters)) {
+// auditForward relays a forwarded channel (kind direct-tcpip,
+// direct-streamlocal@openssh.com or forwarded-tcpip, to or from dest)
+// through run and records it.
+func (c *conn) auditForward(kind, dest string, p policy.Permit, run func(*relay.Counters)) {
 	if c.b.Audit == nil {
 		run(nil)
 		return
@@ -228,8 +229,8 @@ func (c *conn) auditForward(kind string, extra []byte, p policy.Permit, run func
 	var cnt relay.Counters
 	start := time.Now()
 	run(&cnt)
-	c.emit(audit.Event{Type: audit.TypeForward, Channel: kind, Destination: forwardDest(kind, extra),
-		Target: p.Target.Name, Login: p.Login,
+	c.emit(audit.Event{Type: audit.TypeForward, Channel: kind, Destination: dest,
+		Target: p.Target.Name, Login: p.Login, Result: "ok",
 		BytesIn: audit.Int64(cnt.In.Load()), BytesOut: audit.Int64(cnt.Out.Load()), DurationMS: audit.Millis(time.Since(start))})
 }
 

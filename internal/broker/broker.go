@@ -269,6 +269,8 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 					c.session(nc)
 				case "direct-tcpip":
 					c.directTCPIP(nc)
+				case streamLocal:
+					c.directStreamLocal(nc)
 				default:
 					_ = nc.Reject(ssh.UnknownChannelType, "channel type not supported")
 				}
@@ -432,7 +434,7 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 					_ = downCh.Close()
 					return
 				}
-				c.auditForward(nc.ChannelType(), nc.ExtraData(), up.permit, func(cnt *relay.Counters) {
+				c.auditForward(nc.ChannelType(), forwardDest(nc.ChannelType(), nc.ExtraData()), up.permit, func(cnt *relay.Counters) {
 					c.relayChannel(upCh, upReqs, downCh, downReqs, false, cnt)
 				})
 			}()
@@ -463,56 +465,6 @@ func (c *conn) globalRequest(r *ssh.Request) {
 			_ = r.Reply(false, nil)
 		}
 	}
-}
-
-// directTCPIP relays local port forwarding (ssh -L) when the grant allows it.
-func (c *conn) directTCPIP(nc ssh.NewChannel) {
-	if name, ok := c.jumpTarget(nc); ok {
-		c.jump(nc, name)
-		return
-	}
-	if c.dec.Gate {
-		_ = nc.Reject(ssh.Prohibited, errNeedsTarget.Public)
-		return
-	}
-	if c.dec.Err != nil {
-		_ = nc.Reject(ssh.Prohibited, c.dec.Err.UserMessage())
-		return
-	}
-	p := c.dec.Permit
-	if err := c.auditAdmit(p, "forwarded channel"); err != nil {
-		_ = nc.Reject(ssh.Prohibited, publicText(err))
-		return
-	}
-	if !p.Forwarding {
-		c.log.Info("port forwarding refused", "target", p.Target.Name)
-		_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("port forwarding is not permitted for target %s", p.Target.Name))
-		return
-	}
-	up, err := c.upstream()
-	if err != nil {
-		c.logPublic(err)
-		_ = nc.Reject(ssh.ConnectionFailed, publicText(err))
-		return
-	}
-	upCh, upReqs, err := up.client.OpenChannel("direct-tcpip", nc.ExtraData())
-	if err != nil {
-		var oe *ssh.OpenChannelError
-		if errors.As(err, &oe) {
-			_ = nc.Reject(oe.Reason, oe.Message)
-		} else {
-			_ = nc.Reject(ssh.ConnectionFailed, "the target could not open the connection")
-		}
-		return
-	}
-	ch, reqs, err := nc.Accept()
-	if err != nil {
-		_ = upCh.Close()
-		return
-	}
-	c.auditForward("direct-tcpip", nc.ExtraData(), p, func(cnt *relay.Counters) {
-		c.relayChannel(ch, reqs, upCh, upReqs, true, cnt)
-	})
 }
 
 // errNeedsTarget answers a forward on a connection without a target.

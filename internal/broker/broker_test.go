@@ -66,12 +66,28 @@ func (m *memStore) AddKey(context.Context, gate.Key) error               { retur
 func (m *memStore) RemoveKey(context.Context, string, string) error      { return nil }
 
 // echoTarget is an SSH server on net.Pipe: exec "exit N" exits N, any
-// other command prints "ran: CMD" and exits 0; direct-tcpip is refused.
+// other command prints "ran: CMD" and exits 0; any other channel (a
+// forward) is recorded in opened and refused.
 type echoTarget struct {
 	t      *testing.T
 	signer ssh.Signer
 	opens  atomic.Int32
 	logins sync.Map // login -> true
+
+	mu     sync.Mutex
+	opened []openedChannel
+}
+
+// openedChannel is a channel open other than a session a target received.
+type openedChannel struct {
+	Type  string
+	Extra []byte
+}
+
+func (e *echoTarget) forwards() []openedChannel {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]openedChannel(nil), e.opened...)
 }
 
 func (e *echoTarget) Open(ctx context.Context, req target.Request) (*target.Upstream, error) {
@@ -89,6 +105,9 @@ func (e *echoTarget) Open(ctx context.Context, req target.Request) (*target.Upst
 		go ssh.DiscardRequests(reqs)
 		for nc := range chans {
 			if nc.ChannelType() != "session" {
+				e.mu.Lock()
+				e.opened = append(e.opened, openedChannel{nc.ChannelType(), nc.ExtraData()})
+				e.mu.Unlock()
 				_ = nc.Reject(ssh.Prohibited, "no")
 				continue
 			}
