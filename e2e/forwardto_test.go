@@ -6,11 +6,16 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/sshgate/sshgate/e2e/harness"
 )
@@ -187,5 +192,241 @@ func TestForwardToAllowlist(t *testing.T) {
 	// The session itself still works.
 	if r := harness.MustRun(t, w.alice.SSHTo("web-1", nil, "echo ok"), nil, short); r.Stdout != "ok\n" {
 		t.Errorf("exec after refused forwards: %q", r.Stdout)
+	}
+}
+
+// netns is a network namespace the test made (ip netns), removed at the
+// test's end: only its own loopback, on which the canaries' addresses are
+// added, carries traffic.
+type netns struct{ name string }
+
+func newNetns(t *testing.T) *netns {
+	t.Helper()
+	harness.RequireTools(t, "ip")
+	if os.Geteuid() != 0 {
+		t.Skip("ip netns needs root")
+	}
+	// A run killed by its timeout runs no cleanup: remove the namespaces
+	// of test processes that are gone.
+	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			var pid, n int
+			name, _, _ := strings.Cut(l, " ")
+			if k, _ := fmt.Sscanf(name, "sshgate-fwd-%d-%d", &pid, &n); k == 2 && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
+				exec.Command("ip", "netns", "del", name).Run()
+			}
+		}
+	}
+	n := &netns{name: fmt.Sprintf("sshgate-fwd-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)}
+	ipCmd(t, "netns", "add", n.name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
+		}
+	})
+	ipCmd(t, "-n", n.name, "link", "set", "lo", "up")
+	return n
+}
+
+func ipCmd(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// do runs f on an OS thread moved into the namespace: the sockets f makes
+// (listeners, dials) live there, wherever they are used afterwards.
+func (n *netns) do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine, namespace and all
+		ns, err := os.Open("/run/netns/" + n.name)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", n.name, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// canary is a TCP listener inside the namespace (or a unix socket) that
+// counts connections and greets each with its name.
+type canary struct {
+	name  string
+	addr  string // HOST:PORT or /PATH, as a forward names it
+	conns chan struct{}
+}
+
+func (c *canary) serve(t *testing.T, l net.Listener) {
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case c.conns <- struct{}{}:
+			default:
+			}
+			fmt.Fprintf(conn, "canary %s\n", c.name)
+			conn.Close()
+		}
+	}()
+}
+
+// Canaries: a network namespace holds a real sshd (the target) and
+// listeners standing for the cloud metadata service (169.254.169.254:80), a
+// private service (10.255.0.1:80) and the Docker socket (a unix socket
+// reached with ssh -L PORT:/PATH). No forward reaches a canary unless the
+// grant's --forward-to names it, one that names it reaches exactly that
+// one, and every attempt is audited.
+func TestForwardCanaries(t *testing.T) {
+	gateOnly(t)
+	harness.RequireTools(t, "/usr/sbin/sshd", "ssh", "ssh-keygen")
+	ns := newNetns(t)
+	ipCmd(t, "-n", ns.name, "addr", "add", "169.254.169.254/32", "dev", "lo")
+	ipCmd(t, "-n", ns.name, "addr", "add", "10.255.0.1/32", "dev", "lo")
+
+	sockDir, err := os.MkdirTemp("", "fwdcanary") // short: a socket path has at most 107 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	canaries := []*canary{
+		{name: "metadata", addr: "169.254.169.254:80"},
+		{name: "private", addr: "10.255.0.1:80"},
+		{name: "docker", addr: filepath.Join(sockDir, "docker.sock")},
+	}
+	for _, c := range canaries {
+		c.conns = make(chan struct{}, 1000)
+		var l net.Listener
+		if strings.HasPrefix(c.addr, "/") {
+			l, err = net.Listen("unix", c.addr)
+		} else {
+			err = ns.do(func() (err error) { l, err = net.Listen("tcp", c.addr); return })
+		}
+		if err != nil {
+			t.Fatalf("canary %s: %v", c.name, err)
+		}
+		c.serve(t, l)
+	}
+
+	// The target: sshd inside the namespace on its loopback, reached from
+	// the gate through a relay on the host's loopback whose every
+	// connection is dialled from inside the namespace.
+	dir := t.TempDir()
+	hostKey, _ := harness.Keygen(t, dir, "ssh_host_ed25519_key")
+	authKeys := filepath.Join(dir, "authorized_keys")
+	const sshdPort = 2222
+	cfg := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(cfg, []byte(harness.SSHDConfig("127.0.0.1", sshdPort, hostKey, authKeys, "VERBOSE")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll("/run/sshd", 0o755)
+	relay, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close() })
+	go func() {
+		for {
+			down, err := relay.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer down.Close()
+				var up net.Conn
+				if ns.do(func() (err error) { up, err = net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(sshdPort)); return }) != nil {
+					return
+				}
+				defer up.Close()
+				go func() { io.Copy(up, down); up.(*net.TCPConn).CloseWrite() }()
+				io.Copy(down, up)
+			}()
+		}
+	}()
+	relayAddr := relay.Addr().String()
+
+	g := harness.StartGate(t, harness.GateOptions{})
+	if err := os.WriteFile(authKeys, []byte(g.GateKey(t)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sshdErr := &harness.Buffer{}
+	p, err := harness.StartProcess("sshd-netns", sshdErr, nil, "ip", "netns", "exec", ns.name, "/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Stop(5 * time.Second)
+		if t.Failed() {
+			t.Logf("sshd stderr:\n%s", sshdErr.String())
+		}
+	})
+	if err := harness.WaitBanner(relayAddr, short, p.Alive); err != nil {
+		t.Fatalf("sshd in %s: %v", ns.name, err)
+	}
+
+	g.Admin(t, "env", "add", "prod")
+	alice := g.AddUser(t, "alice")
+	docker := canaries[2].addr
+	cases := []struct {
+		target    string
+		grant     []string // after --target TARGET --login root
+		reachable string   // the canary the grant names, "" for none
+	}{
+		{"none", nil, ""},
+		{"elsewhere", []string{"--forwarding", "--forward-to", "127.0.0.1:9", "--forward-to", "169.254.169.254:81", "--forward-to", "10.255.0.2:80", "--forward-to", docker + ".bak"}, ""},
+		{"metadata", []string{"--forwarding", "--forward-to", "169.254.169.254:80"}, "metadata"},
+		{"private", []string{"--forwarding", "--forward-to", "10.255.0.0/16:80"}, "private"},
+		{"docker", []string{"--forwarding", "--forward-to", docker}, "docker"},
+	}
+	for _, tc := range cases {
+		pub := filepath.Join(dir, "ssh_host_ed25519_key.pub")
+		g.Admin(t, "target", "add", tc.target, "--env", "prod", "--upstream", relayAddr, "--login", "root", "--host-key", pub)
+		g.Admin(t, append([]string{"grant", "alice", "--target", tc.target, "--login", "root"}, tc.grant...)...)
+	}
+	for _, tc := range cases {
+		t.Run(tc.target, func(t *testing.T) {
+			before := make([]int, len(canaries))
+			for i, c := range canaries {
+				before[i] = len(c.conns)
+			}
+			var remotes []string
+			for _, c := range canaries {
+				remotes = append(remotes, c.addr)
+			}
+			ports, stderr := localForward(t, alice, tc.target, remotes...)
+			for i, c := range canaries {
+				got := readThrough(t, ports[i])
+				reached := len(c.conns) - before[i]
+				if c.name == tc.reachable {
+					if got != "canary "+c.name+"\n" || reached == 0 {
+						t.Errorf("canary %s, named by the grant: read %q, %d connections", c.name, got, reached)
+					}
+					waitForwardEvent(t, g, tc.target, c.addr, "ok", "")
+					continue
+				}
+				if got != "" || reached != 0 {
+					t.Errorf("canary %s reached through a grant that does not name it: read %q, %d connections", c.name, got, reached)
+					continue // no refusal to wait for
+				}
+				reason := "destination_not_allowed"
+				if tc.grant == nil {
+					reason = "forwarding_not_permitted"
+				} else if !stderr.WaitFor("forwarding to "+c.addr+" is not permitted for target "+tc.target, short) {
+					t.Errorf("ssh stderr %q: no refusal naming %s", stderr.String(), c.addr)
+				}
+				waitForwardEvent(t, g, tc.target, c.addr, "denied", reason)
+			}
+		})
 	}
 }
