@@ -217,3 +217,35 @@ func TestForwardReachDefault(t *testing.T) {
 }
 
 func itoa(n uint32) string { return strconv.Itoa(int(n)) }
+
+// Inside ssh -J's inner connection (served as USER+TARGET+LOGIN) a local
+// forward meets the same reach.
+func TestForwardReachThroughJump(t *testing.T) {
+	hosts := &fakeJumpHosts{key: newSigner(t), names: make(chan string, 10)}
+	f := startBrokerWith(t, nil, nil, func(d *Deps) {
+		d.Jump = Jump{Hosts: hosts}
+		d.Store.(*memStore).grants[1].ForwardTo = []string{"10.1.2.3:5432"}
+	})
+	c := f.dial(t, "alice")
+	nc, err := c.Dial("tcp", "web-1:22")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cc, chans, reqs, err := ssh.NewClientConn(nc, "web-1:22", &ssh.ClientConfig{User: "root", Timeout: 5 * time.Second,
+		HostKeyCallback: ssh.FixedHostKey(hosts.key.PublicKey())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := ssh.NewClient(cc, chans, reqs)
+	defer inner.Close()
+	if err := openTCP(inner, "169.254.169.254", 80); err == nil || !strings.Contains(err.Error(), "forwarding to 169.254.169.254:80 is not permitted for target web-1") {
+		t.Errorf("outside the reach through -J: %v", err)
+	}
+	if err := openTCP(inner, "10.1.2.3", 5432); err == nil || !strings.Contains(err.Error(), `("no")`) {
+		t.Errorf("inside the reach through -J: %v, want the target's own refusal", err)
+	}
+	if got := f.tgt.forwards(); len(got) != 1 || !strings.Contains(string(got[0].Extra), "10.1.2.3") {
+		t.Errorf("the target saw %q, want only 10.1.2.3", got)
+	}
+}
