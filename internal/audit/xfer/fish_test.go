@@ -3,10 +3,10 @@ package xfer
 import (
 	"bytes"
 	"fmt"
-	"strings"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sshgate/sshgate/internal/audit"
