@@ -1,6 +1,8 @@
 package e2e_test
 
 import (
+	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -47,6 +49,21 @@ func TestAuthentication(t *testing.T) {
 		bad := harness.Run(w.alice.WithUser("bob").WithPassword("wrong").SSHTo("web-1", nil, "echo hi"), nil, short)
 		if bad.Code == 0 || bad.Err != nil || strings.Contains(bad.Stdout, "hi") {
 			t.Errorf("wrong password: exit %d (%v) stdout %q", bad.Code, bad.Err, bad.Stdout)
+		}
+		// The same password over keyboard-interactive alone (as PuTTY and
+		// PAM-minded clients send it): in with the right one, out with a
+		// wrong one.
+		ki := func(pw string) harness.Result {
+			args := append([]string{"-p", pw, "ssh", "-o", "PreferredAuthentications=keyboard-interactive",
+				"-o", "PasswordAuthentication=no"}, bob.Options()...)
+			args = append(args, "-p", fmt.Sprint(bob.Port), bob.Dest("web-1"), "echo hi-ki")
+			return harness.Run(exec.Command("sshpass", args...), nil, short)
+		}
+		if r := ki("s3cret-Passw0rd"); r.Code != 0 || r.Stdout != "hi-ki\n" {
+			t.Errorf("password over keyboard-interactive: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		if r := ki("wrong"); r.Code == 0 || strings.Contains(r.Stdout, "hi-ki") {
+			t.Errorf("wrong password over keyboard-interactive: exit %d stdout %q", r.Code, r.Stdout)
 		}
 		// A key user's password attempt fails too.
 		r = harness.Run(w.alice.WithPassword("s3cret-Passw0rd").SSHTo("web-1", nil, "echo hi"), nil, short)

@@ -108,10 +108,17 @@ func codeLogin(t *testing.T, c *harness.Client, target string, code func() strin
 		SSHTo(target, nil, "echo", "logged-in")
 	s := startPTY(t, cmd, 24, 80)
 	deadline := time.After(short)
+	pwAsked := false
 	for {
 		if strings.Contains(s.out.String(), "Verification code:") && !asked {
 			asked = true
 			fmt.Fprintf(s.ptmx, "%s\r", code())
+		}
+		// A refused second factor leaves ssh to try keyboard-interactive
+		// as a first method, where the gate asks for a password: none.
+		if strings.Contains(s.out.String(), "Password: ") && !pwAsked {
+			pwAsked = true
+			fmt.Fprint(s.ptmx, "\r")
 		}
 		select {
 		case err := <-s.done:

@@ -383,6 +383,55 @@ func TestDockerContainerRemovedMidSession(t *testing.T) {
 	w.gate.WaitBaseline(t, base, 2, 30*time.Second)
 }
 
+// The container is killed (docker kill) under a running command, again and
+// again: 20 times in CI, 100 under SSHGATE_E2E_FULL=1. Each client ends with
+// a non-zero exit and one line naming what happened to its container, the
+// gate serves on, and no container is left.
+func TestDockerContainerKilledMidSession(t *testing.T) {
+	t.Parallel()
+	w := newDockerWorld(t)
+	name := w.target(t, "killed", "--docker", harness.TestImage, "--user", "1000")
+	w.ssh(t, name, nil, "true") // skips when there is no docker backend
+	waitNoContainers(t, name, 30*time.Second)
+	base := w.gate.WaitBaseline(t, w.gate.Stats(t), 0, time.Second)
+	want := regexp.MustCompile(`^sshgate: container for ` + regexp.QuoteMeta(name) + ` (was removed|stopped \(exit code 137\))$`)
+	n := count(20, 100)
+	start := time.Now()
+	var worst time.Duration
+	for i := 0; i < n; i++ {
+		s := startSSH(t, w.alice.SSHTo(name, nil, "echo started; sleep 60; echo finished"))
+		if !s.stdout.WaitFor("started\n", short) {
+			t.Fatalf("kill %d: the command did not start: stdout %q stderr %q", i, s.stdout.String(), s.stderr.String())
+		}
+		ids := containersOf(t, name)
+		if len(ids) != 1 {
+			t.Fatalf("kill %d: containers of %s: %v, want one", i, name, ids)
+		}
+		harness.MustRun(t, exec.Command("docker", "kill", ids[0]), nil, short)
+		killed := time.Now()
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("kill %d: the client still runs 30s after its container was killed: stdout %q stderr %q", i, s.stdout.String(), s.stderr.String())
+		}
+		worst = max(worst, time.Since(killed))
+		if code := s.cmd.ProcessState.ExitCode(); code == 0 {
+			t.Errorf("kill %d: exit 0 after the container was killed", i)
+		}
+		if line := oneLine(t, "stderr", s.stderr.String()); !want.MatchString(line) {
+			t.Errorf("kill %d: stderr %q, want %s", i, line, want)
+		}
+	}
+	t.Logf("%d containers killed under a session in %s; the slowest client ended %s after its kill",
+		n, time.Since(start).Round(time.Millisecond), worst.Round(time.Millisecond))
+	waitNoContainers(t, name, 30*time.Second)
+	if r := w.ssh(t, name, nil, "echo again"); r.Code != 0 || r.Stdout != "again\n" {
+		t.Errorf("after the kills: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	waitNoContainers(t, name, 30*time.Second)
+	w.gate.WaitBaseline(t, base, 2, 30*time.Second)
+}
+
 // A docker target added without --login shows the user its containers run
 // as in `ls` and the menu when that is a name (--user nobody), and that
 // login works; one whose user is root (allowed or not by the gate) or only a

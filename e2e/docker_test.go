@@ -169,20 +169,25 @@ func TestDockerPerUser(t *testing.T) {
 	waitNoContainers(t, name, 30*time.Second) // reaped after the idle TTL
 }
 
+// SIGKILL with 3 live per-connection containers, then a restart on the same
+// data directory: the new gate reaps the orphans and serves.
 func TestDockerOrphansAfterKill(t *testing.T) {
 	w := newDockerWorld(t)
 	name := w.target(t, "orphan", "--docker", harness.TestImage, "--user", "1000")
 	w.ssh(t, name, nil, "true") // skips when there is no docker backend
 	waitNoContainers(t, name, 30*time.Second)
-	sess := w.alice.SSHTo(name, nil, "sleep 600")
-	if err := sess.Start(); err != nil {
-		t.Fatal(err)
+	const live = 3
+	for i := 0; i < live; i++ {
+		sess := w.alice.SSHTo(name, nil, "sleep 600")
+		if err := sess.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			sess.Process.Kill()
+			sess.Wait()
+		}()
 	}
-	defer func() {
-		sess.Process.Kill()
-		sess.Wait()
-	}()
-	if !harness.Eventually(short, func() bool { return len(containersOf(t, name)) == 1 }) {
+	if !harness.Eventually(short, func() bool { return len(containersOf(t, name)) == live }) {
 		if strings.Contains(w.gate.Stderr.String(), "is not available on this gate") {
 			t.Skip("the gate has no docker backend wired in")
 		}
@@ -193,8 +198,13 @@ func TestDockerOrphansAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	harness.Eventually(10*time.Second, w.gate.Exited)
-	// The restarted gate (same data directory) removes what the dead one left.
-	harness.StartGate(t, harness.GateOptions{DataDir: w.gate.DataDir})
+	// The restarted gate (same data directory) removes what the dead one
+	// left, and serves.
+	g := harness.StartGate(t, harness.GateOptions{DataDir: w.gate.DataDir})
+	waitNoContainers(t, name, 30*time.Second)
+	if r := harness.Run(g.Client("alice", w.alice.Key).SSHTo(name, nil, "echo served"), nil, short); r.Code != 0 || r.Stdout != "served\n" {
+		t.Errorf("the restarted gate: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
 	waitNoContainers(t, name, 30*time.Second)
 }
 

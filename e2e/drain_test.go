@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,10 +15,10 @@ import (
 	"github.com/sshgate/sshgate/e2e/harness"
 )
 
-// SIGTERM with 100 live sessions (10 connections of 10 exec sessions from
+// SIGTERM with 200 live sessions (20 connections of 10 exec sessions from
 // one x/crypto client, plus a PTY session from OpenSSH): the PTY user is
-// told the deadline, the sessions are ended at limits.shutdown_grace, and
-// the gate exits 0 soon after.
+// told the deadline, every session is ended at limits.shutdown_grace with
+// one line on stderr and exit status 255, and the gate exits 0 soon after.
 func TestDrainLiveSessions(t *testing.T) {
 	gateOnly(t)
 	harness.RequireTools(t, "/usr/sbin/sshd", "ssh", "ssh-keygen")
@@ -53,7 +54,12 @@ func TestDrainLiveSessions(t *testing.T) {
 		}
 	})
 	sessions := 0
-	for i := 0; i < 10; i++ {
+	type live struct {
+		s      *ssh.Session
+		stderr *harness.Buffer
+	}
+	var all []live
+	for i := 0; i < 20; i++ {
 		c, err := ssh.Dial("tcp", g.Addr, cc)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
@@ -64,9 +70,12 @@ func TestDrainLiveSessions(t *testing.T) {
 			if err != nil {
 				t.Fatalf("session %d.%d: %v", i, j, err)
 			}
+			l := live{s, &harness.Buffer{}}
+			s.Stderr = l.stderr
 			if err := s.Start("sleep 300"); err != nil {
 				t.Fatalf("start %d.%d: %v", i, j, err)
 			}
+			all = append(all, l)
 			sessions++
 		}
 	}
@@ -93,7 +102,30 @@ func TestDrainLiveSessions(t *testing.T) {
 		t.Fatal("gate did not exit after the drain deadline")
 	}
 	took := time.Since(start)
+	// Every session was ended with the line and an exit status.
+	want := "sshgate: this gate is restarting; session ended\n"
+	bad := 0
+	for i, l := range all {
+		err := l.s.Wait()
+		var ee *ssh.ExitError
+		if !errors.As(err, &ee) || ee.ExitStatus() != 255 || l.stderr.String() != want {
+			if bad++; bad <= 3 {
+				t.Errorf("session %d: %v, stderr %q; want exit status 255 and %q", i, err, l.stderr.String(), want)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d exec sessions did not end with the line and status 255", bad, len(all))
+	}
+	if err := pty.Wait(); pty.ProcessState.ExitCode() != 255 || !strings.Contains(out.String(), strings.TrimSuffix(want, "\n")) {
+		t.Errorf("PTY session: %v, output %q; want exit 255 and the line", err, out.String())
+	}
 	t.Logf("drain of %d sessions: %s", sessions+1, took.Round(time.Millisecond))
+	for _, l := range strings.Split(g.Stderr.String(), "\n") {
+		if strings.Contains(l, "drain deadline reached") || strings.Contains(l, "msg=stopped") || strings.Contains(l, "msg=draining") {
+			t.Logf("gate: %s", l)
+		}
+	}
 	if took > 15*time.Second {
 		t.Errorf("drain took %s with a 3s deadline", took)
 	}

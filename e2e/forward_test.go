@@ -145,3 +145,47 @@ func TestForwardRefusedWithoutGrant(t *testing.T) {
 		t.Errorf("exec after a refused forward: %q", r.Stdout)
 	}
 }
+
+// Remote forwarding (ssh -R) through the gate: the target's sshd listens,
+// its connections come back as forwarded-tcpip channels through the gate to
+// the client, which connects them to the echo server. Two -R at once: their
+// global requests are answered in order.
+func TestRemoteForwardAllowed(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOptions{forwarding: true})
+	echo := echoServer(t)
+	r1, r2 := harness.FreePort(t), harness.FreePort(t)
+	stderr := &harness.Buffer{}
+	cmd := w.alice.SSHTo("web-1", []string{"-N", "-o", "ExitOnForwardFailure=yes",
+		"-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", r1, echo),
+		"-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", r2, echo)})
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("ssh -R stderr: %s", stderr.String())
+		}
+	})
+	alive := func() bool {
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	}
+	payload := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{7}).Read(payload)
+	for _, port := range []int{r1, r2} {
+		if err := harness.WaitListening("127.0.0.1:"+strconv.Itoa(port), short, alive); err != nil {
+			t.Fatalf("ssh -R %d: %v; stderr %q", port, err, stderr.String())
+		}
+		echoThrough(t, port, payload, 2)
+	}
+}

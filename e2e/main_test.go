@@ -148,7 +148,8 @@ func gateOnly(t *testing.T) {
 }
 
 type worldOptions struct {
-	forwarding bool // grant alice web-1 with --forwarding
+	forwarding bool                // grant alice web-1 with --forwarding
+	gate       harness.GateOptions // how to start the gate
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -160,7 +161,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		sshd.Authorize(t, pub)
 		return &world{sshd: sshd, alice: harness.Direct(t, sshd, "root", key)}
 	}
-	g := harness.StartGate(t, harness.GateOptions{})
+	g := harness.StartGate(t, o.gate)
 	sshd.Authorize(t, g.GateKey(t))
 	g.Admin(t, "env", "add", "prod")
 	g.Admin(t, "env", "add", "staging")

@@ -5,7 +5,7 @@
 // and for Docker targets, first byte, exit, throughput and a burst of shells
 // against the same engine driven by the docker CLI.
 //
-//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker] [-keep] [-profile DIR]
+//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker,kube] [-keep] [-profile DIR]
 //
 // It builds ./cmd/sshgate (and ./cmd/sshgate-agent beside it) without -race,
 // starts /usr/sbin/sshd with its own config on a free 127.0.0.1 port and the
@@ -53,7 +53,7 @@ type opts struct {
 	shellsPool int
 }
 
-var sections = []string{"throughput", "firstbyte", "logins", "idle", "docker"}
+var sections = []string{"throughput", "firstbyte", "logins", "idle", "docker", "kube"}
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
@@ -219,6 +219,23 @@ func bench(ctx context.Context, o *opts) error {
 			delete(o.only, "docker")
 		}
 	}
+	var kubeState, kubectl string
+	if o.only["kube"] {
+		var why string
+		if kubeState, kubectl, why = kubeReady(ctx); why == "" {
+			if _, dwhy := harness.DockerReady(ctx); dwhy != "" {
+				why = "the agent image is built with docker: " + dwhy
+			}
+		}
+		if why != "" {
+			if !needSSHD && !o.only["docker"] {
+				return fmt.Errorf("kube section: %s", why)
+			}
+			logf("skipping the kube section: %s", why)
+			notes = append(notes, "kube section skipped: "+why)
+			delete(o.only, "kube")
+		}
+	}
 	root, err := harness.RepoRoot()
 	if err != nil {
 		return err
@@ -229,7 +246,7 @@ func bench(ctx context.Context, o *opts) error {
 	}
 	reg.addDir(tmp)
 	work := tmp
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && (o.only["throughput"] || o.only["docker"]) {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() && (o.only["throughput"] || o.only["docker"] || o.only["kube"]) {
 		if d, err := os.MkdirTemp("/dev/shm", "sshgate-bench-"); err == nil {
 			work = d
 			reg.addDir(d)
@@ -242,7 +259,7 @@ func bench(ctx context.Context, o *opts) error {
 	if err := harness.Build(ctx, bin, "./cmd/sshgate", false); err != nil {
 		return err
 	}
-	if o.only["docker"] {
+	if o.only["docker"] || o.only["kube"] {
 		// Beside the gate, where it looks for the agent of Docker targets.
 		logf("building ./cmd/sshgate-agent (static, no -race)")
 		if err := harness.Build(ctx, filepath.Join(tmp, "sshgate-agent"), "./cmd/sshgate-agent", false); err != nil {
@@ -608,6 +625,13 @@ func bench(ctx context.Context, o *opts) error {
 		logf("docker: a gate with Docker targets on image %s", harness.TestImage)
 		if err := runDocker(ctx, o, bin, tmp, work, key, engine, &t, &notes); err != nil {
 			return fmt.Errorf("docker section: %w", err)
+		}
+	}
+
+	if o.only["kube"] {
+		logf("kube: a gate with Kubernetes targets on image %s", harness.TestImage)
+		if err := runKube(ctx, o, bin, tmp, work, key, kubeState, kubectl, &t, &notes); err != nil {
+			return fmt.Errorf("kube section: %w", err)
 		}
 	}
 

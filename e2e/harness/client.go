@@ -66,7 +66,10 @@ func (c *Client) Options() []string {
 		opts = append(opts,
 			"-o", "BatchMode=no",
 			"-o", "PubkeyAuthentication=no",
-			"-o", "PreferredAuthentications=password,keyboard-interactive",
+			// The password method alone: the gate also takes passwords over
+			// keyboard-interactive, whose second prompt after a wrong password
+			// would make sshpass exit 5 instead of ssh's 255.
+			"-o", "PreferredAuthentications=password",
 			"-o", "NumberOfPasswordPrompts=1",
 		)
 	} else {

@@ -239,7 +239,8 @@ func Serve(ctx context.Context, o Options) error {
 // closes and /readyz fails at once (so a load balancer sends new users to
 // another gate), every user in a PTY session is told the session ends
 // within grace (limits.shutdown_grace), sessions run on until they end or
-// the grace is over (then they are closed), and only then does the
+// the grace is over (then each is ended with one line on stderr and exit
+// status 255, and the connections closed), and only then does the
 // container lifecycle shut down, once: per-connection containers have gone
 // with their sessions, and the per-user and pooled ones are the
 // lifecycle's to remove or hand over to the other gates (its Close).
@@ -250,9 +251,17 @@ func drain(srv *sshd.Server, br *broker.Broker, grace time.Duration, closeBacken
 	log.Info("draining", "grace", grace, "pty_sessions_told", told)
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("drain deadline reached: remaining sessions closed", "grace", grace)
+	if err := srv.WaitIdle(sctx); err != nil {
+		// Every session left is told why it ends, with an exit status, and
+		// its client has a moment to read that and leave before the
+		// connections are closed.
+		ended := br.EndSessions(broker.DrainEndMessage, 5*time.Second)
+		log.Warn("drain deadline reached: remaining sessions ended", "grace", grace, "sessions", ended)
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(cctx)
+		ccancel()
 	}
+	_ = srv.Shutdown(sctx) // closes nothing when idle; stops the accept loop
 	closeBackends()
 	log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond))
 }

@@ -89,11 +89,18 @@ func (a *Authenticator) Install(cfg *ssh.ServerConfig) {
 		perms, err := a.Password(m, pw)
 		return a.done(m, perms, err)
 	}
-	if a.sso != nil {
-		cfg.KeyboardInteractiveCallback = func(m ssh.ConnMetadata, c ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-			perms, err := a.ssoKeyboardInteractive(m, c)
-			return a.done(m, perms, err)
+	// Keyboard-interactive as a first method: a device sign-in for those
+	// single sign-on is offered to, else a password asked in one prompt
+	// (PuTTY, sshpass and PAM-minded clients send passwords this way). The
+	// password goes through cfg.PasswordCallback as it is when asked, so
+	// whatever wraps that callback later (the honeypot record) sees both.
+	cfg.KeyboardInteractiveCallback = func(m ssh.ConnMetadata, c ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+		if a.sso != nil {
+			if perms, err, handled := a.ssoKeyboardInteractive(m, c); handled {
+				return a.done(m, perms, err)
+			}
 		}
+		return passwordPrompt(m, c, cfg.PasswordCallback)
 	}
 	cfg.PublicKeyAuthAlgorithms = sshkeys.PublicKeyAuthAlgorithms
 }
@@ -218,6 +225,19 @@ func (a *Authenticator) Password(conn ssh.ConnMetadata, password []byte) (*ssh.P
 	}
 	id := &gate.Identity{User: u.Name, Method: "password"}
 	return a.afterFirstFactor(conn, &ssh.Permissions{Extensions: id.Extensions()})
+}
+
+// passwordPrompt asks for a password over keyboard-interactive in one
+// prompt, as OpenSSH's sshd does through PAM, and checks it with password.
+func passwordPrompt(m ssh.ConnMetadata, c ssh.KeyboardInteractiveChallenge, password func(ssh.ConnMetadata, []byte) (*ssh.Permissions, error)) (*ssh.Permissions, error) {
+	answers, err := c("", "", []string{"Password: "}, []bool{false})
+	if err != nil {
+		return nil, err
+	}
+	if len(answers) != 1 {
+		return nil, ErrDenied
+	}
+	return password(m, []byte(answers[0]))
 }
 
 // unavailable is a login that cannot be decided because the store did not

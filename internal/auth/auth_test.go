@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -190,5 +191,62 @@ func TestPasswordUnknownUserTakesAsLong(t *testing.T) {
 	known, unknown := timeIt("alice"), timeIt("nobody-here")
 	if unknown < known/3 {
 		t.Fatalf("unknown user answered in %s, known in %s: timing reveals which users exist", unknown, known)
+	}
+}
+
+// Passwords over keyboard-interactive (PuTTY, sshpass): one prompt, echo
+// off, checked exactly as the password method checks them, through the
+// password callback installed at the time (so its wrappers see them too).
+func TestPasswordOverKeyboardInteractive(t *testing.T) {
+	a, _, _ := setup(t)
+	var cfg ssh.ServerConfig
+	a.Install(&cfg)
+	var seen []string
+	inner := cfg.PasswordCallback
+	cfg.PasswordCallback = func(m ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+		seen = append(seen, string(pw))
+		return inner(m, pw)
+	}
+	answer := func(ans ...string) ssh.KeyboardInteractiveChallenge {
+		return func(name, instruction string, questions []string, echos []bool) ([]string, error) {
+			if len(questions) != 1 || questions[0] != "Password: " || len(echos) != 1 || echos[0] {
+				t.Fatalf("prompt %q echo %v, want one %q without echo", questions, echos, "Password: ")
+			}
+			return ans, nil
+		}
+	}
+	tests := []struct {
+		user    string
+		answers []string
+		ok      bool
+	}{
+		{"alice", []string{"alice-pw"}, true},
+		{"alice+web-1", []string{"alice-pw"}, true},
+		{"alice", []string{"wrong"}, false},
+		{"alice", []string{"alice-pw", "alice-pw"}, false}, // two answers to one prompt
+		{"alice", nil, false},
+		{"bob", []string{""}, false},
+		{"carol", []string{"alice-pw"}, false},
+	}
+	for _, tt := range tests {
+		perms, err := cfg.KeyboardInteractiveCallback(meta{tt.user}, answer(tt.answers...))
+		if (err == nil) != tt.ok {
+			t.Errorf("keyboard-interactive %q %q: err = %v, want ok=%v", tt.user, tt.answers, err, tt.ok)
+			continue
+		}
+		if tt.ok && perms.Extensions[gate.ExtUser] != "alice" {
+			t.Errorf("keyboard-interactive %q identity %v", tt.user, perms.Extensions)
+		}
+	}
+	if len(seen) != 5 || seen[0] != "alice-pw" || seen[2] != "wrong" {
+		t.Errorf("password callback saw %q, want the five single answers", seen)
+	}
+	// A client that gives up at the prompt is refused without a check.
+	seen = nil
+	_, err := cfg.KeyboardInteractiveCallback(meta{"alice"}, func(string, string, []string, []bool) ([]string, error) {
+		return nil, errors.New("client gone")
+	})
+	if err == nil || len(seen) != 0 {
+		t.Errorf("abandoned prompt: err %v, checks %q", err, seen)
 	}
 }

@@ -229,20 +229,26 @@ func (a *Authenticator) reuse(conn ssh.ConnMetadata, user string, key ssh.Public
 }
 
 // ssoKeyboardInteractive is keyboard-interactive as a first method: a
-// device sign-in without a proven key (no reuse window, no `cert`).
-func (a *Authenticator) ssoKeyboardInteractive(conn ssh.ConnMetadata, c ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+// device sign-in without a proven key (no reuse window, no `cert`), for
+// those sign-on is offered to (handled); for anyone else the caller asks
+// for a password instead.
+func (a *Authenticator) ssoKeyboardInteractive(conn ssh.ConnMetadata, c ssh.KeyboardInteractiveChallenge) (_ *ssh.Permissions, _ error, handled bool) {
 	r, ok := a.route(conn.User())
 	if !ok {
-		return nil, ErrDenied
+		return nil, ErrDenied, true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 	keys, err := a.users.ListKeys(ctx, r.User)
 	offered := err == nil && a.ssoOffered(ctx, r.User, len(keys))
 	cancel()
-	if !offered || a.sso.hasFailed(conn) {
-		return nil, ErrDenied
+	if !offered {
+		return nil, nil, false
 	}
-	return a.deviceLogin(conn, c, r.User, nil)
+	if a.sso.hasFailed(conn) {
+		return nil, ErrDenied, true
+	}
+	perms, err := a.deviceLogin(conn, c, r.User, nil)
+	return perms, err, true
 }
 
 func (s *sso) hasFailed(conn ssh.ConnMetadata) bool {

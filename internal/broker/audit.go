@@ -136,6 +136,9 @@ func (c *conn) auditSession(id string, s *account.Setup, p policy.Permit, cnt *r
 		c.emit(f)
 	}, opt); fp != nil {
 		sa.parser = xfer.NewSession(fp)
+		sa.parser.OnFault = func(v any) {
+			c.log.Error("file-transfer audit stopped: its parser failed on this session's data", "session_id", sa.id, "target", p.Target.Name, "fault", fmt.Sprint(v))
+		}
 	}
 	addTap(cnt, sa)
 

@@ -89,6 +89,9 @@ func New(d Deps) (*Broker, error) {
 	if d.AuditFailClosed == nil {
 		d.AuditFailClosed = func(string) bool { return false }
 	}
+	if d.Config.Limits.MaxChannels <= 0 {
+		d.Config.Limits.MaxChannels = defaultMaxChannels
+	}
 	return &Broker{Deps: d}, nil
 }
 
@@ -133,14 +136,29 @@ type conn struct {
 	wg       sync.WaitGroup
 }
 
-// maxChannels bounds forwarded and other channels on one connection; sessions
-// have their own, smaller limit, as in OpenSSH's MaxSessions.
-const maxChannels = 1000
+// defaultMaxChannels is limits.max_channels when a Config leaves it zero:
+// channels of every kind open at once on one connection (the user's and the
+// ones the target opens toward the user: remote forwards); sessions have
+// their own, smaller limit, limits.max_sessions, as in OpenSSH's MaxSessions.
+const defaultMaxChannels = 1000
+
+// Other per-connection caps, fixed: a channel open, a rejected one included,
+// costs the gate a goroutine for the time it takes to answer, so these bound
+// what a connection holds, not what it may try.
+const (
+	// maxEnv bounds the env requests kept for replay before a session
+	// starts (OpenSSH's sshd keeps 128 too); later ones are refused.
+	maxEnv = 128
+	// globalQueue bounds the user's global requests waiting for the target
+	// (remote forwarding): they are answered one at a time, in order, as
+	// RFC 4254 says replies must come; past it the connection's reads wait.
+	globalQueue = 16
+)
 
 func (c *conn) reserve(session bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.channels >= maxChannels || session && c.sessions >= c.b.Config.Limits.MaxSessions {
+	if c.channels >= c.b.Config.Limits.MaxChannels || session && c.sessions >= c.b.Config.Limits.MaxSessions {
 		return false
 	}
 	c.channels++
@@ -208,6 +226,14 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	// One loop for the user's channels and global requests: both streams
 	// close when the connection ends.
 	chans, reqs := sc.Chans, sc.Reqs
+	globals := make(chan *ssh.Request, globalQueue)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		for r := range globals {
+			c.globalRequest(r)
+		}
+	}()
 	for chans != nil || reqs != nil {
 		select {
 		case r, ok := <-reqs:
@@ -215,7 +241,13 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 				reqs = nil
 				continue
 			}
-			c.globalRequest(r)
+			select {
+			case globals <- r:
+			default: // a client that does not wait for its replies
+				if r.WantReply {
+					_ = r.Reply(false, nil)
+				}
+			}
 		case nc, ok := <-chans:
 			if !ok {
 				chans = nil
@@ -243,6 +275,7 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 			}()
 		}
 	}
+	close(globals)
 	// The user is gone. Close the target connections before waiting for the
 	// channels: a target that is alive but hung never answers a channel
 	// close, and would hold this connection's goroutines until TCP gives up.
@@ -379,9 +412,16 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 				_ = nc.Reject(ssh.Prohibited, "not permitted")
 				continue
 			}
+			if !c.reserve(false) {
+				_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
+				continue
+			}
 			up.wg.Add(1)
 			go func() {
-				defer up.wg.Done()
+				defer func() {
+					c.unreserve(false)
+					up.wg.Done()
+				}()
 				downCh, downReqs, err := c.sc.OpenChannel(nc.ChannelType(), nc.ExtraData())
 				if err != nil {
 					_ = nc.Reject(ssh.ConnectionFailed, "user refused the channel")
@@ -400,24 +440,24 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 	}
 }
 
-// globalRequest answers one of the user's global requests: remote
-// forwarding goes to the target when the grant allows it (in its own
-// goroutine, as it may dial the target); everything else is answered no.
+// globalRequest answers one of the user's global requests, in the order
+// they came (the connection's one goroutine for them; RFC 4254 wants the
+// replies in order): remote forwarding goes to the target when the grant
+// allows it (which may dial the target); everything else is answered no.
 func (c *conn) globalRequest(r *ssh.Request) {
 	switch r.Type {
 	case "tcpip-forward", "cancel-tcpip-forward":
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			ok, payload := false, []byte(nil)
+		ok, payload := false, []byte(nil)
+		// An address and a port: a longer payload is no request of a client.
+		if len(r.Payload) <= 1024 {
 			if up, err := c.upstream(); err == nil && up.permit.Forwarding {
 				ok, payload, _ = up.client.SendRequest(r.Type, true, r.Payload)
 			}
-			if r.WantReply {
-				_ = r.Reply(ok, payload)
-			}
-			c.auditRemoteForward(r.Type, r.Payload, ok)
-		}()
+		}
+		if r.WantReply {
+			_ = r.Reply(ok, payload)
+		}
+		c.auditRemoteForward(r.Type, r.Payload, ok)
 	default:
 		if r.WantReply {
 			_ = r.Reply(false, nil)

@@ -12,12 +12,62 @@ import (
 
 // drainer tells the users in PTY sessions that the gate is draining: one
 // line on stderr of each, once, when the drain begins (and at once to a
-// PTY session that starts during it). Sessions without a PTY get nothing:
-// their stdout and stderr belong to the programs at both ends.
+// PTY session that starts during it); sessions without a PTY get nothing
+// then (their stdout and stderr belong to the programs at both ends). At
+// the deadline every relayed session still running, PTY or not, is ended
+// with one line on stderr and exit status 255, as a grant's limit ends one.
 type drainer struct {
-	mu   sync.Mutex
-	ptys map[ssh.Channel]struct{}
-	msg  string // set when the drain begins
+	mu       sync.Mutex
+	ptys     map[ssh.Channel]struct{}
+	sessions map[*observed]struct{} // every relayed session, ended at the deadline
+	msg      string                 // set when the drain begins
+}
+
+// DrainEndMessage is the line every session still running at the end of the
+// drain gets before it is ended (exit status 255).
+const DrainEndMessage = "this gate is restarting; session ended"
+
+// addSession registers a relayed session to end at the drain's deadline;
+// the func it returns removes it.
+func (d *drainer) addSession(o *observed) func() {
+	d.mu.Lock()
+	if d.sessions == nil {
+		d.sessions = map[*observed]struct{}{}
+	}
+	d.sessions[o] = struct{}{}
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		delete(d.sessions, o)
+		d.mu.Unlock()
+	}
+}
+
+// EndSessions ends every relayed session still running: msg on stderr,
+// exit status 255, the channels closed. It returns how many it ended, after
+// at most wait (a client that reads nothing may hold a write; closing its
+// connection frees it).
+func (b *Broker) EndSessions(msg string, wait time.Duration) int {
+	b.drain.mu.Lock()
+	live := make([]*observed, 0, len(b.drain.sessions))
+	for o := range b.drain.sessions {
+		live = append(live, o)
+	}
+	b.drain.mu.Unlock()
+	done := make(chan struct{}, len(live))
+	for _, o := range live {
+		go func() { o.stop(msg, 255, false); done <- struct{}{} }()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for range live {
+		select {
+		case <-done:
+		case <-t.C:
+			return len(live)
+		}
+	}
+	return len(live)
 }
 
 // addPTY registers a PTY session's channel; the func it returns removes it.

@@ -173,10 +173,14 @@ func (o *observed) recordingFailed(err error) {
 
 // kill ends the session: one line for the user on stderr, a non-zero exit
 // status, and both channels closed (which ends the relay).
-func (o *observed) kill(msg string, status uint32) {
+func (o *observed) kill(msg string, status uint32) { o.stop(msg, status, true) }
+
+// stop is kill; counted says whether sshgate_broker_sessions_killed_total
+// counts it (not at the end of a drain).
+func (o *observed) stop(msg string, status uint32, counted bool) {
 	o.killOnce.Do(func() {
 		o.killed.Store(true)
-		if m := o.c.b.Observers.Metrics; m != nil {
+		if m := o.c.b.Observers.Metrics; m != nil && counted {
 			m.SessionKilled()
 		}
 		o.c.log.Info("session killed", "session_id", o.id, "target", o.target, "reason", msg)

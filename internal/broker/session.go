@@ -34,7 +34,7 @@ func (c *conn) collect(reqs <-chan *ssh.Request) (s *account.Setup, agent bool) 
 		case "window-change":
 			resize(s, req.Payload)
 		case "env":
-			ok := c.envAllowed(req.Payload)
+			ok := len(s.Env) < maxEnv && c.envAllowed(req.Payload)
 			if ok {
 				s.Env = append(s.Env, req.Payload)
 			}
@@ -163,6 +163,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 		return
 	}
 	defer ob.end()
+	defer c.b.drain.addSession(ob)() // ended at the drain's deadline (drain.go)
 	ok, err := upCh.SendRequest(s.Start.Type, true, s.Start.Payload)
 	if s.Start.WantReply {
 		_ = s.Start.Reply(ok && err == nil, nil)

@@ -23,7 +23,10 @@ import (
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/store"
+	"github.com/sshgate/sshgate/internal/target/container"
 	"github.com/sshgate/sshgate/internal/target/docker"
+	"github.com/sshgate/sshgate/internal/target/kube"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // ScanTimeout bounds --scan-host-key: dial and key exchange.
@@ -48,6 +51,8 @@ type targetFlags struct {
 	memory, cpus, network, per, ttl   string
 	pids, pool                        int
 	skipImageCheck                    bool
+	podTemplate                       string // --pod-template FILE (kubernetes)
+	allowHost, rootInside             bool   // --allow-host-access, --root-inside
 	// certificates (ca.go): login method, host CA verification
 	auth, hostPrincipal string
 	hostCA              bool
@@ -119,6 +124,16 @@ func (e *env) targetCmd() *cobra.Command {
 					}
 				}
 			}
+			if t.Kind == gate.KindDocker && t.Docker.RootInside {
+				if err := checkDockerRemap(ctx, e.stdout); err != nil {
+					return err
+				}
+			}
+			if t.Kind == gate.KindKubernetes {
+				if err := e.checkKubeTarget(ctx, t, f.podTemplate); err != nil {
+					return err
+				}
+			}
 			if err := st.AddTarget(ctx, t); err != nil {
 				return err
 			}
@@ -150,6 +165,9 @@ func (e *env) targetCmd() *cobra.Command {
 	fl.BoolVar(&f.kubernetes, "kubernetes", false, "a pod started per connection or per user on the gate's Kubernetes cluster (with --image)")
 	fl.StringVar(&f.kubeImage, "image", "", "image of the pod's container (kubernetes)")
 	fl.StringVar(&f.namespace, "namespace", "", "namespace of the pods (kubernetes; default: kubernetes.namespace)")
+	fl.StringVar(&f.podTemplate, "pod-template", "", "YAML file of a Pod or PodTemplate the pods start from (kubernetes; see the README for what it may set)")
+	fl.BoolVar(&f.allowHost, "allow-host-access", false, "let the pod template use privileged containers, hostPath volumes, the node's namespaces and added capabilities (kubernetes)")
+	fl.BoolVar(&f.rootInside, "root-inside", false, "run as root inside the container, only where the engine maps root to an unprivileged user on the node (dockerd --userns-remap; Kubernetes user namespaces)")
 	fl.BoolVar(&f.skipImageCheck, "skip-image-check", false, "add a docker target whose image is not on the engine yet (the gate never pulls images)")
 
 	list := &cobra.Command{
@@ -317,13 +335,13 @@ func (f *targetFlags) target(cmd *cobra.Command, name string) (gate.Target, erro
 		return gate.Target{}, usagef("target add %s: give exactly one of --upstream, --docker and --kubernetes", name)
 	}
 	if !isKube {
-		for _, fl := range []string{"image", "namespace"} {
+		for _, fl := range []string{"image", "namespace", "pod-template", "allow-host-access"} {
 			if changed(fl) {
 				return gate.Target{}, usagef("target add %s: --%s is for --kubernetes targets", name, fl)
 			}
 		}
 	}
-	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool", "skip-image-check"}
+	dockerOnly := []string{"user", "cmd", "mount", "setenv", "memory", "cpus", "pids", "network", "per", "idle-ttl", "pool", "skip-image-check", "root-inside"}
 	if isUp {
 		for _, fl := range dockerOnly {
 			if changed(fl) {
@@ -391,6 +409,12 @@ func (f *targetFlags) target(cmd *cobra.Command, name string) (gate.Target, erro
 	d, err := f.dockerSpec()
 	if err != nil {
 		return gate.Target{}, err
+	}
+	if f.rootInside {
+		if f.user != "" && !container.IsRootUser(f.user) {
+			return gate.Target{}, usagef("target add %s: --root-inside runs as root; --user %q says otherwise", name, f.user)
+		}
+		d.RootInside = true
 	}
 	t.Kind = gate.KindDocker
 	t.Docker = d
@@ -486,8 +510,24 @@ var k8sNamespaceRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 // kubeSpec checks the flags of a kubernetes target: those shared with
 // docker targets are checked by dockerSpec's rules.
 func (f *targetFlags) kubeSpec() (*gate.KubernetesSpec, error) {
+	var tmpl *corev1.PodTemplateSpec
+	if f.podTemplate != "" {
+		data, err := os.ReadFile(f.podTemplate)
+		if err != nil {
+			return nil, usagef("--pod-template %s: %v", f.podTemplate, errors.Unwrap(err))
+		}
+		if tmpl, err = kube.ParsePodTemplate(data); err != nil {
+			return nil, usagef("--pod-template %s: %v", f.podTemplate, err)
+		}
+		if f.kubeImage == "" {
+			f.kubeImage = kube.TemplateImage(tmpl)
+		}
+	}
 	if strings.TrimSpace(f.kubeImage) == "" || strings.ContainsAny(f.kubeImage, " \t\n") {
 		return nil, usagef("--image %q: want an image reference such as busybox:1.36", f.kubeImage)
+	}
+	if f.rootInside && f.user != "" && !container.IsRootUser(f.user) {
+		return nil, usagef("--root-inside runs as root; --user %q says otherwise", f.user)
 	}
 	if f.namespace != "" && !k8sNamespaceRE.MatchString(f.namespace) {
 		return nil, usagef("--namespace %q: want a namespace name (lower-case letters, digits and '-')", f.namespace)
@@ -508,8 +548,22 @@ func (f *targetFlags) kubeSpec() (*gate.KubernetesSpec, error) {
 	if per == "connection" {
 		per = ""
 	}
-	return &gate.KubernetesSpec{Image: f.kubeImage, Namespace: f.namespace, User: d.User, Cmd: d.Cmd, Env: d.Env,
-		Memory: d.Memory, NanoCPUs: d.NanoCPUs, Per: per, IdleTTL: d.IdleTTL, Pool: d.Pool}, nil
+	k := &gate.KubernetesSpec{Image: f.kubeImage, Namespace: f.namespace, User: d.User, Cmd: d.Cmd, Env: d.Env,
+		Memory: d.Memory, NanoCPUs: d.NanoCPUs, Per: per, IdleTTL: d.IdleTTL, Pool: d.Pool,
+		AllowHost: f.allowHost, RootInside: f.rootInside}
+	if tmpl != nil {
+		if err := kube.CheckTemplate(tmpl, kube.TemplateRules{Namespace: f.namespace, AllowHost: f.allowHost, RootInside: f.rootInside, User: f.user}); err != nil {
+			return nil, usagef("--pod-template %s: %s", f.podTemplate, strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		js, err := kube.TemplateJSON(tmpl)
+		if err != nil {
+			return nil, usagef("--pod-template %s: %v", f.podTemplate, err)
+		}
+		k.PodTemplate = js
+	} else if f.allowHost {
+		return nil, usagef("--allow-host-access is for --pod-template")
+	}
+	return k, nil
 }
 
 // errScanned stops the handshake once the host key is known.
@@ -686,6 +740,9 @@ func showTarget(w io.Writer, t gate.Target, defaults config.Docker, extra ...[2]
 		tw.row("per", orDash(d.Per))
 		tw.row("idle ttl", orDash(d.IdleTTL))
 		tw.row("pool", strconv.Itoa(d.Pool))
+		if d.RootInside {
+			tw.row("root inside", "yes")
+		}
 	}
 	if k := t.Kubernetes; k != nil {
 		tw.row("image", k.Image)
@@ -705,6 +762,16 @@ func showTarget(w io.Writer, t gate.Target, defaults config.Docker, extra ...[2]
 		tw.row("per", orDash(k.Per))
 		tw.row("idle ttl", orDash(k.IdleTTL))
 		tw.row("pool", strconv.Itoa(k.Pool))
+		// Shown when set (the rows of older targets stay as they were).
+		if k.PodTemplate != "" {
+			tw.row("pod template", "yes")
+		}
+		if k.AllowHost {
+			tw.row("host access", "yes")
+		}
+		if k.RootInside {
+			tw.row("root inside", "yes")
+		}
 	}
 	for _, r := range extra {
 		tw.row(r[0], r[1])

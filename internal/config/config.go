@@ -104,7 +104,8 @@ type Limits struct {
 	MaxAuthTries            int      `yaml:"max_auth_tries"`      // per connection
 	MaxUnauthenticated      int      `yaml:"max_unauthenticated"` // connections still authenticating, all sources
 	MaxUnauthenticatedPerIP int      `yaml:"max_unauthenticated_per_source"`
-	MaxSessions             int      `yaml:"max_sessions"`     // channels per client connection
+	MaxSessions             int      `yaml:"max_sessions"`     // session channels open at once per client connection
+	MaxChannels             int      `yaml:"max_channels"`     // channels of every kind open at once per client connection
 	UpstreamTimeout         Duration `yaml:"upstream_timeout"` // connect + handshake to a target
 	ShutdownGrace           Duration `yaml:"shutdown_grace"`   // how long live sessions may run on after SIGTERM
 }
@@ -159,6 +160,7 @@ func Defaults() Config {
 			MaxUnauthenticated:      256,
 			MaxUnauthenticatedPerIP: 16,
 			MaxSessions:             10,
+			MaxChannels:             1000,
 			UpstreamTimeout:         Duration(10 * time.Second),
 			ShutdownGrace:           Duration(30 * time.Second),
 		},
@@ -264,6 +266,9 @@ func (c Config) Validate() error {
 	}
 	if l.MaxSessions < 1 {
 		bad("limits.max_sessions", "%d must be at least 1", l.MaxSessions)
+	}
+	if l.MaxChannels < l.MaxSessions || l.MaxChannels > 100000 {
+		bad("limits.max_channels", "%d must be between limits.max_sessions and 100000", l.MaxChannels)
 	}
 	if l.UpstreamTimeout.D() <= 0 {
 		bad("limits.upstream_timeout", "%s must be positive", l.UpstreamTimeout.D())

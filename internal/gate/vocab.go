@@ -76,6 +76,10 @@ type DockerSpec struct {
 	Per      string   `json:",omitempty"` // "connection" (default) or "user"
 	IdleTTL  string   `json:",omitempty"` // duration, for Per == "user"
 	Pool     int      `json:",omitempty"` // warm containers kept ready
+	// RootInside runs the container as root with the engine's default
+	// capabilities, only where the engine maps root to an unprivileged
+	// user on the host (dockerd --userns-remap); refused elsewhere.
+	RootInside bool `json:",omitempty"`
 }
 
 // KubernetesSpec says how to launch a pod on demand.
@@ -90,6 +94,16 @@ type KubernetesSpec struct {
 	Per       string   `json:",omitempty"` // "connection" (default) or "user"
 	IdleTTL   string   `json:",omitempty"` // duration, for Per == "user"
 	Pool      int      `json:",omitempty"` // warm pods kept ready
+	// PodTemplate is the operator's pod template (--pod-template) as JSON
+	// of a PodTemplateSpec, checked by kube.ParsePodTemplate; "": none.
+	PodTemplate string `json:",omitempty"`
+	// AllowHost lets the template use privileged containers, hostPath
+	// volumes, the node's network/PID/IPC namespaces and added
+	// capabilities (--allow-host-access).
+	AllowHost bool `json:",omitempty"`
+	// RootInside runs the pod as root in its own user namespace
+	// (hostUsers: false), with the runtime's default capabilities there.
+	RootInside bool `json:",omitempty"`
 }
 
 // Grant lets a user reach one target or every target of an environment.

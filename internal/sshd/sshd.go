@@ -303,6 +303,19 @@ func (s *Server) StopAccepting() {
 	s.headerWG.Wait() // each ends in handle, which refuses while draining
 }
 
+// WaitIdle waits until every connection has ended, or ctx is done (then it
+// returns ctx's error and closes nothing).
+func (s *Server) WaitIdle(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Shutdown stops accepting (StopAccepting), and waits for live sessions to
 // end until ctx is done; then it closes them, and returns once their
 // handlers have returned.

@@ -87,39 +87,48 @@ func sum(h hash.Hash) string {
 func emptySum(off bool) string { return sum(newHash(off)) }
 
 // Session wraps a Parser for concurrent use from the relay's two copiers.
+// A parser that panics (a bug on input nobody foresaw) is dropped, not
+// allowed to take the gate down: the session goes on unaudited from there,
+// and OnFault, when set, hears of it once.
 type Session struct {
 	mu    sync.Mutex
 	p     Parser
 	ended bool
+	// OnFault is called (under the lock) with the panic's value.
+	OnFault func(v any)
 }
 
 // NewSession wraps p (which must not be nil).
 func NewSession(p Parser) *Session { return &Session{p: p} }
 
-func (s *Session) ToTarget(b []byte) {
+// guard runs f on the parser unless it ended, and ends it if f panics.
+func (s *Session) guard(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.ended {
-		s.p.ToTarget(b)
+	if s.ended {
+		return
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			s.ended = true
+			if s.OnFault != nil {
+				s.OnFault(v)
+			}
+		}
+	}()
+	f()
 }
 
-func (s *Session) ToUser(b []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.ended {
-		s.p.ToUser(b)
-	}
-}
+func (s *Session) ToTarget(b []byte) { s.guard(func() { s.p.ToTarget(b) }) }
+
+func (s *Session) ToUser(b []byte) { s.guard(func() { s.p.ToUser(b) }) }
 
 // End ends the parser once; later data is ignored.
 func (s *Session) End(ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.ended {
+	s.guard(func() {
 		s.ended = true
 		s.p.End(ok)
-	}
+	})
 }
 
 func result(ok bool) string {

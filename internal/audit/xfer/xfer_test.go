@@ -395,3 +395,37 @@ func FuzzCommand(f *testing.F) {
 		}
 	})
 }
+
+type panicky struct{ calls int }
+
+func (p *panicky) ToTarget([]byte) { p.calls++; panic("boom") }
+func (p *panicky) ToUser([]byte)   { p.calls++ }
+func (p *panicky) End(bool)        { p.calls++ }
+
+// A parser that panics is dropped, once, and the caller goes on.
+func TestSessionSurvivesParserPanic(t *testing.T) {
+	p := &panicky{}
+	s := NewSession(p)
+	var faults []any
+	s.OnFault = func(v any) { faults = append(faults, v) }
+	s.ToTarget([]byte("x"))
+	s.ToUser([]byte("y"))
+	s.ToTarget([]byte("z"))
+	s.End(true)
+	if len(faults) != 1 || faults[0] != "boom" {
+		t.Fatalf("faults = %v, want one boom", faults)
+	}
+	if p.calls != 1 {
+		t.Fatalf("parser called %d times after its panic, want only the one that panicked", p.calls-1)
+	}
+}
+
+// #CHMOD with no arguments crashed the FISH parser (found by FuzzFISH in CI).
+func TestFISHCommandWithoutArguments(t *testing.T) {
+	for _, cmd := range []string{"CHMOD", "CHOWN", "STOR", "RENAME", "LINK"} {
+		p := NewFISH(func(audit.Event) {})
+		p.ToTarget([]byte("#FISH\n#" + cmd + "\n"))
+		p.ToUser([]byte("### 200\n"))
+		p.End(false)
+	}
+}

@@ -131,6 +131,16 @@ func (b *Backend) agentFiles(bx *box) []File {
 
 // resolveUser picks the container user and refuses uid 0 unless allowed.
 func (b *Backend) resolveUser(s *Spec, info UserInfo) (string, error) {
+	if s.RootInside {
+		if !info.Remapped {
+			why := info.NotRemapped
+			if why == "" {
+				why = "the engine does not map it to an unprivileged user on the node"
+			}
+			return "", Failed(s.Target, fmt.Errorf("root inside: %s", why), "root inside is not allowed here: %s", why)
+		}
+		return "0:0", nil
+	}
 	u := s.User
 	if u == "" {
 		u = info.Default

@@ -92,13 +92,21 @@ type Spec struct {
 	PerUser bool          // one container per gate user, kept for IdleTTL
 	IdleTTL time.Duration // 0: Config.DefaultIdleTTL
 	Pool    int           // warm containers kept ready (per connection only)
-	Engine  any           // the engine's translated settings
+	// RootInside: the container runs as root, which the engine must map to
+	// an unprivileged user on the node (UserInfo.Remapped), else it is
+	// refused with UserInfo.NotRemapped.
+	RootInside bool
+	Engine     any // the engine's translated settings
 }
 
 // UserInfo is what the engine knows about the user a container runs as.
 type UserInfo struct {
 	Default  string // the image's user ("" or "root" included)
 	Remapped bool   // uid 0 inside is not uid 0 on the node
+	// NotRemapped says why the engine does not remap uid 0 (for the user's
+	// line when a RootInside spec is refused), e.g. "the Docker engine
+	// runs without userns-remap".
+	NotRemapped string
 }
 
 // Bind is a host path mounted read-only into a container.

@@ -154,12 +154,15 @@ func (e *Engine) Prepare(t gate.Target) (*lifecycle.Spec, error) {
 		return nil, err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%q\x00%q\x00%q\x00%q\x00%d\x00%d\x00%d\x00%s", t.Name, s.Image, s.User, s.Cmd, s.Env, st.memory, s.NanoCPUs, st.pids, st.network)
+	if s.RootInside && s.User != "" && !lifecycle.IsRootUser(s.User) {
+		return nil, lifecycle.Failed(t.Name, fmt.Errorf("user %q with RootInside", s.User), "its settings are invalid (root inside, user %s)", lifecycle.Sanitize(s.User))
+	}
+	fmt.Fprintf(h, "%s\x00%q\x00%q\x00%q\x00%q\x00%d\x00%d\x00%d\x00%s\x00%v", t.Name, s.Image, s.User, s.Cmd, s.Env, st.memory, s.NanoCPUs, st.pids, st.network, s.RootInside)
 	for _, m := range st.mounts {
 		fmt.Fprintf(h, "\x00%s:%s:%v", m.Source, m.Target, m.ReadOnly)
 	}
 	return &lifecycle.Spec{Target: t.Name, Key: hex.EncodeToString(h.Sum(nil)[:12]), User: s.User, Cmd: s.Cmd, Env: s.Env,
-		PerUser: perUser, IdleTTL: ttl, Pool: s.Pool, Engine: st}, nil
+		PerUser: perUser, IdleTTL: ttl, Pool: s.Pool, RootInside: s.RootInside, Engine: st}, nil
 }
 
 func settingsOf(s *lifecycle.Spec) *settings { return s.Engine.(*settings) }
@@ -175,11 +178,18 @@ func (e *Engine) User(ctx context.Context, s *lifecycle.Spec) (lifecycle.UserInf
 		return lifecycle.UserInfo{}, engineError(s.Target, "inspect image", err)
 	}
 	info := lifecycle.UserInfo{Remapped: e.usernsRemap(ctx)}
+	if !info.Remapped {
+		info.NotRemapped = NotRemapped
+	}
 	if img.Config != nil {
 		info.Default = img.Config.User
 	}
 	return info, nil
 }
+
+// NotRemapped is why root inside is refused on an engine without user
+// namespace remapping.
+const NotRemapped = "the Docker engine runs without userns-remap, so root in the container would be root on the host"
 
 // usernsRemap reports whether the engine remaps user namespaces (container
 // root is then not host root). Cached after the first successful answer.
@@ -235,7 +245,7 @@ func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifec
 		Mounts:         mounts,
 		AutoRemove:     false,
 		Privileged:     false,
-		CapDrop:        []string{"ALL"},
+		CapDrop:        capDrop(req.Spec.RootInside),
 		SecurityOpt:    []string{"no-new-privileges"},
 		ReadonlyRootfs: e.cfg.ReadonlyRootfs,
 		IpcMode:        container.IPCModePrivate,
@@ -274,3 +284,13 @@ func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifec
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// capDrop: every capability, except for root inside a remapped user
+// namespace, which keeps the engine's default set (acting in that
+// namespace only) so that root can chown, install packages and so on.
+func capDrop(rootInside bool) []string {
+	if rootInside {
+		return nil
+	}
+	return []string{"ALL"}
+}

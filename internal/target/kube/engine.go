@@ -35,6 +35,7 @@ const (
 	mainContainer  = "main"
 	agentContainer = "sshgate-agent"
 	volumeName     = "sshgate"
+	tmpVolume      = "tmp"
 	// labelsAnnotation holds the gate's labels exactly (label values are
 	// restricted; List gives these back).
 	labelsAnnotation = "sshgate.io/labels"
@@ -178,8 +179,11 @@ func checkNamespace(ns string) error {
 type settings struct {
 	spec      gate.KubernetesSpec
 	namespace string
-	memory    int64 // bytes; 0: no limit
-	milliCPU  int64 // 0: no limit
+	image     string // --image, else the template's
+	memory    int64  // bytes; 0: no limit
+	milliCPU  int64  // 0: no limit
+	template  *corev1.PodTemplateSpec
+	userns    bool // the pod gets its own user namespace (hostUsers: false)
 }
 
 func settingsOf(s *lifecycle.Spec) *settings { return s.Engine.(*settings) }
@@ -190,21 +194,47 @@ func (e *Engine) Prepare(t gate.Target) (*lifecycle.Spec, error) {
 		return nil, gate.Errorf(fmt.Errorf("target %s is of kind %q", t.Name, t.Kind), "target %s is not a kubernetes target", t.Name)
 	}
 	s := *t.Kubernetes
-	st := &settings{spec: s, namespace: s.Namespace}
-	if strings.TrimSpace(s.Image) == "" {
-		return nil, lifecycle.Failed(t.Name, errors.New("no image"), "no image is set")
-	}
+	st := &settings{spec: s, namespace: s.Namespace, image: s.Image}
 	if st.namespace == "" {
 		st.namespace = e.cfg.Namespace
 	}
 	if err := checkNamespace(st.namespace); err != nil {
 		return nil, lifecycle.Failed(t.Name, err, "the namespace is invalid")
 	}
+	if s.RootInside {
+		if s.User != "" && !lifecycle.IsRootUser(s.User) {
+			return nil, lifecycle.Failed(t.Name, fmt.Errorf("user %q with RootInside", s.User), "its settings are invalid (root inside, user %s)", lifecycle.Sanitize(s.User))
+		}
+		s.User, st.userns = "0:0", true
+	}
+	if s.PodTemplate != "" {
+		tp, err := ParsePodTemplate([]byte(s.PodTemplate))
+		if err == nil {
+			err = CheckTemplate(tp, TemplateRules{Namespace: st.namespace, AllowHost: s.AllowHost, RootInside: s.RootInside, User: s.User})
+		}
+		if err != nil {
+			return nil, lifecycle.Failed(t.Name, fmt.Errorf("pod template: %w", err), "its pod template is invalid (%s)", lifecycle.Sanitize(firstLine(err.Error())))
+		}
+		st.template = tp
+		if s.User == "" {
+			s.User = templateUser(tp)
+		}
+		if st.image == "" {
+			st.image = TemplateImage(tp)
+		}
+		if tp.Spec.HostUsers != nil && !*tp.Spec.HostUsers {
+			st.userns = true
+		}
+	}
+	if strings.TrimSpace(st.image) == "" {
+		return nil, lifecycle.Failed(t.Name, errors.New("no image"), "no image is set")
+	}
 	if s.User != "" && !lifecycle.IsRootUser(s.User) {
 		if _, _, ok := lifecycle.NumericUser(s.User); !ok {
 			return nil, lifecycle.Failed(t.Name, fmt.Errorf("user %q", s.User), "the user must be numeric (UID or UID:GID) on kubernetes")
 		}
 	}
+	st.spec.User = s.User
 	st.memory = s.Memory
 	if st.memory == 0 {
 		st.memory = max(e.cfg.DefaultMemory, 0)
@@ -224,16 +254,24 @@ func (e *Engine) Prepare(t gate.Target) (*lifecycle.Spec, error) {
 	e.nss[st.namespace] = true
 	e.mu.Unlock()
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%q\x00%q\x00%q\x00%q\x00%d\x00%d", t.Name, st.namespace, s.Image, s.User, s.Cmd, s.Env, st.memory, st.milliCPU)
+	fmt.Fprintf(h, "%s\x00%s\x00%q\x00%q\x00%q\x00%q\x00%d\x00%d\x00%v\x00%v\x00%q", t.Name, st.namespace, st.image, s.User, s.Cmd, s.Env,
+		st.memory, st.milliCPU, s.RootInside, s.AllowHost, s.PodTemplate)
 	return &lifecycle.Spec{Target: t.Name, Key: hex.EncodeToString(h.Sum(nil)[:12]), User: s.User, Cmd: s.Cmd, Env: s.Env,
-		PerUser: perUser, IdleTTL: ttl, Pool: s.Pool, Engine: st}, nil
+		PerUser: perUser, IdleTTL: ttl, Pool: s.Pool, RootInside: s.RootInside, Engine: st}, nil
 }
 
 // User: a cluster does not say which user an image runs as without pulling
 // its config, so the image default is unknown ("") and the lifecycle picks
-// 65534 unless root is allowed. No remapping (hostUsers: false) yet.
+// 65534 unless root is allowed. A pod of its own user namespace
+// (hostUsers: false: --root-inside, or the template's) is remapped: the
+// kubelet runs it so or not at all (Start then names why).
 func (e *Engine) User(ctx context.Context, s *lifecycle.Spec) (lifecycle.UserInfo, error) {
-	return lifecycle.UserInfo{}, nil
+	return lifecycle.UserInfo{Remapped: settingsOf(s).userns}, nil
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
 }
 
 // Create submits the pod (a pod has no created-but-not-started state): the
@@ -279,14 +317,24 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 		psc.RunAsUser, psc.RunAsGroup = &uid, &gid
 		psc.RunAsNonRoot = ptr(uid != 0)
 	}
-	csc := func(readonly bool) *corev1.SecurityContext {
-		return &corev1.SecurityContext{
+	var hostUsers *bool
+	if st.userns {
+		hostUsers = ptr(false)
+	}
+	csc := func(readonly, caps bool) *corev1.SecurityContext {
+		sc := &corev1.SecurityContext{
 			Privileged:               ptr(false),
 			AllowPrivilegeEscalation: ptr(false),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			ReadOnlyRootFilesystem:   ptr(readonly),
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		}
+		if caps {
+			// Root inside its own user namespace: the runtime's default
+			// capabilities, which act in that namespace only.
+			sc.Capabilities = nil
+		}
+		return sc
 	}
 	// The files the init container writes (keys), as its environment.
 	var initEnv []corev1.EnvVar
@@ -335,15 +383,15 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 	vols := []corev1.Volume{{Name: volumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 		Medium: corev1.StorageMediumMemory, SizeLimit: resource.NewQuantity(64<<20, resource.BinarySI)}}}}
 	if e.cfg.ReadonlyRootfs {
-		vols = append(vols, corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+		vols = append(vols, corev1.Volume{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 			SizeLimit: resource.NewQuantity(64<<20, resource.BinarySI)}}})
-		mounts = append(mounts, corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"})
+		mounts = append(mounts, corev1.VolumeMount{Name: tmpVolume, MountPath: "/tmp"})
 	}
 	ann, err := json.Marshal(req.Labels)
 	if err != nil {
 		return nil, err
 	}
-	return &corev1.Pod{
+	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: st.namespace, Labels: labelValues(req.Labels),
 			Annotations: map[string]string{labelsAnnotation: string(ann)}},
 		Spec: corev1.PodSpec{
@@ -353,13 +401,14 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 			TerminationGracePeriodSeconds: ptr(int64(1)),
 			Hostname:                      lifecycle.Hostname(req.Spec.Target),
 			SecurityContext:               psc,
+			HostUsers:                     hostUsers,
 			Volumes:                       vols,
 			InitContainers: []corev1.Container{{
 				Name: agentContainer, Image: e.cfg.AgentImage, ImagePullPolicy: e.cfg.ImagePullPolicy,
 				Command:         []string{agentInImage, "--install", lifecycle.DirMount},
 				Env:             initEnv,
 				VolumeMounts:    []corev1.VolumeMount{{Name: volumeName, MountPath: lifecycle.DirMount}},
-				SecurityContext: csc(true),
+				SecurityContext: csc(true, false),
 				Resources: corev1.ResourceRequirements{
 					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
 					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("96Mi")},
@@ -367,16 +416,20 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			}},
 			Containers: []corev1.Container{{
-				Name: mainContainer, Image: st.spec.Image, ImagePullPolicy: e.cfg.ImagePullPolicy,
+				Name: mainContainer, Image: st.image, ImagePullPolicy: e.cfg.ImagePullPolicy,
 				Command:                  req.Entrypoint,
 				Env:                      env,
 				VolumeMounts:             mounts,
-				SecurityContext:          csc(e.cfg.ReadonlyRootfs),
+				SecurityContext:          csc(e.cfg.ReadonlyRootfs, st.spec.RootInside),
 				Resources:                res,
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			}},
 		},
-	}, nil
+	}
+	if st.template != nil {
+		p = applyTemplate(st.template, p, st.spec.AllowHost, st.spec.Memory != 0, st.spec.NanoCPUs != 0)
+	}
+	return p, nil
 }
 
 // Remove deletes the pod (a 1 s grace: the agent ends its sessions on

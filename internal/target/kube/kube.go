@@ -165,3 +165,21 @@ func (b *Backend) Close(ctx context.Context) error {
 	b.engine.Close()
 	return err
 }
+
+// NewEngineFor makes an Engine from a kubeconfig file ("" : the in-cluster
+// service account), for checks outside the gate (`target add`).
+func NewEngineFor(cfg EngineConfig, kubeconfig string) (*Engine, error) {
+	rc, err := RESTConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 15 * time.Second
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	if cfg.AgentImage == "" {
+		cfg.AgentImage = "sshgate/agent:latest"
+	}
+	return NewEngine(cfg, rc, cs)
+}

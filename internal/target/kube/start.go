@@ -29,20 +29,32 @@ func (e *Engine) Start(ctx context.Context, r lifecycle.Ref) error {
 	defer cancel()
 	pods := e.cs.CoreV1().Pods(ns)
 	why := "it was not scheduled yet"
+	userns := false
+	fail := func(err error) error {
+		w := why
+		if userns {
+			w += "; it asks for its own user namespace (hostUsers: false), which the node's runtime may not support"
+		}
+		return e.startFailed(ctx, r, ns, w, err)
+	}
 	for {
 		p, err := pods.Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return e.startFailed(ctx, r, ns, why, err)
+			return fail(err)
 		}
 		up, pe, w := podStarted(r.Target, p)
 		if up || pe != nil {
 			return errOrNil(pe)
 		}
 		why = w
+		// The kubelet refuses a user-namespace pod its runtime cannot run
+		// only in an event (which the gate's role may not read): the line
+		// names the likely cause.
+		userns = p.Spec.HostUsers != nil && !*p.Spec.HostUsers
 		wt, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(),
 			ResourceVersion: p.ResourceVersion})
 		if err != nil {
-			return e.startFailed(ctx, r, ns, why, err)
+			return fail(err)
 		}
 		for ev := range wt.ResultChan() {
 			p, ok := ev.Object.(*corev1.Pod)
@@ -62,13 +74,13 @@ func (e *Engine) Start(ctx context.Context, r lifecycle.Ref) error {
 		}
 		wt.Stop()
 		if ctx.Err() != nil {
-			return e.startFailed(ctx, r, ns, why, ctx.Err())
+			return fail(ctx.Err())
 		}
 		// The watch ended early (a server timeout, an error event): look
 		// again, not at once.
 		select {
 		case <-ctx.Done():
-			return e.startFailed(ctx, r, ns, why, ctx.Err())
+			return fail(ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
