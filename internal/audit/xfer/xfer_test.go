@@ -356,12 +356,31 @@ func FuzzSCP(f *testing.F) {
 
 func FuzzFISH(f *testing.F) {
 	f.Add([]byte(fishClient), []byte(fishServer))
+	mc, ms := mcStreams()
+	f.Add([]byte(mc), []byte(ms))
+	// The start of the captured Midnight Commander session (its first
+	// listing), and the whole lftp one.
+	for name, n := range map[string]int{"mc-4.8.29.cap": 10, "lftp-4.9.2.cap": -1} {
+		var c, s []byte
+		for i, ch := range readCap(f, name) {
+			if i == n {
+				break
+			}
+			if ch.toTarget {
+				c = append(c, ch.data...)
+			} else {
+				s = append(s, ch.data...)
+			}
+		}
+		f.Add(c, s)
+	}
 	f.Fuzz(func(t *testing.T, c, s []byte) {
 		p := NewFISH(func(audit.Event) {})
 		p.ToTarget(c)
 		p.ToUser(s)
 		p.End(false)
-		if len(p.cline.buf) > maxFISHLine || len(p.sline.buf) > maxFISHLine || len(p.pending) > maxFISHPending {
+		if len(p.cline.buf) > maxFISHLine || len(p.sline.buf) > maxFISHLine || len(p.pending) > maxFISHPending ||
+			len(p.vars) > maxFISHVars || len(p.prev) > maxFISHLine {
 			t.Fatal("unbounded")
 		}
 	})
