@@ -67,18 +67,24 @@ func (b *Broker) targetOpened(kind string, start time.Time, err error) {
 	}
 }
 
-// relayChannel relays a forwarded channel and counts its bytes. toTarget
-// says which way "in" goes: true when down is the user's side.
+// relayChannel relays a forwarded channel and counts its bytes into ctr,
+// In from the user toward the target and Out back, whichever side opened
+// it. toTarget says which side down is: true when down is the user's side
+// (a channel the user opened), false for one the target opened
+// (forwarded-tcpip), whose counts the relay makes the other way round.
 func (c *conn) relayChannel(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, toTarget bool, ctr *relay.Counters) {
 	if ctr == nil {
 		ctr = &relay.Counters{}
 	}
-	relay.Channels(down, downReqs, up, upReqs, nil, ctr)
+	var raw relay.Counters
+	relay.Channels(down, downReqs, up, upReqs, nil, &raw)
+	in, out := raw.In.Load(), raw.Out.Load()
+	if !toTarget {
+		in, out = out, in
+	}
+	ctr.In.Store(in)
+	ctr.Out.Store(out)
 	if m := c.b.Observers.Metrics; m != nil {
-		in, out := ctr.In.Load(), ctr.Out.Load()
-		if !toTarget {
-			in, out = out, in
-		}
 		m.Bytes(in, out)
 	}
 }
