@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,67 @@ func TestDegradedUpstream(t *testing.T) {
 	harness.MustRun(t, alice.SCP(alice.Dest("far-1")+":"+up, down), nil, long)
 	if got := sha256File(t, down); got != sum {
 		t.Fatalf("download over the degraded link: sha256 %s, want %s", got, sum)
+	}
+}
+
+// TestDegradedWebhook: the auth webhook is far away (a delay line in front
+// of it). Within the webhook's timeout (2 s) a login through it succeeds;
+// when the round trip is beyond the timeout the login is refused with
+// "Permission denied" and nothing else, and the gate keeps serving: a
+// local user logs in meanwhile, and the webhook user again once the line
+// is fast.
+func TestDegradedWebhook(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	harness.RequireTools(t, "sshpass", "/usr/sbin/sshd")
+	key, pub := harness.Keygen(t, t.TempDir(), "id_carol")
+	hooks := newHookServer(t, "carol", "hook-Passw0rd", pub)
+	line := harness.NewDelayLine(t, hooks.Listener.Addr().String(), 200*time.Millisecond)
+	cfg := writeConfig(t, fmt.Sprintf(`
+auth:
+  webhook:
+    url: http://%s/auth
+    timeout: 2s
+    retries: 1
+    mode: fallback
+`, line.Addr))
+	sshd := harness.StartSSHD(t, harness.SSHDOptions{Extra: []string{"AcceptEnv WEBHOOK_*"}})
+	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}})
+	sshd.Authorize(t, g.GateKey(t))
+	g.Admin(t, "env", "add", "prod")
+	g.Admin(t, "target", "add", "web-1", "--env", "prod", "--upstream", sshd.Addr, "--login", "root", "--host-key", sshd.HostKeyPub)
+	alice := g.AddUser(t, "alice")
+	g.Admin(t, "grant", "alice", "--target", "web-1")
+	g.Admin(t, "user", "add", "carol")
+	g.Admin(t, "grant", "carol", "--target", "web-1")
+	carol := g.Client("carol", key)
+	show := "echo team=$WEBHOOK_TEAM"
+
+	// 400 ms round trip: within the budget, by key and by password.
+	for _, c := range []*harness.Client{carol, carol.WithPassword("hook-Passw0rd")} {
+		r := harness.MustRun(t, c.SSHTo("web-1", nil, show), nil, short)
+		if r.Stdout != "team=ops\n" {
+			t.Errorf("through a slow webhook: stdout %q", r.Stdout)
+		}
+	}
+
+	// 3 s round trip: beyond the 2 s budget.
+	line.SetDelay(1500 * time.Millisecond)
+	for _, c := range []*harness.Client{carol, carol.WithPassword("hook-Passw0rd")} {
+		bad := harness.Run(c.SSHTo("web-1", nil, "echo hi"), nil, short)
+		if bad.Code != 255 || !strings.Contains(bad.Stderr, "Permission denied") || bad.Stdout != "" {
+			t.Errorf("webhook beyond its timeout: exit %d stdout %q stderr %q", bad.Code, bad.Stdout, bad.Stderr)
+		}
+		noGoError(t, "webhook beyond its timeout", bad.Stderr)
+		// The gate still serves users it knows itself.
+		if r := harness.MustRun(t, alice.SSHTo("web-1", nil, "echo still-here"), nil, short); r.Stdout != "still-here\n" {
+			t.Errorf("local user while the webhook is slow: %q", r.Stdout)
+		}
+	}
+
+	// Fast again: the webhook user gets in again.
+	line.SetDelay(0)
+	if r := harness.MustRun(t, carol.SSHTo("web-1", nil, show), nil, short); r.Stdout != "team=ops\n" {
+		t.Errorf("after the webhook recovered: stdout %q", r.Stdout)
 	}
 }

@@ -128,7 +128,7 @@ type DelayLine struct {
 	Addr  string // listen here
 	ln    net.Listener
 	to    string
-	delay time.Duration
+	delay atomic.Int64 // time.Duration
 	max   int64
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -158,7 +158,8 @@ func StartDelayLine(target string, delay time.Duration, maxBuffered int64) (*Del
 	if err != nil {
 		return nil, err
 	}
-	d := &DelayLine{Addr: ln.Addr().String(), ln: ln, to: target, delay: delay, max: maxBuffered, conns: map[net.Conn]struct{}{}}
+	d := &DelayLine{Addr: ln.Addr().String(), ln: ln, to: target, max: maxBuffered, conns: map[net.Conn]struct{}{}}
+	d.SetDelay(delay)
 	d.wg.Add(1)
 	go d.accept()
 	return d, nil
@@ -229,10 +230,10 @@ func (d *DelayLine) pipe(dst, src net.Conn) {
 					<-room
 				}
 				inFlight.Add(int64(n))
-				q <- delayed{at: time.Now().Add(d.delay), data: buf[:n]}
+				q <- delayed{at: time.Now().Add(time.Duration(d.delay.Load())), data: buf[:n]}
 			}
 			if err != nil {
-				q <- delayed{at: time.Now().Add(d.delay), eof: true}
+				q <- delayed{at: time.Now().Add(time.Duration(d.delay.Load())), eof: true}
 				return
 			}
 		}
@@ -261,6 +262,9 @@ func (d *DelayLine) pipe(dst, src net.Conn) {
 		}
 	}
 }
+
+// SetDelay changes the delay per direction for bytes read from now on.
+func (d *DelayLine) SetDelay(delay time.Duration) { d.delay.Store(int64(delay)) }
 
 // Close stops the line and cuts its connections.
 func (d *DelayLine) Close() {
