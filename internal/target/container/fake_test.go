@@ -34,6 +34,11 @@ type fakeEngine struct {
 	userInfo   UserInfo
 	inspectFn  func(b *fakeBox, since time.Time) (State, error) // nil: from the box
 	lastCreate CreateRequest
+	// createHold, if set, is received from by every Create before it
+	// returns; creating/maxCreating count the Creates in flight.
+	createHold  chan struct{}
+	creating    int
+	maxCreating int
 }
 
 type fakeBox struct {
@@ -65,9 +70,24 @@ func (f *fakeEngine) User(context.Context, *Spec) (UserInfo, error) {
 	return f.userInfo, nil
 }
 
-func (f *fakeEngine) Create(_ context.Context, req CreateRequest) (Ref, error) {
+func (f *fakeEngine) Create(ctx context.Context, req CreateRequest) (Ref, error) {
+	f.mu.Lock()
+	f.creating++
+	f.maxCreating = max(f.maxCreating, f.creating)
+	hold := f.createHold
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.creating--
+	if err := ctx.Err(); err != nil {
+		return Ref{}, err
+	}
 	f.lastCreate = req
 	if f.createErr != nil {
 		return Ref{}, f.createErr
