@@ -120,6 +120,14 @@ func (f *fakeEngine) Start(_ context.Context, r Ref) error {
 // dialAgent plays the agent of the socket transport: given --dial
 // unix:/run/sshgate/NAME, it dials NAME in the directory bound there.
 func (f *fakeEngine) dialAgent(b *fakeBox, cmd []string) {
+	if i := slices.Index(cmd, "--dial-each"); i >= 0 && i+1 < len(cmd) {
+		for _, bind := range b.req.Binds {
+			if rest, ok := strings.CutPrefix(cmd[i+1], "unix:"+bind.Target+"/"); ok {
+				go f.dialEach(b, filepath.Join(bind.Source, rest))
+			}
+		}
+		return
+	}
 	i := slices.Index(cmd, "--dial")
 	if i < 0 || i+1 >= len(cmd) {
 		return
@@ -132,6 +140,32 @@ func (f *fakeEngine) dialAgent(b *fakeBox, cmd []string) {
 				b.peers = append(b.peers, c)
 			}
 		}
+	}
+}
+
+// dialEach plays a keeper agent's --dial-each: one spare connection at a
+// time, the next dialed once the gate speaks on it; it ends when the gate's
+// socket is gone.
+func (f *fakeEngine) dialEach(b *fakeBox, path string) {
+	for {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			return
+		}
+		var one [1]byte
+		if _, err := c.Read(one[:]); err != nil {
+			c.Close()
+			continue
+		}
+		f.mu.Lock()
+		if f.boxes[b.ref.ID] != b {
+			f.mu.Unlock()
+			c.Close()
+			return
+		}
+		b.peers = append(b.peers, c)
+		f.mu.Unlock()
+		go io.Copy(io.Discard, c)
 	}
 }
 
