@@ -18,7 +18,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # ---- packages ---------------------------------------------------------------
-pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 tmux sshpass make prometheus asciinema python3-paramiko dropbear-bin systemd ansible-core putty-tools mc)
+pkgs=(openssh-client openssh-server rsync git docker.io lftp busybox-static socat procps iproute2 iptables tmux sshpass make prometheus asciinema python3-paramiko dropbear-bin systemd ansible-core putty-tools mc)
 missing=()
 pkgs+=(postgresql) # the store tests' server (see "postgresql" below)
 pkgs+=(ssh-audit) # the algorithm audit (e2e TestSSHAudit)

@@ -21,6 +21,9 @@ type SSHDOptions struct {
 	// host key's certificate (HostCertificate), when set.
 	TrustedUserCAKeys string
 	HostCertificate   string
+	// NetNS runs the sshd inside this network namespace (see NewNetNS),
+	// listening on the namespace's address.
+	NetNS *NetNS
 }
 
 // SSHD is a real OpenSSH sshd, run with its own config (never the system's).
@@ -35,7 +38,8 @@ type SSHD struct {
 	AuthorizedKeys string
 	Stderr         *Buffer
 
-	proc *Process
+	proc  *Process
+	netns *NetNS
 }
 
 // StartSSHD runs /usr/sbin/sshd -D -e on a free 127.0.0.1 port with a fresh
@@ -45,7 +49,10 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	t.Helper()
 	RequireTools(t, "/usr/sbin/sshd", "ssh-keygen")
 	os.MkdirAll("/run/sshd", 0o755)
-	s := &SSHD{Host: "127.0.0.1", Dir: t.TempDir(), Stderr: &Buffer{}}
+	s := &SSHD{Host: "127.0.0.1", Dir: t.TempDir(), Stderr: &Buffer{}, netns: opts.NetNS}
+	if opts.NetNS != nil {
+		s.Host = opts.NetNS.InnerIP
+	}
 	if opts.HostKey != "" {
 		s.HostKey = opts.HostKey
 	} else {
@@ -125,7 +132,11 @@ func (s *SSHD) start(t testing.TB, extra []string) error {
 	if err := os.WriteFile(s.Config, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	p, err := StartProcess("sshd", s.Stderr, nil, "/usr/sbin/sshd", "-D", "-e", "-f", s.Config)
+	argv := []string{"/usr/sbin/sshd", "-D", "-e", "-f", s.Config}
+	if s.netns != nil {
+		argv = append(s.netns.Exec(), argv...)
+	}
+	p, err := StartProcess("sshd", s.Stderr, nil, argv...)
 	if err != nil {
 		return err
 	}
@@ -209,6 +220,9 @@ func (s *SSHD) restart(t testing.TB, opts SSHDOptions) *SSHD {
 	t.Helper()
 	s.Stop()
 	opts.Port = s.Port
+	if opts.NetNS == nil {
+		opts.NetNS = s.netns
+	}
 	n := StartSSHD(t, opts)
 	keys, err := os.ReadFile(s.AuthorizedKeys)
 	if err != nil {

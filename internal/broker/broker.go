@@ -226,14 +226,7 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	// One loop for the user's channels and global requests: both streams
 	// close when the connection ends.
 	chans, reqs := sc.Chans, sc.Reqs
-	globals := make(chan *ssh.Request, globalQueue)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		for r := range globals {
-			c.globalRequest(r)
-		}
-	}()
+	var gq globalQueueRun
 	for chans != nil || reqs != nil {
 		select {
 		case r, ok := <-reqs:
@@ -241,9 +234,7 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 				reqs = nil
 				continue
 			}
-			select {
-			case globals <- r:
-			default: // a client that does not wait for its replies
+			if !gq.push(c, r) { // a client that does not wait for its replies
 				if r.WantReply {
 					_ = r.Reply(false, nil)
 				}
@@ -277,7 +268,6 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 			}()
 		}
 	}
-	close(globals)
 	// The user is gone. Close the target connections before waiting for the
 	// channels: a target that is alive but hung never answers a channel
 	// close, and would hold this connection's goroutines until TCP gives up.
@@ -439,6 +429,49 @@ func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan
 				})
 			}()
 		}
+	}
+}
+
+// globalQueueRun holds the user's global requests waiting for an answer
+// (at most globalQueue). A goroutine answers them, in order, only while
+// some are queued: an idle connection holds none.
+type globalQueueRun struct {
+	mu      sync.Mutex
+	queue   []*ssh.Request
+	running bool
+}
+
+// push queues r, starting the answering goroutine if none runs; false if
+// the queue is full.
+func (q *globalQueueRun) push(c *conn, r *ssh.Request) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.queue) >= globalQueue {
+		return false
+	}
+	q.queue = append(q.queue, r)
+	if !q.running {
+		q.running = true
+		c.wg.Add(1)
+		go q.run(c)
+	}
+	return true
+}
+
+func (q *globalQueueRun) run(c *conn) {
+	defer c.wg.Done()
+	for {
+		q.mu.Lock()
+		if len(q.queue) == 0 {
+			q.running = false
+			q.queue = nil
+			q.mu.Unlock()
+			return
+		}
+		r := q.queue[0]
+		q.queue = q.queue[1:]
+		q.mu.Unlock()
+		c.globalRequest(r)
 	}
 }
 

@@ -123,6 +123,9 @@ func (e *echoTarget) Open(ctx context.Context, req target.Request) (*target.Upst
 					}
 					_ = r.Reply(true, nil)
 					cmd := string(r.Payload[4:])
+					if cmd == "sleep" { // an idle session: runs until the channel closes
+						continue
+					}
 					status := uint32(0)
 					if n, err := fmt.Sscanf(cmd, "exit %d", &status); n != 1 || err != nil {
 						fmt.Fprintf(ch, "ran: %s as %s\n", cmd, req.Login)
