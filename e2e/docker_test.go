@@ -163,6 +163,15 @@ func TestDockerPerUser(t *testing.T) {
 	if r.Code != 0 || r.Stdout != "kept\n" {
 		t.Errorf("second connection: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 	}
+	// Later connections into the kept container are served by its keeper
+	// agent over the gate's warm socket: no agent exec'd for them, so the
+	// command's shell is PID 1's child; exit codes pass through.
+	for i := 0; i < 3; i++ {
+		r := w.ssh(t, name, nil, "cat /tmp/marker; echo ppid=$PPID; exit 3")
+		if r.Code != 3 || r.Stdout != "kept\nppid=1\n" {
+			t.Errorf("connection %d: exit %d stdout %q stderr %q, want 3 and the keeper agent as parent", i+3, r.Code, r.Stdout, r.Stderr)
+		}
+	}
 	if now := containersOf(t, name); len(first) != 1 || strings.Join(now, ",") != strings.Join(first, ",") {
 		t.Errorf("containers %v then %v, want the same one", first, now)
 	}
@@ -211,8 +220,10 @@ func TestDockerOrphansAfterKill(t *testing.T) {
 func TestDockerPool(t *testing.T) {
 	w := newDockerWorld(t)
 	name := w.target(t, "pool", "--docker", harness.TestImage, "--user", "1000", "--pool", "1")
-	// PID 1 of a cold container is the agent dialling the gate; a pool
-	// container's is the long-lived agent the gate execs new agents beside.
+	// PID 1 of a cold container is the agent dialling the gate once; a pool
+	// container's is the long-lived agent that keeps a spare connection to
+	// the gate's warm socket and serves each connection itself: no exec, so
+	// the command's shell is PID 1's child.
 	if r := w.ssh(t, name, nil, "tr '\\0' ' ' < /proc/1/cmdline"); r.Code != 0 || !strings.Contains(r.Stdout, "--dial") {
 		t.Fatalf("first (cold) connection: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
 	}
@@ -222,9 +233,12 @@ func TestDockerPool(t *testing.T) {
 	if !harness.Eventually(short, pooled) {
 		t.Fatal("the pool did not fill")
 	}
-	r := w.ssh(t, name, nil, "tr '\\0' ' ' < /proc/1/cmdline; id -u")
-	if r.Code != 0 || !strings.Contains(r.Stdout, "--listen") || !strings.HasSuffix(r.Stdout, "1000\n") {
+	r := w.ssh(t, name, nil, "tr '\\0' ' ' < /proc/1/cmdline; echo; echo ppid=$PPID; id -u")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "--dial-each") || !strings.HasSuffix(r.Stdout, "\n1000\n") {
 		t.Fatalf("second connection not served by the pool container: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stdout, "\nppid=1\n") {
+		t.Fatalf("second connection: the shell's parent is not the keeper agent (an agent was exec'd for it): %q", r.Stdout)
 	}
 	if !harness.Eventually(short, pooled) {
 		t.Fatal("the pool was not refilled")

@@ -2,7 +2,7 @@
 // (or an operator runs on a host): one static binary, no shell, scp or
 // sftp-server needed in the image. See internal/agent.
 //
-//	sshgate-agent (--stdio | --dial ADDR | --listen ADDR) --host-key FILE
+//	sshgate-agent (--stdio | --dial ADDR | --dial-each ADDR | --listen ADDR) --host-key FILE
 //	    --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
 //	sshgate-agent --install DIR
 //
@@ -50,10 +50,11 @@ import (
 	"github.com/sshgate/sshgate/internal/agent"
 )
 
-const usage = `usage: sshgate-agent (--stdio | --dial ADDR | --listen ADDR) --host-key FILE --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
+const usage = `usage: sshgate-agent (--stdio | --dial ADDR | --dial-each ADDR | --listen ADDR) --host-key FILE --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
 
   --stdio              serve one SSH connection on stdin/stdout
   --dial ADDR          connect to unix:/path, tcp:host:port or host:port and serve that connection
+  --dial-each ADDR     keep one idle connection dialed to ADDR, serve each as the gate takes it, until SIGTERM
   --listen ADDR        accept TCP connections on host:port until SIGTERM
   --host-key FILE      OpenSSH ed25519 private key presented to clients
   --authorized-keys F  authorized_keys lines (keys, and cert-authority lines)
@@ -75,6 +76,7 @@ type config struct {
 	stdio      bool
 	dial       string
 	listen     string
+	dialEach   string
 	hostKey    string
 	authKeys   string
 	shell      string
@@ -91,6 +93,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.BoolVar(&c.stdio, "stdio", false, "")
 	fs.StringVar(&c.dial, "dial", "", "")
 	fs.StringVar(&c.listen, "listen", "", "")
+	fs.StringVar(&c.dialEach, "dial-each", "", "")
 	fs.StringVar(&c.hostKey, "host-key", "", "")
 	fs.StringVar(&c.authKeys, "authorized-keys", "", "")
 	fs.StringVar(&c.shell, "shell", "", "")
@@ -121,11 +124,17 @@ func parseFlags(args []string) (*config, error) {
 	if c.listen != "" {
 		c.modeCount++
 	}
-	if c.modeCount != 1 {
-		return nil, usageError{"give exactly one of --stdio, --dial ADDR, --listen ADDR"}
+	if c.dialEach != "" {
+		c.modeCount++
 	}
-	if c.dial != "" {
-		if _, _, err := dialTarget(c.dial); err != nil {
+	if c.modeCount != 1 {
+		return nil, usageError{"give exactly one of --stdio, --dial ADDR, --dial-each ADDR, --listen ADDR"}
+	}
+	for _, a := range []string{c.dial, c.dialEach} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := dialTarget(a); err != nil {
 			return nil, usageError{err.Error()}
 		}
 	}
@@ -242,6 +251,11 @@ func run(args []string) int {
 			return 1
 		}
 		return 0
+	case c.dialEach != "":
+		network, address, _ := dialTarget(c.dialEach)
+		context.AfterFunc(ctx, func() { srv.Shutdown(500 * time.Millisecond) })
+		dialEach(ctx, srv, network, address, log)
+		return 0
 	case c.dial != "":
 		network, address, _ := dialTarget(c.dial)
 		conn, err := dialRetry(ctx, network, address, 10*time.Second)
@@ -266,6 +280,58 @@ func serveOne(ctx context.Context, srv *agent.Server, conn net.Conn, log *slog.L
 		log.Info("connection ended", "err", err)
 	}
 	return 0
+}
+
+// dialEach keeps one idle connection dialed to address. It serves a
+// connection only once the gate speaks on it (so an idle spare has no
+// handshake deadline), and dials the next spare at that moment: each gate
+// connection costs a dial, never an exec. A failed dial is retried every
+// 100 ms up to 1 s apart until ctx ends (SIGTERM, or the container's end).
+func dialEach(ctx context.Context, srv *agent.Server, network, address string, log *slog.Logger) {
+	var d net.Dialer
+	wait := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		conn, err := d.DialContext(ctx, network, address)
+		if err != nil {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+			case <-t.C:
+			}
+			wait = min(2*wait, time.Second)
+			continue
+		}
+		wait = 100 * time.Millisecond
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		var first [1]byte
+		n, err := conn.Read(first[:])
+		stop()
+		if err != nil || n == 0 {
+			conn.Close() // the gate closed the spare: dial again
+			continue
+		}
+		go func() {
+			if err := srv.Serve(&primedConn{Conn: conn, first: first[:n]}); err != nil && ctx.Err() == nil {
+				log.Info("connection ended", "err", err)
+			}
+		}()
+	}
+}
+
+// primedConn replays the bytes read before Serve began.
+type primedConn struct {
+	net.Conn
+	first []byte
+}
+
+func (c *primedConn) Read(p []byte) (int, error) {
+	if len(c.first) > 0 {
+		n := copy(p, c.first)
+		c.first = c.first[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // dialRetry dials until it works or the time is up: the gate's socket may

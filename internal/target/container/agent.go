@@ -33,6 +33,13 @@ func (b *Backend) start(ctx context.Context, bx *box) (_ net.Conn, err error) {
 			os.Remove(filepath.Join(bx.dir.path, socketFile))
 		}()
 	}
+	if bx.keeper && bx.dir != nil {
+		w, err := b.listenWarm(bx)
+		if err != nil {
+			return nil, Failed(bx.target, err, "the gate could not prepare it")
+		}
+		bx.warm = w
+	}
 	if err := b.eng.Start(ctx, bx.ref()); err != nil {
 		return nil, err
 	}
@@ -139,6 +146,11 @@ func (b *Backend) connect(ctx context.Context, bx *box) (net.Conn, error) {
 			return nil, err
 		}
 		return p.Conn, nil
+	}
+	if bx.authFile == "" {
+		if c := b.takeWarm(ctx, bx); c != nil {
+			return c, nil
+		}
 	}
 	name := "c-" + randomID(12) + ".sock"
 	l, err := bx.dir.listen(name)

@@ -94,6 +94,11 @@ type Config struct {
 	HandshakeTimeout time.Duration // put in the returned ssh.ClientConfig (15s)
 	ReapInterval     time.Duration // how often idle containers and pools are checked (1s)
 	OpenTimeout      time.Duration // bounds a whole Open, engine calls included (60s)
+	// PoolFills bounds how many pool refills create and start containers
+	// at once, over all pools (2). A live Open never waits for this bound:
+	// refills queue behind it, so a burst of connections is not slowed by
+	// the background work it causes.
+	PoolFills int
 
 	// Registry, if set, is the registry of containers shared by the gates
 	// of one store (see Registry); nil: this gate's containers are its own.
@@ -113,6 +118,9 @@ type Backend struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the reaper
 	fills  sync.WaitGroup // pool fills
+	// fillSlots holds one token per pool fill creating a container now
+	// (capacity Config.PoolFills).
+	fillSlots chan struct{}
 
 	mu     sync.Mutex
 	closed bool
@@ -183,8 +191,11 @@ func New(cfg Config, eng Engine) (*Backend, error) {
 	def(&cfg.ReapInterval, time.Second)
 	def(&cfg.OpenTimeout, 60*time.Second)
 	def(&cfg.HeartbeatExpiry, 30*time.Second)
+	if cfg.PoolFills <= 0 {
+		cfg.PoolFills = 2
+	}
 	b := &Backend{cfg: cfg, eng: eng, log: cfg.Logger, boxes: map[string]*box{}, dirs: map[string]bool{},
-		warm: map[string]*warmEntry{}, pools: map[string]*pool{}}
+		warm: map[string]*warmEntry{}, pools: map[string]*pool{}, fillSlots: make(chan struct{}, cfg.PoolFills)}
 	b.bg, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)
 	go b.reaper()

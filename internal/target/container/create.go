@@ -23,8 +23,9 @@ type box struct {
 	keeper   bool     // main process is the long-lived agent (exec-dial)
 	cmd      []string // the spec's command, started beside the agent
 	started  time.Time
-	recorded bool   // has a row in the registry (under Backend.mu)
-	authFile string // this gate's authorized keys file in dir, for another gate's container ("": authorized_keys)
+	recorded bool        // has a row in the registry (under Backend.mu)
+	authFile string      // this gate's authorized keys file in dir, for another gate's container ("": authorized_keys)
+	warm     *warmSocket // the keeper agent's spare connections (socket transport), nil: exec an agent per connection
 }
 
 func (bx *box) ref() Ref { return Ref{ID: bx.id, Name: bx.name, Target: bx.target} }
@@ -81,7 +82,12 @@ func (b *Backend) create(ctx context.Context, s *Spec, keeper bool, labels map[s
 		req.Files = b.agentFiles(bx)
 	}
 	req.Entrypoint = append([]string{AgentMount}, agentArgs()...)
-	if keeper {
+	if keeper && bx.dir != nil {
+		// The keeper agent keeps one idle connection dialed to the gate's
+		// socket in the gate-owned directory and serves each one the gate
+		// takes: no exec per connection (see warm.go).
+		req.Entrypoint = append(req.Entrypoint, "--dial-each", "unix:"+DirMount+"/"+warmSocketFile, "--reap")
+	} else if keeper {
 		// The agent's --listen is TCP only: the container's own loopback
 		// (network none keeps it unreachable from outside; it accepts only
 		// the gate's one-time key). It only keeps PID 1 alive and reaping.
@@ -185,6 +191,7 @@ func (b *Backend) cleanup(bx *box) error {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RemoveTimeout)
 	defer cancel()
 	var errs []error
+	bx.warm.close()
 	if bx.id != "" {
 		if err := b.eng.Remove(ctx, bx.ref()); err != nil {
 			errs = append(errs, fmt.Errorf("remove container %s: %w", bx.name, err))

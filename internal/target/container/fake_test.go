@@ -34,6 +34,11 @@ type fakeEngine struct {
 	userInfo   UserInfo
 	inspectFn  func(b *fakeBox, since time.Time) (State, error) // nil: from the box
 	lastCreate CreateRequest
+	// createHold, if set, is received from by every Create before it
+	// returns; creating/maxCreating count the Creates in flight.
+	createHold  chan struct{}
+	creating    int
+	maxCreating int
 }
 
 type fakeBox struct {
@@ -65,9 +70,24 @@ func (f *fakeEngine) User(context.Context, *Spec) (UserInfo, error) {
 	return f.userInfo, nil
 }
 
-func (f *fakeEngine) Create(_ context.Context, req CreateRequest) (Ref, error) {
+func (f *fakeEngine) Create(ctx context.Context, req CreateRequest) (Ref, error) {
+	f.mu.Lock()
+	f.creating++
+	f.maxCreating = max(f.maxCreating, f.creating)
+	hold := f.createHold
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.creating--
+	if err := ctx.Err(); err != nil {
+		return Ref{}, err
+	}
 	f.lastCreate = req
 	if f.createErr != nil {
 		return Ref{}, f.createErr
@@ -100,6 +120,14 @@ func (f *fakeEngine) Start(_ context.Context, r Ref) error {
 // dialAgent plays the agent of the socket transport: given --dial
 // unix:/run/sshgate/NAME, it dials NAME in the directory bound there.
 func (f *fakeEngine) dialAgent(b *fakeBox, cmd []string) {
+	if i := slices.Index(cmd, "--dial-each"); i >= 0 && i+1 < len(cmd) {
+		for _, bind := range b.req.Binds {
+			if rest, ok := strings.CutPrefix(cmd[i+1], "unix:"+bind.Target+"/"); ok {
+				go f.dialEach(b, filepath.Join(bind.Source, rest))
+			}
+		}
+		return
+	}
 	i := slices.Index(cmd, "--dial")
 	if i < 0 || i+1 >= len(cmd) {
 		return
@@ -112,6 +140,32 @@ func (f *fakeEngine) dialAgent(b *fakeBox, cmd []string) {
 				b.peers = append(b.peers, c)
 			}
 		}
+	}
+}
+
+// dialEach plays a keeper agent's --dial-each: one spare connection at a
+// time, the next dialed once the gate speaks on it; it ends when the gate's
+// socket is gone.
+func (f *fakeEngine) dialEach(b *fakeBox, path string) {
+	for {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			return
+		}
+		var one [1]byte
+		if _, err := c.Read(one[:]); err != nil {
+			c.Close()
+			continue
+		}
+		f.mu.Lock()
+		if f.boxes[b.ref.ID] != b {
+			f.mu.Unlock()
+			c.Close()
+			return
+		}
+		b.peers = append(b.peers, c)
+		f.mu.Unlock()
+		go io.Copy(io.Discard, c)
 	}
 }
 

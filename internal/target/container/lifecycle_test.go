@@ -82,6 +82,55 @@ func TestPerUserGoneIsReplaced(t *testing.T) {
 	}
 }
 
+// TestPoolFillsBounded: a pool of 6 is filled by at most PoolFills
+// creations at once, and a live Open is not queued behind them.
+func TestPoolFillsBounded(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.PoolFills = 2 })
+	hold := make(chan struct{})
+	f.eng.mu.Lock()
+	f.eng.createHold = hold
+	f.eng.mu.Unlock()
+	tg := spec("pooled", gate.DockerSpec{Pool: 6})
+	if err := f.b.Prewarm(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	creating := func() int {
+		f.eng.mu.Lock()
+		defer f.eng.mu.Unlock()
+		return f.eng.creating
+	}
+	for creating() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	// A live per-user Open gets a creation of its own beside the two fills.
+	live := spec("own", gate.DockerSpec{Per: "user"})
+	done := make(chan error, 1)
+	go func() {
+		up, err := f.b.Open(context.Background(), target.Request{Target: live, ID: &gate.Identity{User: "alice"}, ConnID: gate.NewID()})
+		if err == nil {
+			err = up.Release(context.Background())
+		}
+		done <- err
+	}()
+	for creating() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	close(hold) // every Create may now finish
+	if err := <-done; err != nil {
+		t.Fatalf("live Open: %v", err)
+	}
+	f.b.fills.Wait()
+	if n := f.b.PoolReady(tg); n != 6 {
+		t.Fatalf("PoolReady %d, want 6", n)
+	}
+	f.eng.mu.Lock()
+	peak := f.eng.maxCreating
+	f.eng.mu.Unlock()
+	if peak != 3 {
+		t.Errorf("at most %d creations at once, want 3 (2 fills + 1 live)", peak)
+	}
+}
+
 func TestPoolRefill(t *testing.T) {
 	f := newFixture(t, nil)
 	tg := spec("pooled", gate.DockerSpec{Pool: 2})

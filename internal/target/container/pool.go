@@ -104,12 +104,16 @@ func (b *Backend) refill(s *Spec) {
 
 func (b *Backend) fillOne(p *pool) {
 	defer b.fills.Done()
-	bx, err := b.create(b.bg, p.s, true, map[string]string{LabelPool: "1", LabelPer: "connection"}, gate.ContainerConn)
-	if err == nil {
-		if _, err = b.start(b.bg, bx); err != nil {
-			b.cleanup(bx)
-		}
+	select {
+	case b.fillSlots <- struct{}{}:
+	case <-b.bg.Done():
+		b.mu.Lock()
+		p.filling--
+		b.mu.Unlock()
+		return
 	}
+	bx, err := b.fillCreate(p)
+	<-b.fillSlots
 	b.mu.Lock()
 	p.filling--
 	if err != nil {
@@ -129,4 +133,17 @@ func (b *Backend) fillOne(p *pool) {
 	}
 	p.ready = append(p.ready, bx)
 	b.mu.Unlock()
+}
+
+// fillCreate creates and starts one pool container, holding a fill slot.
+func (b *Backend) fillCreate(p *pool) (*box, error) {
+	bx, err := b.create(b.bg, p.s, true, map[string]string{LabelPool: "1", LabelPer: "connection"}, gate.ContainerConn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.start(b.bg, bx); err != nil {
+		b.cleanup(bx)
+		return nil, err
+	}
+	return bx, nil
 }

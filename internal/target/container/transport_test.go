@@ -64,12 +64,21 @@ func TestSocketTransportAgentDialsIn(t *testing.T) {
 	if up.Conn == nil || up.Client.HostKeyCallback == nil || up.Client.User != "user" {
 		t.Fatalf("upstream %+v", up)
 	}
-	// Per user: the keeper is PID 1, each connection an exec dialling its
-	// own socket.
-	w := f.open(spec("shell", gate.DockerSpec{Per: "user"}), "alice")
-	w2 := f.open(spec("shell", gate.DockerSpec{Per: "user"}), "alice")
-	if n, execs := f.eng.count(); n != 2 || execs != 2 {
-		t.Fatalf("%d containers, %d execs", n, execs)
+	// Per user: the keeper is PID 1 and keeps a connection dialed to the
+	// gate's warm socket; each connection takes one, with no exec.
+	// The gate speaks first on a connection (its SSH version line), which
+	// is when the agent dials its next spare.
+	shell := func() *target.Upstream {
+		u := f.open(spec("shell", gate.DockerSpec{Per: "user"}), "alice")
+		if _, err := u.Conn.Write([]byte("SSH-2.0-sshgate\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	w, w2, w3 := shell(), shell(), shell()
+	w3.Release(context.Background())
+	if n, execs := f.eng.count(); n != 2 || execs != 0 {
+		t.Fatalf("%d containers, %d execs; want 0 execs", n, execs)
 	}
 	up.Release(context.Background())
 	w.Release(context.Background())
@@ -77,14 +86,15 @@ func TestSocketTransportAgentDialsIn(t *testing.T) {
 	if n, _ := f.eng.count(); n != 1 {
 		t.Fatalf("%d containers after Release, want the per-user one", n)
 	}
-	// Only the per-user container's directory is left, and no socket in it.
+	// Only the per-user container's directory is left, and no socket in it
+	// but the warm one its live agent dials.
 	ents, _ := os.ReadDir(f.b.cfg.ContainersDir)
 	if len(ents) != 1 {
 		t.Fatalf("directories %v", ents)
 	}
 	files, _ := os.ReadDir(filepath.Join(f.b.cfg.ContainersDir, ents[0].Name()))
 	for _, fl := range files {
-		if fl.Type()&os.ModeSocket != 0 {
+		if fl.Type()&os.ModeSocket != 0 && fl.Name() != warmSocketFile {
 			t.Errorf("socket %s left", fl.Name())
 		}
 	}
