@@ -90,6 +90,9 @@ type Event struct {
 	SHA256    string `json:"sha256,omitempty"`
 	Result    string `json:"result,omitempty"` // ok, failed; denied: refused by the grant (with a reason)
 	Message   string `json:"message,omitempty"`
+	// Count is how many refused forward opens a result "suppressed" forward
+	// event stands for (past the per-connection limit of single events).
+	Count *int64 `json:"count,omitempty"`
 }
 
 // Int64 and Uint32 return pointers for the optional numeric fields.

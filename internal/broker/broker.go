@@ -133,6 +133,7 @@ type conn struct {
 	ups      []*upConn // every target connection opened, for closing at the end
 	sessions int       // session channels open now (limits.max_sessions)
 	channels int       // all channels open now (maxChannels)
+	refused  int       // forward opens that carried nothing (auditedRefusals)
 	wg       sync.WaitGroup
 }
 
@@ -153,6 +154,13 @@ const (
 	// (remote forwarding): they are answered one at a time, in order, as
 	// RFC 4254 says replies must come; past it the connection's reads wait.
 	globalQueue = 16
+	// auditedRefusals bounds the forward events of opens that carried
+	// nothing (denied by the gate, or failed at the target) written one by
+	// one per connection; past it they are counted, and one forward event
+	// with result "suppressed" and their count is written when the
+	// connection ends, so a client opening refused forwards in a loop cannot
+	// fill the audit log.
+	auditedRefusals = 100
 )
 
 func (c *conn) reserve(session bool) bool {
@@ -281,7 +289,11 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	c.wg.Wait()
 	c.mu.Lock()
 	ups = c.ups // a dial may have finished meanwhile
+	suppressed := c.refused - auditedRefusals
 	c.mu.Unlock()
+	if suppressed > 0 {
+		c.auditSuppressedForwards(int64(suppressed))
+	}
 	for _, u := range ups {
 		u.close()
 	}

@@ -93,12 +93,16 @@ func (c *conn) localForward(nc ssh.NewChannel, kind, dest string, payload []byte
 		return
 	}
 	if !p.Forwarding {
-		c.log.Info("port forwarding refused", "target", p.Target.Name)
+		if c.refusalAudited() {
+			c.log.Info("port forwarding refused", "target", p.Target.Name)
+		}
 		c.refuseForward(nc, kind, dest, reasonNotPermitted, fmt.Sprintf("port forwarding is not permitted for target %s", p.Target.Name))
 		return
 	}
 	if !reach(p.Reach) {
-		c.log.Info("forward destination refused", "target", p.Target.Name, "destination", printableDest(dest))
+		if c.refusalAudited() {
+			c.log.Info("forward destination refused", "target", p.Target.Name, "destination", printableDest(dest))
+		}
 		c.refuseForward(nc, kind, dest, reasonNotAllowed,
 			fmt.Sprintf("forwarding to %s is not permitted for target %s", printableDest(dest), p.Target.Name))
 		return
@@ -138,15 +142,43 @@ func (c *conn) refuseForward(nc ssh.NewChannel, kind, dest, reason, msg string) 
 	c.auditForwardResult(kind, dest, "denied", reason)
 }
 
-// auditForwardResult records a local forward that carried nothing.
+// auditForwardResult records a local forward that carried nothing: the
+// first auditedRefusals of a connection one by one, the rest as a count
+// (auditSuppressedForwards).
 func (c *conn) auditForwardResult(kind, dest, result, reason string) {
-	e := audit.Event{Type: audit.TypeForward, Channel: kind, Destination: dest, Result: result, Reason: reason}
+	c.mu.Lock()
+	c.refused++
+	over := c.refused > auditedRefusals
+	c.mu.Unlock()
+	if over {
+		return
+	}
+	c.emit(c.forwardResultEvent(audit.Event{Type: audit.TypeForward, Channel: kind, Destination: dest, Result: result, Reason: reason}))
+}
+
+// refusalAudited reports whether the next refused forward is still written
+// as its own event (and logged).
+func (c *conn) refusalAudited() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused < auditedRefusals
+}
+
+// auditSuppressedForwards writes, as the connection ends, the one event
+// standing for the n refused forwards past auditedRefusals.
+func (c *conn) auditSuppressedForwards(n int64) {
+	c.log.Info("refused forwards not audited one by one", "count", n)
+	c.emit(c.forwardResultEvent(audit.Event{Type: audit.TypeForward, Result: "suppressed", Count: audit.Int64(n)}))
+}
+
+// forwardResultEvent fills in e's target and login as far as they are known.
+func (c *conn) forwardResultEvent(e audit.Event) audit.Event {
 	if !c.dec.Gate && c.dec.Err == nil {
 		e.Target, e.Login = c.dec.Permit.Target.Name, c.dec.Permit.Login
 	} else if !c.sess.BadTarget {
 		e.Target = c.sess.Route.Target
 	}
-	c.emit(e)
+	return e
 }
 
 // printableDest shows a client's destination in a message or log: control

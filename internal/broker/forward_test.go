@@ -249,3 +249,39 @@ func TestForwardReachThroughJump(t *testing.T) {
 		t.Errorf("the target saw %q, want only 10.1.2.3", got)
 	}
 }
+
+// A client opening refused forwards in a loop cannot fill the audit log:
+// the first auditedRefusals of a connection are written one by one, the
+// rest as one "suppressed" event with their count when the connection ends.
+func TestForwardReachRefusalsBounded(t *testing.T) {
+	f, au := startReachBroker(t, []string{"10.1.2.0/24:5432"})
+	c := f.dial(t, "alice+web-1+root")
+	const opens = 1000
+	for i := 0; i < opens; i++ {
+		if err := openTCP(c, "169.254.169.254", 80); err == nil {
+			t.Fatal("a forward outside --forward-to was opened")
+		}
+	}
+	_ = c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	var evs []audit.Event
+	for {
+		evs = au.forwardEvents()
+		if n := len(evs); n > 0 && evs[n-1].Result == "suppressed" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(evs) != auditedRefusals+1 {
+		t.Fatalf("%d forward events for %d refused opens, want %d one by one and one summary", len(evs), opens, auditedRefusals)
+	}
+	for i, e := range evs[:auditedRefusals] {
+		if e.Result != "denied" || e.Reason != reasonNotAllowed || e.Destination != "169.254.169.254:80" {
+			t.Fatalf("event %d: %+v, want a denied forward to 169.254.169.254:80", i, e)
+		}
+	}
+	last := evs[auditedRefusals]
+	if last.Count == nil || *last.Count != opens-auditedRefusals || last.Target != "web-1" || last.Login != "root" {
+		t.Errorf("summary %+v, want result suppressed, count %d, target web-1, login root", last, opens-auditedRefusals)
+	}
+}
