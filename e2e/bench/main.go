@@ -3,7 +3,8 @@
 // a table: transfer throughput (scp, sftp; per cipher), time to first byte,
 // logins per second and memory per idle session, with the gate's CPU cost;
 // and for Docker targets, first byte, exit, throughput and a burst of shells
-// against the same engine driven by the docker CLI.
+// against the same engine driven by the docker CLI; and one channel's
+// throughput at 0 / 50 / 100 ms of round trip to the sshd (degraded).
 //
 //	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker,kube,degraded] [-keep] [-profile DIR]
 //
