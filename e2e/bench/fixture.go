@@ -23,7 +23,7 @@ type sshd struct {
 	authKeys   string
 }
 
-func startSSHD(ctx context.Context, dir, logLevel string, authorized []string) (*sshd, error) {
+func startSSHD(ctx context.Context, dir, logLevel string, authorized []string, extra ...string) (*sshd, error) {
 	os.MkdirAll("/run/sshd", 0o755)
 	hk, _, err := harness.KeygenFile(dir, "ssh_host_ed25519_key")
 	if err != nil {
@@ -40,7 +40,7 @@ func startSSHD(ctx context.Context, dir, logLevel string, authorized []string) (
 		}
 		s.addr = net.JoinHostPort(s.host, strconv.Itoa(s.port))
 		cfg := filepath.Join(dir, "sshd_config")
-		if err := os.WriteFile(cfg, []byte(harness.SSHDConfig(s.host, s.port, hk, s.authKeys, logLevel)), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(harness.SSHDConfig(s.host, s.port, hk, s.authKeys, logLevel, extra...)), 0o600); err != nil {
 			return nil, err
 		}
 		srv, err := startServer("sshd", filepath.Join(dir, "sshd.log"), os.Environ(), "/usr/sbin/sshd", "-D", "-e", "-f", cfg)

@@ -3,9 +3,10 @@
 // a table: transfer throughput (scp, sftp; per cipher), time to first byte,
 // logins per second and memory per idle session, with the gate's CPU cost;
 // and for Docker targets, first byte, exit, throughput and a burst of shells
-// against the same engine driven by the docker CLI.
+// against the same engine driven by the docker CLI; and one channel's
+// throughput at 0 / 50 / 100 ms of round trip to the sshd (degraded).
 //
-//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker,kube] [-keep] [-profile DIR]
+//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker,kube,degraded] [-keep] [-profile DIR]
 //
 // It builds ./cmd/sshgate (and ./cmd/sshgate-agent beside it) without -race,
 // starts /usr/sbin/sshd with its own config on a free 127.0.0.1 port and the
@@ -53,7 +54,7 @@ type opts struct {
 	shellsPool int
 }
 
-var sections = []string{"throughput", "firstbyte", "logins", "idle", "docker", "kube"}
+var sections = []string{"throughput", "firstbyte", "logins", "idle", "docker", "kube", "degraded"}
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
@@ -198,7 +199,7 @@ func bench(ctx context.Context, o *opts) error {
 	// Every section but docker runs against an upstream sshd.
 	needSSHD := o.only["throughput"] || o.only["firstbyte"] || o.only["logins"] || o.only["idle"]
 	tools := []string{"ssh", "ssh-keygen"}
-	if needSSHD {
+	if needSSHD || o.only["degraded"] {
 		tools = append(tools, "/usr/sbin/sshd", "scp", "sftp")
 	}
 	for _, tool := range tools {
@@ -632,6 +633,13 @@ func bench(ctx context.Context, o *opts) error {
 		logf("kube: a gate with Kubernetes targets on image %s", harness.TestImage)
 		if err := runKube(ctx, o, bin, tmp, work, key, kubeState, kubectl, &t, &notes); err != nil {
 			return fmt.Errorf("kube section: %w", err)
+		}
+	}
+
+	if o.only["degraded"] {
+		logf("degraded: one channel at 0 / 50 / 100 ms of round trip, direct and through a gate")
+		if err := runDegraded(ctx, o, bin, tmp, key, &t, &notes); err != nil {
+			return fmt.Errorf("degraded section: %w", err)
 		}
 	}
 
