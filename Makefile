@@ -25,7 +25,7 @@ DESTDIR   ?=
 SYSCONFDIR ?= /etc
 UNITDIR   ?= /etc/systemd/system
 
-.PHONY: agent-image all build install run test test-setup e2e bench fuzz clean vulncheck k8s-up k8s-down
+.PHONY: agent-image image all build install run test test-setup e2e bench fuzz clean vulncheck k8s-up k8s-down
 
 all: build
 
@@ -40,6 +40,13 @@ AGENT_IMAGE ?= sshgate/agent:latest
 agent-image: build
 	d=$$(mktemp -d) && cp $(BIN)/sshgate-agent dist/kubernetes/Dockerfile.agent $$d/ && \
 	DOCKER_BUILDKIT=0 docker build -q --network none -f $$d/Dockerfile.agent -t $(AGENT_IMAGE) $$d; s=$$?; rm -rf $$d; exit $$s
+
+# The gate's own image (sshgate + sshgate-agent, FROM scratch, uid 65532),
+# for running the gate in a cluster: dist/kubernetes/ holds its manifests.
+IMAGE ?= sshgate/sshgate:latest
+image: build
+	d=$$(mktemp -d) && cp $(BIN)/sshgate $(BIN)/sshgate-agent dist/kubernetes/Dockerfile $$d/ && \
+	DOCKER_BUILDKIT=0 docker build -q --network none -f $$d/Dockerfile -t $(IMAGE) $$d; s=$$?; rm -rf $$d; exit $$s
 
 # The binaries, the systemd unit (paths rewritten for PREFIX), an example
 # $(SYSCONFDIR)/sshgate/sshgate.yaml (kept when one exists) and the README.

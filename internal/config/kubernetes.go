@@ -10,7 +10,7 @@ import (
 // runs in a cluster (its service account).
 type Kubernetes struct {
 	Kubeconfig      string   `yaml:"kubeconfig"`        // "" : the in-cluster service account
-	Namespace       string   `yaml:"namespace"`         // for targets without --namespace
+	Namespace       string   `yaml:"namespace"`         // for targets without --namespace; "": the gate's own in a cluster, else "default"
 	Namespaces      []string `yaml:"namespaces"`        // also searched for orphaned pods at start
 	AgentImage      string   `yaml:"agent_image"`       // image holding /sshgate-agent (init container)
 	ImagePullPolicy string   `yaml:"image_pull_policy"` // Always, IfNotPresent or Never
@@ -26,7 +26,6 @@ type Kubernetes struct {
 
 func defaultKubernetes() Kubernetes {
 	return Kubernetes{
-		Namespace:       "default",
 		AgentImage:      "sshgate/agent:latest",
 		ImagePullPolicy: "IfNotPresent",
 		DefaultMemory:   DefaultDockerMemory,
@@ -41,7 +40,7 @@ func defaultKubernetes() Kubernetes {
 var k8sNamespaceRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 func (k Kubernetes) validate(bad func(key, format string, args ...any)) {
-	if !k8sNamespaceRE.MatchString(k.Namespace) {
+	if k.Namespace != "" && !k8sNamespaceRE.MatchString(k.Namespace) {
 		bad("kubernetes.namespace", "%q is not a namespace name (a DNS label)", k.Namespace)
 	}
 	for _, ns := range k.Namespaces {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path"
 	"regexp"
 	"sort"
@@ -103,7 +104,7 @@ func NewEngine(cfg EngineConfig, rc *rest.Config, cs kubernetes.Interface) (*Eng
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Namespace == "" {
-		cfg.Namespace = "default"
+		cfg.Namespace = DefaultNamespace(ServiceAccountNamespaceFile)
 	}
 	if err := checkNamespace(cfg.Namespace); err != nil {
 		return nil, err
@@ -590,3 +591,22 @@ func PodName(target, suffix string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// ServiceAccountNamespaceFile is where a pod's service account namespace is
+// mounted: the namespace the gate runs in, when it runs in a cluster.
+const ServiceAccountNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// DefaultNamespace is the namespace of targets when kubernetes.namespace is
+// unset: the gate's own (the service account's, read from file) when it runs
+// in a cluster, else "default".
+func DefaultNamespace(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "default"
+	}
+	ns := strings.TrimSpace(string(b))
+	if checkNamespace(ns) != nil {
+		return "default"
+	}
+	return ns
+}

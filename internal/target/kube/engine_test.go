@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -225,6 +227,29 @@ func TestAPIError(t *testing.T) {
 		var pe *gate.PublicError
 		if !errors.As(err, &pe) || pe.Public != "container for lab could not start: "+c.want {
 			t.Errorf("%v: %v, want %q", c.err, err, c.want)
+		}
+	}
+}
+
+func TestDefaultNamespace(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name, file, want string
+	}{
+		{"in cluster", write("ns", "gate-ns\n"), "gate-ns"},
+		{"not in cluster", filepath.Join(dir, "absent"), "default"},
+		{"empty file", write("empty", ""), "default"},
+		{"not a DNS label", write("bad", "Bad_NS"), "default"},
+	} {
+		if got := DefaultNamespace(c.file); got != c.want {
+			t.Errorf("%s: DefaultNamespace = %q, want %q", c.name, got, c.want)
 		}
 	}
 }
