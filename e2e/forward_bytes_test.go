@@ -71,27 +71,7 @@ func TestForwardBytesAudited(t *testing.T) {
 	ask(t, lport)
 	// -R: the target's side asks (7 bytes out), the user's side answers (1000 in).
 	rport := harness.FreePort(t)
-	stderr := &harness.Buffer{}
-	rcmd := w.alice.SSHTo("web-1", []string{"-N", "-o", "ExitOnForwardFailure=yes",
-		"-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", rport, server)})
-	rcmd.Stderr = stderr
-	if err := rcmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { rcmd.Wait(); close(done) }()
-	t.Cleanup(func() { rcmd.Process.Kill(); <-done })
-	alive := func() bool {
-		select {
-		case <-done:
-			return false
-		default:
-			return true
-		}
-	}
-	if err := harness.WaitListening("127.0.0.1:"+strconv.Itoa(rport), short, alive); err != nil {
-		t.Fatalf("ssh -R: %v; stderr %q", err, stderr.String())
-	}
+	startRemoteForward(t, w.alice, "-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", rport, server))
 	ask(t, rport)
 
 	want := map[string][2]float64{"direct-tcpip": {7, 1000}, "forwarded-tcpip": {1000, 7}}

@@ -155,10 +155,23 @@ func TestRemoteForwardAllowed(t *testing.T) {
 	w := newWorld(t, worldOptions{forwarding: true})
 	echo := echoServer(t)
 	r1, r2 := harness.FreePort(t), harness.FreePort(t)
-	stderr := &harness.Buffer{}
-	cmd := w.alice.SSHTo("web-1", []string{"-N", "-o", "ExitOnForwardFailure=yes",
+	startRemoteForward(t, w.alice,
 		"-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", r1, echo),
-		"-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", r2, echo)})
+		"-R", fmt.Sprintf("127.0.0.1:%d:127.0.0.1:%d", r2, echo))
+	payload := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{7}).Read(payload)
+	for _, port := range []int{r1, r2} {
+		echoThrough(t, port, payload, 2)
+	}
+}
+
+// startRemoteForward runs `ssh -N -o ExitOnForwardFailure=yes ARGS` to
+// web-1 (ARGS being -R options) and returns once every remote port it names
+// listens on the target, which here is this host.
+func startRemoteForward(t *testing.T, c *harness.Client, args ...string) {
+	t.Helper()
+	stderr := &harness.Buffer{}
+	cmd := c.SSHTo("web-1", append([]string{"-N", "-o", "ExitOnForwardFailure=yes"}, args...))
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -180,12 +193,13 @@ func TestRemoteForwardAllowed(t *testing.T) {
 			return true
 		}
 	}
-	payload := make([]byte, 1<<20)
-	rand.NewChaCha8([32]byte{7}).Read(payload)
-	for _, port := range []int{r1, r2} {
-		if err := harness.WaitListening("127.0.0.1:"+strconv.Itoa(port), short, alive); err != nil {
-			t.Fatalf("ssh -R %d: %v; stderr %q", port, err, stderr.String())
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "-R" {
+			continue
 		}
-		echoThrough(t, port, payload, 2)
+		port := strings.Split(args[i+1], ":")[1] // 127.0.0.1:PORT:HOST:PORT
+		if err := harness.WaitListening("127.0.0.1:"+port, short, alive); err != nil {
+			t.Fatalf("ssh -R %s: %v; stderr %q", port, err, stderr.String())
+		}
 	}
 }
