@@ -81,9 +81,11 @@ func (c *conn) agentChannel(up *upConn, nc ssh.NewChannel) {
 	p := up.permit
 	ev := audit.Event{Type: audit.TypeAgentChannel, Channel: agentChannel, Target: p.Target.Name, Login: p.Login}
 	refuse := func(reason string, why ssh.RejectionReason, msg string) {
-		_ = nc.Reject(why, msg)
+		// Audited before the answer, so that whoever sees the refusal
+		// can find its event.
 		ev.Result, ev.Reason = "refused", reason
 		c.emit(ev)
+		_ = nc.Reject(why, msg)
 		c.log.Info("agent channel refused", "target", p.Target.Name, "reason", reason)
 	}
 	c.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -153,8 +154,13 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 		_, _ = upCh.SendRequest("env", false, e)
 	}
 	c.sendWebhookEnv(upCh)
+	// The agent is forwarded until the target's session ends (before the
+	// user's channel closes, so a session the user opens next never finds
+	// this one's agent), or until this returns.
+	agentDone := func() {}
 	if agent && p.Controls.AgentForwarding {
-		defer c.forwardAgent(up, upCh)() // until the user's session channel is done
+		agentDone = sync.OnceFunc(c.forwardAgent(up, upCh))
+		defer agentDone()
 	}
 	ob, err := c.observe(ch, upCh, s, p)
 	if err != nil {
@@ -188,6 +194,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	}
 	down := c.sftpGuard(ch, s, p, ob.id)
 	res := relay.Session(down, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
+		agentDone()
 		if sa.lastWords(ch, s) {
 			return
 		}
