@@ -621,14 +621,23 @@ func (p *SFTP) emitFile(f *sftpFile, res, msg string) {
 	} else {
 		e.Size = audit.Int64(f.read)
 		// The whole file: read from 0 to where a read hit the end.
-		if whole && f.rhash != nil && f.rseq && f.eofAt == f.rnext && f.rnext == f.read && len(f.ahead) == 0 {
+		if whole && f.rhash != nil && f.readWhole() {
 			e.SHA256 = hex.EncodeToString(f.rhash.Sum(nil))
 		}
 	}
 	p.emit(e)
 }
 
-// End reports the files still open as incomplete.
+// readWhole: f was read from 0, in order, to where a read hit the end of
+// the file, and nothing read ahead is still held.
+func (f *sftpFile) readWhole() bool {
+	return f.rseq && f.eofAt >= 0 && f.eofAt == f.rnext && f.rnext == f.read && len(f.ahead) == 0
+}
+
+// End reports the files still open: a download the client read in order
+// to the end of the file is whole (some clients, lftp among them, close a
+// read handle only at their next command, so a get as the last command
+// leaves it open), anything else is incomplete.
 func (p *SFTP) End(bool) {
 	files := make([]*sftpFile, 0, len(p.handles))
 	for h, f := range p.handles {
@@ -637,6 +646,10 @@ func (p *SFTP) End(bool) {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
 	for _, f := range files {
-		p.emitFile(f, "incomplete", "")
+		res := "incomplete"
+		if f.pflags&pflagWrite == 0 && f.readWhole() {
+			res = "ok"
+		}
+		p.emitFile(f, res, "")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -144,11 +145,30 @@ func TestSFTP(t *testing.T) {
 	cl.Remove(moved)
 	cl.RemoveDirectory(filepath.Join(dir, "d"))
 	cl.ReadDir(dir)
-	// A file left open is reported at the end.
+	// Files left open are reported at the end: a download read to its end
+	// is whole, a partial one and any upload are incomplete.
 	open, _ := cl.Create(filepath.Join(dir, "open.txt"))
 	open.Write([]byte("abc"))
+	whole := filepath.Join(dir, "whole.bin")
+	os.WriteFile(whole, data[:70000], 0o600)
+	wf, _ := cl.Open(whole)
+	if b, err := io.ReadAll(wf); err != nil || len(b) != 70000 {
+		t.Fatalf("read whole.bin: %d bytes, %v", len(b), err)
+	}
+	part := filepath.Join(dir, "part.bin")
+	os.WriteFile(part, data[:70000], 0o600)
+	pf, _ := cl.Open(part)
+	if _, err := io.ReadFull(pf, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
 	s.End(true)
-	check(t, c.lines(),
+	lines := c.lines()
+	for i, l := range lines {
+		if strings.HasPrefix(l, "sftp read "+part+" ") {
+			lines[i] = regexp.MustCompile(`size=\d+`).ReplaceAllString(l, "size=PART")
+		}
+	}
+	check(t, lines,
 		fmt.Sprintf("sftp write %s upload size=320000 sha=%s ok", up, sum8(data)),
 		fmt.Sprintf("sftp mkdir %s/d ok", dir),
 		fmt.Sprintf("sftp rename %s -> %s ok", up, moved),
@@ -159,6 +179,8 @@ func TestSFTP(t *testing.T) {
 		fmt.Sprintf("sftp rmdir %s/d ok", dir),
 		fmt.Sprintf("sftp list %s ok", dir),
 		fmt.Sprintf("sftp write %s/open.txt upload size=3 incomplete", dir),
+		fmt.Sprintf("sftp read %s download size=PART incomplete", part),
+		fmt.Sprintf("sftp read %s download size=70000 sha=%s ok", whole, sum8(data[:70000])),
 	)
 	// pkg/sftp's client may read with concurrent requests; the sum is kept
 	// only for sequential transfers, and those above were.
