@@ -61,12 +61,14 @@ else
 	else
 		note "docker: dockerd process found but not answering yet; waiting"
 	fi
-	for _ in $(seq 1 120); do
+	# The process is only named dockerd once setsid and nohup have exec'd
+	# it: give it a few seconds before taking its absence as a failure.
+	for i in $(seq 1 120); do
 		if timeout 5 docker info >/dev/null 2>&1; then
 			docker_ok=1
 			break
 		fi
-		if ! pgrep -x dockerd >/dev/null 2>&1; then
+		if [ "$i" -gt 10 ] && ! pgrep -x dockerd >/dev/null 2>&1; then
 			break
 		fi
 		sleep 0.5
