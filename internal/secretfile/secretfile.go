@@ -101,23 +101,24 @@ func resolve(path string) (string, error) {
 func check(path, real string, fi fs.FileInfo) error {
 	via := ""
 	if real != path {
-		via = " (" + real + ")"
+		via = "; the link leads to " + real
 	}
 	if !fi.Mode().IsRegular() {
-		return &Error{Path: path, Reason: fmt.Sprintf("not a regular file%s, refusing", via)}
+		return &Error{Path: path, Reason: "not a regular file, refusing" + via}
 	}
+	const fix = " (chmod 0400, or 0440 for a group; a Secret volume: defaultMode: 0400" // + via + ")"
 	m := fi.Mode().Perm()
 	switch {
 	case m&0o002 != 0:
-		return &Error{Path: path, Reason: fmt.Sprintf("mode %04o%s: others may write to it, refusing (a Secret volume: defaultMode: 0400)", m, via)}
+		return &Error{Path: path, Reason: fmt.Sprintf("mode %04o: others may write to it, refusing", m) + fix + via + ")"}
 	case m&0o020 != 0:
-		return &Error{Path: path, Reason: fmt.Sprintf("mode %04o%s: its group may write to it, refusing (a Secret volume: defaultMode: 0400)", m, via)}
+		return &Error{Path: path, Reason: fmt.Sprintf("mode %04o: its group may write to it, refusing", m) + fix + via + ")"}
 	case m&0o004 != 0:
-		return &Error{Path: path, Reason: fmt.Sprintf("mode %04o%s: others may read it, refusing (chmod o-rwx; a Secret volume: defaultMode: 0400)", m, via)}
+		return &Error{Path: path, Reason: fmt.Sprintf("mode %04o: others may read it, refusing", m) + fix + via + ")"}
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		if uid := int(st.Uid); uid != 0 && uid != os.Geteuid() {
-			return &Error{Path: path, Reason: fmt.Sprintf("owned by uid %d%s, neither root nor the gate's own user (uid %d), refusing", uid, via, os.Geteuid())}
+			return &Error{Path: path, Reason: fmt.Sprintf("owned by uid %d, neither root nor the gate's own user (uid %d), refusing%s", uid, os.Geteuid(), via)}
 		}
 	}
 	return nil
