@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,9 +59,13 @@ func gateImage(t *testing.T, k *kubeCluster) string {
 
 // The gate itself deployed in the cluster from the shipped manifests
 // (dist/kubernetes, kubectl apply -k): every object passes the API
-// server's dry-run as shipped; then, with a test overlay, the gate's pod
-// becomes Ready, and a user reaches a pod target through the gate's
-// Service with a real OpenSSH client.
+// server's dry-run as shipped; then, with the Secret sshgate-keys made as
+// the README says (host keys and gate key generated here) and a test
+// overlay, the gate's pod becomes Ready, presents exactly the Secret's host
+// key through the Service (known_hosts holding only that key,
+// StrictHostKeyChecking=yes), and a user reaches a pod target with a real
+// OpenSSH client; a restarted pod (a fresh emptyDir data directory)
+// presents the same host key again.
 //
 // The overlay changes only what this test cluster needs: no kube-proxy and
 // no pod network to the host, so the gate runs with hostNetwork on ports of
@@ -89,6 +94,36 @@ func TestKubeGateInCluster(t *testing.T) {
 
 	shipped := k.must(t, "admin", nil, "kustomize", "../dist/kubernetes")
 	k.must(t, "admin", []byte(shipped), "-n", ns, "apply", "--dry-run=server", "-f", "-")
+	// The shipped ConfigMap points the gate at the Secret's files (the
+	// overlay's configuration below repeats them), and the Deployment
+	// mounts it read-only, 0400.
+	for _, want := range []string{kubeKeysConfig, "secretName: sshgate-keys", "mountPath: /etc/sshgate-keys", "defaultMode: 256"} {
+		if !strings.Contains(shipped, want) {
+			t.Fatalf("the shipped manifests lack %q:\n%s", want, shipped)
+		}
+	}
+
+	// The Secret, as the README makes it: keys generated here, never the
+	// gate's own.
+	keys := t.TempDir()
+	for _, kk := range [][]string{{"ssh_host_ed25519_key", "ed25519"}, {"ssh_host_rsa_key", "rsa"}, {"gate_key", "ed25519"}} {
+		if r := harness.Run(exec.Command("ssh-keygen", "-q", "-N", "", "-t", kk[1], "-f", filepath.Join(keys, kk[0])), nil, short); r.Code != 0 {
+			t.Fatalf("ssh-keygen: %s", r.Stderr)
+		}
+	}
+	k.must(t, "admin", nil, "-n", ns, "create", "secret", "generic", "sshgate-keys",
+		"--from-file="+filepath.Join(keys, "ssh_host_ed25519_key"), "--from-file="+filepath.Join(keys, "ssh_host_rsa_key"),
+		"--from-file="+filepath.Join(keys, "gate_key"))
+	fingerprint := func(pub string) string {
+		t.Helper()
+		r := harness.Run(exec.Command("ssh-keygen", "-l", "-f", filepath.Join(keys, pub)), nil, short)
+		f := strings.Fields(r.Stdout)
+		if len(f) < 2 {
+			t.Fatalf("ssh-keygen -l %s: %q %s", pub, r.Stdout, r.Stderr)
+		}
+		return f[1]
+	}
+	secretFP, secretRSAFP := fingerprint("ssh_host_ed25519_key.pub"), fingerprint("ssh_host_rsa_key.pub")
 
 	apiPort := "26443"
 	if b, err := os.ReadFile(filepath.Join(k.state, "admin.kubeconfig")); err == nil {
@@ -132,7 +167,7 @@ data:
       agent_image: %s
       image_pull_policy: Never
       start_timeout: 30s
-`, sshPort, metricsPort, tag),
+%s`, sshPort, metricsPort, tag, kubeKeysConfig),
 		"deploy.yaml": fmt.Sprintf(`- {op: add, path: /spec/template/spec/hostNetwork, value: true}
 - {op: replace, path: /spec/template/spec/containers/0/imagePullPolicy, value: Never}
 - {op: replace, path: /spec/template/spec/containers/0/ports, value: [{name: ssh, containerPort: %[1]d}, {name: metrics, containerPort: %[2]d}]}
@@ -160,54 +195,109 @@ data:
 			"/sshgate", "--config", "/etc/sshgate/sshgate.yaml", "--data", "/var/lib/sshgate/data"}, args...)...)
 	}
 	key, pub := harness.Keygen(t, t.TempDir(), "id_alice")
-	admin(nil, "user", "add", "alice")
-	admin([]byte(pub+"\n"), "key", "add", "alice", "-")
-	admin(nil, "env", "add", "dev")
-	admin(nil, "target", "add", "box", "--env", "dev", "--login", "user", "--kubernetes", "--image", harness.TestImage)
-	admin(nil, "grant", "alice", "--env", "dev")
-
-	// Through the Service.
-	local := harness.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	pf := exec.CommandContext(ctx, filepath.Join(k.bin, "kubectl"), "--kubeconfig", filepath.Join(k.state, "admin.kubeconfig"),
-		"-n", ns, "port-forward", "--address", "127.0.0.1", "svc/sshgate", strconv.Itoa(local)+":22")
-	pfOut := &harness.Buffer{}
-	pf.Stdout, pf.Stderr = pfOut, pfOut
-	if err := pf.Start(); err != nil {
-		t.Fatal(err)
+	setup := func() {
+		t.Helper()
+		admin(nil, "user", "add", "alice")
+		admin([]byte(pub+"\n"), "key", "add", "alice", "-")
+		admin(nil, "env", "add", "dev")
+		admin(nil, "target", "add", "box", "--env", "dev", "--login", "user", "--kubernetes", "--image", harness.TestImage)
+		admin(nil, "grant", "alice", "--env", "dev")
 	}
-	t.Cleanup(func() { cancel(); pf.Wait() })
-	if err := harness.WaitListening("127.0.0.1:"+strconv.Itoa(local), short, func() bool { return pf.ProcessState == nil }); err != nil {
-		t.Fatalf("port-forward: %v: %s", err, pfOut.String())
+	setup()
+	// The gate key the admin commands show is the Secret's.
+	if gk, _ := os.ReadFile(filepath.Join(keys, "gate_key.pub")); !strings.HasPrefix(admin(nil, "gate-key"), strings.Join(strings.Fields(string(gk))[:2], " ")) {
+		t.Errorf("gate-key is not the Secret's gate_key.pub %q", gk)
 	}
 
-	// The host key: scanned through the Service, checked against the
-	// fingerprint the gate logged at start.
-	logs := k.must(t, "admin", nil, "-n", ns, "logs", "deploy/sshgate")
-	m := regexp.MustCompile(`host_key=(SHA256:\S+)`).FindStringSubmatch(logs)
-	if m == nil {
-		t.Fatalf("no host key fingerprint in the gate's log:\n%s", logs)
+	// Through the Service, on a port-forward that ends with its pod.
+	forward := func() (port int, stop func()) {
+		t.Helper()
+		local := harness.FreePort(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		pf := exec.CommandContext(ctx, filepath.Join(k.bin, "kubectl"), "--kubeconfig", filepath.Join(k.state, "admin.kubeconfig"),
+			"-n", ns, "port-forward", "--address", "127.0.0.1", "svc/sshgate", strconv.Itoa(local)+":22")
+		pfOut := &harness.Buffer{}
+		pf.Stdout, pf.Stderr = pfOut, pfOut
+		if err := pf.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stop = sync.OnceFunc(func() { cancel(); pf.Wait() })
+		t.Cleanup(stop)
+		if err := harness.WaitListening("127.0.0.1:"+strconv.Itoa(local), short, func() bool { return pf.ProcessState == nil }); err != nil {
+			t.Fatalf("port-forward: %v: %s", err, pfOut.String())
+		}
+		return local, stop
 	}
-	scan := harness.Run(exec.Command("ssh-keyscan", "-t", "ed25519", "-p", strconv.Itoa(local), "127.0.0.1"), nil, short)
-	known := filepath.Join(t.TempDir(), "known_hosts")
-	os.WriteFile(known, []byte(scan.Stdout), 0o600)
-	fp := harness.Run(exec.Command("ssh-keygen", "-l", "-f", known), nil, short)
-	if !strings.Contains(fp.Stdout, m[1]) {
-		t.Fatalf("scanned host key %q is not the one the gate logged (%s)", fp.Stdout, m[1])
+
+	// The host key the ssh client sees through the Service is the Secret's,
+	// and so is the one the gate logged at start; the gate also logs the
+	// namespace its targets' pods go to (kubernetes.namespace is unset: its
+	// own), not "".
+	checkPod := func(round string) {
+		t.Helper()
+		logs := k.must(t, "admin", nil, "-n", ns, "logs", "deploy/sshgate")
+		if m := regexp.MustCompile(`host_key=(SHA256:\S+)`).FindStringSubmatch(logs); m == nil || m[1] != secretFP {
+			t.Fatalf("%s: the gate logged host key %v, want the Secret's %s:\n%s", round, m, secretFP, logs)
+		}
+		if !strings.Contains(logs, `msg="kubernetes backend ready"`) || !regexp.MustCompile(`msg="kubernetes backend ready".* namespace=`+ns+`(\s|$)`).MatchString(logs) {
+			t.Errorf("%s: the kubernetes backend did not log namespace=%s:\n%s", round, ns, logs)
+		}
+		local, stop := forward()
+		defer stop()
+		known := filepath.Join(t.TempDir(), "known_hosts")
+		hk, _ := os.ReadFile(filepath.Join(keys, "ssh_host_ed25519_key.pub"))
+		os.WriteFile(known, []byte(fmt.Sprintf("[127.0.0.1]:%d %s\n", local, strings.Join(strings.Fields(string(hk))[:2], " "))), 0o600)
+		scan := harness.Run(exec.Command("ssh-keyscan", "-t", "rsa", "-p", strconv.Itoa(local), "127.0.0.1"), nil, short)
+		scanned := filepath.Join(t.TempDir(), "scanned")
+		os.WriteFile(scanned, []byte(scan.Stdout), 0o600)
+		if fp := harness.Run(exec.Command("ssh-keygen", "-l", "-f", scanned), nil, short); !strings.Contains(fp.Stdout, secretRSAFP) {
+			t.Errorf("%s: the RSA host key through the Service %q is not the Secret's %s", round, fp.Stdout, secretRSAFP)
+		}
+		alice := &harness.Client{Host: "127.0.0.1", Port: local, User: "alice", Key: key, KnownHosts: known,
+			Opts: []string{"HostKeyAlgorithms=ssh-ed25519"}}
+		t1 := time.Now()
+		r := harness.Run(alice.SSHTo("box", nil, "echo hi from $(hostname); exit 3"), nil, short)
+		if r.Code != 3 || !strings.HasPrefix(r.Stdout, "hi from ") {
+			t.Fatalf("%s: through the Service: exit %d stdout %q stderr %q", round, r.Code, r.Stdout, r.Stderr)
+		}
+		t.Logf("%s: first command through the Service, cold pod: %s", round, time.Since(t1).Round(time.Millisecond))
+		// The target's pod is in the gate's namespace (its service
+		// account's), and gone once the connection is.
+		if !harness.Eventually(30*time.Second, func() bool {
+			out, err := k.run(context.Background(), "admin", nil, "-n", ns, "get", "pods", "-l", "sshgate.target=box", "-o", "name")
+			return err == nil && strings.TrimSpace(string(out)) == ""
+		}) {
+			t.Errorf("%s: the target's pod was not removed", round)
+		}
 	}
-	alice := &harness.Client{Host: "127.0.0.1", Port: local, User: "alice", Key: key, KnownHosts: known}
-	t1 := time.Now()
-	r := harness.Run(alice.SSHTo("box", nil, "echo hi from $(hostname); exit 3"), nil, short)
-	if r.Code != 3 || !strings.HasPrefix(r.Stdout, "hi from ") {
-		t.Fatalf("through the Service: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+	gatePod := func() string {
+		t.Helper()
+		return strings.TrimSpace(k.must(t, "admin", nil, "-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=sshgate",
+			"--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}"))
 	}
-	t.Logf("first command through the Service, cold pod: %s", time.Since(t1).Round(time.Millisecond))
-	// The target's pod is in the gate's namespace (its service account's),
-	// and gone once the connection is.
-	if !harness.Eventually(30*time.Second, func() bool {
-		out, err := k.run(context.Background(), "admin", nil, "-n", ns, "get", "pods", "-l", "sshgate.target=box", "-o", "name")
-		return err == nil && strings.TrimSpace(string(out)) == ""
-	}) {
-		t.Error("the target's pod was not removed")
+	first := gatePod()
+	checkPod("first pod")
+
+	// A restarted pod starts on an empty data directory (an emptyDir): it
+	// has none of the users, but the same host key, which it did not make.
+	t2 := time.Now()
+	k.must(t, "admin", nil, "-n", ns, "rollout", "restart", "deploy/sshgate")
+	if _, err := k.run(context.Background(), "admin", nil, "-n", ns, "rollout", "status", "deploy/sshgate", "--timeout=55s"); err != nil {
+		t.Fatalf("the restarted gate did not become ready: %v", err)
 	}
+	if !harness.Eventually(30*time.Second, func() bool { p := gatePod(); return p != "" && p != first && !strings.Contains(p, " ") }) {
+		t.Fatalf("no new gate pod after the restart: %q (was %q)", gatePod(), first)
+	}
+	t.Logf("restart to Ready: %s", time.Since(t2).Round(time.Millisecond))
+	setup()
+	checkPod("restarted pod")
 }
+
+// kubeKeysConfig is the keys section of the shipped ConfigMap, which the
+// test overlay's configuration repeats.
+const kubeKeysConfig = `    keys:
+      host_key_files:
+      - /etc/sshgate-keys/ssh_host_ed25519_key
+      - /etc/sshgate-keys/ssh_host_rsa_key
+      gate_key_file: /etc/sshgate-keys/gate_key
+`

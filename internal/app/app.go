@@ -98,13 +98,16 @@ func Serve(ctx context.Context, o Options) error {
 		return err
 	}
 	defer dir.Close()
+	if err := UseKeys(cfg, dir); err != nil { // keys.*: files outside the data directory
+		return err
+	}
 	hostKeys, err := dir.HostKeys(cfg.SSH.ECDSAHostKey)
 	if err != nil {
-		return err
+		return keyErr(err)
 	}
 	gateKey, err := dir.GateKey()
 	if err != nil {
-		return err
+		return keyErr(err)
 	}
 	st, err := openStore(ctx, cfg, dir, log)
 	if err != nil {

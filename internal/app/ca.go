@@ -48,7 +48,7 @@ type cas struct {
 
 func useCA(cfg config.Config, dir *datadir.Dir, hostKeys []ssh.Signer, log *slog.Logger) (*cas, error) {
 	out := &cas{stop: func() {}} // filled as the CAs are found
-	own, err := ca.Load(dir.CADir())
+	own, err := LoadCA(dir)
 	if err != nil && !errors.Is(err, ca.ErrNoCA) {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 
 	"github.com/sshgate/sshgate/internal/auth"
-	"github.com/sshgate/sshgate/internal/auth/totp"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/datadir"
 	"github.com/sshgate/sshgate/internal/sshd"
@@ -29,7 +28,7 @@ func setupDefence(ctx context.Context, cfg config.Config, dir *datadir.Dir, st s
 	go g.Run(ctx)
 	var second *auth.SecondFactor
 	if cfg.MFA.TOTP.Required != "never" {
-		key, err := totp.LoadKey(dir.Path)
+		key, err := TOTPKey(dir)
 		if err != nil {
 			return nil, nil, nil, err
 		}

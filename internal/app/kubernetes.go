@@ -68,7 +68,7 @@ func addKubernetes(ctx context.Context, cfg config.Config, st store.Store, gateI
 	if err != nil {
 		log.Warn("kubernetes API server not reachable now; kubernetes targets will fail until it is", "err", err)
 	} else {
-		log.Info("kubernetes backend ready", "server", version, "namespace", k.Namespace, "gate_id", b.GateID())
+		log.Info("kubernetes backend ready", "server", version, "namespace", b.Namespace(), "gate_id", b.GateID())
 		rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
 		if n, err := b.ReapOrphans(rctx); err != nil {
 			log.Warn("removing orphaned pods", "removed", n, "err", err)

@@ -11,8 +11,10 @@
 // serials and keys).
 //
 // The CA keys sit behind ssh.Signer: Load reads ed25519 keys from files in
-// the data directory, but New takes any crypto.Signer, so a KMS or an HSM can
-// stand in for the files. It imports sshkeys only: no store, auth or broker.
+// the data directory (or, LoadWith, from files configured outside it, read
+// with secretfile), but New takes any crypto.Signer, so a KMS or an HSM can
+// stand in for the files. It imports sshkeys and secretfile only: no store,
+// auth or broker.
 //
 // Must not import: broker sshd/... relay target/... auth/... policy app store/sqlite
 package ca
@@ -33,6 +35,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/secretfile"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 )
 
@@ -99,14 +102,40 @@ func (c *CA) now() time.Time {
 	return time.Now()
 }
 
+// KeyFiles are CA key files outside the CA directory (the configuration's
+// keys section), read strictly (internal/secretfile) and never written;
+// "" is the directory's own file.
+type KeyFiles struct {
+	User, Client, Host string
+}
+
+func (k KeyFiles) of(name string) (path, key string) {
+	switch name {
+	case UserKeyFile:
+		return k.User, "keys.user_ca_key_file"
+	case ClientKeyFile:
+		return k.Client, "keys.client_ca_key_file"
+	case HostKeyFile:
+		return k.Host, "keys.host_ca_key_file"
+	}
+	return "", ""
+}
+
 // Init creates the user, client and host CA keys in dir (0700) if they are missing,
 // ed25519, private files 0600. It returns the files it created; existing
-// keys are kept.
-func Init(dir string) (created []string, err error) {
+// keys are kept, and so are those configured elsewhere (InitWith).
+func Init(dir string) (created []string, err error) { return InitWith(dir, KeyFiles{}) }
+
+// InitWith is Init that leaves out the keys of ext: those are the
+// operator's files, never generated.
+func InitWith(dir string, ext KeyFiles) (created []string, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CA directory %s: %w", dir, err)
 	}
 	for _, name := range []string{UserKeyFile, ClientKeyFile, HostKeyFile} {
+		if p, _ := ext.of(name); p != "" {
+			continue
+		}
 		p := filepath.Join(dir, name)
 		if _, err := os.Stat(p); err == nil {
 			continue
@@ -127,12 +156,25 @@ func Init(dir string) (created []string, err error) {
 
 // Load reads the CA keys from dir. A missing key leaves its signer nil; with
 // neither present Load returns ErrNoCA.
-func Load(dir string) (*CA, error) {
+func Load(dir string) (*CA, error) { return LoadWith(dir, KeyFiles{}) }
+
+// LoadWith is Load with the keys of ext read from their files instead: a
+// configured file that is missing or refused is a *KeyFileError (never
+// ErrNoCA), and the directory's file of that CA is not read.
+func LoadWith(dir string, ext KeyFiles) (*CA, error) {
 	c := &CA{}
 	for _, k := range []struct {
 		name string
 		dst  *ssh.Signer
 	}{{UserKeyFile, &c.User}, {ClientKeyFile, &c.Client}, {HostKeyFile, &c.Host}} {
+		if p, key := ext.of(k.name); p != "" {
+			s, err := loadExternal(p)
+			if err != nil {
+				return nil, &KeyFileError{Key: key, Err: err}
+			}
+			*k.dst = s
+			continue
+		}
 		p := filepath.Join(dir, k.name)
 		data, err := os.ReadFile(p)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -154,6 +196,35 @@ func Load(dir string) (*CA, error) {
 		return nil, ErrNoCA
 	}
 	return c, nil
+}
+
+// KeyFileError is a configured CA key file that is missing, refused or not
+// a key.
+type KeyFileError struct {
+	Key string // the configuration key, e.g. keys.user_ca_key_file
+	Err error
+}
+
+func (e *KeyFileError) Error() string { return e.Key + ": " + e.Err.Error() }
+func (e *KeyFileError) Unwrap() error { return e.Err }
+
+func loadExternal(p string) (ssh.Signer, error) {
+	data, err := secretfile.Read(p)
+	if err != nil {
+		return nil, err
+	}
+	s, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		var pe *ssh.PassphraseMissingError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s: the key is encrypted (the gate needs it without a passphrase)", p)
+		}
+		return nil, fmt.Errorf("%s: not an OpenSSH or PEM private key: %v", p, err)
+	}
+	if err := CheckCAKey(s.PublicKey()); err != nil {
+		return nil, fmt.Errorf("%s: %v", p, err)
+	}
+	return s, nil
 }
 
 // NewSerial returns a random, non-zero certificate serial.

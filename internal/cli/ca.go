@@ -32,7 +32,7 @@ func (e *env) loadCA() (*ca.CA, *datadir.Dir, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := ca.Load(d.CADir())
+	c, err := app.LoadCA(d)
 	if errors.Is(err, ca.ErrNoCA) {
 		return nil, nil, failf("no certificate authority in %s: run `sshgate ca init`", d.Path)
 	}
@@ -57,7 +57,10 @@ func (e *env) caInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			created, err := ca.Init(d.CADir())
+			if err := app.UseKeys(cfg, d); err != nil {
+				return usagef("%v", err)
+			}
+			created, err := ca.InitWith(d.CADir(), app.CAKeyFiles(d))
 			if err != nil {
 				return err
 			}
@@ -67,7 +70,7 @@ func (e *env) caInitCmd() *cobra.Command {
 			if len(created) == 0 {
 				fmt.Fprintf(e.stdout, "certificate authority already in %s: kept\n", d.CADir())
 			}
-			c, err := ca.Load(d.CADir())
+			c, err := app.LoadCA(d)
 			if err != nil {
 				return err
 			}
@@ -423,7 +426,7 @@ func (e *env) readCAState(f *targetFlags) error {
 	if err != nil {
 		return err
 	}
-	c, err := ca.Load(d.CADir())
+	c, err := app.LoadCA(d)
 	if errors.Is(err, ca.ErrNoCA) {
 		return nil
 	}

@@ -144,7 +144,30 @@ func (e *env) dataDir() (*datadir.Dir, error) {
 	if err != nil {
 		return nil, failf("%v", err)
 	}
+	if err := e.useKeys(d, e.configFile()); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// useKeys points d at the key files the configuration (file, if any) sets
+// outside the data directory (keys.*), so the admin commands use the same
+// keys as serve and never generate one there.
+func (e *env) useKeys(d *datadir.Dir, file string) error {
+	if file == "" {
+		return nil
+	}
+	cfg, err := config.Load(file)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return usagef("invalid configuration:\n%v", err)
+	}
+	if err := app.UseKeys(cfg, d); err != nil {
+		return usagef("%v", err)
+	}
+	return nil
 }
 
 // configFile is --config, else $SSHGATE_CONFIG.

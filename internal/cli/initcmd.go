@@ -26,6 +26,9 @@ func (e *env) initCmd() *cobra.Command {
 				return failf("%v", err)
 			}
 			e.st = st
+			if err := e.useKeys(d, e.configFile()); err != nil {
+				return err
+			}
 			if _, err := d.HostKeys(false); err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshgate/sshgate/internal/app"
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/config"
 	"github.com/sshgate/sshgate/internal/gate"
@@ -790,7 +791,7 @@ func (e *env) checkHostCert(ctx context.Context, name, addr, principal string) {
 	if err != nil {
 		return
 	}
-	own, err := ca.Load(d.CADir())
+	own, err := app.LoadCA(d)
 	if err != nil {
 		return
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sshgate/sshgate/internal/app"
 	"github.com/sshgate/sshgate/internal/auth/totp"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/store"
@@ -172,7 +173,7 @@ func (e *env) totpStore() (store.Store, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := totp.LoadKey(d.Path)
+	key, err := app.TOTPKey(d)
 	if err != nil {
 		return nil, nil, failf("%v", err)
 	}

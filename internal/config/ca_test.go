@@ -61,3 +61,29 @@ func TestGateHostPrincipals(t *testing.T) {
 		}
 	}
 }
+
+func TestKeysConfig(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		{"keys:\n  host_key_files: [/etc/sshgate/keys/ssh_host_ed25519_key]\n  user_ca_key_file: /etc/sshgate/keys/user_ca\n", ""},
+		{"keys:\n  host_key_files: [keys/ssh_host_ed25519_key]\n", `keys.host_key_files: "keys/ssh_host_ed25519_key" is not an absolute path`},
+		{"keys:\n  gate_key_file: /k/a\n  host_ca_key_file: /k/a\n", "keys.host_ca_key_file: /k/a is also keys.gate_key_file"},
+		{"keys:\n  host_key_files: [\"\"]\n", "keys.host_key_files: empty file name"},
+		{"keys:\n  totp_key: /k\n", "unknown key"},
+	} {
+		f := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(f, []byte(tt.yaml), 0o600)
+		c, err := Load(f)
+		if err == nil {
+			err = c.Validate()
+		}
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+	// check-config (and serve) name a configured key file that is missing.
+	f := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(f, []byte("keys:\n  host_key_files: [/nonexistent/ssh_host_ed25519_key]\n"), 0o600)
+	if _, err := Check(f, nil); err == nil || !strings.Contains(err.Error(), "keys.host_key_files: /nonexistent/ssh_host_ed25519_key: cannot read") {
+		t.Errorf("missing file: %v", err)
+	}
+}

@@ -64,6 +64,7 @@ type Config struct {
 	Sessions      Sessions      `yaml:"sessions"`   // default session limits of grants (sessions.go)
 	Store         Store         `yaml:"store"`      // sqlite or postgres (store.go)
 	Watch         Watch         `yaml:"watch"`      // watching live PTY sessions (watch.go)
+	Keys          Keys          `yaml:"keys"`       // key files from outside the data directory (keys.go)
 }
 
 // Auth configures how users prove who they are.
@@ -290,6 +291,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateWebhooks()...)
 	errs = append(errs, c.validateObs()...)
 	c.validateCA(bad)
+	c.validateKeys(bad)
 	c.validateOIDC(bad)
 	c.Audit.validate(bad)
 	c.Store.validate(bad)

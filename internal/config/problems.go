@@ -438,6 +438,9 @@ func (c Config) fileProblems(src *source) Problems {
 	for _, f := range c.CA.TrustedUserCAKeys {
 		check("ca.trusted_user_ca_keys", f)
 	}
+	for _, f := range c.Keys.Files() {
+		check(f[0], f[1]) // a configured key is never generated: missing is a problem
+	}
 	if c.Audit.Webhook.URL != "" {
 		check("audit.webhook.token_file", c.Audit.Webhook.TokenFile)
 	}

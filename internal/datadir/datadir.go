@@ -34,6 +34,9 @@ const Default = "./sshgate-data"
 // Dir is an opened data directory.
 type Dir struct {
 	Path string
+	// Keys are key files outside the directory (keys.go): set, they are
+	// read from there instead, strictly, and never generated.
+	Keys KeyFiles
 	lock *os.File // the serve lock (lock.go), when held
 }
 
@@ -155,12 +158,17 @@ func (d *Dir) HostKeyPath(kind string) string {
 	return filepath.Join(d.HostKeyDir(), "ssh_host_"+kind+"_key")
 }
 
-// HostKeys loads the gate's host keys, generating missing ones, ed25519
+// HostKeys loads the gate's host keys: the configured files when there are
+// (Keys.Host, in the order ed25519, ecdsa, rsa; none generated), else those
+// of the directory, generating missing ones, ed25519
 // first, then RSA. An ECDSA (NIST P-256) key is loaded or made only with
 // ecdsa: hardened policies fail a NIST-curve host key, and every client
 // that has ECDSA has ed25519 too (OpenSSH since 6.5); a data directory
 // that has one from an older gate keeps the file, unoffered.
 func (d *Dir) HostKeys(ecdsa bool) ([]ssh.Signer, error) {
+	if len(d.Keys.Host) > 0 {
+		return d.externalHostKeys()
+	}
 	kinds := []string{sshkeys.Ed25519, sshkeys.RSA}
 	if ecdsa {
 		kinds = []string{sshkeys.Ed25519, sshkeys.ECDSA, sshkeys.RSA}
@@ -176,8 +184,12 @@ func (d *Dir) HostKeys(ecdsa bool) ([]ssh.Signer, error) {
 	return out, nil
 }
 
-// GateKey loads the gate's own ed25519 key, generating it on first use.
+// GateKey loads the gate's own ed25519 key, generating it on first use
+// (or the configured file, never generated).
 func (d *Dir) GateKey() (ssh.Signer, error) {
+	if d.Keys.Gate != "" {
+		return readKey("keys.gate_key_file", d.Keys.Gate)
+	}
 	s, err := sshkeys.LoadOrGenerate(d.GateKeyPath(), sshkeys.Ed25519)
 	if err != nil {
 		return nil, fmt.Errorf("gate key: %w", err)

@@ -141,6 +141,9 @@ func NewEngine(cfg EngineConfig, rc *rest.Config, cs kubernetes.Interface) (*Eng
 // Close ends the detached execs.
 func (e *Engine) Close() { e.cancel() }
 
+// Namespace is the default namespace of pods, resolved (never "").
+func (e *Engine) Namespace() string { return e.cfg.Namespace }
+
 // Ping checks that the API server answers and returns its version.
 func (e *Engine) Ping(ctx context.Context) (string, error) {
 	type result struct {

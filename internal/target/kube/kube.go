@@ -159,6 +159,11 @@ func New(cfg Config, rc *rest.Config) (*Backend, error) {
 // Ping checks that the API server answers and returns its version.
 func (b *Backend) Ping(ctx context.Context) (string, error) { return b.engine.Ping(ctx) }
 
+// Namespace is where pods of targets without their own namespace go:
+// kubernetes.namespace, else (unset) the gate's own service-account
+// namespace in a cluster, else "default".
+func (b *Backend) Namespace() string { return b.engine.Namespace() }
+
 // Close removes every pod of the backend and stops its background work.
 func (b *Backend) Close(ctx context.Context) error {
 	err := b.Backend.Close(ctx)
