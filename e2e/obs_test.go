@@ -304,13 +304,8 @@ func httpGet(t *testing.T, url string) (int, string) {
 
 // metricValue finds one sample line's value in a scrape.
 func metricValue(scrape, series string) (float64, bool) {
-	for _, l := range strings.Split(scrape, "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f, err == nil
-		}
-	}
-	return 0, false
+	v, ok := harness.ParseMetrics(scrape)[series]
+	return v, ok
 }
 
 // The metrics listener of a gate that served a session passes promtool;

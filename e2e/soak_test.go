@@ -3,11 +3,9 @@ package e2e_test
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,8 +39,11 @@ func TestSoak(t *testing.T) {
 	g.Admin(t, "grant", "alice", "--target", box)
 
 	goroutines := func() int {
-		_, scrape := httpGet(t, "http://"+metrics+"/metrics")
-		v, ok := metricValue(scrape, "go_goroutines")
+		m, err := harness.Scrape(metrics)
+		if err != nil {
+			t.Fatalf("scrape: %v", err)
+		}
+		v, ok := m["go_goroutines"]
 		if !ok {
 			t.Fatalf("no go_goroutines in /metrics")
 		}
@@ -54,8 +55,8 @@ func TestSoak(t *testing.T) {
 		if r.Err != nil || r.Code != 0 {
 			return &soakError{target, "exit " + strconv.Itoa(r.Code) + " stderr " + strconv.Quote(r.Stderr)}
 		}
-		if got, _, _ := strings.Cut(r.Stdout, " "); got != hex.EncodeToString(sum[:]) {
-			return &soakError{target, "digest " + strconv.Quote(r.Stdout) + ", want " + hex.EncodeToString(sum[:])}
+		if err := harness.CheckSHA256Sum(r.Stdout, sum[:]); err != nil {
+			return &soakError{target, err.Error()}
 		}
 		return nil
 	}
@@ -74,30 +75,10 @@ func TestSoak(t *testing.T) {
 	const soakFor = 20 * time.Second
 	var (
 		bytesMoved, sessions, mismatches atomic.Int64
-		peakG                            atomic.Int64
-		peakFDs                          atomic.Int64
 		wg                               sync.WaitGroup
 	)
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() { // peak figures, for the log
-		defer close(sampled)
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			if n := int64(goroutines()); n > peakG.Load() {
-				peakG.Store(n)
-			}
-			if st, err := harness.Stats(g.PID()); err == nil && int64(st.FDs) > peakFDs.Load() {
-				peakFDs.Store(int64(st.FDs))
-			}
-		}
-	}()
+	// Peak figures, for the log.
+	sampler := harness.StartSampler(g.PID(), g.DataDir, metrics, 500*time.Millisecond)
 	start := time.Now()
 	end := start.Add(soakFor)
 	for _, target := range []string{"web-1", box} {
@@ -121,8 +102,9 @@ func TestSoak(t *testing.T) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	close(stop)
-	<-sampled
+	samples := sampler.Stop()
+	peakG := harness.Peak(samples, func(s harness.GateSample) int64 { return int64(s.Goroutines) })
+	peakFDs := harness.Peak(samples, func(s harness.GateSample) int64 { return int64(s.FDs) })
 
 	var afterG int
 	okG := harness.Eventually(short, func() bool { afterG = goroutines(); return afterG <= baseG+3 })
@@ -137,8 +119,8 @@ func TestSoak(t *testing.T) {
 	})
 	t.Logf("soak: %d sessions (%d per target at once) in %s, %d MiB moved, %d failures",
 		sessions.Load(), perTarget, elapsed.Round(time.Millisecond), bytesMoved.Load()>>20, mismatches.Load())
-	t.Logf("gate fds: before %d, peak %d, after %d (before: %s; after: %s)", base.FDs, peakFDs.Load(), after.FDs, base, after)
-	t.Logf("gate goroutines: before %d, peak %d, after %d", baseG, peakG.Load(), afterG)
+	t.Logf("gate fds: before %d, peak %d, after %d (before: %s; after: %s)", base.FDs, peakFDs, after.FDs, base, after)
+	t.Logf("gate goroutines: before %d, peak %d, after %d", baseG, peakG, afterG)
 	if !okFD {
 		t.Errorf("gate fds did not come back (non-store fds at most %d, store fds at most %d): before %s, after %s\nopen fds:\n%s", base.Leakable()+2, storeMax, base, after, harness.FDList(g.PID()))
 	}

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -36,29 +32,9 @@ func (c *idleClient) close() {
 // `sleep 600`, eight handshakes at a time (under the gate's per-source limit
 // of unauthenticated connections).
 func openIdle(ctx context.Context, addr, login, keyFile, hostKeyFile string, n int) (*idleClient, error) {
-	kb, err := os.ReadFile(keyFile)
+	cfg, err := xClientConfig(login, keyFile, hostKeyFile)
 	if err != nil {
 		return nil, err
-	}
-	signer, err := ssh.ParsePrivateKey(kb)
-	if err != nil {
-		return nil, fmt.Errorf("client key: %w", err)
-	}
-	hb, err := os.ReadFile(hostKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	hk, _, _, _, err := ssh.ParseAuthorizedKey(hb)
-	if err != nil {
-		return nil, fmt.Errorf("host key %s: %w", hostKeyFile, err)
-	}
-	cfg := &ssh.ClientConfig{
-		User:            login,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.FixedHostKey(hk),
-		// The server may have several host keys; ask for the pinned one.
-		HostKeyAlgorithms: []string{hk.Type()},
-		Timeout:           30 * time.Second,
 	}
 	ic := &idleClient{}
 	sem := make(chan struct{}, 8)
@@ -101,6 +77,35 @@ func openIdle(ctx context.Context, addr, login, keyFile, hostKeyFile string, n i
 	return ic, nil
 }
 
+// xClientConfig is an x/crypto client configuration logging in as login
+// with the private key in keyFile, pinning the host key in hostKeyFile.
+func xClientConfig(login, keyFile, hostKeyFile string) (*ssh.ClientConfig, error) {
+	kb, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(kb)
+	if err != nil {
+		return nil, fmt.Errorf("client key: %w", err)
+	}
+	hb, err := os.ReadFile(hostKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	hk, _, _, _, err := ssh.ParseAuthorizedKey(hb)
+	if err != nil {
+		return nil, fmt.Errorf("host key %s: %w", hostKeyFile, err)
+	}
+	return &ssh.ClientConfig{
+		User:            login,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(hk),
+		// The server may have several host keys; ask for the pinned one.
+		HostKeyAlgorithms: []string{hk.Type()},
+		Timeout:           30 * time.Second,
+	}, nil
+}
+
 // sleepers lists the `sleep` processes below the sshd.
 func (s *sshd) sleepers() []int {
 	var out []int
@@ -136,20 +141,10 @@ func (s *sshd) killSleepers() {
 	s.waitSleepers(0, 10*time.Second)
 }
 
-// goroutines reads the total of the gate's goroutine profile.
+// goroutines reads the total of the gate's goroutine profile (-1 when it
+// cannot be read).
 func (g *gate) goroutines() int {
-	resp, err := http.Get("http://" + g.pprof + "/debug/pprof/goroutine?debug=1")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
-	// goroutine profile: total 12
-	f := strings.Fields(line)
-	if len(f) == 0 {
-		return -1
-	}
-	n, err := strconv.Atoi(f[len(f)-1])
+	n, _, err := harness.Goroutines(g.pprof)
 	if err != nil {
 		return -1
 	}

@@ -4,9 +4,13 @@
 // logins per second and memory per idle session, with the gate's CPU cost;
 // and for Docker targets, first byte, exit, throughput and a burst of shells
 // against the same engine driven by the docker CLI; and one channel's
-// throughput at 0 / 50 / 100 ms of round trip to the sshd (degraded).
+// throughput at 0 / 50 / 100 ms of round trip to the sshd (degraded); and,
+// only when named, a soak: hundreds of streaming sessions held open through
+// one gate for minutes, half to containers and half to sshd, every byte
+// checked, the gate's memory, goroutines and fds sampled (soak).
 //
 //	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker,kube,degraded] [-keep] [-profile DIR]
+//	go run ./e2e/bench -only soak [-soak-sessions 500] [-soak-for 10m] [-soak-rate 32KiB]
 //
 // It builds ./cmd/sshgate (and ./cmd/sshgate-agent beside it) without -race,
 // starts /usr/sbin/sshd with its own config on a free 127.0.0.1 port and the
@@ -52,9 +56,17 @@ type opts struct {
 	// docker section
 	shells     int
 	shellsPool int
+	// soak section
+	soakSessions int
+	soakFor      time.Duration
+	soakRate     int64
 }
 
-var sections = []string{"throughput", "firstbyte", "logins", "idle", "docker", "kube", "degraded"}
+var sections = []string{"throughput", "firstbyte", "logins", "idle", "docker", "kube", "degraded", "soak"}
+
+// defaultSections run without -only: all but the soak (10 minutes and 500
+// sessions by default), which runs only when named.
+var defaultSections = sections[:len(sections)-1]
 
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
@@ -99,7 +111,7 @@ func parseFlags(args []string) (*opts, error) {
 	size := fs.String("size", "1GiB", "bytes per transfer (suffixes KiB MiB GiB, KB MB GB)")
 	fs.IntVar(&o.runs, "runs", 30, "runs per first-byte measure (median and p90)")
 	fs.IntVar(&o.repeat, "repeat", 2, "transfers per throughput row and path (the best is shown, direct and gate alternate)")
-	only := fs.String("only", strings.Join(sections, ","), "comma list of sections: "+strings.Join(sections, ","))
+	only := fs.String("only", strings.Join(defaultSections, ","), "comma list of sections: "+strings.Join(sections, ","))
 	fs.BoolVar(&o.keep, "keep", false, "leave the temp dirs (configs, logs, data) in place")
 	fs.BoolVar(&o.verify, "verify", true, "check the sha256 of one copy per tool and path")
 	fs.StringVar(&o.profile, "profile", "", "save a 10 s CPU profile of the gate during scp aes128-gcm transfers in this directory")
@@ -108,6 +120,9 @@ func parseFlags(args []string) (*opts, error) {
 	fs.IntVar(&o.sessions, "sessions", 100, "idle sessions for the memory section")
 	fs.IntVar(&o.shells, "shells", 50, "PTY shells opened at once through the gate (docker section)")
 	fs.IntVar(&o.shellsPool, "shells-pool", 10, "--pool of the target those shells open (docker section)")
+	fs.IntVar(&o.soakSessions, "soak-sessions", 500, "sessions held open at once in the soak section, half to a container, half to sshd")
+	fs.DurationVar(&o.soakFor, "soak-for", 10*time.Minute, "how long the soak section streams once every session is open")
+	soakRate := fs.String("soak-rate", "32KiB", "bytes per second each soak session streams each way")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -119,6 +134,12 @@ func parseFlags(args []string) (*opts, error) {
 		return nil, fmt.Errorf("-size: %v", err)
 	}
 	o.size = n
+	if o.soakRate, err = parseSize(*soakRate); err != nil {
+		return nil, fmt.Errorf("-soak-rate: %v", err)
+	}
+	if o.soakSessions < 2 || o.soakFor < 10*time.Second {
+		return nil, fmt.Errorf("-soak-sessions must be at least 2 and -soak-for at least 10s (got %d and %s)", o.soakSessions, o.soakFor)
+	}
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(s)
@@ -199,7 +220,7 @@ func bench(ctx context.Context, o *opts) error {
 	// Every section but docker runs against an upstream sshd.
 	needSSHD := o.only["throughput"] || o.only["firstbyte"] || o.only["logins"] || o.only["idle"]
 	tools := []string{"ssh", "ssh-keygen"}
-	if needSSHD || o.only["degraded"] {
+	if needSSHD || o.only["degraded"] || o.only["soak"] {
 		tools = append(tools, "/usr/sbin/sshd", "scp", "sftp")
 	}
 	for _, tool := range tools {
@@ -218,6 +239,16 @@ func bench(ctx context.Context, o *opts) error {
 			logf("skipping the docker section: %s", why)
 			notes = append(notes, "docker section skipped: "+why)
 			delete(o.only, "docker")
+		}
+	}
+	if o.only["soak"] {
+		if _, why := harness.DockerReady(ctx); why != "" {
+			if !needSSHD && len(o.only) == 1 {
+				return fmt.Errorf("soak section: %s", why)
+			}
+			logf("skipping the soak section: %s", why)
+			notes = append(notes, "soak section skipped: "+why)
+			delete(o.only, "soak")
 		}
 	}
 	var kubeState, kubectl string
@@ -260,7 +291,7 @@ func bench(ctx context.Context, o *opts) error {
 	if err := harness.Build(ctx, bin, "./cmd/sshgate", false); err != nil {
 		return err
 	}
-	if o.only["docker"] || o.only["kube"] {
+	if o.only["docker"] || o.only["kube"] || o.only["soak"] {
 		// Beside the gate, where it looks for the agent of Docker targets.
 		logf("building ./cmd/sshgate-agent (static, no -race)")
 		if err := harness.Build(ctx, filepath.Join(tmp, "sshgate-agent"), "./cmd/sshgate-agent", false); err != nil {
@@ -640,6 +671,13 @@ func bench(ctx context.Context, o *opts) error {
 		logf("degraded: one channel at 0 / 50 / 100 ms of round trip, direct and through a gate")
 		if err := runDegraded(ctx, o, bin, tmp, key, &t, &notes); err != nil {
 			return fmt.Errorf("degraded section: %w", err)
+		}
+	}
+
+	if o.only["soak"] {
+		logf("soak: %d sessions for %s", o.soakSessions, o.soakFor)
+		if err := runSoak(ctx, o, bin, tmp, key, &t, &notes); err != nil {
+			return fmt.Errorf("soak section: %w", err)
 		}
 	}
 
