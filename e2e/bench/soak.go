@@ -497,12 +497,11 @@ loop:
 }
 
 // soakPace turns a rate (bytes per second) into a chunk written every
-// interval: 4 KiB chunks, larger ones past 400 KiB/s.
+// interval: two chunks a second, of 4 KiB to 32 KiB (one SSH packet; more
+// often past 64 KiB/s). At 4 KiB a chunk the gate spends most of its CPU per
+// packet, not per byte.
 func soakPace(rate int64) (chunk int, interval time.Duration) {
-	chunk = 4 << 10
-	if rate > 100*int64(chunk) {
-		chunk = int(rate / 100)
-	}
+	chunk = int(min(max(rate/2, 4<<10), 32<<10))
 	return chunk, time.Duration(float64(chunk) / float64(rate) * float64(time.Second))
 }
 

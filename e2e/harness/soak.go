@@ -98,8 +98,9 @@ func SampleGate(pid int, dataDir, metricsAddr string) (GateSample, error) {
 
 // Sampler takes a GateSample every interval until Stop.
 type Sampler struct {
-	stop chan struct{}
-	done chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
 
 	mu      sync.Mutex
 	samples []GateSample
@@ -136,9 +137,10 @@ func (s *Sampler) Samples() []GateSample {
 	return append([]GateSample(nil), s.samples...)
 }
 
-// Stop ends the sampling and returns every sample.
+// Stop ends the sampling and returns every sample; it may be called more
+// than once.
 func (s *Sampler) Stop() []GateSample {
-	close(s.stop)
+	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
 	return s.Samples()
 }
