@@ -11,6 +11,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -430,6 +431,13 @@ loop:
 	}
 	progress.Stop()
 	r.cpu = harness.CPUSeconds(g.PID()) - cpu0
+	if o.profile != "" {
+		if f, err := saveHeapProfile(g, o.profile); err != nil {
+			logf("soak: heap profile: %v", err)
+		} else {
+			*notes = append(*notes, "soak: gate heap profile with every session open: "+f+" (go tool pprof -sample_index=inuse_space -top "+f+")")
+		}
+	}
 	stopAt := time.Now()
 	r.streamed, r.streamEnd = stopAt.Sub(streamStart), stopAt
 	close(stop)
@@ -494,6 +502,28 @@ loop:
 
 	r.report(o, limits, t, notes)
 	return nil
+}
+
+// saveHeapProfile writes the gate's heap profile to dir/gate-heap-soak.pprof.
+func saveHeapProfile(g *gate, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	cl := http.Client{Timeout: time.Minute}
+	resp, err := cl.Get("http://" + g.pprof + "/debug/pprof/heap")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /debug/pprof/heap: %s", resp.Status)
+	}
+	f := filepath.Join(dir, "gate-heap-soak.pprof")
+	return f, os.WriteFile(f, b, 0o644)
 }
 
 // soakPace turns a rate (bytes per second) into a chunk written every
