@@ -358,11 +358,7 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 	if err := g.serve(ctx, dir, cfg); err != nil {
 		return fmt.Errorf("gate docker: %w", err)
 	}
-	data, _ := os.ReadFile(g.log)
-	if _, rest, ok := strings.Cut(string(data), "gate_id="); ok {
-		d.gateID = strings.Fields(rest)[0]
-	}
-	if d.gateID == "" {
+	if d.gateID = gateIDFromLog(g); d.gateID == "" {
 		return fmt.Errorf("gate docker: its docker backend is not ready:\n%s", tail(g.log, 15))
 	}
 	logf("gate docker on %s (pid %d, containers labelled sshgate.gate=%s)", g.addr, g.PID(), d.gateID)

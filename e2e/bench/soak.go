@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -487,6 +488,9 @@ loop:
 	r.containersBackIn = time.Since(closedAt)
 	list, _ := harness.DockerPS(ctx, label)
 	r.containersAfterClose = len(list)
+	if len(list) > 0 {
+		*notes = append(*notes, "soak: containers left after the close: "+describeContainers(ctx, label))
+	}
 	for _, p := range harness.Descendants(s.PID()) {
 		if c := harness.Comm(p); c == "sshd" || c == "sshd-session" {
 			r.sshdLeft++
@@ -556,6 +560,17 @@ func waitContainers(ctx context.Context, label string, n int, timeout time.Durat
 		return nil
 	}
 	return fmt.Errorf("%d containers labelled %s after %s, want %d", last, label, timeout, n)
+}
+
+// describeContainers is `docker ps -a` of the containers carrying label:
+// id, state, status and name of each.
+func describeContainers(ctx context.Context, label string) string {
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-a", "--filter", "label="+label,
+		"--format", "{{.ID}} {{.State}} ({{.Status}}) {{.Names}}").Output()
+	if err != nil {
+		return err.Error()
+	}
+	return strings.Join(strings.Split(strings.TrimSpace(string(out)), "\n"), "; ")
 }
 
 // fdLimit is the "Max open files" soft limit of pid.

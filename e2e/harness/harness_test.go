@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"crypto/sha256"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,5 +75,31 @@ func TestSSHDAnnouncesHostKeys(t *testing.T) {
 	kh, _ := os.ReadFile(c.KnownHosts)
 	if !strings.Contains(string(kh), "ecdsa-sha2-nistp256") {
 		t.Fatalf("client did not learn the second host key:\n%s", kh)
+	}
+}
+
+// TestParseMetrics reads sample lines with and without labels and skips
+// comments and lines without a number.
+func TestParseMetrics(t *testing.T) {
+	text := "# HELP go_goroutines Number of goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines 42\n" +
+		"sshgate_relay_data_bytes_total{direction=\"in\"} 1.5e+06\nbroken line\nempty \n"
+	m := ParseMetrics(text)
+	if m["go_goroutines"] != 42 || m[`sshgate_relay_data_bytes_total{direction="in"}`] != 1.5e6 || len(m) != 2 {
+		t.Fatalf("ParseMetrics = %v", m)
+	}
+}
+
+// TestCheckSHA256Sum checks the digest line of the real sha256sum.
+func TestCheckSHA256Sum(t *testing.T) {
+	RequireTools(t, "sha256sum")
+	data := []byte("soak data")
+	r := MustRun(t, exec.Command("sha256sum"), data, 20*time.Second)
+	sum := sha256.Sum256(data)
+	if err := CheckSHA256Sum(r.Stdout, sum[:]); err != nil {
+		t.Fatal(err)
+	}
+	other := sha256.Sum256([]byte("other"))
+	if err := CheckSHA256Sum(r.Stdout, other[:]); err == nil {
+		t.Fatal("a wrong digest passed")
 	}
 }
