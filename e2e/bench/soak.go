@@ -505,7 +505,54 @@ loop:
 	r.containersEnd = len(list)
 
 	r.report(o, limits, t, notes)
+	if w := logProblems(g.log); w != "" {
+		*notes = append(*notes, "soak: the gate logged "+w)
+	}
 	return nil
+}
+
+// logProblems counts the WARN and ERROR lines of a gate log by message,
+// with the first line's err of each ("" when there are none).
+func logProblems(file string) string {
+	data, _ := os.ReadFile(file)
+	type seen struct {
+		n     int
+		first string
+	}
+	byMsg := map[string]*seen{}
+	var order []string
+	for _, line := range strings.Split(string(data), "\n") {
+		level := ""
+		for _, l := range []string{"level=ERROR", "level=WARN"} {
+			if strings.Contains(line, " "+l+" ") {
+				level = strings.TrimPrefix(l, "level=")
+			}
+		}
+		if level == "" {
+			continue
+		}
+		msg := level
+		if _, rest, ok := strings.Cut(line, ` msg="`); ok {
+			m, _, _ := strings.Cut(rest, `"`)
+			msg += " " + strconv.Quote(m)
+		}
+		if byMsg[msg] == nil {
+			_, e, _ := strings.Cut(line, " err=")
+			byMsg[msg] = &seen{first: e}
+			order = append(order, msg)
+		}
+		byMsg[msg].n++
+	}
+	var out []string
+	for _, m := range order {
+		v := byMsg[m]
+		d := fmt.Sprintf("%d x %s", v.n, m)
+		if v.first != "" {
+			d += " (first: err=" + v.first + ")"
+		}
+		out = append(out, d)
+	}
+	return strings.Join(out, "; ")
 }
 
 // saveHeapProfile writes the gate's heap profile to dir/gate-heap-soak.pprof.
