@@ -660,8 +660,9 @@ func (r *soakResult) report(o *opts, fdLimit string, t *table, notes *[]string) 
 		hp := harness.Peak(stream, func(s harness.GateSample) int64 { return s.HeapInuse })
 		t.row("gate heap in use after warm-up (MiB: first / max / last)", "",
 			fmt.Sprintf("%.0f / %.0f / %.0f", float64(first.HeapInuse)/(1<<20), float64(hp)/(1<<20), float64(last.HeapInuse)/(1<<20)), "", "")
-		*notes = append(*notes, fmt.Sprintf("soak: gate RSS sampled every %s: %d samples after the warm-up (the first fifth of the streaming, %s), RSS before the sessions %d MiB",
-			sampleGap(r.samples), len(stream), (o.soakFor/5).Round(time.Second), r.base.RSSKiB>>10))
+		*notes = append(*notes, fmt.Sprintf("soak: gate RSS sampled every %s: %d samples after the warm-up (the first fifth of the streaming, %s), RSS before the sessions %d MiB; "+
+			"RSS (MiB) at each tenth of the streaming: %s",
+			sampleGap(r.samples), len(stream), (o.soakFor/5).Round(time.Second), r.base.RSSKiB>>10, r.rssTenths()))
 	}
 	peakG := harness.Peak(r.samples, func(s harness.GateSample) int64 { return int64(s.Goroutines) })
 	peakF := harness.Peak(r.samples, func(s harness.GateSample) int64 { return int64(s.FDs) })
@@ -677,6 +678,21 @@ func (r *soakResult) report(o *opts, fdLimit string, t *table, notes *[]string) 
 	for _, e := range r.errs {
 		*notes = append(*notes, "soak: "+e)
 	}
+}
+
+// rssTenths is the gate's RSS in MiB at the first sample past each tenth
+// of the streaming.
+func (r *soakResult) rssTenths() string {
+	start := r.streamEnd.Add(-r.streamed)
+	var out []string
+	next := 1
+	for _, s := range r.samples {
+		if next <= 10 && !s.At.Before(start.Add(r.streamed*time.Duration(next)/10)) {
+			out = append(out, strconv.FormatInt(s.RSSKiB>>10, 10))
+			next++
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
