@@ -670,7 +670,7 @@ func (r *soakResult) report(o *opts, fdLimit string, t *table, notes *[]string) 
 	t.row("gate fds (baseline / peak / after close)", "", fmt.Sprintf("%d / %d / %d", r.base.FDs, peakF, r.after.FDs), "", "")
 	t.row("containers left (after close / after gate stop)", "", fmt.Sprintf("%d / %d", r.containersAfterClose, r.containersEnd), "", "")
 	*notes = append(*notes,
-		fmt.Sprintf("soak: after close (within %s): gate %s; baseline %s; sshd per-connection processes left: %d",
+		fmt.Sprintf("soak: after the close (goroutines, fds and containers back within %s): gate %s; baseline %s; sshd per-connection processes left: %d",
 			r.containersBackIn.Round(time.Second), r.after.ProcStats, r.base.ProcStats, r.sshdLeft),
 		fmt.Sprintf("soak: limits: gate open files %s (RLIMIT_NOFILE), limits.max_unauthenticated_per_source 16 (sessions open %d at a time), "+
 			"authenticated connections and containers unbounded; sshd MaxStartups 100:30:200, MaxSessions 200 (one session per gate connection)",
