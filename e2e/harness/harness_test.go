@@ -82,9 +82,9 @@ func TestSSHDAnnouncesHostKeys(t *testing.T) {
 // comments and lines without a number.
 func TestParseMetrics(t *testing.T) {
 	text := "# HELP go_goroutines Number of goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines 42\n" +
-		"sshgate_relay_data_bytes_total{direction=\"in\"} 1.5e+06\nbroken line\nempty \n"
+		"sshgate_relay_data_bytes_total{direction=\"in\"} 1.5e+06\nspaced{reason=\"a b\"} 3\nbroken line\nempty \n"
 	m := ParseMetrics(text)
-	if m["go_goroutines"] != 42 || m[`sshgate_relay_data_bytes_total{direction="in"}`] != 1.5e6 || len(m) != 2 {
+	if m["go_goroutines"] != 42 || m[`sshgate_relay_data_bytes_total{direction="in"}`] != 1.5e6 || m[`spaced{reason="a b"}`] != 3 || len(m) != 3 {
 		t.Fatalf("ParseMetrics = %v", m)
 	}
 }
