@@ -655,7 +655,8 @@ func (m *Model) direct(it *Item) []string {
 		fmt.Sprintf("lftp -u %s, -p %s fish://%s", u, p, h),
 	}
 	if m.o.UID != 0 && it.ID != 0 {
-		out = append(out, fmt.Sprintf("ssh  -p %s %d-%d@%s   (NODEID-UID)", p, it.ID, m.o.UID, h))
+		// The note is a shell comment: the whole line runs as copied.
+		out = append(out, fmt.Sprintf("ssh  -p %s %d-%d@%s   # NODEID-UID", p, it.ID, m.o.UID, h))
 	} else {
 		out = append(out, "")
 	}

@@ -1,0 +1,182 @@
+package e2e_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sshgate/sshgate/e2e/harness"
+)
+
+// The strings the gate prints for users to copy work as printed, with the
+// named client, from a user's own home (key in ~/.ssh/id_ed25519, the gate
+// in ~/.ssh/known_hosts, no option on the command line): only what a user
+// must put in (a file name for FILE, a target for LOGIN@TARGET, commands
+// typed at the shell or prompt) is filled in.
+
+// printedHome is a user's home for w.alice with a file of random bytes,
+// up.bin, to send.
+func printedHome(t *testing.T, w *world) (*harness.Home, []byte) {
+	t.Helper()
+	home := harness.NewHome(t, w.alice)
+	data := make([]byte, 300<<10)
+	rand.Read(data)
+	if err := os.WriteFile(home.Path("up.bin"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return home, data
+}
+
+// runPrinted runs one printed line in home with what the user types on
+// stdin, and checks it exits 0 and says want on stdout.
+func runPrinted(t *testing.T, home *harness.Home, line, stdin, want string) harness.Result {
+	t.Helper()
+	r := harness.Run(home.Shell(line), []byte(stdin), short)
+	if r.Code != 0 || !strings.Contains(r.Stdout, want) {
+		t.Errorf("printed %q (stdin %q): exit %d, stdout %q (want %q), stderr %q", line, stdin, r.Code, r.Stdout, want, r.Stderr)
+	}
+	return r
+}
+
+// sameFile checks that name in home holds data.
+func sameFile(t *testing.T, home *harness.Home, what, name string, data []byte) {
+	t.Helper()
+	got, err := os.ReadFile(home.Path(name))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("%s: %s holds %d bytes (%v), want the %d sent, byte-exact", what, name, len(got), err, len(data))
+	}
+}
+
+// printedLine is the line of text that starts with prefix (after blanks),
+// with the port the golden screens normalise put back.
+func printedLine(t *testing.T, w *world, text, prefix string) string {
+	t.Helper()
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, prefix) {
+			return strings.ReplaceAll(l, "GATEPORT", strconv.Itoa(w.gate.Port))
+		}
+	}
+	t.Fatalf("no line starting %q in:\n%s", prefix, text)
+	return ""
+}
+
+// runPrintedMenuStrings runs every direct string the menu shows for web-1
+// (screen): ssh, scp, sftp, lftp (FISH) and the NODEID-UID ssh line, each
+// pasted whole into a shell. Files go up and come back byte-exact.
+func runPrintedMenuStrings(t *testing.T, w *world, screen string) {
+	t.Helper()
+	harness.RequireTools(t, "scp", "sftp", "lftp")
+	home, data := printedHome(t, w)
+	name := fmt.Sprintf("printed-menu-%d", w.gate.Port) // in the target's home (root's, on this machine)
+	sshLine := printedLine(t, w, screen, "ssh  -p ")
+	if !strings.HasSuffix(sshLine, " alice+web-1@127.0.0.1") {
+		t.Fatalf("menu ssh line %q", sshLine)
+	}
+	t.Cleanup(func() { harness.Run(home.Shell(sshLine+" rm -f "+name+"*"), nil, short) })
+	runPrinted(t, home, sshLine, "echo printed-$((6*7))\n", "printed-42")
+
+	uid := printedLine(t, w, screen, "ssh  -p "+strconv.Itoa(w.gate.Port)+" 1-1@")
+	runPrinted(t, home, uid, "echo uid-$((6*7))\n", "uid-42")
+
+	scpLine := printedLine(t, w, screen, "scp  -P ")
+	if !strings.Contains(scpLine, " FILE ") {
+		t.Fatalf("menu scp line %q has no FILE", scpLine)
+	}
+	runPrinted(t, home, strings.Replace(scpLine, "FILE", "up.bin", 1)+name+".scp", "", "")
+	runPrinted(t, home, sshLine, "sha256sum "+name+".scp\n", sha256Hex(data))
+
+	sftpLine := printedLine(t, w, screen, "sftp -P ")
+	runPrinted(t, home, sftpLine, "put up.bin "+name+".sftp\nget "+name+".sftp down.sftp\n", "")
+	sameFile(t, home, "sftp as printed", "down.sftp", data)
+
+	lftpLine := printedLine(t, w, screen, "lftp -u ")
+	if !strings.HasPrefix(lftpLine, "lftp -u alice+web-1, -p ") {
+		t.Fatalf("menu lftp line %q", lftpLine)
+	}
+	runPrinted(t, home, lftpLine, "set net:max-retries 1\nput up.bin -o "+name+".fish\nget "+name+".fish -o down.fish\ncls -1 /etc/hostname\n", "hostname")
+	sameFile(t, home, "lftp as printed", "down.fish", data)
+}
+
+var configHost = regexp.MustCompile(`(?m)^Host (\S+)$`)
+
+// ls, ls --json and config, from a user's home: every CONNECT string runs;
+// the known_hosts command config's header prints works, and then so does its
+// ssh -J line; `config >> ~/.ssh/config` makes `ssh NAME` work for every
+// Host it prints, and scp, sftp and rsync by those names move files
+// byte-exact.
+func TestPrintedGateStrings(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	harness.RequireTools(t, "scp", "sftp", "rsync")
+	w := menuWorld(t)
+	home, data := printedHome(t, w)
+	gate := fmt.Sprintf("ssh -p %d alice@127.0.0.1", w.gate.Port) // as the first-run hint and the README print it
+	name := fmt.Sprintf("printed-config-%d", w.gate.Port)
+	up := map[string]bool{"web-1": true, "api-1": true}
+	if v, _ := harness.DockerReady(t.Context()); v != "" {
+		up["box"] = true
+	}
+
+	// ls: one CONNECT string per target.
+	ls := runPrinted(t, home, gate+" ls", "", "CONNECT")
+	connect := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(ls.Stdout), "\n")[1:] {
+		target, _, _ := strings.Cut(l, " ")
+		i := strings.Index(l, "ssh -p ")
+		if i < 0 {
+			t.Fatalf("ls row %q has no ssh string", l)
+		}
+		connect[target] = strings.TrimSpace(l[i:])
+	}
+	for target := range up {
+		runPrinted(t, home, connect[target], "echo ls-$((6*7))\n", "ls-42")
+	}
+	var views []struct{ Name, SSH string }
+	if err := json.Unmarshal([]byte(runPrinted(t, home, gate+" ls --json", "", "[").Stdout), &views); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range views {
+		if v.SSH != connect[v.Name] {
+			t.Errorf("ls --json %s: ssh %q, ls prints %q", v.Name, v.SSH, connect[v.Name])
+		}
+	}
+
+	// config's header: the known_hosts command, then ssh -J with it.
+	config := runPrinted(t, home, gate+" config", "", "Host web-1").Stdout
+	header := regexp.MustCompile(`\((ssh -p \d+ alice@127\.0\.0\.1 config known-hosts >> ~/\.ssh/known_hosts)\)`).FindStringSubmatch(config)
+	if header == nil {
+		t.Fatalf("config prints no known_hosts command:\n%s", config)
+	}
+	runPrinted(t, home, header[1], "", "")
+	jump := printedLine(t, w, strings.ReplaceAll(config, "# ssh -J", "ssh -J"), "ssh -J ")
+	jump, _, _ = strings.Cut(jump, " reaches")
+	if !strings.HasSuffix(jump, " LOGIN@TARGET") {
+		t.Fatalf("config's ssh -J line %q", jump)
+	}
+	runPrinted(t, home, strings.Replace(jump, "LOGIN@TARGET", "root@web-1", 1)+" echo jump-$((6*7))", "", "jump-42")
+
+	// config >> ~/.ssh/config, then every Host by name.
+	runPrinted(t, home, gate+" config >> ~/.ssh/config", "", "")
+	hosts := configHost.FindAllStringSubmatch(config, -1)
+	if len(hosts) != 4 {
+		t.Fatalf("config has %d Host blocks, want 4:\n%s", len(hosts), config)
+	}
+	for _, h := range hosts {
+		if up[h[1]] {
+			runPrinted(t, home, "ssh "+h[1]+" echo host-$((6*7))", "", "host-42")
+		}
+	}
+	t.Cleanup(func() { harness.Run(home.Shell("ssh web-1 rm -f "+name+"*"), nil, short) })
+	runPrinted(t, home, "scp up.bin web-1:"+name+".scp && scp web-1:"+name+".scp down.scp", "", "")
+	sameFile(t, home, "scp by the config's name", "down.scp", data)
+	runPrinted(t, home, "sftp web-1", "put up.bin "+name+".sftp\nget "+name+".sftp down.sftp\n", "")
+	sameFile(t, home, "sftp by the config's name", "down.sftp", data)
+	runPrinted(t, home, "rsync up.bin web-1:"+name+".rsync && rsync web-1:"+name+".rsync down.rsync", "", "")
+	sameFile(t, home, "rsync by the config's name", "down.rsync", data)
+}
