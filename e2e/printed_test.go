@@ -90,6 +90,9 @@ func runPrintedMenuStrings(t *testing.T, w *world, screen string) {
 	}
 	runPrinted(t, home, strings.Replace(scpLine, "FILE", "up.bin", 1)+name+".scp", "", "")
 	runPrinted(t, home, sshLine, "sha256sum "+name+".scp\n", sha256Hex(data))
+	// And back: the same words, the remote one first.
+	runPrinted(t, home, strings.Replace(scpLine, "FILE ", "", 1)+name+".scp down.scp", "", "")
+	sameFile(t, home, "scp as printed, back", "down.scp", data)
 
 	sftpLine := printedLine(t, w, screen, "sftp -P ")
 	runPrinted(t, home, sftpLine, "put up.bin "+name+".sftp\nget "+name+".sftp down.sftp\n", "")
