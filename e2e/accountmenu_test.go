@@ -223,7 +223,7 @@ func TestAccountMenuTUI(t *testing.T) {
 	m.keys(t, "Enter")
 	menuGolden(t, "2-envs", m.waitScreen(t, "ENVIRONMENT", "prod"))
 	m.keys(t, "Enter")
-	containers := m.waitScreen(t, "web-1", "stopped", "running", "lftp -u alice+")
+	containers := m.waitScreen(t, "web-1", "stopped", "running", "lftp ", "Enter connect")
 	menuGolden(t, "3-containers", containers)
 	// Each direct string works as printed (printed_test.go).
 	runPrintedMenuStrings(t, w, containers)
