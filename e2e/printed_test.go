@@ -77,7 +77,7 @@ func runPrintedMenuStrings(t *testing.T, w *world, screen string) {
 	home, data := printedHome(t, w)
 	name := fmt.Sprintf("printed-menu-%d", w.gate.Port) // in the target's home (root's, on this machine)
 	t.Cleanup(func() { harness.Run(w.alice.SSHTo("web-1", nil, "rm -f "+name+"*"), nil, short) })
-	sshLine := printedLine(t, w, screen, "ssh ", "web-1")
+	sshLine := printedLine(t, w, screen, "ssh ", "") // the first; the NODEID-UID one follows
 	runPrinted(t, home, sshLine, "echo printed-$((6*7))\n", "printed-42")
 
 	uid := printedLine(t, w, screen, "ssh ", "NODEID-UID")
