@@ -54,57 +54,122 @@ func sameFile(t *testing.T, home *harness.Home, what, name string, data []byte) 
 }
 
 // printedLine is the first line of text that starts with prefix (after
-// blanks) and holds has, with the port the golden screens normalise put
-// back. The lines are found by their client's name alone: the form after it
-// is what the run checks.
-func printedLine(t *testing.T, w *world, text, prefix, has string) string {
+// blanks) and holds has.
+func printedLine(t *testing.T, text, prefix, has string) string {
 	t.Helper()
 	for _, l := range strings.Split(text, "\n") {
 		if l = strings.TrimSpace(l); strings.HasPrefix(l, prefix) && strings.Contains(l, has) {
-			return strings.ReplaceAll(l, "GATEPORT", strconv.Itoa(w.gate.Port))
+			return l
 		}
 	}
 	t.Fatalf("no line starting %q with %q in:\n%s", prefix, has, text)
 	return ""
 }
 
-// runPrintedMenuStrings runs every direct string the menu shows for web-1
-// (screen): ssh, scp, sftp, lftp (FISH) and the NODEID-UID ssh line, each
-// pasted whole into a shell. Files go up and come back byte-exact.
+// menuBlocks are the command lines of a menu screen for client (ssh, scp,
+// sftp or lftp), in order, as copied from it: a line that starts with the
+// client's name and the lines that continue it (a line ending in a
+// backslash goes on on the next), joined with newlines, with the port the
+// golden screens normalise put back.
+func menuBlocks(w *world, screen, client string) []string {
+	var out []string
+	lines := strings.Split(screen, "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(strings.TrimSpace(lines[i]), client+" ") {
+			continue
+		}
+		b := lines[i]
+		for strings.HasSuffix(lines[i], "\\") && i+1 < len(lines) {
+			i++
+			b += "\n" + lines[i]
+		}
+		out = append(out, strings.ReplaceAll(b, "GATEPORT", strconv.Itoa(w.gate.Port)))
+	}
+	return out
+}
+
+// runPrintedMenuStrings runs every direct string the menu shows for web-1.
 func runPrintedMenuStrings(t *testing.T, w *world, screen string) {
+	t.Helper()
+	runMenuStrings(t, w, screen, "web-1")
+}
+
+// runMenuStrings runs every direct string the menu shows for target
+// (screen): ssh, scp, sftp, lftp (FISH) and the NODEID-UID ssh line, each
+// pasted whole into a shell. The strings are found by their client's name
+// alone: the form after it is what the run checks. Files go up and come
+// back byte-exact.
+func runMenuStrings(t *testing.T, w *world, screen, target string) {
 	t.Helper()
 	harness.RequireTools(t, "scp", "sftp", "lftp")
 	home, data := printedHome(t, w)
 	name := fmt.Sprintf("printed-menu-%d", w.gate.Port) // in the target's home (root's, on this machine)
-	t.Cleanup(func() { harness.Run(w.alice.SSHTo("web-1", nil, "rm -f "+name+"*"), nil, short) })
-	sshLine := printedLine(t, w, screen, "ssh ", "") // the first; the NODEID-UID one follows
-	runPrinted(t, home, sshLine, "echo printed-$((6*7))\n", "printed-42")
-
-	uid := printedLine(t, w, screen, "ssh ", "NODEID-UID")
-	runPrinted(t, home, uid, "echo uid-$((6*7))\n", "uid-42")
-
-	scpLine := printedLine(t, w, screen, "scp ", "")
-	if !strings.Contains(scpLine, " FILE ") {
-		t.Fatalf("menu scp line %q has no FILE", scpLine)
+	t.Cleanup(func() { harness.Run(w.alice.SSHTo(target, nil, "rm -f "+name+"*"), nil, short) })
+	one := func(client string, n int) string {
+		t.Helper()
+		b := menuBlocks(w, screen, client)
+		if len(b) != n {
+			t.Fatalf("the menu shows %d %s lines, want %d:\n%s", len(b), client, n, screen)
+		}
+		return b[0]
 	}
-	runPrinted(t, home, strings.Replace(scpLine, "FILE", "up.bin", 1)+name+".scp", "", "")
-	runPrinted(t, home, sshLine, "sha256sum "+name+".scp\n", sha256Hex(data))
+	ssh := menuBlocks(w, screen, "ssh")
+	if len(ssh) != 2 {
+		t.Fatalf("the menu shows %d ssh lines, want 2 (USER+TARGET, NODEID-UID):\n%s", len(ssh), screen)
+	}
+	runPrinted(t, home, ssh[0], "echo printed-$((6*7))\n", "printed-42")
+	runPrinted(t, home, ssh[1], "echo uid-$((6*7))\n", "uid-42")
+
+	scp := one("scp", 1)
+	if !strings.Contains(scp, " FILE ") {
+		t.Fatalf("menu scp line %q has no FILE", scp)
+	}
+	runPrinted(t, home, strings.Replace(scp, "FILE", "up.bin", 1)+name+".scp", "", "")
+	runPrinted(t, home, ssh[0], "sha256sum "+name+".scp\n", sha256Hex(data))
 	// And back: the same words, the remote one first.
-	runPrinted(t, home, strings.Replace(scpLine, "FILE ", "", 1)+name+".scp down.scp", "", "")
+	runPrinted(t, home, strings.Replace(scp, "FILE ", "", 1)+name+".scp down.scp", "", "")
 	sameFile(t, home, "scp as printed, back", "down.scp", data)
 
-	sftpLine := printedLine(t, w, screen, "sftp ", "")
-	runPrinted(t, home, sftpLine, "put up.bin "+name+".sftp\nget "+name+".sftp down.sftp\n", "")
+	runPrinted(t, home, one("sftp", 1), "put up.bin "+name+".sftp\nget "+name+".sftp down.sftp\n", "")
 	sameFile(t, home, "sftp as printed", "down.sftp", data)
 
-	lftpLine := printedLine(t, w, screen, "lftp ", "")
-	runPrinted(t, home, lftpLine, "set net:max-retries 1\nput up.bin -o "+name+".fish\nget "+name+".fish -o down.fish\ncls -1 /etc/hostname\n", "hostname")
+	runPrinted(t, home, one("lftp", 1), "set net:max-retries 1\nput up.bin -o "+name+".fish\nget "+name+".fish -o down.fish\ncls -1 /etc/hostname\n", "hostname")
 	sameFile(t, home, "lftp as printed", "down.fish", data)
+}
+
+// On an IPv6 gate, in a terminal too narrow for them, the menu's direct
+// strings for a long target name still run as printed: folded over lines
+// (copied with their line breaks), the address bracketed where scp, sftp and
+// lftp need it.
+func TestPrintedMenuFoldedIPv6(t *testing.T) {
+	gateOnly(t)
+	t.Parallel()
+	harness.RequireTools(t, "/usr/sbin/sshd", "ssh", "tmux")
+	sshd := harness.StartSSHD(t, harness.SSHDOptions{})
+	g := harness.StartGate(t, harness.GateOptions{Host: "::1"})
+	sshd.Authorize(t, g.GateKey(t))
+	long := "payments-api-production-eu-west-1-blue"
+	g.Admin(t, "env", "add", "prod")
+	g.Admin(t, "target", "add", long, "--env", "prod", "--upstream", sshd.Addr, "--login", "root", "--host-key", sshd.HostKeyPub)
+	alice := g.AddUser(t, "alice")
+	g.Admin(t, "grant", "alice", "--env", "prod", "--login", "root")
+	w := &world{gate: g, sshd: sshd, alice: alice}
+	m := startTmuxSSH(t, w, "alice", 60, 24) // one env: the menu opens on its targets
+	screen := m.waitScreen(t, "lftp ", "Enter connect")
+	if !strings.Contains(screen, "\\\n") {
+		t.Fatalf("nothing is folded at 60 columns:\n%s", screen)
+	}
+	runMenuStrings(t, w, screen, long)
+	m.keys(t, "q")
+	if code := m.exited(t); code != 0 {
+		t.Errorf("q: ssh exited %d", code)
+	}
 }
 
 var configHost = regexp.MustCompile(`(?m)^Host (\S+)$`)
 
-// ls, ls --json and config, from a user's home: every CONNECT string runs;
+// ls, ls --json and config, from a user's home, on an IPv4 and an IPv6
+// gate: every CONNECT string runs;
 // the known_hosts command config's header prints works, and then so does its
 // ssh -J line; `config >> ~/.ssh/config` makes `ssh NAME` work for every
 // Host it prints, and scp, sftp and rsync by those names move files
@@ -113,9 +178,17 @@ func TestPrintedGateStrings(t *testing.T) {
 	gateOnly(t)
 	t.Parallel()
 	harness.RequireTools(t, "scp", "sftp", "rsync")
-	w := menuWorld(t)
+	for _, host := range []string{"127.0.0.1", "::1"} {
+		t.Run(host, func(t *testing.T) {
+			t.Parallel()
+			printedGateStrings(t, menuWorldWith(t, harness.GateOptions{Host: host}))
+		})
+	}
+}
+
+func printedGateStrings(t *testing.T, w *world) {
 	home, data := printedHome(t, w)
-	gate := fmt.Sprintf("ssh -p %d alice@127.0.0.1", w.gate.Port) // as the first-run hint and the README print it
+	gate := fmt.Sprintf("ssh -p %d alice@%s", w.gate.Port, w.gate.Host) // as the first-run hint and the README print it
 	name := fmt.Sprintf("printed-config-%d", w.gate.Port)
 	// menuWorld's gate has no docker backend: box is listed, not reached.
 	up := map[string]bool{"web-1": true, "api-1": true}
@@ -151,7 +224,7 @@ func TestPrintedGateStrings(t *testing.T) {
 		t.Fatalf("config prints no known_hosts command:\n%s", config)
 	}
 	runPrinted(t, home, header[1], "", "")
-	jump := printedLine(t, w, strings.ReplaceAll(config, "# ssh -J", "ssh -J"), "ssh -J ", "")
+	jump := printedLine(t, strings.ReplaceAll(config, "# ssh -J", "ssh -J"), "ssh -J ", "")
 	jump, _, _ = strings.Cut(jump, " reaches")
 	if !strings.HasSuffix(jump, " LOGIN@TARGET") {
 		t.Fatalf("config's ssh -J line %q", jump)
@@ -169,7 +242,7 @@ func TestPrintedGateStrings(t *testing.T) {
 			runPrinted(t, home, "ssh "+h[1]+" echo host-$((6*7))", "", "host-42")
 		}
 	}
-	t.Cleanup(func() { harness.Run(home.Shell("ssh web-1 rm -f "+name+"*"), nil, short) })
+	t.Cleanup(func() { harness.Run(w.alice.SSHTo("web-1", nil, "rm -f "+name+"*"), nil, short) })
 	runPrinted(t, home, "scp up.bin web-1:"+name+".scp && scp web-1:"+name+".scp down.scp", "", "")
 	sameFile(t, home, "scp by the config's name", "down.scp", data)
 	runPrinted(t, home, "sftp web-1", "put up.bin "+name+".sftp\nget "+name+".sftp down.sftp\n", "")

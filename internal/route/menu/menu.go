@@ -699,8 +699,9 @@ func (m *Model) directLines(it *Item, w int) []string {
 }
 
 // fold breaks command line s into lines of at most w columns, each but the
-// last ending in a backslash, the continuations from column 0, breaking
-// after a blank where one is near enough (the joined line is the same).
+// last ending in a backslash, the continuations from column 0: after a
+// blank where the word that follows then fits on a line of its own, else
+// inside the word (backslash-newline joins it again).
 func fold(s string, w int) []string {
 	if utf8.RuneCountInString(s) <= w {
 		return []string{s}
@@ -715,10 +716,15 @@ func fold(s string, w int) []string {
 	r := []rune(s)
 	for len(r) > w {
 		n := w - 1 // room for the backslash
-		// after a blank, if that keeps at least half the line
-		for j := n; j > n/2; j-- {
+		for j := n; j > 0; j-- {
 			if r[j-1] == ' ' {
-				n = j
+				word := len(r) - j
+				if k := strings.IndexRune(string(r[j:]), ' '); k >= 0 {
+					word = utf8.RuneCountInString(string(r[j:])[:k])
+				}
+				if word <= w-1 {
+					n = j
+				}
 				break
 			}
 		}
