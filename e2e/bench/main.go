@@ -102,7 +102,7 @@ func parseFlags(args []string) (*opts, error) {
 	only := fs.String("only", strings.Join(sections, ","), "comma list of sections: "+strings.Join(sections, ","))
 	fs.BoolVar(&o.keep, "keep", false, "leave the temp dirs (configs, logs, data) in place")
 	fs.BoolVar(&o.verify, "verify", true, "check the sha256 of one copy per tool and path")
-	fs.StringVar(&o.profile, "profile", "", "save a 10 s CPU profile of the gate during scp aes128-gcm transfers in this directory")
+	fs.StringVar(&o.profile, "profile", "", "save 10 s CPU profiles of the gate during scp aes128-gcm transfers and during logins (kex curve25519) in this directory")
 	fs.IntVar(&o.clients, "clients", 8, "parallel clients for the logins section")
 	fs.DurationVar(&o.loginsFor, "logins-for", 10*time.Second, "duration of the logins section per path")
 	fs.IntVar(&o.sessions, "sessions", 100, "idle sessions for the memory section")
@@ -594,6 +594,13 @@ func bench(ctx context.Context, o *opts) error {
 					notes = append(notes, fmt.Sprintf("logins: two gates behind HAProxy (PROXY v2) on one PostgreSQL do %.1f/s, %s of one gate on PostgreSQL; "+
 						"the %d clients, sshd, HAProxy, PostgreSQL and both gates share this machine's %d CPUs, so the machine is the limit (load average now %s)",
 						tps, ratio(tps, pps), o.clients, runtime.NumCPU(), loadavg()))
+				}
+			}
+			if forced && o.profile != "" {
+				if p, ms, err := profileLogins(ctx, o, g, "gate-cpu-logins.pprof"); err != nil {
+					logf("profile: %v", err)
+				} else {
+					notes = append(notes, fmt.Sprintf("gate CPU profile of 10 s of logins%s (%.1f ms/login then): %s (go tool pprof -top %s)", kexLabel, ms, p, p))
 				}
 			}
 			for _, r := range []struct {
