@@ -43,7 +43,7 @@ func BenchmarkLegUpload(b *testing.B) {
 	l, err := net.Listen("unix", sock)
 	must(b, err)
 	defer l.Close()
-	args := []string{bin, "--dial", "unix:"+sock, "--host-key", filepath.Join(dir, "host"), "--authorized-keys", filepath.Join(dir, "auth"), "--shell", "/bin/sh"}
+	args := []string{bin, "--dial", "unix:" + sock, "--host-key", filepath.Join(dir, "host"), "--authorized-keys", filepath.Join(dir, "auth"), "--shell", "/bin/sh"}
 	if w := os.Getenv("LEG_WRAP"); w != "" { // e.g. "perf record -o /tmp/x.data --"
 		args = append(strings.Fields(w), args...)
 	}
