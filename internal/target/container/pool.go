@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/sshgate/sshgate/internal/gate"
@@ -60,7 +61,10 @@ func (b *Backend) PoolReady(t gate.Target) int {
 	return 0
 }
 
-func (b *Backend) takePool(ctx context.Context, s *Spec) *box {
+// takePool returns a pool container for this connection alone, or nil
+// when the pool is empty. spare is its agent's waiting connection when it
+// had one (then the container runs without asking the engine), else nil.
+func (b *Backend) takePool(ctx context.Context, s *Spec) (_ *box, spare net.Conn) {
 	for {
 		b.mu.Lock()
 		p := b.pools[s.Key]
@@ -71,14 +75,17 @@ func (b *Backend) takePool(ctx context.Context, s *Spec) *box {
 		p.lastUsed = b.cfg.Now()
 		if len(p.ready) == 0 {
 			b.mu.Unlock()
-			return nil
+			return nil, nil
 		}
 		bx := p.ready[0]
 		p.ready = p.ready[1:]
 		b.mu.Unlock()
+		if c := bx.warm.trySpare(); c != nil {
+			return bx, c
+		}
 		st, err := b.eng.Inspect(ctx, bx.ref(), time.Time{})
 		if err == nil && st.Running {
-			return bx
+			return bx, nil
 		}
 		b.log.Warn("pool container is gone", "container", bx.name)
 		b.cleanup(bx)
