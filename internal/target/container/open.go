@@ -34,9 +34,10 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 	}
 	if s.Pool > 0 {
 		bx, spare := b.takePool(ctx, s)
-		// Refill after this connection's agent is up: on a small machine a
-		// container start competes for the CPU the connection needs now.
-		defer b.refill(s)
+		// Refill after this connection's handshake with its agent: on a
+		// small machine a container start competes for the CPU the
+		// connection needs now.
+		defer b.refillSoon(s)
 		if bx != nil {
 			log.Debug("container taken from pool", "container", bx.name, "spare", spare != nil)
 			if spare != nil {
