@@ -330,3 +330,58 @@ func TestCATrustedFileMissing(t *testing.T) {
 		t.Fatalf("serve with a missing trusted CA file: exit %d stderr %q", r.Code, r.Stderr)
 	}
 }
+
+// A gate with a CA in front of a real sshd that does not trust it (the gate
+// key is in its authorized_keys): the first login offers a certificate, is
+// refused and logs in with the gate key; the next ones sign no certificate
+// and log in with the gate key alone. Every login's audit record is whole.
+func TestCertificateRefusedGateKeyFirst(t *testing.T) {
+	t.Parallel()
+	gateOnly(t)
+	harness.RequireTools(t, "/usr/sbin/sshd", "ssh", "ssh-keygen")
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if r := runGateCLI(t, data, "init"); r.Code != 0 {
+		t.Fatalf("init: %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := runGateCLI(t, data, "ca", "init"); r.Code != 0 {
+		t.Fatalf("ca init: %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	sshd := harness.StartSSHD(t, harness.SSHDOptions{}) // no TrustedUserCAKeys
+	g := harness.StartGate(t, harness.GateOptions{DataDir: data})
+	sshd.Authorize(t, g.GateKey(t))
+	g.Admin(t, "env", "add", "prod")
+	g.Admin(t, "target", "add", "web", "--env", "prod", "--upstream", sshd.Addr, "--login", "root", "--host-key", sshd.HostKeyPub)
+	alice := g.AddUser(t, "alice")
+	g.Admin(t, "grant", "alice", "--target", "web", "--login", "root")
+	aud := &auditLog{path: filepath.Join(data, "audit", "audit.jsonl")}
+	const logins = 3
+	for i := 0; i < logins; i++ {
+		r := harness.Run(alice.SSHTo("web", nil, "echo ok"), nil, short)
+		if r.Code != 0 || r.Stdout != "ok\n" {
+			t.Fatalf("login %d: exit %d stdout %q stderr %q", i+1, r.Code, r.Stdout, r.Stderr)
+		}
+		seen := map[string]int{}
+		for _, e := range aud.next(t) {
+			seen[e["type"].(string)]++
+		}
+		for _, typ := range []string{"conn.open", "target.chosen", "session.start", "exec", "session.end", "conn.close"} {
+			if seen[typ] != 1 {
+				t.Errorf("login %d: %d %s audit events, want 1 (%v)", i+1, seen[typ], typ, seen)
+			}
+		}
+	}
+	log := g.Stderr.String()
+	if n := strings.Count(log, "login certificate issued"); n != 1 {
+		t.Errorf("%d login certificates issued in %d logins, want 1 (the first; none once the target refused it)", n, logins)
+	}
+	if n := strings.Count(log, "target refused the login certificate and took the gate key"); n != 1 {
+		t.Errorf("the refusal logged %d times, want 1", n)
+	}
+	if n := strings.Count(sshd.Stderr.String(), "Accepted publickey for root"); n != logins {
+		t.Errorf("sshd accepted the gate key %d times, want %d:\n%s", n, logins, sshd.Stderr.String())
+	}
+	if strings.Contains(sshd.Stderr.String(), "Accepted certificate") {
+		t.Error("sshd took a certificate it does not trust")
+	}
+}

@@ -214,6 +214,7 @@ func run(args []string) int {
 	// A Go handler (not SIG_IGN, which children would inherit) so that a
 	// write to a closed stdout is an error rather than death.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	agent.TuneGC()
 	// Logs go to stderr, one line per connection and per problem. In
 	// --stdio mode only warnings: stderr may share a transport with the
 	// SSH stream there.

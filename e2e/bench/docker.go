@@ -485,8 +485,8 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 		fmt.Sprintf("docker: engine %s, local socket transport; gate containers labelled sshgate.gate=%s, the bench's own sshgate.gate=%s", engine, d.gateID, d.benchID),
 		fmt.Sprintf("docker: per-user first connection (starts the container): %s ms to first byte; the per-user rows are later connections of the same user", ms(userFirst)),
 		"docker: `exit after output` is the time from the first byte of `echo hi` to the client's exit (stdin closed); docker run --rm includes the container's removal",
-		fmt.Sprintf("docker: the gate's log of those runs (ms, median / p90): cold, create + start until the agent connected %s; warm, exec of a fresh agent until it connected: pool %s, per-user %s",
-			medP90(gt["start "+targetCold]), medP90(gt["exec "+targetPool]), medP90(gt["exec "+targetUser])),
+		fmt.Sprintf("docker: the gate's log of those runs (ms, median / p90): cold, create + start until the agent connected %s; warm, from the target open to the gate logged in to its agent (`target connected`): pool %s, per-user %s; agents exec'd because none was waiting on warm.sock: pool %d, per-user %d",
+			medP90(gt["start "+targetCold]), medP90(gt["connected "+targetPool]), medP90(gt["connected "+targetUser]), len(gt["exec "+targetPool]), len(gt["exec "+targetUser])),
 	)
 
 	// Throughput into a running container: the per-user one through the
@@ -734,8 +734,10 @@ func childCPU(cmd *exec.Cmd) float64 {
 // gateTimings reads the gate's own account of where a connection's time
 // went, from its log after offset: "container started ... took=" (create,
 // start and the agent's connection, cold) and "agent exec ... took=" (exec
-// of a fresh agent in a running container until it connected, warm), by
-// target.
+// of a fresh agent in a running container until it connected, warm, when
+// its keeper offered no connection), by target name from the container
+// name; "target connected ... took=" (Open and the login to the agent) by
+// the target= field.
 func gateTimings(logFile string, offset int64) map[string][]time.Duration {
 	data, _ := os.ReadFile(logFile)
 	if offset > int64(len(data)) {
@@ -749,13 +751,18 @@ func gateTimings(logFile string, offset int64) map[string][]time.Duration {
 			kind = "start"
 		case strings.Contains(line, `msg="agent exec"`):
 			kind = "exec"
+		case strings.Contains(line, `msg="target connected"`):
+			kind = "connected"
 		default:
 			continue
 		}
-		var name, took string
+		var name, tgt, took string
 		for _, f := range strings.Fields(line) {
 			if v, ok := strings.CutPrefix(f, "container="); ok {
 				name = v
+			}
+			if v, ok := strings.CutPrefix(f, "target="); ok {
+				tgt = v
 			}
 			if v, ok := strings.CutPrefix(f, "took="); ok {
 				took = v
@@ -763,6 +770,10 @@ func gateTimings(logFile string, offset int64) map[string][]time.Duration {
 		}
 		d, err := time.ParseDuration(took)
 		if err != nil {
+			continue
+		}
+		if kind == "connected" {
+			out[kind+" "+tgt] = append(out[kind+" "+tgt], d)
 			continue
 		}
 		// sshgate-TARGET-SUFFIX

@@ -114,7 +114,7 @@ func parseFlags(args []string) (*opts, error) {
 	only := fs.String("only", strings.Join(defaultSections, ","), "comma list of sections: "+strings.Join(sections, ","))
 	fs.BoolVar(&o.keep, "keep", false, "leave the temp dirs (configs, logs, data) in place")
 	fs.BoolVar(&o.verify, "verify", true, "check the sha256 of one copy per tool and path")
-	fs.StringVar(&o.profile, "profile", "", "save a 10 s CPU profile of the gate during scp aes128-gcm transfers in this directory")
+	fs.StringVar(&o.profile, "profile", "", "save 10 s CPU profiles of the gate during scp aes128-gcm transfers and during logins (kex curve25519) in this directory")
 	fs.IntVar(&o.clients, "clients", 8, "parallel clients for the logins section")
 	fs.DurationVar(&o.loginsFor, "logins-for", 10*time.Second, "duration of the logins section per path")
 	fs.IntVar(&o.sessions, "sessions", 100, "idle sessions for the memory section")
@@ -345,6 +345,9 @@ func bench(ctx context.Context, o *opts) error {
 		{"default", "", o.only["throughput"] || o.only["firstbyte"] || o.only["logins"]},
 		{"idle", "", o.only["idle"]},
 		{"postgres", pgGateConfig, pgConfig != ""},
+		// "ca": a default gate after `ca init`, whose login certificates the
+		// sshd does not trust (it takes the gate key), for the logins section.
+		{"ca", "", o.only["logins"]},
 	}
 	gates := map[string]*gate{}
 	authorized := []string{strings.TrimSpace(string(pub))}
@@ -366,6 +369,11 @@ func bench(ctx context.Context, o *opts) error {
 		g, err := newGate(ctx, sp.name, bin, dir, key+".pub", cfg)
 		if err != nil {
 			return fmt.Errorf("set up gate %s: %w", sp.name, err)
+		}
+		if sp.name == "ca" {
+			if _, err := g.admin(ctx, "ca", "init"); err != nil {
+				return fmt.Errorf("set up gate %s: %w", sp.name, err)
+			}
 		}
 		gates[sp.name] = g
 		authorized = append(authorized, g.gateKey)
@@ -573,7 +581,11 @@ func bench(ctx context.Context, o *opts) error {
 			// Two rounds of half the time each, direct and gate alternating,
 			// so that a burst of load elsewhere on the machine hits both.
 			var rd, rg, rp, r2 loginResult
-			var gp, g2 *endpoint // the postgres-store gate and the pair behind HAProxy, on the unforced row
+			var rc loginResult
+			var gp, g2, gc *endpoint // the postgres-store gate and the pair behind HAProxy, on the unforced row; the CA gate on the forced one
+			if ca := gates["ca"]; ca != nil && forced {
+				gc = gateEndpoint(ca, key).withKex(kexForced)
+			}
 			if pg := gates["postgres"]; pg != nil && !forced {
 				gp = gateEndpoint(pg, key)
 			}
@@ -596,6 +608,10 @@ func bench(ctx context.Context, o *opts) error {
 				if g2 != nil {
 					logf("logins: %s, 2 gates behind haproxy, round %d", label, round+1)
 					r2.add(runLogins(ctx, o, g2, o.loginsFor/2))
+				}
+				if gc != nil {
+					logf("logins: %s, gate with a CA the sshd does not trust, round %d", label, round+1)
+					rc.add(runLogins(ctx, o, gc, o.loginsFor/2))
 				}
 			}
 			if ctx.Err() != nil {
@@ -627,10 +643,25 @@ func bench(ctx context.Context, o *opts) error {
 						tps, ratio(tps, pps), o.clients, runtime.NumCPU(), loadavg()))
 				}
 			}
+			if gc != nil {
+				cps := float64(rc.ok) / rc.elapsed.Seconds()
+				ccpu := "-"
+				if rc.ok > 0 {
+					ccpu = fmt.Sprintf("%.1f ms/login", rc.gateCPU*1000/float64(rc.ok))
+				}
+				t.row(label+", gate with a CA the sshd does not trust", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", cps), ratio(cps, dps), ccpu)
+			}
+			if forced && o.profile != "" {
+				if p, ms, err := profileLogins(ctx, o, g, "gate-cpu-logins.pprof"); err != nil {
+					logf("profile: %v", err)
+				} else {
+					notes = append(notes, fmt.Sprintf("gate CPU profile of 10 s of logins%s (%.1f ms/login then): %s (go tool pprof -top %s)", kexLabel, ms, p, p))
+				}
+			}
 			for _, r := range []struct {
 				path string
 				res  loginResult
-			}{{"direct", rd}, {"gate", rg}, {"gate on postgres", rp}, {"2 gates behind haproxy", r2}} {
+			}{{"direct", rd}, {"gate", rg}, {"gate on postgres", rp}, {"2 gates behind haproxy", r2}, {"gate with a CA", rc}} {
 				if r.res.failed > 0 {
 					notes = append(notes, fmt.Sprintf("%s %s: %d of %d failed; first: %s", label, r.path, r.res.failed, r.res.failed+r.res.ok, r.res.firstErr))
 				}

@@ -228,6 +228,52 @@ func profileTransfer(ctx context.Context, o *opts, c xferCase, src, dst, work st
 	}
 }
 
+// profileLogins fetches a 10 s CPU profile of the gate while -clients
+// loops of `ssh true` (not counted in the table) log in through ep, and
+// returns the gate's CPU per login over those 10 s.
+func profileLogins(ctx context.Context, o *opts, ep *endpoint, file string) (string, float64, error) {
+	if err := os.MkdirAll(o.profile, 0o755); err != nil {
+		return "", 0, err
+	}
+	g := ep.g
+	out := filepath.Join(o.profile, file)
+	logf("  profiling the gate for 10 s during logins -> %s", out)
+	type res struct {
+		data []byte
+		err  error
+	}
+	done := make(chan res, 1)
+	go func() {
+		resp, err := http.Get("http://" + g.pprof + "/debug/pprof/profile?seconds=10")
+		if err != nil {
+			done <- res{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("pprof: %s: %s", resp.Status, b)
+		}
+		done <- res{b, err}
+	}()
+	lr := runLogins(ctx, o, ep, 10*time.Second)
+	r := <-done
+	if r.err != nil {
+		return "", 0, r.err
+	}
+	if err := os.WriteFile(out, r.data, 0o644); err != nil {
+		return "", 0, err
+	}
+	if b, err := os.ReadFile(g.bin); err == nil {
+		os.WriteFile(filepath.Join(o.profile, "sshgate"), b, 0o755)
+	}
+	perLogin := 0.0
+	if lr.ok > 0 {
+		perLogin = lr.gateCPU * 1000 / float64(lr.ok)
+	}
+	return out, perLogin, nil
+}
+
 // profileFiles are the CPU profiles -profile saves.
 func profileFiles(cases []xferCase) []string {
 	var f []string

@@ -21,15 +21,16 @@ type GateOptions struct {
 	Port    int      // listen on this port instead of a free one
 	Args    []string // extra arguments to `sshgate serve`
 	Env     []string // extra environment
+	Host    string   // listen on this address instead of 127.0.0.1 (::1 for IPv6)
 }
 
 // Gate is a running `sshgate serve`.
 type Gate struct {
 	Bin        string
 	DataDir    string
-	Host       string // 127.0.0.1
+	Host       string // 127.0.0.1, or GateOptions.Host
 	Port       int
-	Addr       string // 127.0.0.1:PORT
+	Addr       string // 127.0.0.1:PORT ([::1]:PORT)
 	KnownHosts string // known_hosts file holding the gate's ed25519 host key
 	HostKey    string // the gate's host public key line (ssh-ed25519 AAAA...)
 	Stderr     *Buffer
@@ -38,7 +39,7 @@ type Gate struct {
 	proc *Process
 }
 
-// StartGate runs `sshgate serve` on a free 127.0.0.1 port with a fresh data
+// StartGate runs `sshgate serve` on a free 127.0.0.1 (or opts.Host) port with a fresh data
 // directory, waits until it accepts connections and writes a known_hosts
 // file for it. It is stopped in t.Cleanup, and its stderr is logged when the
 // test failed (or when it shows a data race or a panic, which fails the test).
@@ -47,6 +48,9 @@ func StartGate(t testing.TB, opts GateOptions) *Gate {
 	RequireTools(t, "ssh", "ssh-keygen")
 	bin := GateBinary(t)
 	g := &Gate{Bin: bin, DataDir: opts.DataDir, Host: "127.0.0.1", Stderr: &Buffer{}}
+	if opts.Host != "" {
+		g.Host = opts.Host
+	}
 	if g.DataDir == "" {
 		g.DataDir = filepath.Join(t.TempDir(), "data")
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -271,7 +272,8 @@ func (c *Conn) command(out io.Writer, args []string) int {
 		access := snap.Reachable()
 		host, port := c.Host, c.Port
 		if lines := c.jumpKnownHosts(snap); len(lines) > 0 {
-			fmt.Fprintf(out, "# ssh -J %s@%s:%s LOGIN@TARGET reaches these targets through the gate, which presents\n", c.Identity.User, host, port)
+			// -J takes [USER@]HOST[:PORT]: an IPv6 address in brackets.
+			fmt.Fprintf(out, "# ssh -J %s@%s LOGIN@TARGET reaches these targets through the gate, which presents\n", c.Identity.User, net.JoinHostPort(host, port))
 			fmt.Fprintf(out, "# itself as each of them. Trust it with this known_hosts line\n")
 			fmt.Fprintf(out, "# (ssh -p %s %s@%s config known-hosts >> ~/.ssh/known_hosts):\n", port, c.Identity.User, host)
 			for _, l := range lines {

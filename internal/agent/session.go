@@ -356,7 +356,7 @@ func (s *session) startPipes(command string, isExec bool) bool {
 	s.spawn(func() {
 		// stdin: the channel to the process; EOF from the client closes the
 		// pipe so that the command sees it.
-		_, _ = io.Copy(inW, s.ch)
+		copyToPipe(inW, s.ch)
 		inW.Close()
 	})
 	var out sync.WaitGroup
@@ -602,4 +602,77 @@ func signalName(sig syscall.Signal) string {
 		return n
 	}
 	return fmt.Sprintf("SIG%d", int(sig))
+}
+
+// The stdin copy of a process: a small buffer while the client types, a
+// large one once a read fills the small one (bulk input), given back when
+// reads come back small. A large read drains many of x/crypto's 32 KiB
+// packets at once, so the pipe sees one write where it saw eight and the
+// channel sends fewer window adjustments; the pipe grows to pipeBulk so
+// that such a write does not stall on the 64 KiB default while the reader
+// catches up.
+const (
+	pipeSmallBuf = 4 << 10
+	pipeLargeBuf = 256 << 10
+	pipeBulk     = 1 << 20
+)
+
+var pipeBufPool = sync.Pool{New: func() any { b := make([]byte, pipeLargeBuf); return &b }}
+
+// copyToPipe copies src to the pipe's write end w until src ends or a
+// write fails.
+func copyToPipe(w *os.File, src io.Reader) {
+	small := make([]byte, pipeSmallBuf)
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			pipeBufPool.Put(large)
+		}
+	}()
+	grown := false
+	for {
+		buf := small
+		if large != nil {
+			buf = *large
+		}
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if rerr != nil {
+			return
+		}
+		switch {
+		case large == nil && n == len(small):
+			large = pipeBufPool.Get().(*[]byte)
+			if !grown {
+				grown = true
+				setPipeSize(w, pipeBulk) // best-effort: a smaller pipe only costs more wakeups
+			}
+		case large != nil && n < pipeSmallBuf:
+			pipeBufPool.Put(large)
+			large = nil
+		}
+	}
+}
+
+// setPipeSize asks the kernel for a pipe buffer of size bytes (F_SETPIPE_SZ;
+// an unprivileged process may go up to /proc/sys/fs/pipe-max-size).
+func setPipeSize(f *os.File, size int) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var errno syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETPIPE_SZ, uintptr(size))
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }

@@ -1,8 +1,9 @@
 // Package live keeps the store's table of live sessions in step with the
 // sessions one gate relays, for `sshgate sessions` (which runs in another
 // process, maybe against a store several gates share): it registers each
-// session, writes its byte counts now and then, polls for kill requests and
-// removes the row when the session ends. It imports store and relay only.
+// session before it starts, writes its byte counts now and then, polls for
+// kill requests and removes the rows of ended sessions, all of them in one
+// statement per poll. It imports store and relay only.
 //
 // Must not import: store/... broker sshd/... target/... auth/... policy app
 package live
@@ -21,7 +22,7 @@ import (
 type Store interface {
 	AddLiveSession(ctx context.Context, s gate.LiveSession) error
 	UpdateLiveSessions(ctx context.Context, counts []gate.LiveCount) error // one statement for the batch
-	RemoveLiveSession(ctx context.Context, id string) error
+	RemoveLiveSessions(ctx context.Context, ids []string) error            // one statement for the batch
 	KillRequests(ctx context.Context, gateID string) ([]string, error)
 	ClearLiveSessions(ctx context.Context, gateID string) error
 }
@@ -41,6 +42,7 @@ type Registry struct {
 
 	mu       sync.Mutex
 	sessions map[string]*entry
+	ended    []string // rows to remove at the next poll (end)
 }
 
 type entry struct {
@@ -90,24 +92,56 @@ func (r *Registry) Start(s gate.LiveSession, c *relay.Counters, kill func()) fun
 	return func() { r.end(s.ID) }
 }
 
+// end unlists the session at once in this gate (its count, kill requests)
+// and queues its row for removal: the next poll removes every row queued
+// since the last in one statement, so a session costs the store one write
+// (its row, before it starts) instead of two. Until then `sshgate
+// sessions` may list it for up to one poll interval after it ended; a kill
+// requested for it meanwhile finds nothing to kill.
 func (r *Registry) end(id string) {
 	r.mu.Lock()
 	delete(r.sessions, id)
+	if len(r.ended) < maxEnded {
+		r.ended = append(r.ended, id)
+	}
 	r.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+}
+
+// maxEnded bounds the rows queued for removal while the store fails; past
+// it, rows are left for the gate's next start to clear (ClearLiveSessions).
+const maxEnded = 100000
+
+// removeEnded removes the rows of the sessions ended since the last call,
+// in one statement; on failure they stay queued for the next.
+func (r *Registry) removeEnded(ctx context.Context) {
+	r.mu.Lock()
+	ids := r.ended
+	r.ended = nil
+	r.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := r.st.RemoveLiveSession(ctx, id); err != nil {
-		r.log.Warn("unregister live session", "session_id", id, "err", err)
+	if err := r.st.RemoveLiveSessions(qctx, ids); err != nil {
+		r.log.Warn("unregister ended live sessions", "sessions", len(ids), "err", err)
+		r.mu.Lock()
+		if len(r.ended)+len(ids) <= maxEnded {
+			r.ended = append(ids, r.ended...)
+		}
+		r.mu.Unlock()
 	}
 }
 
-// Run polls for kill requests and writes byte counts until ctx ends.
+// Run polls for kill requests, removes ended sessions' rows and writes byte
+// counts until ctx ends; then it removes the rows still queued.
 func (r *Registry) Run(ctx context.Context) {
 	t := time.NewTicker(r.opts.Poll)
 	defer t.Stop()
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
+			r.removeEnded(context.Background())
 			return
 		case <-t.C:
 		}
@@ -115,8 +149,10 @@ func (r *Registry) Run(ctx context.Context) {
 	}
 }
 
-// poll runs one round: kill requests, then (with update) byte counts.
+// poll runs one round: ended sessions' rows, kill requests, then (with
+// update) byte counts.
 func (r *Registry) poll(ctx context.Context, update bool) {
+	r.removeEnded(ctx) // first: an ended session is asked about no more
 	r.mu.Lock()
 	empty := len(r.sessions) == 0
 	r.mu.Unlock()

@@ -87,6 +87,9 @@ type Store interface {
 	// (a gate's batch per interval); unknown ids are skipped.
 	UpdateLiveSessions(ctx context.Context, counts []gate.LiveCount) error
 	RemoveLiveSession(ctx context.Context, id string) error
+	// RemoveLiveSessions removes many sessions in one statement (a gate's
+	// sessions ended since its last poll); unknown ids are skipped.
+	RemoveLiveSessions(ctx context.Context, ids []string) error
 	ListLiveSessions(ctx context.Context) ([]gate.LiveSession, error) // oldest first
 	RequestKill(ctx context.Context, id string) error                 // ErrNotFound if no such live session
 	KillRequests(ctx context.Context, gateID string) ([]string, error)

@@ -505,9 +505,22 @@ func groupLabel(g string) string {
 // footerLines is how many lines the bottom of the screen takes.
 func (m *Model) footerLines() int {
 	if m.level == levelTargets {
-		return 10 // the 7 lines of direct strings, then status, blank, keys
+		return m.directHeight() + 3 // the direct strings, then status, blank, keys
 	}
 	return 3
+}
+
+// directHeight is the most lines the direct strings of a row take at this
+// width (7 where they fit): the same for every row, so the page does not
+// change size as the cursor moves.
+func (m *Model) directHeight() int {
+	n := 7
+	for _, r := range m.rows() {
+		if r.item != nil {
+			n = max(n, len(m.directLines(r.item, m.o.Width)))
+		}
+	}
+	return n
 }
 
 func (m *Model) pageRows() int {
@@ -603,11 +616,10 @@ func (m *Model) View() string {
 	}
 	if m.level == levelTargets {
 		if m.cursor < len(rows) && rows[m.cursor].item != nil {
-			for _, s := range m.direct(rows[m.cursor].item) {
-				out = append(out, cut("  "+s))
-			}
+			d := m.directLines(rows[m.cursor].item, w)
+			out = append(append(out, d...), make([]string, m.directHeight()-len(d))...)
 		} else {
-			out = append(out, make([]string, 7)...)
+			out = append(out, make([]string, m.directHeight())...)
 		}
 	}
 	status := m.status
@@ -642,22 +654,82 @@ func ellipsis(s string, w int) string {
 	return string(r[:w-1]) + "…"
 }
 
-// direct are the copyable strings that reach it without the menu.
+// direct are the copyable strings that reach it without the menu, each a
+// shell command line.
 func (m *Model) direct(it *Item) []string {
 	u := m.o.User + "+" + it.Name
 	h, p := m.o.Host, m.o.Port
+	// scp, sftp and lftp read HOST:PATH and a URL: an IPv6 address needs
+	// its brackets there (ssh takes it bare, and would not resolve them).
+	bh := h
+	if strings.Contains(h, ":") {
+		bh = "[" + h + "]"
+	}
 	out := []string{
-		"",
 		fmt.Sprintf("ssh  -p %s %s@%s", p, u, h),
-		fmt.Sprintf("scp  -P %s FILE %s@%s:", p, u, h),
-		fmt.Sprintf("sftp -P %s %s@%s", p, u, h),
+		fmt.Sprintf("scp  -P %s FILE %s@%s:", p, u, bh),
+		fmt.Sprintf("sftp -P %s %s@%s", p, u, bh),
 		// lftp drops a user given in a fish:// URL: -u carries it.
-		fmt.Sprintf("lftp -u %s, -p %s fish://%s", u, p, h),
+		fmt.Sprintf("lftp -u %s, -p %s fish://%s", u, p, bh),
 	}
 	if m.o.UID != 0 && it.ID != 0 {
-		out = append(out, fmt.Sprintf("ssh  -p %s %d-%d@%s   (NODEID-UID)", p, it.ID, m.o.UID, h))
-	} else {
+		// The note is a shell comment: the whole line runs as copied.
+		out = append(out, fmt.Sprintf("ssh  -p %s %d-%d@%s   # NODEID-UID", p, it.ID, m.o.UID, h))
+	}
+	return out
+}
+
+// directLines are it's direct strings as drawn w columns wide: a blank
+// line, the strings (the NODEID-UID line, or a blank), a blank line. A
+// string wider than the screen is never cut: it is folded with a backslash
+// before each line break, so the lines as copied still run as one command
+// line in a shell (backslash-newline joins them, inside a word too); a
+// trailing comment that does not fit is left off, as a comment would end
+// at the first line break.
+func (m *Model) directLines(it *Item, w int) []string {
+	out := []string{""}
+	strs := m.direct(it)
+	for _, s := range strs {
+		out = append(out, fold("  "+s, w)...)
+	}
+	if len(strs) < 5 {
 		out = append(out, "")
 	}
 	return append(out, "")
+}
+
+// fold breaks command line s into lines of at most w columns, each but the
+// last ending in a backslash, the continuations from column 0: after a
+// blank where the word that follows then fits on a line of its own, else
+// inside the word (backslash-newline joins it again).
+func fold(s string, w int) []string {
+	if utf8.RuneCountInString(s) <= w {
+		return []string{s}
+	}
+	if i := strings.Index(s, "   # "); i >= 0 {
+		return fold(s[:i], w) // the note goes; the command stays whole
+	}
+	if w < 2 {
+		return []string{ellipsis(s, w)}
+	}
+	var out []string
+	r := []rune(s)
+	for len(r) > w {
+		n := w - 1 // room for the backslash
+		for j := n; j > 0; j-- {
+			if r[j-1] == ' ' {
+				word := len(r) - j
+				if k := strings.IndexRune(string(r[j:]), ' '); k >= 0 {
+					word = utf8.RuneCountInString(string(r[j:])[:k])
+				}
+				if word <= w-1 {
+					n = j
+				}
+				break
+			}
+		}
+		out = append(out, string(r[:n])+"\\")
+		r = r[n:]
+	}
+	return append(out, string(r))
 }

@@ -1,6 +1,7 @@
 package menu
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -270,4 +271,55 @@ func FuzzKeys(f *testing.F) {
 			}
 		}
 	})
+}
+
+// shellWords runs text (command lines for ssh, scp, sftp, lftp) in sh with
+// each client a function that prints its arguments: what the client would
+// be given.
+func shellWords(t *testing.T, text string) string {
+	t.Helper()
+	fns := ""
+	for _, c := range []string{"ssh", "scp", "sftp", "lftp"} {
+		fns += c + `() { printf '%s<%s>' "$0" "$@"; echo; }; `
+	}
+	out, err := exec.Command("sh", "-c", fns+text).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sh: %v: %s\n%s", err, out, text)
+	}
+	return string(out)
+}
+
+// A direct string wider than the screen is folded, never cut: the lines as
+// copied give the clients the same arguments as the whole string, and each
+// fits the width. An IPv6 gate address is bracketed where scp, sftp and
+// lftp need it.
+func TestDirectStringsFolded(t *testing.T) {
+	long := Item{ID: 123456, Name: "payments-api-production-eu-west-1-blue-" + strings.Repeat("x", 20), Env: "prod", Group: "shop", Addr: "10.0.0.1:22", State: "running"}
+	for _, host := range []string{"gate.example", "2001:db8::17"} {
+		m := newModel([]Item{long}, Options{User: "alice", UID: 7, Host: host, Port: "2222"})
+		whole := strings.Join(m.direct(&long), "\n")
+		want := shellWords(t, whole)
+		for _, w := range []int{200, 80, 40, 20, 3} {
+			lines := m.directLines(&long, w)
+			for _, l := range lines {
+				if utf8.RuneCountInString(l) > w {
+					t.Errorf("host %s, width %d: line %q is wider", host, w, l)
+				}
+			}
+			if got := shellWords(t, strings.Join(lines, "\n")); got != want {
+				t.Errorf("host %s, width %d: the folded lines\n%s\nrun as\n%s\nwant\n%s", host, w, strings.Join(lines, "\n"), got, want)
+			}
+			m.Update(tea.WindowSizeMsg{Width: w, Height: 40}) // one env: it opens on its targets
+			if v := m.View(); w >= 20 && !strings.Contains(v, lines[1]) {
+				t.Errorf("width %d: the view does not show %q:\n%s", w, lines[1], v)
+			}
+		}
+	}
+	m := newModel(nil, Options{User: "alice", UID: 7, Host: "::1", Port: "2222"})
+	got := strings.Join(m.direct(&Item{ID: 1, Name: "web-1"}), "\n")
+	for _, want := range []string{"ssh  -p 2222 alice+web-1@::1\n", "scp  -P 2222 FILE alice+web-1@[::1]:\n", "sftp -P 2222 alice+web-1@[::1]\n", "lftp -u alice+web-1, -p 2222 fish://[::1]\n", "ssh  -p 2222 1-7@::1   # NODEID-UID"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("direct strings for ::1 have no %q:\n%s", want, got)
+		}
+	}
 }

@@ -40,6 +40,14 @@ func (s *Store) RemoveLiveSession(ctx context.Context, id string) error {
 	return orWrap(affected(tag, err, fmt.Errorf("live session %q: %w", id, store.ErrNotFound)), fmt.Sprintf("remove live session %q", id))
 }
 
+func (s *Store) RemoveLiveSessions(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM live_sessions WHERE id = ANY($1)`, ids)
+	return orWrap(err, "remove live sessions")
+}
+
 func (s *Store) ListLiveSessions(ctx context.Context) ([]gate.LiveSession, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, gate_id, username, target, login, key_fp, started_at, bytes_in, bytes_out, updated_at, kill_requested
 		FROM live_sessions ORDER BY started_at, id`)

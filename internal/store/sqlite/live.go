@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sshgate/sshgate/internal/gate"
@@ -49,6 +51,27 @@ func (s *Store) RemoveLiveSession(ctx context.Context, id string) error {
 		return fmt.Errorf("remove live session %q: %w", id, err)
 	}
 	return nil
+}
+
+func (s *Store) RemoveLiveSessions(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		const chunk = 500 // under SQLite's limit on placeholders
+		for i := 0; i < len(ids); i += chunk {
+			part := ids[i:min(i+chunk, len(ids))]
+			args := make([]any, len(part))
+			for j, id := range part {
+				args[j] = id
+			}
+			q := `DELETE FROM live_sessions WHERE id IN (` + strings.TrimSuffix(strings.Repeat("?,", len(part)), ",") + `)`
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				return fmt.Errorf("remove live sessions: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 func (s *Store) ListLiveSessions(ctx context.Context) ([]gate.LiveSession, error) {

@@ -209,7 +209,7 @@ func (s *Store) TouchContainers(ctx context.Context, ids []string, at time.Time)
 	}
 	q := `UPDATE containers SET last_used = ?1 WHERE last_used < ?1 AND id IN (` + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + `)`
 	q = numbered(q)
-	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+	if _, err := s.db.DB.ExecContext(ctx, q, args...); err != nil { // not kept: its placeholders vary
 		return fmt.Errorf("touch containers: %w", err)
 	}
 	return nil

@@ -1,9 +1,10 @@
 // Package sqlite is the embedded store: store.Store on SQLite through
 // modernc.org/sqlite (no cgo). The database runs in WAL mode so that the
-// running gate reads while the admin CLI writes from another process; nothing
-// is cached, so every read sees the latest committed write. The schema grows
-// by ordered migrations recorded in schema_version. Targets keep their
-// kind-specific spec in a JSON column, so new spec fields need no migration.
+// running gate reads while the admin CLI writes from another process; no
+// result is cached (only compiled statements, stmts.go), so every read sees
+// the latest committed write. The schema grows by ordered migrations recorded
+// in schema_version. Targets keep their kind-specific spec in a JSON column,
+// so new spec fields need no migration.
 //
 // It imports store only: no ssh, policy or target package.
 //
@@ -33,7 +34,7 @@ const BusyTimeout = 5 * time.Second
 
 // Store is store.Store on one SQLite database file.
 type Store struct {
-	db       *sql.DB
+	db       *db // prepared statements kept (stmts.go)
 	from, to int // schema versions before and after Open
 }
 
@@ -203,7 +204,7 @@ func open(path string, migs []string) (*Store, error) {
 	// at most MaxConns connections, ever.
 	db.SetMaxOpenConns(MaxConns)
 	db.SetMaxIdleConns(MaxConns)
-	s := &Store{db: db}
+	s := &Store{db: newDB(db)}
 	if err := s.migrate(context.Background(), migs); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)

@@ -56,6 +56,18 @@ func testLiveSessions(t *testing.T, open func(t *testing.T) store.Store) {
 	if err := s.RemoveLiveSession(ctx, "s1"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("remove twice: %v, want ErrNotFound", err)
 	}
+	// Many at once, unknown ids skipped; none is no statement at all.
+	for _, id := range []string{"m1", "m2", "m3"} {
+		mustOK(t, s.AddLiveSession(ctx, gate.LiveSession{ID: id, GateID: "g1", User: "alice", Target: "web-1"}))
+	}
+	mustOK(t, s.RemoveLiveSessions(ctx, nil))
+	mustOK(t, s.RemoveLiveSessions(ctx, []string{"m1", "nope", "m3"}))
+	ls, err = s.ListLiveSessions(ctx)
+	mustOK(t, err)
+	if len(ls) != 2 || ls[0].ID != "s2" || ls[1].ID != "m2" {
+		t.Errorf("after removing m1 and m3: %+v", ls)
+	}
+	mustOK(t, s.RemoveLiveSession(ctx, "m2"))
 	// A gate's restart clears its own stale rows, not another gate's.
 	mustOK(t, s.AddLiveSession(ctx, gate.LiveSession{ID: "s3", GateID: "g1", User: "alice", Target: "web-1"}))
 	mustOK(t, s.ClearLiveSessions(ctx, "g1"))

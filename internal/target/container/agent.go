@@ -201,8 +201,23 @@ func (b *Backend) connect(ctx context.Context, bx *box) (net.Conn, error) {
 	return b.accept(ctx, bx, l, failed)
 }
 
+// Key exchanges the gate offers its agents. Over the socket transport the
+// link is a unix socket in the gate's own directory, never on a network,
+// so nobody can record it for a future quantum computer: plain curve25519
+// goes first (the hybrid ML-KEM exchange costs both ends more CPU per
+// connection; see BenchmarkLegWarm). The exec transport's stream may cross
+// a network to a remote engine: there ML-KEM stays first.
+var (
+	socketKex = []string{ssh.KeyExchangeCurve25519, ssh.KeyExchangeMLKEM768X25519}
+	execKex   = []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519}
+)
+
 // clientConfig is how the gate logs in to the agent of bx.
 func (b *Backend) clientConfig(bx *box, login string) *ssh.ClientConfig {
+	kex := socketKex
+	if b.cfg.Transport == TransportExec {
+		kex = execKex
+	}
 	return &ssh.ClientConfig{
 		User:              login,
 		Auth:              []ssh.AuthMethod{ssh.PublicKeys(bx.keys.client)},
@@ -210,6 +225,6 @@ func (b *Backend) clientConfig(bx *box, login string) *ssh.ClientConfig {
 		HostKeyAlgorithms: sshkeys.HostKeyAlgorithms(bx.keys.hostPub),
 		Timeout:           b.cfg.HandshakeTimeout,
 		ClientVersion:     "SSH-2.0-sshgate",
-		Config:            ssh.Config{Ciphers: sshkeys.ClientCiphers},
+		Config:            ssh.Config{Ciphers: sshkeys.ClientCiphers, KeyExchanges: kex},
 	}
 }

@@ -378,3 +378,31 @@ func TestReleaseDoesNotWaitForTheEngine(t *testing.T) {
 		t.Fatalf("%d inspections on Release, want 2", calls)
 	}
 }
+
+// TestPoolRefillWaits: taking a pool container starts no refill before
+// refillDelay (the connection's handshake with its agent goes first), and
+// the refill comes after it.
+func TestPoolRefillWaits(t *testing.T) {
+	f := newFixture(t, nil)
+	tg := spec("pooled", gate.DockerSpec{Pool: 2})
+	if err := f.b.Prewarm(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	f.b.fills.Wait()
+	t0 := time.Now()
+	f.open(tg, "alice")
+	f.b.mu.Lock()
+	p := f.b.pools["pooled|img"]
+	ready, filling := len(p.ready), p.filling
+	f.b.mu.Unlock()
+	if time.Since(t0) < refillDelay/2 && (ready != 1 || filling != 0) {
+		t.Fatalf("just after a take: %d ready, %d filling; want 1 and no refill yet", ready, filling)
+	}
+	f.b.fills.Wait()
+	if time.Since(t0) < refillDelay {
+		t.Errorf("refilled %s after the take, before refillDelay", time.Since(t0))
+	}
+	if n := f.b.PoolReady(tg); n != 2 {
+		t.Fatalf("after refillDelay: PoolReady %d, want 2", n)
+	}
+}

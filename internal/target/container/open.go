@@ -33,12 +33,16 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 		return b.openWarm(ctx, s, user, login, req.ConnID, log)
 	}
 	if s.Pool > 0 {
-		bx := b.takePool(ctx, s)
-		// Refill after this connection's agent is up: on a small machine a
-		// container start competes for the CPU the connection needs now.
-		defer b.refill(s)
+		bx, spare := b.takePool(ctx, s)
+		// Refill after this connection's handshake with its agent: on a
+		// small machine a container start competes for the CPU the
+		// connection needs now.
+		defer b.refillSoon(s)
 		if bx != nil {
-			log.Debug("container taken from pool", "container", bx.name)
+			log.Debug("container taken from pool", "container", bx.name, "spare", spare != nil)
+			if spare != nil {
+				return b.upstream(bx, spare, login, log, func(context.Context) error { return b.cleanup(bx) }), nil
+			}
 			return b.connectOwned(ctx, bx, login, log)
 		}
 	}

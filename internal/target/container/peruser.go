@@ -83,6 +83,13 @@ func (b *Backend) openWarm(ctx context.Context, s *Spec, user, login, connID str
 				b.releaseWarm(e)
 				return nil, e.err
 			}
+			if c := e.bx.warm.trySpare(); c != nil {
+				log.Debug("reusing per-user container", "container", e.bx.name, "spare", true)
+				return b.upstream(e.bx, c, login, log, func(context.Context) error {
+					b.releaseWarm(e)
+					return nil
+				}), nil
+			}
 			st, err := b.eng.Inspect(ctx, e.bx.ref(), time.Time{})
 			if err != nil || !st.Running {
 				// Died or removed behind our back: start afresh, once.

@@ -6,7 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Warm connections: the agent of a keeper container (pool or per-user,
@@ -102,4 +105,50 @@ func (b *Backend) takeWarm(ctx context.Context, bx *box) net.Conn {
 	}
 	b.log.Warn("the container's agent offered no connection; starting one by exec", "container", bx.name)
 	return nil
+}
+
+// trySpare returns the keeper agent's spare connection if one is waiting
+// and its agent still holds the other end, else nil, without waiting. A
+// live spare means the agent (the container's main process) runs, so the
+// caller needs no engine inspect: the warm first byte is then the SSH
+// handshake alone. A spare whose agent went away (the container stopped
+// or was killed after it dialed) is closed and dropped.
+func (w *warmSocket) trySpare() net.Conn {
+	if w == nil {
+		return nil
+	}
+	for {
+		select {
+		case c := <-w.spare:
+			if peerOpen(c) {
+				return c
+			}
+			c.Close()
+		default:
+			return nil
+		}
+	}
+}
+
+// peerOpen reports whether c's peer has neither closed nor shut down its
+// writing half: poll(2) with POLLRDHUP, no wait. Data already sent (the
+// agent's version line) does not hide a close, as a peek would.
+func peerOpen(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	open := false
+	if err := rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, err := unix.Poll(fds, 0)
+		open = err == nil && (n == 0 || fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) == 0)
+	}); err != nil {
+		return false
+	}
+	return open
 }

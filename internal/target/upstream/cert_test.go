@@ -218,3 +218,159 @@ func TestNoCAUnpinnedIsMisconfigured(t *testing.T) {
 		t.Fatalf("%v, want a misconfigured target", err)
 	}
 }
+
+// keysSeen is what the target was asked about, in order, from n on.
+func (f *fakeTarget) since(n int) []ssh.PublicKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]ssh.PublicKey(nil), f.seen[n:]...)
+}
+
+func (f *fakeTarget) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.seen)
+}
+
+// A target that does not trust the CA refuses the certificate once; from
+// then on it is asked about the gate key only, and no certificate is
+// signed for it. When it stops taking the gate key, the certificate is
+// signed after all and, once taken, goes first again.
+func TestRefusedCertificateGateKeyFirst(t *testing.T) {
+	own := &ca.CA{User: signer(t), Host: signer(t)}
+	trust := ca.NewTrust(t.TempDir(), own, nil)
+	gateKey := signer(t)
+	hostKey := signer(t)
+	var logs strings.Builder
+	var logMu sync.Mutex
+	b, _ := New(Options{GateKey: gateKey, Timeout: 5 * time.Second, CA: trust, InwardTTL: 2 * time.Minute,
+		Log: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))})
+	issued := func() int {
+		logMu.Lock()
+		defer logMu.Unlock()
+		return strings.Count(logs.String(), "login certificate issued")
+	}
+	isGateKey := func(k ssh.PublicKey) bool { return string(k.Marshal()) == string(gateKey.PublicKey().Marshal()) }
+	var mu sync.Mutex // guards what the target takes
+	gateKeyOK, certOK := true, false
+	ft := startTarget(t, hostKey, func(k ssh.PublicKey) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := k.(*ssh.Certificate); ok {
+			return certOK
+		}
+		return isGateKey(k) && gateKeyOK
+	})
+	req := target.Request{Target: gate.Target{Name: "plain", Kind: gate.KindUpstream,
+		Upstream: &gate.UpstreamSpec{Addr: ft.addr, HostKey: sshkeys.AuthorizedLine(hostKey.PublicKey())}}, Login: "deploy", ConnID: "c1"}
+
+	// First login: certificate asked about, refused, then the gate key.
+	if err := login(t, b, req); err != nil {
+		t.Fatalf("first login: %v", err)
+	}
+	first := ft.since(0)
+	if len(first) != 2 {
+		t.Fatalf("first login asked about %d keys, want 2 (certificate, gate key)", len(first))
+	}
+	if _, ok := first[0].(*ssh.Certificate); !ok || !isGateKey(first[1]) {
+		t.Fatalf("first login asked about %T then %T, want the certificate then the gate key", first[0], first[1])
+	}
+	if issued() != 1 || b.refused.len() != 1 {
+		t.Fatalf("after the first login: %d certificates issued, %d refusals remembered; want 1 and 1", issued(), b.refused.len())
+	}
+
+	// Next logins: one query, the gate key; no certificate signed.
+	for i := 0; i < 3; i++ {
+		n := ft.count()
+		if err := login(t, b, req); err != nil {
+			t.Fatalf("login %d: %v", i+2, err)
+		}
+		if got := ft.since(n); len(got) != 1 || !isGateKey(got[0]) {
+			t.Fatalf("login %d asked about %d keys (%v), want the gate key only", i+2, len(got), got)
+		}
+	}
+	if issued() != 1 {
+		t.Fatalf("%d certificates issued, want 1 (none after the refusal)", issued())
+	}
+	// Another login on the same target is not covered by the refusal.
+	other := req
+	other.Login = "web"
+	n := ft.count()
+	if err := login(t, b, other); err != nil {
+		t.Fatal(err)
+	}
+	if got := ft.since(n); len(got) != 2 {
+		t.Fatalf("another login asked about %d keys, want 2", len(got))
+	}
+
+	// The target trusts the CA now and dropped the gate key: the
+	// certificate is signed after the gate key's refusal, in the same
+	// login, and goes first again from the next one.
+	mu.Lock()
+	gateKeyOK, certOK = false, true
+	mu.Unlock()
+	before := issued()
+	n = ft.count()
+	if err := login(t, b, req); err != nil {
+		t.Fatalf("login after the target started trusting the CA: %v", err)
+	}
+	got := ft.since(n)
+	if len(got) != 2 || !isGateKey(got[0]) {
+		t.Fatalf("asked about %d keys, want the gate key then the certificate", len(got))
+	}
+	if _, ok := got[1].(*ssh.Certificate); !ok || issued() != before+1 {
+		t.Fatalf("second key %T, %d certificates issued; want a certificate issued now", got[1], issued()-before)
+	}
+	n = ft.count()
+	if err := login(t, b, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := ft.since(n); len(got) != 1 {
+		t.Fatalf("after the certificate was taken: %d keys asked about, want 1 (the certificate first)", len(got))
+	} else if _, ok := got[0].(*ssh.Certificate); !ok {
+		t.Fatalf("after the certificate was taken: asked about %T first, want the certificate", got[0])
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// Refusals expire, and past the bound the oldest kind of entry goes first.
+func TestRefusalsBoundedAndExpiring(t *testing.T) {
+	now := time.Unix(1000, 0)
+	r := newRefusals()
+	r.now = func() time.Time { return now }
+	r.max = 3
+	if !r.add("a") || r.add("a") {
+		t.Fatal("add reports whether the key was new")
+	}
+	if !r.has("a") {
+		t.Fatal("a not remembered")
+	}
+	now = now.Add(refusalTTL)
+	if r.has("a") {
+		t.Fatal("a remembered past its ttl")
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		r.add(k)
+	}
+	now = now.Add(time.Minute)
+	r.add("d")
+	if r.len() != 3 || !r.has("d") {
+		t.Fatalf("%d entries, d remembered %v; want 3 and true", r.len(), r.has("d"))
+	}
+	// Expired entries go before live ones.
+	now = now.Add(refusalTTL - 30*time.Second) // a, b, c expired; d not
+	r.add("e")
+	if r.len() != 2 || !r.has("d") || !r.has("e") {
+		t.Fatalf("%d entries, d %v e %v; want 2, both", r.len(), r.has("d"), r.has("e"))
+	}
+}

@@ -31,6 +31,7 @@ type Backend struct {
 	trust     *ca.Trust // the gate's CAs (cert.go); nil: gate key and pinned host keys only
 	inwardTTL time.Duration
 	log       *slog.Logger
+	refused   *refusals // targets that refused the login certificate lately (cert.go)
 }
 
 // Options configure a Backend. GateKey is required.
@@ -55,7 +56,7 @@ func New(o Options) (*Backend, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Backend{gateKey: o.GateKey, timeout: o.Timeout, trust: o.CA, inwardTTL: o.InwardTTL, log: o.Log}, nil
+	return &Backend{gateKey: o.GateKey, timeout: o.Timeout, trust: o.CA, inwardTTL: o.InwardTTL, log: o.Log, refused: newRefusals()}, nil
 }
 
 // Open dials the target and returns how to log in to it.
