@@ -128,6 +128,10 @@ type Backend struct {
 	dirs   map[string]bool       // gate directory IDs in use
 	warm   map[string]*warmEntry // per-user containers by spec key and user
 	pools  map[string]*pool      // warm pools by spec key
+	// unremoved are containers whose removal failed, by ID: retried by
+	// the reaper and Close (remove).
+	unremoved map[string]Ref
+	removals  chan struct{} // one token per removal in flight (maxRemovals)
 }
 
 var _ target.Backend = (*Backend)(nil)
@@ -195,6 +199,7 @@ func New(cfg Config, eng Engine) (*Backend, error) {
 		cfg.PoolFills = 2
 	}
 	b := &Backend{cfg: cfg, eng: eng, log: cfg.Logger, boxes: map[string]*box{}, dirs: map[string]bool{},
+		unremoved: map[string]Ref{}, removals: make(chan struct{}, maxRemovals),
 		warm: map[string]*warmEntry{}, pools: map[string]*pool{}, fillSlots: make(chan struct{}, cfg.PoolFills)}
 	b.bg, b.cancel = context.WithCancel(context.Background())
 	b.wg.Add(1)
@@ -285,5 +290,9 @@ func (b *Backend) Close(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Those that failed (now or before) get one more try.
+	if err := b.retryRemovals(0); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }

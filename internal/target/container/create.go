@@ -188,13 +188,11 @@ func (b *Backend) reserveDir(id string) bool {
 
 // cleanup removes a container and its directory. Safe on partial boxes.
 func (b *Backend) cleanup(bx *box) error {
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RemoveTimeout)
-	defer cancel()
 	var errs []error
 	bx.warm.close()
 	if bx.id != "" {
-		if err := b.eng.Remove(ctx, bx.ref()); err != nil {
-			errs = append(errs, fmt.Errorf("remove container %s: %w", bx.name, err))
+		if err := b.remove(bx.ref()); err != nil {
+			errs = append(errs, fmt.Errorf("remove container %s (retried at the next reap): %w", bx.name, err))
 		}
 	}
 	if err := bx.dir.remove(); err != nil {
@@ -207,6 +205,56 @@ func (b *Backend) cleanup(bx *box) error {
 	delete(b.dirs, bx.dirID)
 	b.mu.Unlock()
 	b.unrecord(bx)
+	return errors.Join(errs...)
+}
+
+// maxRemovals bounds the container removals the gate asks its engine for at
+// once: a burst of session ends (or Close with hundreds of containers) would
+// otherwise queue them all in the engine together, each timing out under
+// RemoveTimeout while the engine works through the others.
+const maxRemovals = 8
+
+// remove removes r's container within RemoveTimeout, counted from when one
+// of the maxRemovals slots is free. A removal that fails is remembered in
+// unremoved, and retried by the reaper and by Close, so that the container
+// is not left behind until the gate's next start.
+func (b *Backend) remove(r Ref) error {
+	b.removals <- struct{}{}
+	defer func() { <-b.removals }()
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.RemoveTimeout)
+	defer cancel()
+	err := b.eng.Remove(ctx, r)
+	b.mu.Lock()
+	if err != nil {
+		b.unremoved[r.ID] = r
+	} else {
+		delete(b.unremoved, r.ID)
+	}
+	b.mu.Unlock()
+	return err
+}
+
+// retryRemovals removes again (at most limit of; 0: all) the containers
+// whose removal failed; it returns the errors of those that fail again
+// (they stay for the next try).
+func (b *Backend) retryRemovals(limit int) error {
+	b.mu.Lock()
+	refs := make([]Ref, 0, len(b.unremoved))
+	for _, r := range b.unremoved {
+		if limit > 0 && len(refs) == limit {
+			break
+		}
+		refs = append(refs, r)
+	}
+	b.mu.Unlock()
+	var errs []error
+	for _, r := range refs {
+		if err := b.remove(r); err != nil {
+			errs = append(errs, fmt.Errorf("remove container %s again: %w", r.Name, err))
+			continue
+		}
+		b.log.Info("removed container on retry", "container", r.Name, "id", short(r.ID))
+	}
 	return errors.Join(errs...)
 }
 

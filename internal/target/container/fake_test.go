@@ -25,15 +25,19 @@ import (
 // stand-in for the pure logic of the lifecycle only: the engines themselves
 // are tested against the real thing.
 type fakeEngine struct {
-	mu         sync.Mutex
-	n          int
-	boxes      map[string]*fakeBox
-	removed    []string
-	execs      int
-	createErr  error
-	userInfo   UserInfo
-	inspectFn  func(b *fakeBox, since time.Time) (State, error) // nil: from the box
-	lastCreate CreateRequest
+	mu          sync.Mutex
+	n           int
+	boxes       map[string]*fakeBox
+	removed     []string
+	execs       int
+	createErr   error
+	removeErrs  int // the next removeErrs Removes fail (the container stays)
+	removing    int // Removes in flight; maxRemoving the most at once
+	maxRemoving int
+	removeHold  chan struct{} // if set, every Remove receives from it first
+	userInfo    UserInfo
+	inspectFn   func(b *fakeBox, since time.Time) (State, error) // nil: from the box
+	lastCreate  CreateRequest
 	// createHold, if set, is received from by every Create before it
 	// returns; creating/maxCreating count the Creates in flight.
 	createHold  chan struct{}
@@ -171,7 +175,20 @@ func (f *fakeEngine) dialEach(b *fakeBox, path string) {
 
 func (f *fakeEngine) Remove(_ context.Context, r Ref) error {
 	f.mu.Lock()
+	f.removing++
+	f.maxRemoving = max(f.maxRemoving, f.removing)
+	hold := f.removeHold
+	f.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.removing--
+	if f.removeErrs > 0 {
+		f.removeErrs--
+		return errors.New("engine busy: removal timed out")
+	}
 	if b := f.boxes[r.ID]; b != nil {
 		for _, c := range b.peers {
 			c.Close()

@@ -406,3 +406,72 @@ func TestPoolRefillWaits(t *testing.T) {
 		t.Fatalf("after refillDelay: PoolReady %d, want 2", n)
 	}
 }
+
+// A removal that fails is not forgotten: the reaper retries it, and Close
+// tries once more, so the container is not left until the gate's next start.
+func TestFailedRemovalRetried(t *testing.T) {
+	f := newFixture(t, nil)
+	tg := spec("box", gate.DockerSpec{})
+	f.eng.mu.Lock()
+	f.eng.removeErrs = 1
+	f.eng.mu.Unlock()
+	if err := f.open(tg, "alice").Release(context.Background()); err == nil {
+		t.Fatal("release: no error from a failed removal")
+	}
+	if n, _ := f.eng.count(); n != 1 {
+		t.Fatalf("%d containers after the failed removal, want it still there", n)
+	}
+	if err := f.b.retryRemovals(maxRemovals); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if n, _ := f.eng.count(); n != 0 {
+		t.Fatalf("%d containers after the retry", n)
+	}
+
+	// Failing twice: the reaper's retry fails too, Close removes it.
+	f.eng.mu.Lock()
+	f.eng.removeErrs = 2
+	f.eng.mu.Unlock()
+	f.open(tg, "alice").Release(context.Background())
+	if err := f.b.retryRemovals(maxRemovals); err == nil {
+		t.Fatal("second retry: no error")
+	}
+	if err := f.b.Close(context.Background()); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if n, _ := f.eng.count(); n != 0 {
+		t.Fatalf("%d containers after Close", n)
+	}
+}
+
+// Removals run at most maxRemovals at once, however many sessions end.
+func TestRemovalsBounded(t *testing.T) {
+	f := newFixture(t, nil)
+	tg := spec("box", gate.DockerSpec{})
+	var ups []*target.Upstream
+	for range 3 * maxRemovals {
+		ups = append(ups, f.open(tg, "alice"))
+	}
+	hold := make(chan struct{})
+	f.eng.mu.Lock()
+	f.eng.removeHold = hold
+	f.eng.mu.Unlock()
+	done := make(chan struct{})
+	for _, u := range ups {
+		go func() { u.Release(context.Background()); done <- struct{}{} }()
+	}
+	time.Sleep(100 * time.Millisecond)
+	f.eng.mu.Lock()
+	inFlight := f.eng.removing
+	f.eng.mu.Unlock()
+	close(hold)
+	for range ups {
+		<-done
+	}
+	if inFlight != maxRemovals || f.eng.maxRemoving != maxRemovals {
+		t.Errorf("removals at once: %d (most %d), want %d", inFlight, f.eng.maxRemoving, maxRemovals)
+	}
+	if n, _ := f.eng.count(); n != 0 {
+		t.Fatalf("%d containers left", n)
+	}
+}

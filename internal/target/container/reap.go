@@ -23,6 +23,11 @@ func (b *Backend) reaper() {
 		case <-t.C:
 		}
 		b.reapIdle()
+		// A few failed removals a tick, so that an engine that does not
+		// answer cannot hold the reaper for long.
+		if err := b.retryRemovals(maxRemovals); err != nil {
+			b.log.Warn("container removal failed again", "err", err)
+		}
 	}
 }
 
