@@ -74,7 +74,11 @@ type EngineConfig struct {
 	// refuses (no pods/exec right, a pod gone) fails with a line rather
 	// than later as an SSH error (15s).
 	FirstByteTimeout time.Duration
-	Logger           *slog.Logger
+	// NoMux gives every connection to a keeper pod (pool, per-user) an
+	// exec of its own instead of a stream over the pod's long-lived one
+	// (mux.go): kubernetes.mux: false.
+	NoMux  bool
+	Logger *slog.Logger
 }
 
 // Engine is the Kubernetes engine of the container lifecycle.

@@ -68,7 +68,7 @@ func isAgentStdio(cmd []string) bool {
 
 // keep records r as a keeper pod whose agent runs as base.
 func (e *Engine) keep(r lifecycle.Ref, base []string) {
-	if base == nil {
+	if base == nil || e.cfg.NoMux {
 		return
 	}
 	e.muxMu.Lock()
