@@ -226,7 +226,7 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 			return nil, err
 		}
 		cfg := filepath.Join(dir, "sshgate.yaml")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: debug\nkubernetes:\n  kubeconfig: %s\n  namespace: %s\n  agent_image: %s\n  image_pull_policy: Never\n  start_timeout: 2m\n  mux: %v\n",
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: debug\nlimits:\n  max_unauthenticated_per_source: 64\nkubernetes:\n  kubeconfig: %s\n  namespace: %s\n  agent_image: %s\n  image_pull_policy: Never\n  start_timeout: 2m\n  mux: %v\n",
 			filepath.Join(state, "admin.kubeconfig"), k.ns, img, mux)), 0o600); err != nil {
 			return nil, err
 		}
@@ -377,22 +377,27 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 			gg := g
 			switch path {
 			case 0:
-				cmd = k.kctl(ctx, nil, "exec", "-i", base, "--", "sh", "-c", "cat > /dev/null")
+				cmd = k.kctl(ctx, nil, "exec", "-i", base, "--", "wc", "-c")
 			case 1:
-				cmd = ep(kubeUser).ssh(ctx, nil, "cat > /dev/null")
+				cmd = ep(kubeUser).ssh(ctx, nil, "wc", "-c")
 			case 2:
-				cmd, gg = ep(kubeUserExec).ssh(ctx, nil, "cat > /dev/null"), gx
+				cmd, gg = ep(kubeUserExec).ssh(ctx, nil, "wc", "-c"), gx
 			}
 			cmd.Stdin = f
-			var outb bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &outb, &outb
+			var outb, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &outb, &errb
 			cpu0 := harness.CPUSeconds(gg.PID())
 			start := time.Now()
 			err = cmd.Run()
 			el := time.Since(start)
 			f.Close()
 			if err != nil {
-				return fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, outb.String())
+				return fmt.Errorf("%s: %v\n%s%s", strings.Join(cmd.Args, " "), err, outb.String(), errb.String())
+			}
+			// Every byte must have arrived: busybox's `cat > /dev/null`
+			// under kubectl exec -i ends at once, kubectl exiting 0.
+			if got := strings.TrimSpace(outb.String()); got != fmt.Sprint(o.size) {
+				return fmt.Errorf("%s: wc -c counted %q, want %d\n%s", strings.Join(cmd.Args, " "), got, o.size, errb.String())
 			}
 			mbs := float64(o.size) / 1e6 / el.Seconds()
 			cpu := (harness.CPUSeconds(gg.PID()) - cpu0) / gib
@@ -404,12 +409,12 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 			case 2:
 				mbX, cpuX = append(mbX, mbs), append(cpuX, cpu)
 			}
-			logf("  cat > /dev/null  path=%s %7.1f MB/s", []string{"kubectl", "gate", "gate, mux off"}[path], mbs)
+			logf("  wc -c  path=%s %7.1f MB/s", []string{"kubectl", "gate", "gate, mux off"}[path], mbs)
 		}
 	}
 	t.section(fmt.Sprintf("kubernetes targets, %s into a running pod (MB/s, best of %d, connection setup included; gate CPU: s per GiB, mean)", humanSize(o.size), o.repeat))
-	t.row("cat > /dev/null: per-user via gate vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbG)), ratio(maxf(mbG), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuG)))
-	t.row("cat > /dev/null: per-user via gate, mux off vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbX)), ratio(maxf(mbX), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuX)))
+	t.row("wc -c: per-user via gate vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbG)), ratio(maxf(mbG), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuG)))
+	t.row("wc -c: per-user via gate, mux off vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbX)), ratio(maxf(mbX), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuX)))
 
 	// 20 sessions at once, cold, vs 20 plain pods created at once.
 	const n = 20
