@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/sshgate/sshgate/internal/coalesce"
 	"github.com/sshgate/sshgate/internal/muxproto"
 	lifecycle "github.com/sshgate/sshgate/internal/target/container"
 )
@@ -145,7 +146,10 @@ func (e *Engine) dialMux(ctx context.Context, r lifecycle.Ref, base []string) (*
 	if err != nil {
 		return nil, err
 	}
-	c := p.Conn
+	// yamux writes each frame's header and body apart: coalesced, they
+	// reach the exec stream (a pipe into remotecommand's stdin copy, one
+	// WebSocket message per read) together, with what queued meanwhile.
+	c := coalesce.New(p.Conn)
 	c.SetReadDeadline(time.Now().Add(e.cfg.FirstByteTimeout))
 	sess, err := muxproto.Client(c)
 	c.SetReadDeadline(time.Time{})
