@@ -103,6 +103,12 @@ type kubeWorld struct {
 // extra is appended to its configuration file.
 func newKubeWorld(t *testing.T, extra ...string) *kubeWorld {
 	t.Helper()
+	return newKubeWorldEnv(t, nil, extra...)
+}
+
+// newKubeWorldEnv is newKubeWorld with extra environment for the gate.
+func newKubeWorldEnv(t *testing.T, env []string, extra ...string) *kubeWorld {
+	t.Helper()
 	k := requireKube(t)
 	harness.RequireDocker(t) // the agent image is built with docker
 	if directMode {
@@ -124,7 +130,7 @@ func newKubeWorld(t *testing.T, extra ...string) *kubeWorld {
 %s`, filepath.Join(k.state, "gate.kubeconfig"), kubeNS, img, strings.Join(extra, ""))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}})
+	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}, Env: env})
 	g.Admin(t, "env", "add", "dev")
 	return &kubeWorld{k: k, gate: g, alice: g.AddUser(t, "alice"), tag: strings.ToLower(gate.NewRef()), cfg: cfg}
 }

@@ -2,7 +2,7 @@
 // (or an operator runs on a host): one static binary, no shell, scp or
 // sftp-server needed in the image. See internal/agent.
 //
-//	sshgate-agent (--stdio | --dial ADDR | --dial-each ADDR | --listen ADDR) --host-key FILE
+//	sshgate-agent (--stdio | --mux | --dial ADDR | --dial-each ADDR | --listen ADDR) --host-key FILE
 //	    --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
 //	sshgate-agent --install DIR
 //
@@ -13,7 +13,8 @@
 // Exit status: 2 for bad flags or unusable files they name (one line on
 // stderr, naming the value); 1 when --listen cannot listen or --dial gives
 // up (after 10 s of retries); 0 otherwise: --stdio and --dial exit when
-// their one connection ends, --listen on SIGTERM or SIGINT. On SIGTERM
+// their one connection ends, --mux when its stream ends, --listen on
+// SIGTERM or SIGINT. On SIGTERM
 // running sessions get SIGHUP, then SIGKILL 0.5 s later.
 //
 // Sessions run as the agent's own user, with the agent's environment (the
@@ -50,9 +51,10 @@ import (
 	"github.com/sshgate/sshgate/internal/agent"
 )
 
-const usage = `usage: sshgate-agent (--stdio | --dial ADDR | --dial-each ADDR | --listen ADDR) --host-key FILE --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
+const usage = `usage: sshgate-agent (--stdio | --mux | --dial ADDR | --dial-each ADDR | --listen ADDR) --host-key FILE --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
 
   --stdio              serve one SSH connection on stdin/stdout
+  --mux                serve the SSH connections the gate multiplexes on stdin/stdout (a keeper pod's exec stream)
   --dial ADDR          connect to unix:/path, tcp:host:port or host:port and serve that connection
   --dial-each ADDR     keep one idle connection dialed to ADDR, serve each as the gate takes it, until SIGTERM
   --listen ADDR        accept TCP connections on host:port until SIGTERM
@@ -74,6 +76,7 @@ func (e usageError) Error() string { return e.msg }
 
 type config struct {
 	stdio      bool
+	mux        bool
 	dial       string
 	listen     string
 	dialEach   string
@@ -91,6 +94,7 @@ func parseFlags(args []string) (*config, error) {
 	fs := flag.NewFlagSet("sshgate-agent", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.BoolVar(&c.stdio, "stdio", false, "")
+	fs.BoolVar(&c.mux, "mux", false, "")
 	fs.StringVar(&c.dial, "dial", "", "")
 	fs.StringVar(&c.listen, "listen", "", "")
 	fs.StringVar(&c.dialEach, "dial-each", "", "")
@@ -118,6 +122,9 @@ func parseFlags(args []string) (*config, error) {
 	if c.stdio {
 		c.modeCount++
 	}
+	if c.mux {
+		c.modeCount++
+	}
 	if c.dial != "" {
 		c.modeCount++
 	}
@@ -128,7 +135,7 @@ func parseFlags(args []string) (*config, error) {
 		c.modeCount++
 	}
 	if c.modeCount != 1 {
-		return nil, usageError{"give exactly one of --stdio, --dial ADDR, --dial-each ADDR, --listen ADDR"}
+		return nil, usageError{"give exactly one of --stdio, --mux, --dial ADDR, --dial-each ADDR, --listen ADDR"}
 	}
 	for _, a := range []string{c.dial, c.dialEach} {
 		if a == "" {
@@ -219,7 +226,7 @@ func run(args []string) int {
 	// --stdio mode only warnings: stderr may share a transport with the
 	// SSH stream there.
 	level := slog.LevelInfo
-	if c.stdio {
+	if c.stdio || c.mux {
 		level = slog.LevelWarn
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
@@ -257,6 +264,8 @@ func run(args []string) int {
 		context.AfterFunc(ctx, func() { srv.Shutdown(500 * time.Millisecond) })
 		dialEach(ctx, srv, network, address, log)
 		return 0
+	case c.mux:
+		return serveMux(ctx, srv, &stdioConn{r: os.Stdin, w: os.Stdout}, log)
 	case c.dial != "":
 		network, address, _ := dialTarget(c.dial)
 		conn, err := dialRetry(ctx, network, address, 10*time.Second)

@@ -28,19 +28,24 @@ import (
 // create-to-Running (client-go: create, watch until its container runs)
 // and `kubectl exec`. The gate (admin kubeconfig, a namespace of the
 // bench's own, deleted at the end) has targets kbox (--per connection),
-// kpool (--pool 4) and kmine (--per user).
+// kpool (--pool 4) and kmine (--per user); a second gate in the same
+// namespace with kubernetes.mux: false (an exec per connection, as before
+// the keeper pods' long-lived agent streams) has kpoolx and kminex, the
+// same targets, for the before/after rows of the same run.
 
 const (
-	kubeCold = "kbox"
-	kubePool = "kpool"
-	kubeUser = "kmine"
+	kubeCold     = "kbox"
+	kubePool     = "kpool"
+	kubeUser     = "kmine"
+	kubePoolExec = "kpoolx" // on the gate with kubernetes.mux: false
+	kubeUserExec = "kminex"
 )
 
 type kubeBench struct {
 	state, kubectl string
 	ns             string
 	cs             kubernetes.Interface
-	g              *gate
+	g, gx          *gate // mux on (the default), mux off
 	key            string
 }
 
@@ -167,18 +172,23 @@ func (k *kubeBench) settle(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		cold, pool := 0, 0
+		cold, pool, poolx := 0, 0, 0
 		for _, p := range list.Items {
+			running := p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning
 			switch p.Labels["sshgate.target"] {
 			case kubeCold:
 				cold++
 			case kubePool:
-				if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning {
+				if running {
 					pool++
+				}
+			case kubePoolExec:
+				if running {
+					poolx++
 				}
 			}
 		}
-		if cold == 0 && pool >= warmPool {
+		if cold == 0 && pool >= warmPool && poolx >= warmPool {
 			return nil
 		}
 		select {
@@ -187,7 +197,7 @@ func (k *kubeBench) settle(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return errors.New("kube: the cluster did not settle within 2 minutes (pods of kbox left or kpool not full)")
+	return errors.New("kube: the cluster did not settle within 2 minutes (pods of kbox left or kpool or kpoolx not full)")
 }
 
 func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl string, t *table, notes *[]string) error {
@@ -209,39 +219,58 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(tmp, "gate-kube")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+	// startGate starts a gate (mux on or off) with the targets given.
+	startGate := func(name string, mux bool, targets [][]string) (*gate, error) {
+		dir := filepath.Join(tmp, name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		cfg := filepath.Join(dir, "sshgate.yaml")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: debug\nlimits:\n  max_unauthenticated_per_source: 64\nkubernetes:\n  kubeconfig: %s\n  namespace: %s\n  agent_image: %s\n  image_pull_policy: Never\n  start_timeout: 2m\n  mux: %v\n",
+			filepath.Join(state, "admin.kubeconfig"), k.ns, img, mux)), 0o600); err != nil {
+			return nil, err
+		}
+		g, err := newGate(ctx, name, bin, dir, key+".pub", "")
+		if err != nil {
+			return nil, fmt.Errorf("set up gate %s: %w", name, err)
+		}
+		for _, ta := range targets {
+			if _, err := g.admin(ctx, append([]string{"target", "add", ta[0], "--env", "bench", "--kubernetes", "--image", harness.TestImage}, ta[1:]...)...); err != nil {
+				return nil, fmt.Errorf("set up gate %s: %w", name, err)
+			}
+		}
+		if _, err := g.admin(ctx, "grant", "alice", "--env", "bench"); err != nil {
+			return nil, err
+		}
+		if err := g.serve(ctx, dir, cfg); err != nil {
+			return nil, fmt.Errorf("gate %s: %w", name, err)
+		}
+		return g, nil
 	}
-	cfg := filepath.Join(dir, "sshgate.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("log:\n  level: debug\nkubernetes:\n  kubeconfig: %s\n  namespace: %s\n  agent_image: %s\n  image_pull_policy: Never\n  start_timeout: 2m\n",
-		filepath.Join(state, "admin.kubeconfig"), k.ns, img)), 0o600); err != nil {
-		return err
-	}
-	g, err := newGate(ctx, "kube", bin, dir, key+".pub", "")
+	g, err := startGate("gate-kube", true, [][]string{{kubeCold}, {kubePool, "--pool", fmt.Sprint(warmPool)}, {kubeUser, "--per", "user"}})
 	if err != nil {
-		return fmt.Errorf("set up gate kube: %w", err)
+		return err
 	}
 	k.g = g
-	for _, ta := range [][]string{{kubeCold}, {kubePool, "--pool", fmt.Sprint(warmPool)}, {kubeUser, "--per", "user"}} {
-		if _, err := g.admin(ctx, append([]string{"target", "add", ta[0], "--env", "bench", "--kubernetes", "--image", harness.TestImage}, ta[1:]...)...); err != nil {
-			return fmt.Errorf("set up gate kube: %w", err)
-		}
-	}
-	if _, err := g.admin(ctx, "grant", "alice", "--env", "bench"); err != nil {
+	gx, err := startGate("gate-kube-nomux", false, [][]string{{kubePoolExec, "--pool", fmt.Sprint(warmPool)}, {kubeUserExec, "--per", "user"}})
+	if err != nil {
 		return err
 	}
-	if err := g.serve(ctx, dir, cfg); err != nil {
-		return fmt.Errorf("gate kube: %w", err)
-	}
+	k.gx = gx
 	ep := func(target string) *endpoint {
-		e := gateEndpoint(g, key)
+		gg := g
+		if target == kubePoolExec || target == kubeUserExec {
+			gg = gx
+		}
+		e := gateEndpoint(gg, key)
 		e.login = "alice+" + target
 		return e
 	}
-	logf("kube: gate on %s, namespace %s, agent image %s; waiting for the pool", g.addr, k.ns, img)
+	gateOf := func(target string) *gate { return ep(target).g }
+	loadStart := loadavg()
+	logf("kube: gates on %s (mux) and %s (mux off), namespace %s, agent image %s; waiting for the pools", g.addr, gx.addr, k.ns, img)
 	if err := k.settle(ctx); err != nil {
-		return fmt.Errorf("%w\ngate log:\n%s", err, tail(g.log, 15))
+		return fmt.Errorf("%w\ngate log:\n%s\ngate (mux off) log:\n%s", err, tail(g.log, 15), tail(gx.log, 15))
 	}
 	base := "bench-base"
 	if _, err := k.createToRunning(ctx, base); err != nil {
@@ -249,22 +278,26 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 	}
 	defer k.deletePod(context.WithoutCancel(ctx), base)
 	kexec := func() *exec.Cmd { return k.kctl(ctx, nil, "exec", base, "--", "echo", "hi") }
-	// Warm-ups: the per-user pod's first connection starts it.
+	// Warm-ups: the per-user pods' first connections start them.
 	userFirst, _, err := timeSSH(ctx, ep(kubeUser), "echo", "hi")
 	if err != nil {
 		return fmt.Errorf("%w\ngate log:\n%s", err, tail(g.log, 15))
 	}
+	if _, _, err := timeSSH(ctx, ep(kubeUserExec), "echo", "hi"); err != nil {
+		return fmt.Errorf("%w\ngate (mux off) log:\n%s", err, tail(gx.log, 15))
+	}
 	timeCmd(kexec())
 
 	runs := min(o.runs, 10)
-	var create, cold, kx, pool, user dsamples
-	logf("kube: first byte, %d runs x 5 ways", runs)
+	var create, cold, kx, pool, user, poolx, userx dsamples
+	const ways = 7
+	logf("kube: first byte, %d runs x %d ways", runs, ways)
 	for i := 0; i < runs; i++ {
-		for w := 0; w < 5; w++ {
+		for w := 0; w < ways; w++ {
 			if err := k.settle(ctx); err != nil {
 				return err
 			}
-			switch (i + w) % 5 {
+			switch (i + w) % ways {
 			case 0:
 				name := fmt.Sprintf("bench-c%d", i)
 				d, err := k.createToRunning(ctx, name)
@@ -273,15 +306,16 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 					return err
 				}
 				create.first = append(create.first, d)
-			case 1, 3, 4:
-				target := map[int]string{1: kubeCold, 3: kubePool, 4: kubeUser}[(i+w)%5]
-				s := map[string]*dsamples{kubeCold: &cold, kubePool: &pool, kubeUser: &user}[target]
-				cpu0 := harness.CPUSeconds(g.PID())
+			case 1, 3, 4, 5, 6:
+				target := map[int]string{1: kubeCold, 3: kubePool, 4: kubeUser, 5: kubePoolExec, 6: kubeUserExec}[(i+w)%ways]
+				s := map[string]*dsamples{kubeCold: &cold, kubePool: &pool, kubeUser: &user, kubePoolExec: &poolx, kubeUserExec: &userx}[target]
+				gg := gateOf(target)
+				cpu0 := harness.CPUSeconds(gg.PID())
 				first, exit, err := timeSSH(ctx, ep(target), "echo", "hi")
 				if err != nil {
-					return fmt.Errorf("%w\ngate log:\n%s", err, tail(g.log, 15))
+					return fmt.Errorf("%w\ngate log:\n%s", err, tail(gg.log, 15))
 				}
-				s.cpu += harness.CPUSeconds(g.PID()) - cpu0
+				s.cpu += harness.CPUSeconds(gg.PID()) - cpu0
 				s.first, s.exit = append(s.first, first), append(s.exit, exit)
 			case 2:
 				first, exit, err := timeCmd(kexec())
@@ -300,7 +334,9 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 	}{
 		{"first byte, cold (--per connection) vs pod create-to-Running", &create, &cold},
 		{fmt.Sprintf("first byte, warm pool (--pool %d) vs kubectl exec", warmPool), &kx, &pool},
+		{fmt.Sprintf("first byte, warm pool (--pool %d), mux off vs kubectl exec", warmPool), &kx, &poolx},
 		{"first byte, per-user warm (--per user) vs kubectl exec", &kx, &user},
+		{"first byte, per-user warm, mux off vs kubectl exec", &kx, &userx},
 	} {
 		t.row(r.label, medP90(r.direct.first), medP90(r.viaGW.first), ratio(percentile(r.viaGW.first, 0.5).Seconds(), percentile(r.direct.first, 0.5).Seconds()), perConn(r.viaGW))
 	}
@@ -310,6 +346,7 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 	}{
 		{"exit after output, warm pool vs kubectl exec", &kx, &pool},
 		{"exit after output, per-user vs kubectl exec", &kx, &user},
+		{"exit after output, per-user, mux off vs kubectl exec", &kx, &userx},
 		{"exit after output, cold vs kubectl exec", &kx, &cold},
 	} {
 		da, ga := r.direct.afterOutput(), r.viaGW.afterOutput()
@@ -317,7 +354,8 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 	}
 	*notes = append(*notes,
 		fmt.Sprintf("kube: per-user first connection (starts the pod): %s ms to first byte; the per-user rows are later connections", ms(userFirst)),
-		"kube: `cold` is ssh to first byte against a plain pod's create-to-Running (no agent init container, no exec); the aim is within 100 ms of it")
+		"kube: `cold` is ssh to first byte against a plain pod's create-to-Running (no agent init container, no exec); the aim is within 100 ms of it",
+		"kube: `mux off` rows are a second gate with kubernetes.mux: false (an exec of the agent per connection) in the same run; the others reach the pool and per-user pods over each pod's one long-lived agent exec (a stream per connection); the aim for warm first byte is under 150 ms")
 
 	// Throughput into a running pod.
 	src := filepath.Join(work, "kube-src.bin")
@@ -326,42 +364,57 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 	}
 	defer os.Remove(src)
 	gib := float64(o.size) / (1 << 30)
-	var mbD, mbG, cpuG []float64
-	logf("kube: throughput, %d runs x 2 paths", o.repeat)
+	var mbD, mbG, cpuG, mbX, cpuX []float64
+	logf("kube: throughput, %d runs x 3 paths", o.repeat)
 	for rep := 0; rep < o.repeat; rep++ {
-		for _, viaGate := range []bool{rep%2 == 0, rep%2 != 0} {
+		for p := 0; p < 3; p++ {
+			path := (rep + p) % 3 // 0 kubectl, 1 gate (mux), 2 gate (mux off)
 			f, err := os.Open(src)
 			if err != nil {
 				return err
 			}
 			var cmd *exec.Cmd
-			if viaGate {
-				cmd = ep(kubeUser).ssh(ctx, nil, "cat > /dev/null")
-			} else {
-				cmd = k.kctl(ctx, nil, "exec", "-i", base, "--", "sh", "-c", "cat > /dev/null")
+			gg := g
+			switch path {
+			case 0:
+				cmd = k.kctl(ctx, nil, "exec", "-i", base, "--", "wc", "-c")
+			case 1:
+				cmd = ep(kubeUser).ssh(ctx, nil, "wc", "-c")
+			case 2:
+				cmd, gg = ep(kubeUserExec).ssh(ctx, nil, "wc", "-c"), gx
 			}
 			cmd.Stdin = f
-			var outb bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &outb, &outb
-			cpu0 := harness.CPUSeconds(g.PID())
+			var outb, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &outb, &errb
+			cpu0 := harness.CPUSeconds(gg.PID())
 			start := time.Now()
 			err = cmd.Run()
 			el := time.Since(start)
 			f.Close()
 			if err != nil {
-				return fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, outb.String())
+				return fmt.Errorf("%s: %v\n%s%s", strings.Join(cmd.Args, " "), err, outb.String(), errb.String())
+			}
+			// Every byte must have arrived: busybox's `cat > /dev/null`
+			// under kubectl exec -i ends at once, kubectl exiting 0.
+			if got := strings.TrimSpace(outb.String()); got != fmt.Sprint(o.size) {
+				return fmt.Errorf("%s: wc -c counted %q, want %d\n%s", strings.Join(cmd.Args, " "), got, o.size, errb.String())
 			}
 			mbs := float64(o.size) / 1e6 / el.Seconds()
-			if viaGate {
-				mbG, cpuG = append(mbG, mbs), append(cpuG, (harness.CPUSeconds(g.PID())-cpu0)/gib)
-			} else {
+			cpu := (harness.CPUSeconds(gg.PID()) - cpu0) / gib
+			switch path {
+			case 0:
 				mbD = append(mbD, mbs)
+			case 1:
+				mbG, cpuG = append(mbG, mbs), append(cpuG, cpu)
+			case 2:
+				mbX, cpuX = append(mbX, mbs), append(cpuX, cpu)
 			}
-			logf("  cat > /dev/null  gate=%v %7.1f MB/s", viaGate, mbs)
+			logf("  wc -c  path=%s %7.1f MB/s", []string{"kubectl", "gate", "gate, mux off"}[path], mbs)
 		}
 	}
 	t.section(fmt.Sprintf("kubernetes targets, %s into a running pod (MB/s, best of %d, connection setup included; gate CPU: s per GiB, mean)", humanSize(o.size), o.repeat))
-	t.row("cat > /dev/null: per-user via gate vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbG)), ratio(maxf(mbG), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuG)))
+	t.row("wc -c: per-user via gate vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbG)), ratio(maxf(mbG), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuG)))
+	t.row("wc -c: per-user via gate, mux off vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbX)), ratio(maxf(mbX), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuX)))
 
 	// 20 sessions at once, cold, vs 20 plain pods created at once.
 	const n = 20
@@ -403,6 +456,7 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 		return err
 	}
 	g.Terminate(time.Minute)
+	gx.Terminate(time.Minute)
 	left, _ := k.cs.CoreV1().Pods(k.ns).List(context.WithoutCancel(ctx), metav1.ListOptions{LabelSelector: "sshgate.gate"})
 	nleft := 0
 	if left != nil {
@@ -412,6 +466,17 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 			}
 		}
 	}
-	*notes = append(*notes, fmt.Sprintf("kube: namespace %s; gate pods not being deleted after the gate stopped (SIGTERM): %d", k.ns, nleft))
+	*notes = append(*notes, fmt.Sprintf("kube: namespace %s; gate pods not being deleted after the gates stopped (SIGTERM): %d", k.ns, nleft),
+		fmt.Sprintf("kube: load average at the section's start / end: %s / %s", loadStart, loadavg()),
+		"kube: "+muxLog(g.log))
 	return nil
+}
+
+// muxLog counts, in the gate's debug log, the agent execs by mode and the
+// connections that went over a long-lived stream instead.
+func muxLog(file string) string {
+	data, _ := os.ReadFile(file)
+	text := string(data)
+	return fmt.Sprintf("gate log (mux on): %d long-lived agent execs, %d connections over them, %d agent execs per connection (stdio)",
+		strings.Count(text, "mode=mux"), strings.Count(text, "agent stream opened, no exec"), strings.Count(text, "mode=stdio"))
 }

@@ -50,6 +50,7 @@ func addKubernetes(ctx context.Context, cfg config.Config, st store.Store, gateI
 			ReadonlyRootfs:  k.ReadonlyRootfs,
 			DefaultMemory:   mem,
 			StartTimeout:    k.StartTimeout.D(),
+			NoMux:           !k.Mux,
 		},
 		AllowRoot:      k.AllowRoot,
 		DefaultIdleTTL: k.IdleTTL.D(),

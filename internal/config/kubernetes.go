@@ -22,6 +22,7 @@ type Kubernetes struct {
 	PoolIdleTTL     Duration `yaml:"pool_idle_ttl"`     // a pool not used this long is drained
 	AgentTimeout    Duration `yaml:"agent_timeout"`     // wait for the agent's first byte
 	OpenTimeout     Duration `yaml:"open_timeout"`      // a whole pod start, API calls included
+	Mux             bool     `yaml:"mux"`               // one long-lived agent exec per warm pod, a stream per connection; false: an exec per connection
 }
 
 func defaultKubernetes() Kubernetes {
@@ -34,6 +35,7 @@ func defaultKubernetes() Kubernetes {
 		PoolIdleTTL:     Duration(30 * time.Minute),
 		AgentTimeout:    Duration(15 * time.Second),
 		OpenTimeout:     Duration(90 * time.Second),
+		Mux:             true,
 	}
 }
 

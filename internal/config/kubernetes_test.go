@@ -20,8 +20,15 @@ func TestKubernetesConfig(t *testing.T) {
 	}
 	k := c.Kubernetes
 	if k.Kubeconfig != "/etc/sshgate/kubeconfig" || k.Namespace != "labs" || k.AgentImage != "reg/agent:1" || k.ImagePullPolicy != "Never" ||
-		k.StartTimeout.D() != 20*time.Second || k.IdleTTL.D() != 15*time.Minute || k.DefaultMemory != DefaultDockerMemory {
+		k.StartTimeout.D() != 20*time.Second || k.IdleTTL.D() != 15*time.Minute || k.DefaultMemory != DefaultDockerMemory || !k.Mux {
 		t.Errorf("loaded %+v", k)
+	}
+
+	if err := os.WriteFile(f, []byte(yml+"  mux: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(f); err != nil || c.Kubernetes.Mux {
+		t.Errorf("mux: false: %v, mux %v", err, c.Kubernetes.Mux)
 	}
 
 	var got []string

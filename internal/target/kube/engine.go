@@ -74,7 +74,11 @@ type EngineConfig struct {
 	// refuses (no pods/exec right, a pod gone) fails with a line rather
 	// than later as an SSH error (15s).
 	FirstByteTimeout time.Duration
-	Logger           *slog.Logger
+	// NoMux gives every connection to a keeper pod (pool, per-user) an
+	// exec of its own instead of a stream over the pod's long-lived one
+	// (mux.go): kubernetes.mux: false.
+	NoMux  bool
+	Logger *slog.Logger
 }
 
 // Engine is the Kubernetes engine of the container lifecycle.
@@ -89,6 +93,12 @@ type Engine struct {
 
 	mu  sync.Mutex
 	nss map[string]bool // namespaces to list for orphans
+
+	// The long-lived agent streams of keeper pods (mux.go), by pod ID.
+	muxMu   sync.Mutex
+	keepers map[string][]string // the agent command of each keeper pod created
+	muxes   map[string]*podMux
+	muxWG   sync.WaitGroup
 }
 
 var _ lifecycle.Engine = (*Engine)(nil)
@@ -128,7 +138,8 @@ func NewEngine(cfg EngineConfig, rc *rest.Config, cs kubernetes.Interface) (*Eng
 	if cfg.FirstByteTimeout <= 0 {
 		cfg.FirstByteTimeout = 15 * time.Second
 	}
-	e := &Engine{cfg: cfg, rest: rc, cs: cs, log: cfg.Logger, nss: map[string]bool{cfg.Namespace: true}}
+	e := &Engine{cfg: cfg, rest: rc, cs: cs, log: cfg.Logger, nss: map[string]bool{cfg.Namespace: true},
+		keepers: map[string][]string{}, muxes: map[string]*podMux{}}
 	for _, ns := range cfg.Namespaces {
 		if checkNamespace(ns) == nil {
 			e.nss[ns] = true
@@ -138,8 +149,13 @@ func NewEngine(cfg EngineConfig, rc *rest.Config, cs kubernetes.Interface) (*Eng
 	return e, nil
 }
 
-// Close ends the detached execs.
-func (e *Engine) Close() { e.cancel() }
+// Close ends the detached execs and the keeper pods' agent streams.
+func (e *Engine) Close() {
+	e.cancel()
+	if err := e.waitMuxes(5 * time.Second); err != nil {
+		e.log.Warn("close", "err", err)
+	}
+}
 
 // Namespace is the default namespace of pods, resolved (never "").
 func (e *Engine) Namespace() string { return e.cfg.Namespace }
@@ -296,6 +312,7 @@ func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifec
 	ccancel()
 	if err == nil {
 		ref.ID = st.namespace + "/" + name
+		e.keep(ref, keeperBase(req))
 		err = ctx.Err()
 	}
 	if err != nil {
@@ -443,6 +460,7 @@ func (e *Engine) Remove(ctx context.Context, r lifecycle.Ref) error {
 	if !ok {
 		return fmt.Errorf("pod id %q", r.ID)
 	}
+	e.dropMux(r)
 	err := e.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(1))})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err

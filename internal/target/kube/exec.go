@@ -46,8 +46,30 @@ func (e *Engine) executor(ns, name string, cmd []string, stdin bool) (remotecomm
 // Exec runs a command in the main container, as the container's user (an
 // exec cannot pick another: the lifecycle always asks for that one) with
 // the container's environment (x.Env is the same). Attached, its stdin and
-// stdout are the returned Conn; its stderr goes to the debug log.
+// stdout are the returned Conn; its stderr goes to the debug log. The
+// agent's --stdio in a keeper pod is a stream over the pod's long-lived
+// one instead, when it can be (mux.go).
 func (e *Engine) Exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequest) (*lifecycle.Process, error) {
+	if x.Attach && isAgentStdio(x.Cmd) {
+		if c := e.muxConn(ctx, r, x.Cmd); c != nil {
+			return &lifecycle.Process{Conn: c}, nil
+		}
+	}
+	e.log.Debug("pod exec", "pod", r.Name, "mode", execMode(x))
+	return e.exec(ctx, r, x)
+}
+
+func execMode(x lifecycle.ExecRequest) string {
+	switch {
+	case isAgentStdio(x.Cmd):
+		return "stdio"
+	case x.Attach:
+		return "attached"
+	}
+	return "detached"
+}
+
+func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequest) (*lifecycle.Process, error) {
 	ns, name, ok := splitID(r.ID)
 	if !ok {
 		return nil, lifecycle.Failed(r.Target, fmt.Errorf("pod id %q", r.ID), "the gate could not prepare it")

@@ -2,9 +2,11 @@
 // (target/container): a target's pod built from its spec, submitted, waited
 // for with a bounded time and one line naming why it did not start, deleted,
 // listed by labels for reaping, and the agent reached over the API server's
-// exec (client-go remotecommand: WebSocket, SPDY as the fallback), one exec
-// stream per SSH connection, as the Docker exec transport does. New puts the
-// engine and the lifecycle together as the kubernetes target backend.
+// exec (client-go remotecommand: WebSocket, SPDY as the fallback): one exec
+// stream per SSH connection to a per-connection pod, as the Docker exec
+// transport does, and a stream over the pod's one long-lived agent exec for
+// a pool or per-user pod (mux.go). New puts the engine and the lifecycle
+// together as the kubernetes target backend.
 //
 // Agent injection: an init container. The pod gets a memory-backed emptyDir
 // at /run/sshgate; its init container runs the agent image (the static

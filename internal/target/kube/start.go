@@ -27,6 +27,14 @@ func (e *Engine) Start(ctx context.Context, r lifecycle.Ref) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
 	defer cancel()
+	err := e.waitRunning(ctx, r, ns, name)
+	if err == nil {
+		e.prewarm(r)
+	}
+	return err
+}
+
+func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name string) error {
 	pods := e.cs.CoreV1().Pods(ns)
 	why := "it was not scheduled yet"
 	userns := false
