@@ -4,6 +4,7 @@
 // the writer (and so the relay) for each. Conn queues writes and a flusher
 // sends whatever has accumulated in one syscall, so packets produced while a
 // write is in flight leave together, and encryption overlaps the syscall.
+// Reads go through a larger buffer while data streams in (see read.go).
 //
 // Must not import: any project package
 package coalesce
@@ -37,7 +38,8 @@ func putBuf(b []byte) {
 // closeFlushTimeout bounds how long Close waits for queued bytes to leave.
 const closeFlushTimeout = 2 * time.Second
 
-// Conn is a net.Conn whose writes are queued and coalesced.
+// Conn is a net.Conn whose writes are queued and coalesced and whose reads
+// are buffered while data streams in.
 type Conn struct {
 	net.Conn
 	mu      sync.Mutex
@@ -46,6 +48,7 @@ type Conn struct {
 	spare   []byte
 	writing bool // a flusher is running
 	err     error
+	rd      readState
 }
 
 // New wraps c.
