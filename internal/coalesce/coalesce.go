@@ -22,16 +22,32 @@ const maxPending = 512 << 10
 // pooled buffer do not reallocate.
 const bufSize = maxPending + 64<<10
 
-// bufs holds the queue buffers of connections with nothing to send: an idle
-// connection holds none, a busy one reuses the same two.
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return &b }}
+// freeBufs holds the queue buffers of connections with nothing to send: an
+// idle connection holds none, a busy one takes and gives back the same
+// ones. It is a bounded free list rather than a sync.Pool: a relay
+// allocates a fresh slice per packet (x/crypto), so the collector runs every
+// few MiB and would empty a pool as often, and every refill is a 576 KiB
+// allocation to zero. It keeps at most freeBufCount buffers in all.
+const freeBufCount = 16
 
-func getBuf() []byte { return (*bufs.Get().(*[]byte))[:0] }
+var freeBufs = make(chan []byte, freeBufCount)
+
+func getBuf() []byte {
+	select {
+	case b := <-freeBufs:
+		return b[:0]
+	default:
+		return make([]byte, 0, bufSize)
+	}
+}
 
 func putBuf(b []byte) {
-	if cap(b) == bufSize {
-		b = b[:0]
-		bufs.Put(&b)
+	if cap(b) != bufSize {
+		return
+	}
+	select {
+	case freeBufs <- b[:0]:
+	default:
 	}
 }
 

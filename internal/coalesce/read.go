@@ -1,7 +1,5 @@
 package coalesce
 
-import "sync"
-
 // Reads. x/crypto reads the socket through a 4 KiB bufio.Reader: for a
 // 32 KiB packet it fills that buffer once and then reads the rest straight
 // into the packet, often in several pieces, about 2.5 read syscalls per
@@ -20,7 +18,19 @@ const readBufSize = 128 << 10
 // x/crypto's bufio.Reader asks for 4 KiB.
 const bulkRead = 4 << 10
 
-var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+// freeReadBufs is the read buffers' free list, bounded like freeBufs (and
+// for the same reason not a sync.Pool).
+var freeReadBufs = make(chan *[]byte, freeBufCount)
+
+func getReadBuf() *[]byte {
+	select {
+	case b := <-freeReadBufs:
+		return b
+	default:
+		b := make([]byte, readBufSize)
+		return &b
+	}
+}
 
 // readState is the read side of a Conn. Only the reading goroutine touches
 // it: x/crypto reads a connection from one goroutine.
@@ -53,7 +63,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if rs.buf == nil || len(p) >= readBufSize {
 		n, err := c.Conn.Read(p)
 		if rs.buf == nil && err == nil && n == len(p) && n >= bulkRead {
-			rs.buf, rs.drop = readBufs.Get().(*[]byte), false
+			rs.buf, rs.drop = getReadBuf(), false
 		}
 		return n, err
 	}
@@ -77,7 +87,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 func (rs *readState) release() {
 	if rs.buf != nil {
-		readBufs.Put(rs.buf)
+		select {
+		case freeReadBufs <- rs.buf:
+		default:
+		}
 		rs.buf = nil
 	}
 }
