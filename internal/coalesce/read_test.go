@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -175,5 +176,30 @@ func TestReadSizes(t *testing.T) {
 	}
 	if !bytes.Equal(got.Bytes(), data) {
 		t.Fatalf("read %d bytes, other than the %d sent", got.Len(), len(data))
+	}
+}
+
+// Buffers given back survive garbage collections (a relay's collector runs
+// every few MiB: a sync.Pool would be empty by the next burst).
+func TestFreeListsSurviveGC(t *testing.T) {
+	for len(freeBufs) > 0 {
+		<-freeBufs
+	}
+	for len(freeReadBufs) > 0 {
+		<-freeReadBufs
+	}
+	b := getBuf()
+	rb := getReadBuf()
+	first, rfirst := &b[:1][0], &(*rb)[0]
+	putBuf(b)
+	rs := readState{buf: rb}
+	rs.release()
+	runtime.GC()
+	runtime.GC()
+	if b := getBuf(); &b[:1][0] != first {
+		t.Error("the queue buffer given back was not reused after two collections")
+	}
+	if rb := getReadBuf(); &(*rb)[0] != rfirst {
+		t.Error("the read buffer given back was not reused after two collections")
 	}
 }
