@@ -16,7 +16,12 @@
 // in the same writev, and Write returns once it is on the socket. Small
 // writes (at most copyMax: bufio's flushes, keystrokes, window adjusts) are
 // copied and queued, and a flusher sends them unless a large write takes
-// them along first, so a keystroke leaves at once (a goroutine hop).
+// them along first, so a keystroke leaves at once (a goroutine hop). A
+// write of exactly copyMax bytes is bufio's buffer filled in the middle of a
+// packet, the rest of which follows at once from the same goroutine: it
+// starts no flusher (a goroutine started per packet wakes another thread
+// per packet) but a timer that sends it after deferMax unless a later write
+// took it along; the timer is armed at most once per deferMax.
 // Reads go through a larger buffer while data streams in (see read.go).
 //
 // Must not import: any project package
@@ -71,6 +76,10 @@ func putBuf(b []byte) {
 	}
 }
 
+// deferMax bounds how long a write of exactly copyMax bytes waits for the
+// rest of its packet.
+const deferMax = time.Millisecond
+
 // closeFlushTimeout bounds how long Close waits for queued bytes to leave.
 const closeFlushTimeout = 2 * time.Second
 
@@ -87,6 +96,9 @@ type Conn struct {
 	vec     [2][]byte
 	busy    bool // a write to the socket is in flight
 	spawned bool // a flusher goroutine is pending or running
+	held    bool // pending waits for the rest of a packet (see deferMax)
+	armed   bool // timer will fire
+	timer   *time.Timer
 	err     error
 	rd      readState
 }
@@ -125,10 +137,24 @@ func (c *Conn) Write(p []byte) (int, error) {
 			c.pending = getBuf()
 		}
 		c.pending = append(c.pending, p...) // within its capacity: see maxPending
-		if !c.busy && !c.spawned {
-			c.spawned = true
-			go c.flush()
+		if c.busy || c.spawned {
+			return len(p), nil
 		}
+		if len(p) == copyMax && !c.held {
+			c.held = true
+			if !c.armed {
+				c.armed = true
+				if c.timer == nil {
+					c.timer = time.AfterFunc(deferMax, c.timeout)
+				} else {
+					c.timer.Reset(deferMax)
+				}
+			}
+			return len(p), nil
+		}
+		c.held = false
+		c.spawned = true
+		go c.flush()
 		return len(p), nil
 	}
 	for c.busy && c.err == nil {
@@ -150,6 +176,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 // held.
 func (c *Conn) send(p []byte) {
 	c.busy = true
+	c.held = false
 	own := c.pending
 	c.pending = c.spare
 	c.spare = nil
@@ -224,6 +251,24 @@ func (c *Conn) flush() {
 	c.mu.Unlock()
 }
 
+// timeout sends a held write that nothing took along.
+func (c *Conn) timeout() {
+	c.mu.Lock()
+	c.armed = false
+	if !c.held {
+		c.mu.Unlock()
+		return
+	}
+	c.held = false
+	if c.busy || c.spawned || c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.spawned = true
+	c.mu.Unlock()
+	c.flush()
+}
+
 // Close sends what is queued (for at most a short while) and closes.
 func (c *Conn) Close() error {
 	c.mu.Lock()
@@ -243,6 +288,9 @@ func (c *Conn) Close() error {
 	}
 	if c.err == nil {
 		c.err = net.ErrClosed
+	}
+	if c.timer != nil {
+		c.timer.Stop()
 	}
 	if c.pending != nil {
 		c.pending = c.pending[:0]

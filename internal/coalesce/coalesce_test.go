@@ -337,6 +337,35 @@ func TestSmallWriteLeavesAlone(t *testing.T) {
 	w.Close()
 }
 
+// A write of exactly copyMax bytes (bufio's full buffer, normally followed
+// by the rest of its packet) leaves on its own too, within deferMax.
+func TestFullBufferWriteLeavesAlone(t *testing.T) {
+	a, b := tcpPair(t)
+	w := New(a)
+	buf := make([]byte, copyMax)
+	got := make([]byte, copyMax)
+	for i := 0; i < 20; i++ {
+		for j := range buf {
+			buf[j] = byte(i + j)
+		}
+		start := time.Now()
+		if _, err := w.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		b.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, buf) {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if d := time.Since(start); d > deferMax+2*time.Second {
+			t.Fatalf("write %d took %v", i, d)
+		}
+		if i%2 == 1 {
+			time.Sleep(2 * deferMax) // once with the timer idle, once armed
+		}
+	}
+	w.Close()
+}
+
 // A large write to a peer that does not read blocks; Close ends it within
 // its flush timeout, and the write reports an error.
 func TestCloseEndsBlockedWrite(t *testing.T) {
