@@ -9,7 +9,7 @@
 // one gate for minutes, half to containers and half to sshd, every byte
 // checked, the gate's memory, goroutines and fds sampled (soak).
 //
-//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker,kube,degraded] [-keep] [-profile DIR]
+//	go run ./e2e/bench [-size 1GiB] [-runs 30] [-only throughput,firstbyte,logins,idle,docker,kube,degraded] [-keep] [-profile DIR] [-baseline BIN]
 //	go run ./e2e/bench -only soak [-soak-sessions 500] [-soak-for 10m] [-soak-rate 32KiB]
 //
 // It builds ./cmd/sshgate (and ./cmd/sshgate-agent beside it) without -race,
@@ -50,6 +50,7 @@ type opts struct {
 	keep      bool
 	verify    bool
 	profile   string
+	baseline  string // an sshgate binary whose gates also carry the aes128-gcm scp rows
 	clients   int
 	loginsFor time.Duration
 	sessions  int
@@ -115,6 +116,7 @@ func parseFlags(args []string) (*opts, error) {
 	fs.BoolVar(&o.keep, "keep", false, "leave the temp dirs (configs, logs, data) in place")
 	fs.BoolVar(&o.verify, "verify", true, "check the sha256 of one copy per tool and path")
 	fs.StringVar(&o.profile, "profile", "", "save 10 s CPU profiles of the gate during scp aes128-gcm transfers and during logins (kex curve25519) in this directory")
+	fs.StringVar(&o.baseline, "baseline", "", "an sshgate binary (e.g. built from main) whose gates also carry the scp aes128-gcm rows, run by run with this tree's")
 	fs.IntVar(&o.clients, "clients", 8, "parallel clients for the logins section")
 	fs.DurationVar(&o.loginsFor, "logins-for", 10*time.Second, "duration of the logins section per path")
 	fs.IntVar(&o.sessions, "sessions", 100, "idle sessions for the memory section")
@@ -139,6 +141,15 @@ func parseFlags(args []string) (*opts, error) {
 	}
 	if o.soakSessions < 2 || o.soakFor < 10*time.Second {
 		return nil, fmt.Errorf("-soak-sessions must be at least 2 and -soak-for at least 10s (got %d and %s)", o.soakSessions, o.soakFor)
+	}
+	if o.baseline != "" {
+		fi, err := os.Stat(o.baseline)
+		if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return nil, fmt.Errorf("-baseline: %q is not an executable file", o.baseline)
+		}
+		if o.baseline, err = filepath.Abs(o.baseline); err != nil {
+			return nil, fmt.Errorf("-baseline: %v", err)
+		}
 	}
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -314,6 +325,7 @@ func bench(ctx context.Context, o *opts) error {
 	type gateSpec struct {
 		name, config string
 		need         bool
+		bin          string // "": this tree's build
 	}
 	// "postgres": the default gate on a PostgreSQL store (the test server of
 	// scripts/test-setup.sh), for the logins section.
@@ -340,14 +352,17 @@ func bench(ctx context.Context, o *opts) error {
 		pgGateConfig = pgConfig + lbProxyConfig(pgMetrics)
 	}
 	specs := []gateSpec{
-		{"ciphers", ciphersConfig, o.only["throughput"]},
-		{"nohash", noHashConfig, o.only["throughput"]},
-		{"default", "", o.only["throughput"] || o.only["firstbyte"] || o.only["logins"]},
-		{"idle", "", o.only["idle"]},
-		{"postgres", pgGateConfig, pgConfig != ""},
+		{"ciphers", ciphersConfig, o.only["throughput"], ""},
+		{"nohash", noHashConfig, o.only["throughput"], ""},
+		// -baseline: the same two configurations on the other binary.
+		{"ciphers-base", ciphersConfig, o.only["throughput"] && o.baseline != "", o.baseline},
+		{"nohash-base", noHashConfig, o.only["throughput"] && o.baseline != "", o.baseline},
+		{"default", "", o.only["throughput"] || o.only["firstbyte"] || o.only["logins"], ""},
+		{"idle", "", o.only["idle"], ""},
+		{"postgres", pgGateConfig, pgConfig != "", ""},
 		// "ca": a default gate after `ca init`, whose login certificates the
 		// sshd does not trust (it takes the gate key), for the logins section.
-		{"ca", "", o.only["logins"]},
+		{"ca", "", o.only["logins"], ""},
 	}
 	gates := map[string]*gate{}
 	authorized := []string{strings.TrimSpace(string(pub))}
@@ -366,7 +381,11 @@ func bench(ctx context.Context, o *opts) error {
 				return err
 			}
 		}
-		g, err := newGate(ctx, sp.name, bin, dir, key+".pub", cfg)
+		gbin := bin
+		if sp.bin != "" {
+			gbin = sp.bin
+		}
+		g, err := newGate(ctx, sp.name, gbin, dir, key+".pub", cfg)
 		if err != nil {
 			return fmt.Errorf("set up gate %s: %w", sp.name, err)
 		}
@@ -469,13 +488,19 @@ func bench(ctx context.Context, o *opts) error {
 		gc := gateEndpoint(gates["ciphers"], key)
 		gd := gateEndpoint(gates["default"], key)
 		gn := gateEndpoint(gates["nohash"], key)
+		var bc, bn *endpoint // -baseline
+		if o.baseline != "" {
+			bc, bn = gateEndpoint(gates["ciphers-base"], key), gateEndpoint(gates["nohash-base"], key)
+			bc.label, bn.label = "base", "base"
+		}
 		var cases []xferCase
 		for _, tool := range []string{"scp", "sftp"} {
 			cases = append(cases, xferCase{tool: tool, cipher: cipherAESGCM, gate: gc})
 			if tool == "scp" {
 				cases[len(cases)-1].profile = "gate-cpu-scp-aes128gcm.pprof"
+				cases[len(cases)-1].base = bc
 				cases = append(cases, xferCase{tool: tool, cipher: cipherAESGCM, gate: gn, suffix: ", file_hash: none",
-					profile: "gate-cpu-scp-aes128gcm-nohash.pprof"})
+					profile: "gate-cpu-scp-aes128gcm-nohash.pprof", base: bn})
 			}
 			cases = append(cases,
 				xferCase{tool: tool, cipher: cipherChaCha, gate: gc},
@@ -494,6 +519,10 @@ func bench(ctx context.Context, o *opts) error {
 			r := res[i]
 			d, g := maxf(r.direct), maxf(r.gate)
 			t.row(c.label(), fmt.Sprintf("%.0f", d), fmt.Sprintf("%.0f", g), ratio(g, d), fmt.Sprintf("%.2f s/GiB (min %.2f)", meanf(r.cpuPerGiB), minf(r.cpuPerGiB)))
+			if c.base != nil {
+				b := maxf(r.base)
+				t.row(c.label()+" [baseline]", fmt.Sprintf("%.0f", d), fmt.Sprintf("%.0f", b), ratio(b, d), fmt.Sprintf("%.2f s/GiB (min %.2f)", meanf(r.baseCPU), minf(r.baseCPU)))
+			}
 			if c.cipher == "" {
 				notes = append(notes, fmt.Sprintf("%s: direct gets %s; client->default gate %s", c.label(), r.negDirect.cipher, r.negGate.cipher))
 			} else if r.negDirect.cipher != c.cipher || r.negGate.cipher != c.cipher {
@@ -505,6 +534,10 @@ func bench(ctx context.Context, o *opts) error {
 		}
 		notes = append(notes, "named-cipher rows go through a gate configured to offer chacha20-poly1305 too, stock rows through a default gate; "+
 			"the file_hash: none row through the same configuration with audit.file_hash: none (no sha256 of files)")
+		if o.baseline != "" {
+			notes = append(notes, "[baseline] rows: the same configurations on gates of "+o.baseline+
+				", in the same runs as the row above (direct, gate and baseline in turn, the order rotating run by run)")
+		}
 		if len(verified) > 0 {
 			notes = append(notes, "sha256 of the copy matched the source: "+strings.Join(verified, ", "))
 		}

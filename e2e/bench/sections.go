@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,8 +68,11 @@ type xferCase struct {
 	tool    string // scp or sftp
 	cipher  string // "" is the client's default offer
 	gate    *endpoint
-	suffix  string // after the label: what is special about the gate
-	profile string // with -profile: the file of a CPU profile of this row's gate; "": none
+	suffix  string    // after the label: what is special about the gate
+	profile string    // with -profile: the file of a CPU profile of this row's gate; "": none
+	base    *endpoint // -baseline: the same row through a gate of that binary; nil: none
+	// baseline: this case is another's base (its profile's binary is the baseline's)
+	baseline bool
 }
 
 func (c xferCase) label() string {
@@ -111,6 +115,8 @@ func transfer(ctx context.Context, ep *endpoint, tool, cipher, src, dst, dir str
 type xferResult struct {
 	direct, gate []float64 // MB/s per run
 	cpuPerGiB    []float64 // gate CPU seconds per GiB per gate run
+	base         []float64 // MB/s per baseline run (-baseline)
+	baseCPU      []float64 // and its gate CPU seconds per GiB
 	verified     []string  // paths whose copy matched the source's sha256
 	negDirect    neg       // negotiated, direct
 	negGate      neg       // and client -> gate
@@ -127,9 +133,11 @@ func runThroughput(ctx context.Context, o *opts, direct *endpoint, cases []xferC
 		r.negGate = c.gate.negotiated(ctx, c.cipher)
 		for rep := 0; rep < o.repeat; rep++ {
 			order := []*endpoint{direct, c.gate}
-			if rep%2 == 1 {
-				order = []*endpoint{c.gate, direct}
+			if c.base != nil {
+				order = append(order, c.base)
 			}
+			k := rep % len(order) // rotate: each path goes first in turn
+			order = append(order[k:], order[:k]...)
 			for _, ep := range order {
 				if err := ctx.Err(); err != nil {
 					return nil, err
@@ -144,7 +152,12 @@ func runThroughput(ctx context.Context, o *opts, direct *endpoint, cases []xferC
 					return nil, err
 				}
 				mbs := float64(o.size) / 1e6 / d.Seconds()
-				if ep.g != nil {
+				if ep.g != nil && ep == c.base {
+					cpu := harness.CPUSeconds(ep.g.PID()) - cpu0
+					r.base = append(r.base, mbs)
+					r.baseCPU = append(r.baseCPU, cpu/gib)
+					logf("  %-26s %-6s %7.1f MB/s  gate cpu %.2f s/GiB", c.label(), ep.label, mbs, cpu/gib)
+				} else if ep.g != nil {
 					cpu := harness.CPUSeconds(ep.g.PID()) - cpu0
 					r.gate = append(r.gate, mbs)
 					r.cpuPerGiB = append(r.cpuPerGiB, cpu/gib)
@@ -171,6 +184,11 @@ func runThroughput(ctx context.Context, o *opts, direct *endpoint, cases []xferC
 		if o.profile != "" && c.profile != "" {
 			if err := profileTransfer(ctx, o, c, src, dst, work); err != nil {
 				logf("profile: %v", err)
+			}
+			if c.base != nil {
+				if err := profileTransfer(ctx, o, c.baseCase(), src, dst, work); err != nil {
+					logf("profile: %v", err)
+				}
 			}
 		}
 	}
@@ -215,8 +233,12 @@ func profileTransfer(ctx context.Context, o *opts, c xferCase, src, dst, work st
 				return err
 			}
 			// The binary beside the profile, for `go tool pprof -list` / -disasm.
+			name := "sshgate"
+			if c.baseline {
+				name = "sshgate-baseline"
+			}
 			if b, err := os.ReadFile(g.bin); err == nil {
-				os.WriteFile(filepath.Join(o.profile, "sshgate"), b, 0o755)
+				os.WriteFile(filepath.Join(o.profile, name), b, 0o755)
 			}
 			return nil
 		default:
@@ -280,9 +302,20 @@ func profileFiles(cases []xferCase) []string {
 	for _, c := range cases {
 		if c.profile != "" {
 			f = append(f, c.profile)
+			if c.base != nil {
+				f = append(f, c.baseCase().profile)
+			}
 		}
 	}
 	return f
+}
+
+// baseCase is c through its -baseline gate, profiled into a file of its own.
+func (c xferCase) baseCase() xferCase {
+	b := c
+	b.gate, b.base, b.baseline = c.base, nil, true
+	b.profile = strings.TrimSuffix(c.profile, ".pprof") + "-baseline.pprof"
+	return b
 }
 
 // --- time to first byte -------------------------------------------------
