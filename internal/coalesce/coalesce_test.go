@@ -141,6 +141,8 @@ func record(buf []byte, g, i int) []byte {
 // past Write's return would arrive overwritten.
 // copyMax is x/crypto's write buffer (bufio, 4 KiB): the sizes around it are
 // where a coalescer that kept slices by reference would go wrong.
+const copyMax = 4 << 10
+
 func TestReuseAfterWrite(t *testing.T) {
 	a, b := tcpPair(t)
 	w := New(a)
@@ -337,35 +339,6 @@ func TestSmallWriteLeavesAlone(t *testing.T) {
 	w.Close()
 }
 
-// A write of exactly copyMax bytes (bufio's full buffer, normally followed
-// by the rest of its packet) leaves on its own too, within deferMax.
-func TestFullBufferWriteLeavesAlone(t *testing.T) {
-	a, b := tcpPair(t)
-	w := New(a)
-	buf := make([]byte, copyMax)
-	got := make([]byte, copyMax)
-	for i := 0; i < 20; i++ {
-		for j := range buf {
-			buf[j] = byte(i + j)
-		}
-		start := time.Now()
-		if _, err := w.Write(buf); err != nil {
-			t.Fatal(err)
-		}
-		b.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, buf) {
-			t.Fatalf("write %d: %v", i, err)
-		}
-		if d := time.Since(start); d > deferMax+2*time.Second {
-			t.Fatalf("write %d took %v", i, d)
-		}
-		if i%2 == 1 {
-			time.Sleep(2 * deferMax) // once with the timer idle, once armed
-		}
-	}
-	w.Close()
-}
-
 // A large write to a peer that does not read blocks; Close ends it within
 // its flush timeout, and the write reports an error.
 func TestCloseEndsBlockedWrite(t *testing.T) {
@@ -385,7 +358,7 @@ func TestCloseEndsBlockedWrite(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		w.mu.Lock()
-		busy := w.busy
+		busy := w.writing
 		w.mu.Unlock()
 		if busy || time.Now().After(deadline) {
 			break
@@ -399,62 +372,5 @@ func TestCloseEndsBlockedWrite(t *testing.T) {
 	}
 	if d := time.Since(start); d > closeFlushTimeout+5*time.Second {
 		t.Fatalf("Close took %v", d)
-	}
-}
-
-// sinkWriter records where each write's bytes were when it was called.
-type sinkWriter struct {
-	mu     sync.Mutex
-	starts []*byte
-	n      int
-}
-
-func (s *sinkWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.starts = append(s.starts, &p[0])
-	s.n += len(p)
-	return len(p), nil
-}
-
-// A large write reaches the socket from the caller's own buffer, not a copy,
-// and after the small write queued before it.
-func TestLargeWriteInPlace(t *testing.T) {
-	a, _ := tcpPair(t)
-	sink := &sinkWriter{}
-	w := NewWriter(a, sink)
-	small := make([]byte, copyMax)
-	large := make([]byte, 28<<10)
-	for i := 0; i < 100; i++ {
-		if _, err := w.Write(small); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.Write(large); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w.mu.Lock()
-	for w.busy || w.spawned || len(w.pending) > 0 {
-		w.mu.Unlock()
-		runtime.Gosched()
-		w.mu.Lock()
-	}
-	w.mu.Unlock()
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	if want := 100 * (len(small) + len(large)); sink.n != want {
-		t.Fatalf("%d bytes written, want %d", sink.n, want)
-	}
-	inPlace := 0
-	for _, p := range sink.starts {
-		if p == &small[0] {
-			t.Fatal("a small write was sent from the caller's buffer")
-		}
-		if p == &large[0] {
-			inPlace++
-		}
-	}
-	if inPlace != 100 {
-		t.Fatalf("%d of 100 large writes sent in place", inPlace)
 	}
 }

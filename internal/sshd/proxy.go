@@ -230,16 +230,3 @@ func (c *untrustedConn) Read(p []byte) (int, error) {
 func (c *untrustedConn) refused() bool {
 	return c.header.Load()
 }
-
-// writeTarget is where writes to nc go: the connection under the wrappers
-// above, which change reads only, so that the write coalescer reaches the
-// socket itself (writev).
-func writeTarget(nc net.Conn) net.Conn {
-	switch c := nc.(type) {
-	case *untrustedConn:
-		return c.Conn
-	case *proxiedConn:
-		return c.Conn
-	}
-	return nc
-}

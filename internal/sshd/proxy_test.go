@@ -320,23 +320,3 @@ type bytesConn struct {
 }
 
 func (c *bytesConn) Read(p []byte) (int, error) { return c.Reader.Read(p) }
-
-// The write coalescer writes to the socket itself under the wrappers that
-// only change reads: writev needs the *net.TCPConn.
-func TestWriteTargetIsTheSocket(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	for _, c := range []net.Conn{nc, &untrustedConn{Conn: nc}, &proxiedConn{Conn: nc, r: bufio.NewReader(nc)}} {
-		if got := writeTarget(c); got != nc {
-			t.Errorf("writeTarget(%T) = %T, want the *net.TCPConn", c, got)
-		}
-	}
-}

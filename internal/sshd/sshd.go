@@ -189,7 +189,7 @@ func (s *Server) handle(nc net.Conn) {
 	s.observeAccepted()
 	s.unauth++
 	s.perSource[src]++
-	wc := coalesce.NewWriter(nc, writeTarget(nc))
+	wc := coalesce.New(nc)
 	tc := &trackedConn{Conn: wc, raw: nc, src: src, start: time.Now()}
 	s.conns[tc] = struct{}{}
 	s.pending[tc] = struct{}{}
