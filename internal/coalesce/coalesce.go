@@ -17,11 +17,11 @@
 // measured): one send per 32 KiB packet instead of about one per 3.3 (256 MiB
 // over one x/crypto channel: 8225 writev and 889 write against 2467 write),
 // and the receiver's reads double with it. On the gate (e2e/bench
-// -baseline, both builds in the same runs, 512 MiB x 3, load average 38-48)
-// scp aes128-gcm cost 4.29 s of gate CPU per GiB in place against 3.95 with
-// the copy (3.53 vs 3.45 with file_hash: none), and the CPU profiles show
-// why: memmove 10.5% instead of 14.3%, syscalls 21% instead of 16%. The copy
-// stays.
+// -baseline, both builds in the same runs) scp aes128-gcm cost more gate
+// CPU per GiB in place than with the copy: 3.18 vs 2.61 s (1.97 vs 1.87 with
+// file_hash: none) at load average 4-6, 4.29 vs 3.95 (3.53 vs 3.45) at 38-48;
+// the CPU profiles show why: memmove 10.5% instead of 14.3%, syscalls 21%
+// instead of 16%. The copy stays.
 //
 // Must not import: any project package
 package coalesce
