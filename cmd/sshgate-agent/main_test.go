@@ -145,7 +145,13 @@ type agentProc struct {
 // startAgent runs the binary; it is killed at cleanup if still running.
 func startAgent(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer, *agentProc) {
 	t.Helper()
-	cmd := exec.Command(agentBin, args...)
+	return startCmd(t, exec.Command(agentBin, args...))
+}
+
+// startCmd starts cmd (its stdin and stdout already set up) with its
+// stderr captured; it is killed at cleanup if still running.
+func startCmd(t *testing.T, cmd *exec.Cmd) (*exec.Cmd, *syncBuffer, *agentProc) {
+	t.Helper()
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -31,17 +31,7 @@ func muxAgent(t *testing.T, k *keys) (*exec.Cmd, *syncBuffer, *agentProc, *yamux
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &syncBuffer{}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &agentProc{exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.exited
-	})
+	_, stderr, p := startCmd(t, cmd)
 	rw := &pipeRW{r: stdout, w: stdin}
 	sess, err := muxproto.Client(rw)
 	if err != nil {

@@ -204,24 +204,7 @@ func profileTransfer(ctx context.Context, o *opts, c xferCase, src, dst, work st
 	g := c.gate.g
 	out := filepath.Join(o.profile, c.profile)
 	logf("  profiling the gate for 10 s during %s transfers -> %s", c.label(), out)
-	type res struct {
-		data []byte
-		err  error
-	}
-	done := make(chan res, 1)
-	go func() {
-		resp, err := http.Get("http://" + g.pprof + "/debug/pprof/profile?seconds=10")
-		if err != nil {
-			done <- res{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("pprof: %s: %s", resp.Status, b)
-		}
-		done <- res{b, err}
-	}()
+	done := cpuProfile(g.pprof)
 	for {
 		select {
 		case r := <-done:
@@ -250,6 +233,32 @@ func profileTransfer(ctx context.Context, o *opts, c xferCase, src, dst, work st
 	}
 }
 
+// profileResult is a CPU profile fetched from a gate's pprof endpoint.
+type profileResult struct {
+	data []byte
+	err  error
+}
+
+// cpuProfile fetches a 10 s CPU profile from the pprof endpoint at addr; the
+// result comes on the channel when it ends.
+func cpuProfile(addr string) <-chan profileResult {
+	done := make(chan profileResult, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/debug/pprof/profile?seconds=10")
+		if err != nil {
+			done <- profileResult{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("pprof: %s: %s", resp.Status, b)
+		}
+		done <- profileResult{b, err}
+	}()
+	return done
+}
+
 // profileLogins fetches a 10 s CPU profile of the gate while -clients
 // loops of `ssh true` (not counted in the table) log in through ep, and
 // returns the gate's CPU per login over those 10 s.
@@ -260,24 +269,7 @@ func profileLogins(ctx context.Context, o *opts, ep *endpoint, file string) (str
 	g := ep.g
 	out := filepath.Join(o.profile, file)
 	logf("  profiling the gate for 10 s during logins -> %s", out)
-	type res struct {
-		data []byte
-		err  error
-	}
-	done := make(chan res, 1)
-	go func() {
-		resp, err := http.Get("http://" + g.pprof + "/debug/pprof/profile?seconds=10")
-		if err != nil {
-			done <- res{err: err}
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("pprof: %s: %s", resp.Status, b)
-		}
-		done <- res{b, err}
-	}()
+	done := cpuProfile(g.pprof)
 	lr := runLogins(ctx, o, ep, 10*time.Second)
 	r := <-done
 	if r.err != nil {
