@@ -650,39 +650,23 @@ func bench(ctx context.Context, o *opts) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			dps, gps := float64(rd.ok)/rd.elapsed.Seconds(), float64(rg.ok)/rg.elapsed.Seconds()
-			cpu := "-"
-			if rg.ok > 0 {
-				cpu = fmt.Sprintf("%.1f ms/login", rg.gateCPU*1000/float64(rg.ok))
-			}
-			t.row(label, fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", gps), ratio(gps, dps), cpu)
+			dps, gps := float64(rd.ok)/rd.elapsed.Seconds(), rg.perSecond()
+			t.row(label, fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", gps), ratio(gps, dps), rg.cpuPerLogin(""))
 			if gp != nil {
-				pps := float64(rp.ok) / rp.elapsed.Seconds()
-				pcpu := "-"
-				if rp.ok > 0 {
-					pcpu = fmt.Sprintf("%.1f ms/login", rp.gateCPU*1000/float64(rp.ok))
-				}
-				t.row(label+", store: postgres", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", pps), ratio(pps, dps), pcpu)
+				pps := rp.perSecond()
+				t.row(label+", store: postgres", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", pps), ratio(pps, dps), rp.cpuPerLogin(""))
 				notes = append(notes, fmt.Sprintf("logins: the gate on PostgreSQL (same machine, loopback) does %.1f/s, %s of the gate on SQLite", pps, ratio(pps, gps)))
 				if g2 != nil {
-					tps := float64(r2.ok) / r2.elapsed.Seconds()
-					tcpu := "-"
-					if r2.ok > 0 {
-						tcpu = fmt.Sprintf("%.1f ms/login (both)", r2.gateCPU*1000/float64(r2.ok))
-					}
-					t.row(label+", 2 gates behind haproxy, store: postgres", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", tps), ratio(tps, dps), tcpu)
+					tps := r2.perSecond()
+					t.row(label+", 2 gates behind haproxy, store: postgres", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", tps), ratio(tps, dps), r2.cpuPerLogin(" (both)"))
 					notes = append(notes, fmt.Sprintf("logins: two gates behind HAProxy (PROXY v2) on one PostgreSQL do %.1f/s, %s of one gate on PostgreSQL; "+
 						"the %d clients, sshd, HAProxy, PostgreSQL and both gates share this machine's %d CPUs, so the machine is the limit (load average now %s)",
 						tps, ratio(tps, pps), o.clients, runtime.NumCPU(), loadavg()))
 				}
 			}
 			if gc != nil {
-				cps := float64(rc.ok) / rc.elapsed.Seconds()
-				ccpu := "-"
-				if rc.ok > 0 {
-					ccpu = fmt.Sprintf("%.1f ms/login", rc.gateCPU*1000/float64(rc.ok))
-				}
-				t.row(label+", gate with a CA the sshd does not trust", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", cps), ratio(cps, dps), ccpu)
+				cps := rc.perSecond()
+				t.row(label+", gate with a CA the sshd does not trust", fmt.Sprintf("%.1f", dps), fmt.Sprintf("%.1f", cps), ratio(cps, dps), rc.cpuPerLogin(""))
 			}
 			if forced && o.profile != "" {
 				if p, ms, err := profileLogins(ctx, o, g, "gate-cpu-logins.pprof"); err != nil {

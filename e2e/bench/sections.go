@@ -390,6 +390,18 @@ type loginResult struct {
 	firstErr   string
 }
 
+// perSecond is r's successful logins per second.
+func (r loginResult) perSecond() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+
+// cpuPerLogin is the gate's CPU per successful login for the table
+// ("-" without one), with note after the figure.
+func (r loginResult) cpuPerLogin(note string) string {
+	if r.ok == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f ms/login%s", r.gateCPU*1000/float64(r.ok), note)
+}
+
 func (r *loginResult) add(o loginResult) {
 	r.ok += o.ok
 	r.failed += o.failed
