@@ -48,11 +48,14 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 	}
 	labels := map[string]string{LabelUser: user, LabelConn: req.ConnID, LabelPer: "connection"}
 	keeper := b.cfg.Transport == TransportExec
+	b.liveStarts.Add(1)
 	bx, err := b.create(ctx, s, keeper, labels, gate.ContainerConn)
 	if err != nil {
+		b.liveStarts.Add(-1)
 		return nil, err
 	}
 	conn, err := b.start(ctx, bx)
+	b.liveStarts.Add(-1)
 	if err != nil {
 		b.cleanup(bx)
 		return nil, err
