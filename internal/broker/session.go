@@ -170,12 +170,13 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	}
 	defer ob.end()
 	defer c.b.drain.addSession(ob)() // ended at the drain's deadline (drain.go)
+	upIn := c.stdinPipe(up, upCh, s) // upCh, or upCh with stdin on a pipe
 	ok, err := upCh.SendRequest(s.Start.Type, true, s.Start.Payload)
 	if s.Start.WantReply {
 		_ = s.Start.Reply(ok && err == nil, nil)
 	}
 	if err != nil || !ok {
-		_ = upCh.Close()
+		_ = upIn.Close()
 		_ = ch.Close()
 		return
 	}
@@ -193,7 +194,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 		addTap(ob.counters, lim)
 	}
 	down := c.sftpGuard(ch, s, p, ob.id)
-	res := relay.Session(down, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
+	res := relay.Session(down, reqs, upIn, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
 		agentDone()
 		if sa.lastWords(ch, s) {
 			return
