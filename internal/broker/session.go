@@ -180,7 +180,11 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 		_ = ch.Close()
 		return
 	}
-	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.Start.Type, "pty", s.PTY != nil)
+	stdin := "channel"
+	if _, ok := upIn.(*pipeChannel); ok {
+		stdin = "pipe"
+	}
+	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.Start.Type, "pty", s.PTY != nil, "stdin", stdin)
 	if s.PTY != nil {
 		defer c.b.drain.addPTY(ch)() // told if the gate drains (drain.go)
 	}
