@@ -45,9 +45,25 @@ func TestDockerStdinPipe(t *testing.T) {
 	box := ids[0]
 
 	t.Run("on the gate's pipe", func(t *testing.T) {
-		r := w.ssh(t, name, []byte("x"), stdinHolders)
-		if r.Code != 0 || r.Stdout != "pipe\nchecked\n" {
-			t.Errorf("exit %d stdout %q stderr %q: want stdin a pipe nobody in the container writes", r.Code, r.Stdout, r.Stderr)
+		// The client's stdin stays open while the command looks (over the
+		// channel the agent closes its write end at the client's EOF).
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pw.Close()
+		cmd := w.alice.SSHTo(name, nil, stdinHolders+"; cat")
+		cmd.Stdin = pr
+		s := startSSH(t, cmd)
+		pr.Close()
+		if !s.stdout.WaitFor("checked\n", short) || s.stdout.String() != "pipe\nchecked\n" {
+			t.Errorf("stdout %q stderr %q: want stdin a pipe nobody in the container writes", s.stdout.String(), s.stderr.String())
+		}
+		pw.Write([]byte("end\n"))
+		pw.Close()
+		<-s.done
+		if s.stdout.String() != "pipe\nchecked\nend\n" || s.cmd.ProcessState.ExitCode() != 0 {
+			t.Errorf("exit %d stdout %q", s.cmd.ProcessState.ExitCode(), s.stdout.String())
 		}
 		if !w.gate.LogContains("stdin=pipe") {
 			t.Error("the gate did not log a session with stdin=pipe")
@@ -103,10 +119,12 @@ func TestDockerStdinPipe(t *testing.T) {
 			sig    ssh.Signal
 			status int
 			signal string
+			ready  string // signalled once stdout holds this
 			out    string
 		}{
-			{`trap 'echo term; exit 7' TERM; echo ready; while :; do sleep 1; done`, ssh.SIGTERM, 7, "", "ready\nterm\n"},
-			{`echo ready; exec cat`, ssh.SIGKILL, -1, "KILL", "ready\n"},
+			{`trap 'echo term; exit 7' TERM; echo ready; while :; do sleep 1; done`, ssh.SIGTERM, 7, "", "ready\n", "ready\nterm\n"},
+			// cat echoes the input (it came through the pipe) before the kill.
+			{`echo ready; exec cat`, ssh.SIGKILL, -1, "KILL", "ready\nsome input\n", "ready\nsome input\n"},
 		} {
 			s, err := cl.NewSession()
 			if err != nil {
@@ -121,7 +139,7 @@ func TestDockerStdinPipe(t *testing.T) {
 			if _, err := stdin.Write([]byte("some input\n")); err != nil {
 				t.Fatal(err)
 			}
-			if !out.WaitFor("ready\n", short) {
+			if !out.WaitFor(tc.ready, short) {
 				t.Fatalf("%s: not ready: %q", tc.cmd, out.String())
 			}
 			if err := s.Signal(tc.sig); err != nil {
@@ -151,15 +169,12 @@ func TestDockerStdinPipe(t *testing.T) {
 			out, _ := exec.Command("docker", "top", box, "-o", "pid,args").Output()
 			return strings.Contains(string(out), "cat")
 		}
-		settle := func() {
-			time.Sleep(time.Second) // the spare agent connection is redialed
-		}
-		settle()
-		baseFDs := w.gate.WaitBaseline(t, w.gate.Stats(t), 0, time.Second)
-		baseG, _, err := harness.Goroutines(pprof)
+		time.Sleep(time.Second)                    // the keeper agent has redialed its spare connection
+		baseG, _, err := harness.Goroutines(pprof) // first: its HTTP connection stays open
 		if err != nil {
 			t.Fatal(err)
 		}
+		baseFDs := w.gate.WaitBaseline(t, w.gate.Stats(t), 0, time.Second)
 		baseAgent := agentFDs()
 		for i := 0; i < 3; i++ {
 			pr, pw, err := os.Pipe()
@@ -196,7 +211,7 @@ func TestDockerStdinPipe(t *testing.T) {
 				t.Errorf("run %d: cat still runs in the container after its client was killed", i)
 			}
 		}
-		w.gate.WaitBaseline(t, baseFDs, 2, 30*time.Second)
+		w.gate.WaitBaseline(t, baseFDs, 1, 30*time.Second)
 		var g int
 		var dump string
 		if !harness.Eventually(30*time.Second, func() bool {
