@@ -22,13 +22,14 @@
 package fdpass
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -257,29 +258,57 @@ func (r *Receiver) Close() error {
 
 // ParseRights parses a control buffer read from a unix socket: it returns
 // every SCM_RIGHTS descriptor in it and an error if anything else came
-// (other control messages, a truncated buffer). The descriptors are
-// returned even with an error, so that the caller closes them.
+// (other control messages, a malformed or truncated buffer). The
+// descriptors are returned even with an error, so that the caller closes
+// them. It is its own parser: syscall.ParseUnixRights indexes past the end
+// of a rights message shorter than one descriptor (found by
+// FuzzParseRights).
 func ParseRights(oob []byte, truncated bool) ([]int, error) {
 	var fds []int
 	var bad error
 	if truncated {
 		bad = errors.New("control data truncated")
 	}
-	msgs, err := syscall.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil, fmt.Errorf("control data: %w", err)
-	}
-	for _, m := range msgs {
-		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_RIGHTS {
-			bad = fmt.Errorf("control message level %d type %d", m.Header.Level, m.Header.Type)
-			continue
+	lenSize := int(unsafe.Sizeof(unix.Cmsghdr{}.Len))
+	align := func(n uint64) uint64 { return (n + uint64(lenSize) - 1) &^ uint64(lenSize-1) }
+	b := oob
+	for len(b) > 0 {
+		if len(b) < unix.SizeofCmsghdr {
+			return fds, errors.New("control data: short header")
 		}
-		got, err := syscall.ParseUnixRights(&m)
-		if err != nil {
-			bad = fmt.Errorf("rights: %w", err)
-			continue
+		var l uint64
+		if lenSize == 8 {
+			l = binary.NativeEndian.Uint64(b)
+		} else {
+			l = uint64(binary.NativeEndian.Uint32(b))
 		}
-		fds = append(fds, got...)
+		if l < unix.SizeofCmsghdr || l > uint64(len(b)) {
+			return fds, fmt.Errorf("control data: message length %d of %d bytes", l, len(b))
+		}
+		level := int32(binary.NativeEndian.Uint32(b[lenSize:]))
+		typ := int32(binary.NativeEndian.Uint32(b[lenSize+4:]))
+		data := b[unix.SizeofCmsghdr:l]
+		switch {
+		case level != unix.SOL_SOCKET || typ != unix.SCM_RIGHTS:
+			bad = fmt.Errorf("control message level %d type %d", level, typ)
+		case len(data)%4 != 0:
+			bad = fmt.Errorf("rights of %d bytes", len(data))
+		}
+		if level == unix.SOL_SOCKET && typ == unix.SCM_RIGHTS {
+			for i := 0; i+4 <= len(data); i += 4 {
+				fd := int(int32(binary.NativeEndian.Uint32(data[i:])))
+				if fd < 0 {
+					bad = fmt.Errorf("descriptor %d", fd)
+					continue
+				}
+				fds = append(fds, fd)
+			}
+		}
+		next := align(l)
+		if next >= uint64(len(b)) {
+			break
+		}
+		b = b[next:]
 	}
 	return fds, bad
 }

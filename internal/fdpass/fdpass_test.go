@@ -139,6 +139,9 @@ func FuzzParseRights(f *testing.F) {
 	f.Add(append(unix.UnixRights(7), unix.UnixCredentials(&unix.Ucred{Pid: 1, Uid: 2, Gid: 3})...), false)
 	f.Add([]byte{}, true)
 	f.Add([]byte{1, 2, 3}, false)
+	// A rights message shorter than one descriptor (syscall.ParseUnixRights
+	// panics on it).
+	f.Add([]byte("\x13\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00000"), false)
 	f.Fuzz(func(t *testing.T, oob []byte, truncated bool) {
 		fds, err := ParseRights(oob, truncated)
 		if truncated && err == nil {
@@ -146,6 +149,18 @@ func FuzzParseRights(f *testing.F) {
 		}
 		if len(fds) > len(oob)/4 {
 			t.Fatalf("%d descriptors from %d bytes", len(fds), len(oob))
+		}
+		for _, fd := range fds {
+			if fd < 0 {
+				t.Fatalf("descriptor %d", fd)
+			}
+		}
+		// What the kernel writes parses back exactly.
+		if len(fds) > 0 && err == nil {
+			again, err := ParseRights(unix.UnixRights(fds...), false)
+			if err != nil || len(again) != len(fds) {
+				t.Fatalf("round trip: %v %v", again, err)
+			}
 		}
 	})
 }
