@@ -14,9 +14,10 @@
 // descriptor belongs to: the gate sends at most one descriptor per
 // connection at a time, attached to the write that carries (or precedes)
 // the request, and waits for the reply before the next; the agent holds at
-// most one unclaimed descriptor, refuses (closes) any that arrives before
-// the handshake is done, a second one before the first is claimed, one
-// older than Expiry, and one that is not a pipe open for reading only.
+// most one unclaimed descriptor (a new one replaces, and closes, one never
+// claimed), refuses (closes) any that arrives before the handshake is done
+// or with others in one message, one older than Expiry, and one that is not
+// a pipe open for reading only.
 //
 // Must not import: any project package
 package fdpass
@@ -178,8 +179,6 @@ func (r *Receiver) take(fds []int, perr error) error {
 		why = errors.New("before the handshake")
 	case len(fds) != 1:
 		why = fmt.Errorf("%d descriptors in one message", len(fds))
-	case r.held != nil:
-		why = errors.New("a second descriptor before the first was claimed")
 	}
 	if why != nil {
 		for _, fd := range fds {
@@ -191,6 +190,12 @@ func (r *Receiver) take(fds []int, perr error) error {
 		}
 		r.refused = fmt.Errorf("%w: %v", ErrRefused, why)
 		return r.refused
+	}
+	// The gate sends the next descriptor only after the answer to the
+	// last one's claim: one still held was never claimed (its channel
+	// went away first) and goes.
+	if r.held != nil {
+		r.held.Close()
 	}
 	r.held, r.heldAt = os.NewFile(uintptr(fds[0]), "passed-pipe"), time.Now()
 	return nil

@@ -164,3 +164,38 @@ func FuzzParseRights(f *testing.F) {
 		}
 	})
 }
+
+// A descriptor whose claim never came is closed when the next arrives, and
+// the next is the one held.
+func TestUnclaimedReplaced(t *testing.T) {
+	a, b := unixPair(t)
+	s, r := NewSender(a), NewReceiver(b, nil)
+	r.Accept()
+	r1, w1, _ := os.Pipe()
+	r2, w2, _ := os.Pipe()
+	defer w2.Close()
+	buf := make([]byte, 1)
+	for _, p := range []*os.File{r1, r2} {
+		if _, err := s.Send(p, func() error { _, err := s.Write([]byte("x")); return err }); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first pipe has no reader left: EPIPE.
+	if _, err := w1.Write([]byte("y")); !errors.Is(err, unix.EPIPE) {
+		t.Errorf("write to the replaced pipe: %v, want EPIPE", err)
+	}
+	w1.Close()
+	f, err := r.Take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	go func() { w2.Write([]byte("second")); w2.Close() }()
+	if got, _ := io.ReadAll(f); string(got) != "second" {
+		t.Errorf("held %q, want the second pipe", got)
+	}
+}
