@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -242,4 +243,46 @@ func TestDockerStdinPipe(t *testing.T) {
 			t.Error("no PTY session logged with stdin=channel")
 		}
 	})
+}
+
+// Where the stdin pipe cannot be had, stdin stays on the channel and
+// nothing else changes: the exec transport (an exec stream, no socket to
+// pass a descriptor on) and, with SSHGATE_E2E_OLD_AGENT naming an agent
+// binary built before the pipe existed, an agent that answers the request
+// false (the kernel drops the descriptor it never reads).
+func TestDockerStdinPipeFallback(t *testing.T) {
+	cases := []struct{ name, config string }{{"exec transport", "docker:\n  transport: exec\n"}}
+	if old := os.Getenv("SSHGATE_E2E_OLD_AGENT"); old != "" {
+		cases = append(cases, struct{ name, config string }{"old agent", "docker:\n  agent_path: " + old + "\n"})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "gate.yaml")
+			if err := os.WriteFile(cfg, []byte(tc.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			w := newDockerWorld(t, harness.GateOptions{Args: []string{"--config", cfg}})
+			name := w.target(t, "fb", "--docker", harness.TestImage, "--user", "1000", "--per", "user", "--idle-ttl", "60s")
+			if r := w.ssh(t, name, nil, "true"); r.Code != 0 {
+				t.Fatalf("first connection: exit %d stderr %q", r.Code, r.Stderr)
+			}
+			r := w.ssh(t, name, []byte("0123456789"), "wc -c; echo err >&2; exit 3")
+			if r.Code != 3 || strings.TrimSpace(r.Stdout) != "10" || r.Stderr != "err\n" {
+				t.Errorf("exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+			}
+			big, _ := bigFile(t)
+			data, err := os.ReadFile(big)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = harness.Run(w.alice.SSHTo(name, nil, "sha256sum"), data[:32<<20], long)
+			want := sha256.Sum256(data[:32<<20])
+			if f := strings.Fields(r.Stdout); r.Code != 0 || len(f) == 0 || f[0] != hex.EncodeToString(want[:]) {
+				t.Errorf("sha256sum of 32 MiB: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+			}
+			if w.gate.LogContains("stdin=pipe") || !w.gate.LogContains("stdin=channel") {
+				t.Error("want every session logged with stdin=channel")
+			}
+		})
+	}
 }
