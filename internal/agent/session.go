@@ -16,6 +16,7 @@ import (
 	"github.com/creack/pty"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 
 	"github.com/sshgate/sshgate/internal/fdpass"
 )
@@ -208,6 +209,24 @@ func (s *session) takeStdinPipe() bool {
 	}
 	s.stdin = f
 	return true
+}
+
+// pollable returns f (nil-safe) as a non-blocking file under Go's poller,
+// for a passed pipe the agent reads itself (an in-process handler): closing
+// it then ends a read that waits. f's end is the agent's alone (the gate
+// kept only the write end), so the flag touches nobody else.
+func pollable(f *os.File) *os.File {
+	if f == nil {
+		return nil
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return f
+	}
+	f.Close()
+	unix.CloseOnExec(fd)
+	_ = unix.SetNonblock(fd, true) // if it fails, a blocking file: reads still work
+	return os.NewFile(uintptr(fd), "stdin-pipe")
 }
 
 func (s *session) hasStdinPipe() bool {
@@ -545,7 +564,7 @@ func (s *session) startInProcess(fn func(stdin io.Reader, stdout, stderr io.Writ
 	}
 	s.started = true
 	var stdin io.Reader = s.ch
-	passed := s.stdin
+	passed := pollable(s.stdin)
 	s.stdin = nil
 	if passed != nil {
 		stdin = passed

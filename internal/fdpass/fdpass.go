@@ -54,9 +54,10 @@ type Sender struct {
 	*net.UnixConn
 	sendMu sync.Mutex // one descriptor in flight per connection
 
-	mu   sync.Mutex
-	oob  []byte // armed rights message, nil when none
-	sent bool
+	mu       sync.Mutex
+	oob      []byte // armed rights message, nil when none
+	sent     bool
+	inFlight sync.WaitGroup // the write carrying oob, until its sendmsg returned
 }
 
 // NewSender wraps c.
@@ -69,12 +70,14 @@ func (s *Sender) Write(p []byte) (int, error) {
 	oob := s.oob
 	if oob != nil && len(p) > 0 {
 		s.oob, s.sent = nil, true
+		s.inFlight.Add(1)
 	}
 	s.mu.Unlock()
 	if oob == nil || len(p) == 0 {
 		return s.UnixConn.Write(p)
 	}
 	n, _, err := s.UnixConn.WriteMsgUnix(p, oob, nil)
+	s.inFlight.Done() // the kernel holds its own reference to the file now
 	if err != nil || n == len(p) {
 		return n, err
 	}
@@ -105,8 +108,10 @@ func (s *Sender) Send(f *os.File, ask func() error) (sent bool, err error) {
 	sent = s.sent
 	s.oob, s.sent = nil, false
 	s.mu.Unlock()
-	// f stays open (the caller's) until the write that carries it is
-	// done: ask returned after the reply, so it is.
+	// A write that took the descriptor number may still be on its way to
+	// sendmsg (ask failed early): f must stay open until it is, or the
+	// number could name another file by then.
+	s.inFlight.Wait()
 	return sent, err
 }
 
