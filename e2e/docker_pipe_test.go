@@ -1,9 +1,11 @@
 package e2e_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,6 +86,24 @@ func TestDockerStdinPipe(t *testing.T) {
 		r = w.ssh(t, name, nil, "cat; echo empty")
 		if r.Code != 0 || r.Stdout != "empty\n" {
 			t.Errorf("empty stdin: exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("audit counts stdin", func(t *testing.T) {
+		log := &auditLog{path: filepath.Join(w.gate.DataDir, "audit", "audit.jsonl")}
+		log.next(t)
+		in := bytes.Repeat([]byte("z"), 300001)
+		if r := w.ssh(t, name, in, "wc -c"); r.Code != 0 || strings.TrimSpace(r.Stdout) != "300001" {
+			t.Fatalf("exit %d stdout %q stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
+		var ends []string
+		for _, e := range log.next(t) {
+			if e["type"] == "session.end" {
+				ends = append(ends, fmt.Sprintf("in %v out %v exit %v", e["bytes_in"], e["bytes_out"], e["exit_status"]))
+			}
+		}
+		if want := "in 300001 out 7 exit 0"; len(ends) != 1 || ends[0] != want {
+			t.Errorf("session.end events %q, want one %q", ends, want)
 		}
 	})
 
