@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/fdpass"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/target"
 )
@@ -90,6 +91,11 @@ func (b *Backend) upstream(bx *box, conn net.Conn, login string, log *slog.Logge
 	report := func(ctx context.Context, settle bool) string {
 		endOnce.Do(func() { why = b.reportEnd(ctx, bx, since, log, settle) })
 		return why
+	}
+	// Over the socket transport the gate may pass a session's stdin pipe
+	// to the agent on this connection (package fdpass).
+	if uc, ok := conn.(*net.UnixConn); ok && b.cfg.Transport == TransportSocket {
+		conn = fdpass.NewSender(uc)
 	}
 	return &target.Upstream{
 		Conn:   conn,
