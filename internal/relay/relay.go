@@ -161,65 +161,52 @@ func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 	go func() { defer copied(); copyCounted(down, up, &c.Out, c.Tap, ToUser) }()
 	go func() { defer copied(); copyCounted(down.Stderr(), up.Stderr(), &c.Out, c.Tap, ToUserStderr) }()
 
-	// user requests -> target. When the user's channel closes, close the target's.
-	downDone := make(chan struct{})
-	go func() {
-		defer close(downDone)
-		for req := range downReqs {
-			if filter != nil && !filter(req) {
-				if req.WantReply {
-					_ = req.Reply(false, nil)
-				}
-				continue
-			}
-			ok, err := up.SendRequest(req.Type, req.WantReply, req.Payload)
-			if req.WantReply {
-				_ = req.Reply(ok && err == nil, nil)
-			}
-		}
-		_ = up.Close()
-	}()
-
-	// target requests -> user, except the exit status, which is delivered
-	// below once the output has drained.
-	var mu sync.Mutex
+	// Both request streams and the end of the output are served here, in
+	// the caller's goroutine (an idle session holds no goroutine for them):
+	// the user's requests go to the target (when the user's channel closes,
+	// the target's is closed); the target's go to the user, except the exit
+	// status, kept until the output has drained. A request that wants a
+	// reply is answered before the next one is read, so replies keep their
+	// order on each side.
 	var exits []*ssh.Request
-	exited := make(chan struct{}) // the first exit-status or exit-signal arrived
-	upDone := make(chan struct{}) // the target closed its channel
-	go func() {
-		defer close(upDone)
-		for req := range upReqs {
-			if req.Type == "exit-status" || req.Type == "exit-signal" {
-				mu.Lock()
-				exits = append(exits, req)
-				if len(exits) == 1 {
-					close(exited)
-				}
-				mu.Unlock()
+	outEnd := (<-chan struct{})(outDone)
+	outEnded, upEnded := false, false
+	done := func() bool {
+		if !outEnded {
+			return false
+		}
+		if session {
+			return len(exits) > 0 || upEnded
+		}
+		return upEnded
+	}
+	for !done() {
+		select {
+		case req, ok := <-downReqs:
+			if !ok {
+				downReqs = nil
+				_ = up.Close()
 				continue
 			}
-			ok, err := down.SendRequest(req.Type, req.WantReply, req.Payload)
-			if req.WantReply {
-				_ = req.Reply(ok && err == nil, nil)
+			forward(up, req, filter)
+		case req, ok := <-upReqs:
+			if !ok {
+				upReqs, upEnded = nil, true
+				continue
 			}
+			if req.Type == "exit-status" || req.Type == "exit-signal" {
+				exits = append(exits, req)
+				continue
+			}
+			forward(down, req, nil)
+		case <-outEnd:
+			outEnd, outEnded = nil, true
 		}
-	}()
-
-	<-outDone
-	if session {
-		select {
-		case <-exited:
-		case <-upDone:
-		}
-	} else {
-		<-upDone
 	}
-	mu.Lock()
 	for _, req := range exits {
 		res.record(req)
 		_, _ = down.SendRequest(req.Type, false, req.Payload)
 	}
-	mu.Unlock()
 	for _, f := range beforeClose { // before EOF: a session's last words go to stderr
 		f(res)
 	}
@@ -228,8 +215,30 @@ func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 	}
 	_ = down.Close()
 	_ = up.Close()
-	<-downDone
+	// The target's requests until its close (it may never answer ours: that
+	// ends with its connection); the user's until the user's channel closes.
+	if upReqs != nil {
+		go ssh.DiscardRequests(upReqs)
+	}
+	if downReqs != nil {
+		ssh.DiscardRequests(downReqs)
+	}
 	return res
+}
+
+// forward passes req to ch unless filter refuses it, and answers it with
+// ch's answer.
+func forward(ch ssh.Channel, req *ssh.Request, filter Filter) {
+	if filter != nil && !filter(req) {
+		if req.WantReply {
+			_ = req.Reply(false, nil)
+		}
+		return
+	}
+	ok, err := ch.SendRequest(req.Type, req.WantReply, req.Payload)
+	if req.WantReply {
+		_ = req.Reply(ok && err == nil, nil)
+	}
 }
 
 func (r *Result) record(req *ssh.Request) {
