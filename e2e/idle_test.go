@@ -1,11 +1,7 @@
 package e2e_test
 
 import (
-	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,27 +15,6 @@ import (
 // the connection's loop (which also serves the session's requests and what
 // the target opens), and the two readers of the target's stdout and stderr.
 const maxIdleGoroutines = 10
-
-// stackInuse reads the gate's goroutine stacks in bytes from its heap
-// profile's "# Stack = INUSE / SYS" line.
-func stackInuse(addr string) (int64, error) {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?debug=1&gc=1")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	_, rest, ok := strings.Cut(string(b), "\n# Stack = ")
-	if !ok {
-		return 0, fmt.Errorf("no Stack line in the heap profile")
-	}
-	var n int64
-	_, err = fmt.Sscanf(rest, "%d", &n)
-	return n, err
-}
 
 // The goroutines an idle relayed session holds at the gate, and its heap
 // and stacks (logged: the race-built gate's figures are not the release
@@ -60,7 +35,7 @@ func TestIdleRelayedSessionCost(t *testing.T) {
 		if heap, err = harness.HeapAlloc(pprof); err != nil {
 			t.Fatal(err)
 		}
-		if stack, err = stackInuse(pprof); err != nil {
+		if stack, err = harness.StackInuse(pprof); err != nil {
 			t.Fatal(err)
 		}
 		return g, heap, stack
