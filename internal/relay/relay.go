@@ -65,9 +65,10 @@ type Result struct {
 // Copy buffers: a copier waits in Read holding its buffer, so an idle
 // session would pin three large buffers. Each copier starts with a small one,
 // takes a large pooled one when a read fills the small one (bulk data), and
-// gives it back when reads come back small again.
+// gives it back when reads come back small again. The small one is what an
+// idle session holds per copier: keystrokes and prompts fit in it.
 const (
-	smallBuf = 2 << 10
+	smallBuf = 512
 	largeBuf = 64 << 10
 )
 
