@@ -135,11 +135,38 @@ func Session(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upR
 // target's output and exit status have reached the user and before EOF and
 // the close, so the caller may add a last message.
 func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters, beforeClose []func(Result)) Result {
+	r := start(session, down, downReqs, up, upReqs, filter, c)
+	r.Loop()
+	return r.Finish(beforeClose...)
+}
+
+// Run is a session relay whose request loop its caller drives: StartSession
+// starts the copiers; until Done, the caller receives from the channels
+// Pending returns and hands what it got to Step (Loop does both in the
+// caller's goroutine); then Finish delivers the exit status and closes both
+// channels. A Run is used by one goroutine at a time. It lets a goroutine
+// that selects on other channels too (a connection's loop) serve an idle
+// session's requests without a goroutine of the session's own.
+type Run struct {
+	session          bool
+	down, up         ssh.Channel
+	downReqs, upReqs <-chan *ssh.Request
+	outEnd           <-chan struct{}
+	filter           Filter
+	exits            []*ssh.Request
+	outEnded, upEnd  bool
+}
+
+// StartSession starts relaying a session channel as Session does, and
+// returns the Run whose requests the caller serves.
+func StartSession(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters) *Run {
+	return start(true, down, downReqs, up, upReqs, filter, c)
+}
+
+func start(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters) *Run {
 	if c == nil {
 		c = &Counters{}
 	}
-	var res Result
-
 	// user -> target, then EOF.
 	go func() {
 		copyCounted(up, down, &c.In, c.Tap, ToTarget)
@@ -161,68 +188,95 @@ func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 	}
 	go func() { defer copied(); copyCounted(down, up, &c.Out, c.Tap, ToUser) }()
 	go func() { defer copied(); copyCounted(down.Stderr(), up.Stderr(), &c.Out, c.Tap, ToUserStderr) }()
+	return &Run{session: session, down: down, up: up, downReqs: downReqs, upReqs: upReqs, outEnd: outDone, filter: filter}
+}
 
-	// Both request streams and the end of the output are served here, in
-	// the caller's goroutine (an idle session holds no goroutine for them):
-	// the user's requests go to the target (when the user's channel closes,
-	// the target's is closed); the target's go to the user, except the exit
-	// status, kept until the output has drained. A request that wants a
-	// reply is answered before the next one is read, so replies keep their
-	// order on each side.
-	var exits []*ssh.Request
-	outEnd := (<-chan struct{})(outDone)
-	outEnded, upEnded := false, false
-	done := func() bool {
-		if !outEnded {
-			return false
-		}
-		if session {
-			return len(exits) > 0 || upEnded
-		}
-		return upEnded
+// Pending returns the channels to receive from next: the user's requests,
+// the target's, and the end of the target's output. A nil one has ended.
+func (r *Run) Pending() (downReqs, upReqs <-chan *ssh.Request, outEnd <-chan struct{}) {
+	return r.downReqs, r.upReqs, r.outEnd
+}
+
+// Done says the relay has nothing left to wait for: the output has drained
+// and (for a session) the exit status came or the target closed.
+func (r *Run) Done() bool {
+	if !r.outEnded {
+		return false
 	}
-	for !done() {
+	if r.session {
+		return len(r.exits) > 0 || r.upEnd
+	}
+	return r.upEnd
+}
+
+// DownRequest handles what was received from the user's requests (ok false:
+// the stream closed). The user's requests go to the target; when the user's
+// channel closes, the target's is closed. A request that wants a reply is
+// answered before the next one is read, so replies keep their order.
+func (r *Run) DownRequest(req *ssh.Request, ok bool) {
+	if !ok {
+		r.downReqs = nil
+		_ = r.up.Close()
+		return
+	}
+	forward(r.up, req, r.filter)
+}
+
+// UpRequest handles what was received from the target's requests: they go
+// to the user, except the exit status, kept until the output has drained.
+func (r *Run) UpRequest(req *ssh.Request, ok bool) {
+	if !ok {
+		r.upReqs, r.upEnd = nil, true
+		return
+	}
+	if req.Type == "exit-status" || req.Type == "exit-signal" {
+		r.exits = append(r.exits, req)
+		return
+	}
+	forward(r.down, req, nil)
+}
+
+// OutputEnded records that the end of the output was received.
+func (r *Run) OutputEnded() { r.outEnd, r.outEnded = nil, true }
+
+// Loop serves the requests in the caller's goroutine until Done.
+func (r *Run) Loop() {
+	for !r.Done() {
 		select {
-		case req, ok := <-downReqs:
-			if !ok {
-				downReqs = nil
-				_ = up.Close()
-				continue
-			}
-			forward(up, req, filter)
-		case req, ok := <-upReqs:
-			if !ok {
-				upReqs, upEnded = nil, true
-				continue
-			}
-			if req.Type == "exit-status" || req.Type == "exit-signal" {
-				exits = append(exits, req)
-				continue
-			}
-			forward(down, req, nil)
-		case <-outEnd:
-			outEnd, outEnded = nil, true
+		case req, ok := <-r.downReqs:
+			r.DownRequest(req, ok)
+		case req, ok := <-r.upReqs:
+			r.UpRequest(req, ok)
+		case <-r.outEnd:
+			r.OutputEnded()
 		}
 	}
-	for _, req := range exits {
+}
+
+// Finish, once Done, delivers the exit status, runs the beforeClose hooks,
+// sends EOF and closes both channels; it returns when the user's channel has
+// closed.
+func (r *Run) Finish(beforeClose ...func(Result)) Result {
+	var res Result
+	for _, req := range r.exits {
 		res.record(req)
-		_, _ = down.SendRequest(req.Type, false, req.Payload)
+		_, _ = r.down.SendRequest(req.Type, false, req.Payload)
 	}
 	for _, f := range beforeClose { // before EOF: a session's last words go to stderr
 		f(res)
 	}
-	if session {
-		_ = down.CloseWrite()
+	if r.session {
+		_ = r.down.CloseWrite()
 	}
-	_ = down.Close()
-	_ = up.Close()
+	_ = r.down.Close()
+	_ = r.up.Close()
 	// The target's requests until its close (it may never answer ours: that
 	// ends with its connection); the user's until the user's channel closes.
-	if upReqs != nil {
-		go ssh.DiscardRequests(upReqs)
+	if r.upReqs != nil {
+		go ssh.DiscardRequests(r.upReqs)
 	}
-	if downReqs != nil {
-		ssh.DiscardRequests(downReqs)
+	if r.downReqs != nil {
+		ssh.DiscardRequests(r.downReqs)
 	}
 	return res
 }
