@@ -12,9 +12,10 @@ import (
 // real sshd, one exec session running, stdin at EOF, no data moving) may
 // cost the gate: x/crypto's three per SSH connection (transport reader,
 // key-exchange loop, mux loop) on the user's and the target's connection,
-// the connection's loop (which also serves the session's requests and what
-// the target opens), and the two readers of the target's stdout and stderr.
-const maxIdleGoroutines = 10
+// the connection's loop (which also serves what the target opens, the
+// session's requests and the end of its output), and the two readers of the
+// target's stdout and stderr.
+const maxIdleGoroutines = 9
 
 // The goroutines an idle relayed session holds at the gate, and its heap
 // and stacks (logged: the race-built gate's figures are not the release

@@ -136,6 +136,10 @@ type conn struct {
 	// with the user's channels; nil once that loop has ended or has one.
 	// Others get a goroutine of their own. Under mu.
 	upLoop chan upStreams
+	// adopt hands a running session's relay to Handle's loop, which serves
+	// its requests with the connection's (one at a time); nil when the loop
+	// has ended or serves one. Under mu.
+	adopt chan *adopted
 
 	mu       sync.Mutex
 	ups      []*upConn // every target connection opened, for closing at the end
@@ -191,6 +195,48 @@ func (c *conn) unreserve(session bool) {
 	if session {
 		c.sessions--
 	}
+}
+
+// adopted is a running session relay handed to Handle's loop: its request
+// loop runs there; finish (Finish, the session's end and its cleanups) then
+// runs in a goroutine of its own.
+type adopted struct {
+	run    *relay.Run
+	finish func()
+}
+
+// loop serves the session in the calling goroutine to its end.
+func (a *adopted) loop() {
+	a.run.Loop()
+	a.finish()
+}
+
+// adopted checks the session Handle's loop serves after a step: once its
+// relay is done, its end runs in a goroutine of its own and the loop takes
+// the next session handed to it (the returned channel).
+func (c *conn) adopted(a *adopted) (*adopted, chan *adopted) {
+	if !a.run.Done() {
+		return a, nil
+	}
+	go a.finish()
+	next := make(chan *adopted, 1)
+	c.mu.Lock()
+	c.adopt = next
+	c.mu.Unlock()
+	return nil, next
+}
+
+// handOver gives a session's relay to Handle's loop if it serves none; false:
+// the caller serves it.
+func (c *conn) handOver(a *adopted) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.adopt == nil {
+		return false
+	}
+	c.adopt <- a // buffered, and sent to once
+	c.adopt = nil
+	return true
 }
 
 // upStreams are what a target connection sends on its own initiative.
@@ -255,9 +301,30 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	c.upLoop = upLoop
 	c.mu.Unlock()
 	var us upStreams // the target connection this loop serves, once dialled
+	adopt := make(chan *adopted, 1)
+	c.mu.Lock()
+	c.adopt = adopt
+	c.mu.Unlock()
+	var ad *adopted // the session this loop serves, if any
 	var gq globalQueueRun
 	for chans != nil || reqs != nil {
+		var adDown, adUp <-chan *ssh.Request
+		var adOut <-chan struct{}
+		if ad != nil {
+			adDown, adUp, adOut = ad.run.Pending()
+		}
 		select {
+		case ad = <-adopt:
+			adopt = nil
+		case req, ok := <-adDown:
+			ad.run.DownRequest(req, ok)
+			ad, adopt = c.adopted(ad)
+		case req, ok := <-adUp:
+			ad.run.UpRequest(req, ok)
+			ad, adopt = c.adopted(ad)
+		case <-adOut:
+			ad.run.OutputEnded()
+			ad, adopt = c.adopted(ad)
 		case us = <-upLoop:
 			upLoop = nil
 		case r, ok := <-us.reqs:
@@ -296,13 +363,19 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 			}
 			c.wg.Add(1)
 			go func() {
-				defer func() {
+				end := func() {
 					c.unreserve(isSession)
 					c.wg.Done()
+				}
+				handed := false
+				defer func() {
+					if !handed {
+						end()
+					}
 				}()
 				switch nc.ChannelType() {
 				case "session":
-					c.session(nc)
+					handed = c.session(nc, end)
 				case "direct-tcpip":
 					c.directTCPIP(nc)
 				case streamLocal:
@@ -327,6 +400,19 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	}
 	if us.up != nil && (us.chans != nil || us.reqs != nil) {
 		go c.fromUpstream(us)
+	}
+	// A session this loop served goes on in a goroutine of its own.
+	c.mu.Lock()
+	c.adopt = nil
+	c.mu.Unlock()
+	if adopt != nil {
+		select {
+		case ad = <-adopt:
+		default:
+		}
+	}
+	if ad != nil {
+		go ad.loop()
 	}
 	// Close the target connections before waiting for the
 	// channels: a target that is alive but hung never answers a channel

@@ -16,11 +16,11 @@ import (
 // Of them, six are x/crypto's own: per connection (the user's and the
 // target's) its transport reader, its key-exchange loop and its mux loop.
 // The gate's: the connection's loop (Handle: the user's channels and
-// requests, and what the target opens), the session's loop (relay: both
-// sides' channel requests and the end of the output), and the readers of
-// the target's stdout and stderr (the test's client sends EOF at once, so
-// no reader of the user's stdin is left).
-const maxIdleGoroutines = 10
+// requests, what the target opens, and the session's requests and the end
+// of its output, relay.Run), and the readers of the target's stdout and
+// stderr (the test's client sends EOF at once, so no reader of the user's
+// stdin is left).
+const maxIdleGoroutines = 9
 
 // goroutinesSettled returns the goroutine count once it stops changing.
 func goroutinesSettled() int {

@@ -152,9 +152,62 @@ type Run struct {
 	down, up         ssh.Channel
 	downReqs, upReqs <-chan *ssh.Request
 	outEnd           <-chan struct{}
-	filter           Filter
+	toUp, toDown     sender
 	exits            []*ssh.Request
 	outEnded, upEnd  bool
+}
+
+// maxQueued bounds the requests waiting to be sent on to one side; past it
+// they are refused (answered false), as for a client that does not wait for
+// its replies.
+const maxQueued = 16
+
+// sender passes requests to one side in order, and each answer back, from a
+// goroutine that runs only while some wait: the loop serving the requests
+// never waits for a peer's answer (it may serve a connection's other
+// channels too, and a peer that floods requests while an answer is due
+// would otherwise stall it).
+type sender struct {
+	ch      ssh.Channel
+	filter  Filter
+	mu      sync.Mutex
+	queue   []*ssh.Request
+	running bool
+	wg      sync.WaitGroup // the running goroutine
+}
+
+func (s *sender) push(req *ssh.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) >= maxQueued {
+		if req.WantReply {
+			_ = req.Reply(false, nil)
+		}
+		return
+	}
+	s.queue = append(s.queue, req)
+	if !s.running {
+		s.running = true
+		s.wg.Add(1)
+		go s.run()
+	}
+}
+
+func (s *sender) run() {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.running = false
+			s.queue = nil
+			s.mu.Unlock()
+			return
+		}
+		req := s.queue[0]
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		forward(s.ch, req, s.filter)
+	}
 }
 
 // StartSession starts relaying a session channel as Session does, and
@@ -188,7 +241,8 @@ func start(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 	}
 	go func() { defer copied(); copyCounted(down, up, &c.Out, c.Tap, ToUser) }()
 	go func() { defer copied(); copyCounted(down.Stderr(), up.Stderr(), &c.Out, c.Tap, ToUserStderr) }()
-	return &Run{session: session, down: down, up: up, downReqs: downReqs, upReqs: upReqs, outEnd: outDone, filter: filter}
+	return &Run{session: session, down: down, up: up, downReqs: downReqs, upReqs: upReqs, outEnd: outDone,
+		toUp: sender{ch: up, filter: filter}, toDown: sender{ch: down}}
 }
 
 // Pending returns the channels to receive from next: the user's requests,
@@ -210,16 +264,16 @@ func (r *Run) Done() bool {
 }
 
 // DownRequest handles what was received from the user's requests (ok false:
-// the stream closed). The user's requests go to the target; when the user's
-// channel closes, the target's is closed. A request that wants a reply is
-// answered before the next one is read, so replies keep their order.
+// the stream closed). The user's requests go to the target, in order, and
+// their answers back in the same order; when the user's channel closes, the
+// target's is closed.
 func (r *Run) DownRequest(req *ssh.Request, ok bool) {
 	if !ok {
 		r.downReqs = nil
 		_ = r.up.Close()
 		return
 	}
-	forward(r.up, req, r.filter)
+	r.toUp.push(req)
 }
 
 // UpRequest handles what was received from the target's requests: they go
@@ -233,7 +287,7 @@ func (r *Run) UpRequest(req *ssh.Request, ok bool) {
 		r.exits = append(r.exits, req)
 		return
 	}
-	forward(r.down, req, nil)
+	r.toDown.push(req)
 }
 
 // OutputEnded records that the end of the output was received.
@@ -278,6 +332,9 @@ func (r *Run) Finish(beforeClose ...func(Result)) Result {
 	if r.downReqs != nil {
 		ssh.DiscardRequests(r.downReqs)
 	}
+	// The user's requests still queued have been sent on (or failed): the
+	// filter sees none after the relay.
+	r.toUp.wg.Wait()
 	return res
 }
 
