@@ -105,7 +105,12 @@ func New(d Deps) (*Broker, error) {
 //     never written again: every channel and global request reads them.
 //   - Handle's goroutine reads the user's channels and global requests; each
 //     channel runs in its own goroutine (counted in wg, bounded by reserve);
-//     each remote-forward request too.
+//     each remote-forward request too. A relayed session, once started, is
+//     handed to Handle's loop (adopt, one at a time), which serves its
+//     requests and the end of its output; the session's goroutine returns,
+//     and its end runs in a goroutine of its own when the relay is done (an
+//     idle session then costs only its readers). Others, and any still
+//     running when the user's loop ends, keep a goroutine of their own.
 //   - The target connection is dialled once, by whichever channel or request
 //     first needs it (upOnce); Handle's loop serves what the target opens
 //     toward the user (fromTarget) until the target connection ends or the
