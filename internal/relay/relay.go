@@ -158,9 +158,10 @@ type Run struct {
 }
 
 // maxQueued bounds the requests waiting to be sent on to one side; past it
-// they are refused (answered false), as for a client that does not wait for
-// its replies.
-const maxQueued = 16
+// the loop waits for room (a peer that floods requests while not answering
+// the ones sent to it is held back, as x/crypto holds a connection whose
+// reader falls behind).
+const maxQueued = 64
 
 // sender passes requests to one side in order, and each answer back, from a
 // goroutine that runs only while some wait: the loop serving the requests
@@ -171,6 +172,7 @@ type sender struct {
 	ch      ssh.Channel
 	filter  Filter
 	mu      sync.Mutex
+	room    sync.Cond // signalled when the queue shrinks; L is &mu
 	queue   []*ssh.Request
 	running bool
 	wg      sync.WaitGroup // the running goroutine
@@ -179,11 +181,11 @@ type sender struct {
 func (s *sender) push(req *ssh.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.queue) >= maxQueued {
-		if req.WantReply {
-			_ = req.Reply(false, nil)
-		}
-		return
+	if s.room.L == nil {
+		s.room.L = &s.mu
+	}
+	for len(s.queue) >= maxQueued {
+		s.room.Wait()
 	}
 	s.queue = append(s.queue, req)
 	if !s.running {
@@ -205,6 +207,7 @@ func (s *sender) run() {
 		}
 		req := s.queue[0]
 		s.queue = s.queue[1:]
+		s.room.Signal()
 		s.mu.Unlock()
 		forward(s.ch, req, s.filter)
 	}
