@@ -151,25 +151,46 @@ func (g *gate) goroutines() int {
 	return n
 }
 
+// idleGate is what one gate spends on the idle sessions.
+type idleGate struct {
+	kiB                float64 // growth of the gate's VmRSS per relayed session
+	heapKiB, stackKiB  float64 // growth of its live heap and goroutine stacks per session (-1: unknown)
+	before, with       int64   // VmRSS, KiB
+	gorBefore, gorWith int
+}
+
 type idleResult struct {
-	n                    int
-	sshdKiB              float64 // PSS of sshd's per-connection processes, per direct session
-	sshdProcs            int
-	gateKiB              float64 // growth of the gate's VmRSS per relayed session
-	gateBefore, gateWith int64
-	gorBefore, gorWith   int
+	n         int
+	sshdKiB   float64 // PSS of sshd's per-connection processes, per direct session
+	sshdProcs int
+	gate      idleGate
+	base      *idleGate // -baseline: the same through a gate of that binary
 }
 
 // settle gives the processes a moment after the last session started so
 // that lazily touched pages and goroutines are in place.
 const settle = 2 * time.Second
 
-func runIdle(ctx context.Context, o *opts, s *sshd, g *gate, key string) (idleResult, error) {
+// heapStack reads a gate's live heap and stacks after a collection (-1, -1
+// when they cannot be read).
+func (g *gate) heapStack() (heap, stack int64) {
+	h, err := harness.HeapAlloc(g.pprof)
+	if err != nil {
+		return -1, -1
+	}
+	st, err := harness.StackInuse(g.pprof)
+	if err != nil {
+		return -1, -1
+	}
+	return h, st
+}
+
+func runIdle(ctx context.Context, o *opts, s *sshd, g, base *gate, key string) (idleResult, error) {
 	r := idleResult{n: o.sessions}
 
 	// Direct: what the sshd spends per session.
 	s.killSleepers()
-	base, _ := s.sessionPSS()
+	b, _ := s.sessionPSS()
 	ic, err := openIdle(ctx, s.addr, "root", key, s.hostKeyPub, o.sessions)
 	if err != nil {
 		return r, fmt.Errorf("direct sessions: %w", err)
@@ -181,16 +202,33 @@ func runIdle(ctx context.Context, o *opts, s *sshd, g *gate, key string) (idleRe
 	}
 	time.Sleep(settle)
 	with, procs := s.sessionPSS()
-	r.sshdKiB = float64(with-base) / float64(o.sessions)
+	r.sshdKiB = float64(with-b) / float64(o.sessions)
 	r.sshdProcs = procs
 	s.killSleepers()
 	ic.close()
 
-	// Through the gate: what the gate adds per session.
+	// Through the gate (and the baseline's): what the gate adds per session.
+	var err2 error
+	if r.gate, err2 = idleThrough(ctx, o, s, g, key); err2 != nil {
+		return r, err2
+	}
+	if base != nil {
+		bg, err := idleThrough(ctx, o, s, base, key)
+		if err != nil {
+			return r, fmt.Errorf("baseline: %w", err)
+		}
+		r.base = &bg
+	}
+	return r, nil
+}
+
+func idleThrough(ctx context.Context, o *opts, s *sshd, g *gate, key string) (idleGate, error) {
+	var r idleGate
 	time.Sleep(settle)
-	r.gateBefore = harness.StatusKiB(g.PID(), "VmRSS")
+	r.before = harness.StatusKiB(g.PID(), "VmRSS")
 	r.gorBefore = g.goroutines()
-	ic, err = openIdle(ctx, g.addr, "alice+up", key, g.hostKeyPub(), o.sessions)
+	h0, s0 := g.heapStack()
+	ic, err := openIdle(ctx, g.addr, "alice+up", key, g.hostKeyPub(), o.sessions)
 	if err != nil {
 		return r, fmt.Errorf("sessions through the gate: %w", err)
 	}
@@ -200,8 +238,13 @@ func runIdle(ctx context.Context, o *opts, s *sshd, g *gate, key string) (idleRe
 		return r, err
 	}
 	time.Sleep(settle)
-	r.gateWith = harness.StatusKiB(g.PID(), "VmRSS")
+	r.with = harness.StatusKiB(g.PID(), "VmRSS")
 	r.gorWith = g.goroutines()
-	r.gateKiB = float64(r.gateWith-r.gateBefore) / float64(o.sessions)
+	r.kiB = float64(r.with-r.before) / float64(o.sessions)
+	r.heapKiB, r.stackKiB = -1, -1
+	if h1, s1 := g.heapStack(); h0 >= 0 && h1 >= 0 {
+		r.heapKiB = float64(h1-h0) / 1024 / float64(o.sessions)
+		r.stackKiB = float64(s1-s0) / 1024 / float64(o.sessions)
+	}
 	return r, nil
 }

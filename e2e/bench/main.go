@@ -116,7 +116,7 @@ func parseFlags(args []string) (*opts, error) {
 	fs.BoolVar(&o.keep, "keep", false, "leave the temp dirs (configs, logs, data) in place")
 	fs.BoolVar(&o.verify, "verify", true, "check the sha256 of one copy per tool and path")
 	fs.StringVar(&o.profile, "profile", "", "save 10 s CPU profiles of the gate during scp aes128-gcm transfers and during logins (kex curve25519) in this directory")
-	fs.StringVar(&o.baseline, "baseline", "", "an sshgate binary (e.g. built from main) whose gates also carry the scp aes128-gcm rows, run by run with this tree's")
+	fs.StringVar(&o.baseline, "baseline", "", "an sshgate binary (e.g. built from main) whose gates also carry the scp aes128-gcm rows, run by run with this tree's, and the idle sessions")
 	fs.IntVar(&o.clients, "clients", 8, "parallel clients for the logins section")
 	fs.DurationVar(&o.loginsFor, "logins-for", 10*time.Second, "duration of the logins section per path")
 	fs.IntVar(&o.sessions, "sessions", 100, "idle sessions for the memory section")
@@ -359,6 +359,7 @@ func bench(ctx context.Context, o *opts) error {
 		{"nohash-base", noHashConfig, o.only["throughput"] && o.baseline != "", o.baseline},
 		{"default", "", o.only["throughput"] || o.only["firstbyte"] || o.only["logins"], ""},
 		{"idle", "", o.only["idle"], ""},
+		{"idle-base", "", o.only["idle"] && o.baseline != "", o.baseline},
 		{"postgres", pgGateConfig, pgConfig != "", ""},
 		// "ca": a default gate after `ca init`, whose login certificates the
 		// sshd does not trust (it takes the gate key), for the logins section.
@@ -688,17 +689,33 @@ func bench(ctx context.Context, o *opts) error {
 
 	if o.only["idle"] {
 		logf("idle: %d sessions direct, then through a fresh gate", o.sessions)
-		r, err := runIdle(ctx, o, s, gates["idle"], key)
+		r, err := runIdle(ctx, o, s, gates["idle"], gates["idle-base"], key)
 		if err != nil {
 			return err
 		}
 		t.section(fmt.Sprintf("idle sessions, %d connections each running `sleep 600` (KiB per session)", r.n))
-		t.row("memory per session", fmt.Sprintf("%.0f (sshd PSS)", r.sshdKiB), fmt.Sprintf("%.0f (gate RSS)", r.gateKiB), ratio(r.gateKiB, r.sshdKiB), "")
-		if r.gorBefore >= 0 && r.gorWith >= 0 {
-			t.row("gate goroutines per session", "", fmt.Sprintf("%.1f", float64(r.gorWith-r.gorBefore)/float64(r.n)), "", "")
+		rows := []struct {
+			label string
+			g     *idleGate
+		}{{"", &r.gate}, {" [baseline]", r.base}}
+		for _, row := range rows {
+			if row.g == nil {
+				continue
+			}
+			g := row.g
+			t.row("memory per session"+row.label, fmt.Sprintf("%.0f (sshd PSS)", r.sshdKiB), fmt.Sprintf("%.0f (gate RSS)", g.kiB), ratio(g.kiB, r.sshdKiB), "")
+			if g.heapKiB >= 0 {
+				t.row("gate heap + stacks per session"+row.label, "", fmt.Sprintf("%.0f + %.0f", g.heapKiB, g.stackKiB), "", "")
+			}
+			if g.gorBefore >= 0 && g.gorWith >= 0 {
+				t.row("gate goroutines per session"+row.label, "", fmt.Sprintf("%.1f", float64(g.gorWith-g.gorBefore)/float64(r.n)), "", "")
+			}
+			notes = append(notes, fmt.Sprintf("idle%s: gate VmRSS %d KiB before, %d KiB with %d sessions", row.label, g.before, g.with, r.n))
 		}
-		notes = append(notes, fmt.Sprintf("idle: gate VmRSS %d KiB before, %d KiB with %d sessions; sshd: PSS of its %d per-connection processes (direct sessions)",
-			r.gateBefore, r.gateWith, r.n, r.sshdProcs))
+		notes = append(notes, fmt.Sprintf("idle: sshd: PSS of its %d per-connection processes (direct sessions); gate heap: live heap after a collection (pprof HeapAlloc), stacks: goroutine stack spans in use", r.sshdProcs))
+		if r.base != nil {
+			notes = append(notes, "idle [baseline] rows: the same sessions through a fresh default gate of "+o.baseline+", right after this tree's")
+		}
 	}
 
 	if o.only["docker"] {

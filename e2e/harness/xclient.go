@@ -79,6 +79,30 @@ func Goroutines(addr string) (int, string, error) {
 // RSSKiB is a process's resident set (VmRSS) in KiB.
 func RSSKiB(pid int) int64 { return StatusKiB(pid, "VmRSS") }
 
+// StackInuse is the bytes of the gate's goroutine stacks (the "# Stack =
+// INUSE / SYS" line of pprof's heap profile, read with gc=1).
+func StackInuse(addr string) (int64, error) {
+	cl := http.Client{Timeout: 60 * time.Second}
+	resp, err := cl.Get("http://" + addr + "/debug/pprof/heap?debug=1&gc=1")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	_, rest, ok := strings.Cut(string(b), "\n# Stack = ")
+	if !ok {
+		return 0, fmt.Errorf("no Stack line in the heap profile")
+	}
+	var n int64
+	if _, err := fmt.Sscanf(rest, "%d", &n); err != nil {
+		return 0, fmt.Errorf("heap profile Stack: %v", err)
+	}
+	return n, nil
+}
+
 // HeapAlloc is the gate's live heap in bytes just after a garbage
 // collection (pprof's heap profile with gc=1, its HeapAlloc line): what it
 // holds, without the garbage RSS still counts.

@@ -64,7 +64,7 @@ type chosen struct {
 }
 
 func (t *chosen) Shell(ch ssh.Channel, reqs <-chan *ssh.Request, pty account.PtyReq, env [][]byte) {
-	t.c.relaySession(ch, reqs, &account.Setup{PTY: &pty, Env: env, Start: &ssh.Request{Type: "shell"}}, t.up, t.p, false)
+	t.c.relaySession(ch, reqs, &account.Setup{PTY: &pty, Env: env, Start: &ssh.Request{Type: "shell"}}, t.up, t.p, false, nil) // the menu waits for the session: not handed over
 }
 
 func (t *chosen) Close() { t.up.close() }

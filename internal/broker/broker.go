@@ -106,11 +106,18 @@ func New(d Deps) (*Broker, error) {
 //     never written again: every channel and global request reads them.
 //   - Handle's goroutine reads the user's channels and global requests; each
 //     channel runs in its own goroutine (counted in wg, bounded by reserve);
-//     each remote-forward request too.
+//     each remote-forward request too. A relayed session, once started, is
+//     handed to Handle's loop (adopt, one at a time), which serves its
+//     requests and the end of its output; the session's goroutine returns,
+//     and its end runs in a goroutine of its own when the relay is done (an
+//     idle session then costs only its readers). Others, and any still
+//     running when the user's loop ends, keep a goroutine of their own.
 //   - The target connection is dialled once, by whichever channel or request
-//     first needs it (upOnce); its own goroutine (fromUpstream) serves what
-//     the target opens toward the user until the target connection ends.
-//     The account menu dials a connection per choice (ups holds them all).
+//     first needs it (upOnce); Handle's loop serves what the target opens
+//     toward the user (fromTarget) until the target connection ends or the
+//     user's does, after which a goroutine of its own does (fromUpstream).
+//     The account menu dials a connection per choice (ups holds them all);
+//     all but the first get that goroutine from the start.
 //   - When the user's connection ends, Handle cancels ctx, closes every
 //     target connection (a hung target would never answer a channel close),
 //     waits for wg, then releases the targets (stops containers).
@@ -129,6 +136,16 @@ type conn struct {
 	upOnce sync.Once
 	up     *upConn
 	upErr  error
+
+	// upLoop hands the first target connection to Handle's loop, which
+	// serves what the target opens toward the user (fromUpstream's work)
+	// with the user's channels; nil once that loop has ended or has one.
+	// Others get a goroutine of their own. Under mu.
+	upLoop chan upStreams
+	// adopt hands a running session's relay to Handle's loop, which serves
+	// its requests with the connection's (one at a time); nil when the loop
+	// has ended or serves one. Under mu.
+	adopt chan *adopted
 
 	mu       sync.Mutex
 	ups      []*upConn // every target connection opened, for closing at the end
@@ -186,6 +203,55 @@ func (c *conn) unreserve(session bool) {
 	}
 }
 
+// adopted is a running session relay handed to Handle's loop: its request
+// loop runs there; finish (Finish, the session's end and its cleanups) then
+// runs in a goroutine of its own.
+type adopted struct {
+	run    *relay.Run
+	finish func()
+}
+
+// loop serves the session in the calling goroutine to its end.
+func (a *adopted) loop() {
+	a.run.Loop()
+	a.finish()
+}
+
+// adopted checks the session Handle's loop serves after a step: once its
+// relay is done, its end runs in a goroutine of its own and the loop takes
+// the next session handed to it (the returned channel).
+func (c *conn) adopted(a *adopted) (*adopted, chan *adopted) {
+	if !a.run.Done() {
+		return a, nil
+	}
+	go a.finish()
+	next := make(chan *adopted, 1)
+	c.mu.Lock()
+	c.adopt = next
+	c.mu.Unlock()
+	return nil, next
+}
+
+// handOver gives a session's relay to Handle's loop if it serves none; false:
+// the caller serves it.
+func (c *conn) handOver(a *adopted) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.adopt == nil {
+		return false
+	}
+	c.adopt <- a // buffered, and sent to once
+	c.adopt = nil
+	return true
+}
+
+// upStreams are what a target connection sends on its own initiative.
+type upStreams struct {
+	up    *upConn
+	chans <-chan ssh.NewChannel
+	reqs  <-chan *ssh.Request
+}
+
 // upConn is a logged-in connection to a target.
 type upConn struct {
 	client  ssh.Conn
@@ -233,12 +299,55 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 	defer stop()
 	c.hook = c.askHook()
 	c.dec = c.decide(c.sess.Route, c.sess.BadTarget, true)
-	// One loop for the user's channels and global requests: both streams
-	// close when the connection ends.
+	// One loop for the user's channels and global requests (both streams
+	// close when the connection ends) and, once dialled, for what the
+	// target opens toward the user.
 	chans, reqs := sc.Chans, sc.Reqs
+	upLoop := make(chan upStreams, 1)
+	c.mu.Lock()
+	c.upLoop = upLoop
+	c.mu.Unlock()
+	var us upStreams // the target connection this loop serves, once dialled
+	adopt := make(chan *adopted, 1)
+	c.mu.Lock()
+	c.adopt = adopt
+	c.mu.Unlock()
+	var ad *adopted // the session this loop serves, if any
 	var gq globalQueueRun
 	for chans != nil || reqs != nil {
+		var adDown, adUp <-chan *ssh.Request
+		var adOut <-chan struct{}
+		if ad != nil {
+			adDown, adUp, adOut = ad.run.Pending()
+		}
 		select {
+		case ad = <-adopt:
+			adopt = nil
+		case req, ok := <-adDown:
+			ad.run.DownRequest(req, ok)
+			ad, adopt = c.adopted(ad)
+		case req, ok := <-adUp:
+			ad.run.UpRequest(req, ok)
+			ad, adopt = c.adopted(ad)
+		case <-adOut:
+			ad.run.OutputEnded()
+			ad, adopt = c.adopted(ad)
+		case us = <-upLoop:
+			upLoop = nil
+		case r, ok := <-us.reqs:
+			if !ok {
+				us.reqs = nil
+				us.ended()
+			} else if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		case nc, ok := <-us.chans:
+			if !ok {
+				us.chans = nil
+				us.ended()
+				continue
+			}
+			c.fromTarget(us.up, nc)
 		case r, ok := <-reqs:
 			if !ok {
 				reqs = nil
@@ -261,13 +370,19 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 			}
 			c.wg.Add(1)
 			go func() {
-				defer func() {
+				end := func() {
 					c.unreserve(isSession)
 					c.wg.Done()
+				}
+				handed := false
+				defer func() {
+					if !handed {
+						end()
+					}
 				}()
 				switch nc.ChannelType() {
 				case "session":
-					c.session(nc)
+					handed = c.session(nc, end)
 				case "direct-tcpip":
 					c.directTCPIP(nc)
 				case streamLocal:
@@ -278,7 +393,35 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 			}()
 		}
 	}
-	// The user is gone. Close the target connections before waiting for the
+	// The user is gone. What the target still opens is refused from now on,
+	// by a goroutine of its own, until the target connection ends; a dial
+	// finishing from now on serves its own.
+	c.mu.Lock()
+	c.upLoop = nil
+	c.mu.Unlock()
+	if upLoop != nil {
+		select {
+		case us = <-upLoop:
+		default:
+		}
+	}
+	if us.up != nil && (us.chans != nil || us.reqs != nil) {
+		go c.fromUpstream(us)
+	}
+	// A session this loop served goes on in a goroutine of its own.
+	c.mu.Lock()
+	c.adopt = nil
+	c.mu.Unlock()
+	if adopt != nil {
+		select {
+		case ad = <-adopt:
+		default:
+		}
+	}
+	if ad != nil {
+		go ad.loop()
+	}
+	// Close the target connections before waiting for the
 	// channels: a target that is alive but hung never answers a channel
 	// close, and would hold this connection's goroutines until TCP gives up.
 	cancel()
@@ -380,71 +523,93 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 	_ = u.Conn.SetDeadline(time.Time{})
 	c.log.Info("target connected", "target", name, "login", p.Login, "kind", p.Target.Kind, "took", time.Since(start).Round(time.Millisecond))
 	up := &upConn{client: client, fds: fds, permit: p, done: make(chan struct{}), release: u.Release, ended: u.Ended}
-	go c.fromUpstream(up, chans, reqs)
 	c.mu.Lock()
 	c.ups = append(c.ups, up)
+	us := upStreams{up: up, chans: chans, reqs: reqs}
+	if c.upLoop != nil {
+		c.upLoop <- us // buffered, and sent to once
+		c.upLoop = nil
+	} else {
+		go c.fromUpstream(us)
+	}
 	c.mu.Unlock()
 	return up, nil
 }
 
 // fromUpstream serves what the target sends on its own initiative until the
 // target connection ends: global requests (hostkeys-00 and the like stay at
-// the gate, answered no) and channels, of which only forwarded-tcpip (remote
-// forwarding) goes back to the user, and only when the grant allows
-// forwarding, and auth-agent@openssh.com, under the rules of agentfwd.go.
-func (c *conn) fromUpstream(up *upConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
-	defer close(up.done)
-	for chans != nil || reqs != nil {
+// the gate, answered no) and channels (fromTarget). Handle's loop does the
+// same for the connection's first target connection.
+func (c *conn) fromUpstream(us upStreams) {
+	for us.chans != nil || us.reqs != nil {
 		select {
-		case r, ok := <-reqs:
+		case r, ok := <-us.reqs:
 			if !ok {
-				reqs = nil
+				us.reqs = nil
+				us.ended()
 			} else if r.WantReply {
 				_ = r.Reply(false, nil)
 			}
-		case nc, ok := <-chans:
+		case nc, ok := <-us.chans:
 			if !ok {
-				chans = nil
+				us.chans = nil
+				us.ended()
 				continue
 			}
-			if nc.ChannelType() == agentChannel {
-				up.wg.Add(1)
-				go func() {
-					defer up.wg.Done()
-					c.agentChannel(up, nc)
-				}()
-				continue
-			}
-			if nc.ChannelType() != "forwarded-tcpip" || !up.permit.Forwarding {
-				_ = nc.Reject(ssh.Prohibited, "not permitted")
-				continue
-			}
-			if !c.reserve(false) {
-				_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
-				continue
-			}
-			up.wg.Add(1)
-			go func() {
-				defer func() {
-					c.unreserve(false)
-					up.wg.Done()
-				}()
-				downCh, downReqs, err := c.sc.OpenChannel(nc.ChannelType(), nc.ExtraData())
-				if err != nil {
-					_ = nc.Reject(ssh.ConnectionFailed, "user refused the channel")
-					return
-				}
-				upCh, upReqs, err := nc.Accept()
-				if err != nil {
-					_ = downCh.Close()
-					return
-				}
-				c.auditForward(nc.ChannelType(), forwardDest(nc.ChannelType(), nc.ExtraData()), up.permit, func(cnt *relay.Counters) {
-					c.relayChannel(upCh, upReqs, downCh, downReqs, false, cnt)
-				})
-			}()
+			c.fromTarget(us.up, nc)
 		}
 	}
+}
+
+// ended marks the target connection done once both of its streams have
+// closed.
+func (us *upStreams) ended() {
+	if us.chans == nil && us.reqs == nil {
+		close(us.up.done)
+	}
+}
+
+// fromTarget answers a channel the target opens: only forwarded-tcpip
+// (remote forwarding) goes back to the user, and only when the grant allows
+// forwarding, and auth-agent@openssh.com, under the rules of agentfwd.go.
+// It does not block: an accepted channel runs in a goroutine of its own.
+func (c *conn) fromTarget(up *upConn, nc ssh.NewChannel) {
+	if nc.ChannelType() == agentChannel {
+		up.wg.Add(1)
+		go func() {
+			defer up.wg.Done()
+			c.agentChannel(up, nc)
+		}()
+		return
+	}
+	if nc.ChannelType() != "forwarded-tcpip" || !up.permit.Forwarding {
+		_ = nc.Reject(ssh.Prohibited, "not permitted")
+		return
+	}
+	if !c.reserve(false) {
+		_ = nc.Reject(ssh.ResourceShortage, "too many channels on this connection")
+		return
+	}
+	up.wg.Add(1)
+	go func() {
+		defer func() {
+			c.unreserve(false)
+			up.wg.Done()
+		}()
+		downCh, downReqs, err := c.sc.OpenChannel(nc.ChannelType(), nc.ExtraData())
+		if err != nil {
+			_ = nc.Reject(ssh.ConnectionFailed, "user refused the channel")
+			return
+		}
+		upCh, upReqs, err := nc.Accept()
+		if err != nil {
+			_ = downCh.Close()
+			return
+		}
+		c.auditForward(nc.ChannelType(), forwardDest(nc.ChannelType(), nc.ExtraData()), up.permit, func(cnt *relay.Counters) {
+			c.relayChannel(upCh, upReqs, downCh, downReqs, false, cnt)
+		})
+	}()
 }
 
 // globalQueueRun holds the user's global requests waiting for an answer

@@ -15,7 +15,12 @@ import (
 // exec session running, no data moving) may cost the gate in goroutines.
 // Of them, six are x/crypto's own: per connection (the user's and the
 // target's) its transport reader, its key-exchange loop and its mux loop.
-const maxIdleGoroutines = 13
+// The gate's: the connection's loop (Handle: the user's channels and
+// requests, what the target opens, and the session's requests and the end
+// of its output, relay.Run), and the readers of the target's stdout and
+// stderr (the test's client sends EOF at once, so no reader of the user's
+// stdin is left).
+const maxIdleGoroutines = 9
 
 // goroutinesSettled returns the goroutine count once it stops changing.
 func goroutinesSettled() int {

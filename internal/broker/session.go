@@ -83,34 +83,36 @@ func (c *conn) filter(req *ssh.Request) bool {
 	return true
 }
 
-// session serves a "session" channel.
-func (c *conn) session(nc ssh.NewChannel) {
+// session serves a "session" channel. end is what the caller runs when the
+// channel is done; true: the session was handed to Handle's loop, which runs
+// end when it is over.
+func (c *conn) session(nc ssh.NewChannel, end func()) bool {
 	ch, reqs, err := nc.Accept()
 	if err != nil {
-		return
+		return false
 	}
 	s, agent := c.collect(reqs)
 	if s == nil {
 		_ = ch.Close()
-		return
+		return false
 	}
 	c.forceCommand(s)
 	if c.dec.Gate {
 		c.account().Serve(ch, reqs, s)
-		return
+		return false
 	}
 	if c.dec.Err != nil {
 		c.fail(ch, s, c.dec.Err, 1)
-		return
+		return false
 	}
 	p := c.dec.Permit
 	up, err := c.upstream()
 	if err != nil {
 		c.logPublic(err)
 		c.fail(ch, s, err, 1)
-		return
+		return false
 	}
-	c.relaySession(ch, reqs, s, up, p, agent)
+	return c.relaySession(ch, reqs, s, up, p, agent, end)
 }
 
 // forceCommand applies the force-command of the user's certificate: every
@@ -129,21 +131,38 @@ func (c *conn) forceCommand(s *account.Setup) {
 
 // relaySession opens a session on the target, replays what the user asked
 // for before the start request (agent: forward the user's agent, as the
-// decision allows), starts it and relays.
-func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account.Setup, up *upConn, p policy.Permit, agent bool) {
+// decision allows), starts it and relays. Once started, the relay's
+// requests are served by Handle's loop when it serves no other session (an
+// idle session then holds no goroutine of its own besides its readers);
+// true: so handed over, with the session's end and end itself to run when
+// it is over. A nil end: never handed over, relaySession returns at the end.
+func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account.Setup, up *upConn, p policy.Permit, agent bool, end func()) (handed bool) {
+	// What runs when the session is over, last first: here on return, or
+	// after the relay when it was handed over.
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	defer func() {
+		if !handed {
+			cleanup()
+		}
+	}()
 	if msg := c.applyControls(s, p); msg != "" {
 		c.fail(ch, s, &gate.PublicError{Public: msg}, 1)
-		return
+		return false
 	}
 	if err := c.auditAdmit(p, "session"); err != nil {
 		c.fail(ch, s, err, 1)
-		return
+		return false
 	}
 	upCh, upReqs, err := up.client.OpenChannel("session", nil)
 	if err != nil {
 		c.log.Warn("target refused a session channel", "target", p.Target.Name, "err", err)
 		c.fail(ch, s, fmt.Errorf("open session: %w", err), 1)
-		return
+		return false
 	}
 	if s.PTY != nil {
 		if ok, err := upCh.SendRequest("pty-req", true, ssh.Marshal(s.PTY)); err != nil || !ok {
@@ -160,17 +179,17 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	agentDone := func() {}
 	if agent && p.Controls.AgentForwarding {
 		agentDone = sync.OnceFunc(c.forwardAgent(up, upCh))
-		defer agentDone()
+		cleanups = append(cleanups, agentDone)
 	}
 	ob, err := c.observe(ch, upCh, s, p)
 	if err != nil {
 		_ = upCh.Close()
 		c.fail(ch, s, err, 1)
-		return
+		return false
 	}
-	defer ob.end()
-	defer c.b.drain.addSession(ob)() // ended at the drain's deadline (drain.go)
-	upIn := c.stdinPipe(up, upCh, s) // upCh, or upCh with stdin on a pipe
+	cleanups = append(cleanups, ob.end)
+	cleanups = append(cleanups, c.b.drain.addSession(ob)) // ended at the drain's deadline (drain.go)
+	upIn := c.stdinPipe(up, upCh, s)                      // upCh, or upCh with stdin on a pipe
 	ok, err := upCh.SendRequest(s.Start.Type, true, s.Start.Payload)
 	if s.Start.WantReply {
 		_ = s.Start.Reply(ok && err == nil, nil)
@@ -178,7 +197,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	if err != nil || !ok {
 		_ = upIn.Close()
 		_ = ch.Close()
-		return
+		return false
 	}
 	stdin := "channel"
 	if _, ok := upIn.(*pipeChannel); ok {
@@ -186,7 +205,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	}
 	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.Start.Type, "pty", s.PTY != nil, "stdin", stdin)
 	if s.PTY != nil {
-		defer c.b.drain.addPTY(ch)() // told if the gate drains (drain.go)
+		cleanups = append(cleanups, c.b.drain.addPTY(ch)) // told if the gate drains (drain.go)
 	}
 	// One session id for the recording, the live registry and the audit
 	// events; one set of counters whose taps feed the recorder and the
@@ -198,7 +217,8 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 		addTap(ob.counters, lim)
 	}
 	down := c.sftpGuard(ch, s, p, ob.id)
-	res := relay.Session(down, reqs, upIn, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
+	run := relay.StartSession(down, reqs, upIn, upReqs, ob.filter(c.filter), ob.counters)
+	beforeClose := func(res relay.Result) {
 		agentDone()
 		if sa.lastWords(ch, s) {
 			return
@@ -221,15 +241,24 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 			c.message(ch, s, msg)
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
 		}
-	})
-	lim.close()
-	reason, _ := lim.ended()
-	sa.end(res, reason)
-	status := "none"
-	if res.ExitStatus != nil {
-		status = strconv.Itoa(int(*res.ExitStatus))
 	}
-	c.log.Info("session ended", "target", p.Target.Name, "exit_status", status, "exit_signal", res.ExitSignal)
+	finish := func() {
+		res := run.Finish(beforeClose)
+		lim.close()
+		reason, _ := lim.ended()
+		sa.end(res, reason)
+		status := "none"
+		if res.ExitStatus != nil {
+			status = strconv.Itoa(int(*res.ExitStatus))
+		}
+		c.log.Info("session ended", "target", p.Target.Name, "exit_status", status, "exit_signal", res.ExitSignal)
+	}
+	if end != nil && c.handOver(&adopted{run: run, finish: func() { finish(); cleanup(); end() }}) {
+		return true
+	}
+	run.Loop()
+	finish()
+	return false
 }
 
 // message writes one line for the user on stderr.

@@ -65,9 +65,10 @@ type Result struct {
 // Copy buffers: a copier waits in Read holding its buffer, so an idle
 // session would pin three large buffers. Each copier starts with a small one,
 // takes a large pooled one when a read fills the small one (bulk data), and
-// gives it back when reads come back small again.
+// gives it back when reads come back small again. The small one is what an
+// idle session holds per copier: keystrokes and prompts fit in it.
 const (
-	smallBuf = 2 << 10
+	smallBuf = 512
 	largeBuf = 64 << 10
 )
 
@@ -134,11 +135,94 @@ func Session(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upR
 // target's output and exit status have reached the user and before EOF and
 // the close, so the caller may add a last message.
 func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters, beforeClose []func(Result)) Result {
+	r := start(session, down, downReqs, up, upReqs, filter, c)
+	r.Loop()
+	return r.Finish(beforeClose...)
+}
+
+// Run is a session relay whose request loop its caller drives: StartSession
+// starts the copiers; until Done, the caller receives from the channels
+// Pending returns and hands what it got to Step (Loop does both in the
+// caller's goroutine); then Finish delivers the exit status and closes both
+// channels. A Run is used by one goroutine at a time. It lets a goroutine
+// that selects on other channels too (a connection's loop) serve an idle
+// session's requests without a goroutine of the session's own.
+type Run struct {
+	session          bool
+	down, up         ssh.Channel
+	downReqs, upReqs <-chan *ssh.Request
+	outEnd           <-chan struct{}
+	toUp, toDown     sender
+	exits            []*ssh.Request
+	outEnded, upEnd  bool
+}
+
+// maxQueued bounds the requests waiting to be sent on to one side; past it
+// the loop waits for room (a peer that floods requests while not answering
+// the ones sent to it is held back, as x/crypto holds a connection whose
+// reader falls behind).
+const maxQueued = 64
+
+// sender passes requests to one side in order, and each answer back, from a
+// goroutine that runs only while some wait: the loop serving the requests
+// never waits for a peer's answer (it may serve a connection's other
+// channels too, and a peer that floods requests while an answer is due
+// would otherwise stall it).
+type sender struct {
+	ch      ssh.Channel
+	filter  Filter
+	mu      sync.Mutex
+	room    sync.Cond // signalled when the queue shrinks; L is &mu
+	queue   []*ssh.Request
+	running bool
+	wg      sync.WaitGroup // the running goroutine
+}
+
+func (s *sender) push(req *ssh.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.room.L == nil {
+		s.room.L = &s.mu
+	}
+	for len(s.queue) >= maxQueued {
+		s.room.Wait()
+	}
+	s.queue = append(s.queue, req)
+	if !s.running {
+		s.running = true
+		s.wg.Add(1)
+		go s.run()
+	}
+}
+
+func (s *sender) run() {
+	defer s.wg.Done()
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.running = false
+			s.queue = nil
+			s.mu.Unlock()
+			return
+		}
+		req := s.queue[0]
+		s.queue = s.queue[1:]
+		s.room.Signal()
+		s.mu.Unlock()
+		forward(s.ch, req, s.filter)
+	}
+}
+
+// StartSession starts relaying a session channel as Session does, and
+// returns the Run whose requests the caller serves.
+func StartSession(down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters) *Run {
+	return start(true, down, downReqs, up, upReqs, filter, c)
+}
+
+func start(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.Channel, upReqs <-chan *ssh.Request, filter Filter, c *Counters) *Run {
 	if c == nil {
 		c = &Counters{}
 	}
-	var res Result
-
 	// user -> target, then EOF.
 	go func() {
 		copyCounted(up, down, &c.In, c.Tap, ToTarget)
@@ -160,76 +244,116 @@ func relay(session bool, down ssh.Channel, downReqs <-chan *ssh.Request, up ssh.
 	}
 	go func() { defer copied(); copyCounted(down, up, &c.Out, c.Tap, ToUser) }()
 	go func() { defer copied(); copyCounted(down.Stderr(), up.Stderr(), &c.Out, c.Tap, ToUserStderr) }()
+	return &Run{session: session, down: down, up: up, downReqs: downReqs, upReqs: upReqs, outEnd: outDone,
+		toUp: sender{ch: up, filter: filter}, toDown: sender{ch: down}}
+}
 
-	// user requests -> target. When the user's channel closes, close the target's.
-	downDone := make(chan struct{})
-	go func() {
-		defer close(downDone)
-		for req := range downReqs {
-			if filter != nil && !filter(req) {
-				if req.WantReply {
-					_ = req.Reply(false, nil)
-				}
-				continue
-			}
-			ok, err := up.SendRequest(req.Type, req.WantReply, req.Payload)
-			if req.WantReply {
-				_ = req.Reply(ok && err == nil, nil)
-			}
-		}
-		_ = up.Close()
-	}()
+// Pending returns the channels to receive from next: the user's requests,
+// the target's, and the end of the target's output. A nil one has ended.
+func (r *Run) Pending() (downReqs, upReqs <-chan *ssh.Request, outEnd <-chan struct{}) {
+	return r.downReqs, r.upReqs, r.outEnd
+}
 
-	// target requests -> user, except the exit status, which is delivered
-	// below once the output has drained.
-	var mu sync.Mutex
-	var exits []*ssh.Request
-	exited := make(chan struct{}) // the first exit-status or exit-signal arrived
-	upDone := make(chan struct{}) // the target closed its channel
-	go func() {
-		defer close(upDone)
-		for req := range upReqs {
-			if req.Type == "exit-status" || req.Type == "exit-signal" {
-				mu.Lock()
-				exits = append(exits, req)
-				if len(exits) == 1 {
-					close(exited)
-				}
-				mu.Unlock()
-				continue
-			}
-			ok, err := down.SendRequest(req.Type, req.WantReply, req.Payload)
-			if req.WantReply {
-				_ = req.Reply(ok && err == nil, nil)
-			}
-		}
-	}()
+// Done says the relay has nothing left to wait for: the output has drained
+// and (for a session) the exit status came or the target closed.
+func (r *Run) Done() bool {
+	if !r.outEnded {
+		return false
+	}
+	if r.session {
+		return len(r.exits) > 0 || r.upEnd
+	}
+	return r.upEnd
+}
 
-	<-outDone
-	if session {
+// DownRequest handles what was received from the user's requests (ok false:
+// the stream closed). The user's requests go to the target, in order, and
+// their answers back in the same order; when the user's channel closes, the
+// target's is closed.
+func (r *Run) DownRequest(req *ssh.Request, ok bool) {
+	if !ok {
+		r.downReqs = nil
+		_ = r.up.Close()
+		return
+	}
+	r.toUp.push(req)
+}
+
+// UpRequest handles what was received from the target's requests: they go
+// to the user, except the exit status, kept until the output has drained.
+func (r *Run) UpRequest(req *ssh.Request, ok bool) {
+	if !ok {
+		r.upReqs, r.upEnd = nil, true
+		return
+	}
+	if req.Type == "exit-status" || req.Type == "exit-signal" {
+		r.exits = append(r.exits, req)
+		return
+	}
+	r.toDown.push(req)
+}
+
+// OutputEnded records that the end of the output was received.
+func (r *Run) OutputEnded() { r.outEnd, r.outEnded = nil, true }
+
+// Loop serves the requests in the caller's goroutine until Done.
+func (r *Run) Loop() {
+	for !r.Done() {
 		select {
-		case <-exited:
-		case <-upDone:
+		case req, ok := <-r.downReqs:
+			r.DownRequest(req, ok)
+		case req, ok := <-r.upReqs:
+			r.UpRequest(req, ok)
+		case <-r.outEnd:
+			r.OutputEnded()
 		}
-	} else {
-		<-upDone
 	}
-	mu.Lock()
-	for _, req := range exits {
+}
+
+// Finish, once Done, delivers the exit status, runs the beforeClose hooks,
+// sends EOF and closes both channels; it returns when the user's channel has
+// closed.
+func (r *Run) Finish(beforeClose ...func(Result)) Result {
+	var res Result
+	for _, req := range r.exits {
 		res.record(req)
-		_, _ = down.SendRequest(req.Type, false, req.Payload)
+		_, _ = r.down.SendRequest(req.Type, false, req.Payload)
 	}
-	mu.Unlock()
 	for _, f := range beforeClose { // before EOF: a session's last words go to stderr
 		f(res)
 	}
-	if session {
-		_ = down.CloseWrite()
+	if r.session {
+		_ = r.down.CloseWrite()
 	}
-	_ = down.Close()
-	_ = up.Close()
-	<-downDone
+	_ = r.down.Close()
+	_ = r.up.Close()
+	// The target's requests until its close (it may never answer ours: that
+	// ends with its connection); the user's until the user's channel closes.
+	if r.upReqs != nil {
+		go ssh.DiscardRequests(r.upReqs)
+	}
+	if r.downReqs != nil {
+		ssh.DiscardRequests(r.downReqs)
+	}
+	// The user's requests still queued have been sent on (or failed): the
+	// filter sees none after the relay.
+	r.toUp.wg.Wait()
 	return res
+}
+
+// forward passes req to ch unless filter refuses it, and answers it with
+// ch's answer.
+func forward(ch ssh.Channel, req *ssh.Request, filter Filter) {
+	if filter != nil && !filter(req) {
+		if req.WantReply {
+			_ = req.Reply(false, nil)
+		}
+		return
+	}
+	ok, err := ch.SendRequest(req.Type, req.WantReply, req.Payload)
+	if req.WantReply {
+		_ = req.Reply(ok && err == nil, nil)
+	}
 }
 
 func (r *Result) record(req *ssh.Request) {

@@ -293,3 +293,52 @@ func TestTapSeesEveryStream(t *testing.T) {
 		t.Errorf("counters in=%d out=%d, want %d %d", c.In.Load(), c.Out.Load(), len(in), len(out)+4)
 	}
 }
+
+// While one side's answer to a request is due, the relay still serves the
+// other side's requests: a target that sends many requests before it
+// answers the user's (more than x/crypto buffers per channel) is not stuck
+// behind a relay waiting for that answer.
+func TestRequestsWhileAnAnswerIsDue(t *testing.T) {
+	const n = 40
+	user, userReqs, tgt, tgtReqs, _ := relayed(t, true, nil, nil)
+	got := make(chan string, n+1)
+	go func() {
+		for r := range userReqs {
+			got <- r.Type
+		}
+	}()
+	go func() {
+		r := <-tgtReqs
+		for i := 0; i < n; i++ {
+			if _, err := tgt.SendRequest("notice", false, nil); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		r.Reply(true, nil)
+		ssh.DiscardRequests(tgtReqs)
+	}()
+	answered := make(chan error, 1)
+	go func() {
+		ok, err := user.SendRequest("ask", true, nil)
+		if err == nil && !ok {
+			err = io.ErrUnexpectedEOF
+		}
+		answered <- err
+	}()
+	for i := 0; i < n; i++ {
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the user got %d of the target's %d requests", i, n)
+		}
+	}
+	select {
+	case err := <-answered:
+		if err != nil {
+			t.Fatalf("the user's request: %v, want the target's yes", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the user's request was not answered")
+	}
+}
