@@ -99,6 +99,8 @@ type Engine struct {
 	keepers map[string][]string // the agent command of each keeper pod created
 	muxes   map[string]*podMux
 	muxWG   sync.WaitGroup
+
+	created sync.Map // pod ID -> when its create was sent (timeline.go)
 }
 
 var _ lifecycle.Engine = (*Engine)(nil)
@@ -308,10 +310,12 @@ func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifec
 	// As with Docker: the create is not cancelled by the caller, so that a
 	// pod the API server made is always known (and removed) by name.
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	t0 := time.Now()
 	_, err = e.cs.CoreV1().Pods(st.namespace).Create(cctx, pod, metav1.CreateOptions{})
 	ccancel()
 	if err == nil {
 		ref.ID = st.namespace + "/" + name
+		e.created.Store(ref.ID, t0)
 		e.keep(ref, keeperBase(req))
 		err = ctx.Err()
 	}
@@ -461,6 +465,7 @@ func (e *Engine) Remove(ctx context.Context, r lifecycle.Ref) error {
 		return fmt.Errorf("pod id %q", r.ID)
 	}
 	e.dropMux(r)
+	e.created.Delete(r.ID)
 	err := e.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(1))})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err

@@ -133,6 +133,7 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 		return nil, lifecycle.Failed(r.Target, fmt.Errorf("exec in %s: %w", r.Name, cause), "its agent did not answer")
 	}
 	stop()
+	e.log.Debug("exec stream open", "pod", r.Name, "since_create_ms", e.since(r.ID).Milliseconds())
 	return &lifecycle.Process{Conn: c}, nil
 }
 

@@ -27,14 +27,16 @@ func (e *Engine) Start(ctx context.Context, r lifecycle.Ref) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
 	defer cancel()
-	err := e.waitRunning(ctx, r, ns, name)
+	tl := e.timeline(r.ID)
+	err := e.waitRunning(ctx, r, ns, name, tl)
+	tl.log(e.log, r.Name, err)
 	if err == nil {
 		e.prewarm(r)
 	}
 	return err
 }
 
-func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name string) error {
+func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name string, tl *timeline) error {
 	pods := e.cs.CoreV1().Pods(ns)
 	why := "it was not scheduled yet"
 	userns := false
@@ -50,6 +52,7 @@ func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name stri
 		if err != nil {
 			return fail(err)
 		}
+		tl.saw(p)
 		up, pe, w := podStarted(r.Target, p)
 		if up || pe != nil {
 			return errOrNil(pe)
@@ -73,6 +76,7 @@ func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name stri
 			if !ok {
 				continue
 			}
+			tl.saw(p)
 			up, pe, w := podStarted(r.Target, p)
 			if up || pe != nil {
 				wt.Stop()
