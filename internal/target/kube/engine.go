@@ -297,8 +297,8 @@ func firstLine(s string) string {
 }
 
 // Create submits the pod (a pod has no created-but-not-started state): the
-// init container installs the agent and req.Files, then PID 1 of the main
-// container is req.Entrypoint as req.User.
+// installer container's postStart hook installs the agent and req.Files,
+// then PID 1 of the main container is req.Entrypoint as req.User.
 func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifecycle.Ref, error) {
 	st := settingsOf(req.Spec)
 	name := PodName(req.Spec.Target, req.Suffix)
@@ -361,18 +361,18 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 		}
 		return sc
 	}
-	// The files the init container writes (keys), as its environment.
+	// The files the installer writes (keys), as its environment.
 	var initEnv []corev1.EnvVar
 	for _, f := range req.Files {
 		if f.Source != "" {
-			continue // the agent binary: the init container's own
+			continue // the agent binary: the installer's own
 		}
 		if path.Dir(f.Path) != lifecycle.DirMount {
 			return nil, fmt.Errorf("file %s is not under %s", f.Path, lifecycle.DirMount)
 		}
 		mode := f.Mode.Perm()
 		if !known || f.UID != int(uid) {
-			mode |= 0o444 // written by the init container's user: readable by the main one
+			mode |= 0o444 // written by the installer's user: readable by the main one
 		}
 		initEnv = append(initEnv, corev1.EnvVar{Name: "SSHGATE_FILE_" + path.Base(f.Path),
 			Value: strconv.FormatUint(uint64(mode), 8) + ":" + base64.StdEncoding.EncodeToString(f.Data)})
@@ -428,19 +428,24 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 			SecurityContext:               psc,
 			HostUsers:                     hostUsers,
 			Volumes:                       vols,
-			InitContainers: []corev1.Container{{
+			Containers: []corev1.Container{{
+				// The installer, first: its postStart hook copies the
+				// agent and the keys, and the kubelet starts the next
+				// container only once that hook has returned, in the same
+				// pod sync (kube.go).
 				Name: agentContainer, Image: e.cfg.AgentImage, ImagePullPolicy: e.cfg.ImagePullPolicy,
-				Command:         []string{agentInImage, "--install", lifecycle.DirMount},
+				Command: []string{agentInImage, "--hold"},
+				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+					Command: []string{agentInImage, "--install", lifecycle.DirMount}}}},
 				Env:             initEnv,
 				VolumeMounts:    []corev1.VolumeMount{{Name: volumeName, MountPath: lifecycle.DirMount}},
 				SecurityContext: csc(true, false),
 				Resources: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
-					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("96Mi")},
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 				},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-			}},
-			Containers: []corev1.Container{{
+			}, {
 				Name: mainContainer, Image: st.image, ImagePullPolicy: e.cfg.ImagePullPolicy,
 				Command:                  req.Entrypoint,
 				Env:                      env,

@@ -138,13 +138,17 @@ func podStarted(t string, p *corev1.Pod) (up bool, pe *gate.PublicError, why str
 		}
 		return ""
 	}
+	// init: an init container (of the template), whose exit 0 is its
+	// success; the gate's installer is a regular container that must not
+	// exit while the pod starts.
 	check := func(cs corev1.ContainerStatus, init bool) *gate.PublicError {
 		cause := func() error {
 			return fmt.Errorf("pod %s container %s: %s", p.Name, cs.Name, stateText(cs.State))
 		}
+		agent := cs.Name == agentContainer
 		if w := cs.State.Waiting; w != nil {
 			switch {
-			case imageReasons[w.Reason] && init:
+			case imageReasons[w.Reason] && agent:
 				return lifecycle.Failed(t, cause(), "the agent image %q is not available on the cluster", lifecycle.Sanitize(image(cs.Name)))
 			case imageReasons[w.Reason]:
 				return lifecycle.Failed(t, cause(), "image %q not available on the cluster", lifecycle.Sanitize(image(cs.Name)))
@@ -155,10 +159,13 @@ func podStarted(t string, p *corev1.Pod) (up bool, pe *gate.PublicError, why str
 			}
 		}
 		if x := cs.State.Terminated; x != nil && (!init || x.ExitCode != 0) {
-			if init {
-				return lifecycle.Failed(t, cause(), "its agent could not be installed (exit code %d)", x.ExitCode)
-			}
-			if x.Reason == "OOMKilled" {
+			switch {
+			case agent:
+				// Its postStart hook (the copy) failed, or it was killed.
+				return lifecycle.Failed(t, cause(), "its agent could not be installed (%s)", exitText(x))
+			case init:
+				return lifecycle.Failed(t, cause(), "its init container %s failed (exit code %d)", lifecycle.Sanitize(cs.Name), x.ExitCode)
+			case x.Reason == "OOMKilled":
 				return lifecycle.Failed(t, cause(), "it ran out of memory at start")
 			}
 			return lifecycle.Failed(t, cause(), "it exited at start (exit code %d)", x.ExitCode)
@@ -168,6 +175,15 @@ func podStarted(t string, p *corev1.Pod) (up bool, pe *gate.PublicError, why str
 	for _, cs := range p.Status.InitContainerStatuses {
 		if pe := check(cs, true); pe != nil {
 			return false, pe, ""
+		}
+	}
+	// The installer first: when its hook fails, the main container starts
+	// without an agent and fails too, for that reason.
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == agentContainer {
+			if pe := check(cs, false); pe != nil {
+				return false, pe, ""
+			}
 		}
 	}
 	for _, cs := range p.Status.ContainerStatuses {
@@ -198,6 +214,15 @@ func podStarted(t string, p *corev1.Pod) (up bool, pe *gate.PublicError, why str
 		return false, nil, "it was not scheduled yet"
 	}
 	return false, nil, "it was starting"
+}
+
+// exitText names how a container ended: its exit code, and the reason
+// when it is not plain (a failed postStart hook, OOMKilled).
+func exitText(x *corev1.ContainerStateTerminated) string {
+	if x.Reason != "" && x.Reason != "Error" && x.Reason != "Completed" {
+		return fmt.Sprintf("%s, exit code %d", lifecycle.Sanitize(x.Reason), x.ExitCode)
+	}
+	return fmt.Sprintf("exit code %d", x.ExitCode)
 }
 
 func stateText(s corev1.ContainerState) string {

@@ -61,5 +61,3 @@ func (e *Engine) since(id string) time.Duration {
 	}
 	return 0
 }
-
-
