@@ -101,6 +101,10 @@ type Engine struct {
 	muxWG   sync.WaitGroup
 
 	created sync.Map // pod ID -> when its create was sent (timeline.go)
+
+	pendMu  sync.Mutex
+	pending map[string]*pendingStart // per-connection pods Start left watching (early.go)
+	early   sync.Map                 // pod IDs of per-connection pods
 }
 
 var _ lifecycle.Engine = (*Engine)(nil)
@@ -141,7 +145,7 @@ func NewEngine(cfg EngineConfig, rc *rest.Config, cs kubernetes.Interface) (*Eng
 		cfg.FirstByteTimeout = 15 * time.Second
 	}
 	e := &Engine{cfg: cfg, rest: rc, cs: cs, log: cfg.Logger, nss: map[string]bool{cfg.Namespace: true},
-		keepers: map[string][]string{}, muxes: map[string]*podMux{}}
+		keepers: map[string][]string{}, muxes: map[string]*podMux{}, pending: map[string]*pendingStart{}}
 	for _, ns := range cfg.Namespaces {
 		if checkNamespace(ns) == nil {
 			e.nss[ns] = true
@@ -316,6 +320,9 @@ func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifec
 	if err == nil {
 		ref.ID = st.namespace + "/" + name
 		e.created.Store(ref.ID, t0)
+		if early(req.Labels) {
+			e.early.Store(ref.ID, true)
+		}
 		e.keep(ref, keeperBase(req))
 		err = ctx.Err()
 	}
@@ -471,6 +478,8 @@ func (e *Engine) Remove(ctx context.Context, r lifecycle.Ref) error {
 	}
 	e.dropMux(r)
 	e.created.Delete(r.ID)
+	e.early.Delete(r.ID)
+	e.dropPending(r.ID)
 	err := e.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(1))})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err

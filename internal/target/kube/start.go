@@ -18,25 +18,45 @@ import (
 )
 
 // Start waits, at most StartTimeout, for the pod's main container to run.
-// A pod that cannot start (image missing, unschedulable, a failing init or
-// main container) ends the wait at once with one line naming why.
+// A pod that cannot start (image missing, unschedulable, a failing
+// installer or main container) ends the wait at once with one line naming
+// why. A per-connection pod's Start returns once the pod has a node, its
+// watch going on for Exec (early.go).
 func (e *Engine) Start(ctx context.Context, r lifecycle.Ref) error {
 	ns, name, ok := splitID(r.ID)
 	if !ok {
 		return lifecycle.Failed(r.Target, fmt.Errorf("pod id %q", r.ID), "the gate could not prepare it")
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
-	defer cancel()
 	tl := e.timeline(r.ID)
-	err := e.waitRunning(ctx, r, ns, name, tl)
-	tl.log(e.log, r.Name, err)
-	if err == nil {
-		e.prewarm(r)
+	if _, ok := e.early.Load(r.ID); !ok || e.rest == nil {
+		defer cancel()
+		err := e.waitRunning(ctx, r, ns, name, tl, nil)
+		tl.log(e.log, r.Name, err)
+		if err == nil {
+			e.prewarm(r)
+		}
+		return err
 	}
-	return err
+	ps := &pendingStart{done: make(chan struct{}), node: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer cancel()
+		ps.err = e.waitRunning(ctx, r, ns, name, tl, ps.scheduled)
+		tl.log(e.log, r.Name, ps.err)
+		close(ps.done)
+	}()
+	select {
+	case <-ps.node:
+		e.setPending(r.ID, ps)
+		return nil
+	case <-ps.done:
+		return ps.err
+	}
 }
 
-func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name string, tl *timeline) error {
+// waitRunning watches the pod until its main container runs or it cannot
+// start; onNode, if not nil, is called when it has a node.
+func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name string, tl *timeline, onNode func()) error {
 	pods := e.cs.CoreV1().Pods(ns)
 	why := "it was not scheduled yet"
 	userns := false
@@ -56,6 +76,9 @@ func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name stri
 		up, pe, w := podStarted(r.Target, p)
 		if up || pe != nil {
 			return errOrNil(pe)
+		}
+		if p.Spec.NodeName != "" && onNode != nil {
+			onNode()
 		}
 		why = w
 		// The kubelet refuses a user-namespace pod its runtime cannot run
@@ -81,6 +104,9 @@ func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name stri
 			if up || pe != nil {
 				wt.Stop()
 				return errOrNil(pe)
+			}
+			if p.Spec.NodeName != "" && onNode != nil {
+				onNode()
 			}
 			why = w
 		}
