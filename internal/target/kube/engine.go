@@ -40,6 +40,8 @@ const (
 	// labelsAnnotation holds the gate's labels exactly (label values are
 	// restricted; List gives these back).
 	labelsAnnotation = "sshgate.io/labels"
+	// defaultContainerAnnotation names the container kubectl picks.
+	defaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
 	// agentInImage is where the agent image keeps the binary.
 	agentInImage = "/sshgate-agent"
 )
@@ -425,7 +427,9 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 	}
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: st.namespace, Labels: labelValues(req.Labels),
-			Annotations: map[string]string{labelsAnnotation: string(ann)}},
+			// kubectl exec, logs and attach default to the main container,
+			// not the installer that comes first.
+			Annotations: map[string]string{labelsAnnotation: string(ann), defaultContainerAnnotation: mainContainer}},
 		Spec: corev1.PodSpec{
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			AutomountServiceAccountToken:  ptr(false),

@@ -155,6 +155,9 @@ func TestPodSpec(t *testing.T) {
 			t.Errorf("main mounts the agent's volume writable: %+v", vm)
 		}
 	}
+	if p.Annotations["kubectl.kubernetes.io/default-container"] != mainContainer {
+		t.Errorf("annotations: %v", p.Annotations)
+	}
 	if init.Env[0].Name != "SSHGATE_FILE_host_key" || !strings.HasPrefix(init.Env[0].Value, "400:") {
 		t.Errorf("host key env: %v", init.Env[0])
 	}
