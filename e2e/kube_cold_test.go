@@ -45,6 +45,7 @@ func TestKubeColdStart(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	t0 := time.Now()
 	ref, err := eng.Create(ctx, lifecycle.CreateRequest{Spec: s, Suffix: w.tag, User: "65534:65534", Entrypoint: []string{"sleep", "600"},
 		Labels: map[string]string{lifecycle.LabelGate: "cold-" + w.tag, lifecycle.LabelConn: "c1", lifecycle.LabelPer: "connection"}})
 	if ref.ID != "" {
@@ -56,6 +57,7 @@ func TestKubeColdStart(t *testing.T) {
 	if err := eng.Start(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("Start returned %s after the create", time.Since(t0).Round(time.Millisecond))
 	var p corev1.Pod
 	if err := json.Unmarshal([]byte(w.k.must(t, "admin", nil, "-n", kubeNS, "get", "pod", ref.Name, "-o", "json")), &p); err != nil {
 		t.Fatal(err)
@@ -74,6 +76,7 @@ func TestKubeColdStart(t *testing.T) {
 	}
 	out, _ := io.ReadAll(proc.Conn)
 	proc.Conn.Close()
+	t.Logf("the exec's output read %s after the create", time.Since(t0).Round(time.Millisecond))
 	if string(out) != "hi\n" {
 		t.Errorf("exec right after Start: %q", out)
 	}
