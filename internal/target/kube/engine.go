@@ -107,6 +107,7 @@ type Engine struct {
 	pendMu  sync.Mutex
 	pending map[string]*pendingStart // per-connection pods Start left watching (early.go)
 	early   sync.Map                 // pod IDs of per-connection pods
+	probes  chan struct{}            // early exec attempts in flight (earlyProbes)
 }
 
 var _ lifecycle.Engine = (*Engine)(nil)
@@ -147,7 +148,8 @@ func NewEngine(cfg EngineConfig, rc *rest.Config, cs kubernetes.Interface) (*Eng
 		cfg.FirstByteTimeout = 15 * time.Second
 	}
 	e := &Engine{cfg: cfg, rest: rc, cs: cs, log: cfg.Logger, nss: map[string]bool{cfg.Namespace: true},
-		keepers: map[string][]string{}, muxes: map[string]*podMux{}, pending: map[string]*pendingStart{}}
+		keepers: map[string][]string{}, muxes: map[string]*podMux{}, pending: map[string]*pendingStart{},
+		probes: make(chan struct{}, earlyProbes)}
 	for _, ns := range cfg.Namespaces {
 		if checkNamespace(ns) == nil {
 			e.nss[ns] = true
