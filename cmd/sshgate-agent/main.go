@@ -330,7 +330,13 @@ func dialEach(ctx context.Context, srv *agent.Server, network, address string, l
 			continue
 		}
 		go func() {
-			if err := srv.Serve(&primedConn{Conn: conn, first: first[:n]}); err != nil && ctx.Err() == nil {
+			var err error
+			if uc, ok := conn.(*net.UnixConn); ok {
+				err = srv.ServeUnix(uc, first[:n])
+			} else {
+				err = srv.Serve(&primedConn{Conn: conn, first: first[:n]})
+			}
+			if err != nil && ctx.Err() == nil {
 				log.Info("connection ended", "err", err)
 			}
 		}()

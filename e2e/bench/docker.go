@@ -598,6 +598,16 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	cold := o.shells - o.shellsPool
+	var engineTook time.Duration
+	var engineErr error
+	if cold > 0 {
+		logf("docker: %d containers created and started at once through the engine API", cold)
+		engineTook, engineErr = engineBurst(ctx, cold, harness.TestImage, map[string]string{"sshgate.gate": d.benchID})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	t.section(fmt.Sprintf("docker targets, %d at once (s until the last is ready; median of each in the notes)", o.shells))
 	fmtBurst := func(r burstResult) string {
 		if len(r.each) == 0 {
@@ -615,6 +625,14 @@ func runDocker(ctx context.Context, o *opts, bin, tmp, work, key, engine string,
 	}
 	t.row(fmt.Sprintf("%d PTY shells, pool %d, vs %d docker run", o.shells, o.shellsPool, o.shells), fmtBurst(db), fmtBurst(gb),
 		ratio(gateAll, directAll), fmt.Sprintf("%.1f ms/shell", burstCPU*1000/float64(o.shells)))
+	if cold > 0 {
+		e := fmt.Sprintf("%.2f", engineTook.Seconds())
+		r := ratio(gateAll, engineTook.Seconds())
+		if engineErr != nil {
+			e, r = "- ("+engineErr.Error()+")", ""
+		}
+		t.row(fmt.Sprintf("%d PTY shells, pool %d, vs %d containers created + started at once (engine API)", o.shells, o.shellsPool, cold), e, fmtBurst(gb), r, "")
+	}
 	*notes = append(*notes, fmt.Sprintf("docker: %d shells: each ready after %s / %s s (median / p90), first at %.2f s; %d docker run: median %.2f s",
 		o.shells, secs(percentile(gb.each, 0.5)), secs(percentile(gb.each, 0.9)), minDuration(gb.each).Seconds(), o.shells, percentile(db.each, 0.5).Seconds()))
 	for _, r := range []struct {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sshgate/sshgate/internal/fdpass"
 )
 
 // Algorithms the agent offers. The client's order decides; the gate puts
@@ -146,6 +148,21 @@ func DefaultShell() string {
 // Serve runs one SSH connection to its end and closes conn. Every session
 // started on it has been told to stop by the time it returns.
 func (s *Server) Serve(conn net.Conn) error {
+	if uc, ok := conn.(*net.UnixConn); ok {
+		return s.ServeUnix(uc, nil)
+	}
+	return s.serve(conn, nil)
+}
+
+// ServeUnix is Serve for a unix socket connection from which first was
+// already read: the gate may pass a session's stdin pipe on it (package
+// fdpass, StdinPipeRequest).
+func (s *Server) ServeUnix(uc *net.UnixConn, first []byte) error {
+	fds := fdpass.NewReceiver(uc, first)
+	return s.serve(fds, fds)
+}
+
+func (s *Server) serve(conn net.Conn, fds *fdpass.Receiver) error {
 	defer conn.Close()
 	id := s.nextID.Add(1)
 	log := s.log.With("conn_id", id)
@@ -165,10 +182,13 @@ func (s *Server) Serve(conn net.Conn) error {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	defer sconn.Close()
+	if fds != nil {
+		fds.Accept()
+	}
 	log.Info("connection", "user", sconn.User(), "method", sconn.Permissions.Extensions[extMethod],
 		"key", sconn.Permissions.Extensions[extKey], "cert_id", sconn.Permissions.Extensions[extCertID])
 
-	c := &connState{srv: s, sconn: sconn, log: log, forwards: map[string]net.Listener{}, conns: map[net.Conn]struct{}{}}
+	c := &connState{srv: s, sconn: sconn, log: log, fds: fds, forwards: map[string]net.Listener{}, conns: map[net.Conn]struct{}{}}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -279,6 +299,7 @@ type connState struct {
 	srv   *Server
 	sconn *ssh.ServerConn
 	log   *slog.Logger
+	fds   *fdpass.Receiver // nil unless the connection is a unix socket
 
 	mu       sync.Mutex
 	closed   bool

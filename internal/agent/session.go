@@ -16,6 +16,9 @@ import (
 	"github.com/creack/pty"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
+
+	"github.com/sshgate/sshgate/internal/fdpass"
 )
 
 // Request payloads (RFC 4254 section 6).
@@ -58,7 +61,11 @@ type session struct {
 	stopInpr func()       // stops an in-process handler (sftp, scp)
 	closeOut func()       // closes the output pipes' read ends
 	agent    *agentSocket // the forwarded agent's socket, when asked for (agentfwd.go)
-	done     chan struct{}
+	// stdin: the read end of a pipe the gate passed (StdinPipeRequest),
+	// whose write end the gate holds; nil for stdin over the channel. The
+	// session owns it until a process takes it (or it is closed at the end).
+	stdin *os.File
+	done  chan struct{}
 }
 
 func (c *connState) handleSession(nc ssh.NewChannel) {
@@ -82,6 +89,10 @@ func (c *connState) handleSession(nc ssh.NewChannel) {
 	// stop whatever still runs, and wait for the session's goroutines.
 	s.mu.Lock()
 	started, agent := s.started, s.agent
+	if s.stdin != nil { // passed and never used
+		s.stdin.Close()
+		s.stdin = nil
+	}
 	s.mu.Unlock()
 	ch.Close()
 	if started {
@@ -96,6 +107,8 @@ func (c *connState) handleSession(nc ssh.NewChannel) {
 // request handles one channel request and says whether it succeeded.
 func (s *session) request(req *ssh.Request) bool {
 	switch req.Type {
+	case StdinPipeRequest:
+		return s.takeStdinPipe()
 	case "pty-req":
 		var p ptyReq
 		if ssh.Unmarshal(req.Payload, &p) != nil || !permitted(s.c.sconn.Permissions, "permit-pty") {
@@ -103,7 +116,7 @@ func (s *session) request(req *ssh.Request) bool {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.started || s.pty != nil {
+		if s.started || s.pty != nil || s.stdin != nil {
 			return false
 		}
 		s.pty = &p
@@ -145,7 +158,7 @@ func (s *session) request(req *ssh.Request) bool {
 		return s.start(e.Command, true)
 	case "subsystem":
 		var sr subsystemReq
-		if ssh.Unmarshal(req.Payload, &sr) != nil || sr.Name != "sftp" {
+		if ssh.Unmarshal(req.Payload, &sr) != nil || sr.Name != "sftp" || s.hasStdinPipe() {
 			return false
 		}
 		return s.startInProcess(func(stdin io.Reader, stdout, _ io.Writer) int {
@@ -167,6 +180,59 @@ func (s *session) request(req *ssh.Request) bool {
 		// x11-req, break, ...: refused.
 		return false
 	}
+}
+
+// StdinPipeRequest is the gate's channel request (no payload) that claims
+// the pipe read end it passed on the connection's socket (package
+// fdpass): the session's process then reads its stdin from that pipe,
+// whose write end the gate holds, instead of from the channel. Only
+// before the session starts, once, without a PTY; a connection not over a
+// unix socket, or with no (or no valid) descriptor passed, answers false
+// and the gate keeps stdin on the channel.
+const StdinPipeRequest = fdpass.StdinRequest
+
+func (s *session) takeStdinPipe() bool {
+	fr := s.c.fds
+	if fr == nil {
+		return false
+	}
+	f, err := fr.Take() // closed by Take when it fails the checks
+	if err != nil {
+		s.c.log.Warn("stdin pipe refused", "err", err)
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.pty != nil || s.stdin != nil {
+		f.Close()
+		return false
+	}
+	s.stdin = f
+	return true
+}
+
+// pollable returns f (nil-safe) as a non-blocking file under Go's poller,
+// for a passed pipe the agent reads itself (an in-process handler): closing
+// it then ends a read that waits. f's end is the agent's alone (the gate
+// kept only the write end), so the flag touches nobody else.
+func pollable(f *os.File) *os.File {
+	if f == nil {
+		return nil
+	}
+	fd, err := unix.Dup(int(f.Fd()))
+	if err != nil {
+		return f
+	}
+	f.Close()
+	unix.CloseOnExec(fd)
+	_ = unix.SetNonblock(fd, true) // if it fails, a blocking file: reads still work
+	return os.NewFile(uintptr(fd), "stdin-pipe")
+}
+
+func (s *session) hasStdinPipe() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stdin != nil
 }
 
 // forwardAgent answers auth-agent-req@openssh.com: once per session,
@@ -317,8 +383,17 @@ func (s *session) startPipes(command string, isExec bool) bool {
 			f.Close()
 		}
 	}
-	inR, inW, err := os.Pipe()
-	if err != nil {
+	s.mu.Lock()
+	passed := s.stdin
+	s.stdin = nil
+	s.mu.Unlock()
+	var inR, inW *os.File
+	var err error
+	if passed != nil {
+		// The gate's pipe: the process reads its stdin straight from it,
+		// the agent copies nothing (StdinPipeRequest).
+		inR = passed
+	} else if inR, inW, err = os.Pipe(); err != nil {
 		return false
 	}
 	outR, outW, err := os.Pipe()
@@ -331,7 +406,10 @@ func (s *session) startPipes(command string, isExec bool) bool {
 		closeAll([]*os.File{inR, inW, outR, outW})
 		return false
 	}
-	parent = []*os.File{inW, outR, errR}
+	parent = []*os.File{outR, errR}
+	if inW != nil {
+		parent = append(parent, inW)
+	}
 	child = []*os.File{inR, outW, errW}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
 
@@ -353,12 +431,14 @@ func (s *session) startPipes(command string, isExec bool) bool {
 	s.pgid = cmd.Process.Pid
 	s.closeOut = func() { outR.Close(); errR.Close() }
 
-	s.spawn(func() {
-		// stdin: the channel to the process; EOF from the client closes the
-		// pipe so that the command sees it.
-		copyToPipe(inW, s.ch)
-		inW.Close()
-	})
+	if inW != nil {
+		s.spawn(func() {
+			// stdin: the channel to the process; EOF from the client closes the
+			// pipe so that the command sees it.
+			copyToPipe(inW, s.ch)
+			inW.Close()
+		})
+	}
 	var out sync.WaitGroup
 	out.Add(2)
 	s.spawn(func() { defer out.Done(); _, _ = io.Copy(s.ch, outR) })
@@ -483,10 +563,24 @@ func (s *session) startInProcess(fn func(stdin io.Reader, stdout, stderr io.Writ
 		return false
 	}
 	s.started = true
-	s.stopInpr = func() { s.ch.Close() }
+	var stdin io.Reader = s.ch
+	passed := pollable(s.stdin)
+	s.stdin = nil
+	if passed != nil {
+		stdin = passed
+	}
+	s.stopInpr = func() {
+		s.ch.Close()
+		if passed != nil {
+			passed.Close()
+		}
+	}
 	s.spawn(func() {
 		defer close(s.done)
-		code := fn(s.ch, s.ch, s.ch.Stderr())
+		if passed != nil {
+			defer passed.Close()
+		}
+		code := fn(stdin, s.ch, s.ch.Stderr())
 		s.markExited()
 		s.finish(exitInfo{code: code})
 	})

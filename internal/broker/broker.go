@@ -22,6 +22,7 @@ import (
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/coalesce"
 	"github.com/sshgate/sshgate/internal/config"
+	"github.com/sshgate/sshgate/internal/fdpass"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/policy"
 	"github.com/sshgate/sshgate/internal/relay"
@@ -188,6 +189,7 @@ func (c *conn) unreserve(session bool) {
 // upConn is a logged-in connection to a target.
 type upConn struct {
 	client  ssh.Conn
+	fds     *fdpass.Sender // the connection passes descriptors (stdinpipe.go); nil: it cannot
 	permit  policy.Permit
 	release func(context.Context) error
 	ended   func(context.Context) string // why the target went away, if the backend knows
@@ -343,6 +345,7 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 			_ = u.Release(rctx)
 		}
 	}
+	fds, _ := u.Conn.(*fdpass.Sender)
 	u.Conn = coalesce.New(u.Conn)
 	_ = u.Conn.SetDeadline(time.Now().Add(timeout))
 	addr := u.Conn.RemoteAddr().String()
@@ -376,7 +379,7 @@ func (c *conn) dial(p policy.Permit) (_ *upConn, err error) {
 	}
 	_ = u.Conn.SetDeadline(time.Time{})
 	c.log.Info("target connected", "target", name, "login", p.Login, "kind", p.Target.Kind, "took", time.Since(start).Round(time.Millisecond))
-	up := &upConn{client: client, permit: p, done: make(chan struct{}), release: u.Release, ended: u.Ended}
+	up := &upConn{client: client, fds: fds, permit: p, done: make(chan struct{}), release: u.Release, ended: u.Ended}
 	go c.fromUpstream(up, chans, reqs)
 	c.mu.Lock()
 	c.ups = append(c.ups, up)

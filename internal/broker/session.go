@@ -170,16 +170,21 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 	}
 	defer ob.end()
 	defer c.b.drain.addSession(ob)() // ended at the drain's deadline (drain.go)
+	upIn := c.stdinPipe(up, upCh, s) // upCh, or upCh with stdin on a pipe
 	ok, err := upCh.SendRequest(s.Start.Type, true, s.Start.Payload)
 	if s.Start.WantReply {
 		_ = s.Start.Reply(ok && err == nil, nil)
 	}
 	if err != nil || !ok {
-		_ = upCh.Close()
+		_ = upIn.Close()
 		_ = ch.Close()
 		return
 	}
-	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.Start.Type, "pty", s.PTY != nil)
+	stdin := "channel"
+	if _, ok := upIn.(*pipeChannel); ok {
+		stdin = "pipe"
+	}
+	c.log.Info("session started", "target", p.Target.Name, "login", p.Login, "type", s.Start.Type, "pty", s.PTY != nil, "stdin", stdin)
 	if s.PTY != nil {
 		defer c.b.drain.addPTY(ch)() // told if the gate drains (drain.go)
 	}
@@ -193,7 +198,7 @@ func (c *conn) relaySession(ch ssh.Channel, reqs <-chan *ssh.Request, s *account
 		addTap(ob.counters, lim)
 	}
 	down := c.sftpGuard(ch, s, p, ob.id)
-	res := relay.Session(down, reqs, upCh, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
+	res := relay.Session(down, reqs, upIn, upReqs, ob.filter(c.filter), ob.counters, func(res relay.Result) {
 		agentDone()
 		if sa.lastWords(ch, s) {
 			return

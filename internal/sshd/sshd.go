@@ -21,6 +21,7 @@ import (
 
 	"github.com/sshgate/sshgate/internal/coalesce"
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/quickack"
 )
 
 // Handler serves one authenticated connection. It returns when the
@@ -139,7 +140,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.accept(nc) // proxy.go: a PROXY header first, or straight to handle
+		// Quick ACKs through the handshake: a stock ssh client waits on
+		// the gate's delayed ACKs twice in it otherwise (package quickack).
+		s.accept(quickack.Wrap(nc)) // proxy.go: a PROXY header first, or straight to handle
 	}
 }
 

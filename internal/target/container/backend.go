@@ -30,6 +30,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sshgate/sshgate/internal/target"
@@ -121,6 +122,10 @@ type Backend struct {
 	// fillSlots holds one token per pool fill creating a container now
 	// (capacity Config.PoolFills).
 	fillSlots chan struct{}
+	// liveStarts counts the containers being created and started for a
+	// connection waiting on them now (cold and first per-user starts):
+	// pool fills yield to them (fillOne).
+	liveStarts atomic.Int32
 
 	mu     sync.Mutex
 	closed bool

@@ -475,3 +475,52 @@ func TestRemovalsBounded(t *testing.T) {
 		t.Fatalf("%d containers left", n)
 	}
 }
+
+// A pool fill waits while a connection waits on a container being started
+// for it, and goes once that start is done: the refill never competes with
+// the users of a burst for the engine.
+func TestPoolFillYieldsToLiveStarts(t *testing.T) {
+	f := newFixture(t, nil)
+	pooled := spec("pooled", gate.DockerSpec{Pool: 1})
+	if err := f.b.Prewarm(context.Background(), pooled); err != nil {
+		t.Fatal(err)
+	}
+	f.b.fills.Wait()
+	creating := func() int {
+		f.eng.mu.Lock()
+		defer f.eng.mu.Unlock()
+		return f.eng.creating
+	}
+	hold := make(chan struct{})
+	f.eng.mu.Lock()
+	f.eng.createHold = hold
+	f.eng.mu.Unlock()
+	// A cold connection: its Create is held.
+	done := make(chan error, 1)
+	go func() {
+		up, err := f.b.Open(context.Background(), target.Request{Target: spec("cold", gate.DockerSpec{}), ID: &gate.Identity{User: "bob"}, ConnID: gate.NewID()})
+		if err == nil {
+			err = up.Release(context.Background())
+		}
+		done <- err
+	}()
+	for creating() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	// The pool's one container goes to alice; its refill is due after
+	// refillDelay but must wait for bob's start.
+	up := f.open(pooled, "alice")
+	time.Sleep(refillDelay + 10*fillYieldPoll)
+	if n := creating(); n != 1 {
+		t.Fatalf("%d creations in flight while a connection waits on its own, want 1 (the pool fill must wait)", n)
+	}
+	close(hold)
+	if err := <-done; err != nil {
+		t.Fatalf("cold Open: %v", err)
+	}
+	f.b.fills.Wait()
+	if n := f.b.PoolReady(pooled); n != 1 {
+		t.Fatalf("PoolReady %d after the live start ended, want 1", n)
+	}
+	up.Release(context.Background())
+}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sshgate/sshgate/internal/fdpass"
 	"github.com/sshgate/sshgate/internal/gate"
 	"github.com/sshgate/sshgate/internal/target"
 )
@@ -48,11 +49,14 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 	}
 	labels := map[string]string{LabelUser: user, LabelConn: req.ConnID, LabelPer: "connection"}
 	keeper := b.cfg.Transport == TransportExec
+	b.liveStarts.Add(1)
 	bx, err := b.create(ctx, s, keeper, labels, gate.ContainerConn)
 	if err != nil {
+		b.liveStarts.Add(-1)
 		return nil, err
 	}
 	conn, err := b.start(ctx, bx)
+	b.liveStarts.Add(-1)
 	if err != nil {
 		b.cleanup(bx)
 		return nil, err
@@ -87,6 +91,11 @@ func (b *Backend) upstream(bx *box, conn net.Conn, login string, log *slog.Logge
 	report := func(ctx context.Context, settle bool) string {
 		endOnce.Do(func() { why = b.reportEnd(ctx, bx, since, log, settle) })
 		return why
+	}
+	// Over the socket transport the gate may pass a session's stdin pipe
+	// to the agent on this connection (package fdpass).
+	if uc, ok := conn.(*net.UnixConn); ok && b.cfg.Transport == TransportSocket {
+		conn = fdpass.NewSender(uc)
 	}
 	return &target.Upstream{
 		Conn:   conn,

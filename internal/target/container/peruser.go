@@ -171,12 +171,14 @@ func (b *Backend) startWarm(ctx context.Context, s *Spec, user, connID string, t
 			}
 		}
 		labels := map[string]string{LabelUser: user, LabelConn: connID, LabelPer: "user"}
+		b.liveStarts.Add(1)
 		bx, err := b.create(ctx, s, true, labels, "")
 		if err == nil {
 			if _, err = b.start(ctx, bx); err != nil {
 				b.cleanup(bx)
 			}
 		}
+		b.liveStarts.Add(-1)
 		if err != nil {
 			if placeholder != "" {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registryTimeout)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sshgate/sshgate/internal/ca"
 	"github.com/sshgate/sshgate/internal/gate"
+	"github.com/sshgate/sshgate/internal/quickack"
 	"github.com/sshgate/sshgate/internal/sshkeys"
 	"github.com/sshgate/sshgate/internal/target"
 )
@@ -87,5 +88,7 @@ func (b *Backend) Open(ctx context.Context, req target.Request) (*target.Upstrea
 		Timeout:           b.timeout,
 		ClientVersion:     "SSH-2.0-sshgate",
 	}
-	return &target.Upstream{Conn: conn, Client: cfg}, nil
+	// sshd writes its version and KEXINIT apart (Nagle on): quick ACKs
+	// keep it from waiting on the gate's delayed ACK.
+	return &target.Upstream{Conn: quickack.Wrap(conn), Client: cfg}, nil
 }
