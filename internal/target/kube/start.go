@@ -42,7 +42,11 @@ func (e *Engine) Start(ctx context.Context, r lifecycle.Ref) error {
 	go func() {
 		defer cancel()
 		ps.err = e.waitRunning(ctx, r, ns, name, tl, ps.scheduled)
-		tl.log(e.log, r.Name, ps.err)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			e.log.Debug("pod start timeline: the watch ended (the exec got through, or the connection ended)", "pod", r.Name, "scheduled_ms", tl.scheduled.Milliseconds())
+		} else {
+			tl.log(e.log, r.Name, ps.err)
+		}
 		close(ps.done)
 	}()
 	select {
