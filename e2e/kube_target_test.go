@@ -410,7 +410,7 @@ func TestKubePodDeletedMidSession(t *testing.T) {
 }
 
 // TestKubeReadonlyRoot: with kubernetes.readonly_rootfs the pod's root is
-// read-only and /tmp writable; the agent still gets in (init container).
+// read-only and /tmp writable; the agent still gets in (its installer).
 func TestKubeReadonlyRoot(t *testing.T) {
 	w := newKubeWorld(t, "  readonly_rootfs: true\n")
 	name := w.target(t, "ro", "--image", harness.TestImage)

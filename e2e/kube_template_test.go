@@ -64,7 +64,7 @@ spec:
 		}
 	}
 	got := w.k.must(t, "admin", nil, "-n", kubeNS, "get", "pods", "-l", "sshgate.target="+name,
-		"-o", `jsonpath={.items[0].metadata.labels.team} {.items[0].metadata.annotations.owner} {.items[0].spec.nodeSelector} {.items[0].spec.initContainers[0].name} {.items[0].spec.automountServiceAccountToken}`)
+		"-o", `jsonpath={.items[0].metadata.labels.team} {.items[0].metadata.annotations.owner} {.items[0].spec.nodeSelector} {.items[0].spec.containers[0].name} {.items[0].spec.automountServiceAccountToken}`)
 	if got != `lab ops {"kubernetes.io/hostname":"localhost"} sshgate-agent false` {
 		t.Errorf("pod: %q", got)
 	}

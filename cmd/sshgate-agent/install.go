@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // installEnvPrefix names the files --install writes: each environment
@@ -15,9 +17,10 @@ import (
 const installEnvPrefix = "SSHGATE_FILE_"
 
 // install copies the running binary to dir/sshgate-agent (0555) and writes
-// the files named in env (see installEnvPrefix). It is the init container
-// of a Kubernetes pod, which has no shell or cp: the agent installs itself
-// into a shared emptyDir. Names are single path elements only.
+// the files named in env (see installEnvPrefix). It is the postStart hook
+// of a Kubernetes pod's installer container, whose image has no shell or
+// cp: the agent installs itself into a shared emptyDir. Names are single
+// path elements only.
 func install(dir string, env []string) error {
 	if !filepath.IsAbs(dir) {
 		return usageError{fmt.Sprintf("--install %q: want an absolute directory", dir)}
@@ -77,4 +80,13 @@ func writeFile(path string, r io.Reader, mode os.FileMode) error {
 		return fmt.Errorf("install %s: %w", path, err)
 	}
 	return nil
+}
+
+// hold blocks until SIGTERM or SIGINT: the process of a pod's installer
+// container, whose postStart hook (--install) did the work. It holds no
+// files and no children; the emptyDir it filled lives as long as the pod.
+func hold() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	<-ch
 }

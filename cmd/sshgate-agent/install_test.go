@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
-// TestInstall runs the built agent's --install as an init container would:
+// TestInstall runs the built agent's --install as a pod's installer hook would:
 // the agent copies itself and writes the files its environment names.
 func TestInstall(t *testing.T) {
 	dir := t.TempDir()
@@ -42,5 +44,32 @@ func TestInstall(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || bytes.Count(out, []byte("\n")) != 1 {
 			t.Errorf("%v: %v %q, want exit 2 and one line", bad, err, out)
 		}
+	}
+}
+
+// TestHold: --hold, the installer container's process, waits for SIGTERM
+// and then exits 0.
+func TestHold(t *testing.T) {
+	cmd := exec.Command(agentBin, "--hold")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("--hold ended by itself: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("--hold after SIGTERM: %v, want exit 0", err)
+		}
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("--hold did not end on SIGTERM")
 	}
 }

@@ -5,10 +5,13 @@
 //	sshgate-agent (--stdio | --mux | --dial ADDR | --dial-each ADDR | --listen ADDR) --host-key FILE
 //	    --authorized-keys FILE [--shell PATH] [--env KEY=VALUE ...] [--reap]
 //	sshgate-agent --install DIR
+//	sshgate-agent --hold
 //
 // --install copies the agent into DIR with the files its environment names
 // (SSHGATE_FILE_<name>=<octal mode>:<base64>): the init container of a
-// Kubernetes pod, whose image is the agent alone (FROM scratch).
+// Kubernetes pod, whose image is the agent alone (FROM scratch). It runs
+// as the postStart hook of the pod's first container, whose process is
+// --hold: it does nothing until SIGTERM or SIGINT, then exits 0.
 //
 // Exit status: 2 for bad flags or unusable files they name (one line on
 // stderr, naming the value); 1 when --listen cannot listen or --dial gives
@@ -65,6 +68,7 @@ const usage = `usage: sshgate-agent (--stdio | --mux | --dial ADDR | --dial-each
   --reap               reap orphaned children (always on when running as PID 1)
 
 usage: sshgate-agent --install DIR   copy the agent and $SSHGATE_FILE_<name>=MODE:BASE64 files into DIR
+usage: sshgate-agent --hold          do nothing until SIGTERM or SIGINT (the installer container's process)
 `
 
 // exitUsage is the status for bad flags and bad files they name.
@@ -207,6 +211,10 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "sshgate-agent: %v\n", err)
 			return exitUsage
 		}
+		return 0
+	}
+	if len(args) == 1 && (args[0] == "--hold" || args[0] == "-hold") {
+		hold()
 		return 0
 	}
 	c, err := parseFlags(args)

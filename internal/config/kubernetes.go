@@ -12,7 +12,7 @@ type Kubernetes struct {
 	Kubeconfig      string   `yaml:"kubeconfig"`        // "" : the in-cluster service account
 	Namespace       string   `yaml:"namespace"`         // for targets without --namespace; "": the gate's own in a cluster, else "default"
 	Namespaces      []string `yaml:"namespaces"`        // also searched for orphaned pods at start
-	AgentImage      string   `yaml:"agent_image"`       // image holding /sshgate-agent (init container)
+	AgentImage      string   `yaml:"agent_image"`       // image holding /sshgate-agent (the pod's installer container)
 	ImagePullPolicy string   `yaml:"image_pull_policy"` // Always, IfNotPresent or Never
 	AllowRoot       bool     `yaml:"allow_root"`        // pods may run as uid 0
 	ReadonlyRootfs  bool     `yaml:"readonly_rootfs"`   // read-only root filesystem (emptyDir /tmp)

@@ -40,6 +40,8 @@ const (
 	// labelsAnnotation holds the gate's labels exactly (label values are
 	// restricted; List gives these back).
 	labelsAnnotation = "sshgate.io/labels"
+	// defaultContainerAnnotation names the container kubectl picks.
+	defaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
 	// agentInImage is where the agent image keeps the binary.
 	agentInImage = "/sshgate-agent"
 )
@@ -99,6 +101,13 @@ type Engine struct {
 	keepers map[string][]string // the agent command of each keeper pod created
 	muxes   map[string]*podMux
 	muxWG   sync.WaitGroup
+
+	created sync.Map // pod ID -> when its create was sent (timeline.go)
+
+	pendMu  sync.Mutex
+	pending map[string]*pendingStart // per-connection pods Start left watching (early.go)
+	early   sync.Map                 // pod IDs of per-connection pods
+	probes  chan struct{}            // early exec attempts in flight (earlyProbes)
 }
 
 var _ lifecycle.Engine = (*Engine)(nil)
@@ -139,7 +148,8 @@ func NewEngine(cfg EngineConfig, rc *rest.Config, cs kubernetes.Interface) (*Eng
 		cfg.FirstByteTimeout = 15 * time.Second
 	}
 	e := &Engine{cfg: cfg, rest: rc, cs: cs, log: cfg.Logger, nss: map[string]bool{cfg.Namespace: true},
-		keepers: map[string][]string{}, muxes: map[string]*podMux{}}
+		keepers: map[string][]string{}, muxes: map[string]*podMux{}, pending: map[string]*pendingStart{},
+		probes: make(chan struct{}, earlyProbes)}
 	for _, ns := range cfg.Namespaces {
 		if checkNamespace(ns) == nil {
 			e.nss[ns] = true
@@ -295,8 +305,8 @@ func firstLine(s string) string {
 }
 
 // Create submits the pod (a pod has no created-but-not-started state): the
-// init container installs the agent and req.Files, then PID 1 of the main
-// container is req.Entrypoint as req.User.
+// installer container's postStart hook installs the agent and req.Files,
+// then PID 1 of the main container is req.Entrypoint as req.User.
 func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifecycle.Ref, error) {
 	st := settingsOf(req.Spec)
 	name := PodName(req.Spec.Target, req.Suffix)
@@ -308,10 +318,15 @@ func (e *Engine) Create(ctx context.Context, req lifecycle.CreateRequest) (lifec
 	// As with Docker: the create is not cancelled by the caller, so that a
 	// pod the API server made is always known (and removed) by name.
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	t0 := time.Now()
 	_, err = e.cs.CoreV1().Pods(st.namespace).Create(cctx, pod, metav1.CreateOptions{})
 	ccancel()
 	if err == nil {
 		ref.ID = st.namespace + "/" + name
+		e.created.Store(ref.ID, t0)
+		if early(req.Labels) {
+			e.early.Store(ref.ID, true)
+		}
 		e.keep(ref, keeperBase(req))
 		err = ctx.Err()
 	}
@@ -357,18 +372,18 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 		}
 		return sc
 	}
-	// The files the init container writes (keys), as its environment.
+	// The files the installer writes (keys), as its environment.
 	var initEnv []corev1.EnvVar
 	for _, f := range req.Files {
 		if f.Source != "" {
-			continue // the agent binary: the init container's own
+			continue // the agent binary: the installer's own
 		}
 		if path.Dir(f.Path) != lifecycle.DirMount {
 			return nil, fmt.Errorf("file %s is not under %s", f.Path, lifecycle.DirMount)
 		}
 		mode := f.Mode.Perm()
 		if !known || f.UID != int(uid) {
-			mode |= 0o444 // written by the init container's user: readable by the main one
+			mode |= 0o444 // written by the installer's user: readable by the main one
 		}
 		initEnv = append(initEnv, corev1.EnvVar{Name: "SSHGATE_FILE_" + path.Base(f.Path),
 			Value: strconv.FormatUint(uint64(mode), 8) + ":" + base64.StdEncoding.EncodeToString(f.Data)})
@@ -414,7 +429,9 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 	}
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: st.namespace, Labels: labelValues(req.Labels),
-			Annotations: map[string]string{labelsAnnotation: string(ann)}},
+			// kubectl exec, logs and attach default to the main container,
+			// not the installer that comes first.
+			Annotations: map[string]string{labelsAnnotation: string(ann), defaultContainerAnnotation: mainContainer}},
 		Spec: corev1.PodSpec{
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			AutomountServiceAccountToken:  ptr(false),
@@ -424,19 +441,24 @@ func (e *Engine) pod(st *settings, name string, req lifecycle.CreateRequest) (*c
 			SecurityContext:               psc,
 			HostUsers:                     hostUsers,
 			Volumes:                       vols,
-			InitContainers: []corev1.Container{{
+			Containers: []corev1.Container{{
+				// The installer, first: its postStart hook copies the
+				// agent and the keys, and the kubelet starts the next
+				// container only once that hook has returned, in the same
+				// pod sync (kube.go).
 				Name: agentContainer, Image: e.cfg.AgentImage, ImagePullPolicy: e.cfg.ImagePullPolicy,
-				Command:         []string{agentInImage, "--install", lifecycle.DirMount},
+				Command: []string{agentInImage, "--hold"},
+				Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+					Command: []string{agentInImage, "--install", lifecycle.DirMount}}}},
 				Env:             initEnv,
 				VolumeMounts:    []corev1.VolumeMount{{Name: volumeName, MountPath: lifecycle.DirMount}},
 				SecurityContext: csc(true, false),
 				Resources: corev1.ResourceRequirements{
-					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
-					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("96Mi")},
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 				},
 				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-			}},
-			Containers: []corev1.Container{{
+			}, {
 				Name: mainContainer, Image: st.image, ImagePullPolicy: e.cfg.ImagePullPolicy,
 				Command:                  req.Entrypoint,
 				Env:                      env,
@@ -461,6 +483,9 @@ func (e *Engine) Remove(ctx context.Context, r lifecycle.Ref) error {
 		return fmt.Errorf("pod id %q", r.ID)
 	}
 	e.dropMux(r)
+	e.created.Delete(r.ID)
+	e.early.Delete(r.ID)
+	e.dropPending(r.ID)
 	err := e.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(1))})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return err

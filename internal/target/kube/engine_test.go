@@ -73,7 +73,10 @@ func TestPrepare(t *testing.T) {
 }
 
 // TestPodSpec: the pod the engine submits is hardened, labelled, limited
-// and gets the agent from its init container.
+// and gets the agent from its installer: the first container, hardened as
+// the main one and read-only, asleep (--hold) once its postStart hook has
+// copied the agent; no init container, whose exit the kubelet would see
+// only on its next relist (up to 1 s) before starting the main container.
 func TestPodSpec(t *testing.T) {
 	e, cs := newTestEngine(t)
 	s, err := e.Prepare(kt(gate.KubernetesSpec{Image: "busybox", Memory: 256 << 20, NanoCPUs: 500e6, Env: []string{"A=1"}}))
@@ -116,8 +119,11 @@ func TestPodSpec(t *testing.T) {
 			t.Errorf("%s: pull policy %s", c.Name, c.ImagePullPolicy)
 		}
 	}
-	m := sp.Containers[0]
-	if m.Image != "busybox" || m.Command[0] != lifecycle.AgentMount {
+	if len(sp.InitContainers) != 0 || len(sp.Containers) != 2 {
+		t.Fatalf("init containers %d, containers %d; want 0 and 2", len(sp.InitContainers), len(sp.Containers))
+	}
+	m := sp.Containers[1]
+	if m.Name != mainContainer || m.Image != "busybox" || m.Command[0] != lifecycle.AgentMount {
 		t.Errorf("main: %s %v", m.Image, m.Command)
 	}
 	if lim := m.Resources.Limits; lim.Memory().Value() != 256<<20 || lim.Cpu().MilliValue() != 500 {
@@ -126,9 +132,31 @@ func TestPodSpec(t *testing.T) {
 	if len(m.Env) != 1 || m.Env[0].Name != "A" {
 		t.Errorf("env: %v", m.Env)
 	}
-	init := sp.InitContainers[0]
-	if init.Image != "sshgate/agent:1" || strings.Join(init.Command, " ") != "/sshgate-agent --install /run/sshgate" || len(init.Env) != 2 {
-		t.Errorf("init: %s %v %v", init.Image, init.Command, init.Env)
+	init := sp.Containers[0]
+	if init.Name != agentContainer || init.Image != "sshgate/agent:1" || strings.Join(init.Command, " ") != "/sshgate-agent --hold" || len(init.Env) != 2 {
+		t.Errorf("installer: %s %s %v %v", init.Name, init.Image, init.Command, init.Env)
+	}
+	if h := init.Lifecycle; h == nil || h.PostStart == nil || h.PostStart.Exec == nil || h.PreStop != nil ||
+		strings.Join(h.PostStart.Exec.Command, " ") != "/sshgate-agent --install /run/sshgate" {
+		t.Errorf("installer hooks: %+v", h)
+	}
+	if sc := init.SecurityContext; !*sc.ReadOnlyRootFilesystem || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault || sc.RunAsUser != nil {
+		t.Errorf("installer security context: %+v", sc)
+	}
+	if r := init.Resources; r.Requests.Memory().Value() > 16<<20 || r.Requests.Cpu().MilliValue() > 10 ||
+		r.Limits.Memory().Value() == 0 || r.Limits.Memory().Value() > 64<<20 || r.Limits.Cpu().MilliValue() == 0 {
+		t.Errorf("installer resources: %+v", r)
+	}
+	if len(init.VolumeMounts) != 1 || init.VolumeMounts[0].MountPath != lifecycle.DirMount || init.VolumeMounts[0].ReadOnly {
+		t.Errorf("installer mounts: %+v", init.VolumeMounts)
+	}
+	for _, vm := range m.VolumeMounts {
+		if vm.Name == volumeName && !vm.ReadOnly {
+			t.Errorf("main mounts the agent's volume writable: %+v", vm)
+		}
+	}
+	if p.Annotations["kubectl.kubernetes.io/default-container"] != mainContainer {
+		t.Errorf("annotations: %v", p.Annotations)
 	}
 	if init.Env[0].Name != "SSHGATE_FILE_host_key" || !strings.HasPrefix(init.Env[0].Value, "400:") {
 		t.Errorf("host key env: %v", init.Env[0])
@@ -157,15 +185,12 @@ func TestPodSpec(t *testing.T) {
 
 func TestPodStarted(t *testing.T) {
 	waiting := func(init bool, reason string) *corev1.Pod {
-		p := &corev1.Pod{Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: agentContainer, Image: "agent:1"}},
-			Containers: []corev1.Container{{Name: mainContainer, Image: "x:1"}}}}
+		p := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: agentContainer, Image: "agent:1"}, {Name: mainContainer, Image: "x:1"}}}}
 		cs := corev1.ContainerStatus{Name: mainContainer, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}}}
 		if init {
 			cs.Name = agentContainer
-			p.Status.InitContainerStatuses = []corev1.ContainerStatus{cs}
-		} else {
-			p.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
 		}
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
 		return p
 	}
 	for _, c := range []struct {
@@ -188,6 +213,20 @@ func TestPodStarted(t *testing.T) {
 		{"unschedulable", &corev1.Pod{Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
 			Reason: corev1.PodReasonUnschedulable, Message: "node(s) had untolerated taint"}}}}, false, "", "unschedulable"},
 		{"pending", &corev1.Pod{}, false, "", "it was not scheduled yet"},
+		// The installer's postStart hook failed: the kubelet killed it and
+		// started the main container without an agent, which failed too.
+		{"install failed", &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{
+			{Name: mainContainer, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "RunContainerError"}}},
+			{Name: agentContainer, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "FailedPostStartHook"}}}}}},
+			false, "container for lab could not start: its agent could not be installed (FailedPostStartHook, exit code 137)", ""},
+		{"template init failed", &corev1.Pod{Status: corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{
+			{Name: "prep", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}}}}}},
+			false, "container for lab could not start: its init container prep failed (exit code 1)", ""},
+		// The main container runs while the installer is still seen
+		// starting: up (its hook returned before the main one started).
+		{"running beside the installer", &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{
+			{Name: agentContainer, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+			{Name: mainContainer, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}, true, "", ""},
 	} {
 		up, pe, why := podStarted("lab", c.pod)
 		line := ""

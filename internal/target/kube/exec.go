@@ -23,8 +23,9 @@ import (
 
 // executor makes the exec stream of cmd in the pod's main container:
 // WebSocket (the API server's current protocol), SPDY when the upgrade
-// fails (older servers, some proxies).
-func (e *Engine) executor(ns, name string, cmd []string, stdin bool) (remotecommand.Executor, error) {
+// fails (older servers, some proxies), unless wsOnly (the early attempts of
+// earlyExec, which read the upgrade's failure).
+func (e *Engine) executor(ns, name string, cmd []string, stdin, wsOnly bool) (remotecommand.Executor, error) {
 	if e.rest == nil {
 		return nil, errors.New("no REST config for exec")
 	}
@@ -33,6 +34,9 @@ func (e *Engine) executor(ns, name string, cmd []string, stdin bool) (remotecomm
 	ws, err := remotecommand.NewWebSocketExecutor(e.rest, "GET", req.URL().String())
 	if err != nil {
 		return nil, fmt.Errorf("websocket executor: %w", err)
+	}
+	if wsOnly {
+		return ws, nil
 	}
 	spdy, err := remotecommand.NewSPDYExecutor(e.rest, "POST", req.URL())
 	if err != nil {
@@ -56,6 +60,14 @@ func (e *Engine) Exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 		}
 	}
 	e.log.Debug("pod exec", "pod", r.Name, "mode", execMode(x))
+	if ps := e.takePending(r.ID); ps != nil {
+		if x.Attach {
+			return e.earlyExec(ctx, r, x, ps)
+		}
+		if err := ps.wait(ctx, r); err != nil {
+			return nil, err
+		}
+	}
 	return e.exec(ctx, r, x)
 }
 
@@ -74,12 +86,12 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 	if !ok {
 		return nil, lifecycle.Failed(r.Target, fmt.Errorf("pod id %q", r.ID), "the gate could not prepare it")
 	}
-	ex, err := e.executor(ns, name, x.Cmd, x.Attach)
+	ex, err := e.executor(ns, name, x.Cmd, x.Attach, false)
 	if err != nil {
 		return nil, lifecycle.Failed(r.Target, err, "the gate could not prepare it")
 	}
-	stderr := &logWriter{log: e.log, pod: r.Name}
 	if !x.Attach {
+		stderr := &logWriter{log: e.log, pod: r.Name}
 		var mu sync.Mutex
 		done, code := false, 0
 		go func() {
@@ -99,6 +111,24 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 			return done, code, nil
 		}}, nil
 	}
+	p, cause := e.stream(ctx, r, ex)
+	if cause == nil {
+		return p, nil
+	}
+	if ctx.Err() != nil {
+		return nil, apiError(r.Target, ns, "exec in "+r.Name, ctx.Err())
+	}
+	if pe := execError(r.Target, ns, r.Name, cause); pe != nil {
+		return nil, pe
+	}
+	return nil, lifecycle.Failed(r.Target, fmt.Errorf("exec in %s: %w", r.Name, cause), "its agent did not answer")
+}
+
+// stream runs ex attached and waits, at most FirstByteTimeout, for its
+// first output byte: the stream as a Conn, or why it failed (the stream's
+// own error when it ended, else the wait's).
+func (e *Engine) stream(ctx context.Context, r lifecycle.Ref, ex remotecommand.Executor) (*lifecycle.Process, error) {
+	stderr := &logWriter{log: e.log, pod: r.Name}
 	mine, theirs := net.Pipe()
 	sctx, cancel := context.WithCancel(e.bg)
 	stop := context.AfterFunc(ctx, cancel) // until the stream is up, the caller may cancel it
@@ -114,6 +144,7 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 	_, perr := c.br.Peek(1)
 	mine.SetReadDeadline(time.Time{})
 	if perr != nil {
+		stop()
 		cancel()
 		c.Close()
 		var cause error
@@ -124,15 +155,10 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 		if cause == nil {
 			cause = perr
 		}
-		if ctx.Err() != nil {
-			return nil, apiError(r.Target, ns, "exec in "+r.Name, ctx.Err())
-		}
-		if pe := execError(r.Target, ns, r.Name, cause); pe != nil {
-			return nil, pe
-		}
-		return nil, lifecycle.Failed(r.Target, fmt.Errorf("exec in %s: %w", r.Name, cause), "its agent did not answer")
+		return nil, cause
 	}
 	stop()
+	e.log.Debug("exec stream open", "pod", r.Name, "since_create_ms", e.since(r.ID).Milliseconds())
 	return &lifecycle.Process{Conn: c}, nil
 }
 

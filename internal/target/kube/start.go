@@ -18,23 +18,49 @@ import (
 )
 
 // Start waits, at most StartTimeout, for the pod's main container to run.
-// A pod that cannot start (image missing, unschedulable, a failing init or
-// main container) ends the wait at once with one line naming why.
+// A pod that cannot start (image missing, unschedulable, a failing
+// installer or main container) ends the wait at once with one line naming
+// why. A per-connection pod's Start returns once the pod has a node, its
+// watch going on for Exec (early.go).
 func (e *Engine) Start(ctx context.Context, r lifecycle.Ref) error {
 	ns, name, ok := splitID(r.ID)
 	if !ok {
 		return lifecycle.Failed(r.Target, fmt.Errorf("pod id %q", r.ID), "the gate could not prepare it")
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
-	defer cancel()
-	err := e.waitRunning(ctx, r, ns, name)
-	if err == nil {
-		e.prewarm(r)
+	tl := e.timeline(r.ID)
+	if _, ok := e.early.Load(r.ID); !ok || e.rest == nil {
+		defer cancel()
+		err := e.waitRunning(ctx, r, ns, name, tl, nil)
+		tl.log(e.log, r.Name, err)
+		if err == nil {
+			e.prewarm(r)
+		}
+		return err
 	}
-	return err
+	ps := &pendingStart{done: make(chan struct{}), node: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer cancel()
+		ps.err = e.waitRunning(ctx, r, ns, name, tl, ps.scheduled)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			e.log.Debug("pod start timeline: the watch ended (the exec got through, or the connection ended)", "pod", r.Name, "scheduled_ms", tl.scheduled.Milliseconds())
+		} else {
+			tl.log(e.log, r.Name, ps.err)
+		}
+		close(ps.done)
+	}()
+	select {
+	case <-ps.node:
+		e.setPending(r.ID, ps)
+		return nil
+	case <-ps.done:
+		return ps.err
+	}
 }
 
-func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name string) error {
+// waitRunning watches the pod until its main container runs or it cannot
+// start; onNode, if not nil, is called when it has a node.
+func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name string, tl *timeline, onNode func()) error {
 	pods := e.cs.CoreV1().Pods(ns)
 	why := "it was not scheduled yet"
 	userns := false
@@ -50,9 +76,13 @@ func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name stri
 		if err != nil {
 			return fail(err)
 		}
+		tl.saw(p)
 		up, pe, w := podStarted(r.Target, p)
 		if up || pe != nil {
 			return errOrNil(pe)
+		}
+		if p.Spec.NodeName != "" && onNode != nil {
+			onNode()
 		}
 		why = w
 		// The kubelet refuses a user-namespace pod its runtime cannot run
@@ -73,10 +103,14 @@ func (e *Engine) waitRunning(ctx context.Context, r lifecycle.Ref, ns, name stri
 			if !ok {
 				continue
 			}
+			tl.saw(p)
 			up, pe, w := podStarted(r.Target, p)
 			if up || pe != nil {
 				wt.Stop()
 				return errOrNil(pe)
+			}
+			if p.Spec.NodeName != "" && onNode != nil {
+				onNode()
 			}
 			why = w
 		}
@@ -134,13 +168,17 @@ func podStarted(t string, p *corev1.Pod) (up bool, pe *gate.PublicError, why str
 		}
 		return ""
 	}
+	// init: an init container (of the template), whose exit 0 is its
+	// success; the gate's installer is a regular container that must not
+	// exit while the pod starts.
 	check := func(cs corev1.ContainerStatus, init bool) *gate.PublicError {
 		cause := func() error {
 			return fmt.Errorf("pod %s container %s: %s", p.Name, cs.Name, stateText(cs.State))
 		}
+		agent := cs.Name == agentContainer
 		if w := cs.State.Waiting; w != nil {
 			switch {
-			case imageReasons[w.Reason] && init:
+			case imageReasons[w.Reason] && agent:
 				return lifecycle.Failed(t, cause(), "the agent image %q is not available on the cluster", lifecycle.Sanitize(image(cs.Name)))
 			case imageReasons[w.Reason]:
 				return lifecycle.Failed(t, cause(), "image %q not available on the cluster", lifecycle.Sanitize(image(cs.Name)))
@@ -151,10 +189,13 @@ func podStarted(t string, p *corev1.Pod) (up bool, pe *gate.PublicError, why str
 			}
 		}
 		if x := cs.State.Terminated; x != nil && (!init || x.ExitCode != 0) {
-			if init {
-				return lifecycle.Failed(t, cause(), "its agent could not be installed (exit code %d)", x.ExitCode)
-			}
-			if x.Reason == "OOMKilled" {
+			switch {
+			case agent:
+				// Its postStart hook (the copy) failed, or it was killed.
+				return lifecycle.Failed(t, cause(), "its agent could not be installed (%s)", exitText(x))
+			case init:
+				return lifecycle.Failed(t, cause(), "its init container %s failed (exit code %d)", lifecycle.Sanitize(cs.Name), x.ExitCode)
+			case x.Reason == "OOMKilled":
 				return lifecycle.Failed(t, cause(), "it ran out of memory at start")
 			}
 			return lifecycle.Failed(t, cause(), "it exited at start (exit code %d)", x.ExitCode)
@@ -164,6 +205,15 @@ func podStarted(t string, p *corev1.Pod) (up bool, pe *gate.PublicError, why str
 	for _, cs := range p.Status.InitContainerStatuses {
 		if pe := check(cs, true); pe != nil {
 			return false, pe, ""
+		}
+	}
+	// The installer first: when its hook fails, the main container starts
+	// without an agent and fails too, for that reason.
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == agentContainer {
+			if pe := check(cs, false); pe != nil {
+				return false, pe, ""
+			}
 		}
 	}
 	for _, cs := range p.Status.ContainerStatuses {
@@ -194,6 +244,15 @@ func podStarted(t string, p *corev1.Pod) (up bool, pe *gate.PublicError, why str
 		return false, nil, "it was not scheduled yet"
 	}
 	return false, nil, "it was starting"
+}
+
+// exitText names how a container ended: its exit code, and the reason
+// when it is not plain (a failed postStart hook, OOMKilled).
+func exitText(x *corev1.ContainerStateTerminated) string {
+	if x.Reason != "" && x.Reason != "Error" && x.Reason != "Completed" {
+		return fmt.Sprintf("%s, exit code %d", lifecycle.Sanitize(x.Reason), x.ExitCode)
+	}
+	return fmt.Sprintf("exit code %d", x.ExitCode)
 }
 
 func stateText(s corev1.ContainerState) string {

@@ -416,23 +416,25 @@ func applyTemplate(t *corev1.PodTemplateSpec, p *corev1.Pod, allowHost, memSet, 
 	s.SecurityContext = podSecurity(t.Spec.SecurityContext, gs.SecurityContext, allowHost)
 	s.Volumes = append(append([]corev1.Volume{}, gs.Volumes...), t.Spec.Volumes...)
 	mi, _ := mainIndex(&t.Spec)
+	// The gate's containers: its installer first, then its main one.
+	gi, _ := mainIndex(gs)
+	main := gs.Containers[gi]
+	base := main.SecurityContext
 	s.InitContainers = append([]corev1.Container{}, gs.InitContainers...)
-	base := gs.Containers[0].SecurityContext
 	for _, c := range t.Spec.InitContainers {
 		c.SecurityContext = containerSecurity(c.SecurityContext, base, allowHost, false)
 		s.InitContainers = append(s.InitContainers, c)
 	}
-	main := gs.Containers[0]
-	s.Containers = nil
+	var others []corev1.Container
 	for i, c := range t.Spec.Containers {
 		if i == mi {
 			main = mergeMain(c, main, allowHost, memSet, cpuSet)
 			continue
 		}
 		c.SecurityContext = containerSecurity(c.SecurityContext, base, allowHost, false)
-		s.Containers = append(s.Containers, c)
+		others = append(others, c)
 	}
-	s.Containers = append([]corev1.Container{main}, s.Containers...)
+	s.Containers = append(append(append([]corev1.Container{}, gs.Containers[:gi]...), main), others...)
 	out.Spec = s
 	return out
 }

@@ -202,10 +202,10 @@ spec:
 	if len(s.Volumes) != 2 || s.Volumes[0].Name != volumeName || s.Volumes[1].Name != "data" {
 		t.Errorf("volumes: %+v", s.Volumes)
 	}
-	if len(s.InitContainers) != 2 || s.InitContainers[0].Name != agentContainer || s.InitContainers[1].Name != "prep" {
+	if len(s.InitContainers) != 1 || s.InitContainers[0].Name != "prep" {
 		t.Fatalf("init containers: %+v", s.InitContainers)
 	}
-	if len(s.Containers) != 2 || s.Containers[0].Name != mainContainer || s.Containers[1].Name != "side" {
+	if len(s.Containers) != 3 || s.Containers[0].Name != agentContainer || s.Containers[1].Name != mainContainer || s.Containers[2].Name != "side" {
 		t.Fatalf("containers: %+v", s.Containers)
 	}
 	for _, c := range append(append([]corev1.Container{}, s.InitContainers...), s.Containers...) {
@@ -215,7 +215,7 @@ spec:
 			t.Errorf("%s: security %+v", c.Name, sc)
 		}
 	}
-	m := s.Containers[0]
+	m := s.Containers[1]
 	if m.Image != "busybox" || m.Command[0] != lifecycle.AgentMount || m.WorkingDir != "/work" || len(m.Ports) != 1 || m.ImagePullPolicy != corev1.PullIfNotPresent {
 		t.Errorf("main: image %s command %v workdir %q ports %v pull %s", m.Image, m.Command, m.WorkingDir, m.Ports, m.ImagePullPolicy)
 	}
@@ -248,7 +248,7 @@ func TestTemplateTokenAndHost(t *testing.T) {
 		t.Error("the template's token for its own account was dropped")
 	}
 	p = templatePod(t, gate.KubernetesSpec{Image: "busybox", AllowHost: true}, "spec:\n  hostNetwork: true\n  containers: [{name: main, securityContext: {privileged: true}}]")
-	if !p.Spec.HostNetwork || !*p.Spec.Containers[0].SecurityContext.Privileged {
+	if !p.Spec.HostNetwork || !*p.Spec.Containers[1].SecurityContext.Privileged {
 		t.Error("allowed host access was not applied")
 	}
 	e, _ := newTestEngine(t)
@@ -262,7 +262,7 @@ func TestTemplateTokenAndHost(t *testing.T) {
 // flags do not say.
 func TestTemplateImageAndUser(t *testing.T) {
 	p := templatePod(t, gate.KubernetesSpec{}, "spec:\n  securityContext: {runAsUser: 1000, runAsGroup: 1001}\n  containers: [{name: app, image: registry.local/app:1}]")
-	m := p.Spec.Containers[0]
+	m := p.Spec.Containers[1]
 	if m.Image != "registry.local/app:1" || m.Name != mainContainer {
 		t.Errorf("main %s %s", m.Name, m.Image)
 	}
@@ -281,12 +281,12 @@ func TestRootInside(t *testing.T) {
 	if psc := p.Spec.SecurityContext; *psc.RunAsUser != 0 || *psc.RunAsNonRoot {
 		t.Errorf("pod security: %+v", psc)
 	}
-	m := p.Spec.Containers[0].SecurityContext
+	m := p.Spec.Containers[1].SecurityContext
 	if m.Capabilities != nil || *m.Privileged || *m.AllowPrivilegeEscalation {
 		t.Errorf("main security: %+v", m)
 	}
-	if c := p.Spec.InitContainers[0].SecurityContext.Capabilities; c == nil || c.Drop[0] != "ALL" {
-		t.Errorf("init capabilities: %+v", c)
+	if c := p.Spec.Containers[0].SecurityContext.Capabilities; c == nil || c.Drop[0] != "ALL" {
+		t.Errorf("installer capabilities: %+v", c)
 	}
 	e, _ := newTestEngine(t)
 	s, err := e.Prepare(kt(gate.KubernetesSpec{Image: "busybox", RootInside: true}))
@@ -338,7 +338,8 @@ func FuzzPodTemplate(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Spec.InitContainers[0].Name != agentContainer || p.Spec.Containers[0].Name != mainContainer || p.Spec.Containers[0].Command[0] != lifecycle.AgentMount {
+		if p.Spec.Containers[0].Name != agentContainer || p.Spec.Containers[0].Lifecycle.PostStart == nil ||
+			p.Spec.Containers[1].Name != mainContainer || p.Spec.Containers[1].Command[0] != lifecycle.AgentMount {
 			t.Fatalf("agent injection lost: %+v", p.Spec)
 		}
 		if p.Labels[lifecycle.LabelGate] != "g" || p.Spec.RestartPolicy != corev1.RestartPolicyNever || p.Namespace != "pods" {
