@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sshgate/sshgate/e2e/harness"
 )
@@ -249,11 +250,23 @@ func TestAccountMenuTUI(t *testing.T) {
 	// Enter connects in place; keys typed at once reach the target's shell.
 	m.keys(t, "BSpace", "1", "Enter")
 	m.waitScreen(t, "Connecting to web-1 as root")
-	m.keys(t, "-l", "stty size; echo MARK-$((40+2))")
-	m.keys(t, "Enter")
-	s := m.waitScreen(t, "MARK-42")
-	if !strings.Contains(s, "24 80") {
-		t.Errorf("the session opened from the menu has no 24x80 pty:\n%s", s)
+	// The session has the terminal's size: the one the menu had, or the
+	// window-change that ssh sends some 200 ms after tmux's resize, which
+	// may reach the gate only once the session has started (then the
+	// gate passes it on). The shell may run the first stty before that.
+	var s string
+	for i := 0; ; i++ {
+		mark := fmt.Sprintf("MARK-%d", 42+i)
+		m.keys(t, "-l", fmt.Sprintf("stty size; echo MARK-$((%d+2))", 40+i))
+		m.keys(t, "Enter")
+		s = m.waitScreen(t, mark)
+		if strings.Contains(s, "24 80\n"+mark) {
+			break
+		}
+		if i == 20 {
+			t.Fatalf("the session opened from the menu never got the 24x80 pty:\n%s", s)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	m.keys(t, "-l", "exit 3")
 	m.keys(t, "Enter")
