@@ -78,6 +78,7 @@ func (s *Sender) Write(p []byte) (int, error) {
 	}
 	n, _, err := s.UnixConn.WriteMsgUnix(p, oob, nil)
 	s.inFlight.Done() // the kernel holds its own reference to the file now
+	n = max(n, 0)     // the syscall's -1 comes back with an error
 	if err != nil || n == len(p) {
 		return n, err
 	}
@@ -161,6 +162,10 @@ func (r *Receiver) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	n, oobn, flags, _, err := r.UnixConn.ReadMsgUnix(b, r.oob)
+	// On an error (ECONNRESET: the peer closed with bytes of ours unread)
+	// the net package passes recvmsg's -1 through; an io.Reader returns
+	// no negative count (bufio, under x/crypto, panics on one).
+	n, oobn = max(n, 0), max(oobn, 0)
 	if oobn > 0 || flags&unix.MSG_CTRUNC != 0 {
 		fds, perr := ParseRights(r.oob[:oobn], flags&unix.MSG_CTRUNC != 0)
 		if rerr := r.take(fds, perr); rerr != nil {

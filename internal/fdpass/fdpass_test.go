@@ -199,3 +199,29 @@ func TestUnclaimedReplaced(t *testing.T) {
 		t.Errorf("held %q, want the second pipe", got)
 	}
 }
+
+// A connection reset (the peer closed with bytes of ours unread) is an
+// error with no bytes, never a negative count: x/crypto reads the agent's
+// connection through a bufio.Reader, which panics on one (found by
+// TestDockerStdinPipe, whose killed clients crashed the agent).
+func TestReadResetIsNotNegative(t *testing.T) {
+	a, b := unixPair(t)
+	r := NewReceiver(b, nil)
+	r.Accept()
+	if _, err := b.Write([]byte("unread by the peer")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	a.Close() // with those bytes in its receive queue: a reset for b
+	buf := make([]byte, 64)
+	for i := 0; i < 10; i++ {
+		n, err := r.Read(buf)
+		if n < 0 {
+			t.Fatalf("Read after a reset: n = %d (err %v)", n, err)
+		}
+		if err != nil {
+			return
+		}
+	}
+	t.Fatal("no error after the peer's close")
+}
