@@ -30,7 +30,7 @@ import (
 // `wc -c` in a pod cost the API server 2.4 s per GiB over SPDY against
 // 8.5 over WebSocket (e2e/bench -only kube, the same run), and on these 2
 // cores the throughput is what the whole path's CPU allows.
-func (e *Engine) executor(ns, name string, cmd []string, stdin bool) (remotecommand.Executor, error) {
+func (e *Engine) executor(ns, name string, cmd []string, stdin bool) (*fallback, error) {
 	if e.rest == nil {
 		return nil, errors.New("no REST config for exec")
 	}
@@ -45,9 +45,41 @@ func (e *Engine) executor(ns, name string, cmd []string, stdin bool) (remotecomm
 		return nil, fmt.Errorf("spdy executor: %w", err)
 	}
 	if e.cfg.WebSocket {
-		return remotecommand.NewFallbackExecutor(ws, spdy, upgradeFailed)
+		return &fallback{first: ws, second: spdy, names: [2]string{"websocket", "spdy"}}, nil
 	}
-	return remotecommand.NewFallbackExecutor(spdy, ws, upgradeFailed)
+	return &fallback{first: spdy, second: ws, names: [2]string{"spdy", "websocket"}}, nil
+}
+
+// fallback streams over first, over second when first's upgrade fails,
+// and tells which one it is on (for the debug log).
+type fallback struct {
+	first, second remotecommand.Executor
+	names         [2]string
+	mu            sync.Mutex
+	using         string
+}
+
+func (f *fallback) StreamWithContext(ctx context.Context, o remotecommand.StreamOptions) error {
+	f.set(f.names[0])
+	err := f.first.StreamWithContext(ctx, o)
+	if err == nil || !upgradeFailed(err) {
+		return err
+	}
+	f.set(f.names[1])
+	return f.second.StreamWithContext(ctx, o)
+}
+
+func (f *fallback) set(p string) {
+	f.mu.Lock()
+	f.using = p
+	f.mu.Unlock()
+}
+
+// protocol is the protocol of the stream being tried or up.
+func (f *fallback) protocol() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.using
 }
 
 // upgradeFailed: err is the API server (or a proxy before it) refusing
@@ -126,18 +158,18 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 			return done, code, nil
 		}}, nil
 	}
-	mine, theirs := net.Pipe()
+	mine, theirs := net.Pipe() // stdout; stdin is the stdinPipe
 	sctx, cancel := context.WithCancel(e.bg)
 	stop := context.AfterFunc(ctx, cancel) // until the stream is up, the caller may cancel it
 	failed := make(chan error, 1)
+	in := newStdinPipe()
 	go func() {
-		cr := &countRW{c: theirs}
-		err := ex.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: cr, Stdout: cr, Stderr: stderr})
-		e.log.Debug("EXP exec stream counts", "pod", r.Name, "reads", cr.reads, "readBytes", cr.rbytes, "shortReads", cr.short, "writes", cr.writes, "writeBytes", cr.wbytes)
+		err := ex.StreamWithContext(sctx, remotecommand.StreamOptions{Stdin: in, Stdout: theirs, Stderr: stderr})
 		failed <- err
 		theirs.Close()
+		in.CloseRead()
 	}()
-	c := &execConn{Conn: mine, cancel: cancel}
+	c := &execConn{Conn: mine, in: in, cancel: cancel}
 	c.br = bufio.NewReaderSize(mine, 64<<10)
 	mine.SetReadDeadline(time.Now().Add(e.cfg.FirstByteTimeout))
 	_, perr := c.br.Peek(1)
@@ -162,6 +194,7 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 		return nil, lifecycle.Failed(r.Target, fmt.Errorf("exec in %s: %w", r.Name, cause), "its agent did not answer")
 	}
 	stop()
+	e.log.Debug("pod exec stream up", "pod", r.Name, "protocol", ex.protocol())
 	return &lifecycle.Process{Conn: c}, nil
 }
 
@@ -198,14 +231,27 @@ func exitCode(err error) int {
 type execConn struct {
 	net.Conn
 	br     *bufio.Reader
+	in     *stdinPipe
 	cancel context.CancelFunc
 	once   sync.Once
 }
 
-func (c *execConn) Read(p []byte) (int, error) { return c.br.Read(p) }
+func (c *execConn) Read(p []byte) (int, error)  { return c.br.Read(p) }
+func (c *execConn) Write(p []byte) (int, error) { return c.in.Write(p) }
+
+func (c *execConn) SetWriteDeadline(t time.Time) error {
+	c.in.SetWriteDeadline(t)
+	return nil
+}
+
+func (c *execConn) SetDeadline(t time.Time) error {
+	c.in.SetWriteDeadline(t)
+	return c.Conn.SetReadDeadline(t)
+}
 
 func (c *execConn) Close() error {
 	c.once.Do(func() {
+		c.in.CloseWrite()
 		c.cancel()
 		c.Conn.Close()
 	})
@@ -221,25 +267,4 @@ type logWriter struct {
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.log.Debug("agent stderr", "pod", w.pod, "text", strings.TrimSpace(strings.ToValidUTF8(string(p[:min(len(p), 4096)]), "?")))
 	return len(p), nil
-}
-
-type countRW struct {
-	c                                    net.Conn
-	reads, rbytes, short, writes, wbytes int64
-}
-
-func (c *countRW) Read(p []byte) (int, error) {
-	n, err := c.c.Read(p)
-	c.reads++
-	c.rbytes += int64(n)
-	if n < len(p) {
-		c.short++
-	}
-	return n, err
-}
-
-func (c *countRW) Write(p []byte) (int, error) {
-	c.writes++
-	c.wbytes += int64(len(p))
-	return c.c.Write(p)
 }
