@@ -437,6 +437,7 @@ func (k *kubeBench) throughput(ctx context.Context, o *opts, t *table, notes *[]
 		target string // per-user target, or "" for kubectl into base
 		mbs    []float64
 		cpu    cpuTable
+		rtt    []time.Duration // the rtt probe's, during the transfers
 	}
 	paths := []*path{{name: "kubectl exec -i"}, {name: "gate", g: g, target: kubeUser}, {name: "gate, mux off", g: gx, target: kubeUserExec}}
 	if gb != nil {
@@ -478,10 +479,20 @@ func (k *kubeBench) throughput(ctx context.Context, o *opts, t *table, notes *[]
 			cmd.Stdin = f
 			var outb, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &outb, &errb
+			var probe *rttProbe
+			if p.target != "" && rep == o.repeat-1 {
+				// The last round: a probe beside the transfer (not in its CPU).
+				if probe, err = startRTTProbe(ctx, ep(p.target)); err != nil {
+					return err
+				}
+			}
 			m := startCPU(k.state, gpid, cgroups[p])
 			start := time.Now()
 			err = cmd.Run()
 			el := time.Since(start)
+			if probe != nil {
+				p.rtt = probe.end()
+			}
 			f.Close()
 			client := 0.0
 			if cmd.ProcessState != nil {
@@ -516,6 +527,13 @@ func (k *kubeBench) throughput(ctx context.Context, o *opts, t *table, notes *[]
 			label = "wc -c: per-user via gate [baseline] vs kubectl exec -i"
 		}
 		t.row(label, fmt.Sprintf("%.0f", maxf(d.mbs)), fmt.Sprintf("%.0f", maxf(p.mbs)), ratio(maxf(p.mbs), maxf(d.mbs)), fmt.Sprintf("%.2f s/GiB", p.cpu.sum["gate"]/float64(max(p.cpu.n, 1))))
+	}
+	for _, p := range paths[1:] {
+		if len(p.rtt) > 0 {
+			med := percentile(p.rtt, 0.5)
+			*notes = append(*notes, fmt.Sprintf("kube: %s: echo round trip of a second connection to the same pod during the last transfer: median %s ms, p90 %s ms (%d probes); a 2 MiB SSH window per round trip would allow %.0f MB/s",
+				p.name, ms(med), ms(percentile(p.rtt, 0.9)), len(p.rtt), 2*1.048576/med.Seconds()))
+		}
 	}
 	t.section(fmt.Sprintf("kubernetes targets, %s into a running pod: CPU s per GiB by process (mean of %d; machine busy: share of all cores during the transfer)", humanSize(o.size), o.repeat))
 	t.row(append([]string{"path"}, append(slices.Clone(cpuParts), "machine busy")...)...)

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -248,4 +250,72 @@ func (c *cpuTable) cells() []string {
 		out = append(out, fmt.Sprintf("%.2f", c.sum[p]/float64(max(c.n, 1))))
 	}
 	return append(out, fmt.Sprintf("%.0f%%", 100*c.busy/float64(max(c.n, 1))))
+}
+
+// rttProbe is a second connection to a per-user pod (over the same --mux
+// exec stream when mux is on) running `cat`, echoing one byte every 200 ms
+// while a transfer runs: the round trip through the stream's queues that
+// the transfer's SSH window (2 MiB, x/crypto's) waits on.
+type rttProbe struct {
+	cmd  *exec.Cmd
+	stop chan struct{}
+	done chan struct{}
+	rtts []time.Duration
+}
+
+func startRTTProbe(ctx context.Context, e *endpoint) (*rttProbe, error) {
+	cmd := e.ssh(ctx, nil, "cat")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &rttProbe{cmd: cmd, stop: make(chan struct{}), done: make(chan struct{})}
+	// The first echo is the connection's setup; it is not counted.
+	buf := make([]byte, 1)
+	if _, err := in.Write([]byte{'x'}); err != nil {
+		return nil, err
+	}
+	if _, err := io.ReadFull(out, buf); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("rtt probe: %w", err)
+	}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			t0 := time.Now()
+			if _, err := in.Write([]byte{'x'}); err != nil {
+				return
+			}
+			if _, err := io.ReadFull(out, buf); err != nil {
+				return
+			}
+			p.rtts = append(p.rtts, time.Since(t0))
+		}
+	}()
+	go func() {
+		<-p.stop
+		in.Close()
+	}()
+	return p, nil
+}
+
+// end stops the probe and returns its round trips.
+func (p *rttProbe) end() []time.Duration {
+	close(p.stop)
+	<-p.done
+	p.cmd.Wait()
+	return p.rtts
 }

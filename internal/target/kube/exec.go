@@ -40,7 +40,7 @@ func (e *Engine) executor(ns, name string, cmd []string, stdin bool) (*fallback,
 	if err != nil {
 		return nil, fmt.Errorf("websocket executor: %w", err)
 	}
-	spdy, err := remotecommand.NewSPDYExecutor(e.rest, "POST", req.URL())
+	spdy, err := spdyExecutor(e.rest, req.URL())
 	if err != nil {
 		return nil, fmt.Errorf("spdy executor: %w", err)
 	}
