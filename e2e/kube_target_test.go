@@ -109,7 +109,17 @@ func newKubeWorld(t *testing.T, extra ...string) *kubeWorld {
 // newKubeWorldEnv is newKubeWorld with extra environment for the gate.
 func newKubeWorldEnv(t *testing.T, env []string, extra ...string) *kubeWorld {
 	t.Helper()
+	return newKubeWorldAt(t, "", env, extra...)
+}
+
+// newKubeWorldAt is newKubeWorldEnv with the gate on kubeconfig (when not
+// empty) instead of the cluster's gate.kubeconfig.
+func newKubeWorldAt(t *testing.T, kubeconfig string, env []string, extra ...string) *kubeWorld {
+	t.Helper()
 	k := requireKube(t)
+	if kubeconfig == "" {
+		kubeconfig = filepath.Join(k.state, "gate.kubeconfig")
+	}
 	harness.RequireDocker(t) // the agent image is built with docker
 	if directMode {
 		t.Skip("kubernetes targets need the gate")
@@ -127,7 +137,7 @@ func newKubeWorldEnv(t *testing.T, env []string, extra ...string) *kubeWorld {
   agent_image: %s
   image_pull_policy: Never
   start_timeout: 30s
-%s`, filepath.Join(k.state, "gate.kubeconfig"), kubeNS, img, strings.Join(extra, ""))), 0o600); err != nil {
+%s`, kubeconfig, kubeNS, img, strings.Join(extra, ""))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	g := harness.StartGate(t, harness.GateOptions{Args: []string{"--config", cfg}, Env: env})

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +41,7 @@ const (
 	kubeUser     = "kmine"
 	kubePoolExec = "kpoolx" // on the gate with kubernetes.mux: false
 	kubeUserExec = "kminex"
+	kubeUserBase = "kmineb" // on the -baseline gate
 )
 
 type kubeBench struct {
@@ -220,7 +223,7 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 		return err
 	}
 	// startGate starts a gate (mux on or off) with the targets given.
-	startGate := func(name string, mux bool, targets [][]string) (*gate, error) {
+	startGate := func(name, bin, img string, mux bool, targets [][]string) (*gate, error) {
 		dir := filepath.Join(tmp, name)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
@@ -247,27 +250,43 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 		}
 		return g, nil
 	}
-	g, err := startGate("gate-kube", true, [][]string{{kubeCold}, {kubePool, "--pool", fmt.Sprint(warmPool)}, {kubeUser, "--per", "user"}})
+	g, err := startGate("gate-kube", bin, img, true, [][]string{{kubeCold}, {kubePool, "--pool", fmt.Sprint(warmPool)}, {kubeUser, "--per", "user"}})
 	if err != nil {
 		return err
 	}
 	k.g = g
-	gx, err := startGate("gate-kube-nomux", false, [][]string{{kubePoolExec, "--pool", fmt.Sprint(warmPool)}, {kubeUserExec, "--per", "user"}})
+	gx, err := startGate("gate-kube-nomux", bin, img, false, [][]string{{kubePoolExec, "--pool", fmt.Sprint(warmPool)}, {kubeUserExec, "--per", "user"}})
 	if err != nil {
 		return err
 	}
 	k.gx = gx
+	var gb *gate // -baseline: that binary's gate, mux on, its agent beside it if there is one
+	if o.baseline != "" {
+		bimg := img
+		if a := filepath.Join(filepath.Dir(o.baseline), "sshgate-agent"); fileExists(a) {
+			if bimg, err = k.agentImage(ctx, a); err != nil {
+				return err
+			}
+		}
+		if gb, err = startGate("gate-kube-base", o.baseline, bimg, true, [][]string{{kubeUserBase, "--per", "user"}}); err != nil {
+			return err
+		}
+		*notes = append(*notes, fmt.Sprintf("kube: [baseline] rows: a gate of %s (agent image %s), mux on, in the same run", o.baseline, bimg))
+	}
 	ep := func(target string) *endpoint {
 		gg := g
-		if target == kubePoolExec || target == kubeUserExec {
+		switch target {
+		case kubePoolExec, kubeUserExec:
 			gg = gx
+		case kubeUserBase:
+			gg = gb
 		}
 		e := gateEndpoint(gg, key)
 		e.login = "alice+" + target
 		return e
 	}
-	gateOf := func(target string) *gate { return ep(target).g }
 	loadStart := loadavg()
+	logf("kube: gate pprof %s, mux off %s", g.pprof, gx.pprof)
 	logf("kube: gates on %s (mux) and %s (mux off), namespace %s, agent image %s; waiting for the pools", g.addr, gx.addr, k.ns, img)
 	if err := k.settle(ctx); err != nil {
 		return fmt.Errorf("%w\ngate log:\n%s\ngate (mux off) log:\n%s", err, tail(g.log, 15), tail(gx.log, 15))
@@ -286,8 +305,51 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 	if _, _, err := timeSSH(ctx, ep(kubeUserExec), "echo", "hi"); err != nil {
 		return fmt.Errorf("%w\ngate (mux off) log:\n%s", err, tail(gx.log, 15))
 	}
+	if gb != nil {
+		if _, _, err := timeSSH(ctx, ep(kubeUserBase), "echo", "hi"); err != nil {
+			return fmt.Errorf("%w\ngate (baseline) log:\n%s", err, tail(gb.log, 15))
+		}
+	}
 	timeCmd(kexec())
+	if !o.kubeThroughput {
+		if err := k.firstByte(ctx, o, t, notes, g, ep, kexec, userFirst); err != nil {
+			return err
+		}
+	}
+	if err := k.throughput(ctx, o, t, notes, work, base, g, gx, gb, ep); err != nil {
+		return err
+	}
+	if !o.kubeThroughput {
+		if err := k.burst(ctx, t, ep); err != nil {
+			return err
+		}
+	}
+	if err := k.settle(ctx); err != nil {
+		return err
+	}
+	g.Terminate(time.Minute)
+	gx.Terminate(time.Minute)
+	if gb != nil {
+		gb.Terminate(time.Minute)
+	}
+	left, _ := k.cs.CoreV1().Pods(k.ns).List(context.WithoutCancel(ctx), metav1.ListOptions{LabelSelector: "sshgate.gate"})
+	nleft := 0
+	if left != nil {
+		for _, p := range left.Items {
+			if p.DeletionTimestamp == nil {
+				nleft++
+			}
+		}
+	}
+	*notes = append(*notes, fmt.Sprintf("kube: namespace %s; gate pods not being deleted after the gates stopped (SIGTERM): %d", k.ns, nleft),
+		fmt.Sprintf("kube: load average at the section's start / end: %s / %s", loadStart, loadavg()),
+		"kube: "+muxLog(g.log), "kube: "+coldLog(g.log))
+	return nil
+}
 
+// firstByte is the first-byte and exit rows.
+func (k *kubeBench) firstByte(ctx context.Context, o *opts, t *table, notes *[]string, g *gate, ep func(string) *endpoint, kexec func() *exec.Cmd, userFirst time.Duration) error {
+	gateOf := func(target string) *gate { return ep(target).g }
 	runs := min(o.runs, 10)
 	var create, cold, kx, pool, user, poolx, userx dsamples
 	const ways = 7
@@ -357,40 +419,88 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 		"kube: `cold` is ssh to first byte against a plain pod's create-to-Running (one container, no volume, no agent installer, no exec); the aim is within 100 ms of it",
 		"kube: `mux off` rows are a second gate with kubernetes.mux: false (an exec of the agent per connection) in the same run; the others reach the pool and per-user pods over each pod's one long-lived agent exec (a stream per connection); the aim for warm first byte is under 150 ms")
 
-	// Throughput into a running pod.
+	return nil
+}
+
+// throughput is the rows of 256 MiB (-size) into a running pod, with the
+// CPU per GiB of every process on each path.
+func (k *kubeBench) throughput(ctx context.Context, o *opts, t *table, notes *[]string, work, base string, g, gx, gb *gate, ep func(string) *endpoint) error {
 	src := filepath.Join(work, "kube-src.bin")
 	if _, err := makeSource(src, o.size); err != nil {
 		return err
 	}
 	defer os.Remove(src)
 	gib := float64(o.size) / (1 << 30)
-	var mbD, mbG, cpuG, mbX, cpuX []float64
-	logf("kube: throughput, %d runs x 3 paths", o.repeat)
+	type path struct {
+		name   string
+		g      *gate  // nil: kubectl
+		target string // per-user target, or "" for kubectl into base
+		mbs    []float64
+		cpu    cpuTable
+		rtt    []time.Duration // the rtt probe's, during the transfers
+	}
+	paths := []*path{{name: "kubectl exec -i"}, {name: "gate", g: g, target: kubeUser}, {name: "gate, mux off", g: gx, target: kubeUserExec}}
+	if gb != nil {
+		paths = append(paths, &path{name: "gate [baseline]", g: gb, target: kubeUserBase})
+	}
+	// Each path's pod: the container whose cgroup holds its agent and wc.
+	cgroups := map[*path]string{}
+	for _, p := range paths {
+		pod := base
+		if p.target != "" {
+			list, err := k.cs.CoreV1().Pods(k.ns).List(ctx, metav1.ListOptions{LabelSelector: "sshgate.target=" + p.target})
+			if err != nil || len(list.Items) != 1 {
+				return fmt.Errorf("the per-user pod of %s: %v (%d pods)", p.target, err, len(list.Items))
+			}
+			pod = list.Items[0].Name
+		}
+		cg, err := k.containerCgroup(ctx, pod)
+		if err != nil {
+			return err
+		}
+		cgroups[p] = cg
+	}
+	logf("kube: throughput, %d runs x %d paths", o.repeat, len(paths))
+	loadStart := loadavg()
 	for rep := 0; rep < o.repeat; rep++ {
-		for p := 0; p < 3; p++ {
-			path := (rep + p) % 3 // 0 kubectl, 1 gate (mux), 2 gate (mux off)
+		for i := range paths {
+			p := paths[(rep+i)%len(paths)]
 			f, err := os.Open(src)
 			if err != nil {
 				return err
 			}
 			var cmd *exec.Cmd
-			gg := g
-			switch path {
-			case 0:
+			gpid := 0
+			if p.g == nil {
 				cmd = k.kctl(ctx, nil, "exec", "-i", base, "--", "wc", "-c")
-			case 1:
-				cmd = ep(kubeUser).ssh(ctx, nil, "wc", "-c")
-			case 2:
-				cmd, gg = ep(kubeUserExec).ssh(ctx, nil, "wc", "-c"), gx
+			} else {
+				cmd, gpid = ep(p.target).ssh(ctx, nil, "wc", "-c"), p.g.PID()
 			}
 			cmd.Stdin = f
 			var outb, errb bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &outb, &errb
-			cpu0 := harness.CPUSeconds(gg.PID())
+			var probe *rttProbe
+			if p.target != "" && rep == o.repeat-1 {
+				// The last round: a probe beside the transfer (not in its CPU).
+				if probe, err = startRTTProbe(ctx, ep(p.target)); err != nil {
+					return err
+				}
+			}
+			m := startCPU(k.state, gpid, cgroups[p])
 			start := time.Now()
 			err = cmd.Run()
 			el := time.Since(start)
+			if probe != nil {
+				p.rtt = probe.end()
+			}
 			f.Close()
+			client := 0.0
+			if cmd.ProcessState != nil {
+				client = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+			}
+			// The agent's last accounting (a --stdio agent exits just after).
+			time.Sleep(100 * time.Millisecond)
+			parts, busy := m.end(client)
 			if err != nil {
 				return fmt.Errorf("%s: %v\n%s%s", strings.Join(cmd.Args, " "), err, outb.String(), errb.String())
 			}
@@ -400,22 +510,116 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 				return fmt.Errorf("%s: wc -c counted %q, want %d\n%s", strings.Join(cmd.Args, " "), got, o.size, errb.String())
 			}
 			mbs := float64(o.size) / 1e6 / el.Seconds()
-			cpu := (harness.CPUSeconds(gg.PID()) - cpu0) / gib
-			switch path {
-			case 0:
-				mbD = append(mbD, mbs)
-			case 1:
-				mbG, cpuG = append(mbG, mbs), append(cpuG, cpu)
-			case 2:
-				mbX, cpuX = append(mbX, mbs), append(cpuX, cpu)
-			}
-			logf("  wc -c  path=%s %7.1f MB/s", []string{"kubectl", "gate", "gate, mux off"}[path], mbs)
+			p.mbs = append(p.mbs, mbs)
+			p.cpu.add(parts, busy, gib)
+			logf("  wc -c  path=%s %7.1f MB/s, machine busy %.0f%%, cpu s: %v", p.name, mbs, 100*busy, fmtParts(parts))
 		}
 	}
-	t.section(fmt.Sprintf("kubernetes targets, %s into a running pod (MB/s, best of %d, connection setup included; gate CPU: s per GiB, mean)", humanSize(o.size), o.repeat))
-	t.row("wc -c: per-user via gate vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbG)), ratio(maxf(mbG), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuG)))
-	t.row("wc -c: per-user via gate, mux off vs kubectl exec -i", fmt.Sprintf("%.0f", maxf(mbD)), fmt.Sprintf("%.0f", maxf(mbX)), ratio(maxf(mbX), maxf(mbD)), fmt.Sprintf("%.2f s/GiB", meanf(cpuX)))
+	loadEnd := loadavg()
+	d := paths[0]
+	t.section(fmt.Sprintf("kubernetes targets, %s into a running pod (MB/s, best of %d, connection setup included; gate CPU: s per GiB, mean; load average %s / %s)", humanSize(o.size), o.repeat, loadStart, loadEnd))
+	for _, p := range paths[1:] {
+		label := "wc -c: per-user via gate vs kubectl exec -i"
+		switch p.target {
+		case kubeUserExec:
+			label = "wc -c: per-user via gate, mux off vs kubectl exec -i"
+		case kubeUserBase:
+			label = "wc -c: per-user via gate [baseline] vs kubectl exec -i"
+		}
+		t.row(label, fmt.Sprintf("%.0f", maxf(d.mbs)), fmt.Sprintf("%.0f", maxf(p.mbs)), ratio(maxf(p.mbs), maxf(d.mbs)), fmt.Sprintf("%.2f s/GiB", p.cpu.sum["gate"]/float64(max(p.cpu.n, 1))))
+	}
+	for _, p := range paths[1:] {
+		if len(p.rtt) > 0 {
+			med := percentile(p.rtt, 0.5)
+			*notes = append(*notes, fmt.Sprintf("kube: %s: echo round trip of a second connection to the same pod during the last transfer: median %s ms, p90 %s ms (%d probes); a 2 MiB SSH window per round trip would allow %.0f MB/s",
+				p.name, ms(med), ms(percentile(p.rtt, 0.9)), len(p.rtt), 2*1.048576/med.Seconds()))
+		}
+	}
+	t.section(fmt.Sprintf("kubernetes targets, %s into a running pod: CPU s per GiB by process (mean of %d; machine busy: share of all cores during the transfer)", humanSize(o.size), o.repeat))
+	t.row(append([]string{"path"}, append(slices.Clone(cpuParts), "machine busy")...)...)
+	for _, p := range paths {
+		t.row(append([]string{p.name}, p.cpu.cells()...)...)
+	}
+	if o.profile != "" {
+		if err := k.profileThroughput(ctx, o, notes, src, paths[1].g, cgroups[paths[1]], ep(kubeUser)); err != nil {
+			logf("kube profile: %v", err)
+		}
+	}
+	*notes = append(*notes, "kube: CPU by process: client is ssh or kubectl (rusage), gate/kube-apiserver/kubelet/containerd/shims from /proc (all of the cluster's containerd shims), agent the sshgate-agent processes in the pod's container (sampled every 50 ms), wc the rest of the container's cpuacct cgroup")
+	return nil
+}
 
+// profileThroughput takes 10 s profiles of the gate (pprof) and of the
+// pod's mux agent (perf record, when perf is there) while transfers into
+// the per-user pod run back to back.
+func (k *kubeBench) profileThroughput(ctx context.Context, o *opts, notes *[]string, src string, g *gate, cg string, e *endpoint) error {
+	if err := os.MkdirAll(o.profile, 0o755); err != nil {
+		return err
+	}
+	agentPID := 0
+	b, _ := os.ReadFile(filepath.Join(cg, "cgroup.procs"))
+	for _, f := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(f)
+		if c, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(c), "--mux") {
+			agentPID = pid
+		}
+	}
+	var perf *exec.Cmd
+	perfOut := filepath.Join(o.profile, "agent-kube.perf")
+	if agentPID > 0 {
+		if p, err := exec.LookPath("perf"); err == nil {
+			perf = exec.CommandContext(ctx, p, "record", "-F", "499", "-g", "-o", perfOut, "-p", strconv.Itoa(agentPID), "--", "sleep", "10")
+			if err := perf.Start(); err != nil {
+				perf = nil
+			}
+		}
+	}
+	logf("  profiling the gate (and agent pid %d) for 10 s during transfers into the per-user pod", agentPID)
+	done := cpuProfile(g.pprof)
+	for {
+		select {
+		case r := <-done:
+			if perf != nil {
+				perf.Wait()
+				*notes = append(*notes, "kube: agent profile: "+perfOut+" (perf report -i "+perfOut+")")
+			}
+			if r.err != nil {
+				return r.err
+			}
+			out := filepath.Join(o.profile, "gate-cpu-kube-wc.pprof")
+			*notes = append(*notes, "kube: gate CPU profile: "+out+" (go tool pprof -top "+out+")")
+			return os.WriteFile(out, r.data, 0o644)
+		default:
+		}
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		cmd := e.ssh(ctx, nil, "wc", "-c")
+		cmd.Stdin = f
+		err = cmd.Run()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func fmtParts(parts map[string]float64) string {
+	var b strings.Builder
+	for _, p := range cpuParts {
+		fmt.Fprintf(&b, "%s=%.2f ", p, parts[p])
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
+}
+
+// burst is the row of 20 cold sessions at once.
+func (k *kubeBench) burst(ctx context.Context, t *table, ep func(string) *endpoint) error {
 	// 20 sessions at once, cold, vs 20 plain pods created at once.
 	const n = 20
 	if err := k.settle(ctx); err != nil {
@@ -452,23 +656,6 @@ func runKube(ctx context.Context, o *opts, bin, tmp, work, key, state, kubectl s
 		gateCell = fmt.Sprintf("%s (%d failed: %s)", secs(br.all), br.failed, br.firstErr)
 	}
 	t.row(fmt.Sprintf("%d x ssh kbox echo ready (cold) vs %d pods create-to-Running", n, n), direct, gateCell, ratio(br.all.Seconds(), all.Seconds()), "")
-	if err := k.settle(ctx); err != nil {
-		return err
-	}
-	g.Terminate(time.Minute)
-	gx.Terminate(time.Minute)
-	left, _ := k.cs.CoreV1().Pods(k.ns).List(context.WithoutCancel(ctx), metav1.ListOptions{LabelSelector: "sshgate.gate"})
-	nleft := 0
-	if left != nil {
-		for _, p := range left.Items {
-			if p.DeletionTimestamp == nil {
-				nleft++
-			}
-		}
-	}
-	*notes = append(*notes, fmt.Sprintf("kube: namespace %s; gate pods not being deleted after the gates stopped (SIGTERM): %d", k.ns, nleft),
-		fmt.Sprintf("kube: load average at the section's start / end: %s / %s", loadStart, loadavg()),
-		"kube: "+muxLog(g.log), "kube: "+coldLog(g.log))
 	return nil
 }
 

@@ -43,17 +43,19 @@ import (
 )
 
 type opts struct {
-	size      int64
-	runs      int
-	repeat    int
-	only      map[string]bool
-	keep      bool
-	verify    bool
-	profile   string
-	baseline  string // an sshgate binary whose gates also carry the aes128-gcm scp rows
-	clients   int
-	loginsFor time.Duration
-	sessions  int
+	size     int64
+	runs     int
+	repeat   int
+	only     map[string]bool
+	keep     bool
+	verify   bool
+	profile  string
+	baseline string // an sshgate binary whose gates also carry the aes128-gcm scp rows (and a kube throughput row)
+	// kube section
+	kubeThroughput bool // only the throughput rows
+	clients        int
+	loginsFor      time.Duration
+	sessions       int
 	// docker section
 	shells     int
 	shellsPool int
@@ -117,6 +119,7 @@ func parseFlags(args []string) (*opts, error) {
 	fs.BoolVar(&o.verify, "verify", true, "check the sha256 of one copy per tool and path")
 	fs.StringVar(&o.profile, "profile", "", "save 10 s CPU profiles of the gate during scp aes128-gcm transfers and during logins (kex curve25519) in this directory")
 	fs.StringVar(&o.baseline, "baseline", "", "an sshgate binary (e.g. built from main) whose gates also carry the scp aes128-gcm rows, run by run with this tree's, and the idle sessions")
+	fs.BoolVar(&o.kubeThroughput, "kube-throughput", false, "kube section: only the throughput rows (with -baseline, a gate of that binary too, with the sshgate-agent beside it if any)")
 	fs.IntVar(&o.clients, "clients", 8, "parallel clients for the logins section")
 	fs.DurationVar(&o.loginsFor, "logins-for", 10*time.Second, "duration of the logins section per path")
 	fs.IntVar(&o.sessions, "sessions", 100, "idle sessions for the memory section")

@@ -51,6 +51,7 @@ func addKubernetes(ctx context.Context, cfg config.Config, st store.Store, gateI
 			DefaultMemory:   mem,
 			StartTimeout:    k.StartTimeout.D(),
 			NoMux:           !k.Mux,
+			WebSocket:       k.ExecProtocol == "websocket",
 		},
 		AllowRoot:      k.AllowRoot,
 		DefaultIdleTTL: k.IdleTTL.D(),

@@ -23,6 +23,7 @@ type Kubernetes struct {
 	AgentTimeout    Duration `yaml:"agent_timeout"`     // wait for the agent's first byte
 	OpenTimeout     Duration `yaml:"open_timeout"`      // a whole pod start, API calls included
 	Mux             bool     `yaml:"mux"`               // one long-lived agent exec per warm pod, a stream per connection; false: an exec per connection
+	ExecProtocol    string   `yaml:"exec_protocol"`     // spdy (WebSocket if the upgrade fails) or websocket (SPDY if it fails)
 }
 
 func defaultKubernetes() Kubernetes {
@@ -36,6 +37,7 @@ func defaultKubernetes() Kubernetes {
 		AgentTimeout:    Duration(15 * time.Second),
 		OpenTimeout:     Duration(90 * time.Second),
 		Mux:             true,
+		ExecProtocol:    "spdy",
 	}
 }
 
@@ -57,6 +59,9 @@ func (k Kubernetes) validate(bad func(key, format string, args ...any)) {
 	case "Always", "IfNotPresent", "Never":
 	default:
 		bad("kubernetes.image_pull_policy", "%q is not Always, IfNotPresent or Never", k.ImagePullPolicy)
+	}
+	if k.ExecProtocol != "spdy" && k.ExecProtocol != "websocket" {
+		bad("kubernetes.exec_protocol", "%q is not spdy or websocket", k.ExecProtocol)
 	}
 	if k.DefaultMemory != 0 && k.DefaultMemory < 6<<20 {
 		bad("kubernetes.default_memory", "%d bytes is below 6MiB (0: no limit)", int64(k.DefaultMemory))

@@ -79,8 +79,11 @@ type EngineConfig struct {
 	// NoMux gives every connection to a keeper pod (pool, per-user) an
 	// exec of its own instead of a stream over the pod's long-lived one
 	// (mux.go): kubernetes.mux: false.
-	NoMux  bool
-	Logger *slog.Logger
+	NoMux bool
+	// WebSocket makes exec streams WebSocket first, SPDY when the upgrade
+	// fails (kubernetes.exec_protocol: websocket); else SPDY first.
+	WebSocket bool
+	Logger    *slog.Logger
 }
 
 // Engine is the Kubernetes engine of the container lifecycle.
