@@ -120,6 +120,14 @@ func (e *Engine) Exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 		}
 	}
 	e.log.Debug("pod exec", "pod", r.Name, "mode", execMode(x))
+	if ps := e.takePending(r.ID); ps != nil {
+		if x.Attach {
+			return e.earlyExec(ctx, r, x, ps)
+		}
+		if err := ps.wait(ctx, r); err != nil {
+			return nil, err
+		}
+	}
 	return e.exec(ctx, r, x)
 }
 
@@ -142,8 +150,8 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 	if err != nil {
 		return nil, lifecycle.Failed(r.Target, err, "the gate could not prepare it")
 	}
-	stderr := &logWriter{log: e.log, pod: r.Name}
 	if !x.Attach {
+		stderr := &logWriter{log: e.log, pod: r.Name}
 		var mu sync.Mutex
 		done, code := false, 0
 		go func() {
