@@ -117,7 +117,7 @@ func (e *Engine) earlyExec(ctx context.Context, r lifecycle.Ref, x lifecycle.Exe
 		case <-ctx.Done():
 			return nil, apiError(r.Target, ns, "exec in "+r.Name, ctx.Err())
 		}
-		ex, err := e.executor(ns, name, x.Cmd, true, true)
+		ex, err := e.executor(ns, name, x.Cmd, true)
 		if err != nil {
 			<-e.probes
 			return nil, lifecycle.Failed(r.Target, err, "the gate could not prepare it")
@@ -132,7 +132,7 @@ func (e *Engine) earlyExec(ctx context.Context, r lifecycle.Ref, x lifecycle.Exe
 			return nil, apiError(r.Target, ns, "exec in "+r.Name, ctx.Err())
 		}
 		if !notYet(cause) {
-			// Anything else (no WebSocket, forbidden, an agent that
+			// Anything else (no exec protocol, forbidden, an agent that
 			// does not answer): what the watch says, then the usual
 			// exec, whose error is the one to give.
 			e.log.Debug("early pod exec", "pod", r.Name, "attempts", n, "err", cause)

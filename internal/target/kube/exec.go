@@ -29,10 +29,11 @@ import (
 // translates a WebSocket one into SPDY message by message: 256 MiB into
 // `wc -c` in a pod cost the API server 2.4 s per GiB over SPDY against
 // 8.5 over WebSocket (e2e/bench -only kube, the same run), and on these 2
-// cores the throughput is what the whole path's CPU allows. wsOnly: the
-// early attempts of earlyExec, which read the WebSocket upgrade's failure
-// (the kubelet's "container not found" before the main container runs).
-func (e *Engine) executor(ns, name string, cmd []string, stdin, wsOnly bool) (*fallback, error) {
+// cores the throughput is what the whole path's CPU allows. The early
+// attempts of earlyExec use it too: the kubelet's "container not found"
+// before the main container runs is a refusal of the exec, not of the
+// protocol (upgradeFailed), so it comes back as it is over either.
+func (e *Engine) executor(ns, name string, cmd []string, stdin bool) (*fallback, error) {
 	if e.rest == nil {
 		return nil, errors.New("no REST config for exec")
 	}
@@ -41,9 +42,6 @@ func (e *Engine) executor(ns, name string, cmd []string, stdin, wsOnly bool) (*f
 	ws, err := remotecommand.NewWebSocketExecutor(e.rest, "GET", req.URL().String())
 	if err != nil {
 		return nil, fmt.Errorf("websocket executor: %w", err)
-	}
-	if wsOnly {
-		return &fallback{first: ws, names: [2]string{"websocket", ""}}, nil
 	}
 	spdy, err := spdyExecutor(e.rest, req.URL())
 	if err != nil {
@@ -67,7 +65,7 @@ type fallback struct {
 func (f *fallback) StreamWithContext(ctx context.Context, o remotecommand.StreamOptions) error {
 	f.set(f.names[0])
 	err := f.first.StreamWithContext(ctx, o)
-	if err == nil || f.second == nil || !upgradeFailed(err) {
+	if err == nil || !upgradeFailed(err) {
 		return err
 	}
 	f.set(f.names[1])
@@ -146,7 +144,7 @@ func (e *Engine) exec(ctx context.Context, r lifecycle.Ref, x lifecycle.ExecRequ
 	if !ok {
 		return nil, lifecycle.Failed(r.Target, fmt.Errorf("pod id %q", r.ID), "the gate could not prepare it")
 	}
-	ex, err := e.executor(ns, name, x.Cmd, x.Attach, false)
+	ex, err := e.executor(ns, name, x.Cmd, x.Attach)
 	if err != nil {
 		return nil, lifecycle.Failed(r.Target, err, "the gate could not prepare it")
 	}
