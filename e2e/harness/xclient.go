@@ -81,32 +81,16 @@ func RSSKiB(pid int) int64 { return StatusKiB(pid, "VmRSS") }
 
 // StackInuse is the bytes of the gate's goroutine stacks (the "# Stack =
 // INUSE / SYS" line of pprof's heap profile, read with gc=1).
-func StackInuse(addr string) (int64, error) {
-	cl := http.Client{Timeout: 60 * time.Second}
-	resp, err := cl.Get("http://" + addr + "/debug/pprof/heap?debug=1&gc=1")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	_, rest, ok := strings.Cut(string(b), "\n# Stack = ")
-	if !ok {
-		return 0, fmt.Errorf("no Stack line in the heap profile")
-	}
-	var n int64
-	if _, err := fmt.Sscanf(rest, "%d", &n); err != nil {
-		return 0, fmt.Errorf("heap profile Stack: %v", err)
-	}
-	return n, nil
-}
+func StackInuse(addr string) (int64, error) { return heapProfileLine(addr, "Stack") }
 
 // HeapAlloc is the gate's live heap in bytes just after a garbage
 // collection (pprof's heap profile with gc=1, its HeapAlloc line): what it
 // holds, without the garbage RSS still counts.
-func HeapAlloc(addr string) (int64, error) {
+func HeapAlloc(addr string) (int64, error) { return heapProfileLine(addr, "HeapAlloc") }
+
+// heapProfileLine reads the first number of the "# NAME = ..." line of the
+// gate's heap profile (debug=1, after a garbage collection).
+func heapProfileLine(addr, name string) (int64, error) {
 	cl := http.Client{Timeout: 60 * time.Second}
 	resp, err := cl.Get("http://" + addr + "/debug/pprof/heap?debug=1&gc=1")
 	if err != nil {
@@ -117,13 +101,13 @@ func HeapAlloc(addr string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	_, rest, ok := strings.Cut(string(b), "\n# HeapAlloc = ")
+	_, rest, ok := strings.Cut(string(b), "\n# "+name+" = ")
 	if !ok {
-		return 0, fmt.Errorf("no HeapAlloc in the heap profile")
+		return 0, fmt.Errorf("no %s line in the heap profile", name)
 	}
 	var n int64
 	if _, err := fmt.Sscanf(rest, "%d", &n); err != nil {
-		return 0, fmt.Errorf("heap profile HeapAlloc: %v", err)
+		return 0, fmt.Errorf("heap profile %s: %v", name, err)
 	}
 	return n, nil
 }

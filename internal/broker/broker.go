@@ -335,19 +335,9 @@ func (b *Broker) Handle(ctx context.Context, sc *sshd.Conn) {
 		case us = <-upLoop:
 			upLoop = nil
 		case r, ok := <-us.reqs:
-			if !ok {
-				us.reqs = nil
-				us.ended()
-			} else if r.WantReply {
-				_ = r.Reply(false, nil)
-			}
+			us.request(r, ok)
 		case nc, ok := <-us.chans:
-			if !ok {
-				us.chans = nil
-				us.ended()
-				continue
-			}
-			c.fromTarget(us.up, nc)
+			us.channel(c, nc, ok)
 		case r, ok := <-reqs:
 			if !ok {
 				reqs = nil
@@ -544,25 +534,37 @@ func (c *conn) fromUpstream(us upStreams) {
 	for us.chans != nil || us.reqs != nil {
 		select {
 		case r, ok := <-us.reqs:
-			if !ok {
-				us.reqs = nil
-				us.ended()
-			} else if r.WantReply {
-				_ = r.Reply(false, nil)
-			}
+			us.request(r, ok)
 		case nc, ok := <-us.chans:
-			if !ok {
-				us.chans = nil
-				us.ended()
-				continue
-			}
-			c.fromTarget(us.up, nc)
+			us.channel(c, nc, ok)
 		}
 	}
 }
 
 // ended marks the target connection done once both of its streams have
 // closed.
+// request answers one of the target's global requests (no: hostkeys-00
+// and the like stay at the gate); ok false: they ended.
+func (us *upStreams) request(r *ssh.Request, ok bool) {
+	if !ok {
+		us.reqs = nil
+		us.ended()
+	} else if r.WantReply {
+		_ = r.Reply(false, nil)
+	}
+}
+
+// channel serves a channel the target opens (fromTarget); ok false: the
+// target's channel opens ended.
+func (us *upStreams) channel(c *conn, nc ssh.NewChannel, ok bool) {
+	if !ok {
+		us.chans = nil
+		us.ended()
+		return
+	}
+	c.fromTarget(us.up, nc)
+}
+
 func (us *upStreams) ended() {
 	if us.chans == nil && us.reqs == nil {
 		close(us.up.done)
