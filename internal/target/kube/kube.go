@@ -2,7 +2,7 @@
 // (target/container): a target's pod built from its spec, submitted, waited
 // for with a bounded time and one line naming why it did not start, deleted,
 // listed by labels for reaping, and the agent reached over the API server's
-// exec (client-go remotecommand: WebSocket, SPDY as the fallback): one exec
+// exec (client-go remotecommand: SPDY, WebSocket as the fallback; exec.go): one exec
 // stream per SSH connection to a per-connection pod, as the Docker exec
 // transport does, and a stream over the pod's one long-lived agent exec for
 // a pool or per-user pod (mux.go). New puts the engine and the lifecycle
